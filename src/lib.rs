@@ -1,0 +1,14 @@
+//! Portico: a Kubernetes Ingress controller.
+//!
+//! Data flows one way: a source (`source`) collects objects into a `Snapshot`, the pure
+//! `translate` step turns it into a `Published` routing table, `publish` swaps it into one
+//! `ArcSwap`, and the `proxy` reads it per request. See `../shared/style.md`.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod proxy;
+pub mod publish;
+pub mod routing;
+pub mod source;
+pub mod translate;

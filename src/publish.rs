@@ -1,0 +1,104 @@
+//! Publish: translate each new snapshot and swap the result into the one `ArcSwap` that the
+//! proxy (and later the TLS resolver) read. Bursts coalesce; nothing is swapped when nothing
+//! changed.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
+use crate::source::Snapshot;
+use crate::translate::{translate, Options, Translation};
+
+/// One published configuration. Version 0 is the empty table served before the first publish.
+#[derive(Debug)]
+pub struct Published {
+    pub version: u64,
+    pub translation: Translation,
+}
+
+impl Published {
+    fn empty() -> Self {
+        Published {
+            version: 0,
+            translation: Translation {
+                table: Default::default(),
+                conditions: Vec::new(),
+                owned: Vec::new(),
+            },
+        }
+    }
+
+    /// Whether a real configuration has been published (spec: publish nothing partial).
+    pub fn is_ready(&self) -> bool {
+        self.version > 0
+    }
+}
+
+/// The shared, hot-swapped configuration.
+pub type Shared = Arc<ArcSwap<Published>>;
+
+/// A fresh handle holding the empty version 0.
+pub fn shared() -> Shared {
+    Arc::new(ArcSwap::from_pointee(Published::empty()))
+}
+
+/// Translates `snapshot` and swaps it in unless it equals what is published. Returns the new
+/// version when it swapped.
+pub fn apply(shared: &Shared, snapshot: &Snapshot, options: &Options) -> Option<u64> {
+    let translation = translate(snapshot, options);
+    let current = shared.load();
+    if current.is_ready() && current.translation == translation {
+        tracing::debug!(version = current.version, "configuration unchanged");
+        return None;
+    }
+    let before: HashSet<_> = current.translation.conditions.iter().collect();
+    for condition in translation
+        .conditions
+        .iter()
+        .filter(|c| !before.contains(c))
+    {
+        tracing::warn!(
+            object = %condition.object,
+            reason = ?condition.reason,
+            "{}",
+            condition.message
+        );
+    }
+    let version = current.version + 1;
+    tracing::info!(
+        version,
+        vhosts = translation.table.vhosts().len(),
+        routes = translation.table.route_count(),
+        conditions = translation.conditions.len(),
+        "published configuration"
+    );
+    shared.store(Arc::new(Published {
+        version,
+        translation,
+    }));
+    Some(version)
+}
+
+/// Publishes every snapshot the source sends until the sender goes away. The watch channel
+/// keeps only the latest value, so a burst of changes becomes one rebuild.
+pub async fn run(
+    shared: Shared,
+    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    options: Arc<Options>,
+) {
+    loop {
+        let snapshot = snapshots.borrow_and_update().clone();
+        let (shared2, options2) = (shared.clone(), options.clone());
+        // Translating thousands of Ingresses takes milliseconds: keep it off the runtime threads.
+        let result =
+            tokio::task::spawn_blocking(move || apply(&shared2, &snapshot, &options2)).await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "translate panicked; keeping the last configuration");
+        }
+        if snapshots.changed().await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The immutable routing table that translate builds and the proxy reads per request.
+//!
+//! Knows neither kube nor hyper: hosts and paths come in as strings already normalised by
+//! [`normalize`], backends go out as addresses.
+
+pub mod normalize;
+mod table;
+
+pub use table::{Decision, RouteTable, VirtualHost};
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// How a rule path is compared with the request path (spec §3.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum PathType {
+    Exact,
+    Prefix,
+    ImplementationSpecific,
+}
+
+impl PathType {
+    /// ImplementationSpecific is treated exactly like Prefix (spec §3.5).
+    pub fn is_prefix(self) -> bool {
+        !matches!(self, PathType::Exact)
+    }
+}
+
+/// The rule host a virtual host answers for (spec §3.3).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HostMatch {
+    /// `foo.bar.com`
+    Exact(String),
+    /// `*.bar.com`, stored as the suffix `bar.com`.
+    Wildcard(String),
+    /// Rules without a host.
+    Any,
+}
+
+impl std::fmt::Display for HostMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostMatch::Exact(h) => f.write_str(h),
+            HostMatch::Wildcard(s) => write!(f, "*.{s}"),
+            HostMatch::Any => f.write_str("*"),
+        }
+    }
+}
+
+/// Where a route came from: the Ingress, and the rule and path index within it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Origin {
+    pub namespace: String,
+    pub name: String,
+    pub rule: usize,
+    pub path: usize,
+}
+
+/// One `(path, pathType, backend, origin)` entry of a virtual host.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    /// The rule path after spec §3.4 step 5 normalisation (`""` for an empty
+    /// ImplementationSpecific path is stored as `/`).
+    pub path: String,
+    pub path_type: PathType,
+    pub backend: Arc<Backend>,
+    pub origin: Origin,
+}
+
+impl Route {
+    /// For Prefix routes, the path with one trailing `/` removed; `""` for `/` (spec §3.5).
+    pub fn prefix_key(&self) -> &str {
+        self.path.strip_suffix('/').unwrap_or(&self.path)
+    }
+
+    /// Effective length (spec §3.6 step 1).
+    pub fn effective_len(&self) -> usize {
+        if self.path_type.is_prefix() {
+            self.prefix_key().len()
+        } else {
+            self.path.len()
+        }
+    }
+
+    /// Whether this route matches the (normalised) request path (spec §3.5).
+    pub fn matches(&self, path: &str) -> bool {
+        if !self.path_type.is_prefix() {
+            return path == self.path;
+        }
+        let q = self.prefix_key();
+        q.is_empty()
+            || path == q
+            || (path.len() > q.len() && path.starts_with(q) && path.as_bytes()[q.len()] == b'/')
+    }
+}
+
+/// The port of a Service backend as the Ingress wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(untagged)]
+pub enum PortRef {
+    Number(u16),
+    Name(String),
+}
+
+impl std::fmt::Display for PortRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PortRef::Number(n) => write!(f, "{n}"),
+            PortRef::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+/// What an Ingress backend reference names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum BackendRef {
+    Service {
+        namespace: String,
+        name: String,
+        port: PortRef,
+    },
+    /// A typed `resource` backend (spec §4.6): never served.
+    Resource {
+        namespace: String,
+        kind: String,
+        name: String,
+    },
+}
+
+impl std::fmt::Display for BackendRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BackendRef::Service {
+                namespace,
+                name,
+                port,
+            } => write!(f, "{namespace}/{name}:{port}"),
+            BackendRef::Resource {
+                namespace,
+                kind,
+                name,
+            } => write!(f, "{namespace}/{kind}/{name}"),
+        }
+    }
+}
+
+/// Why a backend cannot take traffic; the proxy answers 503 (spec §4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Unavailable {
+    ServiceNotFound,
+    ServicePortNotFound,
+    NoEndpoints,
+    ResourceBackendUnsupported,
+    ExternalNameRejected,
+    ExternalNameDisabled,
+}
+
+/// Where a backend's traffic goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Target {
+    /// Endpoint addresses, sorted and de-duplicated (spec §4.2); never empty.
+    Endpoints(Vec<SocketAddr>),
+    /// An ExternalName Service (spec §4.5): resolved when connecting.
+    ExternalName { host: String, port: u16 },
+    Unavailable(Unavailable),
+}
+
+/// A resolved backend: what it was called and where its traffic goes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Backend {
+    #[serde(rename = "ref")]
+    pub reference: BackendRef,
+    pub target: Target,
+    #[serde(skip)]
+    rr: RoundRobin,
+}
+
+impl Backend {
+    pub fn new(reference: BackendRef, target: Target) -> Self {
+        Backend {
+            reference,
+            target,
+            rr: RoundRobin::default(),
+        }
+    }
+
+    /// The next endpoint in round-robin order (spec §4.3), skipping `skip` (the endpoint that
+    /// just failed, for the retry) when there is another. `offset` spreads the starting point
+    /// per process. `None` unless the target is `Endpoints`.
+    pub fn pick(&self, offset: usize, skip: Option<SocketAddr>) -> Option<SocketAddr> {
+        let Target::Endpoints(endpoints) = &self.target else {
+            return None;
+        };
+        if endpoints.is_empty() {
+            return None;
+        }
+        let n = endpoints.len();
+        let start = self.rr.next().wrapping_add(offset);
+        let first = endpoints[start % n];
+        if n > 1 && skip == Some(first) {
+            return Some(endpoints[start.wrapping_add(1) % n]);
+        }
+        Some(first)
+    }
+}
+
+/// Per-backend round-robin position. Not part of the configuration: equal whatever its value,
+/// and a clone starts afresh.
+#[derive(Debug, Default)]
+struct RoundRobin(AtomicUsize);
+
+impl RoundRobin {
+    fn next(&self) -> usize {
+        self.0.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+impl PartialEq for RoundRobin {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Clone for RoundRobin {
+    fn clone(&self) -> Self {
+        RoundRobin::default()
+    }
+}

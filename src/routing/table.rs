@@ -1,0 +1,252 @@
+//! `RouteTable` and `VirtualHost`: host selection (spec §3.3), path precedence (spec §3.6) and
+//! defaults (spec §3.7), precomputed so a lookup is a few hash probes.
+
+use std::cmp::Reverse;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::{Backend, HostMatch, Route};
+
+/// All routes for one rule host, merged across Ingresses (spec §3.8).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VirtualHost {
+    pub host: HostMatch,
+    /// Every route in precedence order (spec §3.6); shadowed ones included.
+    pub routes: Vec<Route>,
+    /// Per-vhost fallback (spec §3.7): used when no path matches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Arc<Backend>>,
+    /// Exact path → index of the winning route.
+    #[serde(skip)]
+    exact: HashMap<Box<str>, usize>,
+    /// Prefix key (path without one trailing `/`) → index of the winning route.
+    #[serde(skip)]
+    prefix: HashMap<Box<str>, usize>,
+    /// Length of the longest prefix key, to skip probes that cannot hit.
+    #[serde(skip)]
+    longest_prefix: usize,
+}
+
+impl VirtualHost {
+    /// Builds a vhost from routes given in age order (spec §0: oldest Ingress first, then rule
+    /// index, then path index). The sort is stable, so age order decides ties (spec §3.6 step 4).
+    pub fn new(host: HostMatch, mut routes: Vec<Route>, fallback: Option<Arc<Backend>>) -> Self {
+        routes.sort_by_key(|r| {
+            (
+                Reverse(r.effective_len()),
+                r.path_type.is_prefix(),
+                Reverse(r.path.len()),
+            )
+        });
+        let mut exact = HashMap::new();
+        let mut prefix = HashMap::new();
+        let mut longest_prefix = 0;
+        for (i, route) in routes.iter().enumerate() {
+            if route.path_type.is_prefix() {
+                let key = route.prefix_key();
+                longest_prefix = longest_prefix.max(key.len());
+                prefix.entry(key.into()).or_insert(i);
+            } else {
+                exact.entry(route.path.as_str().into()).or_insert(i);
+            }
+        }
+        VirtualHost {
+            host,
+            routes,
+            fallback,
+            exact,
+            prefix,
+            longest_prefix,
+        }
+    }
+
+    /// The route that wins for a normalised request path, if any (spec §3.5, §3.6).
+    pub fn lookup(&self, path: &str) -> Option<&Route> {
+        self.lookup_index(path).map(|i| &self.routes[i])
+    }
+
+    fn lookup_index(&self, path: &str) -> Option<usize> {
+        // An Exact match has effective length len(path); no Prefix can be longer, and at equal
+        // length Exact wins (spec §3.6 steps 1–2).
+        if let Some(&i) = self.exact.get(path) {
+            return Some(i);
+        }
+        if self.prefix.is_empty() {
+            return None;
+        }
+        // Candidate prefix keys are the path itself and every part of it that is followed by a
+        // `/`, longest first: the first hit has the greatest effective length.
+        if path.len() <= self.longest_prefix {
+            if let Some(&i) = self.prefix.get(path) {
+                return Some(i);
+            }
+        }
+        for (slash, _) in path.rmatch_indices('/') {
+            if slash > self.longest_prefix {
+                continue;
+            }
+            if let Some(&i) = self.prefix.get(&path[..slash]) {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Routes that can never be chosen: another route with the same match set outranks them.
+    pub fn shadowed(&self) -> impl Iterator<Item = (&Route, &Route)> {
+        self.routes.iter().enumerate().filter_map(|(i, r)| {
+            let winner = if r.path_type.is_prefix() {
+                self.prefix.get(r.prefix_key())
+            } else {
+                self.exact.get(r.path.as_str())
+            };
+            match winner {
+                Some(&w) if w != i => Some((r, &self.routes[w])),
+                _ => None,
+            }
+        })
+    }
+}
+
+/// What the table decided for one request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decision<'a> {
+    /// A path of the selected vhost matched.
+    Route {
+        vhost: &'a VirtualHost,
+        route: &'a Route,
+    },
+    /// The vhost was selected but no path matched; its fallback backend serves (spec §3.7).
+    Fallback {
+        vhost: &'a VirtualHost,
+        backend: &'a Arc<Backend>,
+    },
+    /// No vhost (or a hostless miss): the global default backend serves (spec §3.7).
+    Default {
+        vhost: Option<&'a VirtualHost>,
+        backend: &'a Arc<Backend>,
+    },
+    /// Nothing serves: 404.
+    NotFound { vhost: Option<&'a VirtualHost> },
+}
+
+impl<'a> Decision<'a> {
+    pub fn backend(&self) -> Option<&'a Arc<Backend>> {
+        match *self {
+            Decision::Route { route, .. } => Some(&route.backend),
+            Decision::Fallback { backend, .. } | Decision::Default { backend, .. } => Some(backend),
+            Decision::NotFound { .. } => None,
+        }
+    }
+
+    pub fn vhost(&self) -> Option<&'a VirtualHost> {
+        match *self {
+            Decision::Route { vhost, .. } | Decision::Fallback { vhost, .. } => Some(vhost),
+            Decision::Default { vhost, .. } | Decision::NotFound { vhost } => vhost,
+        }
+    }
+
+    pub fn route(&self) -> Option<&'a Route> {
+        match *self {
+            Decision::Route { route, .. } => Some(route),
+            _ => None,
+        }
+    }
+}
+
+/// The whole routing table: virtual hosts plus the global default backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteTable {
+    /// Sorted: exact hosts, then wildcards, then the hostless vhost.
+    vhosts: Vec<VirtualHost>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    default_backend: Option<Arc<Backend>>,
+    #[serde(skip)]
+    exact: HashMap<Box<str>, usize>,
+    /// Keyed by the suffix after `*.`.
+    #[serde(skip)]
+    wildcard: HashMap<Box<str>, usize>,
+    #[serde(skip)]
+    hostless: Option<usize>,
+}
+
+impl RouteTable {
+    /// Builds the table. Each host should appear once (translate merges); if one repeats, the
+    /// first wins.
+    pub fn new(mut vhosts: Vec<VirtualHost>, default_backend: Option<Arc<Backend>>) -> Self {
+        vhosts.sort_by(|a, b| a.host.cmp(&b.host));
+        vhosts.dedup_by(|later, first| later.host == first.host);
+        let mut table = RouteTable {
+            vhosts,
+            default_backend,
+            ..RouteTable::default()
+        };
+        for (i, vhost) in table.vhosts.iter().enumerate() {
+            match &vhost.host {
+                HostMatch::Exact(h) => {
+                    table.exact.insert(h.as_str().into(), i);
+                }
+                HostMatch::Wildcard(s) => {
+                    table.wildcard.insert(s.as_str().into(), i);
+                }
+                HostMatch::Any => table.hostless = Some(i),
+            }
+        }
+        table
+    }
+
+    pub fn vhosts(&self) -> &[VirtualHost] {
+        &self.vhosts
+    }
+
+    pub fn default_backend(&self) -> Option<&Arc<Backend>> {
+        self.default_backend.as_ref()
+    }
+
+    /// Number of routes over all vhosts.
+    pub fn route_count(&self) -> usize {
+        self.vhosts.iter().map(|v| v.routes.len()).sum()
+    }
+
+    /// The vhost for a normalised match host: exact, then one-label wildcard, then hostless
+    /// (spec §3.3).
+    pub fn select_vhost(&self, host: &str) -> Option<&VirtualHost> {
+        if let Some(&i) = self.exact.get(host) {
+            return Some(&self.vhosts[i]);
+        }
+        if !self.wildcard.is_empty() {
+            if let Some(dot) = host.find('.') {
+                if dot > 0 {
+                    if let Some(&i) = self.wildcard.get(&host[dot + 1..]) {
+                        return Some(&self.vhosts[i]);
+                    }
+                }
+            }
+        }
+        self.hostless.map(|i| &self.vhosts[i])
+    }
+
+    /// The decision for a normalised match host and path (spec §3.3–3.7).
+    pub fn decide(&self, host: &str, path: &str) -> Decision<'_> {
+        let vhost = self.select_vhost(host);
+        if let Some(vhost) = vhost {
+            if let Some(route) = vhost.lookup(path) {
+                return Decision::Route { vhost, route };
+            }
+            if let Some(backend) = &vhost.fallback {
+                return Decision::Fallback { vhost, backend };
+            }
+            // No fall-through from an exact or wildcard vhost to a less specific one (spec §3.3).
+            if vhost.host != HostMatch::Any {
+                return Decision::NotFound { vhost: Some(vhost) };
+            }
+        }
+        match &self.default_backend {
+            Some(backend) => Decision::Default { vhost, backend },
+            None => Decision::NotFound { vhost },
+        }
+    }
+}
