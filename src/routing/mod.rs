@@ -168,7 +168,10 @@ pub enum Target {
     /// Endpoint addresses, sorted and de-duplicated (spec §4.2); never empty.
     Endpoints(Vec<SocketAddr>),
     /// An ExternalName Service (spec §4.5): resolved when connecting.
-    ExternalName { host: String, port: u16 },
+    ExternalName {
+        host: String,
+        port: u16,
+    },
     Unavailable(Unavailable),
 }
 
@@ -233,3 +236,6 @@ impl Clone for RoundRobin {
         RoundRobin::default()
     }
 }
+
+#[cfg(test)]
+mod tests;

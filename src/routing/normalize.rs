@@ -94,7 +94,8 @@ fn decode_unreserved(raw: &str) -> String {
 
 /// Whether a path has a `.` or `..` segment.
 fn has_dot_segment(path: &str) -> bool {
-    path.split('/').any(|seg| seg == "." || seg == "..")
+    (path.contains("/.") || path.starts_with('.'))
+        && path.split('/').any(|seg| seg == "." || seg == "..")
 }
 
 /// RFC 3986 §5.2.4 for an absolute path; a `..` above the root is dropped.

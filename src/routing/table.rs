@@ -2,10 +2,13 @@
 //! defaults (spec §3.7), precomputed so a lookup is a few hash probes.
 
 use std::cmp::Reverse;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
+
+/// Hash maps keyed by configuration strings. foldhash is several times faster than SipHash on
+/// short strings; lookups with request-chosen keys cannot grow the map, so flooding does not apply.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use super::{Backend, HostMatch, Route};
 
@@ -21,12 +24,16 @@ pub struct VirtualHost {
     /// Exact path → index of the winning route.
     #[serde(skip)]
     exact: HashMap<Box<str>, usize>,
+    /// `exact_lengths[n]` is true when some exact path is `n` bytes long.
+    #[serde(skip)]
+    exact_lengths: Vec<bool>,
     /// Prefix key (path without one trailing `/`) → index of the winning route.
     #[serde(skip)]
     prefix: HashMap<Box<str>, usize>,
-    /// Length of the longest prefix key, to skip probes that cannot hit.
+    /// `prefix_lengths[n]` is true when some prefix key is `n` bytes long: probes of other
+    /// lengths cannot hit and are skipped.
     #[serde(skip)]
-    longest_prefix: usize,
+    prefix_lengths: Vec<bool>,
 }
 
 impl VirtualHost {
@@ -40,15 +47,17 @@ impl VirtualHost {
                 Reverse(r.path.len()),
             )
         });
-        let mut exact = HashMap::new();
-        let mut prefix = HashMap::new();
-        let mut longest_prefix = 0;
+        let mut exact = HashMap::default();
+        let mut prefix = HashMap::default();
+        let mut prefix_lengths = Vec::new();
+        let mut exact_lengths = Vec::new();
         for (i, route) in routes.iter().enumerate() {
             if route.path_type.is_prefix() {
                 let key = route.prefix_key();
-                longest_prefix = longest_prefix.max(key.len());
+                mark_length(&mut prefix_lengths, key.len());
                 prefix.entry(key.into()).or_insert(i);
             } else {
+                mark_length(&mut exact_lengths, route.path.len());
                 exact.entry(route.path.as_str().into()).or_insert(i);
             }
         }
@@ -57,8 +66,9 @@ impl VirtualHost {
             routes,
             fallback,
             exact,
+            exact_lengths,
             prefix,
-            longest_prefix,
+            prefix_lengths,
         }
     }
 
@@ -68,6 +78,19 @@ impl VirtualHost {
     }
 
     fn lookup_index(&self, path: &str) -> Option<usize> {
+        if self.routes.len() <= LINEAR_SCAN_MAX {
+            return self.scan(path);
+        }
+        self.probe(path)
+    }
+
+    /// The definition of spec §3.6: the first route in precedence order that matches.
+    fn scan(&self, path: &str) -> Option<usize> {
+        self.routes.iter().position(|r| r.matches(path))
+    }
+
+    /// The same answer as `scan`, in a few hash probes however many routes there are.
+    fn probe(&self, path: &str) -> Option<usize> {
         // An Exact match has effective length len(path); no Prefix can be longer, and at equal
         // length Exact wins (spec §3.6 steps 1–2).
         if let Some(&i) = self.exact.get(path) {
@@ -78,20 +101,31 @@ impl VirtualHost {
         }
         // Candidate prefix keys are the path itself and every part of it that is followed by a
         // `/`, longest first: the first hit has the greatest effective length.
-        if path.len() <= self.longest_prefix {
+        let may_hit = |len: usize| self.prefix_lengths.get(len).copied().unwrap_or(false);
+        if may_hit(path.len()) {
             if let Some(&i) = self.prefix.get(path) {
                 return Some(i);
             }
         }
         for (slash, _) in path.rmatch_indices('/') {
-            if slash > self.longest_prefix {
+            if !may_hit(slash) {
                 continue;
             }
             if let Some(&i) = self.prefix.get(&path[..slash]) {
                 return Some(i);
             }
         }
+        // Prefix `/` matches every path, even one not starting with `/` (`OPTIONS *`).
+        if !path.starts_with('/') {
+            return self.prefix.get("").copied();
+        }
         None
+    }
+
+    /// Both lookup strategies, for tests that pin them to each other.
+    #[cfg(test)]
+    pub(crate) fn lookup_both(&self, path: &str) -> (Option<usize>, Option<usize>) {
+        (self.scan(path), self.probe(path))
     }
 
     /// Routes that can never be chosen: another route with the same match set outranks them.
@@ -108,6 +142,21 @@ impl VirtualHost {
             }
         })
     }
+}
+
+/// Up to this many routes, scanning them in order beats hashing (fewer cache misses):
+/// `cargo bench --bench matcher`.
+const LINEAR_SCAN_MAX: usize = 8;
+
+fn mark_length(lengths: &mut Vec<bool>, len: usize) {
+    if lengths.len() <= len {
+        lengths.resize(len + 1, false);
+    }
+    lengths[len] = true;
+}
+
+fn has_length(lengths: &[bool], len: usize) -> bool {
+    lengths.get(len).copied().unwrap_or(false)
 }
 
 /// What the table decided for one request.
@@ -182,7 +231,9 @@ impl RouteTable {
         let mut table = RouteTable {
             vhosts,
             default_backend,
-            ..RouteTable::default()
+            exact: HashMap::default(),
+            wildcard: HashMap::default(),
+            hostless: None,
         };
         for (i, vhost) in table.vhosts.iter().enumerate() {
             match &vhost.host {
