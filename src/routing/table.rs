@@ -93,15 +93,17 @@ impl VirtualHost {
     fn probe(&self, path: &str) -> Option<usize> {
         // An Exact match has effective length len(path); no Prefix can be longer, and at equal
         // length Exact wins (spec §3.6 steps 1–2).
-        if let Some(&i) = self.exact.get(path) {
-            return Some(i);
+        if has_length(&self.exact_lengths, path.len()) {
+            if let Some(&i) = self.exact.get(path) {
+                return Some(i);
+            }
         }
         if self.prefix.is_empty() {
             return None;
         }
         // Candidate prefix keys are the path itself and every part of it that is followed by a
         // `/`, longest first: the first hit has the greatest effective length.
-        let may_hit = |len: usize| self.prefix_lengths.get(len).copied().unwrap_or(false);
+        let may_hit = |len: usize| has_length(&self.prefix_lengths, len);
         if may_hit(path.len()) {
             if let Some(&i) = self.prefix.get(path) {
                 return Some(i);
