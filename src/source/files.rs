@@ -16,7 +16,7 @@ pub enum LoadError {
     #[error("{file}: document {index}: {message}")]
     Document {
         file: String,
-        /// 0-based index of the document within the file.
+        /// Position of the document within the file, counting from 1.
         index: usize,
         message: String,
     },
@@ -44,9 +44,10 @@ pub struct Loaded {
 /// `kind: List` documents (what `kubectl get -o yaml` prints) are unpacked. Objects without
 /// `metadata.namespace` are put in `default`, as `kubectl apply` would.
 pub fn parse_documents(file: &str, text: &str, loaded: &mut Loaded) {
-    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = match serde_yaml::Value::deserialize(document) {
-            Ok(serde_yaml::Value::Null) => continue, // empty document, e.g. a trailing `---`
+    for (index, document) in split_documents(text).into_iter().enumerate() {
+        let index = index + 1;
+        let value = match serde_yaml::from_str::<serde_yaml::Value>(document) {
+            Ok(serde_yaml::Value::Null) => continue, // only comments
             Ok(value) => value,
             Err(e) => {
                 loaded.errors.push(LoadError::Document {
@@ -54,7 +55,6 @@ pub fn parse_documents(file: &str, text: &str, loaded: &mut Loaded) {
                     index,
                     message: e.to_string(),
                 });
-                // A syntax error ends the YAML stream: serde_yaml yields no further documents.
                 continue;
             }
         };
@@ -71,6 +71,31 @@ pub fn parse_documents(file: &str, text: &str, loaded: &mut Loaded) {
         };
         add_object(file, index, value, loaded);
     }
+}
+
+/// Splits a YAML stream at its `---` document markers, so that a syntax error in one document
+/// does not hide the documents after it. Blank documents are dropped; a `---` on the first
+/// line does not start an extra document.
+fn split_documents(text: &str) -> Vec<&str> {
+    let mut documents = Vec::new();
+    let mut start = 0;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let is_marker =
+            line.starts_with("---") && line[3..].chars().next().is_none_or(char::is_whitespace);
+        if is_marker {
+            documents.push(&text[start..offset]);
+            // Content after the marker (`--- {a: 1}`) belongs to the new document.
+            start = offset + 3;
+        }
+        offset += line.len();
+    }
+    documents.push(&text[start..]);
+    documents.retain(|d| {
+        d.lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+    });
+    documents
 }
 
 fn add_object(file: &str, index: usize, value: serde_json::Value, loaded: &mut Loaded) {
@@ -247,4 +272,249 @@ pub fn load(dir: &Path) -> Loaded {
         }
     }
     loaded
+}
+
+/// Logs what a load could not use: one line per bad document, one per skipped kind.
+pub fn log_problems(loaded: &Loaded) {
+    for error in &loaded.errors {
+        tracing::warn!("manifest skipped: {error}");
+    }
+    for s in &loaded.skipped {
+        tracing::info!(
+            file = %s.file,
+            document = s.index,
+            "skipping {} {}: not a kind Portico reads",
+            s.api_version,
+            s.kind
+        );
+    }
+}
+
+/// How long the directory must stay quiet before a reload, so an editor's save (several events)
+/// or a `cp -r` becomes one rebuild.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
+/// Longest a reload waits for quiet during a continuous stream of changes.
+const SETTLE_MAX: std::time::Duration = std::time::Duration::from_millis(300);
+/// A full rescan even without events: covers a directory that appears later, or filesystems
+/// where inotify says nothing (network mounts).
+const RESCAN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Watches `dir` and sends a new snapshot whenever what it loads changes. `initial` is the
+/// snapshot already sent. Returns when every receiver is gone.
+pub async fn watch(
+    dir: PathBuf,
+    initial: std::sync::Arc<Snapshot>,
+    tx: tokio::sync::watch::Sender<std::sync::Arc<Snapshot>>,
+) {
+    use notify::Watcher;
+
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let handler = move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            // The receiver only goes away when this task ends.
+            let _ = events_tx.send(());
+        }
+    };
+    // Keep the watcher alive for as long as this task runs.
+    let _watcher = match notify::recommended_watcher(handler) {
+        Ok(mut watcher) => match watcher.watch(&dir, notify::RecursiveMode::Recursive) {
+            Ok(()) => Some(watcher),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch manifests; rescanning every {}s", RESCAN.as_secs());
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "no filesystem watcher; rescanning every {}s", RESCAN.as_secs());
+            None
+        }
+    };
+
+    let mut current = initial;
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                if event.is_none() {
+                    return;
+                }
+                settle(&mut events).await;
+            }
+            _ = tokio::time::sleep(RESCAN) => {}
+            _ = tx.closed() => return,
+        }
+        let dir2 = dir.clone();
+        let loaded = match tokio::task::spawn_blocking(move || load(&dir2)).await {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::error!(error = %e, "manifest load failed");
+                continue;
+            }
+        };
+        if loaded.snapshot == *current {
+            continue;
+        }
+        log_problems(&loaded);
+        tracing::info!(objects = loaded.snapshot.len(), "manifests changed");
+        current = std::sync::Arc::new(loaded.snapshot);
+        if tx.send(current.clone()).is_err() {
+            return;
+        }
+    }
+}
+
+/// Waits until no event has arrived for `SETTLE`, or `SETTLE_MAX` has passed.
+async fn settle(events: &mut tokio::sync::mpsc::UnboundedReceiver<()>) {
+    let deadline = tokio::time::Instant::now() + SETTLE_MAX;
+    loop {
+        let quiet = tokio::time::sleep(SETTLE);
+        tokio::select! {
+            _ = quiet => return,
+            _ = tokio::time::sleep_until(deadline) => return,
+            more = events.recv() => if more.is_none() { return },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str =
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: a\nspec:\n  ports:\n  - port: 80\n";
+
+    #[test]
+    fn multi_document_files_are_split_and_defaulted() {
+        let mut loaded = Loaded::default();
+        let text = format!("{GOOD}---\n---\napiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: portico\n  namespace: ignored\nspec:\n  controller: portico.dev/ingress-controller\n");
+        parse_documents("f.yaml", &text, &mut loaded);
+        assert_eq!(loaded.errors, vec![]);
+        assert_eq!(loaded.snapshot.services.len(), 1);
+        assert_eq!(
+            loaded.snapshot.services[0].metadata.namespace.as_deref(),
+            Some("default")
+        );
+        assert_eq!(loaded.snapshot.ingress_classes[0].metadata.namespace, None);
+    }
+
+    #[test]
+    fn other_kinds_are_skipped_not_errors() {
+        let mut loaded = Loaded::default();
+        parse_documents(
+            "f.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x\n",
+            &mut loaded,
+        );
+        assert!(loaded.errors.is_empty());
+        assert_eq!(loaded.skipped.len(), 1);
+        assert_eq!(loaded.skipped[0].kind, "Deployment");
+    }
+
+    #[test]
+    fn a_bad_document_names_file_and_index_and_spares_the_rest() {
+        let mut loaded = Loaded::default();
+        let text = format!("{GOOD}---\napiVersion: v1\nkind: Service\nmetadata:\n  name: b\nspec:\n  ports: 7\n---\n{GOOD}");
+        parse_documents("f.yaml", &text, &mut loaded);
+        assert_eq!(loaded.snapshot.services.len(), 2);
+        assert_eq!(loaded.errors.len(), 1);
+        let message = loaded.errors[0].to_string();
+        assert!(
+            message.starts_with("f.yaml: document 2: v1 Service"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_and_non_objects_are_reported() {
+        for text in [
+            "a: [unclosed",
+            "- just\n- a list\n",
+            "kind: Service\n",
+            "42",
+        ] {
+            let mut loaded = Loaded::default();
+            parse_documents("bad.yaml", text, &mut loaded);
+            assert_eq!(loaded.errors.len(), 1, "{text:?}: {:?}", loaded.errors);
+            assert!(loaded.snapshot.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_syntax_error_spares_the_following_documents() {
+        let mut loaded = Loaded::default();
+        let text = format!("--- # first\na: [unclosed\n---\n{GOOD}...\n");
+        parse_documents("f.yaml", &text, &mut loaded);
+        assert_eq!(loaded.errors.len(), 1, "{:?}", loaded.errors);
+        assert!(loaded.errors[0]
+            .to_string()
+            .starts_with("f.yaml: document 1:"));
+        assert_eq!(loaded.snapshot.services.len(), 1);
+    }
+
+    #[test]
+    fn missing_name_is_an_error() {
+        let mut loaded = Loaded::default();
+        parse_documents(
+            "f.yaml",
+            "apiVersion: v1\nkind: Service\nmetadata: {}\n",
+            &mut loaded,
+        );
+        assert_eq!(loaded.errors.len(), 1);
+    }
+
+    #[test]
+    fn lists_are_unpacked() {
+        let mut loaded = Loaded::default();
+        let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata: {name: a, namespace: x}\n- apiVersion: v1\n  kind: Secret\n  metadata: {name: s}\n";
+        parse_documents("list.json", text, &mut loaded);
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        assert_eq!(loaded.snapshot.services.len(), 1);
+        assert_eq!(loaded.snapshot.secrets.len(), 1);
+    }
+
+    #[test]
+    fn json_files_parse() {
+        let mut loaded = Loaded::default();
+        parse_documents(
+            "svc.json",
+            r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"j"}}"#,
+            &mut loaded,
+        );
+        assert!(loaded.errors.is_empty());
+        assert_eq!(loaded.snapshot.services.len(), 1);
+    }
+
+    #[test]
+    fn only_manifest_names_and_no_hidden_entries_are_read() {
+        let dir = std::env::temp_dir().join(format!("portico-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::create_dir_all(dir.join("..data")).unwrap();
+        for name in [
+            "a.yaml",
+            "b.yml",
+            "c.json",
+            "sub/d.yaml",
+            ".e.yaml",
+            "..data/f.yaml",
+            "g.txt",
+            ".yaml",
+        ] {
+            std::fs::write(dir.join(name), GOOD).unwrap();
+        }
+        let names: Vec<String> = manifest_files(&dir)
+            .unwrap()
+            .iter()
+            .map(|p| p.strip_prefix(&dir).unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["a.yaml", "b.yml", "c.json", "sub/d.yaml"]);
+        let loaded = load(&dir);
+        assert_eq!(loaded.snapshot.services.len(), 4);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error_not_a_panic() {
+        let loaded = load(Path::new("/nonexistent/portico/manifests"));
+        assert_eq!(loaded.errors.len(), 1);
+    }
 }
