@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 
 use super::Snapshot;
 
