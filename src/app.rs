@@ -1,0 +1,109 @@
+//! The running controller: binds the listeners, loads the source, publishes, serves, and stops
+//! on request. `main.rs` and the quickstart example both start Portico through `run`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{Config, LogFormat, SourceConfig};
+use crate::proxy::{self, ProxyOptions, Scheme};
+use crate::publish;
+use crate::source::files;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("proxy stopped: {0}")]
+    Proxy(std::io::Error),
+}
+
+/// Installs the global tracing subscriber. `level` is a tracing filter (`info`,
+/// `portico=debug`); an invalid one falls back to `info` with a warning.
+pub fn init_tracing(format: LogFormat, level: &str) {
+    let (filter, bad) = match tracing_subscriber::EnvFilter::try_new(level) {
+        Ok(f) => (f, None),
+        Err(e) => (tracing_subscriber::EnvFilter::new("info"), Some(e)),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let result = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    if result.is_err() {
+        return; // already installed (tests, the quickstart)
+    }
+    if let Some(e) = bad {
+        tracing::warn!(error = %e, "invalid --log-level {level:?}; using info");
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { what, addr, source })
+}
+
+/// Runs Portico until `shutdown` resolves, then drains and returns.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AppError> {
+    let http = bind("http", config.http_addr).await?;
+    let admin = bind("admin", config.admin_addr).await?;
+    let shared = publish::shared();
+    let options = Arc::new(config.translate.clone());
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
+    tokio::spawn(crate::admin::serve(admin, shared.clone(), stopped()));
+
+    let SourceConfig::Manifests(dir) = config.source.clone();
+    // The first load is complete before anything is published (publish nothing partial).
+    let loaded = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || files::load(&dir))
+            .await
+            .unwrap_or_default()
+    };
+    files::log_problems(&loaded);
+    let initial = Arc::new(loaded.snapshot);
+    publish::apply(&shared, &initial, &options);
+    let (snapshots_tx, snapshots_rx) = watch::channel(initial.clone());
+    tokio::spawn(files::watch(dir.clone(), initial, snapshots_tx));
+    tokio::spawn(publish::run(shared.clone(), snapshots_rx, options));
+
+    tracing::info!(
+        http.addr = %config.http_addr,
+        admin.addr = %config.admin_addr,
+        manifests = %dir.display(),
+        "portico serving"
+    );
+    let proxy_options = Arc::new(ProxyOptions {
+        scheme: Scheme::Http,
+        max_header_bytes: config.max_header_bytes,
+        connect_timeout: config.upstream_connect_timeout,
+        response_timeout: config.upstream_response_timeout,
+    });
+    let stop_all = async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    };
+    proxy::serve(http, shared, proxy_options, stop_all)
+        .await
+        .map_err(AppError::Proxy)
+}
