@@ -36,7 +36,9 @@ impl OptionsFile {
             o.watch_without_class = v;
         }
         if let Some(v) = self.default_backend_service {
-            let (ns, name) = v.split_once('/').expect("defaultBackendService is namespace/name");
+            let (ns, name) = v
+                .split_once('/')
+                .expect("defaultBackendService is namespace/name");
             o.default_backend_service = Some((ns.to_string(), name.to_string()));
         }
         if let Some(v) = self.external_name {
@@ -202,7 +204,11 @@ fn golden_tables() {
     let cases = cases();
     assert!(!cases.is_empty(), "no fixtures found");
     for dir in cases {
-        let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         let actual = render(&dir);
         let expected_path = dir.join("expected.yaml");
         if update {
@@ -239,4 +245,43 @@ fn golden_inputs_are_order_independent() {
             dir.display()
         );
     }
+}
+
+/// Identical backend references share one `Arc` (one round-robin position per backend).
+#[test]
+fn identical_backend_references_share_one_arc() {
+    let mut shared = 0;
+    for dir in cases() {
+        let (loaded, options) = load(&dir);
+        let translation = translate(&loaded.snapshot, &options);
+        let table = &translation.table;
+        let backends: Vec<_> = table
+            .vhosts()
+            .iter()
+            .flat_map(|v| v.routes.iter().map(|r| &r.backend).chain(v.fallback.iter()))
+            .chain(table.default_backend())
+            .collect();
+        for a in &backends {
+            for b in &backends {
+                // Malformed references (port 0) are built per path and are not shared.
+                let malformed = matches!(
+                    &a.reference,
+                    portico::routing::BackendRef::Service {
+                        port: portico::routing::PortRef::Number(0),
+                        ..
+                    }
+                );
+                if a.reference == b.reference && !malformed {
+                    assert!(
+                        std::sync::Arc::ptr_eq(a, b),
+                        "{}: {} resolved twice",
+                        dir.display(),
+                        a.reference
+                    );
+                    shared += 1;
+                }
+            }
+        }
+    }
+    assert!(shared > 0);
 }

@@ -184,13 +184,23 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
                     match paths::rule_path(path.path.as_deref(), &path.path_type) {
                         Ok(p) => p,
                         Err(e) => {
-                            condition(Reason::InvalidPath, format!("rule {rule_index}: {e}"));
+                            condition(
+                                Reason::InvalidPath,
+                                format!("rule {rule_index} path {path_index}: {e}"),
+                            );
                             continue;
                         }
                     };
                 let (backend, problem) = backends.resolve(namespace, &path.backend);
-                if let Some(p) = problem {
-                    condition(p.reason, p.message);
+                match problem {
+                    // A malformed reference is about this path; the others are about the
+                    // Service, and read the same from every path that uses it.
+                    Some(p) if p.reason == Reason::InvalidBackend => condition(
+                        p.reason,
+                        format!("rule {rule_index} path {path_index}: {}", p.message),
+                    ),
+                    Some(p) => condition(p.reason, p.message),
+                    None => {}
                 }
                 // Pushed in age order, then rule index, then path index (spec §3.6 step 4).
                 vhost.routes.push(Route {
