@@ -265,3 +265,172 @@ proptest! {
         }
     }
 }
+
+/// Arbitrary values in every field translate reads: never a panic, every problem a condition.
+fn arbitrary_ingress() -> impl Strategy<Value = serde_json::Value> {
+    let text = prop_oneof![
+        Just(String::new()),
+        "[a-z0-9.*/%:-]{0,12}",
+        any::<String>(),
+        Just("/a/../..".to_string()),
+        Just("*.".to_string()),
+    ];
+    let number = prop_oneof![any::<i32>(), 0..3i32, 65530..65540i32];
+    let backend = (
+        prop::option::of(text.clone()),
+        prop::option::of(number.clone()),
+        prop::option::of(text.clone()),
+        any::<bool>(),
+    )
+        .prop_map(|(name, number, port_name, resource)| {
+            let mut port = json!({});
+            if let Some(n) = number {
+                port["number"] = json!(n);
+            }
+            if let Some(p) = port_name {
+                port["name"] = json!(p);
+            }
+            let mut b = json!({});
+            if let Some(name) = name {
+                b["service"] = json!({"name": name, "port": port});
+            }
+            if resource {
+                b["resource"] = json!({"kind": "K", "name": "n"});
+            }
+            b
+        });
+    let path = (
+        prop::option::of(text.clone()),
+        text.clone(),
+        backend.clone(),
+    )
+        .prop_map(|(p, t, b)| {
+            let mut v = json!({"pathType": t, "backend": b});
+            if let Some(p) = p {
+                v["path"] = json!(p);
+            }
+            v
+        });
+    let rule = (
+        prop::option::of(text.clone()),
+        prop::option::of(prop::collection::vec(path, 0..3)),
+    )
+        .prop_map(|(host, paths)| {
+            let mut r = json!({});
+            if let Some(h) = host {
+                r["host"] = json!(h);
+            }
+            if let Some(p) = paths {
+                r["http"] = json!({"paths": p});
+            }
+            r
+        });
+    (
+        text,
+        prop::option::of(prop::collection::vec(rule, 0..3)),
+        prop::option::of(backend),
+    )
+        .prop_map(|(name, rules, default)| {
+            let mut spec = json!({});
+            if let Some(r) = rules {
+                spec["rules"] = json!(r);
+            }
+            if let Some(d) = default {
+                spec["defaultBackend"] = d;
+            }
+            json!({"metadata": {"name": name, "namespace": "a"}, "spec": spec})
+        })
+}
+
+fn arbitrary_service_and_slice() -> impl Strategy<Value = (serde_json::Value, serde_json::Value)> {
+    let name = prop_oneof![Just("s0".to_string()), "[a-z0-9]{0,3}"];
+    let port = (
+        prop::option::of("[a-z]{0,3}"),
+        any::<i32>(),
+        prop::option::of(prop_oneof![Just("TCP"), Just("UDP")]),
+        prop::option::of(prop_oneof![
+            any::<i32>().prop_map(|n| json!(n)),
+            "[a-z]{0,3}".prop_map(|s| json!(s))
+        ]),
+    )
+        .prop_map(|(n, p, proto, target)| {
+            let mut v = json!({"port": p});
+            if let Some(n) = n {
+                v["name"] = json!(n);
+            }
+            if let Some(proto) = proto {
+                v["protocol"] = json!(proto);
+            }
+            if let Some(t) = target {
+                v["targetPort"] = t;
+            }
+            v
+        });
+    let ty = prop_oneof![Just("ClusterIP"), Just("ExternalName"), Just("Weird")];
+    let address = prop_oneof![
+        Just("10.0.0.1".to_string()),
+        Just("::1".to_string()),
+        any::<String>()
+    ];
+    let endpoint = (
+        prop::collection::vec(address, 0..2),
+        prop::option::of(any::<bool>()),
+        prop::option::of(any::<bool>()),
+        prop::option::of(any::<bool>()),
+    )
+        .prop_map(|(addresses, r, s, t)| {
+            json!({"addresses": addresses, "conditions": {"ready": r, "serving": s, "terminating": t}})
+        });
+    (
+        name,
+        prop::collection::vec(port.clone(), 0..3),
+        ty,
+        any::<String>(),
+        prop_oneof![Just("IPv4"), Just("IPv6"), Just("FQDN"), Just("x")],
+        prop::option::of(prop::collection::vec(port, 0..2)),
+        prop::collection::vec(endpoint, 0..3),
+    )
+        .prop_map(|(name, ports, ty, ext, family, slice_ports, endpoints)| {
+            let service = json!({"metadata": {"name": name, "namespace": "a"},
+                "spec": {"type": ty, "externalName": ext, "ports": ports}});
+            let mut slice = json!({"metadata": {"name": "x", "namespace": "a",
+                    "labels": {"kubernetes.io/service-name": name}},
+                "addressType": family, "endpoints": endpoints});
+            if let Some(p) = slice_ports {
+                slice["ports"] = json!(p);
+            }
+            (service, slice)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn never_panics_on_arbitrary_fields(
+        ingresses in prop::collection::vec(arbitrary_ingress(), 0..4),
+        backends in prop::collection::vec(arbitrary_service_and_slice(), 0..3),
+        default_service in prop::option::of(("[a-z]{0,2}", "[a-z0-9]{0,3}")),
+    ) {
+        let (classes, _, _) = fixed_objects();
+        let mut snapshot = Snapshot { ingress_classes: classes, ..Snapshot::default() };
+        for i in ingresses {
+            // Values the API types themselves cannot hold are dropped, as a source would.
+            if let Ok(i) = serde_json::from_value::<Ingress>(i) {
+                snapshot.ingresses.push(i);
+            }
+        }
+        for (service, slice) in backends {
+            if let Ok(s) = serde_json::from_value::<Service>(service) {
+                snapshot.services.push(s);
+            }
+            if let Ok(s) = serde_json::from_value::<EndpointSlice>(slice) {
+                snapshot.endpoint_slices.push(s);
+            }
+        }
+        let options = Options { default_backend_service: default_service, ..Options::default() };
+        let translation = translate(&snapshot, &options);
+        // Conditions come out sorted and without duplicates.
+        prop_assert!(translation.conditions.windows(2).all(|w| w[0] < w[1]));
+    }
+}
