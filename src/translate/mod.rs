@@ -171,7 +171,9 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
             };
             usable = true;
             // spec §3.8: rules with the same host merge into one vhost, whatever Ingress or
-            // namespace they come from. A rule without `http` still creates it (spec §3.7).
+            // namespace they come from. A rule without `http` still creates it (spec §3.7), and
+            // so does a rule whose paths are all invalid: the host stays claimed (fallback or
+            // 404) instead of leaking to the hostless vhost, since only the paths were wrong.
             let vhost = vhosts.entry(host).or_default();
             // spec §3.7: the per-vhost fallback is the defaultBackend of the oldest
             // contributing Ingress that has one; Ingresses arrive oldest first.
