@@ -3,10 +3,24 @@
 //! No I/O, no clock, no randomness; the output does not depend on the order of objects in the
 //! snapshot. Problems with an object are conditions in the output, never a failed build.
 
+mod backends;
+mod class;
+mod paths;
+
+pub use paths::is_dns1123_subdomain;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
 
-use crate::routing::RouteTable;
+use crate::routing::{Backend, HostMatch, Origin, Route, RouteTable, VirtualHost};
 use crate::source::Snapshot;
+
+use backends::Backends;
+use class::Classes;
 
 /// Controller settings that change what translate produces.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +115,213 @@ pub struct Translation {
 
 /// Turns a snapshot into a routing table and conditions (spec §2–§4).
 pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
-    let _ = (snapshot, options);
-    todo!("implemented by the translate work")
+    let classes = Classes::new(&snapshot.ingress_classes, options);
+    let ingresses = owned_in_age_order(&snapshot.ingresses, &classes, options);
+    let mut backends = Backends::new(&snapshot.services, &snapshot.endpoint_slices, options);
+    let mut conditions = Vec::new();
+    let mut vhosts: BTreeMap<HostMatch, PendingHost> = BTreeMap::new();
+    // The oldest rule-less Ingress with a defaultBackend (spec §3.7).
+    let mut global: Option<(ObjectRef, Arc<Backend>)> = None;
+
+    for ingress in &ingresses {
+        let object = ingress_ref(ingress);
+        let namespace = object.namespace.as_str();
+        let mut condition = |reason: Reason, message: String| {
+            conditions.push(Condition {
+                object: object.clone(),
+                reason,
+                message,
+            });
+        };
+        let spec = ingress.spec.as_ref();
+        let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();
+        let default = spec.and_then(|s| s.default_backend.as_ref()).map(|b| {
+            let (backend, problem) = backends.resolve(namespace, b);
+            if let Some(p) = problem {
+                condition(p.reason, format!("defaultBackend: {}", p.message));
+            }
+            backend
+        });
+
+        if rules.is_empty() {
+            // spec §1.1: at least one of rules or defaultBackend; spec §3.7: only rule-less
+            // Ingresses provide the global default, the oldest one wins.
+            match (default, &global) {
+                (None, _) => condition(
+                    Reason::InvalidIngress,
+                    "ingress has neither rules nor a defaultBackend".to_string(),
+                ),
+                (Some(backend), None) => global = Some((object.clone(), backend)),
+                (Some(_), Some((winner, _))) => condition(
+                    Reason::DefaultBackendShadowed,
+                    format!("defaultBackend is shadowed by older {winner}"),
+                ),
+            }
+            continue;
+        }
+
+        let mut usable = false;
+        for (rule_index, rule) in rules.iter().enumerate() {
+            let host = match paths::host_match(rule.host.as_deref()) {
+                Ok(host) => host,
+                Err(e) => {
+                    condition(Reason::InvalidHost, format!("rule {rule_index}: {e}"));
+                    continue;
+                }
+            };
+            usable = true;
+            // spec §3.8: rules with the same host merge into one vhost, whatever Ingress or
+            // namespace they come from. A rule without `http` still creates it (spec §3.7), and
+            // so does a rule whose paths are all invalid: the host stays claimed (fallback or
+            // 404) instead of leaking to the hostless vhost, since only the paths were wrong.
+            let vhost = vhosts.entry(host).or_default();
+            // spec §3.7: the per-vhost fallback is the defaultBackend of the oldest
+            // contributing Ingress that has one; Ingresses arrive oldest first.
+            if vhost.fallback.is_none() {
+                vhost.fallback.clone_from(&default);
+            }
+            let http_paths = rule.http.as_ref().map(|h| h.paths.as_slice());
+            for (path_index, path) in http_paths.unwrap_or_default().iter().enumerate() {
+                let (path_type, normalised) =
+                    match paths::rule_path(path.path.as_deref(), &path.path_type) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            condition(
+                                Reason::InvalidPath,
+                                format!("rule {rule_index} path {path_index}: {e}"),
+                            );
+                            continue;
+                        }
+                    };
+                let (backend, problem) = backends.resolve(namespace, &path.backend);
+                match problem {
+                    // A malformed reference is about this path; the others are about the
+                    // Service, and read the same from every path that uses it.
+                    Some(p) if p.reason == Reason::InvalidBackend => condition(
+                        p.reason,
+                        format!("rule {rule_index} path {path_index}: {}", p.message),
+                    ),
+                    Some(p) => condition(p.reason, p.message),
+                    None => {}
+                }
+                // Pushed in age order, then rule index, then path index (spec §3.6 step 4).
+                vhost.routes.push(Route {
+                    path: normalised,
+                    path_type,
+                    backend,
+                    origin: Origin {
+                        namespace: object.namespace.clone(),
+                        name: object.name.clone(),
+                        rule: rule_index,
+                        path: path_index,
+                    },
+                });
+            }
+        }
+        if !usable {
+            condition(
+                Reason::InvalidIngress,
+                "no rule has a valid host; nothing is routed".to_string(),
+            );
+        }
+    }
+
+    let mut built = Vec::with_capacity(vhosts.len());
+    for (host, pending) in vhosts {
+        let vhost = VirtualHost::new(host, pending.routes, pending.fallback);
+        // spec §3.6: identical match sets are decided by precedence; the losers are reported.
+        for (loser, winner) in vhost.shadowed() {
+            conditions.push(Condition {
+                object: ObjectRef {
+                    kind: "Ingress".to_string(),
+                    namespace: loser.origin.namespace.clone(),
+                    name: loser.origin.name.clone(),
+                },
+                reason: Reason::PathShadowed,
+                message: format!(
+                    "{:?} {} on host {} is shadowed by {:?} {} of Ingress {}/{}",
+                    loser.path_type,
+                    loser.path,
+                    vhost.host,
+                    winner.path_type,
+                    winner.path,
+                    winner.origin.namespace,
+                    winner.origin.name
+                ),
+            });
+        }
+        built.push(vhost);
+    }
+
+    // spec §3.7 step 2: the controller-configured default Service.
+    let default_backend = global.map(|(_, b)| b).or_else(|| {
+        options
+            .default_backend_service
+            .as_ref()
+            .map(|(ns, name)| backends.default_service(ns, name))
+    });
+
+    conditions.sort();
+    conditions.dedup();
+    let mut owned: Vec<ObjectRef> = ingresses.iter().map(|i| ingress_ref(i)).collect();
+    owned.sort();
+    Translation {
+        table: RouteTable::new(built, default_backend),
+        conditions,
+        owned,
+    }
+}
+
+/// Routes and fallback collected for one rule host before the vhost is built.
+#[derive(Default)]
+struct PendingHost {
+    routes: Vec<Route>,
+    fallback: Option<Arc<Backend>>,
+}
+
+fn ingress_ref(ingress: &Ingress) -> ObjectRef {
+    ObjectRef {
+        kind: "Ingress".to_string(),
+        namespace: ingress.metadata.namespace.clone().unwrap_or_default(),
+        name: ingress.metadata.name.clone().unwrap_or_default(),
+    }
+}
+
+/// Age-order key (spec §0): creation time, then `namespace/name` ascending.
+///
+/// Portico decision: a missing `creationTimestamp` (manifests read from files usually have
+/// none) sorts as the oldest, before any timestamp; `Option`'s order gives exactly that.
+fn age_key(ingress: &Ingress) -> (Option<&Time>, &str, &str) {
+    (
+        ingress.metadata.creation_timestamp.as_ref(),
+        ingress.metadata.namespace.as_deref().unwrap_or_default(),
+        ingress.metadata.name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// The owned Ingresses (spec §2), one per `namespace/name`, oldest first.
+fn owned_in_age_order<'a>(
+    ingresses: &'a [Ingress],
+    classes: &Classes,
+    options: &Options,
+) -> Vec<&'a Ingress> {
+    let mut owned: Vec<&Ingress> = ingresses
+        .iter()
+        .filter(|i| i.metadata.name.as_deref().is_some_and(|n| !n.is_empty()))
+        .filter(|i| classes.owns(i, options))
+        .collect();
+    // A source should never deliver one name twice; if it does, keep one chosen by content so
+    // the result does not depend on input order.
+    owned.sort_by(|a, b| {
+        let key = |i: &'a Ingress| (i.metadata.namespace.as_deref(), i.metadata.name.as_deref());
+        key(a)
+            .cmp(&key(b))
+            .then_with(|| backends::canonical(a).cmp(&backends::canonical(b)))
+    });
+    owned.dedup_by(|later, first| {
+        later.metadata.namespace == first.metadata.namespace
+            && later.metadata.name == first.metadata.name
+    });
+    owned.sort_by(|a, b| age_key(a).cmp(&age_key(b)));
+    owned
 }
