@@ -120,31 +120,30 @@ fn fail(err: ProxyError) -> Failure {
     (err, None)
 }
 
-/// The host value of a request per spec §3.2 step 1, and whether it came from a `Host` header.
+/// The authority of a request per spec §3.2 step 1, and whether it must be written into the
+/// upstream `Host` header.
+///
+/// Origin-form requests keep their `Host` header unchanged (spec §6.1). When the URI carries
+/// the authority (HTTP/1 absolute-form, HTTP/2 `:authority`) that authority is what was routed
+/// on, so it becomes the upstream `Host`: RFC 9112 §3.2.2 requires a proxy to replace `Host`
+/// with an absolute-form target's authority, and it keeps the backend's view consistent with
+/// the route that was chosen.
 fn request_authority<B>(req: &Request<B>) -> Result<(String, bool), ProxyError> {
     let mut hosts = req.headers().get_all(HOST).iter();
     let header = hosts.next();
     if hosts.next().is_some() {
         return Err(ProxyError::BadRequest("duplicate Host header"));
     }
-    let header = match header {
-        Some(value) => Some(
-            value
-                .to_str()
-                .map_err(|_| ProxyError::BadRequest("Host header is not ASCII"))?,
-        ),
-        None => None,
-    };
     if let Some(authority) = req.uri().authority() {
-        // Absolute-form target or HTTP/2 `:authority` beats the Host header for matching.
-        return Ok((
-            header.unwrap_or(authority.as_str()).to_owned(),
-            header.is_some(),
-        ));
+        return Ok((authority.as_str().to_owned(), true));
     }
     match header {
-        Some(h) => Ok((h.to_owned(), true)),
-        None if req.version() <= Version::HTTP_10 => Ok((String::new(), false)),
+        Some(value) => match value.to_str() {
+            Ok(h) => Ok((h.to_owned(), false)),
+            Err(_) => Err(ProxyError::BadRequest("Host header is not ASCII")),
+        },
+        // spec §3.2: HTTP/1.0 without Host has the empty host; HTTP/1.1 and later need one.
+        None if req.version() <= Version::HTTP_10 => Ok((String::new(), true)),
         None => Err(ProxyError::BadRequest("missing Host header")),
     }
 }
@@ -159,13 +158,8 @@ async fn proxy(
     if headers::head_size(&req) > ctx.options.max_header_bytes {
         return Err(fail(ProxyError::HeadersTooLarge));
     }
-    let (host_value, host_header_present) = request_authority(&req).map_err(fail)?;
-    // spec §3.2: the match host comes from the URI authority when there is one.
-    let match_source = req
-        .uri()
-        .authority()
-        .map_or(host_value.as_str(), |a| a.as_str());
-    let match_host = normalize::host(match_source);
+    let (host_value, set_host) = request_authority(&req).map_err(fail)?;
+    let match_host = normalize::host(&host_value);
     let match_path = normalize::path(req.uri().path());
     host_for_log.push_str(&host_value);
 
@@ -221,9 +215,9 @@ async fn proxy(
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let mut headers = parts.headers;
     headers::remove_hop_by_hop(&mut headers, upgrade);
-    if !host_header_present {
-        // HTTP/2 `:authority` (or an HTTP/1.0 request without one) becomes the Host header;
-        // HTTP/1.1 upstream requires one, empty when there is no authority (RFC 9112 §3.2).
+    if set_host {
+        // The URI's authority becomes the Host header; an HTTP/1.0 request without any gets
+        // an empty one, as HTTP/1.1 upstream requires (RFC 9112 §3.2).
         let value = HeaderValue::from_str(&host_value)
             .map_err(|_| fail(ProxyError::BadRequest("unusable authority")))?;
         headers.insert(HOST, value);
