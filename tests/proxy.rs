@@ -771,3 +771,23 @@ async fn connect_timeout_is_504() {
     publish_catch_all(&proxy.shared, endpoints(&[addr]));
     assert_proxy_answer(&proxy.get("x", "/").await, 504);
 }
+
+#[tokio::test]
+async fn slow_upload_is_not_a_response_timeout() {
+    let echo = start_echo("a").await;
+    let proxy = Proxy::start_with(ProxyOptions {
+        response_timeout: Duration::from_millis(200),
+        ..ProxyOptions::default()
+    })
+    .await;
+    publish_catch_all(&proxy.shared, endpoints(&[echo]));
+    let mut conn = proxy.connect().await;
+    conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
+        .await;
+    // The upload stalls for longer than the response timeout; that is the client's time.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    conn.send(b"world").await;
+    let response = conn.response().await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.json()["body_bytes"], 10);
+}

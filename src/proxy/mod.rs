@@ -60,7 +60,8 @@ pub struct ProxyOptions {
     pub max_header_bytes: usize,
     /// Upstream TCP connect timeout; expiry answers 504.
     pub connect_timeout: Duration,
-    /// Wait for the upstream's response headers; expiry answers 504.
+    /// Wait for the upstream's response headers, counted from when the request body has been
+    /// sent (at once for bodiless requests); expiry answers 504.
     pub response_timeout: Duration,
 }
 

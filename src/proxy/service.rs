@@ -237,6 +237,7 @@ async fn proxy(
         headers,
     };
     let mut body = RetryBody::new(body);
+    let sent = body.sent();
     let mut dest = first;
     let mut attempt = 0;
     let mut response = loop {
@@ -245,12 +246,9 @@ async fn proxy(
         let request = template
             .build(&dest, body)
             .map_err(|e| (e, Some(dest.clone())))?;
-        let result =
-            tokio::time::timeout(ctx.options.response_timeout, ctx.client.request(request)).await;
-        let err = match result {
-            Ok(Ok(response)) => break response,
-            Ok(Err(e)) => ProxyError::from_client(e),
-            Err(_) => ProxyError::ResponseTimeout,
+        let err = match send(ctx, request, sent.clone()).await {
+            Ok(response) => break response,
+            Err(err) => err,
         };
         // spec §4.4: once, to a different endpoint, only when nothing was sent.
         let retry = match (&dest, attempt, err.is_retryable_connect(), retry_body) {
@@ -312,6 +310,34 @@ async fn proxy(
     finish_headers(&mut parts.headers, false);
     parts.version = response_version(client_version);
     Ok(Response::from_parts(parts, body.boxed()))
+}
+
+/// One attempt. The response timeout runs from the moment the request body has been sent
+/// (at once for bodiless requests), so slow uploads are bounded by the client, not by it; the
+/// connect phase has its own `connect_timeout`.
+async fn send(
+    ctx: &Context,
+    request: Request<RetryBody>,
+    sent: Arc<tokio::sync::Notify>,
+) -> Result<Response<Incoming>, ProxyError> {
+    let response = ctx.client.request(request);
+    tokio::pin!(response);
+    let early = tokio::select! {
+        result = &mut response => Some(result),
+        () = sent.notified() => None,
+    };
+    let result = match early {
+        Some(result) => result,
+        None => {
+            // Hand the permit back for a retry attempt of the same (already finished) body.
+            sent.notify_one();
+            match tokio::time::timeout(ctx.options.response_timeout, response).await {
+                Ok(result) => result,
+                Err(_) => return Err(ProxyError::ResponseTimeout),
+            }
+        }
+    };
+    result.map_err(ProxyError::from_client)
 }
 
 /// Response headers to the client (spec §6.3): hop-by-hop removed, `Date` added if missing,

@@ -96,6 +96,9 @@ impl tower_service::Service<Name> for SafeResolver {
 /// next attempt (spec §4.4: retry once, any method, when no request bytes were sent).
 pub struct RetryBody {
     state: State,
+    /// Signalled once the client's body has been read to its end (or failed), so the
+    /// response timeout can start only then: a long upload is not a slow upstream.
+    sent: Arc<tokio::sync::Notify>,
 }
 
 enum State {
@@ -111,9 +114,20 @@ fn lock(slot: &Mutex<Option<Incoming>>) -> MutexGuard<'_, Option<Incoming>> {
 
 impl RetryBody {
     pub fn new(body: Incoming) -> Self {
+        let sent = Arc::new(tokio::sync::Notify::new());
+        if body.is_end_stream() {
+            // No body: hyper never polls it, so it counts as sent from the start.
+            sent.notify_one();
+        }
         RetryBody {
             state: State::Parked(Arc::new(Mutex::new(Some(body)))),
+            sent,
         }
+    }
+
+    /// Resolves once the whole request body has been handed to the upstream connection.
+    pub fn sent(&self) -> Arc<tokio::sync::Notify> {
+        self.sent.clone()
     }
 
     /// A body for another attempt, if this one never started streaming.
@@ -121,9 +135,17 @@ impl RetryBody {
         match &self.state {
             State::Parked(slot) if lock(slot).is_some() => Some(RetryBody {
                 state: State::Parked(slot.clone()),
+                sent: self.sent.clone(),
             }),
             _ => None,
         }
+    }
+}
+
+impl RetryBody {
+    fn finish(&mut self) {
+        self.state = State::Done;
+        self.sent.notify_one();
     }
 }
 
@@ -145,14 +167,30 @@ impl Body for RetryBody {
                     };
                 }
                 State::Streaming(body) => {
-                    return match Pin::new(body).poll_frame(cx) {
-                        Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
-                        Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
-                        Poll::Ready(None) => Poll::Ready(None),
+                    let polled = Pin::new(&mut *body).poll_frame(cx);
+                    let finished = body.is_end_stream();
+                    return match polled {
+                        Poll::Ready(Some(Err(e))) => {
+                            self.finish();
+                            Poll::Ready(Some(Err(Box::new(e))))
+                        }
+                        Poll::Ready(Some(Ok(frame))) => {
+                            if finished {
+                                self.finish();
+                            }
+                            Poll::Ready(Some(Ok(frame)))
+                        }
+                        Poll::Ready(None) => {
+                            self.finish();
+                            Poll::Ready(None)
+                        }
                         Poll::Pending => Poll::Pending,
                     };
                 }
-                State::Done => return Poll::Ready(None),
+                State::Done => {
+                    self.sent.notify_one();
+                    return Poll::Ready(None);
+                }
             }
         }
     }
