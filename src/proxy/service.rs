@@ -231,7 +231,7 @@ async fn proxy(
         },
     );
 
-    let template = Template {
+    let mut template = Template {
         method: parts.method,
         path_and_query,
         headers,
@@ -243,8 +243,12 @@ async fn proxy(
     let mut response = loop {
         attempt += 1;
         let retry_body = body.again();
+        // Keep a copy of the headers only when a retry could follow (spec §4.4: a different
+        // endpoint must exist).
+        let keep = attempt == 1
+            && matches!(&backend.target, Target::Endpoints(endpoints) if endpoints.len() > 1);
         let request = template
-            .build(&dest, body)
+            .build(&dest, body, keep)
             .map_err(|e| (e, Some(dest.clone())))?;
         let err = match send(ctx, request, sent.clone()).await {
             Ok(response) => break response,
@@ -361,7 +365,12 @@ impl Template {
     /// The upstream request: HTTP/1.1 always (spec §6.1), the original path and query
     /// byte-for-byte (the client turns the URI into origin-form, also for absolute-form
     /// requests), headers as prepared.
-    fn build(&self, dest: &Dest, body: RetryBody) -> Result<Request<RetryBody>, ProxyError> {
+    fn build(
+        &mut self,
+        dest: &Dest,
+        body: RetryBody,
+        keep: bool,
+    ) -> Result<Request<RetryBody>, ProxyError> {
         let uri = Uri::builder()
             .scheme(UriScheme::HTTP)
             .authority(dest.authority()?)
@@ -372,7 +381,11 @@ impl Template {
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = uri;
         *request.version_mut() = Version::HTTP_11;
-        *request.headers_mut() = self.headers.clone();
+        *request.headers_mut() = if keep {
+            self.headers.clone()
+        } else {
+            std::mem::take(&mut self.headers)
+        };
         Ok(request)
     }
 }
