@@ -515,6 +515,15 @@ async fn missing_or_duplicate_host_is_400() {
 }
 
 #[tokio::test]
+async fn connect_method_is_refused() {
+    let proxy = proxy_with_echo("a").await;
+    let response = proxy
+        .raw("CONNECT a.com:443 HTTP/1.1\r\nHost: a.com:443\r\n\r\n")
+        .await;
+    assert_proxy_answer(&response, 405);
+}
+
+#[tokio::test]
 async fn oversized_headers_are_431() {
     let proxy = Proxy::start_with(ProxyOptions {
         max_header_bytes: 4096,

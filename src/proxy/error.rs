@@ -1,6 +1,6 @@
 //! The one place where proxy failures become HTTP responses (spec §3.7, §4.4).
 //!
-//! Every answer the proxy makes up itself (400, 404, 431, 502, 503, 504) is built here: a short
+//! Every answer the proxy makes up itself (400, 404, 405, 431, 502, 503, 504) is built here: a short
 //! `text/plain` body with `Content-Length`, `Date` and `Server`.
 
 use std::error::Error as StdError;
@@ -23,6 +23,9 @@ pub enum ProxyError {
     /// Malformed request: missing or duplicate Host, unusable authority (spec §3.2).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// `CONNECT`: an Ingress proxies HTTP requests, it is not a forward proxy.
+    #[error("CONNECT is not supported")]
+    ConnectMethod,
     /// Request line plus headers over `max_header_bytes`.
     #[error("request header fields too large")]
     HeadersTooLarge,
@@ -55,6 +58,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ConnectMethod => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Unavailable(_) | ProxyError::ExternalNameRefused(_) => {

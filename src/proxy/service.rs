@@ -158,6 +158,9 @@ async fn proxy(
     if headers::head_size(&req) > ctx.options.max_header_bytes {
         return Err(fail(ProxyError::HeadersTooLarge));
     }
+    if req.method() == Method::CONNECT {
+        return Err(fail(ProxyError::ConnectMethod));
+    }
     let (host_value, set_host) = request_authority(&req).map_err(fail)?;
     let match_host = normalize::host(&host_value);
     let match_path = normalize::path(req.uri().path());
