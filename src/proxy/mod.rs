@@ -1,1 +1,86 @@
-//! placeholder
+//! Proxy: the data path. Accepts client connections (`server`), decides per request from the
+//! one published `RouteTable` (`service`), forwards over pooled HTTP/1.1 upstream connections
+//! (`upstream`), and turns every failure into a response in one place (`error`).
+//!
+//! Reads the configuration through [`crate::publish::Shared`] only: per request it loads the
+//! `ArcSwap`, matches synchronously, keeps the chosen backend's `Arc` and drops the guard before
+//! any `.await`, so a table swap never waits for and never disturbs in-flight requests.
+
+mod error;
+mod headers;
+mod server;
+mod service;
+mod upstream;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+
+pub use error::ProxyError;
+pub use server::serve;
+
+/// The body type of every response the proxy writes to clients.
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// The scheme clients used to reach this listener; becomes `X-Forwarded-Proto` (spec §6.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scheme {
+    #[default]
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    /// The port a client dialled when its authority names none.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+}
+
+/// Settings of one proxy listener.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// `http` or `https`: sets `X-Forwarded-Proto` and the default `X-Forwarded-Port`.
+    pub scheme: Scheme,
+    /// Limit on the request line plus header block; larger requests get 431 (spec §4.4).
+    /// hyper's own read buffer is configured somewhat above this, so this check is what
+    /// clients normally hit; a header block beyond hyper's cap (limit + 16 KiB), or more than
+    /// [`MAX_HEADERS`] header lines, is refused by hyper itself with a bare 431 and no body.
+    pub max_header_bytes: usize,
+    /// Upstream TCP connect timeout; expiry answers 504.
+    pub connect_timeout: Duration,
+    /// Wait for the upstream's response headers, counted from when the request body has been
+    /// sent (at once for bodiless requests); expiry answers 504.
+    pub response_timeout: Duration,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        ProxyOptions {
+            scheme: Scheme::Http,
+            max_header_bytes: 32 * 1024,
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Most header lines hyper parses in one HTTP/1 request; more is answered 431 by hyper.
+pub const MAX_HEADERS: usize = 256;
+
+/// How long `serve` lets in-flight requests finish after shutdown is requested.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The product token in every response's `Server` header (spec §6.3).
+pub const SERVER: &str = "portico";

@@ -1,0 +1,139 @@
+//! The one place where proxy failures become HTTP responses (spec §3.7, §4.4).
+//!
+//! Every answer the proxy makes up itself (400, 404, 405, 431, 502, 503, 504) is built here: a short
+//! `text/plain` body with `Content-Length`, `Date` and `Server`.
+
+use std::error::Error as StdError;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, DATE, SERVER};
+use http::{Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+
+use super::upstream::ExternalNameRefused;
+use super::ProxyBody;
+use crate::routing::Unavailable;
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// Why the proxy answered a request itself.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// Malformed request: missing or duplicate Host, unusable authority (spec §3.2).
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// `CONNECT`: an Ingress proxies HTTP requests, it is not a forward proxy.
+    #[error("CONNECT is not supported")]
+    ConnectMethod,
+    /// Request line plus headers over `max_header_bytes`.
+    #[error("request header fields too large")]
+    HeadersTooLarge,
+    /// No vhost, path or default backend matched (spec §3.7).
+    #[error("no route")]
+    NoRoute,
+    /// The backend cannot take traffic (spec §4.1, §4.2 step 7, §4.6).
+    #[error("backend unavailable: {0:?}")]
+    Unavailable(Unavailable),
+    /// An ExternalName resolved only to refused addresses (spec §4.5).
+    #[error("external name refused: {0}")]
+    ExternalNameRefused(#[source] ExternalNameRefused),
+    /// TCP connect refused or reset, after the retry (spec §4.4).
+    #[error("upstream connect failed")]
+    Connect(#[source] BoxError),
+    /// The upstream connect did not finish within `connect_timeout`.
+    #[error("upstream connect timed out")]
+    ConnectTimeout,
+    /// The upstream sent no response headers within `response_timeout`.
+    #[error("upstream response timed out")]
+    ResponseTimeout,
+    /// The upstream connection failed after the request was (partly) sent, or answered
+    /// something unusable.
+    #[error("upstream failed")]
+    Upstream(#[source] BoxError),
+}
+
+impl ProxyError {
+    /// The status code for this error (spec §4.4).
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ConnectMethod => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::Unavailable(_) | ProxyError::ExternalNameRefused(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::ConnectTimeout | ProxyError::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// Classifies an upstream client error. Connect-phase errors (no request bytes sent) are
+    /// `Connect`, `ConnectTimeout` or `ExternalNameRefused`; everything else is `Upstream`.
+    pub(crate) fn from_client(err: hyper_util::client::legacy::Error) -> Self {
+        if !err.is_connect() {
+            return ProxyError::Upstream(Box::new(err));
+        }
+        let mut source = err.source();
+        while let Some(e) = source {
+            if let Some(refused) = e.downcast_ref::<ExternalNameRefused>() {
+                return ProxyError::ExternalNameRefused(refused.clone());
+            }
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::TimedOut {
+                    return ProxyError::ConnectTimeout;
+                }
+            }
+            source = e.source();
+        }
+        ProxyError::Connect(Box::new(err))
+    }
+
+    /// Whether nothing was sent upstream, so the request may go to another endpoint.
+    pub(crate) fn is_retryable_connect(&self) -> bool {
+        matches!(self, ProxyError::Connect(_) | ProxyError::ConnectTimeout)
+    }
+
+    /// The response for this error, in the client's HTTP version.
+    pub fn to_response(&self, version: Version) -> Response<ProxyBody> {
+        let status = self.status();
+        let text = match status.canonical_reason() {
+            Some(reason) => format!("{} {}\n", status.as_u16(), reason),
+            None => format!("{}\n", status.as_u16()),
+        };
+        let len = text.len();
+        let mut response = Response::new(
+            Full::new(Bytes::from(text))
+                .map_err(|never| match never {})
+                .boxed(),
+        );
+        *response.status_mut() = status;
+        *response.version_mut() = response_version(version);
+        let headers = response.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+        headers.insert(DATE, date_now());
+        headers.insert(SERVER, HeaderValue::from_static(super::SERVER));
+        response
+    }
+}
+
+/// The version to answer a client in: its own for HTTP/1.0, 1.1 and 2 (spec §6.3); hyper
+/// cannot write anything else.
+pub(crate) fn response_version(client: Version) -> Version {
+    match client {
+        Version::HTTP_10 | Version::HTTP_11 | Version::HTTP_2 => client,
+        _ => Version::HTTP_11,
+    }
+}
+
+/// An RFC 9110 `Date` value for now.
+pub(crate) fn date_now() -> HeaderValue {
+    let text = httpdate::fmt_http_date(SystemTime::now());
+    // An IMF-fixdate is plain ASCII, always a valid header value.
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}

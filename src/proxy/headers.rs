@@ -1,0 +1,198 @@
+//! Header rules of spec §6: hop-by-hop removal in both directions, the `X-Forwarded-*` family
+//! added upstream, and the size of a request head.
+
+use std::net::IpAddr;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRAILER, UPGRADE};
+use http::Request;
+
+use super::Scheme;
+
+/// Fixed hop-by-hop headers (spec §6.1), besides `Connection` itself and `Upgrade`.
+const HOP_BY_HOP: [&str; 6] = [
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "transfer-encoding",
+    "te",
+];
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Whether `Connection` lists `token` (comma-separated, case-insensitive).
+fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Whether this is a protocol upgrade request to tunnel (spec §6.1): HTTP/1.1 with
+/// `Connection: upgrade` and an `Upgrade` header.
+pub fn is_upgrade_request<B>(req: &Request<B>) -> bool {
+    req.version() == http::Version::HTTP_11
+        && req.headers().contains_key(UPGRADE)
+        && connection_has(req.headers(), "upgrade")
+}
+
+/// Removes hop-by-hop headers (spec §6.1, §6.3): `Connection` and every header it names, plus
+/// the fixed list. With `keep_upgrade` the `Upgrade` header survives and `Connection: upgrade`
+/// is put back, for a protocol upgrade being proxied.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    if headers.contains_key(CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        headers.remove(CONNECTION);
+        for name in named {
+            if keep_upgrade && name == UPGRADE {
+                continue;
+            }
+            headers.remove(name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(TE);
+    headers.remove(TRAILER);
+    if keep_upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(UPGRADE);
+    }
+}
+
+/// What the proxy knows about the client side of one request, for spec §6.2.
+pub struct Forwarded<'a> {
+    pub client_ip: IpAddr,
+    pub scheme: Scheme,
+    /// The original Host value (or the authority when the request has no Host header).
+    pub host: &'a str,
+}
+
+/// Adds the headers of spec §6.2.
+///
+/// `X-Forwarded-Port` is the port in the request's authority when it names one, else the
+/// scheme's default (80/443). It is deliberately *not* the listener's port: in a cluster the
+/// listener is the container port (e.g. 8080) while the client dialled 80 on the Service, and
+/// the port the client used is what applications building URLs need.
+pub fn add_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
+    let ip = fwd.client_ip.to_string();
+    // X-Forwarded-For: append to every incoming value, in order.
+    let mut xff = String::new();
+    for value in headers.get_all(&X_FORWARDED_FOR) {
+        if let Ok(v) = value.to_str() {
+            let v = v.trim();
+            if !v.is_empty() {
+                xff.push_str(v);
+                xff.push_str(", ");
+            }
+        }
+    }
+    xff.push_str(&ip);
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(fwd.scheme.as_str()),
+    );
+    if let Ok(v) = HeaderValue::from_str(fwd.host) {
+        headers.insert(X_FORWARDED_HOST.clone(), v);
+    }
+    let port = authority_port(fwd.host).unwrap_or(fwd.scheme.default_port());
+    headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(port));
+    if let Ok(v) = HeaderValue::from_str(&ip) {
+        headers.insert(X_REAL_IP.clone(), v);
+    }
+    if !headers.contains_key(&X_REQUEST_ID) {
+        headers.insert(X_REQUEST_ID.clone(), request_id());
+    }
+}
+
+/// The port of an authority (`host:port`, `[v6]:port`), if it names a valid one.
+pub fn authority_port(authority: &str) -> Option<u16> {
+    let tail = match authority.rfind(']') {
+        Some(end) => &authority[end + 1..],
+        None => authority,
+    };
+    let colon = tail.rfind(':')?;
+    tail[colon + 1..].parse().ok()
+}
+
+/// 32 lowercase hex characters.
+fn request_id() -> HeaderValue {
+    let id = format!("{:032x}", fastrand::u128(..));
+    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// Approximate size of the request line plus header block as sent on the wire (HTTP/1 framing),
+/// for the `max_header_bytes` check.
+pub fn head_size<B>(req: &Request<B>) -> usize {
+    let uri = req.uri();
+    let mut target = uri.path_and_query().map_or(1, |pq| pq.as_str().len());
+    if let Some(authority) = uri.authority() {
+        target += authority.as_str().len() + uri.scheme_str().map_or(0, |s| s.len() + 3);
+    }
+    // "METHOD SP target SP HTTP/1.1 CRLF"
+    let mut size = req.method().as_str().len() + 1 + target + 1 + 8 + 2;
+    for (name, value) in req.headers() {
+        size += name.as_str().len() + 2 + value.len() + 2;
+    }
+    size + 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_named_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("close, X-Foo"));
+        h.insert("x-foo", HeaderValue::from_static("1"));
+        h.insert("x-bar", HeaderValue::from_static("2"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        remove_hop_by_hop(&mut h, false);
+        assert!(!h.contains_key("x-foo"));
+        assert!(!h.contains_key(CONNECTION));
+        assert!(!h.contains_key("keep-alive"));
+        assert!(!h.contains_key(UPGRADE));
+        assert!(h.contains_key("x-bar"));
+    }
+
+    #[test]
+    fn upgrade_survives_when_tunnelling() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("Upgrade, x-foo"));
+        h.insert("x-foo", HeaderValue::from_static("1"));
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        remove_hop_by_hop(&mut h, true);
+        assert_eq!(h.get(UPGRADE).unwrap(), "websocket");
+        assert_eq!(h.get(CONNECTION).unwrap(), "upgrade");
+        assert!(!h.contains_key("x-foo"));
+    }
+
+    #[test]
+    fn authority_port_parses_v4_v6_and_names() {
+        assert_eq!(authority_port("foo.com:8080"), Some(8080));
+        assert_eq!(authority_port("foo.com"), None);
+        assert_eq!(authority_port("[::1]:443"), Some(443));
+        assert_eq!(authority_port("[::1]"), None);
+        assert_eq!(authority_port("foo.com:99999"), None);
+    }
+}

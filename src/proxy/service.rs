@@ -1,0 +1,394 @@
+//! Per request: find the host and path (spec §3.2, §3.4), decide from the published table,
+//! pick an endpoint (spec §4.3), rewrite headers (spec §6) and forward, retrying once on a
+//! connect failure (spec §4.4); tunnel protocol upgrades.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock};
+
+use http::header::{HeaderValue, DATE, HOST, SERVER};
+use http::uri::{Authority, PathAndQuery, Scheme as UriScheme};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use super::error::{date_now, response_version, ProxyError};
+use super::headers::{self, Forwarded};
+use super::upstream::{self, RetryBody, Upstream};
+use super::{ProxyBody, ProxyOptions};
+use crate::publish::Shared;
+use crate::routing::{normalize, Backend, Target};
+
+/// Everything a request needs, shared by all connections of one listener.
+pub(crate) struct Context {
+    pub shared: Shared,
+    pub options: Arc<ProxyOptions>,
+    pub client: Upstream,
+}
+
+impl Context {
+    pub fn new(shared: Shared, options: Arc<ProxyOptions>) -> Self {
+        let client = upstream::client(&options);
+        Context {
+            shared,
+            options,
+            client,
+        }
+    }
+}
+
+/// The random round-robin start of this process (spec §4.3: random offset per proxy worker),
+/// so replicas do not all hit the same endpoint first.
+fn process_offset() -> usize {
+    static OFFSET: OnceLock<usize> = OnceLock::new();
+    *OFFSET.get_or_init(|| fastrand::usize(..))
+}
+
+/// Where one attempt goes.
+#[derive(Debug, Clone)]
+enum Dest {
+    Endpoint(SocketAddr),
+    External { host: String, port: u16 },
+}
+
+impl Dest {
+    fn authority(&self) -> Result<Authority, ProxyError> {
+        let text = match self {
+            Dest::Endpoint(addr) => addr.to_string(),
+            Dest::External { host, port } => {
+                let host = host.strip_suffix('.').unwrap_or(host);
+                if host.contains(':') {
+                    format!("[{host}]:{port}")
+                } else {
+                    format!("{host}:{port}")
+                }
+            }
+        };
+        Authority::try_from(text).map_err(|_| ProxyError::BadRequest("unusable backend address"))
+    }
+}
+
+impl std::fmt::Display for Dest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dest::Endpoint(addr) => write!(f, "{addr}"),
+            Dest::External { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+/// The hyper service function: never fails, every error is a response from `error.rs`.
+pub(crate) async fn handle(
+    ctx: Arc<Context>,
+    client_addr: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let version = req.version();
+    let mut host_for_log = String::new();
+    match proxy(&ctx, client_addr, req, &mut host_for_log).await {
+        Ok(response) => Ok(response),
+        Err((err, backend)) => {
+            let status = err.status();
+            if status.is_server_error() {
+                tracing::warn!(
+                    client.addr = %client_addr,
+                    http.host = %host_for_log,
+                    backend.addr = %backend.as_ref().map(ToString::to_string).unwrap_or_default(),
+                    status = status.as_u16(),
+                    error = %err,
+                    cause = ?std::error::Error::source(&err),
+                    "upstream request failed"
+                );
+            } else {
+                tracing::debug!(
+                    client.addr = %client_addr,
+                    http.host = %host_for_log,
+                    status = status.as_u16(),
+                    error = %err,
+                    "request refused"
+                );
+            }
+            Ok(err.to_response(version))
+        }
+    }
+}
+
+type Failure = (ProxyError, Option<Dest>);
+
+fn fail(err: ProxyError) -> Failure {
+    (err, None)
+}
+
+/// The authority of a request per spec §3.2 step 1, and whether it must be written into the
+/// upstream `Host` header.
+///
+/// Origin-form requests keep their `Host` header unchanged (spec §6.1). When the URI carries
+/// the authority (HTTP/1 absolute-form, HTTP/2 `:authority`) that authority is what was routed
+/// on, so it becomes the upstream `Host`: RFC 9112 §3.2.2 requires a proxy to replace `Host`
+/// with an absolute-form target's authority, and it keeps the backend's view consistent with
+/// the route that was chosen.
+fn request_authority<B>(req: &Request<B>) -> Result<(String, bool), ProxyError> {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let header = hosts.next();
+    if hosts.next().is_some() {
+        return Err(ProxyError::BadRequest("duplicate Host header"));
+    }
+    if let Some(authority) = req.uri().authority() {
+        return Ok((authority.as_str().to_owned(), true));
+    }
+    match header {
+        Some(value) => match value.to_str() {
+            Ok(h) => Ok((h.to_owned(), false)),
+            Err(_) => Err(ProxyError::BadRequest("Host header is not ASCII")),
+        },
+        // spec §3.2: HTTP/1.0 without Host has the empty host; HTTP/1.1 and later need one.
+        None if req.version() <= Version::HTTP_10 => Ok((String::new(), true)),
+        None => Err(ProxyError::BadRequest("missing Host header")),
+    }
+}
+
+async fn proxy(
+    ctx: &Context,
+    client_addr: SocketAddr,
+    mut req: Request<Incoming>,
+    host_for_log: &mut String,
+) -> Result<Response<ProxyBody>, Failure> {
+    let client_version = req.version();
+    if headers::head_size(&req) > ctx.options.max_header_bytes {
+        return Err(fail(ProxyError::HeadersTooLarge));
+    }
+    if req.method() == Method::CONNECT {
+        return Err(fail(ProxyError::ConnectMethod));
+    }
+    let (host_value, set_host) = request_authority(&req).map_err(fail)?;
+    let match_host = normalize::host(&host_value);
+    let match_path = normalize::path(req.uri().path());
+    host_for_log.push_str(&host_value);
+
+    // spec §3.3–3.7; the guard is dropped at the end of this block, before any await.
+    let backend: Arc<Backend> = {
+        let published = ctx.shared.load();
+        let decision = published.translation.table.decide(&match_host, &match_path);
+        match decision.backend() {
+            Some(backend) => backend.clone(),
+            None => return Err(fail(ProxyError::NoRoute)),
+        }
+    };
+
+    let offset = process_offset();
+    let first = match &backend.target {
+        Target::Unavailable(reason) => return Err(fail(ProxyError::Unavailable(*reason))),
+        // spec §4.3: round-robin per request.
+        Target::Endpoints(_) => match backend.pick(offset, None) {
+            Some(addr) => Dest::Endpoint(addr),
+            None => {
+                return Err(fail(ProxyError::Unavailable(
+                    crate::routing::Unavailable::NoEndpoints,
+                )))
+            }
+        },
+        Target::ExternalName { host, port } => {
+            // Literal IPs skip the resolver, so refuse local ones here (spec §4.5).
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            if let Ok(ip) = bare.parse::<IpAddr>() {
+                if upstream::is_refused(ip) {
+                    return Err(fail(ProxyError::ExternalNameRefused(
+                        upstream::ExternalNameRefused { host: host.clone() },
+                    )));
+                }
+            }
+            Dest::External {
+                host: bare.to_owned(),
+                port: *port,
+            }
+        }
+    };
+
+    // Protocol upgrade (spec §6.1): take the client side's upgrade handle before the request
+    // is consumed.
+    let upgrade = headers::is_upgrade_request(&req);
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+
+    let (parts, body) = req.into_parts();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let mut headers = parts.headers;
+    headers::remove_hop_by_hop(&mut headers, upgrade);
+    if set_host {
+        // The URI's authority becomes the Host header; an HTTP/1.0 request without any gets
+        // an empty one, as HTTP/1.1 upstream requires (RFC 9112 §3.2).
+        let value = HeaderValue::from_str(&host_value)
+            .map_err(|_| fail(ProxyError::BadRequest("unusable authority")))?;
+        headers.insert(HOST, value);
+    }
+    headers::add_forwarded(
+        &mut headers,
+        &Forwarded {
+            client_ip: client_addr.ip().to_canonical(),
+            scheme: ctx.options.scheme,
+            host: &host_value,
+        },
+    );
+
+    let mut template = Template {
+        method: parts.method,
+        path_and_query,
+        headers,
+    };
+    let mut body = RetryBody::new(body);
+    let sent = body.sent();
+    let mut dest = first;
+    let mut attempt = 0;
+    let mut response = loop {
+        attempt += 1;
+        let retry_body = body.again();
+        // Keep a copy of the headers only when a retry could follow (spec §4.4: a different
+        // endpoint must exist).
+        let keep = attempt == 1
+            && matches!(&backend.target, Target::Endpoints(endpoints) if endpoints.len() > 1);
+        let request = template
+            .build(&dest, body, keep)
+            .map_err(|e| (e, Some(dest.clone())))?;
+        let err = match send(ctx, request, sent.clone()).await {
+            Ok(response) => break response,
+            Err(err) => err,
+        };
+        // spec §4.4: once, to a different endpoint, only when nothing was sent.
+        let retry = match (&dest, attempt, err.is_retryable_connect(), retry_body) {
+            (Dest::Endpoint(failed), 1, true, Some(next_body)) => backend
+                .pick(offset, Some(*failed))
+                .filter(|next| next != failed)
+                .map(|next| (Dest::Endpoint(next), next_body)),
+            _ => None,
+        };
+        match retry {
+            Some((next, next_body)) => {
+                tracing::debug!(
+                    client.addr = %client_addr,
+                    http.host = %host_value,
+                    backend.addr = %dest,
+                    error = %err,
+                    "connect failed; retrying on another endpoint"
+                );
+                dest = next;
+                body = next_body;
+            }
+            None => return Err((err, Some(dest))),
+        }
+    };
+
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            return Err((
+                ProxyError::Upstream("101 Switching Protocols without an upgrade request".into()),
+                Some(dest),
+            ));
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        let backend_addr = dest.to_string();
+        tokio::spawn(async move {
+            match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                Ok((client_io, upstream_io)) => {
+                    let mut client_io = TokioIo::new(client_io);
+                    let mut upstream_io = TokioIo::new(upstream_io);
+                    if let Err(e) =
+                        tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io).await
+                    {
+                        tracing::debug!(backend.addr = %backend_addr, error = %e, "tunnel closed");
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(backend.addr = %backend_addr, error = %e, "upgrade failed");
+                }
+            }
+        });
+        let (mut parts, _) = response.into_parts();
+        finish_headers(&mut parts.headers, true);
+        parts.version = response_version(client_version);
+        let body = Empty::new().map_err(|never| match never {}).boxed();
+        return Ok(Response::from_parts(parts, body));
+    }
+
+    let (mut parts, body) = response.into_parts();
+    finish_headers(&mut parts.headers, false);
+    parts.version = response_version(client_version);
+    Ok(Response::from_parts(parts, body.boxed()))
+}
+
+/// One attempt. The response timeout runs from the moment the request body has been sent
+/// (at once for bodiless requests), so slow uploads are bounded by the client, not by it; the
+/// connect phase has its own `connect_timeout`.
+async fn send(
+    ctx: &Context,
+    request: Request<RetryBody>,
+    sent: Arc<tokio::sync::Notify>,
+) -> Result<Response<Incoming>, ProxyError> {
+    let response = ctx.client.request(request);
+    tokio::pin!(response);
+    let early = tokio::select! {
+        result = &mut response => Some(result),
+        () = sent.notified() => None,
+    };
+    let result = match early {
+        Some(result) => result,
+        None => {
+            // Hand the permit back for a retry attempt of the same (already finished) body.
+            sent.notify_one();
+            match tokio::time::timeout(ctx.options.response_timeout, response).await {
+                Ok(result) => result,
+                Err(_) => return Err(ProxyError::ResponseTimeout),
+            }
+        }
+    };
+    result.map_err(ProxyError::from_client)
+}
+
+/// Response headers to the client (spec §6.3): hop-by-hop removed, `Date` added if missing,
+/// `Server` overwritten. `Content-Length` is left alone, so hyper frames the body with it.
+fn finish_headers(headers: &mut HeaderMap, upgrade: bool) {
+    headers::remove_hop_by_hop(headers, upgrade);
+    if !headers.contains_key(DATE) {
+        headers.insert(DATE, date_now());
+    }
+    headers.insert(SERVER, HeaderValue::from_static(super::SERVER));
+}
+
+/// The parts of the upstream request that survive a failed attempt.
+struct Template {
+    method: Method,
+    path_and_query: PathAndQuery,
+    headers: HeaderMap,
+}
+
+impl Template {
+    /// The upstream request: HTTP/1.1 always (spec §6.1), the original path and query
+    /// byte-for-byte (the client turns the URI into origin-form, also for absolute-form
+    /// requests), headers as prepared.
+    fn build(
+        &mut self,
+        dest: &Dest,
+        body: RetryBody,
+        keep: bool,
+    ) -> Result<Request<RetryBody>, ProxyError> {
+        let uri = Uri::builder()
+            .scheme(UriScheme::HTTP)
+            .authority(dest.authority()?)
+            .path_and_query(self.path_and_query.clone())
+            .build()
+            .map_err(|_| ProxyError::BadRequest("unusable request target"))?;
+        let mut request = Request::new(body);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = uri;
+        *request.version_mut() = Version::HTTP_11;
+        *request.headers_mut() = if keep {
+            self.headers.clone()
+        } else {
+            std::mem::take(&mut self.headers)
+        };
+        Ok(request)
+    }
+}
