@@ -11,7 +11,7 @@ use crate::translate;
 
 /// Portico: a Kubernetes Ingress controller that routes HTTP by Ingress rules.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "portico", version, about, long_about = None)]
+#[command(name = "portico", version, about, long_about = None, args_override_self = true)]
 pub struct Args {
     /// Serve the Ingress, IngressClass, Service, EndpointSlice and Secret objects found in this
     /// directory (or file) of YAML/JSON manifests instead of a cluster. The directory is
@@ -52,7 +52,11 @@ pub struct Args {
 
     /// Service (NAMESPACE/NAME, first port) that answers requests no Ingress claims, when no
     /// rule-less Ingress has a defaultBackend. Without it such requests get 404.
-    #[arg(long, env = "PORTICO_DEFAULT_BACKEND_SERVICE", value_name = "NAMESPACE/NAME")]
+    #[arg(
+        long,
+        env = "PORTICO_DEFAULT_BACKEND_SERVICE",
+        value_name = "NAMESPACE/NAME"
+    )]
     pub default_backend_service: Option<String>,
 
     /// Route to ExternalName Services (loopback and link-local targets are always refused).
@@ -196,7 +200,10 @@ mod tests {
         let c = parse(&["--manifests", "x"]).unwrap();
         assert_eq!(c.http_addr, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.admin_addr, "0.0.0.0:10254".parse().unwrap());
-        assert_eq!(c.translate.controller_name, "portico.dev/ingress-controller");
+        assert_eq!(
+            c.translate.controller_name,
+            "portico.dev/ingress-controller"
+        );
         assert!(!c.translate.watch_without_class);
         assert!(c.translate.external_name);
         assert_eq!(c.upstream_connect_timeout, Duration::from_secs(5));
