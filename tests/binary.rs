@@ -1,0 +1,310 @@
+//! The `portico` binary end to end, as the README runs it: a manifests directory on disk, echo
+//! backends on loopback, changes to the files taking effect, bad input sparing the rest.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::{start_echo, Conn, RawResponse};
+
+/// How often, and how many times, a test polls for a change to show. Bounded in count.
+const POLL: Duration = Duration::from_millis(50);
+const POLLS: usize = 200;
+
+fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("portico-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// An Ingress `name` for `host` with Prefix `/` to Service `service`, plus that Service and an
+/// EndpointSlice pointing at `backend`.
+fn app_yaml(name: &str, host: &str, service: &str, backend: SocketAddr) -> String {
+    format!(
+        r#"apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: {name}}}
+spec:
+  rules:
+  - host: {host}
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: {service}, port: {{number: 80}}}}}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: {service}}}
+spec:
+  ports: [{{port: 80}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {service}-1
+  labels: {{kubernetes.io/service-name: {service}}}
+addressType: IPv4
+ports: [{{name: "", port: {port}}}]
+endpoints: [{{addresses: ["{ip}"]}}]
+"#,
+        port = backend.port(),
+        ip = backend.ip(),
+    )
+}
+
+struct Portico {
+    child: Child,
+    http: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Drop for Portico {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Portico {
+    /// Starts the binary on `dir` with watch-without-class (the fixtures name no class).
+    async fn start(dir: &Path) -> Portico {
+        let (http, admin) = (free_port(), free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_portico"))
+            .arg("--manifests")
+            .arg(dir)
+            .args(["--http-addr", &http.to_string()])
+            .args(["--admin-addr", &admin.to_string()])
+            .arg("--watch-ingress-without-class")
+            .env("PORTICO_LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("portico starts");
+        let portico = Portico { child, http, admin };
+        portico.wait_ready().await;
+        portico
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..POLLS {
+            if let Ok(stream) = tokio::net::TcpStream::connect(self.admin).await {
+                let mut conn = Conn {
+                    reader: tokio::io::BufReader::new(stream),
+                };
+                conn.send(b"GET /readyz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+                    .await;
+                if conn.response().await.status == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        panic!("portico never became ready");
+    }
+
+    async fn get(&self, host: &str, path: &str) -> RawResponse {
+        let mut conn = Conn::connect(self.http).await;
+        conn.send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+            .await;
+        conn.response().await
+    }
+
+    /// Which backend answered (`name` in the echo JSON), or the status code for others.
+    async fn who(&self, host: &str, path: &str) -> String {
+        answer(&self.get(host, path).await)
+    }
+
+    /// Polls until `host` is answered by `expected` (bounded); returns what it last saw.
+    async fn wait_for(&self, host: &str, expected: &str) -> String {
+        let mut last = String::new();
+        for _ in 0..POLLS {
+            last = self.who(host, "/").await;
+            if last == expected {
+                break;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        last
+    }
+}
+
+fn answer(r: &RawResponse) -> String {
+    if r.status == 200 {
+        r.json()["name"].as_str().unwrap_or("?").to_string()
+    } else {
+        r.status.to_string()
+    }
+}
+
+#[tokio::test]
+async fn file_changes_take_effect_without_restart() {
+    let (a, b, c) = (
+        start_echo("a").await,
+        start_echo("b").await,
+        start_echo("c").await,
+    );
+    let dir = temp_dir("changes");
+    std::fs::write(
+        dir.join("app.yaml"),
+        app_yaml("app", "app.example", "svc-a", a),
+    )
+    .unwrap();
+    let portico = Portico::start(&dir).await;
+    assert_eq!(portico.who("app.example", "/").await, "a");
+
+    // Changed file: the same host now points at another Service.
+    std::fs::write(
+        dir.join("app.yaml"),
+        app_yaml("app", "app.example", "svc-b", b),
+    )
+    .unwrap();
+    assert_eq!(portico.wait_for("app.example", "b").await, "b");
+
+    // Added file: a new host.
+    std::fs::write(
+        dir.join("more.yml"),
+        app_yaml("more", "more.example", "svc-c", c),
+    )
+    .unwrap();
+    assert_eq!(portico.wait_for("more.example", "c").await, "c");
+
+    // Deleted file: its host is gone.
+    std::fs::remove_file(dir.join("app.yaml")).unwrap();
+    assert_eq!(portico.wait_for("app.example", "404").await, "404");
+    assert_eq!(portico.who("more.example", "/").await, "c");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn keep_alive_connection_survives_a_reload() {
+    let (a, b) = (start_echo("a").await, start_echo("b").await);
+    let dir = temp_dir("keepalive");
+    std::fs::write(
+        dir.join("app.yaml"),
+        app_yaml("app", "app.example", "svc-a", a),
+    )
+    .unwrap();
+    let portico = Portico::start(&dir).await;
+    let mut conn = Conn::connect(portico.http).await;
+    let request = b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n";
+    conn.send(request).await;
+    assert_eq!(answer(&conn.response().await), "a");
+
+    std::fs::write(
+        dir.join("app.yaml"),
+        app_yaml("app", "app.example", "svc-b", b),
+    )
+    .unwrap();
+    assert_eq!(portico.wait_for("app.example", "b").await, "b");
+    // The connection opened before the change still works, and now sees the new table.
+    conn.send(request).await;
+    assert_eq!(answer(&conn.response().await), "b");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_broken_file_spares_the_rest() {
+    let a = start_echo("a").await;
+    let dir = temp_dir("broken");
+    std::fs::write(
+        dir.join("app.yaml"),
+        app_yaml("app", "app.example", "svc-a", a),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("broken.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata: [oops\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("wrong.json"),
+        r#"{"apiVersion":"networking.k8s.io/v1","kind":"Ingress","metadata":{"name":"w"},"spec":{"rules":"nope"}}"#,
+    )
+    .unwrap();
+    let portico = Portico::start(&dir).await;
+    assert_eq!(portico.who("app.example", "/").await, "a");
+
+    // Breaking the good file later keeps the objects of its valid documents. The new file
+    // shows when the reload that read the broken one has happened.
+    let c = start_echo("c").await;
+    std::fs::write(
+        dir.join("app.yaml"),
+        format!(
+            "{}---\nkind: [unclosed\n",
+            app_yaml("app", "app.example", "svc-a", a)
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("more.yaml"),
+        app_yaml("more", "more.example", "svc-c", c),
+    )
+    .unwrap();
+    assert_eq!(portico.wait_for("more.example", "c").await, "c");
+    assert_eq!(portico.who("app.example", "/").await, "a");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_flags_exit_non_zero_naming_the_flag() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_portico"))
+            .args(args)
+            .env_remove("PORTICO_MANIFESTS")
+            .output()
+            .expect("portico runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, err) = run(&["--manifests", ".", "--max-header-bytes", "5"]);
+    assert!(!ok);
+    assert!(err.contains("--max-header-bytes"), "{err}");
+    let (ok, err) = run(&[]);
+    assert!(!ok);
+    assert!(err.contains("--manifests"), "{err}");
+    let (ok, err) = run(&["--manifests", ".", "--upstream-connect-timeout", "soon"]);
+    assert!(!ok);
+    assert!(err.contains("--upstream-connect-timeout"), "{err}");
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_portico"))
+        .arg("--help")
+        .output()
+        .expect("portico runs");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--manifests",
+        "--http-addr",
+        "--admin-addr",
+        "--controller-name",
+        "--ingress-class",
+        "--watch-ingress-without-class",
+        "--default-backend-service",
+        "--enable-external-name",
+        "--max-header-bytes",
+        "--upstream-connect-timeout",
+        "--upstream-response-timeout",
+        "--log-format",
+        "--log-level",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+        assert!(
+            help.contains(&format!(
+                "PORTICO_{}",
+                flag[2..].replace('-', "_").to_uppercase()
+            )),
+            "{flag} has no env var"
+        );
+    }
+}
