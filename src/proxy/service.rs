@@ -90,7 +90,9 @@ pub(crate) async fn handle(
         Ok(response) => Ok(response),
         Err((err, backend)) => {
             let status = err.status();
-            if status.is_server_error() {
+            // 502/504 are upstream failures worth a warning; a 503 for a backend translate
+            // already reported (missing Service, no endpoints) would repeat that per request.
+            if matches!(status, StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT) {
                 tracing::warn!(
                     client.addr = %client_addr,
                     http.host = %host_for_log,
