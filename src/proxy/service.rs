@@ -92,7 +92,10 @@ pub(crate) async fn handle(
             let status = err.status();
             // 502/504 are upstream failures worth a warning; a 503 for a backend translate
             // already reported (missing Service, no endpoints) would repeat that per request.
-            if matches!(status, StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT) {
+            if matches!(
+                status,
+                StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT
+            ) {
                 tracing::warn!(
                     client.addr = %client_addr,
                     http.host = %host_for_log,
