@@ -14,8 +14,8 @@ use tokio::net::TcpListener;
 use crate::publish::Shared;
 
 /// Answers one admin request.
-pub fn respond(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let (status, body) = match (req.method(), req.uri().path()) {
+pub fn respond(shared: &Shared, method: &Method, path: &str) -> Response<Full<Bytes>> {
+    let (status, body) = match (method, path) {
         (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, "ok\n".to_string()),
         (&Method::GET | &Method::HEAD, "/readyz") => {
             let published = shared.load();
@@ -70,8 +70,8 @@ pub async fn serve(
         let shared = shared.clone();
         let builder = builder.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let response = respond(&shared, &req);
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let response = respond(&shared, req.method(), req.uri().path());
                 async move { Ok::<_, Infallible>(response) }
             });
             if let Err(e) = builder
@@ -81,5 +81,43 @@ pub async fn serve(
                 tracing::debug!(client.addr = %peer, error = %e, "admin connection ended");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::Snapshot;
+    use crate::translate::Options;
+
+    #[test]
+    fn readyz_waits_for_the_first_publish() {
+        let shared = crate::publish::shared();
+        assert_eq!(
+            respond(&shared, &Method::GET, "/healthz").status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            respond(&shared, &Method::GET, "/readyz").status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        crate::publish::apply(&shared, &Snapshot::default(), &Options::default());
+        assert_eq!(
+            respond(&shared, &Method::GET, "/readyz").status(),
+            StatusCode::OK
+        );
+    }
+
+    #[test]
+    fn unknown_paths_and_methods_are_refused() {
+        let shared = crate::publish::shared();
+        assert_eq!(
+            respond(&shared, &Method::GET, "/nope").status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            respond(&shared, &Method::POST, "/healthz").status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
     }
 }

@@ -102,3 +102,59 @@ pub async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::files::{parse_documents, Loaded};
+
+    const INGRESS: &str = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: a}\nspec:\n  defaultBackend: {service: {name: s, port: {number: 80}}}\n";
+
+    fn snapshot(text: &str) -> Snapshot {
+        let mut loaded = Loaded::default();
+        parse_documents("t.yaml", text, &mut loaded);
+        loaded.snapshot
+    }
+
+    #[test]
+    fn an_equal_translation_is_not_swapped() {
+        let shared = shared();
+        let options = Options {
+            watch_without_class: true,
+            ..Options::default()
+        };
+        assert_eq!(apply(&shared, &snapshot(INGRESS), &options), Some(1));
+        let before = shared.load_full();
+        assert_eq!(apply(&shared, &snapshot(INGRESS), &options), None);
+        assert!(Arc::ptr_eq(&before, &shared.load_full()), "no swap");
+        // A change that does not change the translation (an unrelated kind) swaps nothing.
+        let unrelated =
+            format!("{INGRESS}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: x}}\n");
+        assert_eq!(apply(&shared, &snapshot(&unrelated), &options), None);
+        assert_eq!(apply(&shared, &Snapshot::default(), &options), Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_snapshots_ends_on_the_last() {
+        let shared = shared();
+        let options = Arc::new(Options {
+            watch_without_class: true,
+            ..Options::default()
+        });
+        let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
+        let task = tokio::spawn(run(shared.clone(), rx, options));
+        for name in ["s1", "s2", "s3"] {
+            let text = INGRESS.replace("name: s,", &format!("name: {name},"));
+            tx.send(Arc::new(snapshot(&text))).unwrap();
+        }
+        drop(tx);
+        task.await.unwrap();
+        let published = shared.load();
+        let backend = published
+            .translation
+            .table
+            .default_backend()
+            .expect("default backend");
+        assert_eq!(backend.reference.to_string(), "default/s3:80");
+    }
+}
