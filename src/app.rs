@@ -10,8 +10,9 @@ use tokio::sync::watch;
 
 use crate::config::{Config, LogFormat, SourceConfig};
 use crate::proxy::{self, ProxyOptions, Scheme};
-use crate::publish;
-use crate::source::files;
+use crate::publish::{self, Shared};
+use crate::source::{files, Snapshot};
+use crate::translate::Options;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -23,6 +24,8 @@ pub enum AppError {
     },
     #[error("proxy stopped: {0}")]
     Proxy(std::io::Error),
+    #[error(transparent)]
+    Kube(#[from] crate::source::kube::KubeError),
 }
 
 /// Installs the global tracing subscriber. `level` is a tracing filter (`info`,
@@ -71,27 +74,52 @@ pub async fn run(
 
     tokio::spawn(crate::admin::serve(admin, shared.clone(), stopped()));
 
-    let SourceConfig::Manifests(dir) = config.source.clone();
-    // The first load is complete before anything is published (publish nothing partial).
-    let loaded = {
-        let dir = dir.clone();
-        tokio::task::spawn_blocking(move || files::load(&dir))
-            .await
-            .unwrap_or_default()
+    let status = match config.source.clone() {
+        SourceConfig::Manifests(dir) => {
+            start_manifests(&dir, &shared, options).await;
+            tracing::info!(
+                http.addr = %config.http_addr,
+                admin.addr = %config.admin_addr,
+                manifests = %dir.display(),
+                "portico serving"
+            );
+            None
+        }
+        SourceConfig::Kube(source) => {
+            let client = crate::source::kube::client(source.kubeconfig.as_deref()).await?;
+            let (snapshots_tx, snapshots_rx) = watch::channel(Arc::new(Snapshot::default()));
+            let ns = source.watch_namespace.clone();
+            tokio::spawn(crate::source::kube::run(
+                client.clone(),
+                ns,
+                snapshots_tx,
+                stopped(),
+            ));
+            // Nothing is published (and /readyz stays unready) until the source's first
+            // snapshot, which it sends only once every watcher has listed.
+            let mut first = snapshots_rx.clone();
+            let publish_shared = shared.clone();
+            tokio::spawn(async move {
+                if first.changed().await.is_ok() {
+                    publish::run(publish_shared, first, options).await;
+                }
+            });
+            tracing::info!(
+                http.addr = %config.http_addr,
+                admin.addr = %config.admin_addr,
+                watch.namespace = source.watch_namespace.as_deref().unwrap_or("(all)"),
+                "portico serving from the Kubernetes API"
+            );
+            Some(tokio::spawn(crate::status::run(
+                client,
+                config.status.clone(),
+                shared.clone(),
+                snapshots_rx,
+                stopped(),
+            )))
+        }
     };
-    files::log_problems(&loaded);
-    let initial = Arc::new(loaded.snapshot);
-    publish::apply(&shared, &initial, &options);
-    let (snapshots_tx, snapshots_rx) = watch::channel(initial.clone());
-    tokio::spawn(files::watch(dir.clone(), initial, snapshots_tx));
-    tokio::spawn(publish::run(shared.clone(), snapshots_rx, options));
 
-    tracing::info!(
-        http.addr = %config.http_addr,
-        admin.addr = %config.admin_addr,
-        manifests = %dir.display(),
-        "portico serving"
-    );
     let proxy_options = Arc::new(ProxyOptions {
         scheme: Scheme::Http,
         max_header_bytes: config.max_header_bytes,
@@ -103,7 +131,27 @@ pub async fn run(
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     };
-    proxy::serve(http, shared, proxy_options, stop_all)
-        .await
-        .map_err(AppError::Proxy)
+    let served = proxy::serve(http, shared, proxy_options, stop_all).await;
+    if let Some(status) = status {
+        // Let the leader release its Lease so another replica takes over at once.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), status).await;
+    }
+    served.map_err(AppError::Proxy)
+}
+
+/// Loads the manifests, publishes them, and keeps watching the directory.
+async fn start_manifests(dir: &std::path::Path, shared: &Shared, options: Arc<Options>) {
+    // The first load is complete before anything is published (publish nothing partial).
+    let loaded = {
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || files::load(&dir))
+            .await
+            .unwrap_or_default()
+    };
+    files::log_problems(&loaded);
+    let initial = Arc::new(loaded.snapshot);
+    publish::apply(shared, &initial, &options);
+    let (snapshots_tx, snapshots_rx) = watch::channel(initial.clone());
+    tokio::spawn(files::watch(dir.to_path_buf(), initial, snapshots_tx));
+    tokio::spawn(publish::run(shared.clone(), snapshots_rx, options));
 }

@@ -19,6 +19,44 @@ pub struct Args {
     #[arg(long, env = "PORTICO_MANIFESTS", value_name = "DIR")]
     pub manifests: Option<PathBuf>,
 
+    /// Kubeconfig file to reach the API server with (without --manifests). Default: the
+    /// KUBECONFIG variable, then ~/.kube/config, then the in-cluster service account.
+    #[arg(
+        long,
+        env = "PORTICO_KUBECONFIG",
+        value_name = "PATH",
+        conflicts_with = "manifests"
+    )]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Watch Ingresses, Services, EndpointSlices and Secrets in this namespace only
+    /// (IngressClasses are cluster-wide). Default: all namespaces.
+    #[arg(long, env = "PORTICO_WATCH_NAMESPACE", value_name = "NAMESPACE")]
+    pub watch_namespace: Option<String>,
+
+    /// Service (NAMESPACE/NAME) fronting Portico: its status.loadBalancer.ingress (else its
+    /// spec.externalIPs) is written to the status of every owned Ingress.
+    #[arg(long, env = "PORTICO_PUBLISH_SERVICE", value_name = "NAMESPACE/NAME")]
+    pub publish_service: Option<String>,
+
+    /// Comma-separated addresses to write to the status of every owned Ingress instead of the
+    /// publish Service's (IPs go to `ip`, anything else to `hostname`).
+    #[arg(long, env = "PORTICO_PUBLISH_STATUS_ADDRESS", value_name = "ADDRESSES")]
+    pub publish_status_address: Option<String>,
+
+    /// Name of the coordination.k8s.io Lease the replicas elect a status writer with.
+    #[arg(long, env = "PORTICO_ELECTION_ID", default_value = "portico-leader")]
+    pub election_id: String,
+
+    /// Namespace of the election Lease. Default: the POD_NAMESPACE variable, then the
+    /// kubeconfig's or service account's namespace.
+    #[arg(long, env = "PORTICO_ELECTION_NAMESPACE", value_name = "NAMESPACE")]
+    pub election_namespace: Option<String>,
+
+    /// How long a leader's Lease lasts without renewal; another replica takes over after it.
+    #[arg(long, env = "PORTICO_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub election_lease_duration: Duration,
+
     /// Address of the plain HTTP listener (HTTP/1.1 and h2c).
     #[arg(long, env = "PORTICO_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
@@ -105,12 +143,44 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceConfig {
     Manifests(PathBuf),
+    /// The Kubernetes API (kube mode).
+    Kube(KubeSource),
+}
+
+/// Where and what to watch in kube mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeSource {
+    /// Explicit kubeconfig; `None` infers (KUBECONFIG, ~/.kube/config, in-cluster).
+    pub kubeconfig: Option<PathBuf>,
+    pub watch_namespace: Option<String>,
+}
+
+/// Where the addresses written to Ingress status come from (spec §7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Addresses {
+    /// Nothing configured: status is not written.
+    None,
+    /// `--publish-status-address`.
+    Static(Vec<String>),
+    /// `--publish-service` namespace and name.
+    Service(String, String),
+}
+
+/// Status writing and leader election (kube mode only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusConfig {
+    pub addresses: Addresses,
+    pub election_id: String,
+    /// `None`: POD_NAMESPACE, then the client's default namespace.
+    pub election_namespace: Option<String>,
+    pub lease_duration: Duration,
 }
 
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub source: SourceConfig,
+    pub status: StatusConfig,
     pub http_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub translate: translate::Options,
@@ -123,8 +193,12 @@ pub struct Config {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
-    #[error("--manifests is required: reading from the Kubernetes API is not built yet")]
-    NoSource,
+    #[error("--publish-service must be NAMESPACE/NAME, got {0:?}")]
+    PublishService(String),
+    #[error("--publish-status-address has an empty entry: {0:?}")]
+    PublishStatusAddress(String),
+    #[error("--election-lease-duration must be at least 2s, got {0:?}")]
+    LeaseDuration(Duration),
     #[error("--default-backend-service must be NAMESPACE/NAME, got {0:?}")]
     DefaultBackendService(String),
     #[error("--max-header-bytes must be between 1024 and 1048576, got {0}")]
@@ -138,17 +212,33 @@ impl Args {
     pub fn validate(self) -> Result<Config, ConfigError> {
         let source = match self.manifests {
             Some(dir) => SourceConfig::Manifests(dir),
-            None => return Err(ConfigError::NoSource),
+            None => SourceConfig::Kube(KubeSource {
+                kubeconfig: self.kubeconfig,
+                watch_namespace: self.watch_namespace.filter(|ns| !ns.is_empty()),
+            }),
         };
         let default_backend_service = match self.default_backend_service {
             None => None,
-            Some(s) => match s.split_once('/') {
-                Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
-                    Some((ns.to_string(), name.to_string()))
-                }
-                _ => return Err(ConfigError::DefaultBackendService(s)),
-            },
+            Some(s) => Some(namespaced(&s).ok_or(ConfigError::DefaultBackendService(s))?),
         };
+        let addresses = match (self.publish_status_address, self.publish_service) {
+            (Some(list), _) => {
+                let addresses: Vec<String> =
+                    list.split(',').map(|a| a.trim().to_string()).collect();
+                if addresses.iter().any(String::is_empty) {
+                    return Err(ConfigError::PublishStatusAddress(list));
+                }
+                Addresses::Static(addresses)
+            }
+            (None, Some(s)) => {
+                let (ns, name) = namespaced(&s).ok_or(ConfigError::PublishService(s))?;
+                Addresses::Service(ns, name)
+            }
+            (None, None) => Addresses::None,
+        };
+        if self.election_lease_duration < Duration::from_secs(2) {
+            return Err(ConfigError::LeaseDuration(self.election_lease_duration));
+        }
         if !(1024..=1 << 20).contains(&self.max_header_bytes) {
             return Err(ConfigError::MaxHeaderBytes(self.max_header_bytes));
         }
@@ -160,6 +250,12 @@ impl Args {
         }
         Ok(Config {
             source,
+            status: StatusConfig {
+                addresses,
+                election_id: self.election_id,
+                election_namespace: self.election_namespace.filter(|ns| !ns.is_empty()),
+                lease_duration: self.election_lease_duration,
+            },
             http_addr: self.http_addr,
             admin_addr: self.admin_addr,
             translate: translate::Options {
@@ -176,6 +272,16 @@ impl Args {
             log_format: self.log_format,
             log_level: self.log_level,
         })
+    }
+}
+
+/// `NAMESPACE/NAME` split in two, both non-empty.
+fn namespaced(s: &str) -> Option<(String, String)> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Some((ns.to_string(), name.to_string()))
+        }
+        _ => None,
     }
 }
 
@@ -210,6 +316,34 @@ mod tests {
     }
 
     #[test]
+    fn without_manifests_the_api_is_the_source() {
+        let c = parse(&[
+            "--watch-namespace",
+            "apps",
+            "--publish-service",
+            "portico/portico",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.source,
+            SourceConfig::Kube(KubeSource {
+                kubeconfig: None,
+                watch_namespace: Some("apps".into())
+            })
+        );
+        assert_eq!(
+            c.status.addresses,
+            Addresses::Service("portico".into(), "portico".into())
+        );
+        let c = parse(&["--publish-status-address", "10.0.0.1, lb.example.com"]).unwrap();
+        assert_eq!(
+            c.status.addresses,
+            Addresses::Static(vec!["10.0.0.1".into(), "lb.example.com".into()])
+        );
+        assert_eq!(c.status.election_id, "portico-leader");
+    }
+
+    #[test]
     fn boolean_flags_take_bare_and_explicit_forms() {
         let c = parse(&["--manifests", "x", "--watch-ingress-without-class"]).unwrap();
         assert!(c.translate.watch_without_class);
@@ -219,7 +353,14 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_with_the_flag_named() {
-        assert_eq!(parse(&[]).unwrap_err(), ConfigError::NoSource);
+        assert!(matches!(
+            parse(&["--publish-service", "nope"]),
+            Err(ConfigError::PublishService(_))
+        ));
+        assert!(matches!(
+            parse(&["--publish-status-address", "1.2.3.4,,x"]),
+            Err(ConfigError::PublishStatusAddress(_))
+        ));
         assert!(matches!(
             parse(&["--manifests", "x", "--default-backend-service", "nope"]),
             Err(ConfigError::DefaultBackendService(_))

@@ -1,6 +1,7 @@
 //! Sources collect objects into a `Snapshot`; nothing downstream knows which source it came from.
 
 pub mod files;
+pub mod kube;
 
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;

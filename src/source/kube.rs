@@ -1,0 +1,298 @@
+//! Kubernetes source: one kube-runtime watcher + reflector per kind, trimmed, coalesced into the
+//! same `Snapshot` the manifests source produces. Nothing is sent before every kind has finished
+//! its initial list (style: publish nothing partial).
+
+use std::collections::HashSet;
+use std::fmt::Debug;
+use std::path::Path;
+use std::sync::Arc;
+
+use futures_util::{future, StreamExt};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{ApiResource, DynamicObject};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::TypeMeta;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::{watch, Notify};
+
+use crate::source::Snapshot;
+
+/// The annotation `kubectl apply` leaves behind: a full copy of the object nobody here reads.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Only TLS Secrets are watched (spec §5.1); see docs/decisions.md for Opaque ones.
+pub const SECRET_FIELD_SELECTOR: &str = "type=kubernetes.io/tls";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("cannot read kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: String,
+        source: kube::config::KubeconfigError,
+    },
+    #[error("no Kubernetes configuration (no --manifests, no kubeconfig, not in a cluster): {0}")]
+    Infer(#[from] kube::config::InferConfigError),
+    #[error("cannot build the Kubernetes client: {0}")]
+    Client(#[from] kube::Error),
+}
+
+/// A client from `--kubeconfig`, else `Config::infer` (KUBECONFIG, ~/.kube/config, in-cluster).
+/// Does not contact the API server: an unreachable server is retried by the watchers.
+pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, KubeError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let error = |source| KubeError::Kubeconfig {
+                path: path.display().to_string(),
+                source,
+            };
+            let kc = Kubeconfig::read_from(path).map_err(error)?;
+            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .map_err(error)?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+/// Drops what translate never reads, before it is stored: managedFields and the last-applied
+/// annotation are often most of an object's bytes.
+pub fn trim(object: &mut DynamicObject) {
+    object.metadata.managed_fields = None;
+    if let Some(annotations) = object.metadata.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+/// One kind's reflector store and the task that keeps it current (stopped on drop).
+struct Kind<K: Resource<DynamicType = ()> + Clone + 'static> {
+    store: Store<K>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Drop for Kind<K> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts the watcher + reflector for `K`. Objects that do not deserialise as `K` are skipped
+/// (and dropped from the store if an earlier version was good), logged once per version.
+fn watch_kind<K>(
+    client: Client,
+    namespace: Option<&str>,
+    config: watcher::Config,
+    changed: Arc<Notify>,
+) -> Kind<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + Default
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let resource = ApiResource::erase::<K>(&());
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client, ns, &resource),
+        None => Api::all_with(client, &resource),
+    };
+    let (store, writer) = reflector::store::<K>();
+    let mut logged: HashSet<String> = HashSet::new();
+    let kind = K::kind(&()).to_string();
+    let stream = watcher(api, config)
+        .default_backoff()
+        .filter_map(move |event| {
+            let event = event.map(|e| convert::<K>(e, &mut logged));
+            future::ready(event.transpose())
+        })
+        .reflect(writer)
+        .for_each(move |event| {
+            match event {
+                Ok(_) => changed.notify_one(),
+                // The watcher backs off and resumes by itself; the store keeps the last state.
+                Err(e) => tracing::warn!(kind = %kind, error = %e, "watch failed; retrying"),
+            }
+            future::ready(())
+        });
+    let task = tokio::spawn(stream);
+    Kind { store, task }
+}
+
+/// Trims and types one watch event. `None` skips it.
+fn convert<K>(event: Event<DynamicObject>, logged: &mut HashSet<String>) -> Option<Event<K>>
+where
+    K: Resource<DynamicType = ()> + Default + DeserializeOwned,
+{
+    let mut typed = |mut object: DynamicObject| -> Result<K, K> {
+        trim(&mut object);
+        object.types = Some(TypeMeta::resource::<K>());
+        let metadata = object.metadata.clone();
+        let parsed = serde_json::to_value(&object).and_then(serde_json::from_value::<K>);
+        parsed.map_err(|e| {
+            let id = format!(
+                "{}/{}@{}",
+                metadata.namespace.as_deref().unwrap_or_default(),
+                metadata.name.as_deref().unwrap_or_default(),
+                metadata.resource_version.as_deref().unwrap_or_default()
+            );
+            if logged.insert(id.clone()) {
+                tracing::warn!(kind = %K::kind(&()), object = %id, error = %e, "skipping object that does not deserialise");
+            }
+            let mut bare = K::default();
+            *bare.meta_mut() = metadata;
+            bare
+        })
+    };
+    match event {
+        Event::Init => Some(Event::Init),
+        Event::InitDone => Some(Event::InitDone),
+        Event::InitApply(o) => typed(o).ok().map(Event::InitApply),
+        // A bad new version removes the old one: serve nothing rather than something stale.
+        Event::Apply(o) => Some(match typed(o) {
+            Ok(k) => Event::Apply(k),
+            Err(bare) => Event::Delete(bare),
+        }),
+        Event::Delete(o) => Some(Event::Delete(typed(o).unwrap_or_else(|bare| bare))),
+    }
+}
+
+fn namespaced<K>(
+    client: &Client,
+    namespace: Option<&str>,
+    config: watcher::Config,
+    changed: &Arc<Notify>,
+) -> Kind<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Default
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    watch_kind(client.clone(), namespace, config, changed.clone())
+}
+
+fn objects<K: Resource<DynamicType = ()> + Clone>(kind: &Kind<K>) -> Vec<K> {
+    kind.store.state().iter().map(|o| K::clone(o)).collect()
+}
+
+/// Watches every kind translate reads and sends a `Snapshot` after each change, the first only
+/// once every kind has listed. Runs until `stop` resolves or `snapshots` has no receivers.
+pub async fn run(
+    client: Client,
+    watch_namespace: Option<String>,
+    snapshots: watch::Sender<Arc<Snapshot>>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let changed = Arc::new(Notify::new());
+    let ns = watch_namespace.as_deref();
+    let config = watcher::Config::default;
+    let ingresses = namespaced::<Ingress>(&client, ns, config(), &changed);
+    let classes = watch_kind::<IngressClass>(client.clone(), None, config(), changed.clone());
+    let services = namespaced::<Service>(&client, ns, config(), &changed);
+    let slices = namespaced::<EndpointSlice>(&client, ns, config(), &changed);
+    let secrets = namespaced::<Secret>(
+        &client,
+        ns,
+        config().fields(SECRET_FIELD_SELECTOR),
+        &changed,
+    );
+
+    let ready = async {
+        tokio::try_join!(
+            ingresses.store.wait_until_ready(),
+            classes.store.wait_until_ready(),
+            services.store.wait_until_ready(),
+            slices.store.wait_until_ready(),
+            secrets.store.wait_until_ready(),
+        )
+    };
+    tokio::select! {
+        result = ready => {
+            if result.is_err() {
+                tracing::error!("a watcher stopped before its initial list");
+                return;
+            }
+        }
+        _ = snapshots.closed() => return,
+        _ = &mut stop => return,
+    }
+    tracing::info!("every watcher finished its initial list");
+
+    loop {
+        // Every event since the last build is in the stores; one build covers the burst.
+        let snapshot = Snapshot {
+            ingresses: objects(&ingresses),
+            ingress_classes: objects(&classes),
+            services: objects(&services),
+            endpoint_slices: objects(&slices),
+            secrets: objects(&secrets),
+        };
+        tracing::debug!(objects = snapshot.len(), "kube snapshot");
+        if snapshots.send(Arc::new(snapshot)).is_err() {
+            return;
+        }
+        tokio::select! {
+            _ = changed.notified() => {}
+            _ = snapshots.closed() => return,
+            _ = &mut stop => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trim_drops_managed_fields_and_last_applied() {
+        let mut object: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {
+                "name": "a",
+                "annotations": {LAST_APPLIED: "{}", "keep": "me"},
+                "managedFields": [{"manager": "kubectl"}]
+            },
+            "spec": {}
+        }))
+        .unwrap();
+        trim(&mut object);
+        assert!(object.metadata.managed_fields.is_none());
+        let annotations = object.metadata.annotations.unwrap();
+        assert_eq!(annotations.len(), 1);
+        assert_eq!(annotations["keep"], "me");
+    }
+
+    #[test]
+    fn an_object_that_does_not_deserialise_is_skipped_or_removed() {
+        let bad: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {"name": "a", "namespace": "n", "resourceVersion": "5"},
+            "spec": {"rules": "not a list"}
+        }))
+        .unwrap();
+        let mut logged = HashSet::new();
+        assert!(convert::<Ingress>(Event::InitApply(bad.clone()), &mut logged).is_none());
+        match convert::<Ingress>(Event::Apply(bad), &mut logged) {
+            Some(Event::Delete(i)) => assert_eq!(i.metadata.name.as_deref(), Some("a")),
+            other => panic!("expected a delete, got {other:?}"),
+        }
+        assert_eq!(logged.len(), 1, "logged once per version");
+    }
+}

@@ -1,0 +1,476 @@
+//! Status and Events (spec §7, §9): after a configuration is published, the elected leader
+//! writes the balancer's addresses to every owned Ingress whose routes that configuration holds,
+//! removes them from Ingresses we stopped owning, and records Events for conditions. Reads the
+//! published `Shared` and the source's snapshots; writes only through the API.
+
+pub mod events;
+pub mod leader;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::config::{Addresses, StatusConfig};
+use crate::publish::Shared;
+use crate::source::Snapshot;
+use crate::translate::ObjectRef;
+
+/// Every request Portico makes to the API server, as (API group, resource, verb). The RBAC in
+/// `deploy/` must allow each (tests/deploy.rs), and the fake API server tests check that Portico
+/// makes no other (tests/kube.rs). Leases are namespaced (a Role); the rest cluster-wide.
+pub const API_CALLS: &[(&str, &str, &str)] = &[
+    ("networking.k8s.io", "ingresses", "list"),
+    ("networking.k8s.io", "ingresses", "watch"),
+    ("networking.k8s.io", "ingressclasses", "list"),
+    ("networking.k8s.io", "ingressclasses", "watch"),
+    ("", "services", "list"),
+    ("", "services", "watch"),
+    ("discovery.k8s.io", "endpointslices", "list"),
+    ("discovery.k8s.io", "endpointslices", "watch"),
+    ("", "secrets", "list"),
+    ("", "secrets", "watch"),
+    ("networking.k8s.io", "ingresses/status", "patch"),
+    ("events.k8s.io", "events", "create"),
+    ("events.k8s.io", "events", "patch"),
+    ("coordination.k8s.io", "leases", "get"),
+    ("coordination.k8s.io", "leases", "create"),
+    ("coordination.k8s.io", "leases", "update"),
+];
+
+/// How often the writer looks for a newly published version (one atomic load).
+const POLL: Duration = Duration::from_millis(20);
+/// Wait before retrying after a failed write.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// One entry of `status.loadBalancer.ingress`. Ordered so the written list is sorted.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Address {
+    pub ip: Option<String>,
+    pub hostname: Option<String>,
+}
+
+impl Address {
+    /// spec §7: a value that parses as an IP goes to `ip`, anything else to `hostname`.
+    pub fn parse(value: &str) -> Self {
+        if value.parse::<IpAddr>().is_ok() {
+            Address {
+                ip: Some(value.to_string()),
+                hostname: None,
+            }
+        } else {
+            Address {
+                ip: None,
+                hostname: Some(value.to_string()),
+            }
+        }
+    }
+}
+
+/// Sorted, de-duplicated; `None` when there is nothing to publish.
+fn normalise(mut addresses: Vec<Address>) -> Option<Vec<Address>> {
+    addresses.sort();
+    addresses.dedup();
+    (!addresses.is_empty()).then_some(addresses)
+}
+
+/// The addresses the publish Service advertises: `status.loadBalancer.ingress`, else
+/// `spec.externalIPs` (spec §7 item 2). `None` while it has neither.
+pub fn service_addresses(service: &Service) -> Option<Vec<Address>> {
+    let balancer = service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .map(|list| {
+            list.iter()
+                .filter(|i| i.ip.is_some() || i.hostname.is_some())
+                .map(|i| Address {
+                    ip: i.ip.clone(),
+                    hostname: i.hostname.clone(),
+                })
+                .collect::<Vec<_>>()
+        })
+        .and_then(normalise);
+    balancer.or_else(|| {
+        let external = service.spec.as_ref()?.external_ips.as_ref()?;
+        normalise(external.iter().map(|ip| Address::parse(ip)).collect())
+    })
+}
+
+/// What an Ingress's status currently says.
+pub fn current_addresses(ingress: &Ingress) -> Vec<Address> {
+    ingress
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .map(|list| {
+            list.iter()
+                .map(|i| Address {
+                    ip: i.ip.clone(),
+                    hostname: i.hostname.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn ingress_ref(ingress: &Ingress) -> ObjectRef {
+    ObjectRef {
+        kind: "Ingress".to_string(),
+        namespace: ingress.metadata.namespace.clone().unwrap_or_default(),
+        name: ingress.metadata.name.clone().unwrap_or_default(),
+    }
+}
+
+/// The status writes one pass needs. Pure: what to write given what is published and seen.
+///
+/// * `live`: owned Ingresses in the published configuration (their routes are being served).
+/// * `ever_owned`: Ingresses this process has seen owned; only those may have addresses removed.
+/// * `ours`: every address list this process has published, to recognise what to remove.
+/// * `pending`: resourceVersions observed before our own writes, not yet superseded in the
+///   snapshot: the write is on its way back through the watch, so do not repeat it.
+pub fn plan(
+    ingresses: &[Ingress],
+    live: &HashSet<&ObjectRef>,
+    ever_owned: &HashSet<ObjectRef>,
+    desired: &[Address],
+    ours: &HashSet<Address>,
+    pending: &HashMap<ObjectRef, String>,
+) -> Vec<(ObjectRef, String, Vec<Address>)> {
+    let mut writes = Vec::new();
+    for ingress in ingresses {
+        if ingress.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let object = ingress_ref(ingress);
+        let rv = ingress
+            .metadata
+            .resource_version
+            .clone()
+            .unwrap_or_default();
+        if pending.get(&object) == Some(&rv) {
+            continue;
+        }
+        let current = current_addresses(ingress);
+        if live.contains(&object) {
+            if current != desired {
+                writes.push((object, rv, desired.to_vec()));
+            }
+        } else if ever_owned.contains(&object) {
+            // spec §2 effects / §7: ownership lost → remove what we wrote, keep anything else.
+            let kept: Vec<Address> = current
+                .iter()
+                .filter(|a| !ours.contains(a))
+                .cloned()
+                .collect();
+            if kept.len() != current.len() {
+                writes.push((object, rv, kept));
+            }
+        }
+        // Never owned: never touched (spec §2, §7).
+    }
+    writes
+}
+
+/// Patches `status.loadBalancer.ingress` through the status subresource.
+async fn write(
+    client: &Client,
+    object: &ObjectRef,
+    addresses: &[Address],
+) -> Result<(), kube::Error> {
+    let api: Api<Ingress> = Api::namespaced(client.clone(), &object.namespace);
+    let list: Vec<_> = addresses
+        .iter()
+        .map(|a| {
+            let mut entry = serde_json::Map::new();
+            if let Some(ip) = &a.ip {
+                entry.insert("ip".into(), json!(ip));
+            }
+            if let Some(hostname) = &a.hostname {
+                entry.insert("hostname".into(), json!(hostname));
+            }
+            serde_json::Value::Object(entry)
+        })
+        .collect();
+    let value = if list.is_empty() {
+        json!(null)
+    } else {
+        json!(list)
+    };
+    let patch = json!({"status": {"loadBalancer": {"ingress": value}}});
+    api.patch_status(&object.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+}
+
+/// Follows the configured address source into `tx`.
+async fn follow_addresses(
+    client: Client,
+    addresses: Addresses,
+    tx: watch::Sender<Option<Vec<Address>>>,
+) {
+    match addresses {
+        Addresses::None => {}
+        Addresses::Static(list) => {
+            let _ = tx.send(normalise(list.iter().map(|a| Address::parse(a)).collect()));
+        }
+        Addresses::Service(namespace, name) => {
+            let api: Api<Service> = Api::namespaced(client, &namespace);
+            let mut stream = watcher::watch_object(api, &name).default_backoff().boxed();
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(service) => {
+                        let addresses = service.as_ref().and_then(service_addresses);
+                        if addresses.is_none() {
+                            tracing::info!(service = %format!("{namespace}/{name}"), "publish Service has no address yet; writing no status");
+                        }
+                        tx.send_if_modified(|old| {
+                            let changed = *old != addresses;
+                            *old = addresses;
+                            changed
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "watching the publish Service failed; retrying")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// This replica's name in the Lease and on Events: the pod name plus a random suffix, so two
+/// processes never share one.
+fn identity() -> String {
+    let host = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "portico".to_string());
+    format!("{host}_{:08x}", fastrand::u32(..))
+}
+
+/// Runs election, status writing and Events until `stop` resolves.
+pub async fn run(
+    client: Client,
+    config: StatusConfig,
+    shared: Shared,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    stop: impl Future<Output = ()> + Send + 'static,
+) {
+    let namespace = config
+        .election_namespace
+        .clone()
+        .or_else(|| {
+            std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|ns| !ns.is_empty())
+        })
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let identity = identity();
+    tracing::info!(lease = %format!("{namespace}/{}", config.election_id), identity = %identity, "joining leader election");
+    let elector = leader::Elector::new(
+        Api::namespaced(client.clone(), &namespace),
+        config.election_id.clone(),
+        identity.clone(),
+        config.lease_duration,
+    );
+    let (leader_tx, leader_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let election = tokio::spawn(leader::run(elector, leader_tx, stopped()));
+    let (addresses_tx, addresses_rx) = watch::channel(None);
+    let follow = tokio::spawn(follow_addresses(
+        client.clone(),
+        config.addresses.clone(),
+        addresses_tx,
+    ));
+    let events = tokio::spawn(events::run(
+        client.clone(),
+        identity,
+        shared.clone(),
+        snapshots.clone(),
+        leader_rx.clone(),
+        stopped(),
+    ));
+    let writer = tokio::spawn(write_loop(
+        client,
+        shared,
+        snapshots,
+        addresses_rx,
+        leader_rx,
+        stopped(),
+    ));
+    stop.await;
+    let _ = stop_tx.send(true);
+    follow.abort();
+    let _ = tokio::join!(election, events, writer);
+}
+
+/// Writes status whenever the published version, the snapshot, the addresses or the
+/// leadership change.
+async fn write_loop(
+    client: Client,
+    shared: Shared,
+    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    mut addresses: watch::Receiver<Option<Vec<Address>>>,
+    mut leader: watch::Receiver<bool>,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut ever_owned: HashSet<ObjectRef> = HashSet::new();
+    let mut ours: HashSet<Address> = HashSet::new();
+    let mut pending: HashMap<ObjectRef, String> = HashMap::new();
+    let mut last: Option<(u64, usize, Option<Vec<Address>>, bool)> = None;
+    let mut retry_at: Option<Instant> = None;
+    loop {
+        let published = shared.load_full();
+        let snapshot = snapshots.borrow_and_update().clone();
+        let desired = addresses.borrow_and_update().clone();
+        let is_leader = *leader.borrow_and_update();
+        // Every replica tracks ownership, so a new leader knows what the old one wrote.
+        ever_owned.extend(published.translation.owned.iter().cloned());
+        let key = (
+            published.version,
+            Arc::as_ptr(&snapshot) as usize,
+            desired.clone(),
+            is_leader,
+        );
+        let due = retry_at.is_some_and(|t| Instant::now() >= t);
+        if (last.as_ref() != Some(&key) || due) && is_leader && published.is_ready() {
+            last = Some(key);
+            retry_at = None;
+            if let Some(desired) = desired {
+                ours.extend(desired.iter().cloned());
+                let live: HashSet<&ObjectRef> = published.translation.owned.iter().collect();
+                pending.retain(|object, rv| {
+                    snapshot.ingresses.iter().any(|i| {
+                        ingress_ref(i) == *object
+                            && i.metadata.resource_version.as_ref() == Some(rv)
+                    })
+                });
+                let writes = plan(
+                    &snapshot.ingresses,
+                    &live,
+                    &ever_owned,
+                    &desired,
+                    &ours,
+                    &pending,
+                );
+                for (object, rv, addresses) in writes {
+                    match write(&client, &object, &addresses).await {
+                        Ok(()) => {
+                            tracing::info!(ingress.namespace = %object.namespace, ingress.name = %object.name, addresses = addresses.len(), "wrote Ingress status");
+                            pending.insert(object, rv);
+                        }
+                        Err(kube::Error::Api(s)) if s.code == 404 => {}
+                        Err(e) => {
+                            tracing::warn!(ingress.namespace = %object.namespace, ingress.name = %object.name, error = %e, "cannot write Ingress status; will retry");
+                            retry_at = Some(Instant::now() + RETRY);
+                        }
+                    }
+                }
+            }
+        } else if !is_leader {
+            last = Some(key);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = snapshots.changed() => {}
+            _ = addresses.changed() => {}
+            _ = leader.changed() => {}
+            _ = &mut stop => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ingress(name: &str, rv: &str, addresses: &[&str]) -> Ingress {
+        let list: Vec<_> = addresses.iter().map(|a| json!({"ip": a})).collect();
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "n", "resourceVersion": rv},
+            "status": {"loadBalancer": {"ingress": list}}
+        }))
+        .unwrap()
+    }
+
+    fn object(name: &str) -> ObjectRef {
+        ObjectRef {
+            kind: "Ingress".into(),
+            namespace: "n".into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn addresses_split_into_ip_and_hostname() {
+        assert_eq!(Address::parse("10.0.0.1").ip.as_deref(), Some("10.0.0.1"));
+        assert_eq!(Address::parse("::1").ip.as_deref(), Some("::1"));
+        assert_eq!(
+            Address::parse("lb.example.com").hostname.as_deref(),
+            Some("lb.example.com")
+        );
+    }
+
+    #[test]
+    fn the_publish_service_balancer_wins_over_external_ips() {
+        let service: Service = serde_json::from_value(json!({
+            "spec": {"externalIPs": ["192.0.2.9"]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.2"}, {"hostname": "a.example"}, {"ip": "192.0.2.2"}]}}
+        }))
+        .unwrap();
+        let addresses = service_addresses(&service).unwrap();
+        assert_eq!(addresses.len(), 2, "de-duplicated: {addresses:?}");
+        let fallback: Service =
+            serde_json::from_value(json!({"spec": {"externalIPs": ["192.0.2.9"]}})).unwrap();
+        assert_eq!(
+            service_addresses(&fallback).unwrap(),
+            vec![Address::parse("192.0.2.9")]
+        );
+        assert_eq!(service_addresses(&Service::default()), None);
+    }
+
+    #[test]
+    fn only_live_ingresses_get_status_and_only_ever_owned_lose_it() {
+        let desired = vec![Address::parse("192.0.2.1")];
+        let ours: HashSet<_> = desired.iter().cloned().collect();
+        let ingresses = vec![
+            ingress("live", "1", &[]),
+            ingress("done", "1", &["192.0.2.1"]),
+            ingress("lost", "1", &["192.0.2.1", "198.51.100.7"]),
+            ingress("foreign", "1", &["192.0.2.1"]),
+            ingress("not-yet", "1", &[]),
+        ];
+        let (live_ref, done_ref) = (object("live"), object("done"));
+        let live: HashSet<&ObjectRef> = [&live_ref, &done_ref].into_iter().collect();
+        let ever: HashSet<ObjectRef> = [object("live"), object("done"), object("lost")].into();
+        let writes = plan(&ingresses, &live, &ever, &desired, &ours, &HashMap::new());
+        let names: Vec<_> = writes
+            .iter()
+            .map(|(o, _, a)| (o.name.as_str(), a.len()))
+            .collect();
+        assert_eq!(names, vec![("live", 1), ("lost", 1)]);
+        // A write on its way back through the watch is not repeated.
+        let pending = [(object("live"), "1".to_string())].into();
+        let writes = plan(&ingresses, &live, &ever, &desired, &ours, &pending);
+        assert_eq!(writes.len(), 1);
+    }
+}
