@@ -1,0 +1,523 @@
+//! Kubernetes mode end to end: Portico's unmodified kube client against the fake API server in
+//! `support/fake_apiserver.rs`, echo backends on loopback, requests through the real proxy.
+//! Every wait is a bounded polling loop; timings are printed, never asserted.
+
+#[path = "support/fake_apiserver.rs"]
+mod fake_apiserver;
+mod support;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use fake_apiserver::FakeApi;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use serde_json::{json, Value};
+use support::{start_echo, Conn};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const POLL: Duration = Duration::from_millis(20);
+/// Polls before giving up: 20 s at most, so a bug fails instead of hanging.
+const POLLS: usize = 1000;
+
+fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr")
+}
+
+fn temp_file(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("portico-kube-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir.join(format!("{name}-{:08x}", fastrand::u32(..)))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(value: Value) -> T {
+    serde_json::from_value(value).expect("test object deserialises")
+}
+
+fn class(name: &str, controller: &str) -> IngressClass {
+    from_json(json!({"metadata": {"name": name}, "spec": {"controller": controller}}))
+}
+
+fn ingress(name: &str, host: &str, service: &str, class: &str) -> Ingress {
+    from_json(json!({
+        "metadata": {"name": name, "namespace": "apps"},
+        "spec": {
+            "ingressClassName": class,
+            "rules": [{"host": host, "http": {"paths": [{
+                "path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": service, "port": {"number": 80}}}
+            }]}}]
+        }
+    }))
+}
+
+fn service(name: &str) -> Service {
+    from_json(json!({
+        "metadata": {"name": name, "namespace": "apps"},
+        "spec": {"ports": [{"port": 80}]}
+    }))
+}
+
+fn slice(service: &str, backend: SocketAddr) -> EndpointSlice {
+    from_json(json!({
+        "metadata": {"name": format!("{service}-1"), "namespace": "apps",
+                     "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4",
+        "ports": [{"name": "", "port": backend.port()}],
+        "endpoints": [{"addresses": [backend.ip().to_string()]}]
+    }))
+}
+
+/// An app: Service + EndpointSlice to a fresh echo backend named `name`, and an Ingress for
+/// `host` in class `portico`.
+async fn app(api: &FakeApi, name: &str, host: &str) {
+    let backend = start_echo(name).await;
+    api.apply(&service(name));
+    api.apply(&slice(name, backend));
+    api.apply(&ingress(name, host, name, "portico"));
+}
+
+fn base(api: &FakeApi) {
+    api.apply(&class("portico", "portico.dev/ingress-controller"));
+    api.apply(&class("other", "example.com/other"));
+}
+
+struct Portico {
+    http: SocketAddr,
+    admin: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Portico {
+    /// Starts Portico in this process against `server`, with a 2 s election Lease.
+    async fn start(server: SocketAddr, extra: &[&str]) -> Portico {
+        let kubeconfig = temp_file("kubeconfig");
+        fake_apiserver::write_kubeconfig(server, &kubeconfig);
+        let (http, admin) = (free_port(), free_port());
+        let mut args = vec![
+            "portico".to_string(),
+            "--kubeconfig".into(),
+            kubeconfig.display().to_string(),
+            "--http-addr".into(),
+            http.to_string(),
+            "--admin-addr".into(),
+            admin.to_string(),
+            "--election-namespace".into(),
+            "portico".into(),
+            "--election-lease-duration".into(),
+            "2s".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let config = portico::config::Args::try_parse_from(args)
+            .expect("arguments parse")
+            .validate()
+            .expect("arguments are valid");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            portico::app::run(config, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("portico runs");
+        });
+        Portico {
+            http,
+            admin,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().expect("running").send(());
+        let _ = tokio::time::timeout(Duration::from_secs(20), &mut self.task).await;
+    }
+
+    async fn status_code(addr: SocketAddr, host: &str, path: &str) -> Option<(u16, String)> {
+        let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let mut conn = Conn {
+            reader: tokio::io::BufReader::new(stream),
+        };
+        conn.send(
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        let response = conn.response().await;
+        Some((response.status, response.text()))
+    }
+
+    async fn ready(&self) -> bool {
+        matches!(
+            Self::status_code(self.admin, "admin", "/readyz").await,
+            Some((200, _))
+        )
+    }
+
+    async fn wait_ready(&self) {
+        poll("ready", || self.ready()).await;
+    }
+
+    /// Which echo backend answered for `host`, or the status code.
+    async fn who(&self, host: &str) -> String {
+        match Self::status_code(self.http, host, "/").await {
+            Some((200, body)) => serde_json::from_str::<Value>(&body)
+                .ok()
+                .and_then(|v| v["name"].as_str().map(str::to_string))
+                .unwrap_or(body),
+            Some((code, _)) => code.to_string(),
+            None => "unreachable".into(),
+        }
+    }
+
+    async fn wait_who(&self, host: &str, want: &str) {
+        poll(&format!("{host} → {want}"), || async {
+            self.who(host).await == want
+        })
+        .await;
+    }
+}
+
+/// Polls `check` until it holds, at most `POLLS` times; returns how long it took.
+async fn poll<F, Fut>(what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    for _ in 0..POLLS {
+        if check().await {
+            return start.elapsed();
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+fn addresses(status: &Value) -> Vec<String> {
+    status["loadBalancer"]["ingress"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|a| {
+                    a["ip"]
+                        .as_str()
+                        .or(a["hostname"].as_str())
+                        .unwrap_or("?")
+                        .to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn ingress_addresses(api: &FakeApi, name: &str) -> Vec<String> {
+    api.get::<Ingress>("apps", name)
+        .map(|i| addresses(&serde_json::to_value(i.status).expect("serialise")))
+        .unwrap_or_default()
+}
+
+fn assert_calls_are_in_rbac(api: &FakeApi) {
+    for call in api.calls() {
+        assert!(
+            portico::status::API_CALLS
+                .iter()
+                .any(|(g, r, v)| *g == call.group && *r == call.resource && *v == call.verb),
+            "Portico made a call that portico::status::API_CALLS (and so the RBAC) lacks: {call:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn created_objects_become_routable_status_follows_and_deletes_withdraw() {
+    let api = FakeApi::start().await;
+    base(&api);
+    let portico = Portico::start(api.addr, &["--publish-status-address", "192.0.2.10"]).await;
+    portico.wait_ready().await;
+    assert_eq!(portico.who("a.example").await, "404");
+
+    let created = Instant::now();
+    app(&api, "a", "a.example").await;
+    poll("a routable", || async {
+        portico.who("a.example").await == "a"
+    })
+    .await;
+    let routable = created.elapsed();
+    poll("a status", || async {
+        !api.status_writes_for("apps", "a").is_empty()
+    })
+    .await;
+    let status = created.elapsed();
+    println!("MEASURE created → routable: {routable:?}; created → status written: {status:?}");
+
+    // spec §7 ordering, the conformance way: once status shows, one request must route.
+    let backend = start_echo("b").await;
+    api.apply(&service("b"));
+    api.apply(&slice("b", backend));
+    api.apply(&ingress("b", "b.example", "b", "portico"));
+    poll("b status", || async {
+        !ingress_addresses(&api, "b").is_empty()
+    })
+    .await;
+    assert_eq!(
+        portico.who("b.example").await,
+        "b",
+        "status appeared before the route"
+    );
+    assert_eq!(ingress_addresses(&api, "b"), vec!["192.0.2.10"]);
+
+    api.delete::<Ingress>("apps", "a");
+    poll("a withdrawn", || async {
+        portico.who("a.example").await == "404"
+    })
+    .await;
+    assert_eq!(portico.who("b.example").await, "b");
+
+    // An object that does not deserialise is skipped; the rest keep working.
+    api.apply_raw(
+        "networking.k8s.io/v1",
+        "ingresses",
+        "apps",
+        "broken",
+        json!({"metadata": {"name": "broken"}, "spec": {"rules": "not a list"}}),
+    );
+    app(&api, "c", "c.example").await;
+    poll("c after broken", || async {
+        portico.who("c.example").await == "c"
+    })
+    .await;
+    assert_eq!(portico.who("b.example").await, "b");
+
+    assert_calls_are_in_rbac(&api);
+    portico.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_watches_and_410_resume_without_losing_changes() {
+    let api = FakeApi::start().await;
+    base(&api);
+    let portico = Portico::start(api.addr, &[]).await;
+    portico.wait_ready().await;
+    app(&api, "a", "a.example").await;
+    portico.wait_who("a.example", "a").await;
+
+    // A dropped connection: changes made before the client reconnects arrive on resume.
+    api.drop_watches();
+    app(&api, "b", "b.example").await;
+    portico.wait_who("b.example", "b").await;
+
+    // History compacted and the connection dropped: resuming gets 410, the client relists.
+    api.compact();
+    api.drop_watches();
+    api.delete::<Ingress>("apps", "a");
+    app(&api, "c", "c.example").await;
+    portico.wait_who("c.example", "c").await;
+    portico.wait_who("a.example", "404").await;
+    assert_eq!(portico.who("b.example").await, "b");
+    portico.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_is_written_once_follows_the_balancer_and_leaves_foreign_ingresses_alone() {
+    let api = FakeApi::start().await;
+    base(&api);
+    // The publish Service appears only later: nothing is written until it has an address.
+    let portico = Portico::start(api.addr, &["--publish-service", "portico/portico"]).await;
+    portico.wait_ready().await;
+    app(&api, "mine", "mine.example").await;
+    let mut theirs = ingress("theirs", "theirs.example", "mine", "other");
+    theirs.status = Some(from_json(
+        json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.5"}]}}),
+    ));
+    api.apply(&theirs);
+    portico.wait_who("mine.example", "mine").await;
+    assert!(api.status_writes().is_empty(), "no publish Service yet");
+
+    let mut balancer: Service = from_json(json!({
+        "metadata": {"name": "portico", "namespace": "portico"},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
+        "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}
+    }));
+    api.apply(&balancer);
+    poll("status from the balancer", || async {
+        ingress_addresses(&api, "mine") == ["192.0.2.1"]
+    })
+    .await;
+
+    // Rebuilds that do not change the address write nothing.
+    app(&api, "more", "more.example").await;
+    portico.wait_who("more.example", "more").await;
+    poll("more status", || async {
+        !ingress_addresses(&api, "more").is_empty()
+    })
+    .await;
+    assert_eq!(
+        api.status_writes_for("apps", "mine").len(),
+        1,
+        "written once"
+    );
+
+    // The balancer's address changes: every owned Ingress follows.
+    balancer.status = Some(from_json(
+        json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.2"}, {"hostname": "lb.example"}]}}),
+    ));
+    api.apply(&balancer);
+    for name in ["mine", "more"] {
+        poll("new address", || async {
+            ingress_addresses(&api, name) == ["lb.example", "192.0.2.2"]
+        })
+        .await;
+    }
+    assert_eq!(api.status_writes_for("apps", "mine").len(), 2);
+
+    // Class changed to someone else's: routes withdrawn, our addresses removed.
+    let mut moved = api.get::<Ingress>("apps", "mine").expect("mine exists");
+    moved.spec.as_mut().expect("spec").ingress_class_name = Some("other".into());
+    api.apply(&moved);
+    portico.wait_who("mine.example", "404").await;
+    poll("status removed", || async {
+        ingress_addresses(&api, "mine").is_empty()
+    })
+    .await;
+
+    // Events: Normal once when programmed, Warning for a missing Service, not repeated.
+    api.apply(&ingress("lonely", "lonely.example", "nowhere", "portico"));
+    poll("warning event", || async {
+        api.list_raw("events.k8s.io/v1", "events")
+            .iter()
+            .any(|e| e["reason"] == "ServiceNotFound" && e["regarding"]["name"] == "lonely")
+    })
+    .await;
+    app(&api, "later", "later.example").await;
+    portico.wait_who("later.example", "later").await;
+    let events = api.list_raw("events.k8s.io/v1", "events");
+    let count = |reason: &str, name: &str| {
+        events
+            .iter()
+            .filter(|e| e["reason"] == reason && e["regarding"]["name"] == name)
+            .count()
+    };
+    assert_eq!(
+        count("ServiceNotFound", "lonely"),
+        1,
+        "not re-emitted on rebuild"
+    );
+    assert_eq!(count("Programmed", "more"), 1);
+    assert!(events.iter().all(|e| e["regarding"]["name"] != "theirs"));
+
+    assert!(
+        api.status_writes().iter().all(|w| w.name != "theirs"),
+        "a foreign Ingress was written"
+    );
+    assert_eq!(ingress_addresses(&api, "theirs"), vec!["203.0.113.5"]);
+    assert_calls_are_in_rbac(&api);
+    portico.stop().await;
+}
+
+fn lease_holder(api: &FakeApi) -> Option<String> {
+    api.get::<Lease>("portico", "portico-leader")
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_elect_one_writer_and_the_other_takes_over() {
+    let api = FakeApi::start().await;
+    base(&api);
+    let (second, second_addr) = api.listen().await;
+    let args = ["--publish-status-address", "192.0.2.10"];
+    let first = Portico::start(api.addr, &args).await;
+    first.wait_ready().await;
+    poll("first leads", || async { lease_holder(&api).is_some() }).await;
+    let leader = lease_holder(&api);
+    let other = Portico::start(second_addr, &args).await;
+    other.wait_ready().await;
+
+    for name in ["a", "b", "c"] {
+        app(&api, name, &format!("{name}.example")).await;
+    }
+    for name in ["a", "b", "c"] {
+        other.wait_who(&format!("{name}.example"), name).await;
+        first.wait_who(&format!("{name}.example"), name).await;
+        poll("status", || async {
+            !ingress_addresses(&api, name).is_empty()
+        })
+        .await;
+    }
+    let writes = api.status_writes();
+    assert!(
+        writes.iter().all(|w| w.listener == 0),
+        "only the leader writes: {writes:?}"
+    );
+    assert_eq!(writes.len(), 3, "one write per Ingress: {writes:?}");
+    assert_eq!(lease_holder(&api), leader);
+
+    // The leader stops: the other replica takes the Lease and writes from then on.
+    let stopped = Instant::now();
+    first.stop().await;
+    let takeover = poll("takeover", || async {
+        lease_holder(&api).is_some_and(|h| Some(&h) != leader.as_ref())
+    })
+    .await;
+    println!(
+        "MEASURE leader stopped → new leader: {:?}",
+        stopped.elapsed().max(takeover)
+    );
+    app(&api, "d", "d.example").await;
+    other.wait_who("d.example", "d").await;
+    poll("status by the new leader", || async {
+        !ingress_addresses(&api, "d").is_empty()
+    })
+    .await;
+    let by_second: Vec<_> = api
+        .status_writes()
+        .into_iter()
+        .filter(|w| w.listener == second)
+        .collect();
+    assert_eq!(by_second.len(), 1, "{by_second:?}");
+    assert_eq!(by_second[0].name, "d");
+    other.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_server_down_at_start_means_not_ready_then_recovery_and_outages_keep_serving() {
+    let api = FakeApi::start().await;
+    base(&api);
+    app(&api, "a", "a.example").await;
+    api.set_down(true);
+    let portico = Portico::start(api.addr, &[]).await;
+    // Bounded look: several polls while the API answers 503, all unready, process alive.
+    poll("admin up", || async {
+        Portico::status_code(portico.admin, "admin", "/healthz")
+            .await
+            .is_some()
+    })
+    .await;
+    for _ in 0..25 {
+        assert!(!portico.ready().await, "ready without an initial list");
+        tokio::time::sleep(POLL).await;
+    }
+    assert!(!portico.task.is_finished(), "portico gave up");
+
+    api.set_down(false);
+    portico.wait_ready().await;
+    portico.wait_who("a.example", "a").await;
+
+    // The API goes away mid-run: the last table keeps serving.
+    api.set_down(true);
+    for _ in 0..25 {
+        assert_eq!(portico.who("a.example").await, "a");
+        tokio::time::sleep(POLL).await;
+    }
+    assert!(portico.ready().await);
+    api.set_down(false);
+    app(&api, "b", "b.example").await;
+    portico.wait_who("b.example", "b").await;
+    portico.stop().await;
+}
