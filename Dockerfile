@@ -5,7 +5,7 @@
 #   docker push REGISTRY/portico:TAG
 
 # ---- build ----
-FROM rust:1.85-bookworm AS build
+FROM rust:1.89-bookworm AS build
 WORKDIR /src
 # Dependencies first, so source edits do not rebuild them.
 COPY Cargo.toml Cargo.lock ./

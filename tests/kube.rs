@@ -223,6 +223,37 @@ fn ingress_addresses(api: &FakeApi, name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Creates app `name` and watches both the proxy and the status writes every 2 ms: how long
+/// until the first routed request, and until the first status write.
+async fn measure(api: &FakeApi, portico: &Portico, name: &str) -> (Duration, Duration) {
+    let backend = start_echo(name).await;
+    api.apply(&service(name));
+    api.apply(&slice(name, backend));
+    let host = format!("{name}.example");
+    let created = Instant::now();
+    api.apply(&ingress(name, &host, name, "portico"));
+    // Two independent pollers, so a slow request does not delay noticing the status.
+    let routable = async {
+        for _ in 0..10_000 {
+            if portico.who(&host).await == name {
+                return created.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("{name} never became routable");
+    };
+    let status = async {
+        for _ in 0..10_000 {
+            if !api.status_writes_for("apps", name).is_empty() {
+                return created.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("{name} never got status");
+    };
+    tokio::join!(routable, status)
+}
+
 fn assert_calls_are_in_rbac(api: &FakeApi) {
     for call in api.calls() {
         assert!(
@@ -295,6 +326,36 @@ async fn created_objects_become_routable_status_follows_and_deletes_withdraw() {
     assert_eq!(portico.who("b.example").await, "b");
 
     assert_calls_are_in_rbac(&api);
+    portico.stop().await;
+}
+
+/// The same measurement with 1,000 other Ingresses (and their Services and slices) present.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_ingress_among_a_thousand_becomes_routable_and_gets_status() {
+    let api = FakeApi::start().await;
+    base(&api);
+    let backend = start_echo("bulk").await;
+    for i in 0..1000 {
+        let name = format!("bulk-{i}");
+        api.apply(&service(&name));
+        api.apply(&slice(&name, backend));
+        api.apply(&ingress(
+            &name,
+            &format!("{name}.example"),
+            &name,
+            "portico",
+        ));
+    }
+    let portico = Portico::start(api.addr, &["--publish-status-address", "192.0.2.10"]).await;
+    portico.wait_ready().await;
+    poll("bulk status", || async {
+        api.status_writes().len() == 1000
+    })
+    .await;
+    let (routable, status) = measure(&api, &portico, "new").await;
+    println!(
+        "MEASURE among 1000 Ingresses: created → routable: {routable:?}; created → status written: {status:?}"
+    );
     portico.stop().await;
 }
 
@@ -482,6 +543,45 @@ async fn two_replicas_elect_one_writer_and_the_other_takes_over() {
         .collect();
     assert_eq!(by_second.len(), 1, "{by_second:?}");
     assert_eq!(by_second[0].name, "d");
+    other.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_loses_the_api_hands_over_within_the_lease() {
+    let api = FakeApi::start().await;
+    base(&api);
+    let (second, second_addr) = api.listen().await;
+    let args = ["--publish-status-address", "192.0.2.10"];
+    let first = Portico::start(api.addr, &args).await;
+    first.wait_ready().await;
+    poll("first leads", || async { lease_holder(&api).is_some() }).await;
+    let leader = lease_holder(&api);
+    let other = Portico::start(second_addr, &args).await;
+    other.wait_ready().await;
+
+    // The leader keeps serving but can no longer reach the API (its Lease stops renewing).
+    let cut = Instant::now();
+    api.set_listener_down(0, true);
+    poll("takeover", || async {
+        lease_holder(&api).is_some_and(|h| Some(&h) != leader.as_ref())
+    })
+    .await;
+    println!(
+        "MEASURE leader lost the API → new leader: {:?} (lease 2s)",
+        cut.elapsed()
+    );
+    app(&api, "a", "a.example").await;
+    other.wait_who("a.example", "a").await;
+    poll("status by the new leader", || async {
+        !ingress_addresses(&api, "a").is_empty()
+    })
+    .await;
+    assert!(api.status_writes().iter().all(|w| w.listener == second));
+    // The old leader still serves its last table.
+    assert_eq!(first.who("a.example").await, "404");
+    api.set_listener_down(0, false);
+    first.wait_who("a.example", "a").await;
+    first.stop().await;
     other.stop().await;
 }
 

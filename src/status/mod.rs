@@ -358,12 +358,13 @@ async fn write_loop(
             if let Some(desired) = desired {
                 ours.extend(desired.iter().cloned());
                 let live: HashSet<&ObjectRef> = published.translation.owned.iter().collect();
-                pending.retain(|object, rv| {
-                    snapshot.ingresses.iter().any(|i| {
-                        ingress_ref(i) == *object
-                            && i.metadata.resource_version.as_ref() == Some(rv)
-                    })
-                });
+                // Forget writes the watch has since delivered (or that were overtaken).
+                let versions: HashMap<ObjectRef, Option<&String>> = snapshot
+                    .ingresses
+                    .iter()
+                    .map(|i| (ingress_ref(i), i.metadata.resource_version.as_ref()))
+                    .collect();
+                pending.retain(|object, rv| versions.get(object) == Some(&Some(&*rv)));
                 let writes = plan(
                     &snapshot.ingresses,
                     &live,

@@ -62,6 +62,8 @@ struct Inner {
     /// Watches from a resourceVersion below this get 410 Gone.
     compacted: u64,
     down: bool,
+    /// Listeners that answer 503, as if that replica had lost its connection to the API.
+    down_listeners: std::collections::HashSet<usize>,
     calls: Vec<Call>,
     /// Every write to an Ingress's status subresource.
     status_writes: Vec<StatusWrite>,
@@ -552,6 +554,20 @@ impl FakeApi {
         inner.log.clear();
     }
 
+    /// Cuts one listener off (503 to everything), as a replica losing the API would see it.
+    pub fn set_listener_down(&self, listener: usize, down: bool) {
+        let mut inner = self.state.inner.lock().expect("lock");
+        if down {
+            inner.down_listeners.insert(listener);
+        } else {
+            inner.down_listeners.remove(&listener);
+        }
+        drop(inner);
+        if down {
+            self.drop_watches();
+        }
+    }
+
     /// While down, every request gets 503 and open watches close.
     pub fn set_down(&self, down: bool) {
         self.state.inner.lock().expect("lock").down = down;
@@ -592,7 +608,7 @@ async fn handle(state: Arc<State>, listener: usize, req: Request<Incoming>) -> R
     let method = req.method().clone();
     {
         let mut inner = state.inner.lock().expect("lock");
-        if inner.down {
+        if inner.down || inner.down_listeners.contains(&listener) {
             return error(503, "ServiceUnavailable", "the fake API server is down");
         }
         let resource = match &target.subresource {
