@@ -344,7 +344,9 @@ async fn write_loop(
         let desired = addresses.borrow_and_update().clone();
         let is_leader = *leader.borrow_and_update();
         // Every replica tracks ownership, so a new leader knows what the old one wrote.
-        ever_owned.extend(published.translation.owned.iter().cloned());
+        if last.as_ref().is_none_or(|l| l.0 != published.version) {
+            ever_owned.extend(published.translation.owned.iter().cloned());
+        }
         let key = (
             published.version,
             Arc::as_ptr(&snapshot) as usize,
