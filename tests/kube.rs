@@ -368,10 +368,20 @@ async fn dropped_watches_and_410_resume_without_losing_changes() {
     app(&api, "a", "a.example").await;
     portico.wait_who("a.example", "a").await;
 
-    // A dropped connection: changes made before the client reconnects arrive on resume.
+    let lists = || {
+        api.calls()
+            .iter()
+            .filter(|c| c.resource == "ingresses" && c.verb == "list")
+            .count()
+    };
+
+    // A dropped connection: changes made before the client reconnects arrive on resume,
+    // without a new list.
+    let before = lists();
     api.drop_watches();
     app(&api, "b", "b.example").await;
     portico.wait_who("b.example", "b").await;
+    assert_eq!(lists(), before, "resumed from its resourceVersion");
 
     // History compacted and the connection dropped: resuming gets 410, the client relists.
     api.compact();
@@ -381,6 +391,7 @@ async fn dropped_watches_and_410_resume_without_losing_changes() {
     portico.wait_who("c.example", "c").await;
     portico.wait_who("a.example", "404").await;
     assert_eq!(portico.who("b.example").await, "b");
+    assert!(lists() > before, "the 410 made the watcher list again");
     portico.stop().await;
 }
 

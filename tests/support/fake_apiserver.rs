@@ -851,7 +851,10 @@ fn watch_response(
                 let mut tick = tokio::time::interval(Duration::from_millis(200));
                 loop {
                     let line = tokio::select! {
+                        // A kill wins over pending changes: they must reach the client through
+                        // its resumed watch (or its relist), which is what tests exercise.
                         biased;
+                        _ = kill.changed() => return,
                         change = live.recv() => match change {
                             Ok(change) => {
                                 // A bookmark never claims a version this stream has not passed.
@@ -868,7 +871,6 @@ fn watch_response(
                             "apiVersion": gv, "kind": kind,
                             "metadata": {"resourceVersion": seen.to_string()}
                         })),
-                        _ = kill.changed() => return,
                         _ = &mut deadline => return,
                     };
                     if tx.send(line).await.is_err() {
