@@ -632,3 +632,56 @@ async fn an_api_server_down_at_start_means_not_ready_then_recovery_and_outages_k
     portico.wait_who("b.example", "b").await;
     portico.stop().await;
 }
+
+/// The fake API server itself: the status subresource takes merge and JSON patches, touches
+/// only `status`, and a stale resourceVersion on update is a conflict.
+#[tokio::test]
+async fn fake_api_server_status_subresource_and_conflicts() {
+    let api = FakeApi::start().await;
+    api.apply(&ingress("x", "x.example", "s", "portico"));
+    let send = |method: &'static str,
+                path: &'static str,
+                content_type: &'static str,
+                body: Value| {
+        let addr = api.addr;
+        async move {
+            let mut conn = Conn::connect(addr).await;
+            let body = body.to_string();
+            conn.send(
+                format!(
+                    "{method} {path} HTTP/1.1\r\nHost: api\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            )
+            .await;
+            let response = conn.response().await;
+            (response.status, response.json())
+        }
+    };
+    let path = "/apis/networking.k8s.io/v1/namespaces/apps/ingresses/x/status";
+    let merge = json!({"spec": {"ingressClassName": "hijack"},
+                       "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}});
+    let (code, body) = send("PATCH", path, "application/merge-patch+json", merge).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body["spec"]["ingressClassName"], "portico",
+        "status patch left spec alone"
+    );
+    let ops = json!([{"op": "add", "path": "/status/loadBalancer/ingress/-", "value": {"hostname": "lb"}}]);
+    let (code, body) = send("PATCH", path, "application/json-patch+json", ops).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(addresses(&body["status"]), vec!["192.0.2.1", "lb"]);
+    assert_eq!(api.status_writes_for("apps", "x").len(), 2);
+
+    let mut stale = body.clone();
+    stale["metadata"]["resourceVersion"] = json!("1");
+    let (code, _) = send(
+        "PUT",
+        "/apis/networking.k8s.io/v1/namespaces/apps/ingresses/x",
+        "application/json",
+        stale,
+    )
+    .await;
+    assert_eq!(code, 409);
+}
