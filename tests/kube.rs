@@ -245,7 +245,10 @@ async fn measure(api: &FakeApi, portico: &Portico, name: &str) -> (Duration, Dur
     let status = async {
         for _ in 0..10_000 {
             if !api.status_writes_for("apps", name).is_empty() {
-                return created.elapsed();
+                let elapsed = created.elapsed();
+                // spec §7 ordering, as the conformance suite checks it: one request, no retry.
+                assert_eq!(portico.who(&host).await, name, "status before the route");
+                return elapsed;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
