@@ -12,4 +12,5 @@ pub mod proxy;
 pub mod publish;
 pub mod routing;
 pub mod source;
+pub mod tls;
 pub mod translate;
