@@ -24,6 +24,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         dir.display().to_string(),
         "--http-addr".into(),
         "127.0.0.1:8080".into(),
+        "--https-addr".into(),
+        "127.0.0.1:8443".into(),
         "--admin-addr".into(),
         "127.0.0.1:10254".into(),
     ];

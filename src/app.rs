@@ -12,6 +12,7 @@ use crate::config::{Config, LogFormat, SourceConfig};
 use crate::proxy::{self, ProxyOptions, Scheme};
 use crate::publish;
 use crate::source::files;
+use crate::tls;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -23,6 +24,8 @@ pub enum AppError {
     },
     #[error("proxy stopped: {0}")]
     Proxy(std::io::Error),
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Installs the global tracing subscriber. `level` is a tracing filter (`info`,
@@ -57,6 +60,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
     let http = bind("http", config.http_addr).await?;
+    let https = bind("https", config.https_addr).await?;
     let admin = bind("admin", config.admin_addr).await?;
     let shared = publish::shared();
     let options = Arc::new(config.translate.clone());
@@ -86,8 +90,29 @@ pub async fn run(
     tokio::spawn(files::watch(dir.clone(), initial, snapshots_tx));
     tokio::spawn(publish::run(shared.clone(), snapshots_rx, options));
 
+    // spec §5.3: the resolver reads certificates from the same published value as the routes.
+    let resolver = tls::Resolver::new(shared.clone(), tls::generated_default()?);
+    let tls_listener = proxy::TlsListener {
+        acceptor: tls::server_config(Arc::new(resolver))?.into(),
+        handshake_timeout: config.tls_handshake_timeout,
+    };
+    let https_options = Arc::new(ProxyOptions {
+        scheme: Scheme::Https,
+        max_header_bytes: config.max_header_bytes,
+        connect_timeout: config.upstream_connect_timeout,
+        response_timeout: config.upstream_response_timeout,
+    });
+    let https_task = tokio::spawn(proxy::serve_tls(
+        https,
+        shared.clone(),
+        https_options,
+        tls_listener,
+        stopped(),
+    ));
+
     tracing::info!(
         http.addr = %config.http_addr,
+        https.addr = %config.https_addr,
         admin.addr = %config.admin_addr,
         manifests = %dir.display(),
         "portico serving"
@@ -103,7 +128,10 @@ pub async fn run(
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     };
-    proxy::serve(http, shared, proxy_options, stop_all)
-        .await
-        .map_err(AppError::Proxy)
+    let http_result = proxy::serve(http, shared, proxy_options, stop_all).await;
+    let https_result = match https_task.await {
+        Ok(result) => result,
+        Err(e) => Err(std::io::Error::other(e)),
+    };
+    http_result.and(https_result).map_err(AppError::Proxy)
 }
