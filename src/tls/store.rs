@@ -355,3 +355,143 @@ impl TlsTable {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pem(names: &[&str]) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+    }
+
+    fn certificate(secret: &str, names: &[&str]) -> Arc<Certificate> {
+        let (crt, key) = pem(names);
+        Arc::new(Certificate::from_pem(secret.into(), crt.as_bytes(), key.as_bytes()).unwrap())
+    }
+
+    fn exact(h: &str) -> HostMatch {
+        HostMatch::Exact(h.into())
+    }
+
+    fn wildcard(s: &str) -> HostMatch {
+        HostMatch::Wildcard(s.into())
+    }
+
+    #[test]
+    fn wildcard_certificate_covers_one_label() {
+        let c = certificate("ns/w", &["*.shop.example", "shop.example"]);
+        assert!(c.info.covers(&exact("a.shop.example")));
+        assert!(c.info.covers(&exact("shop.example")));
+        assert!(!c.info.covers(&exact("a.b.shop.example")));
+        assert!(!c.info.covers(&exact("other.example")));
+        assert!(c.info.covers(&wildcard("shop.example")));
+        assert!(!c.info.covers(&wildcard("b.shop.example")));
+        assert!(!c.info.covers(&HostMatch::Any));
+    }
+
+    #[test]
+    fn unusable_pairs_are_refused_with_the_reason() {
+        let (crt, key) = pem(&["a.example"]);
+        let (_, other_key) = pem(&["b.example"]);
+        let parse =
+            |c: &str, k: &str| Certificate::from_pem("ns/x".into(), c.as_bytes(), k.as_bytes());
+        assert!(parse(&crt, &key).is_ok());
+        assert_eq!(
+            parse("", &key).unwrap_err(),
+            CertificateError::MissingCertificate
+        );
+        assert_eq!(
+            parse(&crt, " \n").unwrap_err(),
+            CertificateError::MissingKey
+        );
+        assert_eq!(
+            parse("garbage", &key).unwrap_err(),
+            CertificateError::NoCertificate
+        );
+        assert!(matches!(
+            parse(&crt, "garbage").unwrap_err(),
+            CertificateError::KeyPem(_)
+        ));
+        assert_eq!(
+            parse(&crt, &other_key).unwrap_err(),
+            CertificateError::KeyMismatch
+        );
+        // A key where the certificate belongs, and the other way round.
+        assert_eq!(
+            parse(&key, &crt).unwrap_err(),
+            CertificateError::NoCertificate
+        );
+    }
+
+    #[test]
+    fn equal_bytes_are_equal_certificates() {
+        let (crt, key) = pem(&["a.example"]);
+        let a = Certificate::from_pem("ns/x".into(), crt.as_bytes(), key.as_bytes()).unwrap();
+        let b = Certificate::from_pem("ns/x".into(), crt.as_bytes(), key.as_bytes()).unwrap();
+        assert_eq!(a, b);
+        assert!(!Arc::ptr_eq(a.certified_key(), b.certified_key()));
+        let c = Certificate::from_pem("ns/y".into(), crt.as_bytes(), key.as_bytes()).unwrap();
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn selection_is_exact_then_one_label_wildcard_then_default() {
+        let shop = certificate("ns/shop", &["shop.example"]);
+        let wild = certificate("ns/wild", &["*.shop.example"]);
+        let fallback = certificate("ns/default", &["default.example"]);
+        let binding = |host: HostMatch, c: Option<&Arc<Certificate>>| Binding {
+            host,
+            namespace: "ns".into(),
+            ingress: "ing".into(),
+            secret: c.map(|c| c.secret.clone()),
+            certificate: c.cloned(),
+        };
+        let table = TlsTable::new(
+            vec![
+                binding(wildcard("shop.example"), Some(&wild)),
+                binding(exact("shop.example"), Some(&shop)),
+                binding(exact("a.shop.example"), Some(&shop)),
+                binding(exact("sni-only.example"), None),
+            ],
+            Some(fallback.clone()),
+        );
+        let served = |name: Option<&str>| table.select(name).cloned();
+        assert!(Arc::ptr_eq(
+            &served(Some("shop.example")).unwrap(),
+            shop.certified_key()
+        ));
+        // exact beats wildcard
+        assert!(Arc::ptr_eq(
+            &served(Some("a.shop.example")).unwrap(),
+            shop.certified_key()
+        ));
+        assert!(Arc::ptr_eq(
+            &served(Some("b.shop.example")).unwrap(),
+            wild.certified_key()
+        ));
+        assert!(Arc::ptr_eq(
+            &served(Some("b.shop.example.")).unwrap(),
+            wild.certified_key()
+        ));
+        for name in [
+            None,
+            Some("x.b.shop.example"),
+            Some("sni-only.example"),
+            Some("other"),
+        ] {
+            assert!(
+                Arc::ptr_eq(&served(name).unwrap(), fallback.certified_key()),
+                "{name:?}"
+            );
+        }
+        assert!(table.has_tls(&exact("b.shop.example")));
+        assert!(table.has_tls(&exact("sni-only.example")));
+        assert!(table.has_tls(&wildcard("shop.example")));
+        assert!(!table.has_tls(&exact("x.b.shop.example")));
+        assert!(!table.has_tls(&HostMatch::Any));
+    }
+}

@@ -3,7 +3,7 @@
 //! `ssl-redirect` annotation (spec §5.5) and the validity pass that runs outside translate.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -44,10 +44,29 @@ pub(super) fn ssl_redirect(ingress: &Ingress, options: &Options) -> Result<bool,
 /// A Secret parsed once per translate, shared by every binding that names it.
 type Parsed = Result<Arc<Certificate>, (Reason, String)>;
 
+/// What a Secret's parse depends on, and its result.
+struct Memo {
+    kind: String,
+    crt: Vec<u8>,
+    key: Vec<u8>,
+    parsed: Parsed,
+}
+
+type MemoKey = (String, String);
+
+/// Parses of the previous translate, by Secret `namespace/name`. Loading a key into ring and
+/// parsing X.509 costs tens of microseconds per Secret (more for RSA), which for thousands of
+/// Secrets would dominate every rebuild; a Secret whose type and bytes are unchanged reuses its
+/// parse. The result is the same as parsing again (parsing is deterministic), so translate
+/// stays a function of its input; entries not used by the latest translate are dropped.
+static MEMO: Mutex<Option<HashMap<MemoKey, Arc<Memo>>>> = Mutex::new(None);
+
 /// Collects bindings Ingress by Ingress, in age order.
 pub(super) struct TlsBuilder<'a> {
     secrets: HashMap<(&'a str, &'a str), &'a Secret>,
-    parsed: HashMap<(String, String), Parsed>,
+    parsed: HashMap<MemoKey, Parsed>,
+    /// The memo entries this translate used, to become the next memo.
+    used: HashMap<MemoKey, Arc<Memo>>,
     bindings: BTreeMap<HostMatch, Binding>,
 }
 
@@ -71,6 +90,7 @@ impl<'a> TlsBuilder<'a> {
         TlsBuilder {
             secrets: by_name,
             parsed: HashMap::new(),
+            used: HashMap::new(),
             bindings: BTreeMap::new(),
         }
     }
@@ -86,7 +106,7 @@ impl<'a> TlsBuilder<'a> {
                 Reason::TlsSecretNotFound,
                 format!("Secret {namespace}/{name} not found"),
             )),
-            Some(secret) => parse_secret(secret, namespace, name),
+            Some(secret) => self.parse_memoised(secret, &key),
         };
         self.parsed.insert(key, parsed.clone());
         parsed
@@ -240,6 +260,29 @@ impl<'a> TlsBuilder<'a> {
         }
     }
 
+    /// `parse_secret`, or the previous translate's result for identical contents.
+    fn parse_memoised(&mut self, secret: &Secret, key: &MemoKey) -> Parsed {
+        let kind = secret.type_.as_deref().unwrap_or("Opaque");
+        let crt = secret_value(secret, "tls.crt");
+        let tls_key = secret_value(secret, "tls.key");
+        let previous = MEMO
+            .lock()
+            .ok()
+            .and_then(|memo| memo.as_ref().and_then(|m| m.get(key).cloned()));
+        let memo = match previous {
+            Some(m) if m.kind == kind && m.crt == crt && m.key == tls_key => m,
+            _ => Arc::new(Memo {
+                kind: kind.to_string(),
+                crt: crt.to_vec(),
+                key: tls_key.to_vec(),
+                parsed: parse_secret(secret, &key.0, &key.1),
+            }),
+        };
+        let parsed = memo.parsed.clone();
+        self.used.insert(key.clone(), memo);
+        parsed
+    }
+
     /// The table, with the `--default-ssl-certificate` Secret when it is usable (spec §5.1);
     /// when it is not, a condition on the Secret, and the generated certificate serves.
     pub fn finish(mut self, options: &Options, conditions: &mut Vec<Condition>) -> TlsTable {
@@ -263,6 +306,9 @@ impl<'a> TlsBuilder<'a> {
                     None
                 }
             });
+        if let Ok(mut memo) = MEMO.lock() {
+            *memo = Some(std::mem::take(&mut self.used));
+        }
         TlsTable::new(self.bindings.into_values().collect(), default)
     }
 }
@@ -283,25 +329,27 @@ fn parse_secret(secret: &Secret, namespace: &str, name: &str) -> Parsed {
             "type {kind:?} cannot hold a certificate (kubernetes.io/tls or Opaque)"
         ));
     }
-    let value = |key: &str| -> &[u8] {
-        if let Some(v) = secret.string_data.as_ref().and_then(|d| d.get(key)) {
-            return v.as_bytes();
-        }
-        secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .map(|v| v.0.as_slice())
-            .unwrap_or_default()
-    };
     match Certificate::from_pem(
         format!("{namespace}/{name}"),
-        value("tls.crt"),
-        value("tls.key"),
+        secret_value(secret, "tls.crt"),
+        secret_value(secret, "tls.key"),
     ) {
         Ok(c) => Ok(Arc::new(c)),
         Err(e) => invalid(e.to_string()),
     }
+}
+
+/// A Secret's value for `key`: `stringData` over `data`, as the API server merges them.
+fn secret_value<'s>(secret: &'s Secret, key: &str) -> &'s [u8] {
+    if let Some(v) = secret.string_data.as_ref().and_then(|d| d.get(key)) {
+        return v.as_bytes();
+    }
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|v| v.0.as_slice())
+        .unwrap_or_default()
 }
 
 /// A content key for choosing between two Secrets of one name.
@@ -375,4 +423,53 @@ pub fn certificate_validity(translation: &mut Translation, now: SystemTime) {
     translation.conditions.extend(added);
     translation.conditions.sort();
     translation.conditions.dedup();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::files::{parse_documents, Loaded};
+
+    fn translation_at(not_before: (i32, u8, u8), not_after: (i32, u8, u8)) -> Translation {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["a.example".to_string()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
+        params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        let crt = params.self_signed(&key).unwrap().pem();
+        let secret = serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "t", "namespace": "ns"},
+            "stringData": {"tls.crt": crt, "tls.key": key.serialize_pem()},
+        });
+        let ingress = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: a, namespace: ns}\nspec:\n  tls: [{hosts: [a.example], secretName: t}]\n  rules: [{host: a.example}]\n";
+        let mut loaded = Loaded::default();
+        parse_documents("t.yaml", &format!("{ingress}---\n{secret}\n"), &mut loaded);
+        let options = Options {
+            watch_without_class: true,
+            ..Options::default()
+        };
+        super::super::translate(&loaded.snapshot, &options)
+    }
+
+    fn at(year: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs((year - 1970) * 365 * 86_400)
+    }
+
+    #[test]
+    fn validity_is_judged_against_the_given_time() {
+        let reasons = |mut t: Translation, now| {
+            certificate_validity(&mut t, now);
+            t.conditions.iter().map(|c| c.reason).collect::<Vec<_>>()
+        };
+        let valid = translation_at((2000, 1, 1), (2100, 1, 1));
+        assert!(valid.conditions.is_empty(), "{:?}", valid.conditions);
+        assert_eq!(reasons(valid.clone(), at(2050)), vec![]);
+        assert_eq!(
+            reasons(valid.clone(), at(2101)),
+            vec![Reason::TlsCertificateExpired]
+        );
+        assert_eq!(
+            reasons(valid, at(1999)),
+            vec![Reason::TlsCertificateNotYetValid]
+        );
+    }
 }
