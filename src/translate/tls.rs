@@ -450,6 +450,36 @@ mod tests {
         super::super::translate(&loaded.snapshot, &options)
     }
 
+    #[test]
+    fn data_is_read_and_string_data_wins() {
+        use k8s_openapi::ByteString;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let crt = rcgen::CertificateParams::new(vec!["a.example".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem();
+        let mut secret = Secret {
+            data: Some(
+                [
+                    ("tls.crt".to_string(), ByteString(crt.into_bytes())),
+                    ("tls.key".to_string(), ByteString(b"garbage".to_vec())),
+                ]
+                .into(),
+            ),
+            ..Secret::default()
+        };
+        // `data` round-trips through YAML as base64, as manifests carry it.
+        let yaml = serde_yaml::to_string(&secret).unwrap();
+        assert!(yaml.contains("LS0tLS1CRUdJTi"), "base64 in YAML: {yaml}");
+        secret = serde_yaml::from_str(&yaml).unwrap();
+        let invalid = parse_secret(&secret, "ns", "s").unwrap_err();
+        assert_eq!(invalid.0, Reason::TlsSecretInvalid);
+        secret.string_data = Some([("tls.key".to_string(), key.serialize_pem())].into());
+        let parsed = parse_secret(&secret, "ns", "s").unwrap();
+        assert_eq!(parsed.info.names, ["a.example"]);
+    }
+
     fn at(year: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + std::time::Duration::from_secs((year - 1970) * 365 * 86_400)
     }
