@@ -1,6 +1,5 @@
 //! Publish: translate each new snapshot and swap the result into the one `ArcSwap` that the
-//! proxy (and later the TLS resolver) read. Bursts coalesce; nothing is swapped when nothing
-//! changed.
+//! proxy and the TLS resolver read. Bursts coalesce; nothing is swapped when nothing changed.
 
 use std::collections::HashSet;
 use std::sync::Arc;
