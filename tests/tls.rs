@@ -427,3 +427,48 @@ async fn redirect_opt_outs_per_ingress_and_global() {
     assert_eq!(response.status, 200);
     assert_eq!(response.json()["name"], "a");
 }
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_tls_requests_finish() {
+    let mut proxy = TlsProxy::start().await;
+    let gated = support::gated_backend().await;
+    let c = cert(&["slow.example"]);
+    proxy.apply(&[
+        app_yaml(
+            "default",
+            "slow",
+            "slow.example",
+            &["slow.example"],
+            "slow-tls",
+            gated.addr,
+            &[],
+        ),
+        tls_secret("default", "slow-tls", &c),
+    ]);
+    let stream = connect(proxy.https, Some("slow.example"), &[b"h2"]).await;
+    let mut client = Client::new(stream).await;
+    let in_flight = tokio::spawn(async move { client.get("slow.example", "/drain").await });
+    tokio::time::timeout(BOUND, gated.head_seen)
+        .await
+        .unwrap()
+        .unwrap();
+    let _ = proxy.stop_https.take().unwrap().send(());
+    let task = proxy.https_task.take().unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !task.is_finished(),
+        "serve_tls returned with a request in flight"
+    );
+    gated.release.send("done").unwrap();
+    let response = tokio::time::timeout(BOUND, in_flight)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(&response.body()[..], b"done");
+    tokio::time::timeout(BOUND, task)
+        .await
+        .expect("serve_tls returns after draining")
+        .unwrap()
+        .unwrap();
+}

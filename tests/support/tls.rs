@@ -147,6 +147,9 @@ pub struct TlsProxy {
     pub shared: Shared,
     /// The certificate generated at start (served when nothing else applies).
     pub generated: CertificateDer<'static>,
+    /// Stops the HTTPS listener.
+    pub stop_https: Option<tokio::sync::oneshot::Sender<()>>,
+    pub https_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl TlsProxy {
@@ -172,7 +175,8 @@ impl TlsProxy {
             response_timeout: Duration::from_secs(10),
             ..ProxyOptions::default()
         };
-        tokio::spawn(proxy::serve_tls(
+        let (stop_https, stopped) = tokio::sync::oneshot::channel::<()>();
+        let https_task = tokio::spawn(proxy::serve_tls(
             https_listener,
             shared.clone(),
             Arc::new(ProxyOptions {
@@ -180,7 +184,9 @@ impl TlsProxy {
                 ..base.clone()
             }),
             tls,
-            std::future::pending(),
+            async move {
+                let _ = stopped.await;
+            },
         ));
         tokio::spawn(proxy::serve(
             http_listener,
@@ -193,6 +199,8 @@ impl TlsProxy {
             http,
             shared,
             generated: generated_der,
+            stop_https: Some(stop_https),
+            https_task: Some(https_task),
         }
     }
 
