@@ -41,6 +41,7 @@ fn route(path: String, path_type: PathType, i: usize) -> Route {
             rule: 0,
             path: 0,
         },
+        ssl_redirect: false,
     }
 }
 

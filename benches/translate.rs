@@ -1,5 +1,6 @@
 //! Translate at scale: 5,000 Ingresses (one host, three paths each), one Service and one
-//! EndpointSlice with four endpoints per Ingress.
+//! EndpointSlice with four endpoints per Ingress; and the same with a TLS Secret (ECDSA P-256)
+//! per Ingress.
 
 use std::time::Duration;
 
@@ -14,6 +15,11 @@ fn from<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
 }
 
 fn snapshot(n: usize) -> Snapshot {
+    snapshot_with_tls(n, None)
+}
+
+/// With `tls`, every Ingress binds its host to its own Secret holding that certificate and key.
+fn snapshot_with_tls(n: usize, tls: Option<(&str, &str)>) -> Snapshot {
     let class: IngressClass = from(json!({"metadata": {"name": "portico"},
         "spec": {"controller": "portico.dev/ingress-controller"}}));
     let mut snapshot = Snapshot {
@@ -27,12 +33,20 @@ fn snapshot(n: usize) -> Snapshot {
         snapshot.ingresses.push(from(json!({
             "metadata": {"name": name, "namespace": ns,
                          "creationTimestamp": format!("2024-01-01T00:{:02}:{:02}Z", (i / 60) % 60, i % 60)},
-            "spec": {"ingressClassName": "portico", "rules": [{"host": format!("app{i}.example.com"),
+            "spec": {"ingressClassName": "portico",
+                "tls": if tls.is_some() { json!([{"hosts": [format!("app{i}.example.com")], "secretName": name}]) } else { json!([]) },
+                "rules": [{"host": format!("app{i}.example.com"),
                 "http": {"paths": [
                     {"path": "/", "pathType": "Prefix", "backend": backend},
                     {"path": "/api", "pathType": "Prefix", "backend": backend},
                     {"path": "/healthz", "pathType": "Exact", "backend": backend},
                 ]}}]}})));
+        if let Some((crt, key)) = tls {
+            snapshot.secrets.push(from(json!({
+                "metadata": {"name": name, "namespace": ns},
+                "type": "kubernetes.io/tls",
+                "stringData": {"tls.crt": crt, "tls.key": key}})));
+        }
         snapshot.services.push(from(json!({
             "metadata": {"name": name, "namespace": ns},
             "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})));
@@ -61,6 +75,25 @@ fn bench(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(4));
     group.bench_function("5000_ingresses", |b| {
         b.iter(|| translate(&snapshot, &options))
+    });
+    // TLS: one certificate covering every host, stored in 5,000 Secrets.
+    let key = rcgen::KeyPair::generate().expect("key");
+    let crt = rcgen::CertificateParams::new(vec!["*.example.com".to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("certificate")
+        .pem();
+    let key = key.serialize_pem();
+    let tls = snapshot_with_tls(5_000, Some((&crt, &key)));
+    let translation = translate(&tls, &options);
+    assert_eq!(translation.tls.bindings().len(), 5_000);
+    assert!(
+        translation.conditions.is_empty(),
+        "{:?}",
+        &translation.conditions[..1]
+    );
+    group.bench_function("5000_ingresses_tls", |b| {
+        b.iter(|| translate(&tls, &options))
     });
     group.finish();
 }

@@ -2,7 +2,8 @@
 //!
 //! Starts an echo backend at every endpoint address the EndpointSlices in
 //! `examples/quickstart/` name (127.0.0.x loopback addresses), then runs Portico on that
-//! directory with `--http-addr 127.0.0.1:8080 --admin-addr 127.0.0.1:10254`. Any further
+//! directory with `--http-addr 127.0.0.1:8080 --https-addr 127.0.0.1:8443 --admin-addr
+//! 127.0.0.1:10254`. Any further
 //! arguments are passed to Portico and override those (`-- --http-addr 127.0.0.1:9080`).
 
 #[path = "support/echo.rs"]
@@ -24,6 +25,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         dir.display().to_string(),
         "--http-addr".into(),
         "127.0.0.1:8080".into(),
+        "--https-addr".into(),
+        "127.0.0.1:8443".into(),
         "--admin-addr".into(),
         "127.0.0.1:10254".into(),
     ];
@@ -39,6 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let http = config.http_addr;
+    let https_port = config.https_addr.port();
     println!(
         "\nPortico quickstart: try these in another terminal\n\
          \x20 curl -H 'Host: shop.example' http://{http}/cart          # cart\n\
@@ -47,10 +51,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
          \x20 curl -H 'Host: shop.example' http://{http}/gift-cards    # 503: its Service is missing\n\
          \x20 curl -H 'Host: en.docs.example' http://{http}/           # docs (wildcard host)\n\
          \x20 curl -H 'Host: unknown.example' http://{http}/           # fallback (the default backend)\n\
+         \x20 curl --resolve secure.shop.example:{https_port}:127.0.0.1 --cacert {dir}/secure-shop-example.crt https://secure.shop.example:{https_port}/\n\
+         \x20 curl -i -H 'Host: secure.shop.example' http://{http}/     # 308 to https://secure.shop.example/\n\
          \x20 curl http://{}/readyz\n\
          Edit a file in {} and the routing changes within a second. Ctrl-C stops.\n",
         config.admin_addr,
-        dir.display()
+        dir.display(),
+        dir = dir.display(),
     );
     portico::app::run(config, async {
         let _ = tokio::signal::ctrl_c().await;

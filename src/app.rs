@@ -12,6 +12,7 @@ use crate::config::{Config, LogFormat, SourceConfig};
 use crate::proxy::{self, ProxyOptions, Scheme};
 use crate::publish::{self, Shared};
 use crate::source::{files, Snapshot};
+use crate::tls;
 use crate::translate::Options;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,8 @@ pub enum AppError {
     Proxy(std::io::Error),
     #[error(transparent)]
     Kube(#[from] crate::source::kube::KubeError),
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Installs the global tracing subscriber. `level` is a tracing filter (`info`,
@@ -60,6 +63,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
     let http = bind("http", config.http_addr).await?;
+    let https = bind("https", config.https_addr).await?;
     let admin = bind("admin", config.admin_addr).await?;
     let shared = publish::shared();
     let options = Arc::new(config.translate.clone());
@@ -79,6 +83,7 @@ pub async fn run(
             start_manifests(&dir, &shared, options).await;
             tracing::info!(
                 http.addr = %config.http_addr,
+                https.addr = %config.https_addr,
                 admin.addr = %config.admin_addr,
                 manifests = %dir.display(),
                 "portico serving"
@@ -106,6 +111,7 @@ pub async fn run(
             });
             tracing::info!(
                 http.addr = %config.http_addr,
+                https.addr = %config.https_addr,
                 admin.addr = %config.admin_addr,
                 watch.namespace = source.watch_namespace.as_deref().unwrap_or("(all)"),
                 "portico serving from the Kubernetes API"
@@ -120,6 +126,26 @@ pub async fn run(
         }
     };
 
+    // spec §5.3: the resolver reads certificates from the same published value as the routes.
+    let resolver = tls::Resolver::new(shared.clone(), tls::generated_default()?);
+    let tls_listener = proxy::TlsListener {
+        acceptor: tls::server_config(Arc::new(resolver))?.into(),
+        handshake_timeout: config.tls_handshake_timeout,
+    };
+    let https_options = Arc::new(ProxyOptions {
+        scheme: Scheme::Https,
+        max_header_bytes: config.max_header_bytes,
+        connect_timeout: config.upstream_connect_timeout,
+        response_timeout: config.upstream_response_timeout,
+    });
+    let https_task = tokio::spawn(proxy::serve_tls(
+        https,
+        shared.clone(),
+        https_options,
+        tls_listener,
+        stopped(),
+    ));
+
     let proxy_options = Arc::new(ProxyOptions {
         scheme: Scheme::Http,
         max_header_bytes: config.max_header_bytes,
@@ -131,12 +157,16 @@ pub async fn run(
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     };
-    let served = proxy::serve(http, shared, proxy_options, stop_all).await;
+    let http_result = proxy::serve(http, shared, proxy_options, stop_all).await;
+    let https_result = match https_task.await {
+        Ok(result) => result,
+        Err(e) => Err(std::io::Error::other(e)),
+    };
     if let Some(status) = status {
         // Let the leader release its Lease so another replica takes over at once.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(3), status).await;
     }
-    served.map_err(AppError::Proxy)
+    http_result.and(https_result).map_err(AppError::Proxy)
 }
 
 /// Loads the manifests, publishes them, and keeps watching the directory.

@@ -61,6 +61,10 @@ pub struct Args {
     #[arg(long, env = "PORTICO_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
 
+    /// Address of the HTTPS listener (TLS 1.2/1.3; HTTP/1.1 and HTTP/2 by ALPN).
+    #[arg(long, env = "PORTICO_HTTPS_ADDR", default_value = "0.0.0.0:8443")]
+    pub https_addr: SocketAddr,
+
     /// Address of the admin listener: /healthz, /readyz.
     #[arg(long, env = "PORTICO_ADMIN_ADDR", default_value = "0.0.0.0:10254")]
     pub admin_addr: SocketAddr,
@@ -96,6 +100,32 @@ pub struct Args {
         value_name = "NAMESPACE/NAME"
     )]
     pub default_backend_service: Option<String>,
+
+    /// Secret (NAMESPACE/NAME, type kubernetes.io/tls) served to TLS clients whose server name
+    /// has no certificate of its own. Without it, or while it is unusable, a self-signed
+    /// certificate generated at start is served.
+    #[arg(
+        long,
+        env = "PORTICO_DEFAULT_SSL_CERTIFICATE",
+        value_name = "NAMESPACE/NAME"
+    )]
+    pub default_ssl_certificate: Option<String>,
+
+    /// Redirect plain-HTTP requests for hosts with TLS to HTTPS (308). `--ssl-redirect=false`
+    /// turns it off except for Ingresses annotated `portico.dev/ssl-redirect: "true"`.
+    #[arg(
+        long,
+        env = "PORTICO_SSL_REDIRECT",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value = "true"
+    )]
+    pub ssl_redirect: bool,
+
+    /// Time allowed for a client to complete the TLS handshake (e.g. 10s); then the
+    /// connection is closed.
+    #[arg(long, env = "PORTICO_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Duration,
 
     /// Route to ExternalName Services (loopback and link-local targets are always refused).
     /// `--enable-external-name=false` answers 503 for every ExternalName backend.
@@ -182,7 +212,9 @@ pub struct Config {
     pub source: SourceConfig,
     pub status: StatusConfig,
     pub http_addr: SocketAddr,
+    pub https_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    pub tls_handshake_timeout: Duration,
     pub translate: translate::Options,
     pub max_header_bytes: usize,
     pub upstream_connect_timeout: Duration,
@@ -201,6 +233,8 @@ pub enum ConfigError {
     LeaseDuration(Duration),
     #[error("--default-backend-service must be NAMESPACE/NAME, got {0:?}")]
     DefaultBackendService(String),
+    #[error("--default-ssl-certificate must be NAMESPACE/NAME, got {0:?}")]
+    DefaultSslCertificate(String),
     #[error("--max-header-bytes must be between 1024 and 1048576, got {0}")]
     MaxHeaderBytes(usize),
     #[error("{0} must be greater than zero")]
@@ -220,6 +254,10 @@ impl Args {
         let default_backend_service = match self.default_backend_service {
             None => None,
             Some(s) => Some(namespaced(&s).ok_or(ConfigError::DefaultBackendService(s))?),
+        };
+        let default_ssl_certificate = match self.default_ssl_certificate {
+            None => None,
+            Some(s) => Some(namespaced(&s).ok_or(ConfigError::DefaultSslCertificate(s))?),
         };
         let addresses = match (self.publish_status_address, self.publish_service) {
             (Some(list), _) => {
@@ -248,6 +286,9 @@ impl Args {
         if self.upstream_response_timeout.is_zero() {
             return Err(ConfigError::ZeroTimeout("--upstream-response-timeout"));
         }
+        if self.tls_handshake_timeout.is_zero() {
+            return Err(ConfigError::ZeroTimeout("--tls-handshake-timeout"));
+        }
         Ok(Config {
             source,
             status: StatusConfig {
@@ -257,7 +298,9 @@ impl Args {
                 lease_duration: self.election_lease_duration,
             },
             http_addr: self.http_addr,
+            https_addr: self.https_addr,
             admin_addr: self.admin_addr,
+            tls_handshake_timeout: self.tls_handshake_timeout,
             translate: translate::Options {
                 controller_name: self.controller_name,
                 annotation_class: self.ingress_class,
@@ -265,6 +308,8 @@ impl Args {
                 default_backend_service,
                 external_name: self.enable_external_name,
                 ipv6: ipv6_available(),
+                default_ssl_certificate,
+                ssl_redirect: self.ssl_redirect,
             },
             max_header_bytes: self.max_header_bytes,
             upstream_connect_timeout: self.upstream_connect_timeout,
@@ -313,6 +358,38 @@ mod tests {
         assert!(!c.translate.watch_without_class);
         assert!(c.translate.external_name);
         assert_eq!(c.upstream_connect_timeout, Duration::from_secs(5));
+        assert_eq!(c.https_addr, "0.0.0.0:8443".parse().unwrap());
+        assert_eq!(c.tls_handshake_timeout, Duration::from_secs(10));
+        assert!(c.translate.ssl_redirect);
+        assert_eq!(c.translate.default_ssl_certificate, None);
+    }
+
+    #[test]
+    fn tls_flags() {
+        let c = parse(&[
+            "--manifests",
+            "x",
+            "--ssl-redirect=false",
+            "--default-ssl-certificate",
+            "ops/wildcard",
+            "--tls-handshake-timeout",
+            "3s",
+        ])
+        .unwrap();
+        assert!(!c.translate.ssl_redirect);
+        assert_eq!(
+            c.translate.default_ssl_certificate,
+            Some(("ops".to_string(), "wildcard".to_string()))
+        );
+        assert_eq!(c.tls_handshake_timeout, Duration::from_secs(3));
+        assert!(matches!(
+            parse(&["--manifests", "x", "--default-ssl-certificate", "wildcard"]),
+            Err(ConfigError::DefaultSslCertificate(_))
+        ));
+        assert!(matches!(
+            parse(&["--manifests", "x", "--tls-handshake-timeout", "0s"]),
+            Err(ConfigError::ZeroTimeout(_))
+        ));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Portico: a Kubernetes Ingress controller.
 //!
 //! Data flows one way: a source (`source`) collects objects into a `Snapshot`, the pure
-//! `translate` step turns it into a `Published` routing table, `publish` swaps it into one
-//! `ArcSwap`, and the `proxy` reads it per request. See `../shared/style.md`.
+//! `translate` step turns it into a `Published` routing table and certificate store, `publish`
+//! swaps it into one `ArcSwap`, the `proxy` reads it per request and the `tls` resolver per
+//! handshake. See `../shared/style.md`.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -13,4 +14,5 @@ pub mod publish;
 pub mod routing;
 pub mod source;
 pub mod status;
+pub mod tls;
 pub mod translate;

@@ -1,6 +1,5 @@
 //! Publish: translate each new snapshot and swap the result into the one `ArcSwap` that the
-//! proxy (and later the TLS resolver) read. Bursts coalesce; nothing is swapped when nothing
-//! changed.
+//! proxy and the TLS resolver read. Bursts coalesce; nothing is swapped when nothing changed.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -24,6 +23,7 @@ impl Published {
             version: 0,
             translation: Translation {
                 table: Default::default(),
+                tls: Default::default(),
                 conditions: Vec::new(),
                 owned: Vec::new(),
             },
@@ -47,7 +47,9 @@ pub fn shared() -> Shared {
 /// Translates `snapshot` and swaps it in unless it equals what is published. Returns the new
 /// version when it swapped.
 pub fn apply(shared: &Shared, snapshot: &Snapshot, options: &Options) -> Option<u64> {
-    let translation = translate(snapshot, options);
+    let mut translation = translate(snapshot, options);
+    // Certificate validity needs a clock, so it is judged here rather than in translate.
+    crate::translate::certificate_validity(&mut translation, std::time::SystemTime::now());
     let current = shared.load();
     if current.is_ready() && current.translation == translation {
         tracing::debug!(version = current.version, "configuration unchanged");
@@ -71,6 +73,7 @@ pub fn apply(shared: &Shared, snapshot: &Snapshot, options: &Options) -> Option<
         version,
         vhosts = translation.table.vhosts().len(),
         routes = translation.table.route_count(),
+        tls_names = translation.tls.bindings().len(),
         conditions = translation.conditions.len(),
         "published configuration"
     );

@@ -63,6 +63,7 @@ endpoints: [{{addresses: ["{ip}"]}}]
 struct Portico {
     child: Child,
     http: SocketAddr,
+    https: SocketAddr,
     admin: SocketAddr,
 }
 
@@ -76,18 +77,24 @@ impl Drop for Portico {
 impl Portico {
     /// Starts the binary on `dir` with watch-without-class (the fixtures name no class).
     async fn start(dir: &Path) -> Portico {
-        let (http, admin) = (free_port(), free_port());
+        let (http, https, admin) = (free_port(), free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_portico"))
             .arg("--manifests")
             .arg(dir)
             .args(["--http-addr", &http.to_string()])
+            .args(["--https-addr", &https.to_string()])
             .args(["--admin-addr", &admin.to_string()])
             .arg("--watch-ingress-without-class")
             .env("PORTICO_LOG_LEVEL", "warn")
             .stdout(Stdio::null())
             .spawn()
             .expect("portico starts");
-        let portico = Portico { child, http, admin };
+        let portico = Portico {
+            child,
+            http,
+            https,
+            admin,
+        };
         portico.wait_ready().await;
         portico
     }
@@ -286,7 +293,11 @@ fn help_explains_every_flag() {
     for flag in [
         "--manifests",
         "--http-addr",
+        "--https-addr",
         "--admin-addr",
+        "--default-ssl-certificate",
+        "--ssl-redirect",
+        "--tls-handshake-timeout",
         "--controller-name",
         "--ingress-class",
         "--watch-ingress-without-class",
@@ -307,4 +318,66 @@ fn help_explains_every_flag() {
             "{flag} has no env var"
         );
     }
+}
+
+#[tokio::test]
+async fn tls_from_a_secret_file_with_rotation_and_redirect() {
+    use support::tls;
+    let backend = start_echo("secure").await;
+    let dir = temp_dir("tls");
+    let first = tls::cert(&["secure.example"]);
+    std::fs::write(
+        dir.join("app.yaml"),
+        tls::app_yaml(
+            "default",
+            "secure",
+            "secure.example",
+            &["secure.example"],
+            "secure-tls",
+            backend,
+            &[],
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("secret.yaml"),
+        tls::tls_secret("default", "secure-tls", &first),
+    )
+    .unwrap();
+    let portico = Portico::start(&dir).await;
+
+    let stream = tls::connect(portico.https, Some("secure.example"), &[b"h2", b"http/1.1"]).await;
+    assert_eq!(tls::leaf(&stream), first.der);
+    let mut open = tls::Client::new(stream).await;
+    let response = open.get("secure.example", "/").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(tls::json(&response)["name"], "secure");
+
+    let response = portico.get("secure.example", "/x?y=1").await;
+    assert_eq!(response.status, 308);
+    assert_eq!(
+        response.header("location"),
+        Some("https://secure.example/x?y=1")
+    );
+
+    // Rotate the Secret on disk: new handshakes get the new certificate, the open connection
+    // keeps working.
+    let second = tls::cert(&["secure.example"]);
+    std::fs::write(
+        dir.join("secret.yaml"),
+        tls::tls_secret("default", "secure-tls", &second),
+    )
+    .unwrap();
+    let mut served = None;
+    for _ in 0..POLLS {
+        let stream = tls::connect(portico.https, Some("secure.example"), &[b"http/1.1"]).await;
+        if tls::leaf(&stream) == second.der {
+            served = Some(());
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    assert!(served.is_some(), "the rotated certificate is served");
+    assert_eq!(open.get("secure.example", "/again").await.status(), 200);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,14 +1,18 @@
 //! Golden tables: `tests/fixtures/<case>/input.yaml` → translate → YAML compared with
 //! `expected.yaml`. `UPDATE_GOLDEN=1 cargo test --test golden` rewrites the expected files.
 //!
-//! Optional per case: `options.yaml` (overrides of `translate::Options`) and `requests.yaml`
-//! (a list of `{host, path}` whose routing decisions are recorded next to the table).
+//! Optional per case: `options.yaml` (overrides of `translate::Options`, plus `now`: an RFC 3339
+//! time at which the certificate validity pass runs) and `requests.yaml` (a list of
+//! `{host, path}` whose routing decisions are recorded next to the table). Certificates appear
+//! as subject, names, validity and fingerprint, never as PEM.
 
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use portico::routing::{normalize, Decision, Route, Target};
 use portico::source::files::{parse_documents, Loaded};
-use portico::translate::{translate, Condition, ObjectRef, Options};
+use portico::tls::TlsTable;
+use portico::translate::{certificate_validity, translate, Condition, ObjectRef, Options};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Default, Deserialize)]
@@ -21,10 +25,15 @@ struct OptionsFile {
     default_backend_service: Option<String>,
     external_name: Option<bool>,
     ipv6: Option<bool>,
+    /// `namespace/name`
+    default_ssl_certificate: Option<String>,
+    ssl_redirect: Option<bool>,
+    /// RFC 3339; when set, `certificate_validity` runs at this time.
+    now: Option<String>,
 }
 
 impl OptionsFile {
-    fn apply(self) -> Options {
+    fn apply(self) -> (Options, Option<SystemTime>) {
         let mut o = Options::default();
         if let Some(v) = self.controller_name {
             o.controller_name = v;
@@ -47,7 +56,19 @@ impl OptionsFile {
         if let Some(v) = self.ipv6 {
             o.ipv6 = v;
         }
-        o
+        if let Some(v) = self.default_ssl_certificate {
+            let (ns, name) = v
+                .split_once('/')
+                .expect("defaultSslCertificate is namespace/name");
+            o.default_ssl_certificate = Some((ns.to_string(), name.to_string()));
+        }
+        if let Some(v) = self.ssl_redirect {
+            o.ssl_redirect = v;
+        }
+        let now = self
+            .now
+            .map(|t| humantime::parse_rfc3339(&t).expect("now is RFC 3339"));
+        (o, now)
     }
 }
 
@@ -73,11 +94,20 @@ struct Outcome<'a> {
     backend: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     target: Option<&'a Target>,
+    /// Plain HTTP gets a 308 to HTTPS (spec §5.5).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    ssl_redirect: bool,
+    /// With TLS in the case: the certificate a handshake with SNI = host gets (spec §5.3),
+    /// as its Secret, or `default`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    certificate: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 struct Golden<'a> {
     table: &'a portico::routing::RouteTable,
+    #[serde(skip_serializing_if = "TlsTable::is_empty")]
+    tls: &'a TlsTable,
     conditions: &'a [Condition],
     owned: &'a [ObjectRef],
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -101,7 +131,7 @@ fn read(path: &Path) -> Option<String> {
 }
 
 /// Loads a case's snapshot and options.
-fn load(dir: &Path) -> (Loaded, Options) {
+fn load(dir: &Path) -> (Loaded, Options, Option<SystemTime>) {
     let input = read(&dir.join("input.yaml")).expect("input.yaml");
     let mut loaded = Loaded::default();
     parse_documents("input.yaml", &input, &mut loaded);
@@ -111,18 +141,21 @@ fn load(dir: &Path) -> (Loaded, Options) {
         dir.display(),
         loaded.errors
     );
-    let options = match read(&dir.join("options.yaml")) {
+    let (options, now) = match read(&dir.join("options.yaml")) {
         Some(text) => serde_yaml::from_str::<OptionsFile>(&text)
             .expect("options.yaml")
             .apply(),
-        None => Options::default(),
+        None => (Options::default(), None),
     };
-    (loaded, options)
+    (loaded, options, now)
 }
 
 fn render(dir: &Path) -> String {
-    let (loaded, options) = load(dir);
-    let translation = translate(&loaded.snapshot, &options);
+    let (loaded, options, now) = load(dir);
+    let mut translation = translate(&loaded.snapshot, &options);
+    if let Some(now) = now {
+        certificate_validity(&mut translation, now);
+    }
     let requests: Vec<Request> = match read(&dir.join("requests.yaml")) {
         Some(text) => serde_yaml::from_str(&text).expect("requests.yaml"),
         None => Vec::new(),
@@ -149,11 +182,24 @@ fn render(dir: &Path) -> String {
                 route: decision.route().map(describe),
                 backend: backend.map(|b| b.reference.to_string()),
                 target: backend.map(|b| &b.target),
+                ssl_redirect: decision.ssl_redirect(),
+                certificate: (!translation.tls.is_empty()).then(|| {
+                    let sni = (!host.is_empty()).then_some(host.as_ref());
+                    let bound = sni.and_then(|h| translation.tls.binding(h));
+                    match bound.and_then(|b| b.certificate.as_ref()) {
+                        Some(c) => c.secret.clone(),
+                        None => match translation.tls.default_certificate() {
+                            Some(c) => format!("default ({})", c.secret),
+                            None => "default (generated)".to_string(),
+                        },
+                    }
+                }),
             }
         })
         .collect();
     let golden = Golden {
         table,
+        tls: &translation.tls,
         conditions: &translation.conditions,
         owned: &translation.owned,
         requests: outcomes,
@@ -231,7 +277,7 @@ fn golden_tables() {
 #[test]
 fn golden_inputs_are_order_independent() {
     for dir in cases() {
-        let (loaded, options) = load(&dir);
+        let (loaded, options, _) = load(&dir);
         let mut reversed = loaded.snapshot.clone();
         reversed.ingresses.reverse();
         reversed.ingress_classes.reverse();
@@ -252,7 +298,7 @@ fn golden_inputs_are_order_independent() {
 fn identical_backend_references_share_one_arc() {
     let mut shared = 0;
     for dir in cases() {
-        let (loaded, options) = load(&dir);
+        let (loaded, options, _) = load(&dir);
         let translation = translate(&loaded.snapshot, &options);
         let table = &translation.table;
         let backends: Vec<_> = table

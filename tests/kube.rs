@@ -100,13 +100,15 @@ impl Portico {
     async fn start(server: SocketAddr, extra: &[&str]) -> Portico {
         let kubeconfig = temp_file("kubeconfig");
         fake_apiserver::write_kubeconfig(server, &kubeconfig);
-        let (http, admin) = (free_port(), free_port());
+        let (http, https, admin) = (free_port(), free_port(), free_port());
         let mut args = vec![
             "portico".to_string(),
             "--kubeconfig".into(),
             kubeconfig.display().to_string(),
             "--http-addr".into(),
             http.to_string(),
+            "--https-addr".into(),
+            https.to_string(),
             "--admin-addr".into(),
             admin.to_string(),
             "--election-namespace".into(),

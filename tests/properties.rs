@@ -266,7 +266,8 @@ proptest! {
     }
 }
 
-/// Arbitrary values in every field translate reads: never a panic, every problem a condition.
+/// Arbitrary values in every field translate reads (TLS entries, Secrets and the redirect
+/// annotation included): never a panic, every problem a condition.
 fn arbitrary_ingress() -> impl Strategy<Value = serde_json::Value> {
     let text = prop_oneof![
         Just(String::new()),
@@ -325,12 +326,28 @@ fn arbitrary_ingress() -> impl Strategy<Value = serde_json::Value> {
             }
             r
         });
+    let tls = (
+        prop::option::of(prop::collection::vec(text.clone(), 0..3)),
+        prop::option::of(prop_oneof![text.clone(), Just("s0".to_string())]),
+    )
+        .prop_map(|(hosts, secret)| {
+            let mut t = json!({});
+            if let Some(h) = hosts {
+                t["hosts"] = json!(h);
+            }
+            if let Some(s) = secret {
+                t["secretName"] = json!(s);
+            }
+            t
+        });
     (
-        text,
+        text.clone(),
         prop::option::of(prop::collection::vec(rule, 0..3)),
         prop::option::of(backend),
+        prop::option::of(prop::collection::vec(tls, 0..3)),
+        prop::option::of(text),
     )
-        .prop_map(|(name, rules, default)| {
+        .prop_map(|(name, rules, default, tls, redirect)| {
             let mut spec = json!({});
             if let Some(r) = rules {
                 spec["rules"] = json!(r);
@@ -338,7 +355,62 @@ fn arbitrary_ingress() -> impl Strategy<Value = serde_json::Value> {
             if let Some(d) = default {
                 spec["defaultBackend"] = d;
             }
-            json!({"metadata": {"name": name, "namespace": "a"}, "spec": spec})
+            if let Some(t) = tls {
+                spec["tls"] = json!(t);
+            }
+            let mut metadata = json!({"name": name, "namespace": "a"});
+            if let Some(r) = redirect {
+                metadata["annotations"] = json!({"portico.dev/ssl-redirect": r});
+            }
+            json!({"metadata": metadata, "spec": spec})
+        })
+}
+
+/// A usable certificate and key, made once.
+fn valid_pem() -> &'static (String, String) {
+    static PEM: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    PEM.get_or_init(|| {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let crt = rcgen::CertificateParams::new(vec!["a.test".to_string()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("certificate");
+        (crt.pem(), key.serialize_pem())
+    })
+}
+
+/// Secrets named `s0`/`s1` in namespace `a` with arbitrary types and contents.
+fn arbitrary_secret() -> impl Strategy<Value = serde_json::Value> {
+    let value = prop_oneof![
+        Just(0usize).prop_map(|_| valid_pem().0.clone()),
+        Just(0usize).prop_map(|_| valid_pem().1.clone()),
+        Just("-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n".to_string()),
+        any::<String>(),
+    ];
+    (
+        prop_oneof![Just("s0"), Just("s1")],
+        prop::option::of(prop_oneof![
+            Just("kubernetes.io/tls"),
+            Just("Opaque"),
+            Just("x")
+        ]),
+        prop::option::of(value.clone()),
+        prop::option::of(value),
+    )
+        .prop_map(|(name, kind, crt, key)| {
+            let mut data = json!({});
+            if let Some(c) = crt {
+                data["tls.crt"] = json!(c);
+            }
+            if let Some(k) = key {
+                data["tls.key"] = json!(k);
+            }
+            let mut secret =
+                json!({"metadata": {"name": name, "namespace": "a"}, "stringData": data});
+            if let Some(k) = kind {
+                secret["type"] = json!(k);
+            }
+            secret
         })
 }
 
@@ -411,6 +483,8 @@ proptest! {
         ingresses in prop::collection::vec(arbitrary_ingress(), 0..4),
         backends in prop::collection::vec(arbitrary_service_and_slice(), 0..3),
         default_service in prop::option::of(("[a-z]{0,2}", "[a-z0-9]{0,3}")),
+        secrets in prop::collection::vec(arbitrary_secret(), 0..3),
+        default_certificate in prop::option::of(prop_oneof![Just("s0"), Just("s9")]),
     ) {
         let (classes, _, _) = fixed_objects();
         let mut snapshot = Snapshot { ingress_classes: classes, ..Snapshot::default() };
@@ -428,7 +502,16 @@ proptest! {
                 snapshot.endpoint_slices.push(s);
             }
         }
-        let options = Options { default_backend_service: default_service, ..Options::default() };
+        for s in secrets {
+            if let Ok(s) = serde_json::from_value::<k8s_openapi::api::core::v1::Secret>(s) {
+                snapshot.secrets.push(s);
+            }
+        }
+        let options = Options {
+            default_backend_service: default_service,
+            default_ssl_certificate: default_certificate.map(|n| ("a".to_string(), n.to_string())),
+            ..Options::default()
+        };
         let translation = translate(&snapshot, &options);
         // Conditions come out sorted and without duplicates.
         prop_assert!(translation.conditions.windows(2).all(|w| w[0] < w[1]));

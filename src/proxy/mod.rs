@@ -1,6 +1,8 @@
 //! Proxy: the data path. Accepts client connections (`server`), decides per request from the
 //! one published `RouteTable` (`service`), forwards over pooled HTTP/1.1 upstream connections
-//! (`upstream`), and turns every failure into a response in one place (`error`).
+//! (`upstream`), and turns every failure into a response in one place (`error`). On the HTTPS
+//! listener `server` terminates TLS first; on the HTTP one `redirect` answers the requests that
+//! translate marked for HTTPS.
 //!
 //! Reads the configuration through [`crate::publish::Shared`] only: per request it loads the
 //! `ArcSwap`, matches synchronously, keeps the chosen backend's `Arc` and drops the guard before
@@ -8,6 +10,7 @@
 
 mod error;
 mod headers;
+mod redirect;
 mod server;
 mod service;
 mod upstream;
@@ -18,7 +21,7 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 
 pub use error::ProxyError;
-pub use server::serve;
+pub use server::{serve, serve_tls, TlsListener};
 
 /// The body type of every response the proxy writes to clients.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;

@@ -1,5 +1,7 @@
 //! Accept loop: one hyper-util auto connection (HTTP/1.1, HTTP/1.0, or HTTP/2 with prior
 //! knowledge) per client socket, with upgrades enabled, all watched for graceful shutdown.
+//! On the HTTPS listener each connection first completes a TLS handshake, in its own task and
+//! within a timeout, so slow or idle handshakes never hold up the accept loop.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,7 +11,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 use super::service::{self, Context};
 use super::{ProxyOptions, DRAIN_TIMEOUT, MAX_HEADERS};
@@ -19,6 +22,16 @@ use crate::publish::Shared;
 /// the service (which answers a proper 431) is what normally trips.
 const HYPER_HEADROOM: usize = 16 * 1024;
 
+/// TLS settings of an HTTPS listener.
+#[derive(Clone)]
+pub struct TlsListener {
+    /// Built from [`crate::tls::server_config`]: the resolver reads the same `Shared`.
+    pub acceptor: TlsAcceptor,
+    /// A handshake not finished by then is dropped (spec §5.4 asks that idle TLS connections
+    /// cannot pile up).
+    pub handshake_timeout: Duration,
+}
+
 /// Serves the proxy on `listener` until `shutdown` resolves; then stops accepting, lets
 /// in-flight requests finish for up to [`DRAIN_TIMEOUT`], and returns. Established protocol
 /// upgrade tunnels (WebSocket) are not waited for.
@@ -26,6 +39,28 @@ pub async fn serve(
     listener: TcpListener,
     shared: Shared,
     options: Arc<ProxyOptions>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_inner(listener, shared, options, None, shutdown).await
+}
+
+/// [`serve`] for an HTTPS listener: every connection is a TLS handshake first (spec §5).
+/// `options.scheme` should be `Https`.
+pub async fn serve_tls(
+    listener: TcpListener,
+    shared: Shared,
+    options: Arc<ProxyOptions>,
+    tls: TlsListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_inner(listener, shared, options, Some(tls), shutdown).await
+}
+
+async fn serve_inner(
+    listener: TcpListener,
+    shared: Shared,
+    options: Arc<ProxyOptions>,
+    tls: Option<TlsListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let buf_size = options
@@ -47,9 +82,10 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_header_list_size(list_size);
 
+    let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let local = listener.local_addr().ok();
-    tracing::info!(listen.addr = ?local, "proxy listening");
+    tracing::info!(listen.addr = ?local, tls = tls.is_some(), "proxy listening");
     tokio::pin!(shutdown);
     loop {
         let (stream, client_addr) = tokio::select! {
@@ -69,12 +105,30 @@ pub async fn serve(
         }
         let ctx = ctx.clone();
         let svc = service_fn(move |req| service::handle(ctx.clone(), client_addr, req));
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let Some(tls) = &tls else {
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(client.addr = %client_addr, error = %e, "connection ended with error");
+                }
+            });
+            continue;
+        };
+        // The watcher is taken now, so shutdown also waits for handshakes in progress (each
+        // bounded by the handshake timeout).
+        let watcher = graceful.watcher();
+        let (tls, builder) = (tls.clone(), builder.clone());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let Some(stream) = handshake(&tls, stream, client_addr).await else {
+                return;
+            };
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(client.addr = %client_addr, error = %e, "connection ended with error");
             }
         });
@@ -92,4 +146,24 @@ pub async fn serve(
         tracing::warn!("drain timeout reached; closing remaining connections");
     }
     Ok(())
+}
+
+/// The server side of a TLS handshake, bounded by the handshake timeout. Failures are the
+/// client's business (wrong version, no common cipher, port scan): logged at debug only.
+async fn handshake(
+    tls: &TlsListener,
+    stream: TcpStream,
+    client_addr: std::net::SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            tracing::debug!(client.addr = %client_addr, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(client.addr = %client_addr, "TLS handshake timed out");
+            None
+        }
+    }
 }

@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use super::error::{date_now, response_version, ProxyError};
 use super::headers::{self, Forwarded};
 use super::upstream::{self, RetryBody, Upstream};
-use super::{ProxyBody, ProxyOptions};
+use super::{redirect, ProxyBody, ProxyOptions, Scheme};
 use crate::publish::Shared;
 use crate::routing::{normalize, Backend, Target};
 
@@ -175,6 +175,13 @@ async fn proxy(
     let backend: Arc<Backend> = {
         let published = ctx.shared.load();
         let decision = published.translation.table.decide(&match_host, &match_path);
+        // spec §5.5: translate decided which routes redirect; ACME challenges never do.
+        if ctx.options.scheme == Scheme::Http
+            && decision.ssl_redirect()
+            && !redirect::is_acme_challenge(&match_path)
+        {
+            return redirect::to_https(&host_value, req.uri(), client_version).map_err(fail);
+        }
         match decision.backend() {
             Some(backend) => backend.clone(),
             None => return Err(fail(ProxyError::NoRoute)),

@@ -70,6 +70,10 @@ pub struct Route {
     pub path_type: PathType,
     pub backend: Arc<Backend>,
     pub origin: Origin,
+    /// Plain-HTTP requests get a 308 to HTTPS instead of being proxied (spec §5.5): decided by
+    /// translate from the vhost's TLS bindings and the route's Ingress.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ssl_redirect: bool,
 }
 
 impl Route {

@@ -21,6 +21,10 @@ pub struct VirtualHost {
     /// Per-vhost fallback (spec §3.7): used when no path matches.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback: Option<Arc<Backend>>,
+    /// Plain-HTTP requests that match no route (fallback or 404) get a 308 to HTTPS (spec
+    /// §5.5). Set by translate after `new`; routes carry their own flag.
+    #[serde(rename = "sslRedirect", skip_serializing_if = "std::ops::Not::not")]
+    pub ssl_redirect: bool,
     /// Exact path → index of the winning route.
     #[serde(skip)]
     exact: HashMap<Box<str>, usize>,
@@ -65,6 +69,7 @@ impl VirtualHost {
             host,
             routes,
             fallback,
+            ssl_redirect: false,
             exact,
             exact_lengths,
             prefix,
@@ -196,6 +201,19 @@ impl<'a> Decision<'a> {
         match *self {
             Decision::Route { vhost, .. } | Decision::Fallback { vhost, .. } => Some(vhost),
             Decision::Default { vhost, .. } | Decision::NotFound { vhost } => vhost,
+        }
+    }
+
+    /// Whether a plain-HTTP request with this decision is redirected to HTTPS (spec §5.5).
+    pub fn ssl_redirect(&self) -> bool {
+        match *self {
+            Decision::Route { route, .. } => route.ssl_redirect,
+            Decision::Fallback { vhost, .. } | Decision::NotFound { vhost: Some(vhost) } => {
+                vhost.ssl_redirect
+            }
+            // The global default serves requests of no vhost, or of the hostless one, which
+            // never has TLS.
+            Decision::Default { .. } | Decision::NotFound { vhost: None } => false,
         }
     }
 

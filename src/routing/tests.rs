@@ -31,6 +31,7 @@ fn route_from(path: &str, path_type: PathType, name: &str, ingress: &str) -> Rou
             rule: 0,
             path: 0,
         },
+        ssl_redirect: false,
     }
 }
 

@@ -6,8 +6,10 @@
 mod backends;
 mod class;
 mod paths;
+mod tls;
 
 pub use paths::is_dns1123_subdomain;
+pub use tls::{certificate_validity, NGINX_SSL_REDIRECT, SSL_REDIRECT};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,9 +20,11 @@ use serde::Serialize;
 
 use crate::routing::{Backend, HostMatch, Origin, Route, RouteTable, VirtualHost};
 use crate::source::Snapshot;
+use crate::tls::TlsTable;
 
 use backends::Backends;
 use class::Classes;
+use tls::TlsBuilder;
 
 /// Controller settings that change what translate produces.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +41,12 @@ pub struct Options {
     pub external_name: bool,
     /// Use IPv6 endpoints (spec §4.2 step 2).
     pub ipv6: bool,
+    /// `--default-ssl-certificate`: the Secret `namespace/name` served when no binding applies
+    /// (spec §5.1); without it (or when it is unusable) the generated certificate serves.
+    pub default_ssl_certificate: Option<(String, String)>,
+    /// Redirect plain HTTP to HTTPS for hosts with TLS unless an Ingress says otherwise
+    /// (spec §5.5).
+    pub ssl_redirect: bool,
 }
 
 impl Default for Options {
@@ -48,6 +58,8 @@ impl Default for Options {
             default_backend_service: None,
             external_name: true,
             ipv6: true,
+            default_ssl_certificate: None,
+            ssl_redirect: true,
         }
     }
 }
@@ -93,6 +105,26 @@ pub enum Reason {
     PathShadowed,
     /// Another, older rule-less Ingress provides the global default backend (spec §3.7).
     DefaultBackendShadowed,
+    /// A `tls[].secretName` names no Secret in the Ingress's namespace (spec §5.1).
+    TlsSecretNotFound,
+    /// The Secret holds no usable certificate: wrong type, missing key, garbage PEM, key not
+    /// matching the leaf (spec §5.1).
+    TlsSecretInvalid,
+    /// A `secretName` of the form `namespace/name`: not followed (spec §5.1).
+    TlsSecretCrossNamespace,
+    /// A `tls[].hosts` entry is not a DNS-1123 subdomain or `*.` wildcard of one.
+    TlsHostInvalid,
+    /// A listed host the certificate does not cover (bound anyway), or `hosts` empty and the
+    /// certificate covers no rule host (spec §5.2).
+    TlsHostNotCovered,
+    /// An older Ingress (or an earlier entry) already bound this name (spec §5.2).
+    TlsHostConflict,
+    /// The `ssl-redirect` annotation is neither `true` nor `false` (spec §5.5).
+    InvalidAnnotation,
+    /// The certificate has expired; it is still served (spec §5.1). Set outside translate.
+    TlsCertificateExpired,
+    /// The certificate is not valid yet; it is still served (spec §5.1). Set outside translate.
+    TlsCertificateNotYetValid,
 }
 
 /// One problem with one object.
@@ -107,6 +139,8 @@ pub struct Condition {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Translation {
     pub table: RouteTable,
+    /// The names bound to certificates (spec §5.2), read by the TLS resolver per handshake.
+    pub tls: TlsTable,
     /// Sorted by object, then reason, then message.
     pub conditions: Vec<Condition>,
     /// The Ingresses this controller owns (spec §2), sorted.
@@ -118,6 +152,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
     let classes = Classes::new(&snapshot.ingress_classes, options);
     let ingresses = owned_in_age_order(&snapshot.ingresses, &classes, options);
     let mut backends = Backends::new(&snapshot.services, &snapshot.endpoint_slices, options);
+    let mut tls = TlsBuilder::new(&snapshot.secrets);
     let mut conditions = Vec::new();
     let mut vhosts: BTreeMap<HostMatch, PendingHost> = BTreeMap::new();
     // The oldest rule-less Ingress with a defaultBackend (spec §3.7).
@@ -132,6 +167,14 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
                 reason,
                 message,
             });
+        };
+        // spec §5.5: whether this Ingress's routes on TLS hosts redirect plain HTTP.
+        let redirect = match tls::ssl_redirect(ingress, options) {
+            Ok(r) => r,
+            Err(message) => {
+                condition(Reason::InvalidAnnotation, message);
+                options.ssl_redirect
+            }
         };
         let spec = ingress.spec.as_ref();
         let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();
@@ -157,10 +200,13 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
                     format!("defaultBackend is shadowed by older {winner}"),
                 ),
             }
+            // A rule-less Ingress has no rule hosts, but its listed tls hosts still bind.
+            tls.add(ingress, &object, &[], &mut conditions);
             continue;
         }
 
         let mut usable = false;
+        let mut rule_hosts: Vec<HostMatch> = Vec::new();
         for (rule_index, rule) in rules.iter().enumerate() {
             let host = match paths::host_match(rule.host.as_deref()) {
                 Ok(host) => host,
@@ -170,6 +216,9 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
                 }
             };
             usable = true;
+            if host != HostMatch::Any && !rule_hosts.contains(&host) {
+                rule_hosts.push(host.clone());
+            }
             // spec §3.8: rules with the same host merge into one vhost, whatever Ingress or
             // namespace they come from. A rule without `http` still creates it (spec §3.7), and
             // so does a rule whose paths are all invalid: the host stays claimed (fallback or
@@ -179,7 +228,11 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
             // contributing Ingress that has one; Ingresses arrive oldest first.
             if vhost.fallback.is_none() {
                 vhost.fallback.clone_from(&default);
+                if default.is_some() {
+                    vhost.fallback_redirect = Some(redirect);
+                }
             }
+            vhost.first_redirect.get_or_insert(redirect);
             let http_paths = rule.http.as_ref().map(|h| h.paths.as_slice());
             for (path_index, path) in http_paths.unwrap_or_default().iter().enumerate() {
                 let (path_type, normalised) =
@@ -215,6 +268,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
                         rule: rule_index,
                         path: path_index,
                     },
+                    ssl_redirect: redirect,
                 });
             }
         }
@@ -224,11 +278,25 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
                 "no rule has a valid host; nothing is routed".to_string(),
             );
         }
+        tls.add(ingress, &object, &rule_hosts, &mut conditions);
     }
+    let tls = tls.finish(options, &mut conditions);
 
     let mut built = Vec::with_capacity(vhosts.len());
-    for (host, pending) in vhosts {
-        let vhost = VirtualHost::new(host, pending.routes, pending.fallback);
+    for (host, mut pending) in vhosts {
+        // spec §5.5: only vhosts whose host is bound to a certificate redirect; each route
+        // keeps its own Ingress's choice (set above), the misses follow the Ingress of the
+        // fallback, else the oldest contributing one.
+        let has_tls = tls.has_tls(&host);
+        for route in &mut pending.routes {
+            route.ssl_redirect &= has_tls;
+        }
+        let miss_redirect = pending
+            .fallback_redirect
+            .or(pending.first_redirect)
+            .unwrap_or(false);
+        let mut vhost = VirtualHost::new(host, pending.routes, pending.fallback);
+        vhost.ssl_redirect = has_tls && miss_redirect;
         // spec §3.6: identical match sets are decided by precedence; the losers are reported.
         for (loser, winner) in vhost.shadowed() {
             conditions.push(Condition {
@@ -267,6 +335,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
     owned.sort();
     Translation {
         table: RouteTable::new(built, default_backend),
+        tls,
         conditions,
         owned,
     }
@@ -277,6 +346,10 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
 struct PendingHost {
     routes: Vec<Route>,
     fallback: Option<Arc<Backend>>,
+    /// spec §5.5: the redirect choice of the Ingress that provides the fallback, and of the
+    /// oldest contributing Ingress.
+    fallback_redirect: Option<bool>,
+    first_redirect: Option<bool>,
 }
 
 fn ingress_ref(ingress: &Ingress) -> ObjectRef {

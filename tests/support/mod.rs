@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 #[path = "../../examples/support/echo.rs"]
 pub mod echo;
+pub mod tls;
 
 /// Upper bound for any single wait in a test, so a bug fails instead of hanging.
 pub const BOUND: Duration = Duration::from_secs(20);
@@ -67,6 +68,7 @@ pub fn route(path: &str, path_type: PathType, backend: Arc<Backend>) -> Route {
             rule: 0,
             path: 0,
         },
+        ssl_redirect: false,
     }
 }
 
@@ -81,6 +83,7 @@ pub fn publish(shared: &Shared, vhosts: Vec<VirtualHost>, default: Option<Arc<Ba
         version,
         translation: Translation {
             table: RouteTable::new(vhosts, default),
+            tls: Default::default(),
             conditions: vec![],
             owned: vec![],
         },

@@ -1,0 +1,71 @@
+//! TLS termination (spec §5): the certificate store that translate builds and publishes with
+//! the routes (`store`), the rustls resolver that picks a certificate per handshake from the
+//! published store (`resolver`), and the server configuration (TLS 1.2 and 1.3, ALPN `h2` and
+//! `http/1.1`).
+
+mod resolver;
+mod store;
+
+pub use resolver::Resolver;
+pub use store::{Binding, Certificate, CertificateError, CertificateInfo, TlsTable};
+
+use std::sync::{Arc, OnceLock};
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::ServerConfig;
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// Errors setting up TLS at start.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot generate the default certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("rustls refused the configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// The one crypto provider: ring (no C toolchain beyond what ring builds itself, no OpenSSL).
+pub fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
+}
+
+/// ALPN protocols offered, in server preference order (spec §5.4).
+pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// Subject CN of the certificate generated at start (ingress-nginx calls its version the
+/// "Kubernetes Ingress Controller Fake Certificate").
+pub const GENERATED_CN: &str = "Portico Default Certificate";
+/// Its only DNS name: `.invalid` is reserved (RFC 2606), so it can never verify for a real host.
+pub const GENERATED_NAME: &str = "portico.invalid";
+
+/// The self-signed default certificate generated at start when no `--default-ssl-certificate`
+/// is usable (spec §5.1). A fresh ECDSA P-256 key every start.
+pub fn generated_default() -> Result<Arc<CertifiedKey>, TlsError> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(vec![GENERATED_NAME.to_string()])?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, GENERATED_CN);
+    let cert = params.self_signed(&key)?;
+    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let certified = CertifiedKey::from_der(vec![cert.der().clone()], key_der, &provider())?;
+    Ok(Arc::new(certified))
+}
+
+/// The rustls server configuration for the HTTPS listener (spec §5.4): TLS 1.3 and 1.2 with
+/// the provider's AEAD suites, ALPN `h2` then `http/1.1`, no client certificates, session
+/// resumption by tickets and by a session cache, certificates from `resolver`.
+pub fn server_config(resolver: Arc<Resolver>) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
+    Ok(Arc::new(config))
+}
