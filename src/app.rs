@@ -3,13 +3,15 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::access_log::AccessLog;
 use crate::config::{Config, LogFormat, SourceConfig};
-use crate::proxy::{self, ProxyOptions, Scheme};
+use crate::metrics::Metrics;
+use crate::proxy::{self, Observe, ProxyOptions, Scheme};
 use crate::publish;
 use crate::source::files;
 
@@ -26,22 +28,76 @@ pub enum AppError {
 }
 
 /// Installs the global tracing subscriber. `level` is a tracing filter (`info`,
-/// `portico=debug`); an invalid one falls back to `info` with a warning.
+/// `portico=debug`); an invalid one falls back to `info` with a warning. The filter can be
+/// replaced later through [`log_level`] (`PUT /log-level`).
 pub fn init_tracing(format: LogFormat, level: &str) {
-    let (filter, bad) = match tracing_subscriber::EnvFilter::try_new(level) {
-        Ok(f) => (f, None),
-        Err(e) => (tracing_subscriber::EnvFilter::new("info"), Some(e)),
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let (filter, current, bad) = match tracing_subscriber::EnvFilter::try_new(level) {
+        Ok(f) => (f, level.to_string(), None),
+        Err(e) => (
+            tracing_subscriber::EnvFilter::new("info"),
+            "info".to_string(),
+            Some(e),
+        ),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
+            .try_init(),
     };
     if result.is_err() {
         return; // already installed (tests, the quickstart)
     }
+    let _ = LOG_LEVEL.set(LogLevel {
+        handle,
+        current: Mutex::new(current),
+    });
     if let Some(e) = bad {
         tracing::warn!(error = %e, "invalid --log-level {level:?}; using info");
+    }
+}
+
+static LOG_LEVEL: OnceLock<LogLevel> = OnceLock::new();
+
+/// The log filter of the subscriber installed by [`init_tracing`], if this process installed
+/// one.
+pub fn log_level() -> Option<&'static LogLevel> {
+    LOG_LEVEL.get()
+}
+
+/// Changes the log filter at run time.
+pub struct LogLevel {
+    handle: tracing_subscriber::reload::Handle<
+        tracing_subscriber::EnvFilter,
+        tracing_subscriber::Registry,
+    >,
+    current: Mutex<String>,
+}
+
+impl LogLevel {
+    /// The filter in force, as it was given.
+    pub fn current(&self) -> String {
+        self.current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Replaces the filter; an invalid one is refused and changes nothing.
+    pub fn set(&self, filter: &str) -> Result<(), String> {
+        let parsed = tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| e.to_string())?;
+        self.handle.reload(parsed).map_err(|e| e.to_string())?;
+        *self
+            .current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = filter.to_string();
+        tracing::info!(filter, "log level changed");
+        Ok(())
     }
 }
 
@@ -60,6 +116,16 @@ pub async fn run(
     let admin = bind("admin", config.admin_addr).await?;
     let shared = publish::shared();
     let options = Arc::new(config.translate.clone());
+    let metrics = Arc::new(Metrics::new());
+    let access_log = config.access_log.map(|format| {
+        let (log, _thread) = AccessLog::start(
+            format,
+            Box::new(std::io::stdout()),
+            crate::access_log::CAPACITY,
+            metrics.access_log_dropped(),
+        );
+        log
+    });
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
@@ -69,7 +135,11 @@ pub async fn run(
         }
     };
 
-    tokio::spawn(crate::admin::serve(admin, shared.clone(), stopped()));
+    let admin_state = Arc::new(crate::admin::Admin {
+        shared: shared.clone(),
+        metrics: metrics.clone(),
+    });
+    tokio::spawn(crate::admin::serve(admin, admin_state, stopped()));
 
     let SourceConfig::Manifests(dir) = config.source.clone();
     // The first load is complete before anything is published (publish nothing partial).
@@ -80,11 +150,22 @@ pub async fn run(
             .unwrap_or_default()
     };
     files::log_problems(&loaded);
+    files::record_load(&metrics, &loaded, true);
     let initial = Arc::new(loaded.snapshot);
-    publish::apply(&shared, &initial, &options);
+    publish::apply_counted(&shared, &initial, &options, &metrics);
     let (snapshots_tx, snapshots_rx) = watch::channel(initial.clone());
-    tokio::spawn(files::watch(dir.clone(), initial, snapshots_tx));
-    tokio::spawn(publish::run(shared.clone(), snapshots_rx, options));
+    tokio::spawn(files::watch(
+        dir.clone(),
+        initial,
+        snapshots_tx,
+        metrics.clone(),
+    ));
+    tokio::spawn(publish::run(
+        shared.clone(),
+        snapshots_rx,
+        options,
+        metrics.clone(),
+    ));
 
     tracing::info!(
         http.addr = %config.http_addr,
@@ -97,6 +178,10 @@ pub async fn run(
         max_header_bytes: config.max_header_bytes,
         connect_timeout: config.upstream_connect_timeout,
         response_timeout: config.upstream_response_timeout,
+        observe: Observe {
+            metrics,
+            access_log,
+        },
     });
     let stop_all = async move {
         shutdown.await;

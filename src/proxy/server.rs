@@ -67,6 +67,11 @@ pub async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(client.addr = %client_addr, error = %e, "set_nodelay failed");
         }
+        let open = ctx
+            .options
+            .observe
+            .metrics
+            .connection(ctx.options.scheme.as_str());
         let ctx = ctx.clone();
         let svc = service_fn(move |req| service::handle(ctx.clone(), client_addr, req));
         let conn = builder
@@ -77,6 +82,7 @@ pub async fn serve(
             if let Err(e) = conn.await {
                 tracing::debug!(client.addr = %client_addr, error = %e, "connection ended with error");
             }
+            drop(open);
         });
     }
 
