@@ -330,4 +330,53 @@ mod tests {
         ));
         assert!(Args::try_parse_from(["portico", "--upstream-connect-timeout", "soon"]).is_err());
     }
+
+    #[test]
+    fn access_log_follows_log_format_unless_set() {
+        use crate::access_log::Format;
+        let c = parse(&["--manifests", "x"]).unwrap();
+        assert_eq!(c.access_log, Some(Format::Text));
+        let c = parse(&["--manifests", "x", "--log-format", "json"]).unwrap();
+        assert_eq!(c.access_log, Some(Format::Json));
+        let c = parse(&["--manifests", "x", "--access-log", "off"]).unwrap();
+        assert_eq!(c.access_log, None);
+        let c = parse(&[
+            "--manifests",
+            "x",
+            "--log-format",
+            "json",
+            "--access-log=text",
+        ])
+        .unwrap();
+        assert_eq!(c.access_log, Some(Format::Text));
+    }
+
+    #[test]
+    fn subcommands_take_their_own_flags_and_the_controller_needs_none() {
+        let args = Args::try_parse_from(["portico", "--manifests", "x"]).unwrap();
+        assert!(args.command.is_none());
+        let args = Args::try_parse_from(["portico", "check", "-"]).unwrap();
+        let Some(Command::Check(check)) = args.command else {
+            panic!("check")
+        };
+        assert_eq!(check.input.as_deref(), Some(std::path::Path::new("-")));
+        let args = Args::try_parse_from([
+            "portico",
+            "explain",
+            "--manifests",
+            "d",
+            "--host",
+            "a.example",
+            "--sni",
+            "a.example",
+            "--watch-ingress-without-class",
+        ])
+        .unwrap();
+        let Some(Command::Explain(explain)) = args.command else {
+            panic!("explain")
+        };
+        assert_eq!(explain.path, "/");
+        assert!(explain.translate.options().unwrap().watch_without_class);
+        assert!(Args::try_parse_from(["portico", "--manifests", "x", "check", "-"]).is_err());
+    }
 }

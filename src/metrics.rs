@@ -520,8 +520,107 @@ impl Metrics {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        // After encoding, so the last counts of a deleted Ingress are scraped once.
+        self.prune(published);
         out
     }
+}
+
+impl Metrics {
+    /// Drops the series of (namespace, ingress, service) label sets the published table no
+    /// longer has, so deleted Ingresses do not stay in `/metrics` forever (they are printed by
+    /// one more scrape first). A request still in
+    /// flight on such a series counts into a detached counter, which is lost.
+    fn prune(&self, published: &Published) {
+        let live = live_labels(&published.translation.table);
+        let current = self.series.load_full();
+        let stale: Vec<Arc<RouteSeries>> = current
+            .values()
+            .flat_map(|m| m.values())
+            .flat_map(|m| m.values())
+            .filter(|s| {
+                let l = &s.labels;
+                let key = (l.namespace.as_str(), l.ingress.as_str(), l.service.as_str());
+                key != ("", "", "")
+                    && !live.contains(&key)
+                    && !live.contains(&(
+                        l.namespace.as_str(),
+                        l.ingress.as_str(),
+                        l.service.as_str(),
+                    ))
+            })
+            .cloned()
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        let _guard = self
+            .series_insert
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut next = (*self.series.load_full()).clone();
+        for series in &stale {
+            let l = &series.labels;
+            if let Some(by_ingress) = next.get_mut(l.namespace.as_str()) {
+                if let Some(by_service) = by_ingress.get_mut(l.ingress.as_str()) {
+                    by_service.remove(l.service.as_str());
+                    if by_service.is_empty() {
+                        by_ingress.remove(l.ingress.as_str());
+                    }
+                }
+                if by_ingress.is_empty() {
+                    next.remove(l.namespace.as_str());
+                }
+            }
+            self.request_duration.remove(l);
+            self.upstream_duration.remove(l);
+            self.request_bytes.remove(l);
+            self.response_bytes.remove(l);
+            self.connect_errors.remove(l);
+            self.retries.remove(l);
+            for method in METHODS {
+                for status_class in STATUS_CLASSES {
+                    self.requests.remove(&RequestLabels {
+                        namespace: l.namespace.clone(),
+                        ingress: l.ingress.clone(),
+                        service: l.service.clone(),
+                        method,
+                        status_class,
+                    });
+                }
+            }
+        }
+        self.series.store(Arc::new(next));
+    }
+}
+
+/// The (namespace, ingress, service) label sets requests to `table` can have.
+fn live_labels(table: &RouteTable) -> HashSet<(&str, &str, &str)> {
+    fn fallback(backend: &Backend) -> (&str, &str, &str) {
+        let namespace = match &backend.reference {
+            BackendRef::Service { namespace, .. } | BackendRef::Resource { namespace, .. } => {
+                namespace.as_str()
+            }
+        };
+        (namespace, "", service_label(backend))
+    }
+    let mut live = HashSet::new();
+    for vhost in table.vhosts() {
+        for route in &vhost.routes {
+            live.insert((
+                route.origin.namespace.as_str(),
+                route.origin.name.as_str(),
+                service_label(&route.backend),
+            ));
+        }
+        if let Some(b) = &vhost.fallback {
+            live.insert(fallback(b));
+        }
+    }
+    if let Some(b) = table.default_backend() {
+        live.insert(fallback(b));
+    }
+    live
 }
 
 fn to_i64(n: usize) -> i64 {
@@ -598,6 +697,43 @@ mod tests {
                 "portico_response_bytes_total{namespace=\"ns\",ingress=\"ing\",service=\"svc\"} 7"
             ),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn series_of_deleted_ingresses_are_pruned() {
+        use crate::source::files::{parse_documents, Loaded};
+        let m = Metrics::new();
+        let shared = crate::publish::shared();
+        let mut loaded = Loaded::default();
+        parse_documents(
+            "t.yaml",
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: keep}\nspec:\n  rules:\n  - http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: svc, port: {number: 80}}}}\n",
+            &mut loaded,
+        );
+        let options = crate::translate::Options {
+            watch_without_class: true,
+            ..Default::default()
+        };
+        crate::publish::apply(&shared, &loaded.snapshot, &options);
+        m.route("default", "keep", "svc")
+            .request(0, 200, Duration::ZERO, 0, 0);
+        m.route("default", "gone", "svc")
+            .request(0, 200, Duration::ZERO, 0, 0);
+        m.unrouted().request(0, 404, Duration::ZERO, 0, 0);
+        let text = m.encode(&shared.load());
+        assert!(
+            text.contains("ingress=\"gone\""),
+            "printed once more: {text}"
+        );
+        let text = m.encode(&shared.load());
+        assert!(text.contains("ingress=\"keep\""), "{text}");
+        assert!(!text.contains("ingress=\"gone\""), "{text}");
+        assert!(text.contains("status_class=\"4xx\""), "{text}");
+        let again = m.route("default", "gone", "svc");
+        assert!(
+            again.requests[0][1].get().is_none(),
+            "a fresh series after pruning"
         );
     }
 }

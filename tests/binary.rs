@@ -297,6 +297,7 @@ fn help_explains_every_flag() {
         "--upstream-response-timeout",
         "--log-format",
         "--log-level",
+        "--access-log",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
         assert!(
