@@ -69,13 +69,13 @@ pub fn respond(admin: &Admin, method: &Method, uri: &Uri, body: &[u8]) -> Respon
         ),
         ("/debug/routes", true) => {
             let published = admin.shared.load();
-            let value = serde_json::json!({
-                "version": published.version,
-                "table": published.translation.table,
-                "conditions": published.translation.conditions,
-                "owned": published.translation.owned,
-            });
-            let mut body = serde_json::to_string_pretty(&value).unwrap_or_default();
+            let view = RoutesView {
+                version: published.version,
+                table: &published.translation.table,
+                conditions: &published.translation.conditions,
+                owned: &published.translation.owned,
+            };
+            let mut body = serde_json::to_string_pretty(&view).unwrap_or_default();
             body.push('\n');
             reply(StatusCode::OK, JSON, body)
         }
@@ -143,6 +143,15 @@ pub fn respond(admin: &Admin, method: &Method, uri: &Uri, body: &[u8]) -> Respon
         ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// `/debug/routes`: the published configuration, version first.
+#[derive(serde::Serialize)]
+struct RoutesView<'a> {
+    version: u64,
+    table: &'a crate::routing::RouteTable,
+    conditions: &'a [crate::translate::Condition],
+    owned: &'a [crate::translate::ObjectRef],
 }
 
 /// A parsed query string: `application/x-www-form-urlencoded` pairs.
