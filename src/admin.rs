@@ -190,6 +190,7 @@ fn decode(s: &str) -> String {
             b'%' if i + 2 < bytes.len() => {
                 match std::str::from_utf8(&bytes[i + 1..i + 3])
                     .ok()
+                    .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
                     .and_then(|hex| u8::from_str_radix(hex, 16).ok())
                 {
                     Some(b) => {
@@ -307,10 +308,11 @@ mod tests {
 
     #[test]
     fn query_values_are_percent_decoded() {
-        let q = Query::parse("host=a.example%3A8080&path=%2Fx+y&bad=%zz&end=%4");
+        let q = Query::parse("host=a.example%3A8080&path=%2Fx+y&bad=%zz&end=%4&sign=%+1");
         assert_eq!(q.get("host").as_deref(), Some("a.example:8080"));
         assert_eq!(q.get("path").as_deref(), Some("/x y"));
         assert_eq!(q.get("bad").as_deref(), Some("%zz"));
         assert_eq!(q.get("end").as_deref(), Some("%4"));
+        assert_eq!(q.get("sign").as_deref(), Some("% 1"));
     }
 }

@@ -162,6 +162,7 @@ impl Drop for Observed {
                 upstream_duration: done.seen.upstream_duration,
                 route: done.seen.series,
                 request_id: done.seen.request_id,
+                // Filled from the connection by the HTTPS listener once TLS exists.
                 tls: None,
             });
         }

@@ -249,7 +249,9 @@ async fn proxy(
         },
     );
 
-    if ctx.options.observe.access_log.is_some() {
+    // What only the access log needs is kept only when there is one.
+    let logging = ctx.options.observe.access_log.is_some();
+    if logging {
         seen.request_id = headers.get(&headers::X_REQUEST_ID).cloned();
     }
     let mut template = Template {
@@ -273,7 +275,9 @@ async fn proxy(
         let request = template
             .build(&dest, body, keep)
             .map_err(|e| (e, Some(dest.clone())))?;
-        seen.upstream = Some(dest.to_string());
+        if logging {
+            seen.upstream = Some(dest.to_string());
+        }
         let err = match send(ctx, request, sent.clone()).await {
             Ok(response) => break response,
             Err(err) => err,
