@@ -149,6 +149,10 @@ impl RouteSeries {
     ) {
         let method = method.min(METHODS.len() - 1);
         let class = class_index(status);
+        // The request counter last: a scrape that sees the request sees its other numbers.
+        self.duration.observe(duration.as_secs_f64());
+        self.bytes_in.inc_by(bytes_in);
+        self.bytes_out.inc_by(bytes_out);
         self.requests[method][class]
             .get_or_init(|| {
                 self.requests_family
@@ -162,9 +166,6 @@ impl RouteSeries {
                     .clone()
             })
             .inc();
-        self.duration.observe(duration.as_secs_f64());
-        self.bytes_in.inc_by(bytes_in);
-        self.bytes_out.inc_by(bytes_out);
     }
 
     /// Time from sending the request upstream to receiving its response headers.
