@@ -34,7 +34,8 @@ pub struct Args {
     #[arg(long, env = "PORTICO_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
 
-    /// Address of the admin listener: /healthz, /readyz.
+    /// Address of the admin listener: /healthz, /readyz, /metrics, /debug/routes,
+    /// /debug/explain, /log-level.
     #[arg(long, env = "PORTICO_ADMIN_ADDR", default_value = "0.0.0.0:10254")]
     pub admin_addr: SocketAddr,
 
