@@ -36,7 +36,13 @@ fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     };
-    let options = args.translate.options()?;
+    let options = match args.translate.options() {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("portico check: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let loaded = portico::check::load_input(&input);
     let translation = portico::translate::translate(&loaded.snapshot, &options);
     let report = portico::check::report(&loaded, &translation);

@@ -483,6 +483,8 @@ fn check_exits_non_zero_only_for_errors() {
     assert_eq!(code, 2, "no input is a usage error");
     let (code, _) = run(&["check", "--http-addr", "127.0.0.1:1", d], None);
     assert_eq!(code, 2, "controller flags are refused");
+    let (code, _) = run(&["check", d, "--default-backend-service", "nope"], None);
+    assert_eq!(code, 2, "a bad flag value is a usage error");
 
     let (code, out) = run(
         &[
