@@ -3,13 +3,15 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::access_log::AccessLog;
 use crate::config::{Config, LogFormat, SourceConfig};
-use crate::proxy::{self, ProxyOptions, Scheme};
+use crate::metrics::Metrics;
+use crate::proxy::{self, Observe, ProxyOptions, Scheme};
 use crate::publish::{self, Shared};
 use crate::source::{files, Snapshot};
 use crate::tls;
@@ -32,22 +34,76 @@ pub enum AppError {
 }
 
 /// Installs the global tracing subscriber. `level` is a tracing filter (`info`,
-/// `portico=debug`); an invalid one falls back to `info` with a warning.
+/// `portico=debug`); an invalid one falls back to `info` with a warning. The filter can be
+/// replaced later through [`log_level`] (`PUT /log-level`).
 pub fn init_tracing(format: LogFormat, level: &str) {
-    let (filter, bad) = match tracing_subscriber::EnvFilter::try_new(level) {
-        Ok(f) => (f, None),
-        Err(e) => (tracing_subscriber::EnvFilter::new("info"), Some(e)),
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let (filter, current, bad) = match tracing_subscriber::EnvFilter::try_new(level) {
+        Ok(f) => (f, level.to_string(), None),
+        Err(e) => (
+            tracing_subscriber::EnvFilter::new("info"),
+            "info".to_string(),
+            Some(e),
+        ),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
+            .try_init(),
     };
     if result.is_err() {
         return; // already installed (tests, the quickstart)
     }
+    let _ = LOG_LEVEL.set(LogLevel {
+        handle,
+        current: Mutex::new(current),
+    });
     if let Some(e) = bad {
         tracing::warn!(error = %e, "invalid --log-level {level:?}; using info");
+    }
+}
+
+static LOG_LEVEL: OnceLock<LogLevel> = OnceLock::new();
+
+/// The log filter of the subscriber installed by [`init_tracing`], if this process installed
+/// one.
+pub fn log_level() -> Option<&'static LogLevel> {
+    LOG_LEVEL.get()
+}
+
+/// Changes the log filter at run time.
+pub struct LogLevel {
+    handle: tracing_subscriber::reload::Handle<
+        tracing_subscriber::EnvFilter,
+        tracing_subscriber::Registry,
+    >,
+    current: Mutex<String>,
+}
+
+impl LogLevel {
+    /// The filter in force, as it was given.
+    pub fn current(&self) -> String {
+        self.current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Replaces the filter; an invalid one is refused and changes nothing.
+    pub fn set(&self, filter: &str) -> Result<(), String> {
+        let parsed = tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| e.to_string())?;
+        self.handle.reload(parsed).map_err(|e| e.to_string())?;
+        *self
+            .current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = filter.to_string();
+        tracing::info!(filter, "log level changed");
+        Ok(())
     }
 }
 
@@ -67,6 +123,16 @@ pub async fn run(
     let admin = bind("admin", config.admin_addr).await?;
     let shared = publish::shared();
     let options = Arc::new(config.translate.clone());
+    let metrics = Arc::new(Metrics::new());
+    let access_log = config.access_log.map(|format| {
+        let (log, _thread) = AccessLog::start(
+            format,
+            Box::new(std::io::stdout()),
+            crate::access_log::CAPACITY,
+            metrics.access_log_dropped(),
+        );
+        log
+    });
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
@@ -76,11 +142,15 @@ pub async fn run(
         }
     };
 
-    tokio::spawn(crate::admin::serve(admin, shared.clone(), stopped()));
+    let admin_state = Arc::new(crate::admin::Admin {
+        shared: shared.clone(),
+        metrics: metrics.clone(),
+    });
+    tokio::spawn(crate::admin::serve(admin, admin_state, stopped()));
 
     let status = match config.source.clone() {
         SourceConfig::Manifests(dir) => {
-            start_manifests(&dir, &shared, options).await;
+            start_manifests(&dir, &shared, options, &metrics).await;
             tracing::info!(
                 http.addr = %config.http_addr,
                 https.addr = %config.https_addr,
@@ -104,9 +174,10 @@ pub async fn run(
             // snapshot, which it sends only once every watcher has listed.
             let mut first = snapshots_rx.clone();
             let publish_shared = shared.clone();
+            let publish_metrics = metrics.clone();
             tokio::spawn(async move {
                 if first.changed().await.is_ok() {
-                    publish::run(publish_shared, first, options).await;
+                    publish::run(publish_shared, first, options, publish_metrics).await;
                 }
             });
             tracing::info!(
@@ -126,38 +197,38 @@ pub async fn run(
         }
     };
 
+    let observe = Observe {
+        metrics,
+        access_log,
+    };
     // spec §5.3: the resolver reads certificates from the same published value as the routes.
     let resolver = tls::Resolver::new(shared.clone(), tls::generated_default()?);
     let tls_listener = proxy::TlsListener {
         acceptor: tls::server_config(Arc::new(resolver))?.into(),
         handshake_timeout: config.tls_handshake_timeout,
     };
-    let https_options = Arc::new(ProxyOptions {
-        scheme: Scheme::Https,
-        max_header_bytes: config.max_header_bytes,
-        connect_timeout: config.upstream_connect_timeout,
-        response_timeout: config.upstream_response_timeout,
-    });
+    let proxy_options = |scheme| {
+        Arc::new(ProxyOptions {
+            scheme,
+            max_header_bytes: config.max_header_bytes,
+            connect_timeout: config.upstream_connect_timeout,
+            response_timeout: config.upstream_response_timeout,
+            observe: observe.clone(),
+        })
+    };
     let https_task = tokio::spawn(proxy::serve_tls(
         https,
         shared.clone(),
-        https_options,
+        proxy_options(Scheme::Https),
         tls_listener,
         stopped(),
     ));
-
-    let proxy_options = Arc::new(ProxyOptions {
-        scheme: Scheme::Http,
-        max_header_bytes: config.max_header_bytes,
-        connect_timeout: config.upstream_connect_timeout,
-        response_timeout: config.upstream_response_timeout,
-    });
     let stop_all = async move {
         shutdown.await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     };
-    let http_result = proxy::serve(http, shared, proxy_options, stop_all).await;
+    let http_result = proxy::serve(http, shared, proxy_options(Scheme::Http), stop_all).await;
     let https_result = match https_task.await {
         Ok(result) => result,
         Err(e) => Err(std::io::Error::other(e)),
@@ -170,7 +241,12 @@ pub async fn run(
 }
 
 /// Loads the manifests, publishes them, and keeps watching the directory.
-async fn start_manifests(dir: &std::path::Path, shared: &Shared, options: Arc<Options>) {
+async fn start_manifests(
+    dir: &std::path::Path,
+    shared: &Shared,
+    options: Arc<Options>,
+    metrics: &Arc<Metrics>,
+) {
     // The first load is complete before anything is published (publish nothing partial).
     let loaded = {
         let dir = dir.to_path_buf();
@@ -179,9 +255,20 @@ async fn start_manifests(dir: &std::path::Path, shared: &Shared, options: Arc<Op
             .unwrap_or_default()
     };
     files::log_problems(&loaded);
+    files::record_load(metrics, &loaded, true);
     let initial = Arc::new(loaded.snapshot);
-    publish::apply(shared, &initial, &options);
+    publish::apply_counted(shared, &initial, &options, metrics);
     let (snapshots_tx, snapshots_rx) = watch::channel(initial.clone());
-    tokio::spawn(files::watch(dir.to_path_buf(), initial, snapshots_tx));
-    tokio::spawn(publish::run(shared.clone(), snapshots_rx, options));
+    tokio::spawn(files::watch(
+        dir.to_path_buf(),
+        initial,
+        snapshots_tx,
+        metrics.clone(),
+    ));
+    tokio::spawn(publish::run(
+        shared.clone(),
+        snapshots_rx,
+        options,
+        metrics.clone(),
+    ));
 }

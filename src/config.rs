@@ -5,14 +5,25 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::translate;
 
 /// Portico: a Kubernetes Ingress controller that routes HTTP by Ingress rules.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "portico", version, about, long_about = None, args_override_self = true)]
+#[command(
+    name = "portico",
+    version,
+    about,
+    long_about = None,
+    args_override_self = true,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Args {
+    /// Without a command, Portico runs the controller.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Serve the Ingress, IngressClass, Service, EndpointSlice and Secret objects found in this
     /// directory (or file) of YAML/JSON manifests instead of a cluster. The directory is
     /// watched: changes apply within a second.
@@ -65,10 +76,50 @@ pub struct Args {
     #[arg(long, env = "PORTICO_HTTPS_ADDR", default_value = "0.0.0.0:8443")]
     pub https_addr: SocketAddr,
 
-    /// Address of the admin listener: /healthz, /readyz.
+    /// Time allowed for a client to complete the TLS handshake (e.g. 10s); then the
+    /// connection is closed.
+    #[arg(long, env = "PORTICO_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Duration,
+
+    /// Address of the admin listener: /healthz, /readyz, /metrics, /debug/routes,
+    /// /debug/explain, /log-level.
     #[arg(long, env = "PORTICO_ADMIN_ADDR", default_value = "0.0.0.0:10254")]
     pub admin_addr: SocketAddr,
 
+    #[command(flatten)]
+    pub translate: TranslateArgs,
+
+    /// Largest request line plus header block accepted, in bytes; larger gets 431.
+    #[arg(long, env = "PORTICO_MAX_HEADER_BYTES", default_value = "32768")]
+    pub max_header_bytes: usize,
+
+    /// Time allowed to connect to an upstream endpoint (e.g. 5s, 500ms); expiry gives 504.
+    #[arg(long, env = "PORTICO_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub upstream_connect_timeout: Duration,
+
+    /// Time allowed for an upstream to send its response headers; expiry gives 504.
+    #[arg(long, env = "PORTICO_UPSTREAM_RESPONSE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub upstream_response_timeout: Duration,
+
+    /// Log line format.
+    #[arg(long, env = "PORTICO_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Log level or tracing filter (e.g. `info`, `portico=debug,hyper=info`); can be changed
+    /// at run time with `PUT /log-level` on the admin port.
+    #[arg(long, env = "PORTICO_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Access log: one line per request, `json`, `text` (logfmt) or `off`. Default: the
+    /// format of --log-format.
+    #[arg(long, env = "PORTICO_ACCESS_LOG", value_enum)]
+    pub access_log: Option<AccessLogMode>,
+}
+
+/// The settings that change what translate produces; shared by the controller, `check` and
+/// `explain`, so an offline run sees the table the controller would build.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TranslateArgs {
     /// IngressClasses whose spec.controller equals this are ours.
     #[arg(
         long,
@@ -122,11 +173,6 @@ pub struct Args {
     )]
     pub ssl_redirect: bool,
 
-    /// Time allowed for a client to complete the TLS handshake (e.g. 10s); then the
-    /// connection is closed.
-    #[arg(long, env = "PORTICO_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    pub tls_handshake_timeout: Duration,
-
     /// Route to ExternalName Services (loopback and link-local targets are always refused).
     /// `--enable-external-name=false` answers 503 for every ExternalName backend.
     #[arg(
@@ -137,26 +183,86 @@ pub struct Args {
         default_value = "true"
     )]
     pub enable_external_name: bool,
+}
 
-    /// Largest request line plus header block accepted, in bytes; larger gets 431.
-    #[arg(long, env = "PORTICO_MAX_HEADER_BYTES", default_value = "32768")]
-    pub max_header_bytes: usize,
+impl TranslateArgs {
+    /// The translate options, or the flag that is wrong.
+    pub fn options(self) -> Result<translate::Options, ConfigError> {
+        let default_backend_service = match self.default_backend_service {
+            None => None,
+            Some(s) => Some(namespaced(&s).ok_or(ConfigError::DefaultBackendService(s))?),
+        };
+        let default_ssl_certificate = match self.default_ssl_certificate {
+            None => None,
+            Some(s) => Some(namespaced(&s).ok_or(ConfigError::DefaultSslCertificate(s))?),
+        };
+        Ok(translate::Options {
+            controller_name: self.controller_name,
+            annotation_class: self.ingress_class,
+            watch_without_class: self.watch_ingress_without_class,
+            default_backend_service,
+            external_name: self.enable_external_name,
+            ipv6: ipv6_available(),
+            default_ssl_certificate,
+            ssl_redirect: self.ssl_redirect,
+        })
+    }
+}
 
-    /// Time allowed to connect to an upstream endpoint (e.g. 5s, 500ms); expiry gives 504.
-    #[arg(long, env = "PORTICO_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
-    pub upstream_connect_timeout: Duration,
+/// Commands other than running the controller.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Validate manifests offline: print every condition, load error and a summary of the
+    /// table; exit 1 when an Ingress has an error. Never contacts a cluster.
+    Check(CheckArgs),
+    /// Say where a request would go and why: vhost, every candidate route, backend.
+    Explain(ExplainArgs),
+}
 
-    /// Time allowed for an upstream to send its response headers; expiry gives 504.
-    #[arg(long, env = "PORTICO_UPSTREAM_RESPONSE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
-    pub upstream_response_timeout: Duration,
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckArgs {
+    /// Directory or file of manifests; `-` reads standard input (`kubectl get ... -o yaml`).
+    #[arg(long, value_name = "DIR")]
+    pub manifests: Option<PathBuf>,
+    /// Same as --manifests (`portico check -`).
+    #[arg(value_name = "DIR|-", conflicts_with = "manifests")]
+    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub translate: TranslateArgs,
+}
 
-    /// Log line format.
-    #[arg(long, env = "PORTICO_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: LogFormat,
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExplainArgs {
+    /// Directory or file of manifests; `-` reads standard input.
+    #[arg(long, value_name = "DIR")]
+    pub manifests: PathBuf,
+    /// The request's Host header (or authority).
+    #[arg(long, default_value = "")]
+    pub host: String,
+    /// The request's path (a query is ignored for matching).
+    #[arg(long, default_value = "/")]
+    pub path: String,
+    /// The TLS server name the client sends (reported; TLS is not built yet).
+    #[arg(long)]
+    pub sni: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub translate: TranslateArgs,
+}
 
-    /// Log level or tracing filter (e.g. `info`, `portico=debug,hyper=info`).
-    #[arg(long, env = "PORTICO_LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AccessLogMode {
+    Json,
+    Text,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -221,6 +327,8 @@ pub struct Config {
     pub upstream_response_timeout: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// `None`: no access log.
+    pub access_log: Option<crate::access_log::Format>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -251,14 +359,7 @@ impl Args {
                 watch_namespace: self.watch_namespace.filter(|ns| !ns.is_empty()),
             }),
         };
-        let default_backend_service = match self.default_backend_service {
-            None => None,
-            Some(s) => Some(namespaced(&s).ok_or(ConfigError::DefaultBackendService(s))?),
-        };
-        let default_ssl_certificate = match self.default_ssl_certificate {
-            None => None,
-            Some(s) => Some(namespaced(&s).ok_or(ConfigError::DefaultSslCertificate(s))?),
-        };
+        let translate = self.translate.options()?;
         let addresses = match (self.publish_status_address, self.publish_service) {
             (Some(list), _) => {
                 let addresses: Vec<String> =
@@ -301,19 +402,19 @@ impl Args {
             https_addr: self.https_addr,
             admin_addr: self.admin_addr,
             tls_handshake_timeout: self.tls_handshake_timeout,
-            translate: translate::Options {
-                controller_name: self.controller_name,
-                annotation_class: self.ingress_class,
-                watch_without_class: self.watch_ingress_without_class,
-                default_backend_service,
-                external_name: self.enable_external_name,
-                ipv6: ipv6_available(),
-                default_ssl_certificate,
-                ssl_redirect: self.ssl_redirect,
-            },
+            translate,
             max_header_bytes: self.max_header_bytes,
             upstream_connect_timeout: self.upstream_connect_timeout,
             upstream_response_timeout: self.upstream_response_timeout,
+            access_log: match self.access_log {
+                None => Some(match self.log_format {
+                    LogFormat::Text => crate::access_log::Format::Text,
+                    LogFormat::Json => crate::access_log::Format::Json,
+                }),
+                Some(AccessLogMode::Text) => Some(crate::access_log::Format::Text),
+                Some(AccessLogMode::Json) => Some(crate::access_log::Format::Json),
+                Some(AccessLogMode::Off) => None,
+            },
             log_format: self.log_format,
             log_level: self.log_level,
         })
@@ -447,5 +548,54 @@ mod tests {
             Err(ConfigError::MaxHeaderBytes(10))
         ));
         assert!(Args::try_parse_from(["portico", "--upstream-connect-timeout", "soon"]).is_err());
+    }
+
+    #[test]
+    fn access_log_follows_log_format_unless_set() {
+        use crate::access_log::Format;
+        let c = parse(&["--manifests", "x"]).unwrap();
+        assert_eq!(c.access_log, Some(Format::Text));
+        let c = parse(&["--manifests", "x", "--log-format", "json"]).unwrap();
+        assert_eq!(c.access_log, Some(Format::Json));
+        let c = parse(&["--manifests", "x", "--access-log", "off"]).unwrap();
+        assert_eq!(c.access_log, None);
+        let c = parse(&[
+            "--manifests",
+            "x",
+            "--log-format",
+            "json",
+            "--access-log=text",
+        ])
+        .unwrap();
+        assert_eq!(c.access_log, Some(Format::Text));
+    }
+
+    #[test]
+    fn subcommands_take_their_own_flags_and_the_controller_needs_none() {
+        let args = Args::try_parse_from(["portico", "--manifests", "x"]).unwrap();
+        assert!(args.command.is_none());
+        let args = Args::try_parse_from(["portico", "check", "-"]).unwrap();
+        let Some(Command::Check(check)) = args.command else {
+            panic!("check")
+        };
+        assert_eq!(check.input.as_deref(), Some(std::path::Path::new("-")));
+        let args = Args::try_parse_from([
+            "portico",
+            "explain",
+            "--manifests",
+            "d",
+            "--host",
+            "a.example",
+            "--sni",
+            "a.example",
+            "--watch-ingress-without-class",
+        ])
+        .unwrap();
+        let Some(Command::Explain(explain)) = args.command else {
+            panic!("explain")
+        };
+        assert_eq!(explain.path, "/");
+        assert!(explain.translate.options().unwrap().watch_without_class);
+        assert!(Args::try_parse_from(["portico", "--manifests", "x", "check", "-"]).is_err());
     }
 }

@@ -6,9 +6,13 @@
 //! handshake. See `../shared/style.md`.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod admin;
 pub mod app;
+pub mod check;
 pub mod config;
+pub mod explain;
+pub mod metrics;
 pub mod proxy;
 pub mod publish;
 pub mod routing;

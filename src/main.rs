@@ -1,18 +1,77 @@
-//! `portico`: parse the command line, start telemetry, run until SIGTERM or Ctrl-C.
+//! `portico`: parse the command line; run the controller until SIGTERM or Ctrl-C, or one of the
+//! offline commands (`check`, `explain`).
 #![forbid(unsafe_code)]
+
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
 
-use portico::config::Args;
+use portico::config::{Args, CheckArgs, Command, ExplainArgs, OutputFormat};
+
+fn main() -> anyhow::Result<ExitCode> {
+    let args = Args::parse();
+    match args.command.clone() {
+        Some(Command::Check(check)) => run_check(check),
+        Some(Command::Explain(explain)) => run_explain(explain),
+        None => run_controller(args),
+    }
+}
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let config = Args::parse().validate()?;
+async fn run_controller(args: Args) -> anyhow::Result<ExitCode> {
+    let config = args.validate()?;
     portico::app::init_tracing(config.log_format, &config.log_level);
     portico::app::run(config, shutdown_signal())
         .await
-        .context("portico failed")
+        .context("portico failed")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `portico check`: exit 0 when no Ingress has an error, 1 when one has, 2 on bad usage.
+fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let Some(input) = args.manifests.or(args.input) else {
+        eprintln!(
+            "portico check: name the manifests: --manifests DIR, a DIR or file, or - for stdin"
+        );
+        return Ok(ExitCode::from(2));
+    };
+    let options = match args.translate.options() {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("portico check: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let loaded = portico::check::load_input(&input);
+    let translation = portico::translate::translate(&loaded.snapshot, &options);
+    let report = portico::check::report(&loaded, &translation);
+    print!("{}", report.text);
+    Ok(ExitCode::from(
+        u8::try_from(report.exit_code()).unwrap_or(1),
+    ))
+}
+
+/// `portico explain`: the explanation on stdout; load errors on stderr.
+fn run_explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
+    let options = args.translate.options()?;
+    let loaded = portico::check::load_input(&args.manifests);
+    for e in &loaded.errors {
+        eprintln!("portico explain: manifest skipped: {e}");
+    }
+    let translation = portico::translate::translate(&loaded.snapshot, &options);
+    let explanation = portico::explain::explain(
+        &translation.table,
+        None,
+        &args.host,
+        &args.path,
+        args.sni.as_deref(),
+    );
+    match args.output {
+        OutputFormat::Text => print!("{explanation}"),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&explanation)?),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C.

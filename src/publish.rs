@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
+use crate::metrics::Metrics;
 use crate::source::Snapshot;
 use crate::translate::{translate, Options, Translation};
 
@@ -84,19 +85,35 @@ pub fn apply(shared: &Shared, snapshot: &Snapshot, options: &Options) -> Option<
     Some(version)
 }
 
+/// [`apply`], counted in `portico_config_rebuilds_total` and its duration histogram.
+pub fn apply_counted(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    options: &Options,
+    metrics: &Metrics,
+) -> Option<u64> {
+    let start = std::time::Instant::now();
+    let version = apply(shared, snapshot, options);
+    metrics.rebuild(version.is_some(), start.elapsed());
+    version
+}
+
 /// Publishes every snapshot the source sends until the sender goes away. The watch channel
 /// keeps only the latest value, so a burst of changes becomes one rebuild.
 pub async fn run(
     shared: Shared,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     options: Arc<Options>,
+    metrics: Arc<Metrics>,
 ) {
     loop {
         let snapshot = snapshots.borrow_and_update().clone();
-        let (shared2, options2) = (shared.clone(), options.clone());
+        let (shared2, options2, metrics2) = (shared.clone(), options.clone(), metrics.clone());
         // Translating thousands of Ingresses takes milliseconds: keep it off the runtime threads.
-        let result =
-            tokio::task::spawn_blocking(move || apply(&shared2, &snapshot, &options2)).await;
+        let result = tokio::task::spawn_blocking(move || {
+            apply_counted(&shared2, &snapshot, &options2, &metrics2)
+        })
+        .await;
         if let Err(e) = result {
             tracing::error!(error = %e, "translate panicked; keeping the last configuration");
         }
@@ -145,7 +162,7 @@ mod tests {
             ..Options::default()
         });
         let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
-        let task = tokio::spawn(run(shared.clone(), rx, options));
+        let task = tokio::spawn(run(shared.clone(), rx, options, Arc::default()));
         for name in ["s1", "s2", "s3"] {
             let text = INGRESS.replace("name: s,", &format!("name: {name},"));
             tx.send(Arc::new(snapshot(&text))).unwrap();

@@ -308,6 +308,7 @@ fn help_explains_every_flag() {
         "--upstream-response-timeout",
         "--log-format",
         "--log-level",
+        "--access-log",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
         assert!(
@@ -379,5 +380,200 @@ async fn tls_from_a_secret_file_with_rotation_and_redirect() {
     }
     assert!(served.is_some(), "the rotated certificate is served");
     assert_eq!(open.get("secure.example", "/again").await.status(), 200);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+impl Portico {
+    /// One request to the admin port.
+    async fn admin(&self, method: &str, path: &str, body: &str) -> RawResponse {
+        let mut conn = Conn::connect(self.admin).await;
+        conn.send(
+            format!(
+                "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await;
+        conn.response().await
+    }
+}
+
+#[tokio::test]
+async fn admin_serves_metrics_routes_explain_and_log_level() {
+    let a = start_echo("a").await;
+    let dir = temp_dir("admin");
+    std::fs::write(
+        dir.join("app.yaml"),
+        app_yaml("app", "app.example", "svc-a", a),
+    )
+    .unwrap();
+    let portico = Portico::start(&dir).await;
+    assert_eq!(portico.who("app.example", "/").await, "a");
+
+    let metrics = portico.admin("GET", "/metrics", "").await;
+    assert_eq!(metrics.status, 200);
+    assert!(metrics
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let text = metrics.text();
+    assert!(text.contains("portico_config_version 1\n"), "{text}");
+    assert!(
+        text.contains("portico_source_last_sync_age_seconds{source=\"files\"}"),
+        "{text}"
+    );
+    // The count is taken when the response body ends; poll briefly.
+    let counted = "portico_requests_total{namespace=\"default\",ingress=\"app\",service=\"svc-a\",method=\"GET\",status_class=\"2xx\"} 1";
+    let mut seen = text.contains(counted);
+    for _ in 0..POLLS {
+        if seen {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+        seen = portico
+            .admin("GET", "/metrics", "")
+            .await
+            .text()
+            .contains(counted);
+    }
+    assert!(seen, "{counted}");
+
+    let routes = portico.admin("GET", "/debug/routes", "").await.json();
+    assert_eq!(routes["version"], 1);
+    assert_eq!(routes["table"]["vhosts"][0]["host"]["exact"], "app.example");
+    assert_eq!(
+        routes["table"]["vhosts"][0]["routes"][0]["backend"]["target"]["endpoints"][0],
+        a.to_string()
+    );
+
+    let explained = portico
+        .admin("GET", "/debug/explain?host=app.example&path=%2Fx", "")
+        .await
+        .text();
+    assert!(
+        explained.contains("configuration: version 1"),
+        "{explained}"
+    );
+    assert!(
+        explained.contains("vhost:   app.example (exact)"),
+        "{explained}"
+    );
+    assert!(explained.contains("chosen Prefix /"), "{explained}");
+    let json = portico
+        .admin("GET", "/debug/explain?host=app.example&format=json", "")
+        .await
+        .json();
+    assert_eq!(json["outcome"]["decision"], "route");
+
+    assert_eq!(
+        portico.admin("GET", "/log-level", "").await.text(),
+        "warn\n"
+    );
+    assert_eq!(
+        portico
+            .admin("PUT", "/log-level", "portico=debug")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        portico.admin("GET", "/log-level", "").await.text(),
+        "portico=debug\n"
+    );
+    assert_eq!(
+        portico
+            .admin("PUT", "/log-level", "portico=[nope")
+            .await
+            .status,
+        400
+    );
+    assert_eq!(portico.admin("PUT", "/log-level", "").await.status, 400);
+    assert_eq!(
+        portico.admin("GET", "/log-level", "").await.text(),
+        "portico=debug\n"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Runs the binary with `args` (and `stdin`), returning exit code and stdout.
+fn run(args: &[&str], stdin: Option<&str>) -> (i32, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portico"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("portico runs");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    let out = child.wait_with_output().expect("portico ends");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn check_exits_non_zero_only_for_errors() {
+    let dir = temp_dir("check");
+    let good = app_yaml(
+        "app",
+        "app.example",
+        "svc-a",
+        "127.0.0.1:9".parse().unwrap(),
+    );
+    std::fs::write(dir.join("app.yaml"), &good).unwrap();
+    let d = dir.to_str().unwrap();
+    let flag = "--watch-ingress-without-class";
+
+    let (code, out) = run(&["check", "--manifests", d, flag], None);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with("summary: 1 of 1 Ingresses owned; 1 vhosts, 1 routes"),
+        "{out}"
+    );
+    // Standard input, as `kubectl get ... -o yaml | portico check -`.
+    let (code, out) = run(&["check", "-", flag], Some(&good));
+    assert_eq!(code, 0, "{out}");
+    // Without the flag the Ingress is not ours: nothing to complain about, nothing owned.
+    let (code, out) = run(&["check", d], None);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("summary: 0 of 1 Ingresses owned"), "{out}");
+
+    let broken = good.replace("name: svc-a}\nspec", "name: other}\nspec");
+    let (code, out) = run(&["check", "-", flag], Some(&broken));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "error   Ingress default/app: ServiceNotFound: service default/svc-a not found"
+        ),
+        "{out}"
+    );
+    let (code, _) = run(&["check"], None);
+    assert_eq!(code, 2, "no input is a usage error");
+    let (code, _) = run(&["check", "--http-addr", "127.0.0.1:1", d], None);
+    assert_eq!(code, 2, "controller flags are refused");
+    let (code, _) = run(&["check", d, "--default-backend-service", "nope"], None);
+    assert_eq!(code, 2, "a bad flag value is a usage error");
+
+    let (code, out) = run(
+        &[
+            "explain",
+            "--manifests",
+            d,
+            flag,
+            "--host",
+            "x.app.example",
+            "--path",
+            "/a",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("vhost:   none"), "{out}");
+    assert!(out.contains("answer:  404 Not Found"), "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -15,62 +15,8 @@ use portico::tls::TlsTable;
 use portico::translate::{certificate_validity, translate, Condition, ObjectRef, Options};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct OptionsFile {
-    controller_name: Option<String>,
-    annotation_class: Option<String>,
-    watch_without_class: Option<bool>,
-    /// `namespace/name`
-    default_backend_service: Option<String>,
-    external_name: Option<bool>,
-    ipv6: Option<bool>,
-    /// `namespace/name`
-    default_ssl_certificate: Option<String>,
-    ssl_redirect: Option<bool>,
-    /// RFC 3339; when set, `certificate_validity` runs at this time.
-    now: Option<String>,
-}
-
-impl OptionsFile {
-    fn apply(self) -> (Options, Option<SystemTime>) {
-        let mut o = Options::default();
-        if let Some(v) = self.controller_name {
-            o.controller_name = v;
-        }
-        if let Some(v) = self.annotation_class {
-            o.annotation_class = v;
-        }
-        if let Some(v) = self.watch_without_class {
-            o.watch_without_class = v;
-        }
-        if let Some(v) = self.default_backend_service {
-            let (ns, name) = v
-                .split_once('/')
-                .expect("defaultBackendService is namespace/name");
-            o.default_backend_service = Some((ns.to_string(), name.to_string()));
-        }
-        if let Some(v) = self.external_name {
-            o.external_name = v;
-        }
-        if let Some(v) = self.ipv6 {
-            o.ipv6 = v;
-        }
-        if let Some(v) = self.default_ssl_certificate {
-            let (ns, name) = v
-                .split_once('/')
-                .expect("defaultSslCertificate is namespace/name");
-            o.default_ssl_certificate = Some((ns.to_string(), name.to_string()));
-        }
-        if let Some(v) = self.ssl_redirect {
-            o.ssl_redirect = v;
-        }
-        let now = self
-            .now
-            .map(|t| humantime::parse_rfc3339(&t).expect("now is RFC 3339"));
-        (o, now)
-    }
-}
+#[path = "support/fixture_options.rs"]
+mod fixture_options;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -141,12 +87,7 @@ fn load(dir: &Path) -> (Loaded, Options, Option<SystemTime>) {
         dir.display(),
         loaded.errors
     );
-    let (options, now) = match read(&dir.join("options.yaml")) {
-        Some(text) => serde_yaml::from_str::<OptionsFile>(&text)
-            .expect("options.yaml")
-            .apply(),
-        None => (Options::default(), None),
-    };
+    let (options, now) = fixture_options::read(dir);
     (loaded, options, now)
 }
 

@@ -10,11 +10,13 @@
 
 mod error;
 mod headers;
+mod observe;
 mod redirect;
 mod server;
 mod service;
 mod upstream;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -66,6 +68,16 @@ pub struct ProxyOptions {
     /// Wait for the upstream's response headers, counted from when the request body has been
     /// sent (at once for bodiless requests); expiry answers 504.
     pub response_timeout: Duration,
+    /// Where requests are counted and logged.
+    pub observe: Observe,
+}
+
+/// The metrics and access log one listener feeds. The default counts into a private
+/// [`Metrics`] nobody reads and writes no access log.
+#[derive(Debug, Clone, Default)]
+pub struct Observe {
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub access_log: Option<crate::access_log::AccessLog>,
 }
 
 impl Default for ProxyOptions {
@@ -75,6 +87,7 @@ impl Default for ProxyOptions {
             max_header_bytes: 32 * 1024,
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(60),
+            observe: Observe::default(),
         }
     }
 }

@@ -103,6 +103,11 @@ async fn serve_inner(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(client.addr = %client_addr, error = %e, "set_nodelay failed");
         }
+        let open = ctx
+            .options
+            .observe
+            .metrics
+            .connection(ctx.options.scheme.as_str());
         let ctx = ctx.clone();
         let svc = service_fn(move |req| service::handle(ctx.clone(), client_addr, req));
         let Some(tls) = &tls else {
@@ -114,6 +119,7 @@ async fn serve_inner(
                 if let Err(e) = conn.await {
                     tracing::debug!(client.addr = %client_addr, error = %e, "connection ended with error");
                 }
+                drop(open);
             });
             continue;
         };
@@ -131,6 +137,7 @@ async fn serve_inner(
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(client.addr = %client_addr, error = %e, "connection ended with error");
             }
+            drop(open);
         });
     }
 

@@ -15,6 +15,7 @@ use hyper_util::rt::TokioIo;
 
 use super::error::{date_now, response_version, ProxyError};
 use super::headers::{self, Forwarded};
+use super::observe::{self, Arrival, Seen};
 use super::upstream::{self, RetryBody, Upstream};
 use super::{redirect, ProxyBody, ProxyOptions, Scheme};
 use crate::publish::Shared;
@@ -85,9 +86,10 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let version = req.version();
-    let mut host_for_log = String::new();
-    match proxy(&ctx, client_addr, req, &mut host_for_log).await {
-        Ok(response) => Ok(response),
+    let arrival = Arrival::new(&req, client_addr, &ctx.options.observe);
+    let mut seen = Seen::default();
+    let response = match proxy(&ctx, client_addr, req, &mut seen).await {
+        Ok(response) => response,
         Err((err, backend)) => {
             let status = err.status();
             // 502/504 are upstream failures worth a warning; a 503 for a backend translate
@@ -98,7 +100,7 @@ pub(crate) async fn handle(
             ) {
                 tracing::warn!(
                     client.addr = %client_addr,
-                    http.host = %host_for_log,
+                    http.host = %seen.host,
                     backend.addr = %backend.as_ref().map(ToString::to_string).unwrap_or_default(),
                     status = status.as_u16(),
                     error = %err,
@@ -108,15 +110,21 @@ pub(crate) async fn handle(
             } else {
                 tracing::debug!(
                     client.addr = %client_addr,
-                    http.host = %host_for_log,
+                    http.host = %seen.host,
                     status = status.as_u16(),
                     error = %err,
                     "request refused"
                 );
             }
-            Ok(err.to_response(version))
+            err.to_response(version)
         }
-    }
+    };
+    Ok(observe::finish(
+        &ctx.options.observe,
+        arrival,
+        seen,
+        response,
+    ))
 }
 
 type Failure = (ProxyError, Option<Dest>);
@@ -157,7 +165,7 @@ async fn proxy(
     ctx: &Context,
     client_addr: SocketAddr,
     mut req: Request<Incoming>,
-    host_for_log: &mut String,
+    seen: &mut Seen,
 ) -> Result<Response<ProxyBody>, Failure> {
     let client_version = req.version();
     if headers::head_size(&req) > ctx.options.max_header_bytes {
@@ -169,12 +177,14 @@ async fn proxy(
     let (host_value, set_host) = request_authority(&req).map_err(fail)?;
     let match_host = normalize::host(&host_value);
     let match_path = normalize::path(req.uri().path());
-    host_for_log.push_str(&host_value);
+    seen.host.push_str(&host_value);
 
     // spec §3.3–3.7; the guard is dropped at the end of this block, before any await.
     let backend: Arc<Backend> = {
         let published = ctx.shared.load();
         let decision = published.translation.table.decide(&match_host, &match_path);
+        let series = ctx.options.observe.metrics.decision(&decision);
+        seen.series = Some(series);
         // spec §5.5: translate decided which routes redirect; ACME challenges never do.
         if ctx.options.scheme == Scheme::Http
             && decision.ssl_redirect()
@@ -246,6 +256,11 @@ async fn proxy(
         },
     );
 
+    // What only the access log needs is kept only when there is one.
+    let logging = ctx.options.observe.access_log.is_some();
+    if logging {
+        seen.request_id = headers.get(&headers::X_REQUEST_ID).cloned();
+    }
     let mut template = Template {
         method: parts.method,
         path_and_query,
@@ -253,6 +268,8 @@ async fn proxy(
     };
     let mut body = RetryBody::new(body);
     let sent = body.sent();
+    seen.body = Some(sent.clone());
+    let upstream_start = std::time::Instant::now();
     let mut dest = first;
     let mut attempt = 0;
     let mut response = loop {
@@ -265,10 +282,19 @@ async fn proxy(
         let request = template
             .build(&dest, body, keep)
             .map_err(|e| (e, Some(dest.clone())))?;
+        if logging {
+            seen.upstream = Some(dest.to_string());
+        }
         let err = match send(ctx, request, sent.clone()).await {
             Ok(response) => break response,
             Err(err) => err,
         };
+        seen.upstream_duration = Some(upstream_start.elapsed());
+        if err.is_retryable_connect() {
+            if let Some(series) = &seen.series {
+                series.connect_error();
+            }
+        }
         // spec §4.4: once, to a different endpoint, only when nothing was sent.
         let retry = match (&dest, attempt, err.is_retryable_connect(), retry_body) {
             (Dest::Endpoint(failed), 1, true, Some(next_body)) => backend
@@ -279,6 +305,9 @@ async fn proxy(
         };
         match retry {
             Some((next, next_body)) => {
+                if let Some(series) = &seen.series {
+                    series.retry();
+                }
                 tracing::debug!(
                     client.addr = %client_addr,
                     http.host = %host_value,
@@ -292,6 +321,12 @@ async fn proxy(
             None => return Err((err, Some(dest))),
         }
     };
+
+    let upstream_duration = upstream_start.elapsed();
+    seen.upstream_duration = Some(upstream_duration);
+    if let Some(series) = &seen.series {
+        series.upstream(upstream_duration);
+    }
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
@@ -337,19 +372,19 @@ async fn proxy(
 async fn send(
     ctx: &Context,
     request: Request<RetryBody>,
-    sent: Arc<tokio::sync::Notify>,
+    sent: Arc<super::upstream::Progress>,
 ) -> Result<Response<Incoming>, ProxyError> {
     let response = ctx.client.request(request);
     tokio::pin!(response);
     let early = tokio::select! {
         result = &mut response => Some(result),
-        () = sent.notified() => None,
+        () = sent.sent.notified() => None,
     };
     let result = match early {
         Some(result) => result,
         None => {
             // Hand the permit back for a retry attempt of the same (already finished) body.
-            sent.notify_one();
+            sent.sent.notify_one();
             match tokio::time::timeout(ctx.options.response_timeout, response).await {
                 Ok(result) => result,
                 Err(_) => return Err(ProxyError::ResponseTimeout),

@@ -98,7 +98,16 @@ pub struct RetryBody {
     state: State,
     /// Signalled once the client's body has been read to its end (or failed), so the
     /// response timeout can start only then: a long upload is not a slow upstream.
-    sent: Arc<tokio::sync::Notify>,
+    sent: Arc<Progress>,
+}
+
+/// How far the client's request body has got: one allocation shared by all attempts.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Notified once the whole body has been handed to the upstream connection.
+    pub sent: tokio::sync::Notify,
+    /// Body bytes read from the client so far (for metrics and the access log).
+    pub received: std::sync::atomic::AtomicU64,
 }
 
 enum State {
@@ -114,10 +123,10 @@ fn lock(slot: &Mutex<Option<Incoming>>) -> MutexGuard<'_, Option<Incoming>> {
 
 impl RetryBody {
     pub fn new(body: Incoming) -> Self {
-        let sent = Arc::new(tokio::sync::Notify::new());
+        let sent = Arc::new(Progress::default());
         if body.is_end_stream() {
             // No body: hyper never polls it, so it counts as sent from the start.
-            sent.notify_one();
+            sent.sent.notify_one();
         }
         RetryBody {
             state: State::Parked(Arc::new(Mutex::new(Some(body)))),
@@ -126,7 +135,7 @@ impl RetryBody {
     }
 
     /// Resolves once the whole request body has been handed to the upstream connection.
-    pub fn sent(&self) -> Arc<tokio::sync::Notify> {
+    pub fn sent(&self) -> Arc<Progress> {
         self.sent.clone()
     }
 
@@ -145,7 +154,7 @@ impl RetryBody {
 impl RetryBody {
     fn finish(&mut self) {
         self.state = State::Done;
-        self.sent.notify_one();
+        self.sent.sent.notify_one();
     }
 }
 
@@ -175,6 +184,12 @@ impl Body for RetryBody {
                             Poll::Ready(Some(Err(Box::new(e))))
                         }
                         Poll::Ready(Some(Ok(frame))) => {
+                            if let Some(data) = frame.data_ref() {
+                                let n = u64::try_from(data.len()).unwrap_or(u64::MAX);
+                                self.sent
+                                    .received
+                                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                            }
                             if finished {
                                 self.finish();
                             }
@@ -188,7 +203,7 @@ impl Body for RetryBody {
                     };
                 }
                 State::Done => {
-                    self.sent.notify_one();
+                    self.sent.sent.notify_one();
                     return Poll::Ready(None);
                 }
             }

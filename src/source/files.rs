@@ -289,6 +289,29 @@ pub fn log_problems(loaded: &Loaded) {
     }
 }
 
+/// The `source` label of this source's metrics.
+pub const SOURCE: &str = "files";
+
+/// Feeds the source metrics: a load that could read every file is a successful sync (documents
+/// that fail to parse are the manifests' problem, counted once per change as `parse` errors);
+/// unreadable files or directories count as `read` errors on every attempt.
+pub fn record_load(metrics: &crate::metrics::Metrics, loaded: &Loaded, changed: bool) {
+    let mut read_failed = false;
+    for error in &loaded.errors {
+        match error {
+            LoadError::Read { .. } => {
+                read_failed = true;
+                metrics.watch_error(SOURCE, "read");
+            }
+            LoadError::Document { .. } if changed => metrics.watch_error(SOURCE, "parse"),
+            LoadError::Document { .. } => {}
+        }
+    }
+    if !read_failed {
+        metrics.source_synced(SOURCE);
+    }
+}
+
 /// How long the directory must stay quiet before a reload, so an editor's save (several events)
 /// or a `cp -r` becomes one rebuild.
 const SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
@@ -304,11 +327,16 @@ pub async fn watch(
     dir: PathBuf,
     initial: std::sync::Arc<Snapshot>,
     tx: tokio::sync::watch::Sender<std::sync::Arc<Snapshot>>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 ) {
     use notify::Watcher;
 
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let watch_metrics = metrics.clone();
     let handler = move |event: notify::Result<notify::Event>| {
+        if event.is_err() {
+            watch_metrics.watch_error(SOURCE, "watch");
+        }
         if event.is_ok() {
             // The receiver only goes away when this task ends.
             let _ = events_tx.send(());
@@ -349,7 +377,9 @@ pub async fn watch(
                 continue;
             }
         };
-        if loaded.snapshot == *current {
+        let changed = loaded.snapshot != *current;
+        record_load(&metrics, &loaded, changed);
+        if !changed {
             continue;
         }
         log_problems(&loaded);

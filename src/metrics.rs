@@ -1,0 +1,740 @@
+//! Metrics: the Prometheus families that the proxy, publish and the sources feed, encoded as
+//! OpenMetrics text on the admin port's `/metrics`.
+//!
+//! One [`Metrics`] per process (`app::run` makes it and hands it to each part); tests make their
+//! own. The per-request path never formats a label set nor takes the families' lock after the
+//! first request of a route: [`Metrics::route`] interns one [`RouteSeries`] per
+//! (namespace, ingress, service) in a copy-on-write map read through an `ArcSwap`, and the
+//! series keeps the counter handles it has used. (prometheus-client's histograms take a short
+//! uncontended mutex per observation; that is the only lock per request.)
+//!
+//! Label values are bounded: Ingress and Service names come from the configuration, methods
+//! outside the standard set are `OTHER`, statuses are classes (`2xx`). Request hosts and paths
+//! are never labels.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use http::Method;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::publish::Published;
+use crate::routing::{Backend, BackendRef, Decision, RouteTable, Target};
+
+/// Request (and upstream) latency buckets, seconds: 1 ms … ~33 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.001, 2.0, 16,
+    ))
+}
+
+/// Rebuild (translate) duration buckets, seconds: 100 µs … ~3 s.
+fn rebuild_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.0001, 2.0, 16,
+    ))
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Which Ingress and Service a request was routed to. Empty strings when there was no route
+/// (404, or refused before routing); `ingress` is empty for a vhost fallback or the default
+/// backend, which the table does not attribute to one Ingress.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub namespace: String,
+    pub ingress: String,
+    pub service: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    namespace: String,
+    ingress: String,
+    service: String,
+    method: &'static str,
+    status_class: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabels {
+    protocol: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WatchErrorLabels {
+    source: String,
+    kind: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+/// The bounded method label set; anything else is `OTHER`.
+const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE", "OTHER",
+];
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Index into [`METHODS`].
+pub fn method_index(method: &Method) -> usize {
+    match *method {
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::DELETE => 4,
+        Method::OPTIONS => 5,
+        Method::PATCH => 6,
+        Method::CONNECT => 7,
+        Method::TRACE => 8,
+        _ => 9,
+    }
+}
+
+fn class_index(status: u16) -> usize {
+    usize::from(status / 100).clamp(1, 5) - 1
+}
+
+/// The counters and histograms of one (namespace, ingress, service), kept so a request
+/// increments atomics instead of looking up a family.
+pub struct RouteSeries {
+    pub labels: RouteLabels,
+    requests_family: Family<RequestLabels, Counter>,
+    requests: [[OnceLock<Counter>; 5]; 10],
+    duration: Histogram,
+    upstream_duration: Histogram,
+    bytes_in: Counter,
+    bytes_out: Counter,
+    connect_errors: Counter,
+    retries: Counter,
+}
+
+impl std::fmt::Debug for RouteSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteSeries")
+            .field("labels", &self.labels)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RouteSeries {
+    /// One finished request: its method, final status, total duration and body bytes.
+    pub fn request(
+        &self,
+        method: usize,
+        status: u16,
+        duration: Duration,
+        bytes_in: u64,
+        bytes_out: u64,
+    ) {
+        let method = method.min(METHODS.len() - 1);
+        let class = class_index(status);
+        // The request counter last: a scrape that sees the request sees its other numbers.
+        self.duration.observe(duration.as_secs_f64());
+        self.bytes_in.inc_by(bytes_in);
+        self.bytes_out.inc_by(bytes_out);
+        self.requests[method][class]
+            .get_or_init(|| {
+                self.requests_family
+                    .get_or_create(&RequestLabels {
+                        namespace: self.labels.namespace.clone(),
+                        ingress: self.labels.ingress.clone(),
+                        service: self.labels.service.clone(),
+                        method: METHODS[method],
+                        status_class: STATUS_CLASSES[class],
+                    })
+                    .clone()
+            })
+            .inc();
+    }
+
+    /// Time from sending the request upstream to receiving its response headers.
+    pub fn upstream(&self, duration: Duration) {
+        self.upstream_duration.observe(duration.as_secs_f64());
+    }
+
+    pub fn connect_error(&self) {
+        self.connect_errors.inc();
+    }
+
+    pub fn retry(&self) {
+        self.retries.inc();
+    }
+}
+
+/// namespace → ingress → service → series.
+type SeriesMap = HashMap<Box<str>, HashMap<Box<str>, HashMap<Box<str>, Arc<RouteSeries>>>>;
+
+/// Every metric family of the process.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: HistogramFamily<RouteLabels>,
+    upstream_duration: HistogramFamily<RouteLabels>,
+    request_bytes: Family<RouteLabels, Counter>,
+    response_bytes: Family<RouteLabels, Counter>,
+    connect_errors: Family<RouteLabels, Counter>,
+    retries: Family<RouteLabels, Counter>,
+    connections: Family<ProtocolLabels, Gauge>,
+    rebuilds: Family<OutcomeLabels, Counter>,
+    rebuild_duration: Histogram,
+    version: Gauge,
+    vhosts: Gauge,
+    routes: Gauge,
+    endpoints: Gauge,
+    conditions: Family<ReasonLabels, Gauge>,
+    sync_age: Family<SourceLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    last_sync: Mutex<HashMap<String, Instant>>,
+    watch_errors: Family<WatchErrorLabels, Counter>,
+    access_log_dropped: Counter,
+    series: ArcSwap<SeriesMap>,
+    /// Serialises inserts into `series` (copy-on-write); never taken by a request whose series
+    /// already exists.
+    series_insert: Mutex<()>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("portico");
+        let requests = Family::default();
+        registry.register(
+            "requests",
+            "Requests answered, by Ingress, Service, method and status class",
+            requests.clone(),
+        );
+        let request_duration: HistogramFamily<RouteLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "request_duration",
+            "Time from request headers received to the last response byte handed to the client",
+            Unit::Seconds,
+            request_duration.clone(),
+        );
+        let upstream_duration: HistogramFamily<RouteLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "upstream_duration",
+            "Time from sending a request upstream to its response headers (all attempts)",
+            Unit::Seconds,
+            upstream_duration.clone(),
+        );
+        let request_bytes = Family::default();
+        registry.register_with_unit(
+            "request",
+            "Request body bytes received from clients",
+            Unit::Bytes,
+            request_bytes.clone(),
+        );
+        let response_bytes = Family::default();
+        registry.register_with_unit(
+            "response",
+            "Response body bytes sent to clients",
+            Unit::Bytes,
+            response_bytes.clone(),
+        );
+        let connect_errors = Family::default();
+        registry.register(
+            "upstream_connect_errors",
+            "Upstream connect attempts that failed (refused, reset, timed out)",
+            connect_errors.clone(),
+        );
+        let retries = Family::default();
+        registry.register(
+            "upstream_retries",
+            "Requests retried on another endpoint after a connect failure",
+            retries.clone(),
+        );
+        let connections = Family::default();
+        registry.register(
+            "client_connections",
+            "Open client connections, by listener protocol",
+            connections.clone(),
+        );
+        let rebuilds = Family::default();
+        registry.register(
+            "config_rebuilds",
+            "Configuration rebuilds (translate runs), by outcome: published or unchanged",
+            rebuilds.clone(),
+        );
+        let rebuild_duration = rebuild_histogram();
+        registry.register_with_unit(
+            "config_rebuild_duration",
+            "Time to translate a snapshot and publish it",
+            Unit::Seconds,
+            rebuild_duration.clone(),
+        );
+        let version = Gauge::default();
+        registry.register(
+            "config_version",
+            "Version of the published configuration (0: none yet)",
+            version.clone(),
+        );
+        let vhosts = Gauge::default();
+        registry.register(
+            "config_vhosts",
+            "Virtual hosts in the published table",
+            vhosts.clone(),
+        );
+        let routes = Gauge::default();
+        registry.register(
+            "config_routes",
+            "Routes in the published table",
+            routes.clone(),
+        );
+        let endpoints = Gauge::default();
+        registry.register(
+            "config_endpoints",
+            "Distinct endpoint addresses in the published table",
+            endpoints.clone(),
+        );
+        let conditions = Family::default();
+        registry.register(
+            "config_conditions",
+            "Conditions (problems with objects) in the published configuration, by reason",
+            conditions.clone(),
+        );
+        let sync_age = Family::default();
+        registry.register_with_unit(
+            "source_last_sync_age",
+            "Seconds since each source last read all its objects successfully",
+            Unit::Seconds,
+            sync_age.clone(),
+        );
+        let watch_errors = Family::default();
+        registry.register(
+            "source_watch_errors",
+            "Errors while watching or reading a source, by source and kind",
+            watch_errors.clone(),
+        );
+        let access_log_dropped = Counter::default();
+        registry.register(
+            "access_log_dropped",
+            "Access log lines dropped because the writer fell behind",
+            access_log_dropped.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            upstream_duration,
+            request_bytes,
+            response_bytes,
+            connect_errors,
+            retries,
+            connections,
+            rebuilds,
+            rebuild_duration,
+            version,
+            vhosts,
+            routes,
+            endpoints,
+            conditions,
+            sync_age,
+            last_sync: Mutex::new(HashMap::new()),
+            watch_errors,
+            access_log_dropped,
+            series: ArcSwap::from_pointee(SeriesMap::new()),
+            series_insert: Mutex::new(()),
+        }
+    }
+
+    /// The series of one (namespace, ingress, service). Lock-free once it exists.
+    pub fn route(&self, namespace: &str, ingress: &str, service: &str) -> Arc<RouteSeries> {
+        let find = |map: &SeriesMap| {
+            map.get(namespace)
+                .and_then(|m| m.get(ingress))
+                .and_then(|m| m.get(service))
+                .cloned()
+        };
+        if let Some(series) = find(&self.series.load()) {
+            return series;
+        }
+        let _guard = self
+            .series_insert
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let current = self.series.load_full();
+        if let Some(series) = find(&current) {
+            return series;
+        }
+        let labels = RouteLabels {
+            namespace: namespace.to_string(),
+            ingress: ingress.to_string(),
+            service: service.to_string(),
+        };
+        let series = Arc::new(RouteSeries {
+            requests_family: self.requests.clone(),
+            requests: Default::default(),
+            duration: self.request_duration.get_or_create(&labels).clone(),
+            upstream_duration: self.upstream_duration.get_or_create(&labels).clone(),
+            bytes_in: self.request_bytes.get_or_create(&labels).clone(),
+            bytes_out: self.response_bytes.get_or_create(&labels).clone(),
+            connect_errors: self.connect_errors.get_or_create(&labels).clone(),
+            retries: self.retries.get_or_create(&labels).clone(),
+            labels,
+        });
+        let mut next = (*current).clone();
+        next.entry(namespace.into())
+            .or_default()
+            .entry(ingress.into())
+            .or_default()
+            .insert(service.into(), series.clone());
+        self.series.store(Arc::new(next));
+        series
+    }
+
+    /// The series for a routing decision (see [`RouteLabels`] for what each label holds).
+    pub fn decision(&self, decision: &Decision<'_>) -> Arc<RouteSeries> {
+        match decision {
+            Decision::Route { route, .. } => self.route(
+                &route.origin.namespace,
+                &route.origin.name,
+                service_label(&route.backend),
+            ),
+            Decision::Fallback { backend, .. } | Decision::Default { backend, .. } => {
+                let namespace = match &backend.reference {
+                    BackendRef::Service { namespace, .. }
+                    | BackendRef::Resource { namespace, .. } => namespace.as_str(),
+                };
+                self.route(namespace, "", service_label(backend))
+            }
+            Decision::NotFound { .. } => self.unrouted(),
+        }
+    }
+
+    /// The series of requests that matched no route or were refused before routing.
+    pub fn unrouted(&self) -> Arc<RouteSeries> {
+        self.route("", "", "")
+    }
+
+    /// A client connection opened on a listener of `protocol` (`http`, `https`); the gauge
+    /// goes down when the returned guard is dropped.
+    pub fn connection(&self, protocol: &'static str) -> ConnectionGuard {
+        let gauge = self
+            .connections
+            .get_or_create(&ProtocolLabels { protocol })
+            .clone();
+        gauge.inc();
+        ConnectionGuard(gauge)
+    }
+
+    /// One translate-and-publish run; `published` is false when the result equalled the
+    /// published configuration.
+    pub fn rebuild(&self, published: bool, elapsed: Duration) {
+        let outcome = if published { "published" } else { "unchanged" };
+        self.rebuilds
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        self.rebuild_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// `source` (e.g. `files`, `kube`) has just read all its objects successfully.
+    pub fn source_synced(&self, source: &str) {
+        let mut last = self
+            .last_sync
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        last.insert(source.to_string(), Instant::now());
+    }
+
+    /// A watch or read error of `source`; `kind` is a bounded word (an object kind such as
+    /// `Ingress`, or `read`, `parse`, `watch`).
+    pub fn watch_error(&self, source: &str, kind: &str) {
+        self.watch_errors
+            .get_or_create(&WatchErrorLabels {
+                source: source.to_string(),
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    /// The counter the access log increments when it drops a line.
+    pub fn access_log_dropped(&self) -> Counter {
+        self.access_log_dropped.clone()
+    }
+
+    /// OpenMetrics text for `/metrics`. The configuration gauges are read from `published`
+    /// and the sync ages from the clock at scrape time.
+    pub fn encode(&self, published: &Published) -> String {
+        let table = &published.translation.table;
+        self.version
+            .set(i64::try_from(published.version).unwrap_or(i64::MAX));
+        self.vhosts.set(to_i64(table.vhosts().len()));
+        self.routes.set(to_i64(table.route_count()));
+        self.endpoints.set(to_i64(endpoint_count(table)));
+        let mut by_reason: HashMap<String, i64> = HashMap::new();
+        for c in &published.translation.conditions {
+            *by_reason.entry(format!("{:?}", c.reason)).or_default() += 1;
+        }
+        // Reasons that went away read 0 rather than keeping their last count.
+        self.conditions.clear();
+        for (reason, n) in by_reason {
+            self.conditions
+                .get_or_create(&ReasonLabels { reason })
+                .set(n);
+        }
+        {
+            let last = self
+                .last_sync
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (source, at) in last.iter() {
+                self.sync_age
+                    .get_or_create(&SourceLabels {
+                        source: source.clone(),
+                    })
+                    .set(at.elapsed().as_secs_f64());
+            }
+        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        // After encoding, so the last counts of a deleted Ingress are scraped once.
+        self.prune(published);
+        out
+    }
+}
+
+impl Metrics {
+    /// Drops the series of (namespace, ingress, service) label sets the published table no
+    /// longer has, so deleted Ingresses do not stay in `/metrics` forever (they are printed by
+    /// one more scrape first). A request still in
+    /// flight on such a series counts into a detached counter, which is lost.
+    fn prune(&self, published: &Published) {
+        let live = live_labels(&published.translation.table);
+        let current = self.series.load_full();
+        let stale: Vec<Arc<RouteSeries>> = current
+            .values()
+            .flat_map(|m| m.values())
+            .flat_map(|m| m.values())
+            .filter(|s| {
+                let l = &s.labels;
+                let key = (l.namespace.as_str(), l.ingress.as_str(), l.service.as_str());
+                key != ("", "", "")
+                    && !live.contains(&key)
+                    && !live.contains(&(
+                        l.namespace.as_str(),
+                        l.ingress.as_str(),
+                        l.service.as_str(),
+                    ))
+            })
+            .cloned()
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        let _guard = self
+            .series_insert
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut next = (*self.series.load_full()).clone();
+        for series in &stale {
+            let l = &series.labels;
+            if let Some(by_ingress) = next.get_mut(l.namespace.as_str()) {
+                if let Some(by_service) = by_ingress.get_mut(l.ingress.as_str()) {
+                    by_service.remove(l.service.as_str());
+                    if by_service.is_empty() {
+                        by_ingress.remove(l.ingress.as_str());
+                    }
+                }
+                if by_ingress.is_empty() {
+                    next.remove(l.namespace.as_str());
+                }
+            }
+            self.request_duration.remove(l);
+            self.upstream_duration.remove(l);
+            self.request_bytes.remove(l);
+            self.response_bytes.remove(l);
+            self.connect_errors.remove(l);
+            self.retries.remove(l);
+            for method in METHODS {
+                for status_class in STATUS_CLASSES {
+                    self.requests.remove(&RequestLabels {
+                        namespace: l.namespace.clone(),
+                        ingress: l.ingress.clone(),
+                        service: l.service.clone(),
+                        method,
+                        status_class,
+                    });
+                }
+            }
+        }
+        self.series.store(Arc::new(next));
+    }
+}
+
+/// The (namespace, ingress, service) label sets requests to `table` can have.
+fn live_labels(table: &RouteTable) -> HashSet<(&str, &str, &str)> {
+    fn fallback(backend: &Backend) -> (&str, &str, &str) {
+        let namespace = match &backend.reference {
+            BackendRef::Service { namespace, .. } | BackendRef::Resource { namespace, .. } => {
+                namespace.as_str()
+            }
+        };
+        (namespace, "", service_label(backend))
+    }
+    let mut live = HashSet::new();
+    for vhost in table.vhosts() {
+        for route in &vhost.routes {
+            live.insert((
+                route.origin.namespace.as_str(),
+                route.origin.name.as_str(),
+                service_label(&route.backend),
+            ));
+        }
+        if let Some(b) = &vhost.fallback {
+            live.insert(fallback(b));
+        }
+    }
+    if let Some(b) = table.default_backend() {
+        live.insert(fallback(b));
+    }
+    live
+}
+
+fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The `service` label of a backend: the Service name, or `Kind/name` for a resource backend.
+fn service_label(backend: &Backend) -> &str {
+    match &backend.reference {
+        BackendRef::Service { name, .. } => name,
+        BackendRef::Resource { name, .. } => name,
+    }
+}
+
+/// Distinct endpoint addresses over every backend of `table`.
+pub fn endpoint_count(table: &RouteTable) -> usize {
+    let mut seen = HashSet::new();
+    let mut add = |backend: &Backend| {
+        if let Target::Endpoints(addrs) = &backend.target {
+            seen.extend(addrs.iter().copied());
+        }
+    };
+    for vhost in table.vhosts() {
+        for route in &vhost.routes {
+            add(&route.backend);
+        }
+        if let Some(b) = &vhost.fallback {
+            add(b);
+        }
+    }
+    if let Some(b) = table.default_backend() {
+        add(b);
+    }
+    seen.len()
+}
+
+/// Keeps one client connection counted in `portico_client_connections`.
+#[derive(Debug)]
+pub struct ConnectionGuard(Gauge);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_and_statuses_are_bounded() {
+        assert_eq!(METHODS[method_index(&Method::GET)], "GET");
+        let odd = Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(METHODS[method_index(&odd)], "OTHER");
+        assert_eq!(STATUS_CLASSES[class_index(204)], "2xx");
+        assert_eq!(STATUS_CLASSES[class_index(599)], "5xx");
+        assert_eq!(STATUS_CLASSES[class_index(999)], "5xx");
+    }
+
+    #[test]
+    fn a_series_is_interned_once() {
+        let m = Metrics::new();
+        let a = m.route("ns", "ing", "svc");
+        let b = m.route("ns", "ing", "svc");
+        assert!(Arc::ptr_eq(&a, &b));
+        a.request(0, 200, Duration::from_millis(3), 5, 7);
+        let text = m.encode(&crate::publish::shared().load());
+        assert!(text.contains(
+            "portico_requests_total{namespace=\"ns\",ingress=\"ing\",service=\"svc\",method=\"GET\",status_class=\"2xx\"} 1"
+        ), "{text}");
+        assert!(
+            text.contains(
+                "portico_response_bytes_total{namespace=\"ns\",ingress=\"ing\",service=\"svc\"} 7"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn series_of_deleted_ingresses_are_pruned() {
+        use crate::source::files::{parse_documents, Loaded};
+        let m = Metrics::new();
+        let shared = crate::publish::shared();
+        let mut loaded = Loaded::default();
+        parse_documents(
+            "t.yaml",
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: keep}\nspec:\n  rules:\n  - http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: svc, port: {number: 80}}}}\n",
+            &mut loaded,
+        );
+        let options = crate::translate::Options {
+            watch_without_class: true,
+            ..Default::default()
+        };
+        crate::publish::apply(&shared, &loaded.snapshot, &options);
+        m.route("default", "keep", "svc")
+            .request(0, 200, Duration::ZERO, 0, 0);
+        m.route("default", "gone", "svc")
+            .request(0, 200, Duration::ZERO, 0, 0);
+        m.unrouted().request(0, 404, Duration::ZERO, 0, 0);
+        let text = m.encode(&shared.load());
+        assert!(
+            text.contains("ingress=\"gone\""),
+            "printed once more: {text}"
+        );
+        let text = m.encode(&shared.load());
+        assert!(text.contains("ingress=\"keep\""), "{text}");
+        assert!(!text.contains("ingress=\"gone\""), "{text}");
+        assert!(text.contains("status_class=\"4xx\""), "{text}");
+        let again = m.route("default", "gone", "svc");
+        assert!(
+            again.requests[0][1].get().is_none(),
+            "a fresh series after pruning"
+        );
+    }
+}

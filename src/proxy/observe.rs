@@ -1,0 +1,170 @@
+//! What the proxy learns about a request on its way (route, upstream, timings), and the
+//! response body wrapper that, once the body is finished or dropped, counts the request in the
+//! metrics and hands its line to the access log.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Method, Response, Version};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+
+use super::upstream::Progress;
+use super::{Observe, ProxyBody};
+use crate::access_log::Entry;
+use crate::metrics::RouteSeries;
+
+/// Filled in by the proxy as the request goes.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    /// The Host (or authority) as sent.
+    pub host: String,
+    /// The metric series of the routing decision; `None` before routing.
+    pub series: Option<Arc<RouteSeries>>,
+    /// Endpoint of the last attempt.
+    pub upstream: Option<String>,
+    pub upstream_duration: Option<std::time::Duration>,
+    pub request_id: Option<HeaderValue>,
+    pub body: Option<Arc<Progress>>,
+}
+
+/// What is known when the request arrives.
+pub(crate) struct Arrival {
+    pub start: Instant,
+    pub time: SystemTime,
+    pub client: SocketAddr,
+    pub method: Method,
+    pub version: Version,
+    /// Kept only when an access log is written.
+    pub target: Option<PathAndQuery>,
+}
+
+impl Arrival {
+    pub fn new<B>(req: &http::Request<B>, client: SocketAddr, observe: &Observe) -> Self {
+        Arrival {
+            start: Instant::now(),
+            time: SystemTime::now(),
+            client,
+            method: req.method().clone(),
+            version: req.version(),
+            target: observe
+                .access_log
+                .as_ref()
+                .and_then(|_| req.uri().path_and_query().cloned()),
+        }
+    }
+}
+
+/// Wraps the response body so the request is recorded when it ends.
+pub(crate) fn finish(
+    observe: &Observe,
+    arrival: Arrival,
+    seen: Seen,
+    response: Response<ProxyBody>,
+) -> Response<ProxyBody> {
+    let status = response.status().as_u16();
+    let (parts, body) = response.into_parts();
+    let series = seen
+        .series
+        .clone()
+        .unwrap_or_else(|| observe.metrics.unrouted());
+    let body = Observed {
+        inner: body,
+        bytes: 0,
+        done: Some(Done {
+            observe: observe.access_log.clone(),
+            arrival,
+            seen,
+            series,
+            status,
+        }),
+    };
+    Response::from_parts(parts, body.boxed())
+}
+
+struct Done {
+    observe: Option<crate::access_log::AccessLog>,
+    arrival: Arrival,
+    seen: Seen,
+    series: Arc<RouteSeries>,
+    status: u16,
+}
+
+struct Observed {
+    inner: ProxyBody,
+    bytes: u64,
+    done: Option<Done>,
+}
+
+impl Body for Observed {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.bytes += u64::try_from(data.len()).unwrap_or(u64::MAX);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        let Some(done) = self.done.take() else {
+            return;
+        };
+        let duration = done.arrival.start.elapsed();
+        let bytes_in = done
+            .seen
+            .body
+            .as_ref()
+            .map_or(0, |p| p.received.load(Ordering::Relaxed));
+        done.series.request(
+            crate::metrics::method_index(&done.arrival.method),
+            done.status,
+            duration,
+            bytes_in,
+            self.bytes,
+        );
+        if let Some(log) = &done.observe {
+            log.record(Entry {
+                time: done.arrival.time,
+                client: done.arrival.client,
+                method: done.arrival.method,
+                host: done.seen.host,
+                target: done.arrival.target,
+                version: done.arrival.version,
+                status: done.status,
+                bytes_in,
+                bytes_out: self.bytes,
+                duration,
+                upstream: done.seen.upstream,
+                upstream_duration: done.seen.upstream_duration,
+                route: done.seen.series,
+                request_id: done.seen.request_id,
+                // Filled from the connection by the HTTPS listener once TLS exists.
+                tls: None,
+            });
+        }
+    }
+}

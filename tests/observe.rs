@@ -1,0 +1,451 @@
+//! Metrics and access log after known traffic over real sockets: exact counter and histogram
+//! counts, every family present and parseable by a Prometheus text parser, one access log line
+//! per request with its fields, in both formats.
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use portico::access_log::{AccessLog, Format};
+use portico::metrics::Metrics;
+use portico::proxy::{Observe, ProxyOptions};
+use portico::routing::{HostMatch, PathType, Target, Unavailable};
+use support::{backend, closed_port, endpoints, publish, route, start_echo, vhost, Proxy};
+
+/// An access log writer the test can read.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Lines {
+    fn lines(&self) -> Vec<String> {
+        String::from_utf8(self.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Waits (bounded) until `n` lines have been written.
+    async fn wait_for(&self, n: usize) -> Vec<String> {
+        for _ in 0..400 {
+            let lines = self.lines();
+            if lines.len() >= n {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("expected {n} access log lines, got {:?}", self.lines());
+    }
+}
+
+async fn start(format: Format) -> (Proxy, Arc<Metrics>, Lines) {
+    let metrics = Arc::new(Metrics::new());
+    let lines = Lines::default();
+    let (log, _thread) = AccessLog::start(
+        format,
+        Box::new(lines.clone()),
+        1024,
+        metrics.access_log_dropped(),
+    );
+    let proxy = Proxy::start_with(ProxyOptions {
+        response_timeout: Duration::from_secs(10),
+        observe: Observe {
+            metrics: metrics.clone(),
+            access_log: Some(log),
+        },
+        ..ProxyOptions::default()
+    })
+    .await;
+    (proxy, metrics, lines)
+}
+
+/// `shop.example`: `/` to a live echo, `/down` to two closed endpoints, `/gone` to a missing
+/// Service. Nothing else is routed.
+async fn table(proxy: &Proxy) {
+    let live = endpoints(&[start_echo("a").await]);
+    let down = endpoints(&[closed_port().await, closed_port().await]);
+    let gone = backend(Target::Unavailable(Unavailable::ServiceNotFound));
+    publish(
+        &proxy.shared,
+        vec![vhost(
+            HostMatch::Exact("shop.example".into()),
+            vec![
+                route("/", PathType::Prefix, live),
+                route("/down", PathType::Prefix, down),
+                route("/gone", PathType::Prefix, gone),
+            ],
+        )],
+        None,
+    );
+}
+
+/// The value of the sample `name` whose labels include all of `labels`.
+fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found: Vec<f64> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => panic!("{name} is not a plain value"),
+        })
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one {name} {labels:?} sample, got {found:?}"
+    );
+    found[0]
+}
+
+fn parse(text: &str) -> prometheus_parse::Scrape {
+    // Every line is a comment or a sample the parser understands.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let one =
+            prometheus_parse::Scrape::parse(std::iter::once(Ok(line.to_string()))).expect("parse");
+        assert_eq!(one.samples.len(), 1, "unparseable line {line:?}");
+    }
+    assert!(
+        text.ends_with("# EOF\n"),
+        "OpenMetrics text ends with # EOF"
+    );
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("parse")
+}
+
+/// Waits (bounded) until the metrics show `n` finished requests: the count is taken when the
+/// response body ends, which can be just after the client has read it.
+async fn scrape_after(metrics: &Metrics, proxy: &Proxy, n: f64) -> prometheus_parse::Scrape {
+    for _ in 0..400 {
+        let scrape = parse(&metrics.encode(&proxy.shared.load()));
+        let total: f64 = scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "portico_requests_total")
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum();
+        if total >= n {
+            return scrape;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("requests never reached {n}");
+}
+
+#[tokio::test]
+async fn metrics_count_known_traffic_exactly() {
+    let (proxy, metrics, _lines) = start(Format::Json).await;
+    table(&proxy).await;
+
+    let mut out_bytes = 0;
+    for _ in 0..3 {
+        let r = proxy.get("shop.example", "/cart").await;
+        assert_eq!(r.status, 200);
+        out_bytes += r.body.len();
+    }
+    let r = proxy
+        .raw("POST /cart HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 5\r\n\r\nhello")
+        .await;
+    assert_eq!(r.status, 200);
+    out_bytes += r.body.len();
+    let r = proxy
+        .raw("BREW /pot HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+        .await;
+    assert_eq!(r.status, 200);
+    out_bytes += r.body.len();
+    assert_eq!(proxy.get("shop.example", "/down").await.status, 502);
+    assert_eq!(proxy.get("shop.example", "/gone").await.status, 503);
+    assert_eq!(proxy.get("other.example", "/").await.status, 404);
+
+    let s = scrape_after(&metrics, &proxy, 8.0).await;
+    let shop = [
+        ("namespace", "default"),
+        ("ingress", "ing"),
+        ("service", "svc"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&'static str, &'static str)> {
+        shop.iter().chain(extra.iter()).copied().collect()
+    };
+    let req = "portico_requests_total";
+    assert_eq!(
+        value(
+            &s,
+            req,
+            &with(&[("method", "GET"), ("status_class", "2xx")])
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            req,
+            &with(&[("method", "POST"), ("status_class", "2xx")])
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            req,
+            &with(&[("method", "OTHER"), ("status_class", "2xx")])
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            req,
+            &with(&[("method", "GET"), ("status_class", "5xx")])
+        ),
+        2.0
+    );
+    let unrouted = [("namespace", ""), ("ingress", ""), ("service", "")];
+    let mut nf: Vec<_> = unrouted.to_vec();
+    nf.extend([("method", "GET"), ("status_class", "4xx")]);
+    assert_eq!(value(&s, req, &nf), 1.0);
+
+    // Histograms: every request of the route has a duration; five reached the upstream.
+    assert_eq!(
+        value(&s, "portico_request_duration_seconds_count", &shop),
+        7.0
+    );
+    assert_eq!(
+        value(&s, "portico_upstream_duration_seconds_count", &shop),
+        5.0
+    );
+    assert_eq!(value(&s, "portico_request_bytes_total", &shop), 5.0);
+    let sent = value(&s, "portico_response_bytes_total", &shop)
+        + value(&s, "portico_response_bytes_total", &unrouted);
+    // 502 and 503 and 404 bodies are the proxy's own short texts.
+    let own =
+        "502 Bad Gateway\n".len() + "503 Service Unavailable\n".len() + "404 Not Found\n".len();
+    assert_eq!(sent, (out_bytes + own) as f64);
+    // Two closed endpoints: the first fails, the retry fails too.
+    assert_eq!(
+        value(&s, "portico_upstream_connect_errors_total", &shop),
+        2.0
+    );
+    assert_eq!(value(&s, "portico_upstream_retries_total", &shop), 1.0);
+    assert_eq!(value(&s, "portico_config_version", &[]), 1.0);
+    assert_eq!(value(&s, "portico_config_vhosts", &[]), 1.0);
+    assert_eq!(value(&s, "portico_config_routes", &[]), 3.0);
+    assert_eq!(value(&s, "portico_config_endpoints", &[]), 3.0);
+    assert_eq!(value(&s, "portico_access_log_dropped_total", &[]), 0.0);
+}
+
+#[tokio::test]
+async fn every_family_is_present() {
+    let metrics = Metrics::new();
+    metrics.source_synced("files");
+    metrics.watch_error("files", "read");
+    metrics.rebuild(true, Duration::from_millis(2));
+    let _open = metrics.connection("http");
+    let series = metrics.route("ns", "ing", "svc");
+    series.request(0, 200, Duration::from_millis(1), 1, 2);
+    series.upstream(Duration::from_millis(1));
+    series.connect_error();
+    series.retry();
+    // Families without any series are not printed; a condition gives config_conditions one.
+    let published = portico::publish::Published {
+        version: 3,
+        translation: portico::translate::Translation {
+            table: Default::default(),
+            conditions: vec![portico::translate::Condition {
+                object: portico::translate::ObjectRef {
+                    kind: "Ingress".into(),
+                    namespace: "ns".into(),
+                    name: "ing".into(),
+                },
+                reason: portico::translate::Reason::ServiceNotFound,
+                message: "service ns/svc not found".into(),
+            }],
+            owned: vec![],
+            tls: Default::default(),
+        },
+    };
+    let s = parse(&metrics.encode(&published));
+    assert_eq!(
+        value(
+            &s,
+            "portico_config_conditions",
+            &[("reason", "ServiceNotFound")]
+        ),
+        1.0
+    );
+    assert_eq!(value(&s, "portico_config_version", &[]), 3.0);
+    for family in [
+        "portico_requests",
+        "portico_request_duration_seconds",
+        "portico_upstream_duration_seconds",
+        "portico_request_bytes",
+        "portico_response_bytes",
+        "portico_upstream_connect_errors",
+        "portico_upstream_retries",
+        "portico_client_connections",
+        "portico_config_rebuilds",
+        "portico_config_rebuild_duration_seconds",
+        "portico_config_version",
+        "portico_config_vhosts",
+        "portico_config_routes",
+        "portico_config_endpoints",
+        "portico_config_conditions",
+        "portico_source_last_sync_age_seconds",
+        "portico_source_watch_errors",
+        "portico_access_log_dropped",
+    ] {
+        assert!(
+            s.docs.contains_key(family),
+            "{family} missing in {:?}",
+            s.docs.keys()
+        );
+    }
+    assert_eq!(
+        value(&s, "portico_client_connections", &[("protocol", "http")]),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            "portico_config_rebuilds_total",
+            &[("outcome", "published")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&s, "portico_config_rebuild_duration_seconds_count", &[]),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            "portico_source_watch_errors_total",
+            &[("source", "files"), ("kind", "read")]
+        ),
+        1.0
+    );
+    let age = value(
+        &s,
+        "portico_source_last_sync_age_seconds",
+        &[("source", "files")],
+    );
+    assert!((0.0..60.0).contains(&age), "{age}");
+}
+
+#[tokio::test]
+async fn open_connections_are_counted_until_closed() {
+    let (proxy, metrics, _lines) = start(Format::Text).await;
+    table(&proxy).await;
+    let gauge = |m: &Metrics| {
+        value(
+            &parse(&m.encode(&proxy.shared.load())),
+            "portico_client_connections",
+            &[("protocol", "http")],
+        )
+    };
+    let mut conn = proxy.connect().await;
+    conn.send(b"GET / HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+        .await;
+    assert_eq!(conn.response().await.status, 200);
+    assert_eq!(gauge(&metrics), 1.0);
+    drop(conn);
+    for _ in 0..400 {
+        if gauge(&metrics) == 0.0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the connection gauge did not go back to 0");
+}
+
+#[tokio::test]
+async fn json_access_log_has_one_line_per_request_with_every_field() {
+    let (proxy, _metrics, lines) = start(Format::Json).await;
+    table(&proxy).await;
+    let r = proxy
+        .raw("POST /cart?item=1 HTTP/1.1\r\nHost: shop.example\r\nX-Request-Id: req-1\r\nContent-Length: 3\r\n\r\nabc")
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(proxy.get("other.example", "/x").await.status, 404);
+    let lines = lines.wait_for(2).await;
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let first: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(first["http.method"], "POST");
+    assert_eq!(first["http.host"], "shop.example");
+    assert_eq!(first["http.target"], "/cart?item=1");
+    assert_eq!(first["http.version"], "HTTP/1.1");
+    assert_eq!(first["http.status"], 200);
+    assert_eq!(first["http.request_id"], "req-1");
+    assert_eq!(first["bytes.in"], 3);
+    assert_eq!(first["bytes.out"], r.body.len());
+    assert_eq!(first["ingress.namespace"], "default");
+    assert_eq!(first["ingress.name"], "ing");
+    assert_eq!(first["service.name"], "svc");
+    assert!(first["client.addr"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    assert!(first["backend.addr"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    assert!(first["duration"].as_f64().unwrap() >= first["backend.duration"].as_f64().unwrap());
+    assert!(first["time"].as_str().unwrap().ends_with('Z'));
+    assert!(first["tls.version"].is_null() && first["tls.sni"].is_null());
+    let second: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!(second["http.status"], 404);
+    assert!(second["backend.addr"].is_null());
+    assert!(second["ingress.name"].is_null());
+    // Not routed, so nothing was forwarded and no id generated.
+    assert!(second["http.request_id"].is_null());
+}
+
+#[tokio::test]
+async fn text_access_log_has_one_logfmt_line_per_request() {
+    let (proxy, _metrics, lines) = start(Format::Text).await;
+    table(&proxy).await;
+    assert_eq!(proxy.get("shop.example", "/a b").await.status, 400);
+    assert_eq!(proxy.get("shop.example", "/gone").await.status, 503);
+    let lines = lines.wait_for(1).await;
+    // hyper refuses `/a b` itself (no request reaches the service), so one line only.
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    for field in [
+        "time=",
+        "client.addr=127.0.0.1:",
+        "http.method=GET",
+        "http.host=shop.example",
+        "http.target=/gone",
+        "http.version=HTTP/1.1",
+        "http.status=503",
+        "bytes.in=0",
+        "bytes.out=24",
+        "duration=",
+        "backend.addr=-",
+        "backend.duration=-",
+        "ingress.namespace=default",
+        "ingress.name=ing",
+        "service.name=svc",
+        "http.request_id=",
+        "tls.version=-",
+        "tls.sni=-",
+    ] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
+}
