@@ -54,7 +54,8 @@ pub struct Entry {
     /// Ingress namespace/name and Service; `None` when nothing was routed.
     pub route: Option<Arc<crate::metrics::RouteSeries>>,
     pub request_id: Option<HeaderValue>,
-    pub tls: Option<TlsInfo>,
+    /// Shared by every request of the connection.
+    pub tls: Option<Arc<TlsInfo>>,
 }
 
 /// The sending side; clones share the writer.
@@ -402,10 +403,10 @@ mod tests {
     fn json_line_has_every_field() {
         let mut line = String::new();
         let mut e = entry();
-        e.tls = Some(TlsInfo {
+        e.tls = Some(Arc::new(TlsInfo {
             version: "TLSv1.3",
             sni: Some("shop.example".into()),
-        });
+        }));
         format_entry(Format::Json, &e, &mut line);
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["http.status"], 200);

@@ -72,6 +72,8 @@ pub fn respond(admin: &Admin, method: &Method, uri: &Uri, body: &[u8]) -> Respon
             let view = RoutesView {
                 version: published.version,
                 table: &published.translation.table,
+                tls: &published.translation.tls,
+                ssl_redirects: &published.translation.ssl_redirects,
                 conditions: &published.translation.conditions,
                 owned: &published.translation.owned,
             };
@@ -91,7 +93,7 @@ pub fn respond(admin: &Admin, method: &Method, uri: &Uri, body: &[u8]) -> Respon
             let sni = query.get("sni");
             let published = admin.shared.load();
             let explanation = crate::explain::explain(
-                &published.translation.table,
+                &published.translation,
                 Some(published.version),
                 &host,
                 &path,
@@ -145,11 +147,16 @@ pub fn respond(admin: &Admin, method: &Method, uri: &Uri, body: &[u8]) -> Respon
     }
 }
 
-/// `/debug/routes`: the published configuration, version first.
+/// `/debug/routes`: the published configuration, version first. `tls` is the certificate
+/// bindings (host → Secret) and each certificate's subject, names, validity and fingerprint:
+/// `Certificate` serialises no key or PEM (those fields are `serde(skip)`).
 #[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 struct RoutesView<'a> {
     version: u64,
     table: &'a crate::routing::RouteTable,
+    tls: &'a crate::tls::TlsTable,
+    ssl_redirects: &'a [crate::translate::SslRedirect],
     conditions: &'a [crate::translate::Condition],
     owned: &'a [crate::translate::ObjectRef],
 }

@@ -168,6 +168,7 @@ pub async fn run(
                 client.clone(),
                 ns,
                 snapshots_tx,
+                metrics.clone(),
                 stopped(),
             ));
             // Nothing is published (and /readyz stays unready) until the source's first

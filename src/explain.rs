@@ -6,14 +6,17 @@
 //! The final answer is always the table's own [`RouteTable::decide`]; the reasons are derived
 //! alongside it, and a test pins the two together. Knows routing types, not hyper.
 //!
-//! TLS (certificate served for the SNI, HTTPS redirect) is not built yet; the `tls` section
-//! says so instead of guessing. That is where the TLS work adds its part.
+//! For TLS it says which certificate a handshake with the request's SNI gets (spec §5.3), from
+//! the same [`TlsTable::selection`] the resolver serves from, and whether plain HTTP would be
+//! redirected (spec §5.5), from the same [`Decision::ssl_redirect`] the proxy acts on.
 
 use std::fmt;
 
 use serde::Serialize;
 
 use crate::routing::{normalize, Decision, HostMatch, PathType, Route, RouteTable, Target};
+use crate::tls::{format_time, normalize_sni, Binding, Certificate, CertificateInfo, TlsTable};
+use crate::translate::{Condition, Reason, Translation};
 
 /// The whole answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -27,7 +30,44 @@ pub struct Explanation {
     /// The selected vhost's routes in precedence order (spec §3.6); empty without a vhost.
     pub routes: Vec<Candidate>,
     pub outcome: Outcome,
-    pub tls: String,
+    pub tls: TlsChoice,
+    pub redirect: RedirectChoice,
+}
+
+/// The certificate a handshake gets (spec §5.3).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsChoice {
+    /// The server name looked up (normalised); `None`: no SNI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// `sni` (given), `host` (none given: the request host, as clients send it) or `none`.
+    pub sni_from: &'static str,
+    /// `exact`, `wildcard` or `default`.
+    pub selected_by: &'static str,
+    /// The matched binding, `host (Ingress ns/name)`, also when it falls back to the default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub binding: Option<String>,
+    /// `ns/name` of the Secret served, or `generated` for the certificate made at start.
+    pub secret: String,
+    /// The served certificate; `None` for the generated one (made at start, not known here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateInfo>,
+    pub why: String,
+    /// Conditions about the binding or the certificate (expired, conflicts, not covered).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// What a plain-HTTP request gets (spec §5.5).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RedirectChoice {
+    pub redirected: bool,
+    /// `https://host/path?query` when redirected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    pub why: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -84,14 +124,17 @@ pub struct Outcome {
     pub why: String,
 }
 
-/// Explains the decision for a request with Host (or authority) `host` and path `path`.
+/// Explains the decision for a request with Host (or authority) `host` and path `path`, and
+/// the certificate a handshake with server name `sni` gets (`None`: the request host, as
+/// clients send it).
 pub fn explain(
-    table: &RouteTable,
+    translation: &Translation,
     version: Option<u64>,
     host: &str,
     path: &str,
     sni: Option<&str>,
 ) -> Explanation {
+    let table = &translation.table;
     let match_host = normalize::host(host);
     // A query is not part of the match (spec §3.4).
     let raw_path = path.split_once('?').map_or(path, |(p, _)| p);
@@ -103,12 +146,8 @@ pub fn explain(
         .map(|v| explain_routes(&v.routes, &match_path, decision.route(), v))
         .unwrap_or_default();
     let outcome = explain_outcome(&decision);
-    let tls = match sni {
-        Some(name) => format!(
-            "not configured: Portico serves plain HTTP only (TLS is not built yet); SNI {name:?} is not used"
-        ),
-        None => "not configured: Portico serves plain HTTP only (TLS is not built yet)".to_string(),
-    };
+    let tls = explain_tls(translation, &match_host, sni);
+    let redirect = explain_redirect(translation, &decision, host, path, &match_path);
     Explanation {
         version,
         request: RequestView {
@@ -122,6 +161,238 @@ pub fn explain(
         routes,
         outcome,
         tls,
+        redirect,
+    }
+}
+
+/// spec §5.3, through [`TlsTable::selection`]: the resolver's own choice, with the reasons.
+fn explain_tls(translation: &Translation, match_host: &str, sni: Option<&str>) -> TlsChoice {
+    let tls: &TlsTable = &translation.tls;
+    let (name, sni_from) = match sni {
+        Some(s) => (Some(normalize_sni(s).into_owned()), "sni"),
+        None if !match_host.is_empty() => (Some(match_host.to_string()), "host"),
+        None => (None, "none"),
+    };
+    let selection = tls.selection(name.as_deref());
+    let mut notes = Vec::new();
+    let binding_text = |b: &Binding| format!("{} (Ingress {}/{})", b.host, b.namespace, b.ingress);
+    let (selected_by, why) = match (selection.binding, &name) {
+        (Some(b), _) if selection.is_bound() => {
+            let how = if selection.is_wildcard() {
+                "wildcard"
+            } else {
+                "exact"
+            };
+            let text = if selection.is_wildcard() {
+                format!(
+                    "no exact binding; {} covers one label (spec §5.3 step 3)",
+                    binding_text(b)
+                )
+            } else {
+                format!("exact binding {} (spec §5.3 step 2)", binding_text(b))
+            };
+            (how, text)
+        }
+        (Some(b), _) => {
+            let reason = match &b.secret {
+                None => "its tls entry has no secretName, so the default certificate is served (spec §5.2)".to_string(),
+                Some(secret) => {
+                    let problem = binding_conditions(translation, b)
+                        .find(|c| {
+                            matches!(
+                                c.reason,
+                                Reason::TlsSecretNotFound
+                                    | Reason::TlsSecretInvalid
+                                    | Reason::TlsSecretCrossNamespace
+                            ) && names_secret(c, &b.namespace, secret)
+                        })
+                        .map(|c| format!("{:?}: {}", c.reason, c.message))
+                        .unwrap_or_else(|| "the Secret is not usable".to_string());
+                    format!("but its Secret {secret:?} cannot be served, so the default certificate is (spec §5.1): {problem}")
+                }
+            };
+            ("default", format!("{} matches, {reason}", binding_text(b)))
+        }
+        (None, Some(n)) => (
+            "default",
+            format!("no Ingress binds {n} (exactly, or by a *. wildcard one label above it): the default certificate (spec §5.3 step 4)"),
+        ),
+        (None, None) => (
+            "default",
+            "no SNI (no --sni and no request host): the default certificate (spec §5.3 step 4)"
+                .to_string(),
+        ),
+    };
+    if let Some(b) = selection.binding {
+        let host = b.host.to_string();
+        for c in binding_conditions(translation, b) {
+            let about_host = match c.reason {
+                Reason::TlsHostNotCovered => c.message.contains(&format!(" cover {host} ")),
+                _ => false,
+            };
+            let about_cert = match (c.reason, b.certificate.as_deref()) {
+                (Reason::TlsCertificateExpired | Reason::TlsCertificateNotYetValid, Some(cert)) => {
+                    c.message.contains(&format!("Secret {} ", cert.secret))
+                }
+                _ => false,
+            };
+            if about_host || about_cert {
+                notes.push(format!("{:?}: {}", c.reason, c.message));
+            }
+        }
+        // Younger Ingresses naming the same host lost (spec §5.2: the oldest binding wins).
+        let lost = format!(" {host} is already bound by older Ingress ");
+        for c in &translation.conditions {
+            if c.reason == Reason::TlsHostConflict && c.message.contains(&lost) {
+                notes.push(format!("{}: {:?}: {}", c.object, c.reason, c.message));
+            }
+        }
+    }
+    let served: Option<&Certificate> = selection.certificate.map(|c| &**c);
+    if !selection.is_bound() {
+        match served {
+            Some(d) => {
+                for c in &translation.conditions {
+                    if c.object.kind == "Secret"
+                        && d.secret == format!("{}/{}", c.object.namespace, c.object.name)
+                    {
+                        notes.push(format!("{:?}: {}", c.reason, c.message));
+                    }
+                }
+            }
+            None => {
+                // A configured default that cannot be used is a condition on that Secret.
+                for c in &translation.conditions {
+                    if c.object.kind == "Secret"
+                        && c.message.starts_with("--default-ssl-certificate")
+                    {
+                        notes.push(format!("{:?}: {}", c.reason, c.message));
+                    }
+                }
+            }
+        }
+    }
+    let secret = match (served, selection.is_bound()) {
+        (Some(c), _) => c.secret.clone(),
+        (None, _) => "generated".to_string(),
+    };
+    let why = if selection.is_bound() {
+        why
+    } else {
+        match served {
+            Some(c) => format!("{why}; the default is --default-ssl-certificate {}", c.secret),
+            None => format!(
+                "{why}; the default is the certificate generated at start (CN={}, {}; no usable --default-ssl-certificate)",
+                crate::tls::GENERATED_CN,
+                crate::tls::GENERATED_NAME
+            ),
+        }
+    };
+    TlsChoice {
+        sni: name,
+        sni_from,
+        selected_by,
+        binding: selection.binding.map(binding_text),
+        secret,
+        certificate: served.map(|c| c.info.clone()),
+        why,
+        notes,
+    }
+}
+
+/// The conditions on the Ingress that made `binding`.
+fn binding_conditions<'a>(
+    translation: &'a Translation,
+    binding: &'a Binding,
+) -> impl Iterator<Item = &'a Condition> + 'a {
+    translation.conditions.iter().filter(move |c| {
+        c.object.kind == "Ingress"
+            && c.object.namespace == binding.namespace
+            && c.object.name == binding.ingress
+    })
+}
+
+/// Whether a condition message is about Secret `secret` (as the Ingress named it).
+fn names_secret(condition: &Condition, namespace: &str, secret: &str) -> bool {
+    let m = &condition.message;
+    m.contains(&format!("Secret {namespace}/{secret} "))
+        || m.contains(&format!("Secret {namespace}/{secret}:"))
+        || m.contains(&format!("{secret:?}"))
+}
+
+/// spec §5.5, from the table's own [`Decision::ssl_redirect`] and the proxy's ACME rule.
+fn explain_redirect(
+    translation: &Translation,
+    decision: &Decision<'_>,
+    host: &str,
+    path: &str,
+    match_path: &str,
+) -> RedirectChoice {
+    let not = |why: String| RedirectChoice {
+        redirected: false,
+        location: None,
+        why,
+    };
+    let setting = |ns: &str, name: &str| {
+        translation
+            .ssl_redirects
+            .iter()
+            .find(|s| s.ingress.namespace == ns && s.ingress.name == name)
+    };
+    if decision.ssl_redirect() {
+        if crate::proxy::is_acme_challenge(match_path) {
+            return not(format!(
+                "the vhost redirects, but ACME HTTP-01 challenges ({}) are always proxied over plain HTTP (spec §5.5)",
+                "/.well-known/acme-challenge/"
+            ));
+        }
+        let why = match decision.route() {
+            Some(r) => {
+                let by = setting(&r.origin.namespace, &r.origin.name)
+                    .map_or("--ssl-redirect", |s| s.set_by.as_str());
+                format!(
+                    "the vhost has TLS and the route's Ingress {}/{} redirects ({by}) (spec §5.5)",
+                    r.origin.namespace, r.origin.name
+                )
+            }
+            None => "the vhost has TLS; requests no route matches follow the Ingress of its fallback, else its oldest Ingress, which redirects (spec §5.5)".to_string(),
+        };
+        return RedirectChoice {
+            redirected: true,
+            location: Some(crate::proxy::redirect_location(host, path)),
+            why: format!("308 Permanent Redirect: {why}"),
+        };
+    }
+    let Some(vhost) = decision.vhost() else {
+        return not(
+            "no rule host matches, and the default backend (or the 404) never redirects"
+                .to_string(),
+        );
+    };
+    if vhost.host == HostMatch::Any {
+        return not("the rules without a host (and the default backend) never redirect: they have no TLS host".to_string());
+    }
+    if let Decision::Default { .. } = decision {
+        return not("the default backend never redirects".to_string());
+    }
+    if !translation.tls.has_tls(&vhost.host) {
+        return not(format!(
+            "no Ingress binds {} to a certificate (no TLS on this vhost)",
+            vhost.host
+        ));
+    }
+    match decision.route() {
+        Some(r) => {
+            let why = match setting(&r.origin.namespace, &r.origin.name) {
+                Some(s) => format!("{} says false", s.set_by),
+                None => "it opts out".to_string(),
+            };
+            not(format!(
+                "the vhost has TLS, but the route's Ingress {}/{} does not redirect: {why}",
+                r.origin.namespace, r.origin.name
+            ))
+        }
+        None => not("the vhost has TLS, but requests no route matches follow the Ingress of its fallback, else its oldest Ingress, which does not redirect".to_string()),
     }
 }
 
@@ -344,6 +615,39 @@ impl fmt::Display for Explanation {
             None => writeln!(f, "outcome: {}: {}", o.decision, o.why)?,
         }
         writeln!(f, "answer:  {}", o.answer)?;
-        writeln!(f, "tls:     {}", self.tls)
+        let t = &self.tls;
+        let sni = match (&t.sni, t.sni_from) {
+            (Some(n), "host") => format!("SNI {n:?} (from the host)"),
+            (Some(n), _) => format!("SNI {n:?}"),
+            (None, _) => "no SNI".to_string(),
+        };
+        writeln!(
+            f,
+            "tls:     {sni} -> {} ({}): {}",
+            t.secret, t.selected_by, t.why
+        )?;
+        if let Some(c) = &t.certificate {
+            writeln!(
+                f,
+                "         certificate: {}; names {}; valid {} to {}; sha256 {}",
+                c.subject,
+                if c.names.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    c.names.join(", ")
+                },
+                format_time(c.not_before),
+                format_time(c.not_after),
+                c.sha256
+            )?;
+        }
+        for note in &t.notes {
+            writeln!(f, "         note: {note}")?;
+        }
+        let r = &self.redirect;
+        match &r.location {
+            Some(l) => writeln!(f, "http:    redirected to {l}: {}", r.why),
+            None => writeln!(f, "http:    not redirected: {}", r.why),
+        }
     }
 }

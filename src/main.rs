@@ -59,9 +59,11 @@ fn run_explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     for e in &loaded.errors {
         eprintln!("portico explain: manifest skipped: {e}");
     }
-    let translation = portico::translate::translate(&loaded.snapshot, &options);
+    let mut translation = portico::translate::translate(&loaded.snapshot, &options);
+    // As the controller would judge it now (expired certificates are noted).
+    portico::translate::certificate_validity(&mut translation, std::time::SystemTime::now());
     let explanation = portico::explain::explain(
-        &translation.table,
+        &translation,
         None,
         &args.host,
         &args.path,

@@ -89,6 +89,35 @@ struct ReasonLabels {
     reason: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    reason: &'static str,
+}
+
+/// A bound host (from the configuration, so bounded; empty for the `--default-ssl-certificate`)
+/// and the Secret its certificate comes from.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    host: String,
+    secret: String,
+}
+
+/// The reason class of a failed TLS handshake: `closed` (the client went away before
+/// finishing: TCP health checks, port scans) or `error` (anything rustls refused: no common
+/// version or cipher, bad messages). Timeouts are `timeout`, counted by the caller.
+pub fn handshake_failure_reason(error: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => "closed",
+        _ => "error",
+    }
+}
+
 /// The bounded method label set; anything else is `OTHER`.
 const METHODS: [&str; 10] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE", "OTHER",
@@ -207,6 +236,9 @@ pub struct Metrics {
     last_sync: Mutex<HashMap<String, Instant>>,
     watch_errors: Family<WatchErrorLabels, Counter>,
     access_log_dropped: Counter,
+    tls_handshakes: Family<VersionLabels, Counter>,
+    tls_handshake_failures: Family<FailureLabels, Counter>,
+    certificate_not_after: Family<CertificateLabels, Gauge>,
     series: ArcSwap<SeriesMap>,
     /// Serialises inserts into `series` (copy-on-write); never taken by a request whose series
     /// already exists.
@@ -344,8 +376,30 @@ impl Metrics {
             "Access log lines dropped because the writer fell behind",
             access_log_dropped.clone(),
         );
+        let tls_handshakes = Family::default();
+        registry.register(
+            "tls_handshakes",
+            "Completed TLS handshakes on the HTTPS listener, by negotiated version",
+            tls_handshakes.clone(),
+        );
+        let tls_handshake_failures = Family::default();
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that did not complete, by reason: timeout, closed (client went away), error",
+            tls_handshake_failures.clone(),
+        );
+        let certificate_not_after = Family::default();
+        registry.register_with_unit(
+            "tls_certificate_not_after_timestamp",
+            "When each served certificate expires (notAfter, Unix time), by bound host (empty: the --default-ssl-certificate) and Secret",
+            Unit::Seconds,
+            certificate_not_after.clone(),
+        );
         Metrics {
             registry,
+            tls_handshakes,
+            tls_handshake_failures,
+            certificate_not_after,
             requests,
             request_duration,
             upstream_duration,
@@ -480,6 +534,20 @@ impl Metrics {
             .inc();
     }
 
+    /// A completed TLS handshake; `version` from [`crate::tls::version_name`].
+    pub fn tls_handshake(&self, version: &'static str) {
+        self.tls_handshakes
+            .get_or_create(&VersionLabels { version })
+            .inc();
+    }
+
+    /// A TLS handshake that did not complete: `timeout`, or [`handshake_failure_reason`].
+    pub fn tls_handshake_failed(&self, reason: &'static str) {
+        self.tls_handshake_failures
+            .get_or_create(&FailureLabels { reason })
+            .inc();
+    }
+
     /// The counter the access log increments when it drops a line.
     pub fn access_log_dropped(&self) -> Counter {
         self.access_log_dropped.clone()
@@ -504,6 +572,27 @@ impl Metrics {
             self.conditions
                 .get_or_create(&ReasonLabels { reason })
                 .set(n);
+        }
+        // Certificates come and go with the configuration: rebuilt from it on every scrape.
+        self.certificate_not_after.clear();
+        let tls = &published.translation.tls;
+        for binding in tls.bindings() {
+            if let Some(c) = &binding.certificate {
+                self.certificate_not_after
+                    .get_or_create(&CertificateLabels {
+                        host: binding.host.to_string(),
+                        secret: c.secret.clone(),
+                    })
+                    .set(c.info.not_after);
+            }
+        }
+        if let Some(c) = tls.default_certificate() {
+            self.certificate_not_after
+                .get_or_create(&CertificateLabels {
+                    host: String::new(),
+                    secret: c.secret.clone(),
+                })
+                .set(c.info.not_after);
         }
         {
             let last = self

@@ -22,12 +22,7 @@ impl Published {
     fn empty() -> Self {
         Published {
             version: 0,
-            translation: Translation {
-                table: Default::default(),
-                tls: Default::default(),
-                conditions: Vec::new(),
-                owned: Vec::new(),
-            },
+            translation: Translation::default(),
         }
     }
 

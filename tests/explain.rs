@@ -3,8 +3,9 @@
 //! `UPDATE_GOLDEN=1 cargo test --test explain` rewrites them; read the diff before committing.
 //!
 //! Cases worth reading: `merge-age-order` (shadowed paths), `hosts` (wildcard misses, exact
-//! vhost without fall-through), `backends-service` (missing Service, missing port). A TLS
-//! fallback case comes with TLS.
+//! vhost without fall-through), `backends-service` (missing Service, missing port), `tls`
+//! (exact, wildcard and default certificates; Secrets that cannot be served falling back;
+//! SNI different from Host), `tls-redirect` (opt-outs, misses, the ACME path).
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,9 @@ struct Request {
     #[serde(default)]
     host: String,
     path: String,
+    /// A server name other than the host (`--sni`).
+    #[serde(default)]
+    sni: Option<String>,
 }
 
 fn cases() -> Vec<PathBuf> {
@@ -71,7 +75,7 @@ fn explain_and_check_match_their_golden_files() {
         let requests: Vec<Request> = serde_yaml::from_str(&text).expect("requests");
         let mut out = String::new();
         for r in &requests {
-            let e = explain(&translation.table, None, &r.host, &r.path, None);
+            let e = explain(&translation, None, &r.host, &r.path, r.sni.as_deref());
             // The reasons agree with the table's own decision: the chosen route is the first
             // candidate that matched, and without a chosen route none matched.
             let path = normalize::path(r.path.split('?').next().unwrap_or_default());
@@ -83,8 +87,13 @@ fn explain_and_check_match_their_golden_files() {
                 None => assert_eq!(first_match, None, "{}: {r:?}", dir.display()),
             }
             out.push_str(&format!(
-                "$ explain --host {:?} --path {:?}\n",
-                r.host, r.path
+                "$ explain --host {:?} --path {:?}{}\n",
+                r.host,
+                r.path,
+                r.sni
+                    .as_ref()
+                    .map(|s| format!(" --sni {s:?}"))
+                    .unwrap_or_default()
             ));
             out.push_str(&e.to_string());
             out.push('\n');
@@ -92,6 +101,56 @@ fn explain_and_check_match_their_golden_files() {
         failures.extend(compare(&dir.join("explain.txt"), &out));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The certificate `explain` names is the one the resolver serves, for every request of every
+/// fixture: both read `TlsTable::selection`.
+#[test]
+fn explain_names_the_certificate_the_resolver_serves() {
+    let mut compared = 0;
+    for dir in cases() {
+        let Ok(text) = std::fs::read_to_string(dir.join("requests.yaml")) else {
+            continue;
+        };
+        let mut loaded = Loaded::default();
+        let input = std::fs::read_to_string(dir.join("input.yaml")).expect("input");
+        parse_documents("input.yaml", &input, &mut loaded);
+        let (options, _) = fixture_options::read(&dir);
+        let translation = translate(&loaded.snapshot, &options);
+        let shared = portico::publish::shared();
+        shared.store(std::sync::Arc::new(portico::publish::Published {
+            version: 1,
+            translation: translation.clone(),
+        }));
+        let generated = portico::tls::generated_default().expect("generate");
+        let resolver = portico::tls::Resolver::new(shared, generated.clone());
+        let requests: Vec<Request> = serde_yaml::from_str(&text).expect("requests");
+        for r in &requests {
+            let e = explain(&translation, None, &r.host, &r.path, r.sni.as_deref());
+            let served = resolver.certificate_for(e.tls.sni.as_deref());
+            let expected = if e.tls.secret == "generated" {
+                generated.clone()
+            } else {
+                translation
+                    .tls
+                    .certificates()
+                    .iter()
+                    .chain(translation.tls.default_certificate())
+                    .find(|c| c.secret == e.tls.secret)
+                    .unwrap_or_else(|| panic!("{}: {r:?}: no {}", dir.display(), e.tls.secret))
+                    .certified_key()
+                    .clone()
+            };
+            assert!(
+                std::sync::Arc::ptr_eq(&served, &expected),
+                "{}: {r:?}: explain says {}",
+                dir.display(),
+                e.tls.secret
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared > 0);
 }
 
 #[test]

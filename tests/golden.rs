@@ -24,6 +24,9 @@ struct Request {
     #[serde(default)]
     host: String,
     path: String,
+    /// The TLS server name when it differs from the host.
+    #[serde(default)]
+    sni: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -31,6 +34,8 @@ struct Request {
 struct Outcome<'a> {
     host: &'a str,
     path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sni: Option<&'a str>,
     decision: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     vhost: Option<String>,
@@ -113,6 +118,7 @@ fn render(dir: &Path) -> String {
             Outcome {
                 host: &r.host,
                 path: &r.path,
+                sni: r.sni.as_deref(),
                 decision: match decision {
                     Decision::Route { .. } => "route",
                     Decision::Fallback { .. } => "fallback",
@@ -124,15 +130,17 @@ fn render(dir: &Path) -> String {
                 backend: backend.map(|b| b.reference.to_string()),
                 target: backend.map(|b| &b.target),
                 ssl_redirect: decision.ssl_redirect(),
+                // The resolver's own selection (spec §5.3).
                 certificate: (!translation.tls.is_empty()).then(|| {
-                    let sni = (!host.is_empty()).then_some(host.as_ref());
-                    let bound = sni.and_then(|h| translation.tls.binding(h));
-                    match bound.and_then(|b| b.certificate.as_ref()) {
-                        Some(c) => c.secret.clone(),
-                        None => match translation.tls.default_certificate() {
-                            Some(c) => format!("default ({})", c.secret),
-                            None => "default (generated)".to_string(),
-                        },
+                    let sni = r
+                        .sni
+                        .as_deref()
+                        .or((!host.is_empty()).then_some(host.as_ref()));
+                    let selection = translation.tls.selection(sni);
+                    match selection.certificate {
+                        Some(c) if selection.is_bound() => c.secret.clone(),
+                        Some(c) => format!("default ({})", c.secret),
+                        None => "default (generated)".to_string(),
                     }
                 }),
             }

@@ -690,3 +690,58 @@ async fn fake_api_server_status_subresource_and_conflicts() {
     .await;
     assert_eq!(code, 409);
 }
+
+/// The value of the sample whose name and labels are exactly `series` in OpenMetrics text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The Kubernetes source feeds the source metrics: the sync age with `source="kube"`, and
+/// watch errors by kind while the API server fails (the age then keeps growing). The API
+/// answers 500: kube's client retries 503 itself for minutes before a watcher sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_source_reports_sync_age_and_watch_errors_by_kind() {
+    let api = FakeApi::start().await;
+    base(&api);
+    let portico = Portico::start(api.addr, &[]).await;
+    portico.wait_ready().await;
+    let admin = portico.admin;
+    let scrape = move || async move {
+        Portico::status_code(admin, "admin", "/metrics")
+            .await
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    };
+    let age = "portico_source_last_sync_age_seconds{source=\"kube\"}";
+    let ingress_errors = "portico_source_watch_errors_total{source=\"kube\",kind=\"Ingress\"}";
+    poll("the kube sync age", || async {
+        sample(&scrape().await, age).is_some()
+    })
+    .await;
+    let text = scrape().await;
+    assert!(sample(&text, age).expect("age") < 10.0, "{text}");
+    let before = sample(&text, ingress_errors).unwrap_or(0.0);
+
+    api.set_failing(true);
+    poll("an Ingress watch error counted", || async {
+        sample(&scrape().await, ingress_errors).unwrap_or(0.0) > before
+    })
+    .await;
+    let text = scrape().await;
+    for kind in ["Service", "EndpointSlice", "Secret", "IngressClass"] {
+        let series =
+            format!("portico_source_watch_errors_total{{source=\"kube\",kind=\"{kind}\"}}");
+        poll(&format!("a {kind} watch error counted"), || async {
+            sample(&scrape().await, &series).unwrap_or(0.0) >= 1.0
+        })
+        .await;
+    }
+    // Not in sync while watches fail: the age is not refreshed.
+    let first = sample(&text, age).expect("age");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let later = sample(&scrape().await, age).expect("age");
+    assert!(later >= first + 1.0, "{first} then {later}");
+    api.set_failing(false);
+    portico.stop().await;
+}

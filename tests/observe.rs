@@ -278,6 +278,7 @@ async fn every_family_is_present() {
             }],
             owned: vec![],
             tls: Default::default(),
+            ssl_redirects: vec![],
         },
     };
     let s = parse(&metrics.encode(&published));
@@ -448,4 +449,295 @@ async fn text_access_log_has_one_logfmt_line_per_request() {
     ] {
         assert!(line.contains(field), "{field} missing in {line}");
     }
+}
+
+/// An HTTPS proxy (and its HTTP sibling) counting into fresh metrics and logging in `format`,
+/// serving `shop.example` with its own certificate to a live echo backend.
+async fn start_tls(
+    format: Format,
+    handshake_timeout: Duration,
+) -> (support::tls::TlsProxy, Arc<Metrics>, Lines) {
+    use support::tls;
+    let metrics = Arc::new(Metrics::new());
+    let lines = Lines::default();
+    let (log, _thread) = AccessLog::start(
+        format,
+        Box::new(lines.clone()),
+        1024,
+        metrics.access_log_dropped(),
+    );
+    let proxy = tls::TlsProxy::start_observed(
+        handshake_timeout,
+        Observe {
+            metrics: metrics.clone(),
+            access_log: Some(log),
+        },
+    )
+    .await;
+    let backend = start_echo("a").await;
+    proxy.apply(&[
+        tls::app_yaml(
+            "shop",
+            "shop",
+            "shop.example",
+            &["shop.example"],
+            "shop-tls",
+            backend,
+            &[],
+        ),
+        tls::tls_secret("shop", "shop-tls", &tls::cert(&["shop.example"])),
+    ]);
+    (proxy, metrics, lines)
+}
+
+/// One GET over a fresh TLS connection with `sni` and protocol `version`.
+async fn https_get(
+    proxy: &support::tls::TlsProxy,
+    sni: Option<&str>,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> u16 {
+    use support::tls;
+    let config = tls::client_config(&[b"http/1.1"], &[version]);
+    let stream = tls::connect_with(proxy.https, sni, config)
+        .await
+        .expect("handshake");
+    let mut client = tls::Client::new(stream).await;
+    client.get("shop.example", "/").await.status().as_u16()
+}
+
+#[tokio::test]
+async fn access_log_has_tls_version_and_sni_for_https_requests_in_both_formats() {
+    for format in [Format::Json, Format::Text] {
+        let (proxy, _metrics, lines) = start_tls(format, Duration::from_secs(10)).await;
+        assert_eq!(
+            https_get(&proxy, Some("shop.example"), &rustls::version::TLS13).await,
+            200
+        );
+        // No SNI (an IP literal as server name), TLS 1.2.
+        assert_eq!(https_get(&proxy, None, &rustls::version::TLS12).await, 200);
+        let lines = lines.wait_for(2).await;
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        match format {
+            Format::Json => {
+                let first: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+                assert_eq!(first["tls.version"], "TLSv1.3", "{first}");
+                assert_eq!(first["tls.sni"], "shop.example", "{first}");
+                assert_eq!(first["http.status"], 200);
+                assert_eq!(first["ingress.name"], "shop");
+                let second: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+                assert_eq!(second["tls.version"], "TLSv1.2", "{second}");
+                assert!(second["tls.sni"].is_null(), "{second}");
+            }
+            Format::Text => {
+                assert!(
+                    lines[0].contains("tls.version=TLSv1.3 tls.sni=shop.example"),
+                    "{}",
+                    lines[0]
+                );
+                assert!(
+                    lines[1].contains("tls.version=TLSv1.2 tls.sni=-"),
+                    "{}",
+                    lines[1]
+                );
+            }
+        }
+    }
+}
+
+/// Waits (bounded) until `check` holds for a scrape.
+async fn scrape_until(
+    metrics: &Metrics,
+    shared: &portico::publish::Shared,
+    what: &str,
+    check: impl Fn(&prometheus_parse::Scrape) -> bool,
+) -> prometheus_parse::Scrape {
+    for _ in 0..400 {
+        let scrape = parse(&metrics.encode(&shared.load()));
+        if check(&scrape) {
+            return scrape;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "{what}: never reached; last scrape:\n{}",
+        metrics.encode(&shared.load())
+    );
+}
+
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn tls_handshakes_and_failures_are_counted_exactly() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (proxy, metrics, _lines) = start_tls(Format::Text, Duration::from_millis(300)).await;
+    assert_eq!(
+        https_get(&proxy, Some("shop.example"), &rustls::version::TLS13).await,
+        200
+    );
+    assert_eq!(
+        https_get(&proxy, Some("shop.example"), &rustls::version::TLS13).await,
+        200
+    );
+    assert_eq!(https_get(&proxy, None, &rustls::version::TLS12).await, 200);
+    // Not a ClientHello: rustls refuses it.
+    let mut garbage = tokio::net::TcpStream::connect(proxy.https).await.unwrap();
+    garbage
+        .write_all(b"GET / HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+        .await
+        .unwrap();
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(support::BOUND, garbage.read_to_end(&mut sink)).await;
+    // Connects and goes away (a TCP health check).
+    drop(tokio::net::TcpStream::connect(proxy.https).await.unwrap());
+    // Connects and says nothing: dropped after the 300 ms handshake timeout.
+    let mut idle = tokio::net::TcpStream::connect(proxy.https).await.unwrap();
+    let _ = tokio::time::timeout(support::BOUND, idle.read_to_end(&mut sink)).await;
+
+    let failures = "portico_tls_handshake_failures_total";
+    let handshakes = "portico_tls_handshakes_total";
+    let s = scrape_until(&metrics, &proxy.shared, "three failures", |s| {
+        sample(s, failures, &[]) >= 3.0 && sample(s, handshakes, &[]) >= 3.0
+    })
+    .await;
+    assert_eq!(value(&s, handshakes, &[("version", "TLSv1.3")]), 2.0);
+    assert_eq!(value(&s, handshakes, &[("version", "TLSv1.2")]), 1.0);
+    assert_eq!(value(&s, failures, &[("reason", "error")]), 1.0);
+    assert_eq!(value(&s, failures, &[("reason", "closed")]), 1.0);
+    assert_eq!(value(&s, failures, &[("reason", "timeout")]), 1.0);
+    assert_eq!(sample(&s, handshakes, &[]), 3.0);
+    assert_eq!(sample(&s, failures, &[]), 3.0);
+    assert_eq!(
+        value(&s, "portico_client_connections", &[("protocol", "https")]),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn certificate_expiry_is_a_timestamp_per_bound_host() {
+    use support::tls;
+    let metrics = Metrics::new();
+    let shared = portico::publish::shared();
+    let backend = start_echo("a").await;
+    // Expires 2000-01-01T00:00:00Z; served regardless (spec §5.1).
+    let old = tls::expired_cert(&["old.example", "www.old.example"]);
+    let docs = [
+        tls::app_yaml(
+            "ns",
+            "old",
+            "old.example",
+            &["old.example", "www.old.example"],
+            "old-tls",
+            backend,
+            &[],
+        ),
+        tls::tls_secret("ns", "old-tls", &old),
+        // Bound to a Secret that does not exist: the default certificate, no series.
+        tls::app_yaml(
+            "ns",
+            "broken",
+            "broken.example",
+            &["broken.example"],
+            "nope",
+            backend,
+            &[],
+        ),
+        tls::tls_secret(
+            "ops",
+            "default-cert",
+            &tls::expired_cert(&["default.example"]),
+        ),
+    ];
+    let options = portico::translate::Options {
+        default_ssl_certificate: Some(("ops".to_string(), "default-cert".to_string())),
+        ..tls::options()
+    };
+    portico::publish::apply(&shared, &tls::snapshot(&docs), &options);
+    let s = parse(&metrics.encode(&shared.load()));
+    let name = "portico_tls_certificate_not_after_timestamp_seconds";
+    for host in ["old.example", "www.old.example"] {
+        assert_eq!(
+            value(&s, name, &[("host", host), ("secret", "ns/old-tls")]),
+            946_684_800.0
+        );
+    }
+    assert_eq!(
+        value(&s, name, &[("host", ""), ("secret", "ops/default-cert")]),
+        946_684_800.0
+    );
+    assert_eq!(
+        s.samples.iter().filter(|x| x.metric == name).count(),
+        3,
+        "broken.example serves the default: no series of its own"
+    );
+    // A later configuration without the Ingress drops its series.
+    portico::publish::apply(&shared, &tls::snapshot(&docs[2..]), &options);
+    let s = parse(&metrics.encode(&shared.load()));
+    assert_eq!(s.samples.iter().filter(|x| x.metric == name).count(), 1);
+}
+
+#[tokio::test]
+async fn debug_routes_shows_certificate_bindings_and_never_key_material() {
+    use http_body_util::BodyExt;
+    use support::tls;
+    let shared = portico::publish::shared();
+    let cert = tls::cert(&["shop.example"]);
+    let docs = [
+        tls::app_yaml(
+            "shop",
+            "shop",
+            "shop.example",
+            &["shop.example"],
+            "shop-tls",
+            "127.0.0.1:9".parse().unwrap(),
+            &[],
+        ),
+        tls::tls_secret("shop", "shop-tls", &cert),
+    ];
+    portico::publish::apply(&shared, &tls::snapshot(&docs), &tls::options());
+    let admin = portico::admin::Admin {
+        shared: shared.clone(),
+        metrics: Arc::new(Metrics::new()),
+    };
+    let uri: http::Uri = "/debug/routes".parse().unwrap();
+    let response = portico::admin::respond(&admin, &http::Method::GET, &uri, b"");
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(!text.contains("PRIVATE KEY"), "{text}");
+    assert!(!text.contains("BEGIN"), "no PEM at all: {text}");
+    // The key's base64: every line of its PEM body, and the body in one piece.
+    let key_lines: Vec<&str> = cert
+        .key
+        .lines()
+        .filter(|l| !l.starts_with("-----") && !l.is_empty())
+        .collect();
+    assert!(!key_lines.is_empty());
+    for line in &key_lines {
+        assert!(!text.contains(line), "key material {line:?} in {text}");
+    }
+    assert!(!text.contains(&key_lines.concat()));
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let binding = &json["tls"]["bindings"][0];
+    assert_eq!(binding["host"], "shop.example");
+    assert_eq!(binding["ingress"], "shop/shop");
+    assert_eq!(binding["secret"], "shop-tls");
+    assert_eq!(binding["serves"], "shop/shop-tls");
+    let certificate = &json["tls"]["certificates"][0];
+    assert_eq!(certificate["secret"], "shop/shop-tls");
+    assert_eq!(certificate["names"], serde_json::json!(["shop.example"]));
+    assert_eq!(certificate["notAfter"], "4096-01-01T00:00:00Z");
+    assert_eq!(json["sslRedirects"][0]["setBy"], "--ssl-redirect");
 }

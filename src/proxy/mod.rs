@@ -23,6 +23,7 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 
 pub use error::ProxyError;
+pub use redirect::{is_acme_challenge, location as redirect_location};
 pub use server::{serve, serve_tls, TlsListener};
 
 /// The body type of every response the proxy writes to clients.

@@ -17,7 +17,7 @@ use http_body_util::BodyExt;
 
 use super::upstream::Progress;
 use super::{Observe, ProxyBody};
-use crate::access_log::Entry;
+use crate::access_log::{Entry, TlsInfo};
 use crate::metrics::RouteSeries;
 
 /// Filled in by the proxy as the request goes.
@@ -43,10 +43,17 @@ pub(crate) struct Arrival {
     pub version: Version,
     /// Kept only when an access log is written.
     pub target: Option<PathAndQuery>,
+    /// The connection's TLS version and SNI (HTTPS listener).
+    pub tls: Option<Arc<TlsInfo>>,
 }
 
 impl Arrival {
-    pub fn new<B>(req: &http::Request<B>, client: SocketAddr, observe: &Observe) -> Self {
+    pub fn new<B>(
+        req: &http::Request<B>,
+        client: SocketAddr,
+        tls: Option<&Arc<TlsInfo>>,
+        observe: &Observe,
+    ) -> Self {
         Arrival {
             start: Instant::now(),
             time: SystemTime::now(),
@@ -57,6 +64,7 @@ impl Arrival {
                 .access_log
                 .as_ref()
                 .and_then(|_| req.uri().path_and_query().cloned()),
+            tls: observe.access_log.as_ref().and(tls.cloned()),
         }
     }
 }
@@ -162,8 +170,7 @@ impl Drop for Observed {
                 upstream_duration: done.seen.upstream_duration,
                 route: done.seen.series,
                 request_id: done.seen.request_id,
-                // Filled from the connection by the HTTPS listener once TLS exists.
-                tls: None,
+                tls: done.arrival.tls,
             });
         }
     }

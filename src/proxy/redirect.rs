@@ -18,6 +18,15 @@ pub fn is_acme_challenge(path: &str) -> bool {
     path.starts_with(ACME_CHALLENGE)
 }
 
+/// The `Location` of the redirect: `https://<host lowercased, without port or trailing
+/// dot><request-target>`; a request-target that is not a path (`OPTIONS *`) becomes `/`.
+/// `explain` shows the same string.
+pub fn location(host: &str, target: &str) -> String {
+    let host = normalize::host(host);
+    let target = if target.starts_with('/') { target } else { "/" };
+    format!("https://{host}{target}")
+}
+
 /// `308 Permanent Redirect` to `https://<host without port><path and query>` (spec §5.5).
 /// 308 keeps the method and body, unlike 301/302.
 pub fn to_https(
@@ -25,13 +34,8 @@ pub fn to_https(
     uri: &Uri,
     version: Version,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let host = normalize::host(host);
-    let target = uri
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .filter(|t| t.starts_with('/'))
-        .unwrap_or("/");
-    let location = HeaderValue::from_str(&format!("https://{host}{target}"))
+    let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let location = HeaderValue::from_str(&location(host, target))
         .map_err(|_| ProxyError::BadRequest("host cannot be written into a Location"))?;
     let text = "308 Permanent Redirect\n";
     let mut response = Response::new(

@@ -109,8 +109,8 @@ async fn serve_inner(
             .metrics
             .connection(ctx.options.scheme.as_str());
         let ctx = ctx.clone();
-        let svc = service_fn(move |req| service::handle(ctx.clone(), client_addr, req));
         let Some(tls) = &tls else {
+            let svc = service_fn(move |req| service::handle(ctx.clone(), client_addr, None, req));
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                 .into_owned();
@@ -128,9 +128,15 @@ async fn serve_inner(
         let watcher = graceful.watcher();
         let (tls, builder) = (tls.clone(), builder.clone());
         tokio::spawn(async move {
-            let Some(stream) = handshake(&tls, stream, client_addr).await else {
+            let metrics = &ctx.options.observe.metrics;
+            let Some(stream) = handshake(&tls, stream, client_addr, metrics).await else {
                 return;
             };
+            // Per connection, for the access log of each of its requests.
+            let info = Arc::new(crate::tls::connection_info(stream.get_ref().1));
+            let svc = service_fn(move |req| {
+                service::handle(ctx.clone(), client_addr, Some(info.clone()), req)
+            });
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                 .into_owned();
@@ -156,20 +162,29 @@ async fn serve_inner(
 }
 
 /// The server side of a TLS handshake, bounded by the handshake timeout. Failures are the
-/// client's business (wrong version, no common cipher, port scan): logged at debug only.
+/// client's business (wrong version, no common cipher, port scan): logged at debug only, and
+/// counted by reason class.
 async fn handshake(
     tls: &TlsListener,
     stream: TcpStream,
     client_addr: std::net::SocketAddr,
+    metrics: &crate::metrics::Metrics,
 ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
     match tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => Some(stream),
+        Ok(Ok(stream)) => {
+            metrics.tls_handshake(crate::tls::version_name(
+                stream.get_ref().1.protocol_version(),
+            ));
+            Some(stream)
+        }
         Ok(Err(e)) => {
             tracing::debug!(client.addr = %client_addr, error = %e, "TLS handshake failed");
+            metrics.tls_handshake_failed(crate::metrics::handshake_failure_reason(&e));
             None
         }
         Err(_) => {
             tracing::debug!(client.addr = %client_addr, "TLS handshake timed out");
+            metrics.tls_handshake_failed("timeout");
             None
         }
     }

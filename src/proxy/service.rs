@@ -80,13 +80,15 @@ impl std::fmt::Display for Dest {
 }
 
 /// The hyper service function: never fails, every error is a response from `error.rs`.
+/// `tls`: the connection's TLS version and SNI on the HTTPS listener.
 pub(crate) async fn handle(
     ctx: Arc<Context>,
     client_addr: SocketAddr,
+    tls: Option<Arc<crate::access_log::TlsInfo>>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let version = req.version();
-    let arrival = Arrival::new(&req, client_addr, &ctx.options.observe);
+    let arrival = Arrival::new(&req, client_addr, tls.as_ref(), &ctx.options.observe);
     let mut seen = Seen::default();
     let response = match proxy(&ctx, client_addr, req, &mut seen).await {
         Ok(response) => response,

@@ -5,7 +5,8 @@
 use std::collections::HashSet;
 use std::fmt::Debug;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::{future, StreamExt};
 use k8s_openapi::api::core::v1::{Secret, Service};
@@ -22,7 +23,11 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::{watch, Notify};
 
+use crate::metrics::Metrics;
 use crate::source::Snapshot;
+
+/// The `source` label of this source's metrics.
+pub const SOURCE: &str = "kube";
 
 /// The annotation `kubectl apply` leaves behind: a full copy of the object nobody here reads.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -85,11 +90,16 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Drop for Kind<K> {
 
 /// Starts the watcher + reflector for `K`. Objects that do not deserialise as `K` are skipped
 /// (and dropped from the store if an earlier version was good), logged once per version.
+///
+/// Watch errors count in `portico_source_watch_errors_total{source="kube",kind=K}` and are
+/// remembered in `health`.
 fn watch_kind<K>(
     client: Client,
     namespace: Option<&str>,
     config: watcher::Config,
     changed: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
 ) -> Kind<K>
 where
     K: Resource<DynamicType = ()>
@@ -120,7 +130,11 @@ where
             match event {
                 Ok(_) => changed.notify_one(),
                 // The watcher backs off and resumes by itself; the store keeps the last state.
-                Err(e) => tracing::warn!(kind = %kind, error = %e, "watch failed; retrying"),
+                Err(e) => {
+                    health.error();
+                    metrics.watch_error(SOURCE, &kind);
+                    tracing::warn!(kind = %kind, error = %e, "watch failed; retrying");
+                }
             }
             future::ready(())
         });
@@ -166,11 +180,45 @@ where
     }
 }
 
+/// When a watcher last failed. kube-runtime's default backoff retries a failing watch at
+/// least every 30 s, and each failed retry is an error again, so a source with no error for
+/// [`QUIET`] has every watcher connected and its stores current.
+#[derive(Debug, Default)]
+struct Health {
+    last_error: Mutex<Option<Instant>>,
+}
+
+/// See [`Health`]: longer than the watcher's longest backoff (30 s).
+const QUIET: Duration = Duration::from_secs(35);
+
+/// How often a healthy source refreshes its sync time while nothing changes.
+const SYNC_TICK: Duration = Duration::from_secs(5);
+
+impl Health {
+    fn error(&self) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    fn current(&self) -> bool {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none_or(|at| at.elapsed() >= QUIET)
+    }
+}
+
+/// What every watcher shares.
+struct Shared {
+    changed: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+}
+
 fn namespaced<K>(
     client: &Client,
     namespace: Option<&str>,
     config: watcher::Config,
-    changed: &Arc<Notify>,
+    shared: &Shared,
 ) -> Kind<K>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
@@ -182,7 +230,14 @@ where
         + Sync
         + 'static,
 {
-    watch_kind(client.clone(), namespace, config, changed.clone())
+    watch_kind(
+        client.clone(),
+        namespace,
+        config,
+        shared.changed.clone(),
+        shared.metrics.clone(),
+        shared.health.clone(),
+    )
 }
 
 fn objects<K: Resource<DynamicType = ()> + Clone>(kind: &Kind<K>) -> Vec<K> {
@@ -191,26 +246,39 @@ fn objects<K: Resource<DynamicType = ()> + Clone>(kind: &Kind<K>) -> Vec<K> {
 
 /// Watches every kind translate reads and sends a `Snapshot` after each change, the first only
 /// once every kind has listed. Runs until `stop` resolves or `snapshots` has no receivers.
+///
+/// After the initial list, the source counts as synced
+/// (`portico_source_last_sync_age_seconds{source="kube"}`) whenever it sends a snapshot, and
+/// every few seconds while nothing changes, as long as no watcher has failed within [`QUIET`].
 pub async fn run(
     client: Client,
     watch_namespace: Option<String>,
     snapshots: watch::Sender<Arc<Snapshot>>,
+    metrics: Arc<Metrics>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
     let changed = Arc::new(Notify::new());
+    let shared = Shared {
+        changed: changed.clone(),
+        metrics: metrics.clone(),
+        health: Arc::new(Health::default()),
+    };
     let ns = watch_namespace.as_deref();
     let config = watcher::Config::default;
-    let ingresses = namespaced::<Ingress>(&client, ns, config(), &changed);
-    let classes = watch_kind::<IngressClass>(client.clone(), None, config(), changed.clone());
-    let services = namespaced::<Service>(&client, ns, config(), &changed);
-    let slices = namespaced::<EndpointSlice>(&client, ns, config(), &changed);
-    let secrets = namespaced::<Secret>(
-        &client,
-        ns,
-        config().fields(SECRET_FIELD_SELECTOR),
-        &changed,
+    let ingresses = namespaced::<Ingress>(&client, ns, config(), &shared);
+    let classes = watch_kind::<IngressClass>(
+        client.clone(),
+        None,
+        config(),
+        changed.clone(),
+        metrics.clone(),
+        shared.health.clone(),
     );
+    let services = namespaced::<Service>(&client, ns, config(), &shared);
+    let slices = namespaced::<EndpointSlice>(&client, ns, config(), &shared);
+    let secrets =
+        namespaced::<Secret>(&client, ns, config().fields(SECRET_FIELD_SELECTOR), &shared);
 
     let ready = async {
         tokio::try_join!(
@@ -232,6 +300,8 @@ pub async fn run(
         _ = &mut stop => return,
     }
     tracing::info!("every watcher finished its initial list");
+    let mut tick = tokio::time::interval(SYNC_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
         // Every event since the last build is in the stores; one build covers the burst.
@@ -246,10 +316,20 @@ pub async fn run(
         if snapshots.send(Arc::new(snapshot)).is_err() {
             return;
         }
-        tokio::select! {
-            _ = changed.notified() => {}
-            _ = snapshots.closed() => return,
-            _ = &mut stop => return,
+        if shared.health.current() {
+            metrics.source_synced(SOURCE);
+        }
+        loop {
+            tokio::select! {
+                _ = changed.notified() => break,
+                _ = tick.tick() => {
+                    if shared.health.current() {
+                        metrics.source_synced(SOURCE);
+                    }
+                }
+                _ = snapshots.closed() => return,
+                _ = &mut stop => return,
+            }
         }
     }
 }

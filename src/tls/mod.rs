@@ -7,7 +7,10 @@ mod resolver;
 mod store;
 
 pub use resolver::Resolver;
-pub use store::{Binding, Certificate, CertificateError, CertificateInfo, TlsTable};
+pub use store::{
+    format_time, normalize_sni, Binding, Certificate, CertificateError, CertificateInfo, Selection,
+    TlsTable,
+};
 
 use std::sync::{Arc, OnceLock};
 
@@ -54,6 +57,24 @@ pub fn generated_default() -> Result<Arc<CertifiedKey>, TlsError> {
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let certified = CertifiedKey::from_der(vec![cert.der().clone()], key_der, &provider())?;
     Ok(Arc::new(certified))
+}
+
+/// The negotiated protocol as the access log and metrics name it: `TLSv1.3`, `TLSv1.2`, else
+/// `other` (never: only 1.2 and 1.3 are enabled). A bounded label.
+pub fn version_name(version: Option<rustls::ProtocolVersion>) -> &'static str {
+    match version {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "other",
+    }
+}
+
+/// A finished handshake's version and SNI, kept per connection for the access log.
+pub fn connection_info(conn: &rustls::ServerConnection) -> crate::access_log::TlsInfo {
+    crate::access_log::TlsInfo {
+        version: version_name(conn.protocol_version()),
+        sni: conn.server_name().map(str::to_string),
+    }
 }
 
 /// The rustls server configuration for the HTTPS listener (spec §5.4): TLS 1.3 and 1.2 with

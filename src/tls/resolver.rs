@@ -27,19 +27,12 @@ impl Resolver {
     /// certificate exists.
     pub fn certificate_for(&self, server_name: Option<&str>) -> Arc<CertifiedKey> {
         let published = self.shared.load();
-        let table = &published.translation.tls;
-        // rustls lowercases the SNI and drops IP literals; a name with upper case could only
-        // come from another caller.
-        let lower;
-        let name = match server_name {
-            Some(n) if n.bytes().any(|b| b.is_ascii_uppercase()) => {
-                lower = n.to_ascii_lowercase();
-                Some(lower.as_str())
-            }
-            other => other,
-        };
-        table
-            .select(name)
+        // spec §5.3, in the one function `explain` also reads.
+        published
+            .translation
+            .tls
+            .selection(server_name)
+            .certified_key()
             .cloned()
             .unwrap_or_else(|| self.generated.clone())
     }

@@ -2,6 +2,7 @@
 //! (spec §5.1–5.3). Translate builds a [`TlsTable`]; it is published in the same `Published`
 //! value as the routes, and the resolver reads it per handshake.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use rustls::sign::CertifiedKey;
@@ -77,12 +78,59 @@ impl CertificateInfo {
 }
 
 fn rfc3339<S: Serializer>(secs: &i64, s: S) -> Result<S::Ok, S::Error> {
-    let time = if *secs >= 0 {
+    s.collect_str(&format_time(*secs))
+}
+
+/// Seconds since the Unix epoch as RFC 3339 (`2026-11-21T19:43:45Z`).
+pub fn format_time(secs: i64) -> String {
+    let time = if secs >= 0 {
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.unsigned_abs())
     } else {
         std::time::UNIX_EPOCH - std::time::Duration::from_secs(secs.unsigned_abs())
     };
-    s.collect_str(&humantime::format_rfc3339_seconds(time))
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// A server name as the lookup sees it (spec §5.3 step 1): lowercase, one trailing dot
+/// dropped. rustls already lowercases SNI, so this normally borrows.
+pub fn normalize_sni(name: &str) -> Cow<'_, str> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
+}
+
+/// Which certificate a handshake gets for a server name, and how it was found (spec §5.3).
+/// The resolver serves [`Selection::certified_key`]; `explain` describes the same value, so
+/// the two cannot disagree.
+#[derive(Debug, Clone, Copy)]
+pub struct Selection<'a> {
+    /// The binding the name matched (exact, else one-label wildcard), also when it serves the
+    /// default certificate (empty `secretName`, unusable Secret).
+    pub binding: Option<&'a Binding>,
+    /// What is served: the bound certificate, else the `--default-ssl-certificate` one.
+    /// `None`: the certificate generated at start.
+    pub certificate: Option<&'a Arc<Certificate>>,
+}
+
+impl<'a> Selection<'a> {
+    /// Whether the bound certificate is served (not a default).
+    pub fn is_bound(&self) -> bool {
+        self.binding.is_some_and(|b| b.certificate.is_some())
+    }
+
+    /// Whether the name matched a `*.` wildcard binding rather than an exact one.
+    pub fn is_wildcard(&self) -> bool {
+        self.binding
+            .is_some_and(|b| matches!(b.host, HostMatch::Wildcard(_)))
+    }
+
+    /// What rustls serves; `None` means the generated default.
+    pub fn certified_key(&self) -> Option<&'a Arc<CertifiedKey>> {
+        self.certificate.map(|c| c.certified_key())
+    }
 }
 
 /// A certificate chain and its key, parsed and checked, ready for rustls.
@@ -335,14 +383,29 @@ impl TlsTable {
         }
     }
 
-    /// The certificate for a handshake (spec §5.3): the bound one, else the configured default.
-    /// `None` means the generated default. `name` is the SNI, already lowercase.
+    /// The certificate for a handshake with server name `sni` (spec §5.3): normalise, exact
+    /// binding, one-label wildcard binding, else the default (no SNI, an unknown name, or a
+    /// binding whose Secret is unusable or not named). The one place this rule lives.
+    pub fn selection(&self, sni: Option<&str>) -> Selection<'_> {
+        let binding = sni.and_then(|n| self.binding(&normalize_sni(n)));
+        let certificate = binding
+            .and_then(|b| b.certificate.as_ref())
+            .or(self.default.as_ref());
+        Selection {
+            binding,
+            certificate,
+        }
+    }
+
+    /// What rustls serves for `name` ([`TlsTable::selection`]); `None` means the generated
+    /// default.
     pub fn select(&self, name: Option<&str>) -> Option<&Arc<CertifiedKey>> {
-        let bound = name
-            .map(|n| n.strip_suffix('.').unwrap_or(n))
-            .and_then(|n| self.binding(n))
-            .and_then(|b| b.certificate.as_ref());
-        bound.or(self.default.as_ref()).map(|c| c.certified_key())
+        self.selection(name).certified_key()
+    }
+
+    /// The certificates bound names serve, by Secret, each once.
+    pub fn certificates(&self) -> &[Arc<Certificate>] {
+        &self.certificates
     }
 
     /// Whether requests for this vhost host arrive over TLS configured by an Ingress (spec

@@ -136,7 +136,7 @@ pub struct Condition {
 }
 
 /// What translate produces.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Translation {
     pub table: RouteTable,
     /// The names bound to certificates (spec §5.2), read by the TLS resolver per handshake.
@@ -145,6 +145,20 @@ pub struct Translation {
     pub conditions: Vec<Condition>,
     /// The Ingresses this controller owns (spec §2), sorted.
     pub owned: Vec<ObjectRef>,
+    /// Each owned Ingress's HTTPS-redirect setting and where it came from (spec §5.5), sorted
+    /// by Ingress; `explain` reads it to say why a request is or is not redirected.
+    pub ssl_redirects: Vec<SslRedirect>,
+}
+
+/// Whether plain HTTP to an Ingress's TLS hosts is redirected, and what decided it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SslRedirect {
+    pub ingress: ObjectRef,
+    pub redirect: bool,
+    /// `annotation portico.dev/ssl-redirect`, `annotation nginx.ingress.kubernetes.io/ssl-redirect`
+    /// or `--ssl-redirect` (no annotation, or an invalid one).
+    pub set_by: String,
 }
 
 /// Turns a snapshot into a routing table and conditions (spec §2–§4).
@@ -158,6 +172,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
     // The oldest rule-less Ingress with a defaultBackend (spec §3.7).
     let mut global: Option<(ObjectRef, Arc<Backend>)> = None;
 
+    let mut ssl_redirects = Vec::with_capacity(ingresses.len());
     for ingress in &ingresses {
         let object = ingress_ref(ingress);
         let namespace = object.namespace.as_str();
@@ -169,13 +184,18 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
             });
         };
         // spec §5.5: whether this Ingress's routes on TLS hosts redirect plain HTTP.
-        let redirect = match tls::ssl_redirect(ingress, options) {
+        let (redirect, set_by) = match tls::ssl_redirect(ingress, options) {
             Ok(r) => r,
             Err(message) => {
                 condition(Reason::InvalidAnnotation, message);
-                options.ssl_redirect
+                (options.ssl_redirect, tls::GLOBAL_SSL_REDIRECT)
             }
         };
+        ssl_redirects.push(SslRedirect {
+            ingress: object.clone(),
+            redirect,
+            set_by: set_by.to_string(),
+        });
         let spec = ingress.spec.as_ref();
         let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();
         let default = spec.and_then(|s| s.default_backend.as_ref()).map(|b| {
@@ -333,11 +353,13 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
     conditions.dedup();
     let mut owned: Vec<ObjectRef> = ingresses.iter().map(|i| ingress_ref(i)).collect();
     owned.sort();
+    ssl_redirects.sort_by(|a, b| a.ingress.cmp(&b.ingress));
     Translation {
         table: RouteTable::new(built, default_backend),
         tls,
         conditions,
         owned,
+        ssl_redirects,
     }
 }
 

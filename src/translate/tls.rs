@@ -25,21 +25,34 @@ const TLS_TYPES: [&str; 2] = ["kubernetes.io/tls", "Opaque"];
 /// Whether plain-HTTP requests to this Ingress's TLS hosts are redirected (spec §5.5): the
 /// annotation when it says `true` or `false` (either case), else the global setting. Like
 /// ingress-nginx, the annotation overrides the global default in both directions.
-pub(super) fn ssl_redirect(ingress: &Ingress, options: &Options) -> Result<bool, String> {
+/// Also says what decided: the annotation, or [`GLOBAL_SSL_REDIRECT`].
+pub(super) fn ssl_redirect(
+    ingress: &Ingress,
+    options: &Options,
+) -> Result<(bool, &'static str), String> {
     let annotations = ingress.metadata.annotations.as_ref();
-    for key in [SSL_REDIRECT, NGINX_SSL_REDIRECT] {
+    for (key, set_by) in [
+        (SSL_REDIRECT, "annotation portico.dev/ssl-redirect"),
+        (
+            NGINX_SSL_REDIRECT,
+            "annotation nginx.ingress.kubernetes.io/ssl-redirect",
+        ),
+    ] {
         if let Some(value) = annotations.and_then(|a| a.get(key)) {
             return match value.trim().to_ascii_lowercase().as_str() {
-                "true" => Ok(true),
-                "false" => Ok(false),
+                "true" => Ok((true, set_by)),
+                "false" => Ok((false, set_by)),
                 _ => Err(format!(
                     "annotation {key}: {value:?} is neither \"true\" nor \"false\"; using the global setting"
                 )),
             };
         }
     }
-    Ok(options.ssl_redirect)
+    Ok((options.ssl_redirect, GLOBAL_SSL_REDIRECT))
 }
+
+/// What decided an Ingress's redirect when no valid annotation did.
+pub(super) const GLOBAL_SSL_REDIRECT: &str = "--ssl-redirect";
 
 /// A Secret parsed once per translate, shared by every binding that names it.
 type Parsed = Result<Arc<Certificate>, (Reason, String)>;

@@ -62,6 +62,8 @@ struct Inner {
     /// Watches from a resourceVersion below this get 410 Gone.
     compacted: u64,
     down: bool,
+    /// While set, every request gets a 500 (an error kube's client does not retry itself).
+    failing: bool,
     /// Listeners that answer 503, as if that replica had lost its connection to the API.
     down_listeners: std::collections::HashSet<usize>,
     calls: Vec<Call>,
@@ -568,6 +570,15 @@ impl FakeApi {
         }
     }
 
+    /// While failing, every request gets 500 and open watches close. Unlike 503 (which kube's
+    /// client retries itself for minutes), a 500 reaches the watchers as an error at once.
+    pub fn set_failing(&self, failing: bool) {
+        self.state.inner.lock().expect("lock").failing = failing;
+        if failing {
+            self.drop_watches();
+        }
+    }
+
     /// While down, every request gets 503 and open watches close.
     pub fn set_down(&self, down: bool) {
         self.state.inner.lock().expect("lock").down = down;
@@ -610,6 +621,9 @@ async fn handle(state: Arc<State>, listener: usize, req: Request<Incoming>) -> R
         let mut inner = state.inner.lock().expect("lock");
         if inner.down || inner.down_listeners.contains(&listener) {
             return error(503, "ServiceUnavailable", "the fake API server is down");
+        }
+        if inner.failing {
+            return error(500, "InternalError", "the fake API server is failing");
         }
         let resource = match &target.subresource {
             Some(s) => format!("{}/{s}", target.resource),

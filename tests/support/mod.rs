@@ -86,6 +86,7 @@ pub fn publish(shared: &Shared, vhosts: Vec<VirtualHost>, default: Option<Arc<Ba
             tls: Default::default(),
             conditions: vec![],
             owned: vec![],
+            ssl_redirects: vec![],
         },
     }));
 }

@@ -158,6 +158,11 @@ impl TlsProxy {
     }
 
     pub async fn start_with_timeout(handshake_timeout: Duration) -> TlsProxy {
+        TlsProxy::start_observed(handshake_timeout, proxy::Observe::default()).await
+    }
+
+    /// Both listeners counting into and logging to `observe`.
+    pub async fn start_observed(handshake_timeout: Duration, observe: proxy::Observe) -> TlsProxy {
         let shared = publish::shared();
         let generated = portico::tls::generated_default().expect("generate");
         let generated_der = generated.cert[0].clone();
@@ -173,6 +178,7 @@ impl TlsProxy {
         let http = http_listener.local_addr().unwrap();
         let base = ProxyOptions {
             response_timeout: Duration::from_secs(10),
+            observe,
             ..ProxyOptions::default()
         };
         let (stop_https, stopped) = tokio::sync::oneshot::channel::<()>();
