@@ -250,32 +250,15 @@ fn explain_tls(translation: &Translation, match_host: &str, sni: Option<&str>) -
     }
     let served: Option<&Certificate> = selection.certificate.map(|c| &**c);
     if !selection.is_bound() {
-        match served {
-            Some(d) => {
-                for c in &translation.conditions {
-                    if c.object.kind == "Secret"
-                        && d.secret == format!("{}/{}", c.object.namespace, c.object.name)
-                    {
-                        notes.push(format!("{:?}: {}", c.reason, c.message));
-                    }
-                }
-            }
-            None => {
-                // A configured default that cannot be used is a condition on that Secret.
-                for c in &translation.conditions {
-                    if c.object.kind == "Secret"
-                        && c.message.starts_with("--default-ssl-certificate")
-                    {
-                        notes.push(format!("{:?}: {}", c.reason, c.message));
-                    }
-                }
+        // The configured default's own problems (unusable, so the generated one is served;
+        // expired) are conditions on that Secret.
+        for c in &translation.conditions {
+            if c.object.kind == "Secret" && c.message.starts_with("--default-ssl-certificate") {
+                notes.push(format!("{:?}: {}", c.reason, c.message));
             }
         }
     }
-    let secret = match (served, selection.is_bound()) {
-        (Some(c), _) => c.secret.clone(),
-        (None, _) => "generated".to_string(),
-    };
+    let secret = served.map_or_else(|| "generated".to_string(), |c| c.secret.clone());
     let why = if selection.is_bound() {
         why
     } else {

@@ -445,6 +445,13 @@ mod tests {
     }
 
     #[test]
+    fn sni_is_lowercased_and_loses_one_trailing_dot() {
+        assert_eq!(normalize_sni("Shop.Example."), "shop.example");
+        assert!(matches!(normalize_sni("shop.example"), Cow::Borrowed(_)));
+        assert_eq!(normalize_sni("a.example.."), "a.example.");
+    }
+
+    #[test]
     fn wildcard_certificate_covers_one_label() {
         let c = certificate("ns/w", &["*.shop.example", "shop.example"]);
         assert!(c.info.covers(&exact("a.shop.example")));
@@ -551,6 +558,24 @@ mod tests {
                 "{name:?}"
             );
         }
+        // What explain reads: how the name matched and what it serves.
+        let exact_sel = table.selection(Some("Shop.Example."));
+        assert!(exact_sel.is_bound() && !exact_sel.is_wildcard());
+        assert_eq!(exact_sel.certificate.unwrap().secret, "ns/shop");
+        let wild_sel = table.selection(Some("b.shop.example"));
+        assert!(wild_sel.is_bound() && wild_sel.is_wildcard());
+        let sni_only = table.selection(Some("sni-only.example"));
+        assert!(sni_only.binding.is_some() && !sni_only.is_bound());
+        assert_eq!(sni_only.certificate.unwrap().secret, "ns/default");
+        let none = table.selection(None);
+        assert!(none.binding.is_none());
+        assert_eq!(none.certificate.unwrap().secret, "ns/default");
+        // Without a configured default, the generated one (None) is served.
+        let bare = TlsTable::new(vec![binding(exact("sni-only.example"), None)], None);
+        assert!(bare
+            .selection(Some("sni-only.example"))
+            .certified_key()
+            .is_none());
         assert!(table.has_tls(&exact("b.shop.example")));
         assert!(table.has_tls(&exact("sni-only.example")));
         assert!(table.has_tls(&wildcard("shop.example")));
