@@ -360,6 +360,30 @@ async fn tls_from_a_secret_file_with_rotation_and_redirect() {
         response.header("location"),
         Some("https://secure.example/x?y=1")
     );
+    // The running controller explains the same certificate and redirect, and counts them.
+    let explained = portico
+        .admin(
+            "GET",
+            "/debug/explain?host=secure.example&path=%2Fx%3Fy%3D1&sni=Secure.Example",
+            "",
+        )
+        .await
+        .text();
+    for part in [
+        "tls:     SNI \"secure.example\" -> default/secure-tls (exact)",
+        "names secure.example; valid 1975-01-01T00:00:00Z to 4096-01-01T00:00:00Z",
+        "http:    redirected to https://secure.example/x?y=1: 308",
+    ] {
+        assert!(explained.contains(part), "{part} in {explained}");
+    }
+    let metrics = portico.admin("GET", "/metrics", "").await.text();
+    for part in [
+        "portico_tls_handshakes_total{version=\"TLSv1.3\"} 1",
+        "portico_tls_certificate_not_after_timestamp_seconds{host=\"secure.example\",secret=\"default/secure-tls\"} 67090118400",
+        "portico_source_last_sync_age_seconds{source=\"files\"}",
+    ] {
+        assert!(metrics.contains(part), "{part} in {metrics}");
+    }
 
     // Rotate the Secret on disk: new handshakes get the new certificate, the open connection
     // keeps working.
