@@ -207,6 +207,7 @@ pub struct Metrics {
     last_sync: Mutex<HashMap<String, Instant>>,
     watch_errors: Family<WatchErrorLabels, Counter>,
     access_log_dropped: Counter,
+    ejections: Counter,
     series: ArcSwap<SeriesMap>,
     /// Serialises inserts into `series` (copy-on-write); never taken by a request whose series
     /// already exists.
@@ -273,7 +274,7 @@ impl Metrics {
         let retries = Family::default();
         registry.register(
             "upstream_retries",
-            "Requests retried on another endpoint after a connect failure",
+            "Requests retried on another endpoint (connect failure, or a reset of an idempotent bodiless request)",
             retries.clone(),
         );
         let connections = Family::default();
@@ -344,6 +345,12 @@ impl Metrics {
             "Access log lines dropped because the writer fell behind",
             access_log_dropped.clone(),
         );
+        let ejections = Counter::default();
+        registry.register(
+            "upstream_ejections",
+            "Endpoints ejected by passive health checking (connect failure or reset before a response)",
+            ejections.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -365,6 +372,7 @@ impl Metrics {
             last_sync: Mutex::new(HashMap::new()),
             watch_errors,
             access_log_dropped,
+            ejections,
             series: ArcSwap::from_pointee(SeriesMap::new()),
             series_insert: Mutex::new(()),
         }
@@ -478,6 +486,11 @@ impl Metrics {
                 kind: kind.to_string(),
             })
             .inc();
+    }
+
+    /// An endpoint was ejected by passive health checking.
+    pub fn ejection(&self) {
+        self.ejections.inc();
     }
 
     /// The counter the access log increments when it drops a line.
