@@ -453,16 +453,18 @@ async fn grpc_unary_and_bidi_streaming_with_trailers() {
     assert_eq!(trailers["grpc-status"], "0");
 }
 
-#[tokio::test]
-async fn https_backend_without_verification() {
+/// An HTTPS (HTTP/1.1 over TLS) backend serving `chain` with `key_pem`.
+async fn tls_backend(
+    chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    key_pem: &str,
+) -> SocketAddr {
     use rustls_pki_types::pem::PemObject;
-    let cert = support::tls::cert(&["backend.internal"]);
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(cert.key.as_bytes()).expect("key");
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key");
     let config = rustls::ServerConfig::builder_with_provider(portico::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
-        .with_single_cert(vec![cert.der.clone()], key)
+        .with_single_cert(chain, key)
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -487,6 +489,13 @@ async fn https_backend_without_verification() {
             });
         }
     });
+    addr
+}
+
+#[tokio::test]
+async fn https_backend_without_verification() {
+    let cert = support::tls::cert(&["backend.internal"]);
+    let addr = tls_backend(vec![cert.der.clone()], &cert.key).await;
     let proxy = Proxy::start().await;
     publish_catch_all(
         &proxy.shared,
@@ -498,6 +507,49 @@ async fn https_backend_without_verification() {
     // Plain HTTP to the TLS port fails: the protocol really changed.
     publish_catch_all(&proxy.shared, endpoints(&[addr]));
     assert_eq!(proxy.get("x", "/secure").await.status, 502);
+}
+
+/// A CA and a leaf it signed for `name`: (CA PEM, leaf DER, leaf key PEM).
+fn ca_and_leaf(name: &str) -> (String, rustls_pki_types::CertificateDer<'static>, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec![name.to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    (ca.pem(), leaf.der().clone(), leaf_key.serialize_pem())
+}
+
+#[tokio::test]
+async fn https_backend_verified_against_a_ca_for_the_service_name() {
+    // The support backends are Service default/svc.
+    let (ca_pem, leaf, key) = ca_and_leaf("svc.default.svc");
+    let addr = tls_backend(vec![leaf], &key).await;
+    let proxy = Proxy::start().await;
+    let verified = |ca: &str| Policy {
+        protocol: Some(Protocol::Https),
+        upstream_tls: Some(portico::routing::UpstreamTls {
+            ca_pem: ca.as_bytes().to_vec(),
+            secret: "default/ca".into(),
+        }),
+        ..Policy::default()
+    };
+    publish_catch_all(
+        &proxy.shared,
+        with_policy(endpoints(&[addr]), verified(&ca_pem)),
+    );
+    let response = proxy.get("x", "/v").await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    // Another CA: the handshake fails, 502.
+    let (other_ca, _, _) = ca_and_leaf("svc.default.svc");
+    publish_catch_all(
+        &proxy.shared,
+        with_policy(endpoints(&[addr]), verified(&other_ca)),
+    );
+    assert_eq!(proxy.get("x", "/v").await.status, 502);
 }
 
 /// Several clients, a bounded number of requests, hundreds of table swaps with endpoints

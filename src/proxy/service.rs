@@ -296,9 +296,24 @@ async fn proxy(
         headers,
         protocol,
     };
-    let client_for = ctx
-        .clients
-        .get(protocol, connect_timeout, policy.upstream_tls.as_ref());
+    // A verified upstream certificate must name the Service (`name.namespace.svc`): endpoints
+    // are dialled by IP. ExternalNames are verified against their own name.
+    let server_name = match (&policy.upstream_tls, &backend.reference, &external) {
+        (
+            Some(_),
+            crate::routing::BackendRef::Service {
+                namespace, name, ..
+            },
+            None,
+        ) => Some(format!("{name}.{namespace}.svc")),
+        _ => None,
+    };
+    let client_for = ctx.clients.get(
+        protocol,
+        connect_timeout,
+        policy.upstream_tls.as_ref(),
+        server_name,
+    );
     let mut body = RetryBody::new(body, body_limit);
     let sent = body.sent();
     seen.body = Some(sent.clone());

@@ -36,6 +36,8 @@ struct Key {
     connect_timeout: Duration,
     /// Hash of the CA bundle that verifies the upstream; `None`: no verification.
     ca: Option<u64>,
+    /// The name the certificate must carry when verified (endpoints are dialled by IP).
+    server_name: Option<String>,
 }
 
 /// The upstream clients of one listener, created on first use. A client per protocol is
@@ -55,14 +57,17 @@ impl Clients {
         }
     }
 
-    /// The client for this protocol, connect timeout and verification.
+    /// The client for this protocol, connect timeout and verification. A verified
+    /// certificate must name `server_name` when given, else the URI's host.
     pub fn get(
         &self,
         protocol: Protocol,
         connect_timeout: Duration,
         verify: Option<&UpstreamTls>,
+        server_name: Option<String>,
     ) -> Upstream {
-        let ca = verify.filter(|_| protocol.is_tls()).map(|v| {
+        let verify = verify.filter(|_| protocol.is_tls());
+        let ca = verify.map(|v| {
             let mut h = std::collections::hash_map::DefaultHasher::new();
             v.ca_pem.hash(&mut h);
             h.finish()
@@ -71,6 +76,7 @@ impl Clients {
             protocol,
             connect_timeout,
             ca,
+            server_name: server_name.filter(|_| verify.is_some()),
         };
         if let Some(client) = self.clients.load().get(&key) {
             return client.clone();
@@ -95,9 +101,16 @@ fn build(key: &Key, idle_timeout: Duration, verify: Option<&UpstreamTls>) -> Ups
     connector.set_connect_timeout(Some(key.connect_timeout));
     connector.enforce_http(false);
     let tls = super::upstream_tls::client_config(key.protocol, verify);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    let mut https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http();
+    if let Some(name) = key
+        .server_name
+        .as_deref()
+        .and_then(|n| rustls::pki_types::ServerName::try_from(n.to_string()).ok())
+    {
+        https = https.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
     let https = if key.protocol.is_http2() {
         https.enable_http2().wrap_connector(connector)
     } else {

@@ -188,7 +188,7 @@ pub struct Backend {
     pub reference: BackendRef,
     pub target: Target,
     /// The Service port's `appProtocol`, when it names one Portico speaks.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "appProtocol", skip_serializing_if = "Option::is_none")]
     pub app_protocol: Option<Protocol>,
     /// The routing Ingress's annotations (translate gives a backend its own copy when they
     /// differ from the defaults).

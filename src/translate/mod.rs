@@ -13,14 +13,16 @@ pub use annotations::{parse_size, parse_timeout};
 pub use paths::is_dns1123_subdomain;
 pub use tls::{certificate_validity, NGINX_SSL_REDIRECT, SSL_REDIRECT};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
 
-use crate::routing::{Backend, HostMatch, Origin, Route, RouteTable, VirtualHost};
+use crate::routing::{
+    Backend, BackendRef, HostMatch, Origin, Policy, Route, RouteTable, VirtualHost,
+};
 use crate::source::Snapshot;
 use crate::tls::TlsTable;
 
@@ -160,6 +162,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
     let mut vhosts: BTreeMap<HostMatch, PendingHost> = BTreeMap::new();
     // The oldest rule-less Ingress with a defaultBackend (spec §3.7).
     let mut global: Option<(ObjectRef, Arc<Backend>)> = None;
+    let mut with_policies: HashMap<(BackendRef, Arc<Policy>), Arc<Backend>> = HashMap::new();
 
     for ingress in &ingresses {
         let object = ingress_ref(ingress);
@@ -186,8 +189,12 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
             condition(Reason::InvalidAnnotation, message);
         }
         let policy = (!policy.is_default()).then(|| Arc::new(policy));
-        let with_policy = |backend: Arc<Backend>| match &policy {
-            Some(p) => Arc::new(backend.with_policy(p.clone())),
+        // One Arc per (backend, policy), like one per backend without annotations.
+        let mut with_policy = |backend: Arc<Backend>| match &policy {
+            Some(p) => with_policies
+                .entry((backend.reference.clone(), p.clone()))
+                .or_insert_with(|| Arc::new(backend.with_policy(p.clone())))
+                .clone(),
             None => backend,
         };
         let spec = ingress.spec.as_ref();
