@@ -106,6 +106,33 @@ async fn refused_endpoints_are_retried_and_502_when_none_is_good() {
     assert_eq!(proxy.get("x", "/").await.status, 502);
 }
 
+#[tokio::test]
+async fn ewma_by_annotation_serves_every_request_around_a_dead_endpoint() {
+    let a = start_echo("a").await;
+    let b = start_echo("b").await;
+    let proxy = Proxy::start().await;
+    publish_catch_all(
+        &proxy.shared,
+        with_policy(
+            endpoints(&[closed_port().await, a, b]),
+            Policy {
+                balance: Some(portico::routing::Balance::Ewma),
+                ..Policy::default()
+            },
+        ),
+    );
+    let mut names = std::collections::HashSet::new();
+    let mut conn = proxy.connect().await;
+    for _ in 0..30 {
+        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let response = conn.response().await;
+        assert_eq!(response.status, 200);
+        names.insert(response.json()["name"].as_str().unwrap().to_string());
+    }
+    // Both live endpoints get traffic (equal latency, so P2C spreads it).
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_hanging_upstream_is_504_by_the_ingress_timeout() {
     let gated = gated_backend().await;

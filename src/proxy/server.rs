@@ -139,7 +139,7 @@ async fn serve_inner(
             builder: builder.clone(),
             tls: tls.clone(),
             stop: stop_rx.clone(),
-            done: done_tx.clone(),
+            _done: done_tx.clone(),
         };
         tokio::spawn(async move {
             conn.run(stream, peer).await;
@@ -171,7 +171,8 @@ struct Conn {
     builder: Arc<auto::Builder<TokioExecutor>>,
     tls: Option<TlsListener>,
     stop: watch::Receiver<bool>,
-    done: mpsc::Sender<()>,
+    /// Held until the connection ends; the drain waits for every clone to drop.
+    _done: mpsc::Sender<()>,
 }
 
 impl Conn {
@@ -255,7 +256,6 @@ impl Conn {
                 }
             }
         }
-        let _ = &self.done;
     }
 }
 
