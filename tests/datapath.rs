@@ -667,3 +667,93 @@ async fn churn_never_fails_a_routable_request() {
     );
     assert!(failures.is_empty(), "failed requests: {failures:?}");
 }
+
+/// Certificate replacement under load: HTTPS clients handshake for every request while the
+/// Ingress switches between two Secrets, one Secret's certificate is replaced, and the
+/// endpoint changes. Every request succeeds with one of the expected certificates, never the
+/// generated fallback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_churn_never_fails_a_handshake_or_request() {
+    use support::tls::{app_yaml, cert, tls_secret, Client, TlsProxy};
+    const CLIENTS: usize = 2;
+    const REQUESTS: usize = 150;
+    const SWAPS: usize = 150;
+    let host = "churn.example";
+    let certs = [cert(&[host]), cert(&[host]), cert(&[host])];
+    let backends = [start_echo("one").await, start_echo("two").await];
+    let proxy = Arc::new(TlsProxy::start().await);
+    let expected: Vec<_> = certs.iter().map(|c| c.der.clone()).collect();
+    let docs = move |i: usize| {
+        let secret = if i.is_multiple_of(2) {
+            "cert-a"
+        } else {
+            "cert-b"
+        };
+        vec![
+            app_yaml(
+                "default",
+                "app",
+                host,
+                &[host],
+                secret,
+                backends[i % 2],
+                &[],
+            ),
+            tls_secret("default", "cert-a", &certs[0]),
+            // cert-b's certificate is replaced every third swap.
+            tls_secret("default", "cert-b", &certs[1 + (i / 3) % 2]),
+        ]
+    };
+    proxy.apply(&docs(0));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swap_count = Arc::new(AtomicUsize::new(0));
+    let swapper = {
+        let (proxy, done, swap_count) = (proxy.clone(), done.clone(), swap_count.clone());
+        tokio::spawn(async move {
+            let mut i = 0;
+            while i < SWAPS || !done.load(Ordering::SeqCst) {
+                i += 1;
+                proxy.apply(&docs(i));
+                swap_count.store(i, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                if i > SWAPS * 50 {
+                    break;
+                }
+            }
+            i
+        })
+    };
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let (addr, expected) = (proxy.https, expected.clone());
+        clients.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            for i in 0..REQUESTS {
+                let stream = support::tls::connect(addr, Some(host), &[b"http/1.1"]).await;
+                let leaf = support::tls::leaf(&stream);
+                if !expected.contains(&leaf) {
+                    failures.push(format!("request {i}: unexpected certificate"));
+                }
+                let response = Client::new(stream).await.get(host, "/").await;
+                if response.status() != 200 {
+                    failures.push(format!("request {i}: {}", response.status()));
+                }
+            }
+            failures
+        }));
+    }
+    let mut failures = Vec::new();
+    for client in clients {
+        failures.extend(client.await.unwrap());
+    }
+    let during = swap_count.load(Ordering::SeqCst);
+    done.store(true, Ordering::SeqCst);
+    let swaps = swapper.await.unwrap();
+    println!(
+        "certificate churn: {} HTTPS requests, {during} configuration swaps while they ran \
+         ({swaps} in all), {} failed",
+        CLIENTS * REQUESTS,
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{failures:?}");
+}
