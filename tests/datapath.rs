@@ -163,9 +163,10 @@ async fn slowloris_client_is_cut_off() {
         .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n")
         .await
         .unwrap();
-    // Never finishes the head: the header-read timeout (10 s of paused time) closes it.
+    // Never finishes the head: the header-read timeout (10 s, on the paused clock) closes it,
+    // well before hyper's own 30 s default or the 75 s idle timeout would.
     let mut buf = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut buf)).await;
+    let read = tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut buf)).await;
     let closed = matches!(read, Ok(Ok(_)) | Ok(Err(_)));
     assert!(closed, "connection still open");
     assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
@@ -756,4 +757,32 @@ async fn certificate_churn_never_fails_a_handshake_or_request() {
         failures.len()
     );
     assert!(failures.is_empty(), "{failures:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_http2_client_connection_is_closed() {
+    let echo = start_echo("e").await;
+    let proxy = Proxy::start_with(ProxyOptions {
+        client_idle_timeout: Duration::from_secs(5),
+        ..ProxyOptions::default()
+    })
+    .await;
+    publish_catch_all(&proxy.shared, endpoints(&[echo]));
+    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = Request::get("http://x/").body(()).unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    while let Some(chunk) = body.data().await {
+        let _ = body.flow_control().release_capacity(chunk.unwrap().len());
+    }
+    // The client keeps its handle but sends nothing: GOAWAY and close after the idle time
+    // (the paused clock jumps there once everything waits).
+    let ended = tokio::time::timeout(Duration::from_secs(60), connection).await;
+    assert!(ended.is_ok(), "idle HTTP/2 connection still open");
+    drop(client);
 }

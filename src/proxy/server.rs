@@ -95,9 +95,9 @@ async fn serve_inner(
         .max_concurrent_streams(ctx.options.h2_max_concurrent_streams)
         // Rapid reset (CVE-2023-44487) and error floods: h2 sends GOAWAY beyond these.
         .max_pending_accept_reset_streams(Some(H2_MAX_PENDING_RESETS))
-        .max_local_error_reset_streams(Some(H2_MAX_LOCAL_ERROR_RESETS))
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
+        .max_local_error_reset_streams(Some(H2_MAX_LOCAL_ERROR_RESETS));
+    // No server-initiated HTTP/2 pings: they would count as activity and keep idle
+    // connections open forever; the idle timeout is what closes dead and idle ones.
 
     let builder = Arc::new(builder);
     // Connections watch `stop` and shut down gracefully (HTTP/1 `Connection: close` after the

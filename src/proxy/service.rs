@@ -349,7 +349,7 @@ async fn proxy(
             Some(body.empty())
         };
         // Keep a copy of the headers only when another attempt could follow.
-        let keep = attempt < tries && tried.len() < endpoint_count;
+        let keep = attempt < tries && external.is_none() && tried.len() < endpoint_count;
         let request = template
             .build(&dest, body, keep)
             .map_err(|e| (e, Some(dest.clone())))?;
