@@ -309,9 +309,31 @@ mod tests {
         }
         tokio::time::advance(BASE_EJECTION + Duration::from_millis(1)).await;
         assert!(!b.is_ejected(bad));
-        // A second failure in a row ejects for twice as long.
+        // Retries never go back to an endpoint this request already tried.
         let again = b.pick(&be, Balance::RoundRobin, 0, &[bad, all[0], all[1], all[2]]);
         assert!(again.is_none(), "every endpoint tried");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn state_survives_a_table_swap_for_endpoints_that_stay() {
+        let b = Balancer::default();
+        let all = addrs();
+        let before = backend(&all);
+        let bad = b.pick(&before, Balance::RoundRobin, 0, &[]).unwrap();
+        let bad_addr = bad.addr;
+        bad.failed();
+        // A new table: new Backend values, one endpoint gone, one added, the bad one kept.
+        let mut next: Vec<SocketAddr> = all.iter().copied().filter(|a| *a != all[2]).collect();
+        if !next.contains(&bad_addr) {
+            next.push(bad_addr);
+        }
+        next.push("10.0.0.9:80".parse().unwrap());
+        let after = backend(&next);
+        for _ in 0..10 {
+            let a = b.pick(&after, Balance::RoundRobin, 0, &[]).unwrap();
+            assert_ne!(a.addr, bad_addr, "ejection lost in the swap");
+            a.succeeded();
+        }
     }
 
     #[tokio::test(start_paused = true)]
