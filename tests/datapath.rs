@@ -486,14 +486,26 @@ async fn tls_backend(
     chain: Vec<rustls_pki_types::CertificateDer<'static>>,
     key_pem: &str,
 ) -> SocketAddr {
+    tls_backend_with(chain, key_pem, false).await
+}
+
+/// A TLS backend speaking HTTP/1.1, or HTTP/2 only (ALPN `h2`, as a GRPCS server) with `h2`.
+async fn tls_backend_with(
+    chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    key_pem: &str,
+    h2: bool,
+) -> SocketAddr {
     use rustls_pki_types::pem::PemObject;
     let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key");
-    let config = rustls::ServerConfig::builder_with_provider(portico::tls::provider())
+    let mut config = rustls::ServerConfig::builder_with_provider(portico::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .unwrap();
+    if h2 {
+        config.alpn_protocols = vec![b"h2".to_vec()];
+    }
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -508,12 +520,18 @@ async fn tls_backend(
                     return;
                 };
                 let svc = service_fn(|req: Request<Incoming>| async move {
-                    let text = format!("tls {}", req.uri().path());
+                    let text = format!("tls {:?} {}", req.version(), req.uri().path());
                     Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(text))))
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), svc)
-                    .await;
+                if h2 {
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                }
             });
         }
     });
@@ -531,7 +549,7 @@ async fn https_backend_without_verification() {
     );
     let response = proxy.get("x", "/secure").await;
     assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(response.text(), "tls /secure");
+    assert_eq!(response.text(), "tls HTTP/1.1 /secure");
     // Plain HTTP to the TLS port fails: the protocol really changed.
     publish_catch_all(&proxy.shared, endpoints(&[addr]));
     assert_eq!(proxy.get("x", "/secure").await.status, 502);
@@ -549,6 +567,20 @@ fn ca_and_leaf(name: &str) -> (String, rustls_pki_types::CertificateDer<'static>
         .signed_by(&leaf_key, &ca)
         .unwrap();
     (ca.pem(), leaf.der().clone(), leaf_key.serialize_pem())
+}
+
+#[tokio::test]
+async fn grpcs_backend_gets_http2_over_tls() {
+    let cert = support::tls::cert(&["backend.internal"]);
+    let addr = tls_backend_with(vec![cert.der.clone()], &cert.key, true).await;
+    let proxy = Proxy::start().await;
+    publish_catch_all(
+        &proxy.shared,
+        with_protocol(endpoints(&[addr]), Protocol::Grpcs),
+    );
+    let response = proxy.get("x", "/pkg.Svc/Call").await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.text(), "tls HTTP/2.0 /pkg.Svc/Call");
 }
 
 #[tokio::test]
