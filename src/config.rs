@@ -452,6 +452,8 @@ pub enum ConfigError {
     Tries(u32),
     #[error("--trusted-proxies: {0}")]
     TrustedProxies(String),
+    #[error("--http2-max-concurrent-streams must be at least 1")]
+    Http2Streams,
 }
 
 impl Args {
@@ -504,6 +506,9 @@ impl Args {
             if d.is_zero() {
                 return Err(ConfigError::ZeroTimeout(flag));
             }
+        }
+        if self.http2_max_concurrent_streams == 0 {
+            return Err(ConfigError::Http2Streams);
         }
         if !(1..=10).contains(&self.proxy_next_upstream_tries) {
             return Err(ConfigError::Tries(self.proxy_next_upstream_tries));
