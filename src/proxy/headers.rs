@@ -204,6 +204,38 @@ mod tests {
     }
 
     #[test]
+    fn x_forwarded_for_is_extended_only_for_trusted_clients() {
+        let forward = |trusted: bool| {
+            let mut h = HeaderMap::new();
+            h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+            add_forwarded(
+                &mut h,
+                &Forwarded {
+                    client_ip: "203.0.113.7".parse().unwrap(),
+                    trusted,
+                    scheme: Scheme::Http,
+                    host: "x",
+                },
+            );
+            h.get("x-forwarded-for")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(forward(true), "6.6.6.6, 203.0.113.7");
+        assert_eq!(forward(false), "203.0.113.7");
+    }
+
+    #[test]
+    fn te_trailers_is_recognised() {
+        let mut h = HeaderMap::new();
+        assert!(!te_is_trailers(&h));
+        h.insert(TE, HeaderValue::from_static("gzip, Trailers"));
+        assert!(te_is_trailers(&h));
+    }
+
+    #[test]
     fn authority_port_parses_v4_v6_and_names() {
         assert_eq!(authority_port("foo.com:8080"), Some(8080));
         assert_eq!(authority_port("foo.com"), None);
