@@ -25,6 +25,9 @@ const MAX_BODY: usize = 4096;
 pub struct Admin {
     pub shared: Shared,
     pub metrics: Arc<Metrics>,
+    /// Set on SIGTERM: `/readyz` answers 503 from then on, while the proxy keeps serving for
+    /// `--shutdown-delay` so balancers take the pod out first.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -49,7 +52,12 @@ pub fn respond(admin: &Admin, method: &Method, uri: &Uri, body: &[u8]) -> Respon
         ("/healthz", true) => text(StatusCode::OK, "ok\n"),
         ("/readyz", true) => {
             let published = admin.shared.load();
-            if published.is_ready() {
+            if admin.draining.load(std::sync::atomic::Ordering::Relaxed) {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: shutting down\n",
+                )
+            } else if published.is_ready() {
                 reply(
                     StatusCode::OK,
                     TEXT,
@@ -280,6 +288,7 @@ mod tests {
         Admin {
             shared: crate::publish::shared(),
             metrics: Arc::default(),
+            draining: Arc::default(),
         }
     }
 
@@ -297,6 +306,13 @@ mod tests {
         );
         crate::publish::apply(&admin.shared, &Snapshot::default(), &Options::default());
         assert_eq!(get(&admin, "/readyz").status(), StatusCode::OK);
+        admin
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            get(&admin, "/readyz").status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 
     #[test]

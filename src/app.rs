@@ -142,11 +142,18 @@ pub async fn run(
         }
     };
 
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let admin_state = Arc::new(crate::admin::Admin {
         shared: shared.clone(),
         metrics: metrics.clone(),
+        draining: draining.clone(),
     });
-    tokio::spawn(crate::admin::serve(admin, admin_state, stopped()));
+    // The admin port outlives the proxy's drain, so /readyz keeps saying "shutting down".
+    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+    tokio::spawn(crate::admin::serve(admin, admin_state, async move {
+        let mut rx = admin_stop_rx;
+        let _ = rx.wait_for(|stop| *stop).await;
+    }));
 
     let status = match config.source.clone() {
         SourceConfig::Manifests(dir) => {
@@ -208,12 +215,26 @@ pub async fn run(
         acceptor: tls::server_config(Arc::new(resolver))?.into(),
         handshake_timeout: config.tls_handshake_timeout,
     };
+    let balancer = Arc::new(proxy::Balancer::default());
+    let trusted_proxies = Arc::new(config.trusted_proxies.clone());
     let proxy_options = |scheme| {
         Arc::new(ProxyOptions {
             scheme,
             max_header_bytes: config.max_header_bytes,
             connect_timeout: config.upstream_connect_timeout,
             response_timeout: config.upstream_response_timeout,
+            balance: config.load_balance,
+            tries: config.tries,
+            body_limit: config.body_limit,
+            upstream_idle_timeout: config.upstream_idle_timeout,
+            header_read_timeout: config.client_header_timeout,
+            client_idle_timeout: config.client_idle_timeout,
+            max_connections: config.max_connections,
+            h2_max_concurrent_streams: config.http2_max_concurrent_streams,
+            proxy_protocol: config.proxy_protocol,
+            trusted_proxies: trusted_proxies.clone(),
+            drain_timeout: config.shutdown_timeout,
+            balancer: balancer.clone(),
             observe: observe.clone(),
         })
     };
@@ -224,9 +245,15 @@ pub async fn run(
         tls_listener,
         stopped(),
     ));
+    // Graceful shutdown: unready at once, keep serving for the delay (balancers notice),
+    // then close the listeners and drain (each proxy waits up to --shutdown-timeout).
+    let shutdown_delay = config.shutdown_delay;
     let stop_all = async move {
         shutdown.await;
-        tracing::info!("shutting down");
+        draining.store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(delay = ?shutdown_delay, "shutting down: unready; still serving for the delay");
+        tokio::time::sleep(shutdown_delay).await;
+        tracing::info!("closing listeners");
         let _ = stop_tx.send(true);
     };
     let http_result = proxy::serve(http, shared, proxy_options(Scheme::Http), stop_all).await;
@@ -238,6 +265,7 @@ pub async fn run(
         // Let the leader release its Lease so another replica takes over at once.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(3), status).await;
     }
+    let _ = admin_stop_tx.send(true);
     http_result.and(https_result).map_err(AppError::Proxy)
 }
 

@@ -101,6 +101,84 @@ pub struct Args {
     #[arg(long, env = "PORTICO_UPSTREAM_RESPONSE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub upstream_response_timeout: Duration,
 
+    /// Idle pooled upstream connections are closed after this.
+    #[arg(long, env = "PORTICO_UPSTREAM_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub upstream_idle_timeout: Duration,
+
+    /// A client must send a whole HTTP/1 request head within this (slowloris); it also
+    /// bounds the wait for the next request on a keep-alive connection. Expiry closes the
+    /// connection.
+    #[arg(long, env = "PORTICO_CLIENT_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub client_header_timeout: Duration,
+
+    /// A client connection on which no byte moved for this long is closed gracefully.
+    #[arg(long, env = "PORTICO_CLIENT_IDLE_TIMEOUT", default_value = "75s", value_parser = parse_duration)]
+    pub client_idle_timeout: Duration,
+
+    /// Endpoint choice when the Ingress does not say: round_robin (spec §4.3) or ewma
+    /// (peak-EWMA latency with power of two choices).
+    #[arg(
+        long,
+        env = "PORTICO_LOAD_BALANCE",
+        value_enum,
+        default_value = "round_robin"
+    )]
+    pub load_balance: LoadBalance,
+
+    /// Attempts per request in all (first included) when the Ingress does not say; retries go
+    /// to other endpoints.
+    #[arg(long, env = "PORTICO_PROXY_NEXT_UPSTREAM_TRIES", default_value = "3")]
+    pub proxy_next_upstream_tries: u32,
+
+    /// Largest request body when the Ingress does not say (nginx syntax: 1m, 512k, 0 = no
+    /// limit); larger gets 413.
+    #[arg(long, env = "PORTICO_PROXY_BODY_SIZE", default_value = "1m", value_parser = parse_size)]
+    pub proxy_body_size: u64,
+
+    /// Client connections served at once per listener; beyond it new connections wait in
+    /// the accept backlog. 0: no limit.
+    #[arg(long, env = "PORTICO_MAX_CONNECTIONS", default_value = "0")]
+    pub max_connections: usize,
+
+    /// HTTP/2 streams one client connection may have open at once.
+    #[arg(
+        long,
+        env = "PORTICO_HTTP2_MAX_CONCURRENT_STREAMS",
+        default_value = "128"
+    )]
+    pub http2_max_concurrent_streams: u32,
+
+    /// Expect a PROXY protocol v1 or v2 header on every connection of both listeners (behind
+    /// a TCP balancer such as HAProxy or OpenStack Octavia); its source address is the client.
+    #[arg(
+        long,
+        env = "PORTICO_PROXY_PROTOCOL",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value = "false"
+    )]
+    pub proxy_protocol: bool,
+
+    /// Comma-separated CIDRs of proxies in front of Portico: only their X-Forwarded-For is
+    /// kept and extended (others' is replaced), and with --proxy-protocol only they may send
+    /// a PROXY header. Empty: every X-Forwarded-For is extended (spec §6.2).
+    #[arg(
+        long,
+        env = "PORTICO_TRUSTED_PROXIES",
+        value_name = "CIDRS",
+        default_value = ""
+    )]
+    pub trusted_proxies: String,
+
+    /// On SIGTERM, keep serving this long with /readyz unready, so balancers stop sending
+    /// new connections before the listeners close.
+    #[arg(long, env = "PORTICO_SHUTDOWN_DELAY", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+
+    /// After the listeners close, how long in-flight requests may finish.
+    #[arg(long, env = "PORTICO_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
     /// Log line format.
     #[arg(long, env = "PORTICO_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -266,9 +344,20 @@ pub enum AccessLogMode {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoadBalance {
+    #[value(name = "round_robin", alias = "round-robin")]
+    RoundRobin,
+    Ewma,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    translate::parse_size(s).ok_or_else(|| format!("{s:?} is not a size (examples: 0, 512k, 1m)"))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -325,6 +414,18 @@ pub struct Config {
     pub max_header_bytes: usize,
     pub upstream_connect_timeout: Duration,
     pub upstream_response_timeout: Duration,
+    pub upstream_idle_timeout: Duration,
+    pub client_header_timeout: Duration,
+    pub client_idle_timeout: Duration,
+    pub load_balance: crate::routing::Balance,
+    pub tries: u32,
+    pub body_limit: u64,
+    pub max_connections: usize,
+    pub http2_max_concurrent_streams: u32,
+    pub proxy_protocol: bool,
+    pub trusted_proxies: Vec<crate::proxy::Cidr>,
+    pub shutdown_delay: Duration,
+    pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
     /// `None`: no access log.
@@ -347,6 +448,12 @@ pub enum ConfigError {
     MaxHeaderBytes(usize),
     #[error("{0} must be greater than zero")]
     ZeroTimeout(&'static str),
+    #[error("--proxy-next-upstream-tries must be between 1 and 10, got {0}")]
+    Tries(u32),
+    #[error("--trusted-proxies: {0}")]
+    TrustedProxies(String),
+    #[error("--http2-max-concurrent-streams must be at least 1")]
+    Http2Streams,
 }
 
 impl Args {
@@ -390,6 +497,30 @@ impl Args {
         if self.tls_handshake_timeout.is_zero() {
             return Err(ConfigError::ZeroTimeout("--tls-handshake-timeout"));
         }
+        for (flag, d) in [
+            ("--upstream-idle-timeout", self.upstream_idle_timeout),
+            ("--client-header-timeout", self.client_header_timeout),
+            ("--client-idle-timeout", self.client_idle_timeout),
+            ("--shutdown-timeout", self.shutdown_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::ZeroTimeout(flag));
+            }
+        }
+        if self.http2_max_concurrent_streams == 0 {
+            return Err(ConfigError::Http2Streams);
+        }
+        if !(1..=10).contains(&self.proxy_next_upstream_tries) {
+            return Err(ConfigError::Tries(self.proxy_next_upstream_tries));
+        }
+        let trusted_proxies = self
+            .trusted_proxies
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::parse)
+            .collect::<Result<Vec<crate::proxy::Cidr>, String>>()
+            .map_err(ConfigError::TrustedProxies)?;
         Ok(Config {
             source,
             status: StatusConfig {
@@ -406,6 +537,21 @@ impl Args {
             max_header_bytes: self.max_header_bytes,
             upstream_connect_timeout: self.upstream_connect_timeout,
             upstream_response_timeout: self.upstream_response_timeout,
+            upstream_idle_timeout: self.upstream_idle_timeout,
+            client_header_timeout: self.client_header_timeout,
+            client_idle_timeout: self.client_idle_timeout,
+            load_balance: match self.load_balance {
+                LoadBalance::RoundRobin => crate::routing::Balance::RoundRobin,
+                LoadBalance::Ewma => crate::routing::Balance::Ewma,
+            },
+            tries: self.proxy_next_upstream_tries,
+            body_limit: self.proxy_body_size,
+            max_connections: self.max_connections,
+            http2_max_concurrent_streams: self.http2_max_concurrent_streams,
+            proxy_protocol: self.proxy_protocol,
+            trusted_proxies,
+            shutdown_delay: self.shutdown_delay,
+            shutdown_timeout: self.shutdown_timeout,
             access_log: match self.access_log {
                 None => Some(match self.log_format {
                     LogFormat::Text => crate::access_log::Format::Text,
@@ -463,6 +609,41 @@ mod tests {
         assert_eq!(c.tls_handshake_timeout, Duration::from_secs(10));
         assert!(c.translate.ssl_redirect);
         assert_eq!(c.translate.default_ssl_certificate, None);
+        assert_eq!(c.upstream_response_timeout, Duration::from_secs(60));
+        assert_eq!(c.client_header_timeout, Duration::from_secs(10));
+        assert_eq!(c.tries, 3);
+        assert_eq!(c.body_limit, 1 << 20);
+        assert_eq!(c.load_balance, crate::routing::Balance::RoundRobin);
+        assert!(!c.proxy_protocol);
+        assert!(c.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn data_path_flags() {
+        let c = parse(&[
+            "--manifests",
+            "x",
+            "--load-balance",
+            "ewma",
+            "--proxy-body-size",
+            "8m",
+            "--trusted-proxies",
+            "10.0.0.0/8, 192.168.1.1",
+            "--proxy-protocol",
+        ])
+        .unwrap();
+        assert_eq!(c.load_balance, crate::routing::Balance::Ewma);
+        assert_eq!(c.body_limit, 8 << 20);
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert!(c.proxy_protocol);
+        assert!(matches!(
+            parse(&["--manifests", "x", "--trusted-proxies", "10.0.0.0/40"]),
+            Err(ConfigError::TrustedProxies(_))
+        ));
+        assert!(matches!(
+            parse(&["--manifests", "x", "--proxy-next-upstream-tries", "0"]),
+            Err(ConfigError::Tries(0))
+        ));
     }
 
     #[test]

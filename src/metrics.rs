@@ -239,6 +239,7 @@ pub struct Metrics {
     tls_handshakes: Family<VersionLabels, Counter>,
     tls_handshake_failures: Family<FailureLabels, Counter>,
     certificate_not_after: Family<CertificateLabels, Gauge>,
+    ejections: Counter,
     series: ArcSwap<SeriesMap>,
     /// Serialises inserts into `series` (copy-on-write); never taken by a request whose series
     /// already exists.
@@ -305,7 +306,7 @@ impl Metrics {
         let retries = Family::default();
         registry.register(
             "upstream_retries",
-            "Requests retried on another endpoint after a connect failure",
+            "Requests retried on another endpoint (connect failure, or a reset of an idempotent bodiless request)",
             retries.clone(),
         );
         let connections = Family::default();
@@ -395,6 +396,12 @@ impl Metrics {
             Unit::Seconds,
             certificate_not_after.clone(),
         );
+        let ejections = Counter::default();
+        registry.register(
+            "upstream_ejections",
+            "Endpoints ejected by passive health checking (connect failure or reset before a response)",
+            ejections.clone(),
+        );
         Metrics {
             registry,
             tls_handshakes,
@@ -419,6 +426,7 @@ impl Metrics {
             last_sync: Mutex::new(HashMap::new()),
             watch_errors,
             access_log_dropped,
+            ejections,
             series: ArcSwap::from_pointee(SeriesMap::new()),
             series_insert: Mutex::new(()),
         }
@@ -546,6 +554,11 @@ impl Metrics {
         self.tls_handshake_failures
             .get_or_create(&FailureLabels { reason })
             .inc();
+    }
+
+    /// An endpoint was ejected by passive health checking.
+    pub fn ejection(&self) {
+        self.ejections.inc();
     }
 
     /// The counter the access log increments when it drops a line.

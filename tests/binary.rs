@@ -77,8 +77,13 @@ impl Drop for Portico {
 impl Portico {
     /// Starts the binary on `dir` with watch-without-class (the fixtures name no class).
     async fn start(dir: &Path) -> Portico {
+        Portico::start_with(dir, &[]).await
+    }
+
+    async fn start_with(dir: &Path, extra: &[&str]) -> Portico {
         let (http, https, admin) = (free_port(), free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_portico"))
+            .args(extra)
             .arg("--manifests")
             .arg(dir)
             .args(["--http-addr", &http.to_string()])
@@ -309,6 +314,18 @@ fn help_explains_every_flag() {
         "--log-format",
         "--log-level",
         "--access-log",
+        "--upstream-idle-timeout",
+        "--client-header-timeout",
+        "--client-idle-timeout",
+        "--load-balance",
+        "--proxy-next-upstream-tries",
+        "--proxy-body-size",
+        "--max-connections",
+        "--http2-max-concurrent-streams",
+        "--proxy-protocol",
+        "--trusted-proxies",
+        "--shutdown-delay",
+        "--shutdown-timeout",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
         assert!(
@@ -319,6 +336,87 @@ fn help_explains_every_flag() {
             "{flag} has no env var"
         );
     }
+}
+
+/// Kubernetes' termination sequence: SIGTERM, /readyz unready at once while requests are
+/// still served for the shutdown delay, then the listener closes, the request in flight
+/// finishes, and the process exits 0.
+#[tokio::test]
+async fn sigterm_unready_then_drains_the_slow_request_and_exits_zero() {
+    let gated = support::gated_backend().await;
+    let echo = start_echo("quick").await;
+    let dir = temp_dir("sigterm");
+    std::fs::write(
+        dir.join("slow.yaml"),
+        app_yaml("slow", "slow.example", "slow", gated.addr),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("quick.yaml"),
+        app_yaml("quick", "quick.example", "quick", echo),
+    )
+    .unwrap();
+    let mut portico = Portico::start_with(
+        &dir,
+        &["--shutdown-delay", "1s", "--shutdown-timeout", "20s"],
+    )
+    .await;
+
+    // A slow request in flight (the backend holds its answer).
+    let mut slow = Conn::connect(portico.http).await;
+    slow.send(b"GET / HTTP/1.1\r\nHost: slow.example\r\n\r\n")
+        .await;
+    let head = tokio::time::timeout(support::BOUND, gated.head_seen)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(head.starts_with("GET / "));
+
+    let pid = portico.child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+
+    // Unready at once (polled, bounded), while the proxy still answers.
+    let mut unready = false;
+    for _ in 0..POLLS {
+        let mut admin = Conn::connect(portico.admin).await;
+        admin
+            .send(b"GET /readyz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+            .await;
+        if admin.response().await.status == 503 {
+            unready = true;
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    assert!(unready, "/readyz stayed ready after SIGTERM");
+    assert_eq!(answer(&portico.get("quick.example", "/").await), "quick");
+
+    // The slow request completes after the listener has closed.
+    let mut closed = false;
+    for _ in 0..POLLS {
+        if tokio::net::TcpStream::connect(portico.http).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    assert!(closed, "listener still open after the shutdown delay");
+    gated.release.send("finally").unwrap();
+    let response = slow.response().await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "finally");
+
+    let mut status = None;
+    for _ in 0..POLLS {
+        if let Some(s) = portico.child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let status = status.expect("portico exits after draining");
+    assert_eq!(status.code(), Some(0));
 }
 
 #[tokio::test]

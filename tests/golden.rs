@@ -242,7 +242,8 @@ fn golden_inputs_are_order_independent() {
     }
 }
 
-/// Identical backend references share one `Arc` (one round-robin position per backend).
+/// Identical backend references under the same annotations share one `Arc` (one
+/// round-robin position per backend and policy).
 #[test]
 fn identical_backend_references_share_one_arc() {
     let mut shared = 0;
@@ -266,7 +267,7 @@ fn identical_backend_references_share_one_arc() {
                         ..
                     }
                 );
-                if a.reference == b.reference && !malformed {
+                if a.reference == b.reference && a.policy == b.policy && !malformed {
                     assert!(
                         std::sync::Arc::ptr_eq(a, b),
                         "{}: {} resolved twice",

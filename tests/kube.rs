@@ -115,6 +115,9 @@ impl Portico {
             "portico".into(),
             "--election-lease-duration".into(),
             "2s".into(),
+            // Tests stop Portico at once; production waits for balancers to notice.
+            "--shutdown-delay".into(),
+            "0s".into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let config = portico::config::Args::try_parse_from(args)

@@ -779,6 +779,17 @@ async fn connect_timeout_is_504() {
     .await;
     publish_catch_all(&proxy.shared, endpoints(&[addr]));
     assert_proxy_answer(&proxy.get("x", "/").await, 504);
+    // The Ingress's proxy-connect-timeout wins over the flag.
+    let proxy = Proxy::start().await;
+    let policy = portico::routing::Policy {
+        connect_timeout: Some(Duration::from_millis(200)),
+        ..Default::default()
+    };
+    publish_catch_all(
+        &proxy.shared,
+        std::sync::Arc::new(endpoints(&[addr]).with_policy(std::sync::Arc::new(policy))),
+    );
+    assert_proxy_answer(&proxy.get("x", "/").await, 504);
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! The one place where proxy failures become HTTP responses (spec §3.7, §4.4).
 //!
-//! Every answer the proxy makes up itself (400, 404, 405, 431, 502, 503, 504) is built here: a short
+//! Every answer the proxy makes up itself (400, 404, 405, 413, 431, 502, 503, 504) is built here: a short
 //! `text/plain` body with `Content-Length`, `Date` and `Server`.
 
 use std::error::Error as StdError;
@@ -29,6 +29,9 @@ pub enum ProxyError {
     /// Request line plus headers over `max_header_bytes`.
     #[error("request header fields too large")]
     HeadersTooLarge,
+    /// The request body is over `proxy-body-size` (by `Content-Length`, or while streaming).
+    #[error("request body too large")]
+    PayloadTooLarge,
     /// No vhost, path or default backend matched (spec §3.7).
     #[error("no route")]
     NoRoute,
@@ -61,6 +64,7 @@ impl ProxyError {
             ProxyError::ConnectMethod => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Unavailable(_) | ProxyError::ExternalNameRefused(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -93,6 +97,15 @@ impl ProxyError {
     /// Whether nothing was sent upstream, so the request may go to another endpoint.
     pub(crate) fn is_retryable_connect(&self) -> bool {
         matches!(self, ProxyError::Connect(_) | ProxyError::ConnectTimeout)
+    }
+
+    /// Whether the endpoint failed before any response byte (connect failure, reset, closed
+    /// connection): passive health ejects it.
+    pub(crate) fn is_endpoint_failure(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Connect(_) | ProxyError::ConnectTimeout | ProxyError::Upstream(_)
+        )
     }
 
     /// The response for this error, in the client's HTTP version.

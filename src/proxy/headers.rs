@@ -35,6 +35,16 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// Whether the request's `TE` is exactly `trailers` (what gRPC sends).
+pub fn te_is_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+}
+
 /// Whether this is a protocol upgrade request to tunnel (spec §6.1): HTTP/1.1 with
 /// `Connection: upgrade` and an `Upgrade` header.
 pub fn is_upgrade_request<B>(req: &Request<B>) -> bool {
@@ -78,6 +88,8 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 /// What the proxy knows about the client side of one request, for spec §6.2.
 pub struct Forwarded<'a> {
     pub client_ip: IpAddr,
+    /// Keep and extend an incoming `X-Forwarded-For` (spec §6.2); else replace it.
+    pub trusted: bool,
     pub scheme: Scheme,
     /// The original Host value (or the authority when the request has no Host header).
     pub host: &'a str,
@@ -93,7 +105,11 @@ pub fn add_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
     let ip = fwd.client_ip.to_string();
     // X-Forwarded-For: append to every incoming value, in order.
     let mut xff = String::new();
-    for value in headers.get_all(&X_FORWARDED_FOR) {
+    for value in headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter(|_| fwd.trusted)
+    {
         if let Ok(v) = value.to_str() {
             let v = v.trim();
             if !v.is_empty() {
@@ -185,6 +201,38 @@ mod tests {
         assert_eq!(h.get(UPGRADE).unwrap(), "websocket");
         assert_eq!(h.get(CONNECTION).unwrap(), "upgrade");
         assert!(!h.contains_key("x-foo"));
+    }
+
+    #[test]
+    fn x_forwarded_for_is_extended_only_for_trusted_clients() {
+        let forward = |trusted: bool| {
+            let mut h = HeaderMap::new();
+            h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+            add_forwarded(
+                &mut h,
+                &Forwarded {
+                    client_ip: "203.0.113.7".parse().unwrap(),
+                    trusted,
+                    scheme: Scheme::Http,
+                    host: "x",
+                },
+            );
+            h.get("x-forwarded-for")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(forward(true), "6.6.6.6, 203.0.113.7");
+        assert_eq!(forward(false), "203.0.113.7");
+    }
+
+    #[test]
+    fn te_trailers_is_recognised() {
+        let mut h = HeaderMap::new();
+        assert!(!te_is_trailers(&h));
+        h.insert(TE, HeaderValue::from_static("gzip, Trailers"));
+        assert!(te_is_trailers(&h));
     }
 
     #[test]

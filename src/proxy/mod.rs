@@ -1,20 +1,24 @@
 //! Proxy: the data path. Accepts client connections (`server`), decides per request from the
-//! one published `RouteTable` (`service`), forwards over pooled HTTP/1.1 upstream connections
-//! (`upstream`), and turns every failure into a response in one place (`error`). On the HTTPS
-//! listener `server` terminates TLS first; on the HTTP one `redirect` answers the requests that
-//! translate marked for HTTPS.
+//! one published `RouteTable` (`service`), picks an endpoint (`balance`), forwards over pooled
+//! upstream connections (`upstream`: HTTP/1.1, h2c, or TLS), and turns every failure into a
+//! response in one place (`error`). On the HTTPS listener `server` terminates TLS first (after
+//! a PROXY protocol header, `proxy_protocol`, when configured); on the HTTP one `redirect`
+//! answers the requests that translate marked for HTTPS.
 //!
 //! Reads the configuration through [`crate::publish::Shared`] only: per request it loads the
 //! `ArcSwap`, matches synchronously, keeps the chosen backend's `Arc` and drops the guard before
 //! any `.await`, so a table swap never waits for and never disturbs in-flight requests.
 
+mod balance;
 mod error;
 mod headers;
 mod observe;
+mod proxy_protocol;
 mod redirect;
 mod server;
 mod service;
 mod upstream;
+mod upstream_tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +26,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 
+pub use balance::Balancer;
 pub use error::ProxyError;
+pub use proxy_protocol::Cidr;
 pub use redirect::{is_acme_challenge, location as redirect_location};
 pub use server::{serve, serve_tls, TlsListener};
 
@@ -69,6 +75,34 @@ pub struct ProxyOptions {
     /// Wait for the upstream's response headers, counted from when the request body has been
     /// sent (at once for bodiless requests); expiry answers 504.
     pub response_timeout: Duration,
+    /// Balancing when the Ingress does not say (`--load-balance`).
+    pub balance: crate::routing::Balance,
+    /// Attempts per request in all when the Ingress does not say
+    /// (`--proxy-next-upstream-tries`).
+    pub tries: u32,
+    /// Largest request body in bytes when the Ingress does not say (`--proxy-body-size`);
+    /// 0: no limit.
+    pub body_limit: u64,
+    /// Idle pooled upstream connections are closed after this.
+    pub upstream_idle_timeout: Duration,
+    /// A client must send a complete HTTP/1 request head within this (slowloris).
+    pub header_read_timeout: Duration,
+    /// A client connection with no request in flight is closed after this.
+    pub client_idle_timeout: Duration,
+    /// Client connections served at once, per listener; 0: no limit. Beyond it new
+    /// connections wait in the kernel's accept backlog.
+    pub max_connections: usize,
+    /// HTTP/2 streams a client may open at once on one connection.
+    pub h2_max_concurrent_streams: u32,
+    /// Expect a PROXY protocol (v1 or v2) header on every connection.
+    pub proxy_protocol: bool,
+    /// Peers whose `X-Forwarded-For` is kept and extended and whose PROXY header is
+    /// accepted; empty: everyone (spec §6.2 appends by default).
+    pub trusted_proxies: Arc<Vec<Cidr>>,
+    /// How long in-flight requests may finish after the listener stops accepting.
+    pub drain_timeout: Duration,
+    /// Per-endpoint balancing and health state, shared by all listeners.
+    pub balancer: Arc<Balancer>,
     /// Where requests are counted and logged.
     pub observe: Observe,
 }
@@ -88,6 +122,18 @@ impl Default for ProxyOptions {
             max_header_bytes: 32 * 1024,
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(60),
+            balance: crate::routing::Balance::RoundRobin,
+            tries: 3,
+            body_limit: 1 << 20,
+            upstream_idle_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(10),
+            client_idle_timeout: Duration::from_secs(75),
+            max_connections: 0,
+            h2_max_concurrent_streams: 128,
+            proxy_protocol: false,
+            trusted_proxies: Arc::default(),
+            drain_timeout: DRAIN_TIMEOUT,
+            balancer: Arc::default(),
             observe: Observe::default(),
         }
     }
@@ -96,7 +142,7 @@ impl Default for ProxyOptions {
 /// Most header lines hyper parses in one HTTP/1 request; more is answered 431 by hyper.
 pub const MAX_HEADERS: usize = 256;
 
-/// How long `serve` lets in-flight requests finish after shutdown is requested.
+/// How long `serve` lets in-flight requests finish after shutdown is requested, by default.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The product token in every response's `Server` header (spec §6.3).

@@ -1,21 +1,27 @@
 //! Accept loop: one hyper-util auto connection (HTTP/1.1, HTTP/1.0, or HTTP/2 with prior
-//! knowledge) per client socket, with upgrades enabled, all watched for graceful shutdown.
-//! On the HTTPS listener each connection first completes a TLS handshake, in its own task and
+//! knowledge) per client socket, with upgrades enabled, all watched for graceful shutdown and
+//! for idleness; at most `max_connections` at once. With `--proxy-protocol` a PROXY header is
+//! read first. On the HTTPS listener each connection first completes a TLS handshake, in its own task and
 //! within a timeout, so slow or idle handshakes never hold up the accept loop.
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use super::proxy_protocol::{self, Cidr};
 use super::service::{self, Context};
-use super::{ProxyOptions, DRAIN_TIMEOUT, MAX_HEADERS};
+use super::{ProxyOptions, MAX_HEADERS};
 use crate::publish::Shared;
 
 /// hyper's read buffer is this much larger than `max_header_bytes`, so that our own check in
@@ -33,7 +39,7 @@ pub struct TlsListener {
 }
 
 /// Serves the proxy on `listener` until `shutdown` resolves; then stops accepting, lets
-/// in-flight requests finish for up to [`DRAIN_TIMEOUT`], and returns. Established protocol
+/// in-flight requests finish for up to `options.drain_timeout`, and returns. Established protocol
 /// upgrade tunnels (WebSocket) are not waited for.
 pub async fn serve(
     listener: TcpListener,
@@ -68,6 +74,8 @@ async fn serve_inner(
         .saturating_add(HYPER_HEADROOM)
         .max(8192);
     let list_size = u32::try_from(buf_size).unwrap_or(u32::MAX);
+    let drain_timeout = options.drain_timeout;
+    let max_connections = options.max_connections;
     let ctx = Arc::new(Context::new(shared, options));
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -76,19 +84,42 @@ async fn serve_inner(
         .timer(TokioTimer::new())
         .max_buf_size(buf_size)
         .max_headers(MAX_HEADERS)
+        // Slowloris: the whole request head within this, counted from the connection's start
+        // or the end of the previous response (hyper's one knob also bounds keep-alive idle).
+        .header_read_timeout(ctx.options.header_read_timeout)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(list_size);
+        .max_header_list_size(list_size)
+        .max_concurrent_streams(ctx.options.h2_max_concurrent_streams)
+        // Rapid reset (CVE-2023-44487) and error floods: h2 sends GOAWAY beyond these.
+        .max_pending_accept_reset_streams(Some(H2_MAX_PENDING_RESETS))
+        .max_local_error_reset_streams(Some(H2_MAX_LOCAL_ERROR_RESETS));
+    // No server-initiated HTTP/2 pings: they would count as activity and keep idle
+    // connections open forever; the idle timeout is what closes dead and idle ones.
 
     let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
+    // Connections watch `stop` and shut down gracefully (HTTP/1 `Connection: close` after the
+    // in-flight response, HTTP/2 GOAWAY); each holds a clone of `done_tx`, so `done_rx`
+    // yields `None` once every connection has ended.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let limit = (max_connections > 0).then(|| Arc::new(Semaphore::new(max_connections)));
     let local = listener.local_addr().ok();
     tracing::info!(listen.addr = ?local, tls = tls.is_some(), "proxy listening");
     tokio::pin!(shutdown);
     loop {
-        let (stream, client_addr) = tokio::select! {
+        // At the connection limit, stop accepting: new connections wait in the kernel's
+        // backlog (and are refused by it once that is full); open ones are unaffected.
+        let permit = match &limit {
+            None => None,
+            Some(sem) => tokio::select! {
+                permit = sem.clone().acquire_owned() => permit.ok(),
+                () = &mut shutdown => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -101,58 +132,26 @@ async fn serve_inner(
             () = &mut shutdown => break,
         };
         if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(client.addr = %client_addr, error = %e, "set_nodelay failed");
+            tracing::debug!(client.addr = %peer, error = %e, "set_nodelay failed");
         }
-        let open = ctx
-            .options
-            .observe
-            .metrics
-            .connection(ctx.options.scheme.as_str());
-        let ctx = ctx.clone();
-        let Some(tls) = &tls else {
-            let svc = service_fn(move |req| service::handle(ctx.clone(), client_addr, None, req));
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                .into_owned();
-            let conn = graceful.watch(conn);
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(client.addr = %client_addr, error = %e, "connection ended with error");
-                }
-                drop(open);
-            });
-            continue;
+        let conn = Conn {
+            ctx: ctx.clone(),
+            builder: builder.clone(),
+            tls: tls.clone(),
+            stop: stop_rx.clone(),
+            _done: done_tx.clone(),
         };
-        // The watcher is taken now, so shutdown also waits for handshakes in progress (each
-        // bounded by the handshake timeout).
-        let watcher = graceful.watcher();
-        let (tls, builder) = (tls.clone(), builder.clone());
         tokio::spawn(async move {
-            let metrics = &ctx.options.observe.metrics;
-            let Some(stream) = handshake(&tls, stream, client_addr, metrics).await else {
-                return;
-            };
-            // Per connection, for the access log of each of its requests.
-            let info = Arc::new(crate::tls::connection_info(stream.get_ref().1));
-            let svc = service_fn(move |req| {
-                service::handle(ctx.clone(), client_addr, Some(info.clone()), req)
-            });
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(client.addr = %client_addr, error = %e, "connection ended with error");
-            }
-            drop(open);
+            conn.run(stream, peer).await;
+            drop(permit);
         });
     }
 
     drop(listener);
-    tracing::info!(
-        connections = graceful.count(),
-        "proxy shutting down; draining"
-    );
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    let _ = stop_tx.send(true);
+    drop(done_tx);
+    tracing::info!("proxy stopped accepting; draining");
+    if tokio::time::timeout(drain_timeout, done_rx.recv())
         .await
         .is_err()
     {
@@ -161,15 +160,212 @@ async fn serve_inner(
     Ok(())
 }
 
+/// Streams HTTP/2 clients may reset before the server accepts them.
+const H2_MAX_PENDING_RESETS: usize = 20;
+/// Resets the server may send because of client errors before it closes the connection.
+const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
+
+/// One client connection's share of the listener.
+struct Conn {
+    ctx: Arc<Context>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    tls: Option<TlsListener>,
+    stop: watch::Receiver<bool>,
+    /// Held until the connection ends; the drain waits for every clone to drop.
+    _done: mpsc::Sender<()>,
+}
+
+impl Conn {
+    async fn run(self, mut stream: TcpStream, peer: SocketAddr) {
+        let options = &self.ctx.options;
+        let mut client_addr = peer;
+        if options.proxy_protocol {
+            if !options.trusted_proxies.is_empty()
+                && !Cidr::any_contains(&options.trusted_proxies, peer.ip())
+            {
+                tracing::debug!(client.addr = %peer, "PROXY header from an untrusted peer; closing");
+                return;
+            }
+            let read = proxy_protocol::read_header(&mut stream);
+            match tokio::time::timeout(options.header_read_timeout, read).await {
+                Ok(Ok(Some(addr))) => client_addr = addr,
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(client.addr = %peer, error = %e, "bad PROXY header; closing");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(client.addr = %peer, "no PROXY header in time; closing");
+                    return;
+                }
+            }
+        }
+        let client = service::Client {
+            addr: client_addr,
+            trusted: options.trusted_proxies.is_empty()
+                || Cidr::any_contains(&options.trusted_proxies, client_addr.ip()),
+        };
+        let open = options.observe.metrics.connection(options.scheme.as_str());
+        let activity = Arc::new(AtomicU64::new(0));
+        let stream = Tracked::new(stream, activity.clone());
+        match &self.tls {
+            None => self.serve(stream, client, None, activity).await,
+            Some(tls) => {
+                let metrics = &options.observe.metrics;
+                let Some(stream) = handshake(tls, stream, client_addr, metrics).await else {
+                    return;
+                };
+                // Per connection, for the access log of each of its requests.
+                let info = Arc::new(crate::tls::connection_info(stream.get_ref().1));
+                self.serve(stream, client, Some(info), activity).await;
+            }
+        }
+        drop(open);
+    }
+
+    /// Serves HTTP on `io`; `tls` is the connection's TLS version and SNI on the HTTPS
+    /// listener, for the access log.
+    async fn serve<I>(
+        &self,
+        io: I,
+        client: service::Client,
+        tls: Option<Arc<crate::access_log::TlsInfo>>,
+        activity: Arc<AtomicU64>,
+    ) where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let ctx = self.ctx.clone();
+        let svc = service_fn(move |req| service::handle(ctx.clone(), client, tls.clone(), req));
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), svc);
+        tokio::pin!(conn);
+        let mut stop = self.stop.clone();
+        let idle = self.ctx.options.client_idle_timeout;
+        let mut stopping = false;
+        loop {
+            let quiet_since = Tracked::<TcpStream>::last(&activity);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(client.addr = %client.addr, error = %e, "connection ended with error");
+                    }
+                    break;
+                }
+                _ = stop.wait_for(|stop| *stop), if !stopping => {
+                    conn.as_mut().graceful_shutdown();
+                    stopping = true;
+                }
+                () = tokio::time::sleep_until(quiet_since + idle), if !stopping => {
+                    // No byte either way for the idle timeout: close gracefully (an in-flight
+                    // request, say a long poll, still gets its response).
+                    if Tracked::<TcpStream>::last(&activity) + idle <= tokio::time::Instant::now() {
+                        conn.as_mut().graceful_shutdown();
+                        stopping = true;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A client socket that notes when a byte last moved, for the idle timeout.
+struct Tracked<S> {
+    inner: S,
+    last: Arc<AtomicU64>,
+}
+
+fn clock_base() -> tokio::time::Instant {
+    static BASE: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    *BASE.get_or_init(tokio::time::Instant::now)
+}
+
+impl<S> Tracked<S> {
+    fn new(inner: S, last: Arc<AtomicU64>) -> Self {
+        Self::touch(&last);
+        Tracked { inner, last }
+    }
+
+    fn touch(last: &AtomicU64) {
+        let ms = tokio::time::Instant::now()
+            .saturating_duration_since(clock_base())
+            .as_millis();
+        last.store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    fn last(last: &AtomicU64) -> tokio::time::Instant {
+        clock_base() + Duration::from_millis(last.load(Ordering::Relaxed))
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Tracked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            Self::touch(&self.last);
+        }
+        polled
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Tracked<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            Self::touch(&self.last);
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            Self::touch(&self.last);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
 /// The server side of a TLS handshake, bounded by the handshake timeout. Failures are the
 /// client's business (wrong version, no common cipher, port scan): logged at debug only, and
 /// counted by reason class.
 async fn handshake(
     tls: &TlsListener,
-    stream: TcpStream,
+    stream: Tracked<TcpStream>,
     client_addr: std::net::SocketAddr,
     metrics: &crate::metrics::Metrics,
-) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+) -> Option<tokio_rustls::server::TlsStream<Tracked<TcpStream>>> {
     match tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
             metrics.tls_handshake(crate::tls::version_name(

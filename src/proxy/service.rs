@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use http::header::{HeaderValue, DATE, HOST, SERVER};
 use http::uri::{Authority, PathAndQuery, Scheme as UriScheme};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -16,27 +17,35 @@ use hyper_util::rt::TokioIo;
 use super::error::{date_now, response_version, ProxyError};
 use super::headers::{self, Forwarded};
 use super::observe::{self, Arrival, Seen};
-use super::upstream::{self, RetryBody, Upstream};
+use super::upstream::{self, Clients, RetryBody, Upstream};
 use super::{redirect, ProxyBody, ProxyOptions, Scheme};
 use crate::publish::Shared;
-use crate::routing::{normalize, Backend, Target};
+use crate::routing::{normalize, Backend, Protocol, Target};
 
 /// Everything a request needs, shared by all connections of one listener.
 pub(crate) struct Context {
     pub shared: Shared,
     pub options: Arc<ProxyOptions>,
-    pub client: Upstream,
+    pub clients: Clients,
 }
 
 impl Context {
     pub fn new(shared: Shared, options: Arc<ProxyOptions>) -> Self {
-        let client = upstream::client(&options);
+        let clients = Clients::new(options.upstream_idle_timeout);
         Context {
             shared,
             options,
-            client,
+            clients,
         }
     }
+}
+
+/// Who sent a request: the socket peer, or the client a PROXY header named.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Client {
+    pub addr: SocketAddr,
+    /// Its `X-Forwarded-For` is kept and extended (`--trusted-proxies`); else replaced.
+    pub trusted: bool,
 }
 
 /// The random round-robin start of this process (spec §4.3: random offset per proxy worker),
@@ -83,14 +92,15 @@ impl std::fmt::Display for Dest {
 /// `tls`: the connection's TLS version and SNI on the HTTPS listener.
 pub(crate) async fn handle(
     ctx: Arc<Context>,
-    client_addr: SocketAddr,
+    client: Client,
     tls: Option<Arc<crate::access_log::TlsInfo>>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    let client_addr = client.addr;
     let version = req.version();
     let arrival = Arrival::new(&req, client_addr, tls.as_ref(), &ctx.options.observe);
     let mut seen = Seen::default();
-    let response = match proxy(&ctx, client_addr, req, &mut seen).await {
+    let response = match proxy(&ctx, client, req, &mut seen).await {
         Ok(response) => response,
         Err((err, backend)) => {
             let status = err.status();
@@ -165,7 +175,7 @@ fn request_authority<B>(req: &Request<B>) -> Result<(String, bool), ProxyError> 
 
 async fn proxy(
     ctx: &Context,
-    client_addr: SocketAddr,
+    client: Client,
     mut req: Request<Incoming>,
     seen: &mut Seen,
 ) -> Result<Response<ProxyBody>, Failure> {
@@ -200,18 +210,22 @@ async fn proxy(
         }
     };
 
-    let offset = process_offset();
-    let first = match &backend.target {
+    // Per-Ingress settings were typed at translate time; the flags fill the gaps.
+    let policy = &backend.policy;
+    let opts = &ctx.options;
+    let balance = policy.balance.unwrap_or(opts.balance);
+    let tries = policy.tries.unwrap_or(opts.tries).max(1);
+    let connect_timeout = policy.connect_timeout.unwrap_or(opts.connect_timeout);
+    let response_timeout = policy.response_timeout.unwrap_or(opts.response_timeout);
+    let body_limit = policy.body_limit.unwrap_or(opts.body_limit);
+    let protocol = backend.protocol();
+    if body_limit > 0 && content_length(req.headers()).is_some_and(|n| n > body_limit) {
+        return Err(fail(ProxyError::PayloadTooLarge));
+    }
+
+    let external = match &backend.target {
         Target::Unavailable(reason) => return Err(fail(ProxyError::Unavailable(*reason))),
-        // spec §4.3: round-robin per request.
-        Target::Endpoints(_) => match backend.pick(offset, None) {
-            Some(addr) => Dest::Endpoint(addr),
-            None => {
-                return Err(fail(ProxyError::Unavailable(
-                    crate::routing::Unavailable::NoEndpoints,
-                )))
-            }
-        },
+        Target::Endpoints(_) => None,
         Target::ExternalName { host, port } => {
             // Literal IPs skip the resolver, so refuse local ones here (spec §4.5).
             let bare = host.trim_start_matches('[').trim_end_matches(']');
@@ -222,11 +236,15 @@ async fn proxy(
                     )));
                 }
             }
-            Dest::External {
+            Some(Dest::External {
                 host: bare.to_owned(),
                 port: *port,
-            }
+            })
         }
+    };
+    let endpoint_count = match &backend.target {
+        Target::Endpoints(all) => all.len(),
+        _ => 1,
     };
 
     // Protocol upgrade (spec §6.1): take the client side's upgrade handle before the request
@@ -241,7 +259,12 @@ async fn proxy(
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let mut headers = parts.headers;
+    // gRPC needs `te: trailers` on HTTP/2 (RFC 9113 §8.2.2 allows exactly that value).
+    let te_trailers = protocol.is_http2() && headers::te_is_trailers(&headers);
     headers::remove_hop_by_hop(&mut headers, upgrade);
+    if te_trailers {
+        headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+    }
     if set_host {
         // The URI's authority becomes the Host header; an HTTP/1.0 request without any gets
         // an empty one, as HTTP/1.1 upstream requires (RFC 9112 §3.2).
@@ -252,7 +275,8 @@ async fn proxy(
     headers::add_forwarded(
         &mut headers,
         &Forwarded {
-            client_ip: client_addr.ip().to_canonical(),
+            client_ip: client.addr.ip().to_canonical(),
+            trusted: client.trusted,
             scheme: ctx.options.scheme,
             host: &host_value,
         },
@@ -263,65 +287,127 @@ async fn proxy(
     if logging {
         seen.request_id = headers.get(&headers::X_REQUEST_ID).cloned();
     }
+    let idempotent = matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    );
+    let has_body = !body.is_end_stream();
     let mut template = Template {
         method: parts.method,
         path_and_query,
         headers,
+        protocol,
     };
-    let mut body = RetryBody::new(body);
+    // A verified upstream certificate must name the Service (`name.namespace.svc`): endpoints
+    // are dialled by IP. ExternalNames are verified against their own name.
+    let server_name = match (&policy.upstream_tls, &backend.reference, &external) {
+        (
+            Some(_),
+            crate::routing::BackendRef::Service {
+                namespace, name, ..
+            },
+            None,
+        ) => Some(format!("{name}.{namespace}.svc")),
+        _ => None,
+    };
+    let client_for = ctx.clients.get(
+        protocol,
+        connect_timeout,
+        policy.upstream_tls.as_ref(),
+        server_name,
+    );
+    let mut body = RetryBody::new(body, body_limit);
     let sent = body.sent();
     seen.body = Some(sent.clone());
     let upstream_start = std::time::Instant::now();
-    let mut dest = first;
-    let mut attempt = 0;
-    let mut response = loop {
+    let offset = process_offset();
+    let mut tried: Vec<SocketAddr> = Vec::new();
+    let mut attempt: u32 = 0;
+    let mut last: Option<(ProxyError, Dest)> = None;
+    let (mut response, dest) = loop {
         attempt += 1;
-        let retry_body = body.again();
-        // Keep a copy of the headers only when a retry could follow (spec §4.4: a different
-        // endpoint must exist).
-        let keep = attempt == 1
-            && matches!(&backend.target, Target::Endpoints(endpoints) if endpoints.len() > 1);
+        // spec §4.3: choose among the endpoints not tried yet; ejected ones only when
+        // nothing else is left.
+        let (dest, hold) = match &external {
+            Some(dest) => (dest.clone(), None),
+            None => match opts.balancer.pick(&backend, balance, offset, &tried) {
+                Some(hold) => (Dest::Endpoint(hold.addr), Some(hold)),
+                None => match last {
+                    Some((err, dest)) => return Err((err, Some(dest))),
+                    None => {
+                        return Err(fail(ProxyError::Unavailable(
+                            crate::routing::Unavailable::NoEndpoints,
+                        )))
+                    }
+                },
+            },
+        };
+        if let Dest::Endpoint(addr) = dest {
+            tried.push(addr);
+        }
+        let retry_body = if has_body {
+            body.again()
+        } else {
+            Some(body.empty())
+        };
+        // Keep a copy of the headers only when another attempt could follow.
+        let keep = attempt < tries && external.is_none() && tried.len() < endpoint_count;
         let request = template
             .build(&dest, body, keep)
             .map_err(|e| (e, Some(dest.clone())))?;
         if logging {
             seen.upstream = Some(dest.to_string());
         }
-        let err = match send(ctx, request, sent.clone()).await {
-            Ok(response) => break response,
+        let err = match send(&client_for, request, sent.clone(), response_timeout).await {
+            Ok(response) => {
+                if let Some(hold) = hold {
+                    hold.succeeded();
+                }
+                break (response, dest);
+            }
             Err(err) => err,
         };
         seen.upstream_duration = Some(upstream_start.elapsed());
+        if sent.too_large.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err((ProxyError::PayloadTooLarge, Some(dest)));
+        }
         if err.is_retryable_connect() {
             if let Some(series) = &seen.series {
                 series.connect_error();
             }
         }
-        // spec §4.4: once, to a different endpoint, only when nothing was sent.
-        let retry = match (&dest, attempt, err.is_retryable_connect(), retry_body) {
-            (Dest::Endpoint(failed), 1, true, Some(next_body)) => backend
-                .pick(offset, Some(*failed))
-                .filter(|next| next != failed)
-                .map(|next| (Dest::Endpoint(next), next_body)),
-            _ => None,
-        };
-        match retry {
-            Some((next, next_body)) => {
-                if let Some(series) = &seen.series {
-                    series.retry();
-                }
-                tracing::debug!(
-                    client.addr = %client_addr,
-                    http.host = %host_value,
-                    backend.addr = %dest,
-                    error = %err,
-                    "connect failed; retrying on another endpoint"
-                );
-                dest = next;
-                body = next_body;
+        // Passive health: the endpoint failed before answering. A response timeout is not
+        // its fault alone (the request may be slow), so it is not ejected for that.
+        if let Some(hold) = hold {
+            if err.is_endpoint_failure() {
+                let backoff = hold.failed();
+                opts.observe.metrics.ejection();
+                tracing::debug!(backend.addr = %dest, backoff = ?backoff, error = %err, "endpoint ejected");
             }
-            None => return Err((err, Some(dest))),
         }
+        // spec §4.4: a connect failure (nothing sent) retries for any method; a failure after
+        // bytes went out only for idempotent requests without a body, which can be replayed.
+        let replayable = err.is_retryable_connect()
+            || (matches!(err, ProxyError::Upstream(_)) && idempotent && !has_body);
+        let next_body = match retry_body {
+            Some(b) if replayable && attempt < tries && external.is_none() => b,
+            _ => return Err((err, Some(dest))),
+        };
+        if tried.len() >= endpoint_count {
+            return Err((err, Some(dest)));
+        }
+        if let Some(series) = &seen.series {
+            series.retry();
+        }
+        tracing::debug!(
+            client.addr = %client.addr,
+            http.host = %host_value,
+            backend.addr = %dest,
+            error = %err,
+            "upstream failed before answering; retrying on another endpoint"
+        );
+        body = next_body;
+        last = Some((err, dest));
     };
 
     let upstream_duration = upstream_start.elapsed();
@@ -372,11 +458,12 @@ async fn proxy(
 /// (at once for bodiless requests), so slow uploads are bounded by the client, not by it; the
 /// connect phase has its own `connect_timeout`.
 async fn send(
-    ctx: &Context,
+    client: &Upstream,
     request: Request<RetryBody>,
     sent: Arc<super::upstream::Progress>,
+    response_timeout: std::time::Duration,
 ) -> Result<Response<Incoming>, ProxyError> {
-    let response = ctx.client.request(request);
+    let response = client.request(request);
     tokio::pin!(response);
     let early = tokio::select! {
         result = &mut response => Some(result),
@@ -387,13 +474,24 @@ async fn send(
         None => {
             // Hand the permit back for a retry attempt of the same (already finished) body.
             sent.sent.notify_one();
-            match tokio::time::timeout(ctx.options.response_timeout, response).await {
+            match tokio::time::timeout(response_timeout, response).await {
                 Ok(result) => result,
                 Err(_) => return Err(ProxyError::ResponseTimeout),
             }
         }
     };
     result.map_err(ProxyError::from_client)
+}
+
+/// The request's `Content-Length`, when it has one that parses.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Response headers to the client (spec §6.3): hop-by-hop removed, `Date` added if missing,
@@ -411,10 +509,12 @@ struct Template {
     method: Method,
     path_and_query: PathAndQuery,
     headers: HeaderMap,
+    protocol: Protocol,
 }
 
 impl Template {
-    /// The upstream request: HTTP/1.1 always (spec §6.1), the original path and query
+    /// The upstream request: HTTP/1.1 (spec §6.1) unless the backend speaks HTTP/2 (h2c,
+    /// gRPC), the original path and query
     /// byte-for-byte (the client turns the URI into origin-form, also for absolute-form
     /// requests), headers as prepared.
     fn build(
@@ -424,7 +524,11 @@ impl Template {
         keep: bool,
     ) -> Result<Request<RetryBody>, ProxyError> {
         let uri = Uri::builder()
-            .scheme(UriScheme::HTTP)
+            .scheme(if self.protocol.is_tls() {
+                UriScheme::HTTPS
+            } else {
+                UriScheme::HTTP
+            })
             .authority(dest.authority()?)
             .path_and_query(self.path_and_query.clone())
             .build()
@@ -432,7 +536,11 @@ impl Template {
         let mut request = Request::new(body);
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = uri;
-        *request.version_mut() = Version::HTTP_11;
+        *request.version_mut() = if self.protocol.is_http2() {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
         *request.headers_mut() = if keep {
             self.headers.clone()
         } else {

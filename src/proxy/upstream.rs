@@ -1,42 +1,135 @@
-//! Upstream side: a pooled keep-alive HTTP/1.1 client (hyper-util's legacy `Client` over an
-//! `HttpConnector`), a resolver for ExternalName hosts that refuses local addresses (spec §4.5),
-//! and a request body that can be handed to a second attempt after a connect failure (spec §4.4).
+//! Upstream side: pooled keep-alive clients (hyper-util's legacy `Client` over an
+//! `HttpConnector`, wrapped by hyper-rustls for HTTPS/GRPCS backends), one per protocol and
+//! connect timeout; a resolver for ExternalName hosts that refuses local addresses (spec §4.5),
+//! and a request body that can be handed to another attempt after a connect failure (spec §4.4).
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::ProxyOptions;
+use crate::routing::{Protocol, UpstreamTls};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The upstream client type.
-pub type Upstream = Client<HttpConnector<SafeResolver>, RetryBody>;
+/// The upstream client type: plain TCP for `http://` URIs, TLS for `https://` ones.
+pub type Upstream = Client<HttpsConnector<HttpConnector<SafeResolver>>, RetryBody>;
 
-/// Builds the client: HTTP/1.1 only, keep-alive pool, `TCP_NODELAY`, connect timeout. The
-/// proxy sets `Host` itself, so the client must not invent one from the endpoint address.
+/// What distinguishes one upstream client (and its connection pool) from another.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    protocol: Protocol,
+    connect_timeout: Duration,
+    /// Hash of the CA bundle that verifies the upstream; `None`: no verification.
+    ca: Option<u64>,
+    /// The name the certificate must carry when verified (endpoints are dialled by IP).
+    server_name: Option<String>,
+}
+
+/// The upstream clients of one listener, created on first use. A client per protocol is
+/// needed anyway (HTTP/1.1 vs HTTP/2 prior knowledge, TLS or not); a per-Ingress connect
+/// timeout gets its own pool too, since hyper-util applies it in the connector. Read without
+/// locks; copied when a new combination appears, which configuration, not traffic, causes.
+pub struct Clients {
+    idle_timeout: Duration,
+    clients: ArcSwap<HashMap<Key, Upstream>>,
+}
+
+impl Clients {
+    pub fn new(idle_timeout: Duration) -> Self {
+        Clients {
+            idle_timeout,
+            clients: ArcSwap::default(),
+        }
+    }
+
+    /// The client for this protocol, connect timeout and verification. A verified
+    /// certificate must name `server_name` when given, else the URI's host.
+    pub fn get(
+        &self,
+        protocol: Protocol,
+        connect_timeout: Duration,
+        verify: Option<&UpstreamTls>,
+        server_name: Option<String>,
+    ) -> Upstream {
+        let verify = verify.filter(|_| protocol.is_tls());
+        let ca = verify.map(|v| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            v.ca_pem.hash(&mut h);
+            h.finish()
+        });
+        let key = Key {
+            protocol,
+            connect_timeout,
+            ca,
+            server_name: server_name.filter(|_| verify.is_some()),
+        };
+        if let Some(client) = self.clients.load().get(&key) {
+            return client.clone();
+        }
+        let client = build(&key, self.idle_timeout, verify);
+        self.clients.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            map.entry(key.clone()).or_insert_with(|| client.clone());
+            map
+        });
+        client
+    }
+}
+
+/// Builds one client: keep-alive pool with an idle timeout, `TCP_NODELAY`, connect timeout.
+/// The proxy sets `Host` itself, so the client must not invent one from the endpoint address.
 /// hyper-util's legacy client creates its HTTP/1 connections `with_upgrades()`, which the
 /// WebSocket tunnel relies on.
-pub fn client(options: &ProxyOptions) -> Upstream {
+fn build(key: &Key, idle_timeout: Duration, verify: Option<&UpstreamTls>) -> Upstream {
     let mut connector = HttpConnector::new_with_resolver(SafeResolver);
     connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(options.connect_timeout));
-    connector.enforce_http(true);
-    Client::builder(TokioExecutor::new())
+    connector.set_connect_timeout(Some(key.connect_timeout));
+    connector.enforce_http(false);
+    let tls = super::upstream_tls::client_config(key.protocol, verify);
+    let mut https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    if let Some(name) = key
+        .server_name
+        .as_deref()
+        .and_then(|n| rustls::pki_types::ServerName::try_from(n.to_string()).ok())
+    {
+        https = https.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
+    let https = if key.protocol.is_http2() {
+        https.enable_http2().wrap_connector(connector)
+    } else {
+        https.enable_http1().wrap_connector(connector)
+    };
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
-        .set_host(false)
-        .build(connector)
+        .pool_idle_timeout(idle_timeout)
+        .set_host(false);
+    if key.protocol.is_http2() {
+        // gRPC streams live long; keep-alive pings notice a dead peer.
+        builder
+            .http2_only(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .http2_keep_alive_timeout(Duration::from_secs(20));
+    }
+    builder.build(https)
 }
 
 /// The addresses an ExternalName must never reach: loopback, link-local and unspecified
@@ -99,6 +192,8 @@ pub struct RetryBody {
     /// Signalled once the client's body has been read to its end (or failed), so the
     /// response timeout can start only then: a long upload is not a slow upstream.
     sent: Arc<Progress>,
+    /// Largest body in bytes; 0: no limit.
+    limit: u64,
 }
 
 /// How far the client's request body has got: one allocation shared by all attempts.
@@ -108,7 +203,14 @@ pub struct Progress {
     pub sent: tokio::sync::Notify,
     /// Body bytes read from the client so far (for metrics and the access log).
     pub received: std::sync::atomic::AtomicU64,
+    /// The body went over the size limit while streaming; the answer is 413.
+    pub too_large: std::sync::atomic::AtomicBool,
 }
+
+/// A request body over `proxy-body-size`, noticed while streaming.
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than {0} bytes")]
+pub struct BodyTooLarge(pub u64);
 
 enum State {
     Parked(Arc<Mutex<Option<Incoming>>>),
@@ -122,7 +224,7 @@ fn lock(slot: &Mutex<Option<Incoming>>) -> MutexGuard<'_, Option<Incoming>> {
 }
 
 impl RetryBody {
-    pub fn new(body: Incoming) -> Self {
+    pub fn new(body: Incoming, limit: u64) -> Self {
         let sent = Arc::new(Progress::default());
         if body.is_end_stream() {
             // No body: hyper never polls it, so it counts as sent from the start.
@@ -131,6 +233,16 @@ impl RetryBody {
         RetryBody {
             state: State::Parked(Arc::new(Mutex::new(Some(body)))),
             sent,
+            limit,
+        }
+    }
+
+    /// An empty body for another attempt of a request that had none.
+    pub fn empty(&self) -> RetryBody {
+        RetryBody {
+            state: State::Done,
+            sent: self.sent.clone(),
+            limit: 0,
         }
     }
 
@@ -145,6 +257,7 @@ impl RetryBody {
             State::Parked(slot) if lock(slot).is_some() => Some(RetryBody {
                 state: State::Parked(slot.clone()),
                 sent: self.sent.clone(),
+                limit: self.limit,
             }),
             _ => None,
         }
@@ -186,9 +299,18 @@ impl Body for RetryBody {
                         Poll::Ready(Some(Ok(frame))) => {
                             if let Some(data) = frame.data_ref() {
                                 let n = u64::try_from(data.len()).unwrap_or(u64::MAX);
-                                self.sent
+                                let before = self
+                                    .sent
                                     .received
                                     .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                                if self.limit > 0 && before.saturating_add(n) > self.limit {
+                                    self.sent
+                                        .too_large
+                                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                                    let limit = self.limit;
+                                    self.finish();
+                                    return Poll::Ready(Some(Err(Box::new(BodyTooLarge(limit)))));
+                                }
                             }
                             if finished {
                                 self.finish();

@@ -4,8 +4,10 @@
 //! [`normalize`], backends go out as addresses.
 
 pub mod normalize;
+mod policy;
 mod table;
 
+pub use policy::{Balance, Policy, Protocol, UpstreamTls};
 pub use table::{Decision, RouteTable, VirtualHost};
 
 use std::net::SocketAddr;
@@ -185,8 +187,19 @@ pub struct Backend {
     #[serde(rename = "ref")]
     pub reference: BackendRef,
     pub target: Target,
+    /// The Service port's `appProtocol`, when it names one Portico speaks.
+    #[serde(rename = "appProtocol", skip_serializing_if = "Option::is_none")]
+    pub app_protocol: Option<Protocol>,
+    /// The routing Ingress's annotations (translate gives a backend its own copy when they
+    /// differ from the defaults).
+    #[serde(skip_serializing_if = "policy_is_default")]
+    pub policy: Arc<Policy>,
     #[serde(skip)]
     rr: RoundRobin,
+}
+
+fn policy_is_default(policy: &Arc<Policy>) -> bool {
+    policy.is_default()
 }
 
 impl Backend {
@@ -194,8 +207,32 @@ impl Backend {
         Backend {
             reference,
             target,
+            app_protocol: None,
+            policy: Arc::default(),
             rr: RoundRobin::default(),
         }
+    }
+
+    /// This backend under another Ingress's annotations.
+    pub fn with_policy(&self, policy: Arc<Policy>) -> Self {
+        Backend {
+            policy,
+            ..self.clone()
+        }
+    }
+
+    /// The protocol upstream connections speak: the annotation, else `appProtocol`, else
+    /// HTTP/1.1.
+    pub fn protocol(&self) -> Protocol {
+        self.policy
+            .protocol
+            .or(self.app_protocol)
+            .unwrap_or_default()
+    }
+
+    /// The next round-robin position (spec §4.3), for balancers outside this module.
+    pub fn next_position(&self) -> usize {
+        self.rr.next()
     }
 
     /// The next endpoint in round-robin order (spec §4.3), skipping `skip` (the endpoint that

@@ -200,9 +200,37 @@ impl<'a> Backends<'a> {
                 None,
             ),
         };
-        let resolved = (Arc::new(Backend::new(reference.clone(), target)), problem);
+        let mut backend = Backend::new(reference.clone(), target);
+        backend.app_protocol = self.app_protocol(&reference);
+        let resolved = (Arc::new(backend), problem);
         self.cache.insert(reference, resolved.clone());
         resolved
+    }
+
+    /// The `appProtocol` of the referenced Service port, when Portico speaks it.
+    fn app_protocol(&self, reference: &BackendRef) -> Option<crate::routing::Protocol> {
+        let BackendRef::Service {
+            namespace,
+            name,
+            port,
+        } = reference
+        else {
+            return None;
+        };
+        let service = self.services.get(&(namespace.as_str(), name.as_str()))?;
+        service
+            .spec
+            .as_ref()?
+            .ports
+            .as_ref()?
+            .iter()
+            .find(|sp| match port {
+                PortRef::Number(n) => sp.port == i32::from(*n),
+                PortRef::Name(n) => sp.name.as_deref() == Some(n.as_str()),
+            })?
+            .app_protocol
+            .as_deref()
+            .and_then(crate::routing::Protocol::from_app_protocol)
     }
 
     fn service_target(

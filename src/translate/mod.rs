@@ -3,22 +3,26 @@
 //! No I/O, no clock, no randomness; the output does not depend on the order of objects in the
 //! snapshot. Problems with an object are conditions in the output, never a failed build.
 
+mod annotations;
 mod backends;
 mod class;
 mod paths;
 mod tls;
 
+pub use annotations::{parse_size, parse_timeout};
 pub use paths::is_dns1123_subdomain;
 pub use tls::{certificate_validity, NGINX_SSL_REDIRECT, SSL_REDIRECT};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
 
-use crate::routing::{Backend, HostMatch, Origin, Route, RouteTable, VirtualHost};
+use crate::routing::{
+    Backend, BackendRef, HostMatch, Origin, Policy, Route, RouteTable, VirtualHost,
+};
 use crate::source::Snapshot;
 use crate::tls::TlsTable;
 
@@ -119,7 +123,8 @@ pub enum Reason {
     TlsHostNotCovered,
     /// An older Ingress (or an earlier entry) already bound this name (spec §5.2).
     TlsHostConflict,
-    /// The `ssl-redirect` annotation is neither `true` nor `false` (spec §5.5).
+    /// An annotation's value is unusable (`ssl-redirect` neither `true` nor `false`, a
+    /// timeout that is no duration, ...); the default applies.
     InvalidAnnotation,
     /// The certificate has expired; it is still served (spec §5.1). Set outside translate.
     TlsCertificateExpired,
@@ -171,6 +176,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
     let mut vhosts: BTreeMap<HostMatch, PendingHost> = BTreeMap::new();
     // The oldest rule-less Ingress with a defaultBackend (spec §3.7).
     let mut global: Option<(ObjectRef, Arc<Backend>)> = None;
+    let mut with_policies: HashMap<(BackendRef, Arc<Policy>), Arc<Backend>> = HashMap::new();
 
     let mut ssl_redirects = Vec::with_capacity(ingresses.len());
     for ingress in &ingresses {
@@ -196,6 +202,21 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
             redirect,
             set_by: set_by.to_string(),
         });
+        // Proxy annotations, typed once here; a backend under non-default ones gets its own
+        // copy carrying them.
+        let (policy, invalid) = annotations::policy(ingress, &snapshot.secrets);
+        for message in invalid {
+            condition(Reason::InvalidAnnotation, message);
+        }
+        let policy = (!policy.is_default()).then(|| Arc::new(policy));
+        // One Arc per (backend, policy), like one per backend without annotations.
+        let mut with_policy = |backend: Arc<Backend>| match &policy {
+            Some(p) => with_policies
+                .entry((backend.reference.clone(), p.clone()))
+                .or_insert_with(|| Arc::new(backend.with_policy(p.clone())))
+                .clone(),
+            None => backend,
+        };
         let spec = ingress.spec.as_ref();
         let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();
         let default = spec.and_then(|s| s.default_backend.as_ref()).map(|b| {
@@ -203,7 +224,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
             if let Some(p) = problem {
                 condition(p.reason, format!("defaultBackend: {}", p.message));
             }
-            backend
+            with_policy(backend)
         });
 
         if rules.is_empty() {
@@ -277,6 +298,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
                     Some(p) => condition(p.reason, p.message),
                     None => {}
                 }
+                let backend = with_policy(backend);
                 // Pushed in age order, then rule index, then path index (spec §3.6 step 4).
                 vhost.routes.push(Route {
                     path: normalised,

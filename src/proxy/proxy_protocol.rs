@@ -1,0 +1,233 @@
+//! PROXY protocol v1 (text) and v2 (binary) headers, read before anything else on a client
+//! connection when `--proxy-protocol` is on, and the `--trusted-proxies` CIDR list.
+//!
+//! A small parser of our own rather than a crate: the header is at most 107 bytes (v1) or
+//! 16 + 216 bytes for the address families we use (v2), only the source address matters, and
+//! the parser must read exactly the header and not a byte of the HTTP (or TLS) that follows,
+//! which is easiest with `read_exact` on the socket itself.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// The v2 signature.
+const V2_SIGNATURE: [u8; 12] = [
+    0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+];
+/// Longest v1 line, CRLF included.
+const V1_MAX: usize = 107;
+/// Longest v2 payload accepted (addresses plus TLVs).
+const V2_MAX: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyHeaderError {
+    #[error("reading the PROXY header: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("no PROXY protocol header")]
+    Missing,
+    #[error("malformed PROXY header: {0}")]
+    Malformed(&'static str),
+}
+
+/// Reads one PROXY header. `Ok(Some(addr))`: the client's address; `Ok(None)`: the header
+/// says the connection is the proxy's own (`LOCAL`, `UNKNOWN`, or a non-IP family), so the
+/// socket peer stands.
+pub async fn read_header<R: AsyncRead + Unpin>(
+    io: &mut R,
+) -> Result<Option<SocketAddr>, ProxyHeaderError> {
+    let mut start = [0u8; 12];
+    io.read_exact(&mut start[..5]).await?;
+    if &start[..5] == b"PROXY" {
+        return read_v1(io).await;
+    }
+    if start[..5] != V2_SIGNATURE[..5] {
+        return Err(ProxyHeaderError::Missing);
+    }
+    io.read_exact(&mut start[5..]).await?;
+    if start != V2_SIGNATURE {
+        return Err(ProxyHeaderError::Missing);
+    }
+    let mut head = [0u8; 4];
+    io.read_exact(&mut head).await?;
+    let (ver_cmd, family, len) = (head[0], head[1], u16::from_be_bytes([head[2], head[3]]));
+    let len = usize::from(len);
+    if ver_cmd >> 4 != 2 {
+        return Err(ProxyHeaderError::Malformed("version is not 2"));
+    }
+    if len > V2_MAX {
+        return Err(ProxyHeaderError::Malformed("header too long"));
+    }
+    let mut payload = vec![0u8; len];
+    io.read_exact(&mut payload).await?;
+    match ver_cmd & 0x0F {
+        0 => return Ok(None), // LOCAL: health checks from the balancer itself
+        1 => {}
+        _ => return Err(ProxyHeaderError::Malformed("unknown command")),
+    }
+    match family >> 4 {
+        1 if payload.len() >= 12 => {
+            let ip = Ipv4Addr::new(payload[0], payload[1], payload[2], payload[3]);
+            let port = u16::from_be_bytes([payload[8], payload[9]]);
+            Ok(Some(SocketAddr::new(IpAddr::V4(ip), port)))
+        }
+        2 if payload.len() >= 36 => {
+            let mut octets = [0u8; 16];
+            octets.copy_from_slice(&payload[..16]);
+            let port = u16::from_be_bytes([payload[32], payload[33]]);
+            Ok(Some(SocketAddr::new(
+                IpAddr::V6(Ipv6Addr::from(octets)),
+                port,
+            )))
+        }
+        1 | 2 => Err(ProxyHeaderError::Malformed("address block too short")),
+        _ => Ok(None), // AF_UNSPEC or AF_UNIX
+    }
+}
+
+async fn read_v1<R: AsyncRead + Unpin>(io: &mut R) -> Result<Option<SocketAddr>, ProxyHeaderError> {
+    // "PROXY" has been read; the rest of the line, byte by byte so nothing after it is taken.
+    let mut line = Vec::with_capacity(V1_MAX);
+    line.extend_from_slice(b"PROXY");
+    loop {
+        let b = io.read_u8().await?;
+        line.push(b);
+        if line.ends_with(b"\r\n") {
+            break;
+        }
+        if line.len() >= V1_MAX {
+            return Err(ProxyHeaderError::Malformed("v1 line too long"));
+        }
+    }
+    let text = std::str::from_utf8(&line[..line.len() - 2])
+        .map_err(|_| ProxyHeaderError::Malformed("v1 line is not ASCII"))?;
+    let mut parts = text.split(' ');
+    parts.next(); // PROXY
+    match parts.next() {
+        Some("UNKNOWN") => Ok(None),
+        Some("TCP4" | "TCP6") => {
+            let src: IpAddr = parts
+                .next()
+                .and_then(|s| s.parse().ok())
+                .ok_or(ProxyHeaderError::Malformed("bad v1 source address"))?;
+            let _dst = parts.next();
+            let port: u16 = parts
+                .next()
+                .and_then(|s| s.parse().ok())
+                .ok_or(ProxyHeaderError::Malformed("bad v1 source port"))?;
+            Ok(Some(SocketAddr::new(src, port)))
+        }
+        _ => Err(ProxyHeaderError::Malformed("unknown v1 protocol")),
+    }
+}
+
+/// An IP network, `10.0.0.0/8` or `2001:db8::/32`; a bare address is a /32 or /128.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.bits)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.bits))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `ip` is in any of `list`.
+    pub fn any_contains(list: &[Cidr], ip: IpAddr) -> bool {
+        list.iter().any(|c| c.contains(ip))
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (addr, bits) = match s.split_once('/') {
+            Some((a, b)) => (a, Some(b)),
+            None => (s, None),
+        };
+        let net: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP address or CIDR"))?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let bits = match bits {
+            None => max,
+            Some(b) => b
+                .parse::<u8>()
+                .ok()
+                .filter(|b| *b <= max)
+                .ok_or_else(|| format!("{s:?} has a bad prefix length"))?,
+        };
+        Ok(Cidr {
+            net: net.to_canonical(),
+            bits,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn v1_tcp4_and_the_bytes_after_it_stay() {
+        let mut input: &[u8] = b"PROXY TCP4 203.0.113.7 10.0.0.1 51000 80\r\nGET / HTTP/1.1\r\n";
+        let addr = read_header(&mut input).await.unwrap();
+        assert_eq!(addr, Some("203.0.113.7:51000".parse().unwrap()));
+        assert_eq!(input, b"GET / HTTP/1.1\r\n");
+    }
+
+    #[tokio::test]
+    async fn v2_ipv6_and_local() {
+        let mut bytes = V2_SIGNATURE.to_vec();
+        bytes.extend_from_slice(&[0x21, 0x21, 0, 36]);
+        bytes.extend_from_slice(&"2001:db8::5".parse::<Ipv6Addr>().unwrap().octets());
+        bytes.extend_from_slice(&[0; 16]);
+        bytes.extend_from_slice(&[0x1f, 0x90, 0, 80]);
+        bytes.extend_from_slice(b"rest");
+        let mut input = bytes.as_slice();
+        let addr = read_header(&mut input).await.unwrap();
+        assert_eq!(addr, Some("[2001:db8::5]:8080".parse().unwrap()));
+        assert_eq!(input, b"rest");
+        let mut local = V2_SIGNATURE.to_vec();
+        local.extend_from_slice(&[0x20, 0x00, 0, 0]);
+        assert_eq!(read_header(&mut local.as_slice()).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn plain_http_is_not_a_header() {
+        let mut input: &[u8] = b"GET / HTTP/1.1\r\n\r\n";
+        assert!(matches!(
+            read_header(&mut input).await,
+            Err(ProxyHeaderError::Missing)
+        ));
+    }
+
+    #[test]
+    fn cidrs_match_v4_v6_and_mapped() {
+        let c: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(c.contains("10.1.2.3".parse().unwrap()));
+        assert!(c.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!c.contains("11.0.0.1".parse().unwrap()));
+        let c: Cidr = "2001:db8::/32".parse().unwrap();
+        assert!(c.contains("2001:db8::1".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("nope".parse::<Cidr>().is_err());
+    }
+}

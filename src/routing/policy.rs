@@ -1,0 +1,121 @@
+//! Per-Ingress proxy settings parsed from annotations at translate time (typed, never per
+//! request). `None` fields mean "the controller's flag applies".
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// How a backend's endpoints are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// spec §4.3: round-robin with a random start per process.
+    #[default]
+    RoundRobin,
+    /// Peak-EWMA latency with power-of-two-choices (linkerd2-proxy's balancer).
+    Ewma,
+}
+
+/// What an upstream connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Protocol {
+    /// HTTP/1.1 over TCP (spec §6.1).
+    #[default]
+    Http,
+    /// HTTP/1.1 over TLS.
+    Https,
+    /// HTTP/2 with prior knowledge over TCP.
+    H2c,
+    /// gRPC: HTTP/2 with prior knowledge over TCP.
+    Grpc,
+    /// gRPC over TLS (HTTP/2 by ALPN).
+    Grpcs,
+}
+
+impl Protocol {
+    /// Whether the upstream connection is TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Protocol::Https | Protocol::Grpcs)
+    }
+
+    /// Whether the upstream connection is HTTP/2.
+    pub fn is_http2(self) -> bool {
+        matches!(self, Protocol::H2c | Protocol::Grpc | Protocol::Grpcs)
+    }
+
+    /// The annotation value (`HTTP`, `H2C`, ...), case-insensitive.
+    pub fn parse(value: &str) -> Option<Protocol> {
+        match value.trim().to_ascii_uppercase().as_str() {
+            "HTTP" => Some(Protocol::Http),
+            "HTTPS" => Some(Protocol::Https),
+            "H2C" => Some(Protocol::H2c),
+            "GRPC" => Some(Protocol::Grpc),
+            "GRPCS" => Some(Protocol::Grpcs),
+            _ => None,
+        }
+    }
+
+    /// A Service port's `appProtocol` (KEP-3726 standard names, and the common `grpc`).
+    pub fn from_app_protocol(value: &str) -> Option<Protocol> {
+        match value {
+            "kubernetes.io/h2c" | "h2c" => Some(Protocol::H2c),
+            "grpc" => Some(Protocol::Grpc),
+            "kubernetes.io/wss" | "https" => Some(Protocol::Https),
+            "kubernetes.io/ws" | "http" => Some(Protocol::Http),
+            _ => None,
+        }
+    }
+}
+
+/// How to verify an HTTPS/GRPCS upstream's certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamTls {
+    /// PEM CA bundle from the `proxy-ssl-secret` Secret (`ca.crt`).
+    #[serde(skip)]
+    pub ca_pem: Vec<u8>,
+    /// The Secret it came from, `namespace/name` (for /debug/routes).
+    pub secret: String,
+}
+
+/// Settings an Ingress sets for its own routes through annotations.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Policy {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balance: Option<Balance>,
+    /// Attempts in all, first one included (`proxy-next-upstream-tries`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tries: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration")]
+    pub connect_timeout: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration")]
+    pub response_timeout: Option<Duration>,
+    /// Largest request body in bytes; `Some(0)` means no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_limit: Option<u64>,
+    /// `backend-protocol`; wins over the Service port's `appProtocol`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+    /// Verify HTTPS/GRPCS upstreams against this CA; `None`: no verification.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_tls: Option<UpstreamTls>,
+}
+
+impl Policy {
+    pub fn is_default(&self) -> bool {
+        *self == Policy::default()
+    }
+}
+
+mod opt_duration {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! Per-Ingress proxy annotations (load balancing, retries, timeouts, body size, backend
+//! protocol, upstream TLS verification), parsed once per translate into a typed
+//! [`Policy`]. Portico's `portico.dev/` spelling wins over ingress-nginx's when both are set.
+//! An invalid value is an `InvalidAnnotation` condition and the controller's default applies.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::networking::v1::Ingress;
+
+use crate::routing::{Balance, Policy, Protocol, UpstreamTls};
+
+const NGINX: &str = "nginx.ingress.kubernetes.io/";
+const PORTICO: &str = "portico.dev/";
+
+/// The annotation names, without prefix; each is read as `portico.dev/NAME`, then
+/// `nginx.ingress.kubernetes.io/NAME`.
+pub const LOAD_BALANCE: &str = "load-balance";
+pub const NEXT_UPSTREAM_TRIES: &str = "proxy-next-upstream-tries";
+pub const CONNECT_TIMEOUT: &str = "proxy-connect-timeout";
+pub const READ_TIMEOUT: &str = "proxy-read-timeout";
+pub const BODY_SIZE: &str = "proxy-body-size";
+pub const BACKEND_PROTOCOL: &str = "backend-protocol";
+pub const PROXY_SSL_SECRET: &str = "proxy-ssl-secret";
+pub const PROXY_SSL_VERIFY: &str = "proxy-ssl-verify";
+
+/// Most attempts an annotation may ask for.
+const MAX_TRIES: u32 = 10;
+
+/// The Ingress's policy and one message per invalid annotation.
+pub(super) fn policy(ingress: &Ingress, secrets: &[Secret]) -> (Policy, Vec<String>) {
+    let mut policy = Policy::default();
+    let mut errors = Vec::new();
+    let Some(annotations) = ingress.metadata.annotations.as_ref() else {
+        return (policy, errors);
+    };
+    if !annotations
+        .keys()
+        .any(|k| k.starts_with(PORTICO) || k.starts_with(NGINX))
+    {
+        return (policy, errors);
+    }
+    let get = |name: &str| -> Option<(String, &String)> {
+        for prefix in [PORTICO, NGINX] {
+            let key = format!("{prefix}{name}");
+            if let Some(v) = annotations.get(&key) {
+                return Some((key, v));
+            }
+        }
+        None
+    };
+    let mut invalid = |key: &str, value: &str, why: &str| {
+        errors.push(format!(
+            "annotation {key}: {value:?} {why}; using the default"
+        ));
+    };
+
+    if let Some((key, value)) = get(LOAD_BALANCE) {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "round_robin" | "round-robin" => policy.balance = Some(Balance::RoundRobin),
+            "ewma" => policy.balance = Some(Balance::Ewma),
+            _ => invalid(&key, value, "is neither \"round_robin\" nor \"ewma\""),
+        }
+    }
+    if let Some((key, value)) = get(NEXT_UPSTREAM_TRIES) {
+        match value.trim().parse::<u32>() {
+            Ok(n) if (1..=MAX_TRIES).contains(&n) => policy.tries = Some(n),
+            // ingress-nginx: 0 means "no limit"; Portico bounds it.
+            Ok(0) => policy.tries = Some(MAX_TRIES),
+            _ => invalid(&key, value, "is not a number of tries from 0 to 10"),
+        }
+    }
+    for (name, slot) in [
+        (CONNECT_TIMEOUT, &mut policy.connect_timeout),
+        (READ_TIMEOUT, &mut policy.response_timeout),
+    ] {
+        if let Some((key, value)) = get(name) {
+            match parse_timeout(value) {
+                Some(d) => *slot = Some(d),
+                None => invalid(&key, value, "is not a duration (60, 60s, 500ms, 2m)"),
+            }
+        }
+    }
+    if let Some((key, value)) = get(BODY_SIZE) {
+        match parse_size(value) {
+            Some(n) => policy.body_limit = Some(n),
+            None => invalid(&key, value, "is not a size (0, 512k, 1m, 8m, 1g)"),
+        }
+    }
+    if let Some((key, value)) = get(BACKEND_PROTOCOL) {
+        match Protocol::parse(value) {
+            Some(p) => policy.protocol = Some(p),
+            None => invalid(&key, value, "is not one of HTTP, HTTPS, H2C, GRPC, GRPCS"),
+        }
+    }
+    let verify = match get(PROXY_SSL_VERIFY) {
+        None => None,
+        Some((key, value)) => match value.trim().to_ascii_lowercase().as_str() {
+            "on" | "true" => Some(true),
+            "off" | "false" => Some(false),
+            _ => {
+                invalid(&key, value, "is neither \"on\" nor \"off\"");
+                None
+            }
+        },
+    };
+    if let Some((key, value)) = get(PROXY_SSL_SECRET) {
+        // Portico's own annotation verifies by itself; ingress-nginx's needs verify=on.
+        let wanted = verify.unwrap_or(key.starts_with(PORTICO));
+        if wanted {
+            let namespace = ingress.metadata.namespace.as_deref().unwrap_or("default");
+            match ca_from_secret(value, namespace, secrets) {
+                Ok(tls) => policy.upstream_tls = Some(tls),
+                Err(why) => invalid(&key, value, &why),
+            }
+        }
+    }
+    (policy, errors)
+}
+
+/// nginx time syntax: a bare number is seconds; otherwise humantime (`5s`, `500ms`, `1m`).
+/// Zero is refused (it would fail every request).
+pub fn parse_timeout(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    let d = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(value).ok()?,
+    };
+    (!d.is_zero()).then_some(d)
+}
+
+/// nginx size syntax: bytes, or a number with `k`, `m` or `g` (powers of 1024); `0` is no
+/// limit.
+pub fn parse_size(value: &str) -> Option<u64> {
+    let value = value.trim().to_ascii_lowercase();
+    let (digits, unit) = match value.as_bytes().last()? {
+        b'k' => (&value[..value.len() - 1], 1u64 << 10),
+        b'm' => (&value[..value.len() - 1], 1 << 20),
+        b'g' => (&value[..value.len() - 1], 1 << 30),
+        _ => (value.as_str(), 1),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(unit)
+}
+
+/// `namespace/name` (or `name` in the Ingress's namespace) of a Secret with a `ca.crt`. Only
+/// the Ingress's own namespace is allowed, like TLS Secrets (spec §5.1).
+fn ca_from_secret(value: &str, namespace: &str, secrets: &[Secret]) -> Result<UpstreamTls, String> {
+    let (ns, name) = match value.trim().split_once('/') {
+        Some((ns, name)) => (ns, name),
+        None => (namespace, value.trim()),
+    };
+    if ns != namespace {
+        return Err("names a Secret in another namespace".to_string());
+    }
+    let secret = secrets
+        .iter()
+        .find(|s| {
+            s.metadata.namespace.as_deref() == Some(ns) && s.metadata.name.as_deref() == Some(name)
+        })
+        .ok_or_else(|| "names no Secret".to_string())?;
+    let ca = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("ca.crt"))
+        .ok_or_else(|| "names a Secret without ca.crt".to_string())?;
+    if !ca
+        .0
+        .windows(27)
+        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+    {
+        return Err("names a Secret whose ca.crt holds no PEM certificate".to_string());
+    }
+    Ok(UpstreamTls {
+        ca_pem: ca.0.clone(),
+        secret: format!("{ns}/{name}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_follow_nginx() {
+        assert_eq!(parse_size("0"), Some(0));
+        assert_eq!(parse_size("512"), Some(512));
+        assert_eq!(parse_size("8k"), Some(8192));
+        assert_eq!(parse_size("1m"), Some(1 << 20));
+        assert_eq!(parse_size("2G"), Some(2 << 30));
+        assert_eq!(parse_size("m"), None);
+        assert_eq!(parse_size("1.5m"), None);
+    }
+
+    #[test]
+    fn timeouts_take_bare_seconds_or_units() {
+        assert_eq!(parse_timeout("60"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_timeout("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_timeout("0"), None);
+        assert_eq!(parse_timeout("soon"), None);
+    }
+
+    fn ingress(pairs: &[(&str, &str)]) -> Ingress {
+        let mut ing = Ingress::default();
+        ing.metadata.namespace = Some("default".into());
+        ing.metadata.annotations = Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        ing
+    }
+
+    #[test]
+    fn portico_spelling_wins_and_invalid_values_are_reported() {
+        let (p, errors) = policy(
+            &ingress(&[
+                ("portico.dev/load-balance", "ewma"),
+                ("nginx.ingress.kubernetes.io/load-balance", "round_robin"),
+                ("nginx.ingress.kubernetes.io/proxy-next-upstream-tries", "2"),
+                ("portico.dev/proxy-body-size", "lots"),
+                ("nginx.ingress.kubernetes.io/backend-protocol", "grpc"),
+            ]),
+            &[],
+        );
+        assert_eq!(p.balance, Some(Balance::Ewma));
+        assert_eq!(p.tries, Some(2));
+        assert_eq!(p.body_limit, None);
+        assert_eq!(p.protocol, Some(Protocol::Grpc));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+    }
+}
