@@ -23,6 +23,7 @@ use tokio::sync::watch;
 
 use crate::config::{Addresses, StatusConfig};
 use crate::publish::Shared;
+use crate::routing::{RouteTable, Target, Unavailable};
 use crate::source::Snapshot;
 use crate::translate::ObjectRef;
 
@@ -52,6 +53,12 @@ pub const API_CALLS: &[(&str, &str, &str)] = &[
 const POLL: Duration = Duration::from_millis(20);
 /// Wait before retrying after a failed write.
 const RETRY: Duration = Duration::from_secs(1);
+/// How long status waits for an owned Ingress whose routes still have no endpoints or no
+/// Service. Services, EndpointSlices and Ingresses arrive on separate watches, so an Ingress
+/// can be published a moment before the slices it needs; its status then waits for them
+/// (spec §7: status only once the data plane has the routes *and their currently known
+/// endpoints*), but not for ever: a Service that really is missing gets status after this.
+const SETTLE_GRACE: Duration = Duration::from_secs(5);
 
 /// One entry of `status.loadBalancer.ingress`. Ordered so the written list is sorted.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -324,6 +331,50 @@ pub async fn run(
 
 /// Writes status whenever the published version, the snapshot, the addresses or the
 /// leadership change.
+/// Owned Ingresses with a route whose backend has no endpoints or no Service yet: the objects
+/// that would make it serve may still be on their way (see [`SETTLE_GRACE`]).
+fn unsettled(table: &RouteTable) -> HashSet<(&str, &str)> {
+    table
+        .vhosts()
+        .iter()
+        .flat_map(|v| v.routes.iter())
+        .filter(|r| {
+            matches!(
+                r.backend.target,
+                Target::Unavailable(Unavailable::NoEndpoints | Unavailable::ServiceNotFound)
+            )
+        })
+        .map(|r| (r.origin.namespace.as_str(), r.origin.name.as_str()))
+        .collect()
+}
+
+/// The owned Ingresses that may get status now: those whose backends all resolved, and those
+/// first published at least `grace` ago. Also returns when the next held one is due.
+fn ready_for_status<'a>(
+    owned: &'a [ObjectRef],
+    unsettled: &HashSet<(&str, &str)>,
+    first_live: &HashMap<ObjectRef, Instant>,
+    now: Instant,
+    grace: Duration,
+) -> (HashSet<&'a ObjectRef>, Option<Instant>) {
+    let mut next: Option<Instant> = None;
+    let ready = owned
+        .iter()
+        .filter(|o| {
+            if !unsettled.contains(&(o.namespace.as_str(), o.name.as_str())) {
+                return true;
+            }
+            let due = first_live.get(*o).map_or(now, |t| *t + grace);
+            if due <= now {
+                return true;
+            }
+            next = Some(next.map_or(due, |n| n.min(due)));
+            false
+        })
+        .collect();
+    (ready, next)
+}
+
 async fn write_loop(
     client: Client,
     shared: Shared,
@@ -338,6 +389,8 @@ async fn write_loop(
     let mut pending: HashMap<ObjectRef, String> = HashMap::new();
     let mut last: Option<(u64, usize, Option<Vec<Address>>, bool)> = None;
     let mut retry_at: Option<Instant> = None;
+    // When each owned Ingress was first seen in a published configuration.
+    let mut first_live: HashMap<ObjectRef, Instant> = HashMap::new();
     loop {
         let published = shared.load_full();
         let snapshot = snapshots.borrow_and_update().clone();
@@ -346,6 +399,12 @@ async fn write_loop(
         // Every replica tracks ownership, so a new leader knows what the old one wrote.
         if last.as_ref().is_none_or(|l| l.0 != published.version) {
             ever_owned.extend(published.translation.owned.iter().cloned());
+            let now = Instant::now();
+            let owned: HashSet<&ObjectRef> = published.translation.owned.iter().collect();
+            first_live.retain(|o, _| owned.contains(o));
+            for o in owned {
+                first_live.entry(o.clone()).or_insert(now);
+            }
         }
         let key = (
             published.version,
@@ -359,7 +418,16 @@ async fn write_loop(
             retry_at = None;
             if let Some(desired) = desired {
                 ours.extend(desired.iter().cloned());
-                let live: HashSet<&ObjectRef> = published.translation.owned.iter().collect();
+                let (live, held_until) = ready_for_status(
+                    &published.translation.owned,
+                    &unsettled(&published.translation.table),
+                    &first_live,
+                    Instant::now(),
+                    SETTLE_GRACE,
+                );
+                if let Some(t) = held_until {
+                    retry_at = Some(retry_at.map_or(t, |r| r.min(t)));
+                }
                 // Forget writes the watch has since delivered (or that were overtaken).
                 let versions: HashMap<ObjectRef, Option<&String>> = snapshot
                     .ingresses
@@ -449,6 +517,25 @@ mod tests {
             vec![Address::parse("192.0.2.9")]
         );
         assert_eq!(service_addresses(&Service::default()), None);
+    }
+
+    #[test]
+    fn status_waits_for_endpoints_up_to_the_grace() {
+        let owned = vec![object("ready"), object("waiting"), object("late")];
+        let unsettled: HashSet<(&str, &str)> = [("n", "waiting"), ("n", "late")].into();
+        let now = Instant::now();
+        let first_live: HashMap<ObjectRef, Instant> = [
+            (object("ready"), now),
+            (object("waiting"), now - Duration::from_secs(1)),
+            (object("late"), now - Duration::from_secs(6)),
+        ]
+        .into();
+        let (ready, next) =
+            ready_for_status(&owned, &unsettled, &first_live, now, Duration::from_secs(5));
+        let mut names: Vec<&str> = ready.iter().map(|o| o.name.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["late", "ready"]);
+        assert_eq!(next, Some(now + Duration::from_secs(4)));
     }
 
     #[test]
