@@ -20,6 +20,8 @@ mod service;
 mod upstream;
 mod upstream_tls;
 
+pub use upstream_tls::NoVerification;
+
 use std::sync::Arc;
 use std::time::Duration;
 
