@@ -8,6 +8,8 @@
 //! scale load --addr A --host H [--path P] [--conns C] [--secs S] [--close]
 //! scale scale --portico BIN [--sizes 1000,5000,10000] [--changes 100] [--churn-secs 60]
 //!             [--churn-rate 100] [--churn-load builtin|wrk] [--out FILE]
+//! scale report --raw RAW.jsonl --scale SCALE.json --out DIR --date D --machine M --mode M
+//!                                           medians, ratios: DIR/D.json, D.md, D.gnuplot
 //! ```
 
 use std::convert::Infallible;
@@ -40,6 +42,7 @@ fn main() -> Result<(), Error> {
             Ok(())
         }
         "scale" => scale_main(rest),
+        "report" => report_main(rest),
         other => {
             eprintln!("unknown command {other:?}");
             std::process::exit(2);
@@ -749,4 +752,179 @@ async fn config_version(admin: SocketAddr) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report: medians over rounds, ratios, Markdown and a gnuplot script for the chart
+
+const SCENARIO_NAMES: [(&str, &str); 6] = [
+    ("h1_keepalive", "HTTP/1.1 keep-alive, small"),
+    ("h1_new_conn", "HTTP/1.1, new connection per request"),
+    ("h1_64k", "HTTP/1.1 keep-alive, 64 KiB"),
+    ("tls_keepalive", "TLS keep-alive, small"),
+    ("tls_new_conn", "TLS, new connection per request"),
+    ("h2_tls", "HTTP/2 over TLS, 10 × 10 streams"),
+];
+
+fn report_main(args: &[String]) -> Result<(), Error> {
+    let raw = std::fs::read_to_string(flag(args, "--raw").ok_or("--raw")?)?;
+    let scale: Value = flag(args, "--scale")
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null);
+    let out = PathBuf::from(flag(args, "--out").ok_or("--out")?);
+    let date = flag_or(args, "--date", "undated".to_string())?;
+    let machine = flag_or(args, "--machine", String::new())?;
+    let mode = flag_or(args, "--mode", "full".to_string())?;
+    let runs: Vec<Value> = raw
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let rounds = runs.iter().filter_map(|r| r["round"].as_u64()).max().unwrap_or(0);
+    let proxies = ["direct", "portico", "nginx", "haproxy"];
+    let mut medians = serde_json::Map::new();
+    for (scenario, _) in SCENARIO_NAMES {
+        let mut per_proxy = serde_json::Map::new();
+        for proxy in proxies {
+            let mine: Vec<&Value> = runs
+                .iter()
+                .filter(|r| r["scenario"] == scenario && r["proxy"] == proxy && r["load"].is_object())
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let field = |f: &str| median(mine.iter().filter_map(|r| r["load"][f].as_f64()).collect());
+            let cpu = median(
+                mine.iter()
+                    .map(|r| {
+                        let secs = r["cpu_ticks"].as_f64().unwrap_or(0.0)
+                            / r["ticks_per_s"].as_f64().unwrap_or(100.0);
+                        let requests = r["load"]["requests"].as_f64().unwrap_or(0.0).max(1.0);
+                        secs / requests * 100_000.0
+                    })
+                    .collect(),
+            );
+            let rss = mine
+                .iter()
+                .filter_map(|r| r["peak_rss_kib"].as_f64())
+                .fold(0.0, f64::max)
+                / 1024.0;
+            let sum = |f: &str| mine.iter().filter_map(|r| r["load"][f].as_u64()).sum::<u64>();
+            per_proxy.insert(
+                proxy.to_string(),
+                json!({"rps": field("rps"), "p50_ms": field("p50_ms"), "p99_ms": field("p99_ms"),
+                       "p999_ms": field("p999_ms"), "cpu_s_per_100k": cpu, "peak_rss_mib": rss,
+                       "non_2xx": sum("non_2xx"), "socket_errors": sum("socket_errors"),
+                       "runs": mine.len()}),
+            );
+        }
+        if !per_proxy.is_empty() {
+            medians.insert(scenario.to_string(), Value::Object(per_proxy));
+        }
+    }
+    let ratio = |scenario: &str, other: &str, f: &str| -> Option<f64> {
+        let p = medians.get(scenario)?.get("portico")?.get(f)?.as_f64()?;
+        let o = medians.get(scenario)?.get(other)?.get(f)?.as_f64()?;
+        (o > 0.0).then(|| p / o)
+    };
+    let mut ratios = serde_json::Map::new();
+    for (scenario, _) in SCENARIO_NAMES {
+        ratios.insert(
+            scenario.to_string(),
+            json!({"rps_vs_nginx": ratio(scenario, "nginx", "rps"),
+                   "rps_vs_haproxy": ratio(scenario, "haproxy", "rps"),
+                   "p99_vs_nginx": ratio(scenario, "nginx", "p99_ms"),
+                   "p99_vs_haproxy": ratio(scenario, "haproxy", "p99_ms"),
+                   "cpu_per_request_vs_nginx": ratio(scenario, "nginx", "cpu_s_per_100k"),
+                   "cpu_per_request_vs_haproxy": ratio(scenario, "haproxy", "cpu_s_per_100k")}),
+        );
+    }
+
+    // Markdown.
+    let mut md = format!(
+        "# Portico benchmark, {date} ({mode})\n\nMachine: {machine}. Medians of {rounds} round(s); proxies alternate within each round.\n\n\
+         | Scenario | Target | req/s | p50 ms | p99 ms | p99.9 ms | CPU s / 100k req | peak RSS MiB | non-2xx | socket errors |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    );
+    for (scenario, label) in SCENARIO_NAMES {
+        let Some(per_proxy) = medians.get(scenario) else {
+            continue;
+        };
+        for proxy in proxies {
+            let Some(m) = per_proxy.get(proxy) else {
+                continue;
+            };
+            let f = |k: &str| m[k].as_f64().unwrap_or(0.0);
+            md += &format!(
+                "| {label} | {proxy} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} |\n",
+                f("rps"), f("p50_ms"), f("p99_ms"), f("p999_ms"), f("cpu_s_per_100k"),
+                f("peak_rss_mib"), m["non_2xx"], m["socket_errors"]
+            );
+        }
+    }
+    md += "\n| Scenario | req/s Portico/nginx | req/s Portico/HAProxy | p99 Portico/nginx | p99 Portico/HAProxy | CPU per request Portico/nginx | CPU per request Portico/HAProxy |\n|---|---:|---:|---:|---:|---:|---:|\n";
+    let show = |v: &Value| v.as_f64().map(|x| format!("{x:.2}")).unwrap_or_else(|| "—".into());
+    for (scenario, label) in SCENARIO_NAMES {
+        let r = &ratios[scenario];
+        if medians.contains_key(scenario) {
+            md += &format!(
+                "| {label} | {} | {} | {} | {} | {} | {} |\n",
+                show(&r["rps_vs_nginx"]), show(&r["rps_vs_haproxy"]), show(&r["p99_vs_nginx"]),
+                show(&r["p99_vs_haproxy"]), show(&r["cpu_per_request_vs_nginx"]),
+                show(&r["cpu_per_request_vs_haproxy"])
+            );
+        }
+    }
+    if let Some(sizes) = scale["sizes"].as_array() {
+        md += "\n## Control plane\n\n| Ingresses | load dir ms | translate ms | publish ms (1 change) | match ns/req | RSS after load MiB | peak RSS MiB | propagation p50 ms | p99 ms | changes |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+        for s in sizes {
+            let f = |k: &str| s[k].as_f64().unwrap_or(0.0);
+            md += &format!(
+                "| {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} |\n",
+                s["ingresses"], f("load_ms"), f("translate_ms"), f("publish_ms"),
+                f("match_ns_per_request"), f("rss_after_load_mib"), f("peak_rss_mib"),
+                s["propagation"]["p50_ms"].as_f64().unwrap_or(0.0),
+                s["propagation"]["p99_ms"].as_f64().unwrap_or(0.0),
+                s["propagation"]["changes"]
+            );
+        }
+    }
+    if scale["churn"].is_object() {
+        let c = &scale["churn"];
+        md += &format!(
+            "\nChurn: {} Ingresses, {} s of load ({}) while the directory changed {} times ({} versions published): {} requests, {} non-2xx, {} socket errors.\n",
+            c["ingresses"], c["seconds"], c["load"].as_str().unwrap_or(""), c["writes"],
+            c["published_versions"], c["result"]["requests"], c["result"]["non_2xx"],
+            c["result"]["socket_errors"]
+        );
+    }
+
+    // Chart: req/s ratios per scenario, a line at 1.
+    let mut dat = String::from("scenario nginx haproxy\n");
+    for (scenario, _) in SCENARIO_NAMES {
+        let r = &ratios[scenario];
+        if let (Some(n), Some(h)) = (r["rps_vs_nginx"].as_f64(), r["rps_vs_haproxy"].as_f64()) {
+            dat += &format!("{scenario} {n:.3} {h:.3}\n");
+        }
+    }
+    std::fs::create_dir_all(&out)?;
+    let dat_path = out.join(format!("{date}.dat"));
+    std::fs::write(&dat_path, dat)?;
+    let png = out.join(format!("{date}.png"));
+    let gp = format!(
+        "set terminal pngcairo size 900,480 noenhanced\nset output '{}'\nset title 'Portico req/s relative to nginx and HAProxy ({date}, medians)'\n\
+         set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8 border -1\nset yrange [0:*]\n\
+         set ylabel 'Portico req/s / other req/s'\nset xtics rotate by -20\nset key top left\nset grid ytics\n\
+         plot '{}' using 2:xtic(1) title 'Portico / nginx', '' using 3 title 'Portico / HAProxy', 1 with lines lc rgb 'black' title 'parity'\n",
+        png.display(),
+        dat_path.display()
+    );
+    std::fs::write(out.join(format!("{date}.gnuplot")), gp)?;
+    let doc = json!({"date": date, "mode": mode, "machine": machine, "rounds": rounds,
+                     "medians": medians, "ratios": ratios, "scale": scale, "runs": runs});
+    std::fs::write(out.join(format!("{date}.json")), serde_json::to_string_pretty(&doc)? + "\n")?;
+    std::fs::write(out.join(format!("{date}.md")), &md)?;
+    println!("{md}");
+    Ok(())
 }
