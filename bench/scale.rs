@@ -69,9 +69,7 @@ where
     T::Err: std::fmt::Display,
 {
     match flag(args, name) {
-        Some(v) => v
-            .parse()
-            .map_err(|e| format!("{name} {v:?}: {e}").into()),
+        Some(v) => v.parse().map_err(|e| format!("{name} {v:?}: {e}").into()),
         None => Ok(default),
     }
 }
@@ -82,10 +80,7 @@ where
 const SMALL: &[u8] = b"ok\n";
 
 fn upstream_main(addrs: &[String]) -> Result<(), Error> {
-    let addrs: Vec<SocketAddr> = addrs
-        .iter()
-        .map(|a| a.parse())
-        .collect::<Result<_, _>>()?;
+    let addrs: Vec<SocketAddr> = addrs.iter().map(|a| a.parse()).collect::<Result<_, _>>()?;
     runtime().block_on(async {
         let mut tasks = Vec::new();
         for addr in addrs {
@@ -458,7 +453,12 @@ fn change(dir: &Path, k: usize, port: u16) -> std::io::Result<(&'static str, Str
         }
         1 => {
             write_atomic(dir, "probe.yaml", &probe(k, port))?;
-            ("changed_path", "probe.example".into(), format!("/v{k}"), 200)
+            (
+                "changed_path",
+                "probe.example".into(),
+                format!("/v{k}"),
+                200,
+            )
         }
         2 => {
             write_atomic(dir, "ep.yaml", &endpoint_probe(false, port))?;
@@ -546,6 +546,17 @@ async fn one_size(a: &ScaleArgs, dir: &Path, n: usize, port: u16) -> Result<Valu
     let loaded = portico::source::files::load(dir);
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    // A reload with every file's parse cached (what a change of one file costs to read).
+    let mut cache = portico::source::files::Cache::default();
+    portico::source::files::load_cached(dir, &mut cache);
+    let t = Instant::now();
+    let reloaded = portico::source::files::load_cached(dir, &mut cache);
+    let reload_cached_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    let same = reloaded.snapshot == loaded.snapshot;
+    let compare_ms = t.elapsed().as_secs_f64() * 1e3;
+    assert!(same);
+    drop((reloaded, cache));
     let options = portico::translate::Options::default();
     let mut translate_ms = Vec::new();
     for _ in 0..5 {
@@ -629,6 +640,8 @@ async fn one_size(a: &ScaleArgs, dir: &Path, n: usize, port: u16) -> Result<Valu
         "ingresses": n,
         "routes": 3 * n + 2,
         "load_ms": load_ms,
+        "reload_cached_ms": reload_cached_ms,
+        "snapshot_compare_ms": compare_ms,
         "translate_ms": median(translate_ms),
         "first_publish_ms": first_publish_ms,
         "publish_ms": median(publish_ms),
@@ -781,7 +794,11 @@ fn report_main(args: &[String]) -> Result<(), Error> {
         .filter(|l| !l.trim().is_empty())
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
-    let rounds = runs.iter().filter_map(|r| r["round"].as_u64()).max().unwrap_or(0);
+    let rounds = runs
+        .iter()
+        .filter_map(|r| r["round"].as_u64())
+        .max()
+        .unwrap_or(0);
     let proxies = ["direct", "portico", "nginx", "haproxy"];
     let mut medians = serde_json::Map::new();
     for (scenario, _) in SCENARIO_NAMES {
@@ -789,12 +806,15 @@ fn report_main(args: &[String]) -> Result<(), Error> {
         for proxy in proxies {
             let mine: Vec<&Value> = runs
                 .iter()
-                .filter(|r| r["scenario"] == scenario && r["proxy"] == proxy && r["load"].is_object())
+                .filter(|r| {
+                    r["scenario"] == scenario && r["proxy"] == proxy && r["load"].is_object()
+                })
                 .collect();
             if mine.is_empty() {
                 continue;
             }
-            let field = |f: &str| median(mine.iter().filter_map(|r| r["load"][f].as_f64()).collect());
+            let field =
+                |f: &str| median(mine.iter().filter_map(|r| r["load"][f].as_f64()).collect());
             let cpu = median(
                 mine.iter()
                     .map(|r| {
@@ -810,7 +830,11 @@ fn report_main(args: &[String]) -> Result<(), Error> {
                 .filter_map(|r| r["peak_rss_kib"].as_f64())
                 .fold(0.0, f64::max)
                 / 1024.0;
-            let sum = |f: &str| mine.iter().filter_map(|r| r["load"][f].as_u64()).sum::<u64>();
+            let sum = |f: &str| {
+                mine.iter()
+                    .filter_map(|r| r["load"][f].as_u64())
+                    .sum::<u64>()
+            };
             per_proxy.insert(
                 proxy.to_string(),
                 json!({"rps": field("rps"), "p50_ms": field("p50_ms"), "p99_ms": field("p99_ms"),
@@ -856,7 +880,8 @@ fn report_main(args: &[String]) -> Result<(), Error> {
                 continue;
             };
             let f = |k: &str| m[k].as_f64().unwrap_or(0.0);
-            md += &format!(
+            md +=
+                &format!(
                 "| {label} | {proxy} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} |\n",
                 f("rps"), f("p50_ms"), f("p99_ms"), f("p999_ms"), f("cpu_s_per_100k"),
                 f("peak_rss_mib"), m["non_2xx"], m["socket_errors"]
@@ -864,14 +889,21 @@ fn report_main(args: &[String]) -> Result<(), Error> {
         }
     }
     md += "\n| Scenario | req/s Portico/nginx | req/s Portico/HAProxy | p99 Portico/nginx | p99 Portico/HAProxy | CPU per request Portico/nginx | CPU per request Portico/HAProxy |\n|---|---:|---:|---:|---:|---:|---:|\n";
-    let show = |v: &Value| v.as_f64().map(|x| format!("{x:.2}")).unwrap_or_else(|| "—".into());
+    let show = |v: &Value| {
+        v.as_f64()
+            .map(|x| format!("{x:.2}"))
+            .unwrap_or_else(|| "—".into())
+    };
     for (scenario, label) in SCENARIO_NAMES {
         let r = &ratios[scenario];
         if medians.contains_key(scenario) {
             md += &format!(
                 "| {label} | {} | {} | {} | {} | {} | {} |\n",
-                show(&r["rps_vs_nginx"]), show(&r["rps_vs_haproxy"]), show(&r["p99_vs_nginx"]),
-                show(&r["p99_vs_haproxy"]), show(&r["cpu_per_request_vs_nginx"]),
+                show(&r["rps_vs_nginx"]),
+                show(&r["rps_vs_haproxy"]),
+                show(&r["p99_vs_nginx"]),
+                show(&r["p99_vs_haproxy"]),
+                show(&r["cpu_per_request_vs_nginx"]),
                 show(&r["cpu_per_request_vs_haproxy"])
             );
         }
@@ -882,8 +914,13 @@ fn report_main(args: &[String]) -> Result<(), Error> {
             let f = |k: &str| s[k].as_f64().unwrap_or(0.0);
             md += &format!(
                 "| {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} |\n",
-                s["ingresses"], f("load_ms"), f("translate_ms"), f("publish_ms"),
-                f("match_ns_per_request"), f("rss_after_load_mib"), f("peak_rss_mib"),
+                s["ingresses"],
+                f("load_ms"),
+                f("translate_ms"),
+                f("publish_ms"),
+                f("match_ns_per_request"),
+                f("rss_after_load_mib"),
+                f("peak_rss_mib"),
                 s["propagation"]["p50_ms"].as_f64().unwrap_or(0.0),
                 s["propagation"]["p99_ms"].as_f64().unwrap_or(0.0),
                 s["propagation"]["changes"]
@@ -923,7 +960,10 @@ fn report_main(args: &[String]) -> Result<(), Error> {
     std::fs::write(out.join(format!("{date}.gnuplot")), gp)?;
     let doc = json!({"date": date, "mode": mode, "machine": machine, "rounds": rounds,
                      "medians": medians, "ratios": ratios, "scale": scale, "runs": runs});
-    std::fs::write(out.join(format!("{date}.json")), serde_json::to_string_pretty(&doc)? + "\n")?;
+    std::fs::write(
+        out.join(format!("{date}.json")),
+        serde_json::to_string_pretty(&doc)? + "\n",
+    )?;
     std::fs::write(out.join(format!("{date}.md")), &md)?;
     println!("{md}");
     Ok(())
