@@ -7,7 +7,7 @@
 //! scale upstream ADDR...                    serve "ok" (and 64 KiB on /64k) until killed
 //! scale load --addr A --host H [--path P] [--conns C] [--secs S] [--close]
 //! scale scale --portico BIN [--sizes 1000,5000,10000] [--changes 100] [--churn-secs 60]
-//!             [--churn-rate 100] [--churn-load builtin|wrk] [--out FILE]
+//!             [--churn-rate 100] [--churn-load builtin|wrk] [--no-kube] [--out FILE]
 //! scale report --raw RAW.jsonl --scale SCALE.json --out DIR --date D --machine M --mode M
 //!                                           medians, ratios: DIR/D.json, D.md, D.gnuplot
 //! ```
@@ -27,6 +27,12 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// The in-process API server of the Kubernetes tests, reused for propagation through the kube
+/// source; the harness uses a part of it.
+#[allow(dead_code)]
+#[path = "../tests/support/fake_apiserver.rs"]
+mod fake_apiserver;
 
 fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -479,6 +485,7 @@ struct ScaleArgs {
     churn_rate: f64,
     churn_size: usize,
     churn_load: String,
+    kube: bool,
     out: Option<PathBuf>,
 }
 
@@ -496,6 +503,7 @@ fn scale_main(args: &[String]) -> Result<(), Error> {
         churn_rate: flag_or(args, "--churn-rate", 100.0)?,
         churn_size: flag_or(args, "--churn-size", 1000)?,
         churn_load: flag_or(args, "--churn-load", "builtin".to_string())?,
+        kube: !args.iter().any(|a| a == "--no-kube"),
         out: flag(args, "--out").map(PathBuf::from),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -627,6 +635,11 @@ async fn one_size(a: &ScaleArgs, dir: &Path, n: usize, port: u16) -> Result<Valu
     }
     let (rss, hwm) = rss_kib(pid);
     drop(p);
+    let kube = if a.kube {
+        Some(kube_propagation(a, n, port).await?)
+    } else {
+        None
+    };
     let kinds: serde_json::Map<String, Value> = by_kind
         .iter()
         .map(|(k, v)| {
@@ -657,9 +670,95 @@ async fn one_size(a: &ScaleArgs, dir: &Path, n: usize, port: u16) -> Result<Valu
             "max_ms": pct_ms(&all, 100.0),
             "by_kind": kinds,
         },
+        "kube_propagation": kube,
     });
     eprintln!("{}", serde_json::to_string(&report)?);
     Ok(report)
+}
+
+/// Applies every document of `text` (the generator's YAML) to the fake API server.
+fn apply_yaml(api: &fake_apiserver::FakeApi, text: &str) -> Result<(), Error> {
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+    for doc in text.split("---\n").filter(|d| !d.trim().is_empty()) {
+        let value: Value = serde_yaml::from_str(doc)?;
+        match value["kind"].as_str().unwrap_or_default() {
+            "Ingress" => api.apply(&serde_json::from_value::<Ingress>(value)?),
+            "IngressClass" => api.apply(&serde_json::from_value::<IngressClass>(value)?),
+            "Service" => api.apply(&serde_json::from_value::<Service>(value)?),
+            "EndpointSlice" => api.apply(&serde_json::from_value::<EndpointSlice>(value)?),
+            other => return Err(format!("unexpected kind {other}").into()),
+        }
+    }
+    Ok(())
+}
+
+/// Propagation through the Kubernetes source: the real binary against the fake API server.
+async fn kube_propagation(a: &ScaleArgs, n: usize, port: u16) -> Result<Value, Error> {
+    let api = fake_apiserver::FakeApi::start().await;
+    apply_yaml(&api, CLASS)?;
+    for i in 0..n {
+        apply_yaml(&api, &app(i, port))?;
+    }
+    apply_yaml(&api, &probe(0, port))?;
+    apply_yaml(&api, &endpoint_probe(true, port))?;
+    let kubeconfig =
+        std::env::temp_dir().join(format!("portico-scale-kubeconfig-{}", std::process::id()));
+    api.write_kubeconfig(&kubeconfig);
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+    let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+    let child = Command::new(&a.portico)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["--election-namespace", "portico"])
+        .args(["--http-addr", &http.to_string()])
+        .args(["--https-addr", &https.to_string()])
+        .args(["--admin-addr", &admin.to_string()])
+        .args(["--access-log", "off", "--log-level", "warn"])
+        .stdout(Stdio::null())
+        .spawn()?;
+    let p = Portico { child, http, admin };
+    let ready = wait_ready(&p, Duration::from_secs(120)).await?;
+    let mut all = Vec::new();
+    for k in 0..a.changes {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let t0 = Instant::now();
+        let (host, path, want) = match k % 4 {
+            0 => {
+                let name = format!("new{k}");
+                let host = format!("{name}.example");
+                apply_yaml(&api, &ingress(&name, &host, &[("/", "Prefix")], "app0"))?;
+                (host, "/".to_string(), 200)
+            }
+            1 => {
+                apply_yaml(&api, &probe(k, port))?;
+                ("probe.example".to_string(), format!("/v{k}"), 200)
+            }
+            2 => {
+                apply_yaml(&api, &endpoint_probe(false, port))?;
+                ("ep.example".to_string(), "/".to_string(), 503)
+            }
+            _ => {
+                apply_yaml(&api, &endpoint_probe(true, port))?;
+                ("ep.example".to_string(), "/".to_string(), 200)
+            }
+        };
+        all.push(poll_until(p.http, &host, &path, want, t0, Duration::from_secs(30)).await?);
+    }
+    let (rss, hwm) = rss_kib(p.child.id());
+    drop(p);
+    let _ = std::fs::remove_file(&kubeconfig);
+    Ok(json!({
+        "startup_to_ready_ms": ready.as_secs_f64() * 1e3,
+        "changes": all.len(),
+        "p50_ms": pct_ms(&all, 50.0),
+        "p99_ms": pct_ms(&all, 99.0),
+        "max_ms": pct_ms(&all, 100.0),
+        "rss_mib": rss as f64 / 1024.0,
+        "peak_rss_mib": hwm as f64 / 1024.0,
+    }))
 }
 
 /// Load on one stable route while the directory changes `churn_rate` times a second.
@@ -909,17 +1008,23 @@ fn report_main(args: &[String]) -> Result<(), Error> {
         }
     }
     if let Some(sizes) = scale["sizes"].as_array() {
-        md += "\n## Control plane\n\n| Ingresses | load dir ms | translate ms | publish ms (1 change) | match ns/req | RSS after load MiB | peak RSS MiB | propagation p50 ms | p99 ms | changes |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+        md += "\n## Control plane\n\n| Ingresses | load dir ms | cached reload ms | translate ms | publish ms (1 change) | match ns/req | RSS after load MiB | peak RSS MiB | propagation (files) p50 / p99 ms | propagation (API) p50 / p99 ms | changes |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
         for s in sizes {
             let f = |k: &str| s[k].as_f64().unwrap_or(0.0);
+            let kube = &s["kube_propagation"];
+            let kube = if kube.is_object() {
+                format!(
+                    "{:.1} / {:.1}",
+                    kube["p50_ms"].as_f64().unwrap_or(0.0),
+                    kube["p99_ms"].as_f64().unwrap_or(0.0)
+                )
+            } else {
+                "—".to_string()
+            };
             md += &format!(
-                "| {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} |\n",
-                s["ingresses"],
-                f("load_ms"),
-                f("translate_ms"),
-                f("publish_ms"),
-                f("match_ns_per_request"),
-                f("rss_after_load_mib"),
+                "| {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} / {:.1} | {kube} | {} |\n",
+                s["ingresses"], f("load_ms"), f("reload_cached_ms"), f("translate_ms"),
+                f("publish_ms"), f("match_ns_per_request"), f("rss_after_load_mib"),
                 f("peak_rss_mib"),
                 s["propagation"]["p50_ms"].as_f64().unwrap_or(0.0),
                 s["propagation"]["p99_ms"].as_f64().unwrap_or(0.0),
