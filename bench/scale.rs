@@ -29,8 +29,7 @@ use serde_json::{json, Value};
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// The in-process API server of the Kubernetes tests, reused for propagation through the kube
-/// source; the harness uses a part of it.
-#[allow(dead_code)]
+/// source (it allows its own dead code: the harness uses a part of it).
 #[path = "../tests/support/fake_apiserver.rs"]
 mod fake_apiserver;
 
