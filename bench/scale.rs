@@ -1042,11 +1042,14 @@ fn report_main(args: &[String]) -> Result<(), Error> {
     }
 
     // Chart: req/s ratios per scenario, a line at 1.
-    let mut dat = String::from("scenario nginx haproxy\n");
+    let mut dat = String::from("# scenario nginx haproxy\n");
+    let (mut rows, mut top) = (0usize, 1.2f64);
     for (scenario, _) in SCENARIO_NAMES {
         let r = &ratios[scenario];
         if let (Some(n), Some(h)) = (r["rps_vs_nginx"].as_f64(), r["rps_vs_haproxy"].as_f64()) {
             dat += &format!("{scenario} {n:.3} {h:.3}\n");
+            rows += 1;
+            top = top.max(n * 1.15).max(h * 1.15);
         }
     }
     std::fs::create_dir_all(&out)?;
@@ -1055,10 +1058,11 @@ fn report_main(args: &[String]) -> Result<(), Error> {
     let png = out.join(format!("{date}.png"));
     let gp = format!(
         "set terminal pngcairo size 900,480 noenhanced\nset output '{}'\nset title 'Portico req/s relative to nginx and HAProxy ({date}, medians)'\n\
-         set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8 border -1\nset yrange [0:*]\n\
+         set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8 border -1\nset xrange [-0.6:{:.1}]\nset yrange [0:{top:.2}]\n\
          set ylabel 'Portico req/s / other req/s'\nset xtics rotate by -20\nset key top left\nset grid ytics\n\
          plot '{}' using 2:xtic(1) title 'Portico / nginx', '' using 3 title 'Portico / HAProxy', 1 with lines lc rgb 'black' title 'parity'\n",
         png.display(),
+        rows as f64 - 0.4,
         dat_path.display()
     );
     std::fs::write(out.join(format!("{date}.gnuplot")), gp)?;
