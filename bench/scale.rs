@@ -868,12 +868,16 @@ async fn config_version(admin: SocketAddr) -> u64 {
 // ---------------------------------------------------------------------------------------------
 // Report: medians over rounds, ratios, Markdown and a gnuplot script for the chart
 
-const SCENARIO_NAMES: [(&str, &str); 6] = [
+const SCENARIO_NAMES: [(&str, &str); 7] = [
     ("h1_keepalive", "HTTP/1.1 keep-alive, small"),
     ("h1_new_conn", "HTTP/1.1, new connection per request"),
     ("h1_64k", "HTTP/1.1 keep-alive, 64 KiB"),
     ("tls_keepalive", "TLS keep-alive, small"),
-    ("tls_new_conn", "TLS, new connection per request"),
+    (
+        "tls_new_conn",
+        "TLS, new connection per request (resumption allowed)",
+    ),
+    ("tls_handshake", "TLS full handshakes (s_time, no request)"),
     ("h2_tls", "HTTP/2 over TLS, 10 × 10 streams"),
 ];
 
