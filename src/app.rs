@@ -2,6 +2,7 @@
 //! on request. `main.rs` and the quickstart example both start Portico through `run`.
 
 use std::future::Future;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -50,11 +51,19 @@ pub fn init_tracing(format: LogFormat, level: &str) {
     };
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
+    // Logs go to stdout (as the access log does). Colour codes only help a person at a
+    // terminal; in a file, a pipe or `kubectl logs` they are noise that breaks grep and log
+    // parsers, and tracing-subscriber colours unconditionally unless told otherwise.
+    let ansi = colour_logs(
+        std::io::stdout().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stdout)
+        .with_ansi(ansi);
     let result = match format {
-        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init(),
-        LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
-            .try_init(),
+        LogFormat::Text => registry.with(layer).try_init(),
+        LogFormat::Json => registry.with(layer.json().flatten_event(true)).try_init(),
     };
     if result.is_err() {
         return; // already installed (tests, the quickstart)
@@ -66,6 +75,13 @@ pub fn init_tracing(format: LogFormat, level: &str) {
     if let Some(e) = bad {
         tracing::warn!(error = %e, "invalid --log-level {level:?}; using info");
     }
+}
+
+/// Whether log lines carry terminal colour codes: only when they go to a terminal, and not
+/// when `NO_COLOR` is set to anything non-empty (<https://no-color.org>, which
+/// tracing-subscriber's own default honours too).
+fn colour_logs(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 static LOG_LEVEL: OnceLock<LogLevel> = OnceLock::new();
@@ -300,4 +316,19 @@ async fn start_manifests(
         options,
         metrics.clone(),
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour_logs;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour_logs(true, None));
+        assert!(colour_logs(true, Some(OsStr::new(""))));
+        assert!(!colour_logs(true, Some(OsStr::new("1"))));
+        assert!(!colour_logs(false, None));
+        assert!(!colour_logs(false, Some(OsStr::new("1"))));
+    }
 }

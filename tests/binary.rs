@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -697,5 +698,88 @@ fn check_exits_non_zero_only_for_errors() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("vhost:   none"), "{out}");
     assert!(out.contains("answer:  404 Not Found"), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Logs written to a pipe (a file, `kubectl logs`, a log shipper) carry no terminal colour
+/// codes: tracing-subscriber colours by default, so the binary must turn that off when its log
+/// stream is not a terminal. Both streams are piped and read whole after a clean exit.
+#[tokio::test]
+async fn logs_to_a_pipe_carry_no_colour_codes() {
+    let echo = start_echo("plain").await;
+    let dir = temp_dir("no-ansi");
+    std::fs::write(
+        dir.join("app.yaml"),
+        app_yaml("app", "plain.example", "plain", echo),
+    )
+    .unwrap();
+    // A broken file: a warning with fields, the line most decorated when colours are on.
+    std::fs::write(dir.join("broken.yaml"), "kind: Ingress\nspec: [").unwrap();
+    let (http, https, admin) = (free_port(), free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_portico"))
+        .arg("--manifests")
+        .arg(&dir)
+        .args(["--http-addr", &http.to_string()])
+        .args(["--https-addr", &https.to_string()])
+        .args(["--admin-addr", &admin.to_string()])
+        .args(["--watch-ingress-without-class", "--shutdown-delay", "0s"])
+        .args(["--log-format", "text", "--log-level", "info"])
+        // tracing-subscriber also honours NO_COLOR; make sure it is not what turns colour off.
+        .env_remove("NO_COLOR")
+        .env_remove("PORTICO_LOG_LEVEL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("portico starts");
+    let mut portico = Portico {
+        child,
+        http,
+        https,
+        admin,
+    };
+    portico.wait_ready().await;
+    assert_eq!(answer(&portico.get("plain.example", "/").await), "plain");
+
+    let pid = portico.child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let mut status = None;
+    for _ in 0..POLLS {
+        if let Some(s) = portico.child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    assert_eq!(status.expect("portico exits").code(), Some(0));
+
+    let mut logs = Vec::new();
+    for stream in [
+        portico
+            .child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read>),
+        portico
+            .child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let mut stream = stream;
+        stream.read_to_end(&mut logs).unwrap();
+    }
+    let text = String::from_utf8_lossy(&logs);
+    // Not vacuous: the lines that would be coloured are there.
+    assert!(text.contains("portico serving"), "{text}");
+    assert!(text.contains("WARN"), "{text}");
+    assert!(
+        !logs.contains(&0x1b),
+        "ESC (terminal colour code) in piped logs:\n{}",
+        text.escape_debug()
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
