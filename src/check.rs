@@ -27,7 +27,9 @@ impl Severity {
             Reason::PathShadowed
             | Reason::DefaultBackendShadowed
             | Reason::TlsHostConflict
-            | Reason::TlsHostNotCovered => Severity::Warning,
+            | Reason::TlsHostNotCovered
+            | Reason::SnippetDropped
+            | Reason::UnsupportedAnnotation => Severity::Warning,
             Reason::InvalidIngress
             | Reason::InvalidHost
             | Reason::InvalidPath
@@ -47,7 +49,8 @@ impl Severity {
             | Reason::TlsCertificateExpired
             | Reason::TlsCertificateNotYetValid
             // An annotation value that is ignored (the default applies instead).
-            | Reason::InvalidAnnotation => Severity::Error,
+            | Reason::InvalidAnnotation
+            | Reason::AccessControlUnsupported => Severity::Error,
         }
     }
 

@@ -243,7 +243,7 @@ fn golden_inputs_are_order_independent() {
 }
 
 /// Identical backend references under the same annotations share one `Arc` (one
-/// round-robin position per backend and policy).
+/// round-robin position per backend and policy); a backend that fails closed is its own.
 #[test]
 fn identical_backend_references_share_one_arc() {
     let mut shared = 0;
@@ -267,7 +267,11 @@ fn identical_backend_references_share_one_arc() {
                         ..
                     }
                 );
-                if a.reference == b.reference && a.policy == b.policy && !malformed {
+                if a.reference == b.reference
+                    && a.policy == b.policy
+                    && a.target == b.target
+                    && !malformed
+                {
                     assert!(
                         std::sync::Arc::ptr_eq(a, b),
                         "{}: {} resolved twice",

@@ -165,6 +165,8 @@ pub enum Unavailable {
     ResourceBackendUnsupported,
     ExternalNameRejected,
     ExternalNameDisabled,
+    /// The routing Ingress asks for access control Portico does not implement: fail closed.
+    AccessControlUnsupported,
 }
 
 /// Where a backend's traffic goes.
@@ -217,6 +219,14 @@ impl Backend {
     pub fn with_policy(&self, policy: Arc<Policy>) -> Self {
         Backend {
             policy,
+            ..self.clone()
+        }
+    }
+
+    /// This backend refusing traffic for `why` (the proxy answers 503).
+    pub fn unavailable(&self, why: Unavailable) -> Self {
+        Backend {
+            target: Target::Unavailable(why),
             ..self.clone()
         }
     }

@@ -24,6 +24,86 @@ pub const BACKEND_PROTOCOL: &str = "backend-protocol";
 pub const PROXY_SSL_SECRET: &str = "proxy-ssl-secret";
 pub const PROXY_SSL_VERIFY: &str = "proxy-ssl-verify";
 
+/// Every annotation name Portico reads under both prefixes (`ssl-redirect` is read by
+/// `tls.rs`). Anything else under either prefix is reported, never silently ignored.
+const IMPLEMENTED: &[&str] = &[
+    "ssl-redirect",
+    LOAD_BALANCE,
+    NEXT_UPSTREAM_TRIES,
+    CONNECT_TIMEOUT,
+    READ_TIMEOUT,
+    BODY_SIZE,
+    BACKEND_PROTOCOL,
+    PROXY_SSL_SECRET,
+    PROXY_SSL_VERIFY,
+];
+
+/// ingress-nginx annotations that switch on access control (basic or external
+/// authentication, client certificates, source ranges). Portico does not implement them yet,
+/// so an Ingress carrying one fails closed: its paths answer 503 rather than serving without
+/// the protection its author asked for (`shared/spec/ingress-nginx.md` §3). The annotations that
+/// only tune these (`auth-realm`, `auth-tls-verify-depth`, ...) do nothing on their own in
+/// ingress-nginx either, and are reported as unsupported.
+const ACCESS_CONTROL: &[&str] = &[
+    "auth-type",
+    "auth-secret",
+    "auth-url",
+    "auth-tls-secret",
+    "whitelist-source-range",
+    "allowlist-source-range",
+    "denylist-source-range",
+];
+
+/// The annotations of one Ingress that Portico does not implement, by what happens to them.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Unimplemented {
+    /// Access control: the Ingress's paths answer 503 (fail closed).
+    pub blocking: Vec<String>,
+    /// `*-snippet`: nginx configuration text, never interpreted.
+    pub snippets: Vec<String>,
+    /// Everything else under either prefix: ignored, with a warning.
+    pub ignored: Vec<String>,
+    /// `canary: "true"` (the key): canary Ingresses are not implemented yet; the Ingress
+    /// serves nothing, so the main Ingress keeps all the traffic.
+    pub canary: Option<String>,
+}
+
+impl Unimplemented {
+    pub fn blocks(&self) -> bool {
+        !self.blocking.is_empty()
+    }
+}
+
+/// Sorts the Ingress's `portico.dev/` and `nginx.ingress.kubernetes.io/` annotations that no
+/// part of translate reads (full keys, in key order, so conditions are deterministic).
+pub(super) fn unimplemented(ingress: &Ingress) -> Unimplemented {
+    let mut found = Unimplemented::default();
+    let Some(annotations) = ingress.metadata.annotations.as_ref() else {
+        return found;
+    };
+    for (key, value) in annotations {
+        let Some(name) = key
+            .strip_prefix(PORTICO)
+            .or_else(|| key.strip_prefix(NGINX))
+        else {
+            continue;
+        };
+        if IMPLEMENTED.contains(&name) {
+            continue;
+        }
+        if ACCESS_CONTROL.contains(&name) {
+            found.blocking.push(key.clone());
+        } else if name.ends_with("-snippet") {
+            found.snippets.push(key.clone());
+        } else if name == "canary" && value.trim().eq_ignore_ascii_case("true") {
+            found.canary = Some(key.clone());
+        } else {
+            found.ignored.push(key.clone());
+        }
+    }
+    found
+}
+
 /// Most attempts an annotation may ask for.
 const MAX_TRIES: u32 = 10;
 

@@ -21,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
 
 use crate::routing::{
-    Backend, BackendRef, HostMatch, Origin, Policy, Route, RouteTable, VirtualHost,
+    Backend, BackendRef, HostMatch, Origin, Policy, Route, RouteTable, Unavailable, VirtualHost,
 };
 use crate::source::Snapshot;
 use crate::tls::TlsTable;
@@ -126,6 +126,15 @@ pub enum Reason {
     /// An annotation's value is unusable (`ssl-redirect` neither `true` nor `false`, a
     /// timeout that is no duration, ...); the default applies.
     InvalidAnnotation,
+    /// An annotation switches on access control Portico does not implement yet
+    /// (authentication, client certificates, source ranges): every path of the Ingress
+    /// answers 503 instead of serving unprotected (`ingress-nginx.md` §3, fail closed).
+    AccessControlUnsupported,
+    /// A `*-snippet` annotation: nginx configuration text, never interpreted; dropped.
+    SnippetDropped,
+    /// An ingress-nginx (or `portico.dev/`) annotation Portico does not implement; ignored.
+    /// For `canary: "true"` the whole Ingress is left out (the main Ingress serves).
+    UnsupportedAnnotation,
     /// The certificate has expired; it is still served (spec §5.1). Set outside translate.
     TlsCertificateExpired,
     /// The certificate is not valid yet; it is still served (spec §5.1). Set outside translate.
@@ -177,6 +186,8 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
     // The oldest rule-less Ingress with a defaultBackend (spec §3.7).
     let mut global: Option<(ObjectRef, Arc<Backend>)> = None;
     let mut with_policies: HashMap<(BackendRef, Arc<Policy>), Arc<Backend>> = HashMap::new();
+    // Backends of Ingresses that fail closed, one Arc per reference.
+    let mut blocked_backends: HashMap<BackendRef, Arc<Backend>> = HashMap::new();
 
     let mut ssl_redirects = Vec::with_capacity(ingresses.len());
     for ingress in &ingresses {
@@ -189,6 +200,42 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
                 message,
             });
         };
+        // ingress-nginx.md §3: what Portico does not implement is said, never silently
+        // ignored; access control it cannot enforce fails closed.
+        let unimplemented = annotations::unimplemented(ingress);
+        for key in &unimplemented.blocking {
+            condition(
+                Reason::AccessControlUnsupported,
+                format!(
+                    "annotation {key}: access control Portico does not implement yet; every \
+                     path of this Ingress answers 503 rather than serving without it"
+                ),
+            );
+        }
+        for key in &unimplemented.snippets {
+            condition(
+                Reason::SnippetDropped,
+                format!("annotation {key}: snippets are never interpreted; dropped"),
+            );
+        }
+        for key in &unimplemented.ignored {
+            condition(
+                Reason::UnsupportedAnnotation,
+                format!("annotation {key}: not implemented by Portico; ignored"),
+            );
+        }
+        if let Some(key) = &unimplemented.canary {
+            // ingress-nginx attaches a canary to its main Ingress; until Portico does, the
+            // canary must not take over the main Ingress's host and paths.
+            condition(
+                Reason::UnsupportedAnnotation,
+                format!(
+                    "annotation {key}: canary Ingresses are not implemented yet; this \
+                     Ingress serves nothing and its main Ingress serves all the traffic"
+                ),
+            );
+            continue;
+        }
         // spec §5.5: whether this Ingress's routes on TLS hosts redirect plain HTTP.
         let (redirect, set_by) = match tls::ssl_redirect(ingress, options) {
             Ok(r) => r,
@@ -210,12 +257,23 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
         }
         let policy = (!policy.is_default()).then(|| Arc::new(policy));
         // One Arc per (backend, policy), like one per backend without annotations.
-        let mut with_policy = |backend: Arc<Backend>| match &policy {
-            Some(p) => with_policies
-                .entry((backend.reference.clone(), p.clone()))
-                .or_insert_with(|| Arc::new(backend.with_policy(p.clone())))
-                .clone(),
-            None => backend,
+        let blocked = unimplemented.blocks();
+        let mut with_policy = |backend: Arc<Backend>| {
+            if blocked {
+                return blocked_backends
+                    .entry(backend.reference.clone())
+                    .or_insert_with(|| {
+                        Arc::new(backend.unavailable(Unavailable::AccessControlUnsupported))
+                    })
+                    .clone();
+            }
+            match &policy {
+                Some(p) => with_policies
+                    .entry((backend.reference.clone(), p.clone()))
+                    .or_insert_with(|| Arc::new(backend.with_policy(p.clone())))
+                    .clone(),
+                None => backend,
+            }
         };
         let spec = ingress.spec.as_ref();
         let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();
