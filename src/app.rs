@@ -217,6 +217,7 @@ pub async fn run(
     };
     let balancer = Arc::new(proxy::Balancer::default());
     let trusted_proxies = Arc::new(config.trusted_proxies.clone());
+    let upgrade_protocols = Arc::new(config.allowed_upgrades.clone());
     let proxy_options = |scheme| {
         Arc::new(ProxyOptions {
             scheme,
@@ -233,6 +234,7 @@ pub async fn run(
             h2_max_concurrent_streams: config.http2_max_concurrent_streams,
             proxy_protocol: config.proxy_protocol,
             trusted_proxies: trusted_proxies.clone(),
+            upgrade_protocols: upgrade_protocols.clone(),
             drain_timeout: config.shutdown_timeout,
             balancer: balancer.clone(),
             observe: observe.clone(),

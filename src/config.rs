@@ -115,6 +115,18 @@ pub struct Args {
     #[arg(long, env = "PORTICO_CLIENT_IDLE_TIMEOUT", default_value = "75s", value_parser = parse_duration)]
     pub client_idle_timeout: Duration,
 
+    /// Comma-separated `Upgrade` protocols tunnelled to backends (names, case-insensitive).
+    /// Any other upgrade request is forwarded as a plain request with `Upgrade` removed, and
+    /// a backend's 101 for a protocol not offered is refused (502). `h2c` cannot be allowed:
+    /// it would hand clients an HTTP/2 connection to the backend past routing.
+    #[arg(
+        long,
+        env = "PORTICO_ALLOWED_UPGRADES",
+        value_name = "PROTOCOLS",
+        default_value = "websocket"
+    )]
+    pub allowed_upgrades: String,
+
     /// Endpoint choice when the Ingress does not say: round_robin (spec §4.3) or ewma
     /// (peak-EWMA latency with power of two choices).
     #[arg(
@@ -422,6 +434,7 @@ pub struct Config {
     pub body_limit: u64,
     pub max_connections: usize,
     pub http2_max_concurrent_streams: u32,
+    pub allowed_upgrades: Vec<String>,
     pub proxy_protocol: bool,
     pub trusted_proxies: Vec<crate::proxy::Cidr>,
     pub shutdown_delay: Duration,
@@ -454,6 +467,28 @@ pub enum ConfigError {
     TrustedProxies(String),
     #[error("--http2-max-concurrent-streams must be at least 1")]
     Http2Streams,
+    #[error("--allowed-upgrades: {0}")]
+    AllowedUpgrades(String),
+}
+
+/// `--allowed-upgrades`: protocol names (RFC 9110 §7.8 tokens, no version), lower-cased.
+/// `h2c` is refused: tunnelling it is the h2c smuggling hole (issue 10 item 1).
+fn allowed_upgrades(list: &str) -> Result<Vec<String>, ConfigError> {
+    let mut names = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() || name.contains('/') {
+            return Err(ConfigError::AllowedUpgrades(format!(
+                "{name:?} is not a protocol name"
+            )));
+        }
+        if name.eq_ignore_ascii_case("h2c") {
+            return Err(ConfigError::AllowedUpgrades(
+                "h2c cannot be tunnelled: it would bypass routing".to_string(),
+            ));
+        }
+        names.push(name.to_ascii_lowercase());
+    }
+    Ok(names)
 }
 
 impl Args {
@@ -521,6 +556,7 @@ impl Args {
             .map(str::parse)
             .collect::<Result<Vec<crate::proxy::Cidr>, String>>()
             .map_err(ConfigError::TrustedProxies)?;
+        let allowed_upgrades = allowed_upgrades(&self.allowed_upgrades)?;
         Ok(Config {
             source,
             status: StatusConfig {
@@ -548,6 +584,7 @@ impl Args {
             body_limit: self.proxy_body_size,
             max_connections: self.max_connections,
             http2_max_concurrent_streams: self.http2_max_concurrent_streams,
+            allowed_upgrades,
             proxy_protocol: self.proxy_protocol,
             trusted_proxies,
             shutdown_delay: self.shutdown_delay,
@@ -591,6 +628,25 @@ mod tests {
         Args::try_parse_from(std::iter::once("portico").chain(args.iter().copied()))
             .expect("arguments parse")
             .validate()
+    }
+
+    #[test]
+    fn allowed_upgrades_are_names_and_never_h2c() {
+        let c = parse(&["--manifests", "x"]).unwrap();
+        assert_eq!(c.allowed_upgrades, ["websocket"]);
+        let c = parse(&[
+            "--manifests",
+            "x",
+            "--allowed-upgrades",
+            "WebSocket, echo-proto",
+        ]);
+        assert_eq!(c.unwrap().allowed_upgrades, ["websocket", "echo-proto"]);
+        let c = parse(&["--manifests", "x", "--allowed-upgrades", ""]).unwrap();
+        assert!(c.allowed_upgrades.is_empty());
+        for bad in ["websocket,H2C", "websocket/13", "a b"] {
+            let err = parse(&["--manifests", "x", "--allowed-upgrades", bad]);
+            assert!(matches!(err, Err(ConfigError::AllowedUpgrades(_))), "{bad}");
+        }
     }
 
     #[test]

@@ -103,6 +103,9 @@ pub struct ProxyOptions {
     pub trusted_proxies: Arc<Vec<Cidr>>,
     /// How long in-flight requests may finish after the listener stops accepting.
     pub drain_timeout: Duration,
+    /// `Upgrade` protocols tunnelled (names, case-insensitive; `--allowed-upgrades`); any
+    /// other upgrade request is forwarded as a plain request without its `Upgrade`.
+    pub upgrade_protocols: Arc<Vec<String>>,
     /// Per-endpoint balancing and health state, shared by all listeners.
     pub balancer: Arc<Balancer>,
     /// Where requests are counted and logged.
@@ -135,6 +138,7 @@ impl Default for ProxyOptions {
             proxy_protocol: false,
             trusted_proxies: Arc::default(),
             drain_timeout: DRAIN_TIMEOUT,
+            upgrade_protocols: Arc::new(vec!["websocket".to_string()]),
             balancer: Arc::default(),
             observe: Observe::default(),
         }

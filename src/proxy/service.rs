@@ -247,10 +247,11 @@ async fn proxy(
         _ => 1,
     };
 
-    // Protocol upgrade (spec §6.1): take the client side's upgrade handle before the request
-    // is consumed.
-    let upgrade = headers::is_upgrade_request(&req);
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    // Protocol upgrade (spec §6.1): only the protocols the operator allows (WebSocket by
+    // default); any other `Upgrade` (h2c above all) is dropped and the request forwarded as
+    // a plain one. Take the client side's upgrade handle before the request is consumed.
+    let upgrade = headers::allowed_upgrade(&req, &ctx.options.upgrade_protocols);
+    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
     let (parts, body) = req.into_parts();
     let path_and_query = parts
@@ -261,7 +262,10 @@ async fn proxy(
     let mut headers = parts.headers;
     // gRPC needs `te: trailers` on HTTP/2 (RFC 9113 §8.2.2 allows exactly that value).
     let te_trailers = protocol.is_http2() && headers::te_is_trailers(&headers);
-    headers::remove_hop_by_hop(&mut headers, upgrade);
+    headers::remove_hop_by_hop(&mut headers, upgrade.is_some());
+    if let Some(offer) = &upgrade {
+        headers.insert(http::header::UPGRADE, offer.clone());
+    }
     if te_trailers {
         headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
     }
@@ -417,12 +421,20 @@ async fn proxy(
     }
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let Some(client_upgrade) = client_upgrade else {
+        // Never a tunnel the proxy did not ask for: a 101 to a plain request, or to a
+        // protocol that was not offered, is the backend's error (RFC 9110 §15.2.2).
+        let (Some(client_upgrade), Some(offer)) = (client_upgrade, &upgrade) else {
             return Err((
                 ProxyError::Upstream("101 Switching Protocols without an upgrade request".into()),
                 Some(dest),
             ));
         };
+        if !headers::upgrade_accepted(offer, response.headers()) {
+            return Err((
+                ProxyError::Upstream("101 Switching Protocols to a protocol not offered".into()),
+                Some(dest),
+            ));
+        }
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         let backend_addr = dest.to_string();
         tokio::spawn(async move {
