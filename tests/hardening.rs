@@ -130,3 +130,52 @@ async fn a_101_the_proxy_did_not_ask_for_is_502() {
         assert_eq!(response.status, 502, "{request}");
     }
 }
+
+// Item 6: a backend sending both Content-Length and chunked framing. hyper reads the body by
+// the chunked framing; the Content-Length used to be passed on and the body cut at it.
+#[tokio::test]
+async fn a_backends_content_length_beside_chunked_is_dropped() {
+    let backend = raw_backend(
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n\
+         14\r\n01234567890123456789\r\n0\r\n\r\n",
+    )
+    .await;
+    let proxy = Proxy::start().await;
+    publish_catch_all(&proxy.shared, endpoints(&[backend]));
+    let response = proxy.get("x", "/").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-length"), None, "{response:?}");
+    assert!(response.chunked, "{response:?}");
+    assert_eq!(response.text(), "01234567890123456789");
+}
+
+// Item 6: request transfer codings other than exactly `chunked` (RFC 9112 §6.1). hyper
+// decoded the chunked layer and the gzip coding was silently dropped on the way upstream.
+#[tokio::test]
+async fn request_transfer_codings_other_than_chunked_are_refused() {
+    let echo = start_echo("e").await;
+    let proxy = Proxy::start().await;
+    publish_catch_all(&proxy.shared, endpoints(&[echo]));
+    let body = "5\r\nhello\r\n0\r\n\r\n";
+    for (codings, status) in [
+        ("Transfer-Encoding: gzip, chunked\r\n", 501),
+        (
+            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+            501,
+        ),
+        ("Transfer-Encoding: chunked, chunked\r\n", 501),
+        // Not ending in chunked: hyper refuses it itself (RFC 9112 §6.3: 400).
+        ("Transfer-Encoding: chunked, gzip\r\n", 400),
+        ("Transfer-Encoding: chunked\r\n", 200),
+    ] {
+        let response = proxy
+            .raw(&format!(
+                "POST / HTTP/1.1\r\nHost: x\r\n{codings}\r\n{body}"
+            ))
+            .await;
+        assert_eq!(response.status, status, "{codings}");
+        if status == 200 {
+            assert_eq!(response.json()["body_bytes"], 5);
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! The one place where proxy failures become HTTP responses (spec §3.7, §4.4).
 //!
-//! Every answer the proxy makes up itself (400, 404, 405, 413, 431, 502, 503, 504) is built here: a short
+//! Every answer the proxy makes up itself (400, 404, 405, 413, 431, 501, 502, 503, 504) is built here: a short
 //! `text/plain` body with `Content-Length`, `Date` and `Server`.
 
 use std::error::Error as StdError;
@@ -32,6 +32,9 @@ pub enum ProxyError {
     /// The request body is over `proxy-body-size` (by `Content-Length`, or while streaming).
     #[error("request body too large")]
     PayloadTooLarge,
+    /// A request `Transfer-Encoding` other than exactly `chunked` (RFC 9112 §6.1: 501).
+    #[error("unsupported transfer coding")]
+    UnsupportedTransferCoding,
     /// No vhost, path or default backend matched (spec §3.7).
     #[error("no route")]
     NoRoute,
@@ -64,6 +67,7 @@ impl ProxyError {
             ProxyError::ConnectMethod => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Unavailable(_) | ProxyError::ExternalNameRefused(_) => {
                 StatusCode::SERVICE_UNAVAILABLE

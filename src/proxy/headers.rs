@@ -3,7 +3,9 @@
 
 use std::net::IpAddr;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRAILER, UPGRADE};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
 use http::Request;
 
 use super::Scheme;
@@ -47,6 +49,27 @@ pub fn te_is_trailers(headers: &HeaderMap) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+}
+
+/// Whether a request's `Transfer-Encoding` is anything but exactly `chunked` (RFC 9112 §6.1).
+/// hyper decodes the chunked framing and then the header is dropped as hop-by-hop, so another
+/// coding (`gzip, chunked`) would reach the backend silently removed; such requests get 501,
+/// as RFC 9112 §6.1 asks of a server that does not understand a transfer coding. hyper itself
+/// answers 400 when `chunked` is not the final coding.
+pub fn unsupported_transfer_coding(headers: &HeaderMap) -> bool {
+    let mut codings = 0;
+    for value in headers.get_all(TRANSFER_ENCODING) {
+        let Ok(value) = value.to_str() else {
+            return true;
+        };
+        for coding in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            codings += 1;
+            if codings > 1 || !coding.eq_ignore_ascii_case("chunked") {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// The protocol names of an `Upgrade` field (RFC 9110 §7.8: `name[/version]`, comma-separated).
@@ -310,6 +333,24 @@ mod tests {
         );
         remove_hop_by_hop(&mut h, false);
         assert!(h.is_empty(), "{h:?}");
+    }
+
+    #[test]
+    fn only_plain_chunked_is_a_supported_transfer_coding() {
+        let coded = |values: &[&'static str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(TRANSFER_ENCODING, HeaderValue::from_static(v));
+            }
+            unsupported_transfer_coding(&h)
+        };
+        assert!(!coded(&[]));
+        assert!(!coded(&["chunked"]));
+        assert!(!coded(&["Chunked"]));
+        assert!(coded(&["gzip, chunked"]));
+        assert!(coded(&["gzip", "chunked"]));
+        assert!(coded(&["chunked, chunked"]));
+        assert!(coded(&["identity"]));
     }
 
     #[test]

@@ -186,6 +186,9 @@ async fn proxy(
     if req.method() == Method::CONNECT {
         return Err(fail(ProxyError::ConnectMethod));
     }
+    if headers::unsupported_transfer_coding(req.headers()) {
+        return Err(fail(ProxyError::UnsupportedTransferCoding));
+    }
     let (host_value, set_host) = request_authority(&req).map_err(fail)?;
     let match_host = normalize::host(&host_value);
     let match_path = normalize::path(req.uri().path());
@@ -507,8 +510,14 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// Response headers to the client (spec §6.3): hop-by-hop removed, `Date` added if missing,
-/// `Server` overwritten. `Content-Length` is left alone, so hyper frames the body with it.
+/// `Server` overwritten. `Content-Length` is left alone, so hyper frames the body with it,
+/// unless the upstream also sent `Transfer-Encoding`: then its body was read by that framing
+/// and the `Content-Length` is wrong by definition (RFC 9112 §6.3: Transfer-Encoding
+/// overrides it, and a proxy must drop it), so the client gets hyper's chunked framing.
 fn finish_headers(headers: &mut HeaderMap, upgrade: bool) {
+    if headers.contains_key(http::header::TRANSFER_ENCODING) {
+        headers.remove(http::header::CONTENT_LENGTH);
+    }
     headers::remove_hop_by_hop(headers, upgrade);
     if !headers.contains_key(DATE) {
         headers.insert(DATE, date_now());
