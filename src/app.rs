@@ -229,6 +229,7 @@ pub async fn run(
             body_limit: config.body_limit,
             upstream_idle_timeout: config.upstream_idle_timeout,
             header_read_timeout: config.client_header_timeout,
+            client_body_timeout: config.client_body_timeout,
             client_idle_timeout: config.client_idle_timeout,
             max_connections: config.max_connections,
             h2_max_concurrent_streams: config.http2_max_concurrent_streams,

@@ -111,6 +111,11 @@ pub struct Args {
     #[arg(long, env = "PORTICO_CLIENT_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub client_header_timeout: Duration,
 
+    /// A request body that delivers no bytes for this long is cut and answered 408
+    /// (ingress-nginx's client-body-timeout; between two reads, not for the whole body).
+    #[arg(long, env = "PORTICO_CLIENT_BODY_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub client_body_timeout: Duration,
+
     /// A client connection on which no byte moved for this long is closed gracefully.
     #[arg(long, env = "PORTICO_CLIENT_IDLE_TIMEOUT", default_value = "75s", value_parser = parse_duration)]
     pub client_idle_timeout: Duration,
@@ -428,6 +433,7 @@ pub struct Config {
     pub upstream_response_timeout: Duration,
     pub upstream_idle_timeout: Duration,
     pub client_header_timeout: Duration,
+    pub client_body_timeout: Duration,
     pub client_idle_timeout: Duration,
     pub load_balance: crate::routing::Balance,
     pub tries: u32,
@@ -535,6 +541,7 @@ impl Args {
         for (flag, d) in [
             ("--upstream-idle-timeout", self.upstream_idle_timeout),
             ("--client-header-timeout", self.client_header_timeout),
+            ("--client-body-timeout", self.client_body_timeout),
             ("--client-idle-timeout", self.client_idle_timeout),
             ("--shutdown-timeout", self.shutdown_timeout),
         ] {
@@ -575,6 +582,7 @@ impl Args {
             upstream_response_timeout: self.upstream_response_timeout,
             upstream_idle_timeout: self.upstream_idle_timeout,
             client_header_timeout: self.client_header_timeout,
+            client_body_timeout: self.client_body_timeout,
             client_idle_timeout: self.client_idle_timeout,
             load_balance: match self.load_balance {
                 LoadBalance::RoundRobin => crate::routing::Balance::RoundRobin,

@@ -7,7 +7,8 @@ mod support;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use portico::proxy::ProxyOptions;
+use portico::metrics::Metrics;
+use portico::proxy::{Balancer, Observe, ProxyOptions};
 use support::{endpoints, publish_catch_all, seen, start_echo, Proxy, BOUND};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -129,6 +130,136 @@ async fn a_101_the_proxy_did_not_ask_for_is_502() {
         let response = tokio::time::timeout(BOUND, conn.response()).await.unwrap();
         assert_eq!(response.status, 502, "{request}");
     }
+}
+
+/// A proxy whose metrics and balancer the test can read.
+async fn observed_proxy(options: ProxyOptions) -> (Proxy, Arc<Metrics>, Arc<Balancer>) {
+    let metrics = Arc::new(Metrics::new());
+    let balancer = Arc::new(Balancer::default());
+    let proxy = Proxy::start_with(ProxyOptions {
+        balancer: balancer.clone(),
+        observe: Observe {
+            metrics: metrics.clone(),
+            access_log: None,
+        },
+        ..options
+    })
+    .await;
+    (proxy, metrics, balancer)
+}
+
+/// `portico_client_request_errors_total{reason}` (0 when absent).
+fn client_errors(metrics: &Metrics, proxy: &Proxy, reason: &str) -> u64 {
+    let text = metrics.encode(&proxy.shared.load());
+    let want = format!("portico_client_request_errors_total{{reason=\"{reason}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&want))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// Everything the proxy writes on `conn` until it closes (bounded).
+async fn read_all(conn: &mut support::Conn) -> String {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(BOUND, conn.reader.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+// Item 2: a malformed chunked body and an upload cut short were upstream errors that ejected
+// the endpoint (three of them took a Service down). Now they are the client's: 400 and 499.
+#[tokio::test]
+async fn client_body_failures_never_eject_an_endpoint() {
+    let a = start_echo("a").await;
+    let b = start_echo("b").await;
+    let (proxy, metrics, balancer) = observed_proxy(ProxyOptions::default()).await;
+    publish_catch_all(&proxy.shared, endpoints(&[a, b]));
+    for _ in 0..3 {
+        let malformed = proxy
+            .raw("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n\r\n")
+            .await;
+        assert_eq!(malformed.status, 400, "{malformed:?}");
+        // The client stops sending half-way through its upload.
+        let mut cut = proxy.connect().await;
+        cut.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhello")
+            .await;
+        cut.reader.get_mut().shutdown().await.unwrap();
+        let answer = read_all(&mut cut).await;
+        assert!(!answer.contains(" 502 "), "{answer}");
+    }
+    assert!(!balancer.is_ejected(a) && !balancer.is_ejected(b));
+    assert_eq!(client_errors(&metrics, &proxy, "malformed_body"), 3);
+    // The cut uploads are counted once each (answered or dropped, never both).
+    for _ in 0..100 {
+        if client_errors(&metrics, &proxy, "aborted") >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(client_errors(&metrics, &proxy, "aborted"), 3);
+    let text = metrics.encode(&proxy.shared.load());
+    assert!(
+        text.contains("portico_upstream_ejections_total 0"),
+        "{text}"
+    );
+    // Both endpoints still serve.
+    let mut names = std::collections::HashSet::new();
+    for _ in 0..4 {
+        let response = proxy.get("x", "/").await;
+        assert_eq!(response.status, 200);
+        names.insert(response.json()["name"].as_str().unwrap().to_string());
+    }
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+// Item 2: a client that stalls mid-upload is cut after --client-body-timeout with 408, and its
+// endpoint is not blamed (before: the upload hung with the upstream connection held).
+#[tokio::test(start_paused = true)]
+async fn a_stalled_upload_is_408_and_not_the_endpoints_fault() {
+    let echo = start_echo("e").await;
+    let (proxy, metrics, balancer) = observed_proxy(ProxyOptions {
+        client_body_timeout: std::time::Duration::from_secs(5),
+        ..ProxyOptions::default()
+    })
+    .await;
+    publish_catch_all(&proxy.shared, endpoints(&[echo]));
+    let mut conn = proxy.connect().await;
+    conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhello")
+        .await;
+    // The paused clock jumps to the 5 s body timeout once everything waits (the response
+    // read is bounded by 20 s; the connection's idle timeout is 75 s).
+    let response = conn.response().await;
+    assert_eq!(response.status, 408);
+    assert!(!balancer.is_ejected(echo));
+    assert_eq!(client_errors(&metrics, &proxy, "body_timeout"), 1);
+}
+
+// Item 2: a client that leaves before its answer is logged and counted as 499 (it used not
+// to be recorded at all), and the endpoint it was waiting for is not blamed.
+#[tokio::test]
+async fn a_client_leaving_before_its_answer_is_499() {
+    let gated = support::gated_backend().await;
+    let (proxy, metrics, balancer) = observed_proxy(ProxyOptions::default()).await;
+    publish_catch_all(&proxy.shared, endpoints(&[gated.addr]));
+    let mut conn = proxy.connect().await;
+    conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    tokio::time::timeout(BOUND, gated.head_seen)
+        .await
+        .unwrap()
+        .unwrap();
+    drop(conn);
+    for _ in 0..250 {
+        if client_errors(&metrics, &proxy, "aborted") == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(client_errors(&metrics, &proxy, "aborted"), 1);
+    let text = metrics.encode(&proxy.shared.load());
+    assert!(
+        text.contains("status_class=\"4xx\"} 1"),
+        "499 not counted as a client error: {text}"
+    );
+    assert!(!balancer.is_ejected(gated.addr));
+    drop(gated.release);
 }
 
 // Item 6: a backend sending both Content-Length and chunked framing. hyper reads the body by

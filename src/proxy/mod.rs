@@ -29,7 +29,7 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 
 pub use balance::Balancer;
-pub use error::ProxyError;
+pub use error::{ClientFault, ProxyError};
 pub use proxy_protocol::Cidr;
 pub use redirect::{is_acme_challenge, location as redirect_location};
 pub use server::{serve, serve_tls, TlsListener};
@@ -89,6 +89,9 @@ pub struct ProxyOptions {
     pub upstream_idle_timeout: Duration,
     /// A client must send a complete HTTP/1 request head within this (slowloris).
     pub header_read_timeout: Duration,
+    /// A request body that delivers no bytes for this long is cut and answered 408 (nginx's
+    /// `client_body_timeout`, between two reads, not for the whole body).
+    pub client_body_timeout: Duration,
     /// A client connection with no request in flight is closed after this.
     pub client_idle_timeout: Duration,
     /// Client connections served at once, per listener; 0: no limit. Beyond it new
@@ -132,6 +135,7 @@ impl Default for ProxyOptions {
             body_limit: 1 << 20,
             upstream_idle_timeout: Duration::from_secs(60),
             header_read_timeout: Duration::from_secs(10),
+            client_body_timeout: Duration::from_secs(60),
             client_idle_timeout: Duration::from_secs(75),
             max_connections: 0,
             h2_max_concurrent_streams: 128,

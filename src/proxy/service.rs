@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 
 use super::error::{date_now, response_version, ProxyError};
 use super::headers::{self, Forwarded};
-use super::observe::{self, Arrival, Seen};
+use super::observe::{Arrival, Pending, Seen};
 use super::upstream::{self, Clients, RetryBody, Upstream};
 use super::{redirect, ProxyBody, ProxyOptions, Scheme};
 use crate::publish::Shared;
@@ -99,11 +99,16 @@ pub(crate) async fn handle(
     let client_addr = client.addr;
     let version = req.version();
     let arrival = Arrival::new(&req, client_addr, tls.as_ref(), &ctx.options.observe);
-    let mut seen = Seen::default();
-    let response = match proxy(&ctx, client, req, &mut seen).await {
+    // Dropped without a response if the client goes away first: then logged as 499.
+    let mut pending = Pending::new(&ctx.options.observe, arrival);
+    let seen = &mut pending.seen;
+    let response = match proxy(&ctx, client, req, seen).await {
         Ok(response) => response,
         Err((err, backend)) => {
             let status = err.status();
+            if let ProxyError::Client(fault) = &err {
+                ctx.options.observe.metrics.client_error(fault.reason());
+            }
             // 502/504 are upstream failures worth a warning; a 503 for a backend translate
             // already reported (missing Service, no endpoints) would repeat that per request.
             if matches!(
@@ -131,12 +136,7 @@ pub(crate) async fn handle(
             err.to_response(version)
         }
     };
-    Ok(observe::finish(
-        &ctx.options.observe,
-        arrival,
-        seen,
-        response,
-    ))
+    Ok(pending.finish(response))
 }
 
 type Failure = (ProxyError, Option<Dest>);
@@ -323,7 +323,7 @@ async fn proxy(
         policy.upstream_tls.as_ref(),
         server_name,
     );
-    let mut body = RetryBody::new(body, body_limit);
+    let mut body = RetryBody::new(body, body_limit, opts.client_body_timeout);
     let sent = body.sent();
     seen.body = Some(sent.clone());
     let upstream_start = std::time::Instant::now();
@@ -377,6 +377,13 @@ async fn proxy(
         seen.upstream_duration = Some(upstream_start.elapsed());
         if sent.too_large.load(std::sync::atomic::Ordering::Relaxed) {
             return Err((ProxyError::PayloadTooLarge, Some(dest)));
+        }
+        // The client's body failed (malformed, cut short, stalled): whatever the upstream
+        // connection made of it, the endpoint did nothing wrong. No ejection, no latency
+        // sample (dropping `hold` only ends the attempt), no retry (issue 10 item 2).
+        if let Some(fault) = sent.client_fault() {
+            drop(hold);
+            return Err((ProxyError::Client(fault), Some(dest)));
         }
         if err.is_retryable_connect() {
             if let Some(series) = &seen.series {
