@@ -233,6 +233,8 @@ pub async fn run(
             client_idle_timeout: config.client_idle_timeout,
             max_connections: config.max_connections,
             h2_max_concurrent_streams: config.http2_max_concurrent_streams,
+            h2_keepalive_interval: config.http2_keepalive_interval,
+            h2_keepalive_timeout: config.http2_keepalive_timeout,
             proxy_protocol: config.proxy_protocol,
             trusted_proxies: trusted_proxies.clone(),
             upgrade_protocols: upgrade_protocols.clone(),

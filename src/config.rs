@@ -105,9 +105,11 @@ pub struct Args {
     #[arg(long, env = "PORTICO_UPSTREAM_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub upstream_idle_timeout: Duration,
 
-    /// A client must send a whole HTTP/1 request head within this (slowloris); it also
-    /// bounds the wait for the next request on a keep-alive connection. Expiry closes the
-    /// connection.
+    /// A client must send a whole request head within this (slowloris), or the connection is
+    /// closed: its first request counted from accept (from the end of the TLS handshake on
+    /// HTTPS), so a connection that sends nothing is closed after it; on HTTP/1 each next
+    /// request from the end of the previous response (so it also bounds keep-alive idle); on
+    /// HTTP/2 each header block, from its HEADERS frame to END_HEADERS.
     #[arg(long, env = "PORTICO_CLIENT_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub client_header_timeout: Duration,
 
@@ -116,7 +118,10 @@ pub struct Args {
     #[arg(long, env = "PORTICO_CLIENT_BODY_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub client_body_timeout: Duration,
 
-    /// A client connection on which no byte moved for this long is closed gracefully.
+    /// A client connection with no request in flight for this long is shut down gracefully
+    /// (HTTP/1: closed; HTTP/2: GOAWAY, then closed at the latest
+    /// --http2-keepalive-timeout later). Pings and other bytes without a request do not count.
+    /// A request in flight (a long poll, a slow download) keeps its connection.
     #[arg(long, env = "PORTICO_CLIENT_IDLE_TIMEOUT", default_value = "75s", value_parser = parse_duration)]
     pub client_idle_timeout: Duration,
 
@@ -156,6 +161,16 @@ pub struct Args {
     /// the accept backlog. 0: no limit.
     #[arg(long, env = "PORTICO_MAX_CONNECTIONS", default_value = "0")]
     pub max_connections: usize,
+
+    /// HTTP/2: send a PING when the client has sent nothing for this long; see
+    /// --http2-keepalive-timeout.
+    #[arg(long, env = "PORTICO_HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub http2_keepalive_interval: Duration,
+
+    /// HTTP/2: close a connection whose PING is not answered within this (a dead or hostile
+    /// peer); also how long an idle connection's GOAWAY may take before it is closed anyway.
+    #[arg(long, env = "PORTICO_HTTP2_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub http2_keepalive_timeout: Duration,
 
     /// HTTP/2 streams one client connection may have open at once.
     #[arg(
@@ -440,6 +455,8 @@ pub struct Config {
     pub body_limit: u64,
     pub max_connections: usize,
     pub http2_max_concurrent_streams: u32,
+    pub http2_keepalive_interval: Duration,
+    pub http2_keepalive_timeout: Duration,
     pub allowed_upgrades: Vec<String>,
     pub proxy_protocol: bool,
     pub trusted_proxies: Vec<crate::proxy::Cidr>,
@@ -543,6 +560,8 @@ impl Args {
             ("--client-header-timeout", self.client_header_timeout),
             ("--client-body-timeout", self.client_body_timeout),
             ("--client-idle-timeout", self.client_idle_timeout),
+            ("--http2-keepalive-interval", self.http2_keepalive_interval),
+            ("--http2-keepalive-timeout", self.http2_keepalive_timeout),
             ("--shutdown-timeout", self.shutdown_timeout),
         ] {
             if d.is_zero() {
@@ -592,6 +611,8 @@ impl Args {
             body_limit: self.proxy_body_size,
             max_connections: self.max_connections,
             http2_max_concurrent_streams: self.http2_max_concurrent_streams,
+            http2_keepalive_interval: self.http2_keepalive_interval,
+            http2_keepalive_timeout: self.http2_keepalive_timeout,
             allowed_upgrades,
             proxy_protocol: self.proxy_protocol,
             trusted_proxies,

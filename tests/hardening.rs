@@ -6,6 +6,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use portico::metrics::Metrics;
 use portico::proxy::{Balancer, Observe, ProxyOptions};
@@ -192,7 +193,7 @@ async fn client_body_failures_never_eject_an_endpoint() {
         if client_errors(&metrics, &proxy, "aborted") >= 3 {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(client_errors(&metrics, &proxy, "aborted"), 3);
     let text = metrics.encode(&proxy.shared.load());
@@ -216,7 +217,7 @@ async fn client_body_failures_never_eject_an_endpoint() {
 async fn a_stalled_upload_is_408_and_not_the_endpoints_fault() {
     let echo = start_echo("e").await;
     let (proxy, metrics, balancer) = observed_proxy(ProxyOptions {
-        client_body_timeout: std::time::Duration::from_secs(5),
+        client_body_timeout: Duration::from_secs(5),
         ..ProxyOptions::default()
     })
     .await;
@@ -250,7 +251,7 @@ async fn a_client_leaving_before_its_answer_is_499() {
         if client_errors(&metrics, &proxy, "aborted") == 1 {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(client_errors(&metrics, &proxy, "aborted"), 1);
     let text = metrics.encode(&proxy.shared.load());
@@ -309,4 +310,267 @@ async fn request_transfer_codings_other_than_chunked_are_refused() {
             assert_eq!(response.json()["body_bytes"], 5);
         }
     }
+}
+
+/// `portico_client_connections{protocol}` now.
+fn open_connections(metrics: &Metrics, proxy: &Proxy, protocol: &str) -> u64 {
+    let text = metrics.encode(&proxy.shared.load());
+    let want = format!("portico_client_connections{{protocol=\"{protocol}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&want))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// Waits (bounded, on whatever clock the test runs) until the proxy has no open client
+/// connection; false if one is still open at the end.
+async fn all_closed(metrics: &Metrics, proxy: &Proxy, steps: u32) -> bool {
+    for _ in 0..steps {
+        if open_connections(metrics, proxy, "http") == 0 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    open_connections(metrics, proxy, "http") == 0
+}
+
+/// Reads until the peer closes; true if it did within `limit` (on the test's clock).
+async fn closed_within(stream: &mut (impl AsyncReadExt + Unpin), limit: Duration) -> bool {
+    let mut sink = Vec::new();
+    tokio::time::timeout(limit, stream.read_to_end(&mut sink))
+        .await
+        .is_ok()
+}
+
+// Item 3: the header timeout starts at accept. A connection that sends nothing, or fewer
+// bytes than hyper needs to tell HTTP/1 from HTTP/2, lived until the 75 s idle timeout.
+#[tokio::test(start_paused = true)]
+async fn a_connection_without_a_request_is_closed_after_the_header_timeout() {
+    let echo = start_echo("e").await;
+    let proxy = Proxy::start().await;
+    publish_catch_all(&proxy.shared, endpoints(&[echo]));
+    for opening in [&b""[..], b"GET / HT"] {
+        let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        stream.write_all(opening).await.unwrap();
+        // 10 s header timeout against the 75 s idle one, on the paused clock.
+        assert!(
+            closed_within(&mut stream, Duration::from_secs(30)).await,
+            "connection opened with {opening:?} still open"
+        );
+    }
+    assert_eq!(proxy.get("x", "/").await.status, 200);
+}
+
+// Item 3: the same over TLS: after the handshake, the first request within the header
+// timeout (real clock, short timeout, bounded wait).
+#[tokio::test]
+async fn a_tls_connection_without_a_request_is_closed_after_the_header_timeout() {
+    let generated = portico::tls::generated_default().expect("generate");
+    let shared = portico::publish::shared();
+    let resolver = portico::tls::Resolver::new(shared.clone(), generated);
+    let config = portico::tls::server_config(Arc::new(resolver)).expect("server config");
+    let tls = portico::proxy::TlsListener {
+        acceptor: config.into(),
+        handshake_timeout: Duration::from_secs(10),
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(portico::proxy::serve_tls(
+        listener,
+        shared,
+        Arc::new(ProxyOptions {
+            scheme: portico::proxy::Scheme::Https,
+            header_read_timeout: Duration::from_millis(500),
+            client_idle_timeout: Duration::from_secs(3600),
+            ..ProxyOptions::default()
+        }),
+        tls,
+        std::future::pending(),
+    ));
+    for alpn in [&b"http/1.1"[..], b"h2"] {
+        let mut stream = support::tls::connect(addr, Some("a.test"), &[alpn]).await;
+        assert!(
+            closed_within(&mut stream, BOUND).await,
+            "idle TLS connection ({}) still open",
+            String::from_utf8_lossy(alpn)
+        );
+    }
+}
+
+/// A client connection the test can freeze: once frozen it neither reads nor writes, like a
+/// peer that vanished without closing (its kernel still holds the socket open).
+struct Freezable {
+    inner: tokio::net::TcpStream,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Freezable {
+    fn is_frozen(&self) -> bool {
+        self.frozen.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl tokio::io::AsyncRead for Freezable {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.is_frozen() {
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Freezable {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.is_frozen() {
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.is_frozen() {
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// An HTTP/2 client on a freezable connection; returns the request handle and the switch.
+async fn h2_client(
+    addr: SocketAddr,
+) -> (
+    h2::client::SendRequest<bytes::Bytes>,
+    Arc<std::sync::atomic::AtomicBool>,
+) {
+    let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let io = Freezable {
+        inner: tokio::net::TcpStream::connect(addr).await.unwrap(),
+        frozen: frozen.clone(),
+    };
+    let (client, connection) = h2::client::handshake(io).await.unwrap();
+    tokio::spawn(connection);
+    (client.ready().await.unwrap(), frozen)
+}
+
+// Item 3: after the idle GOAWAY, a client that never answers the PING that goes with it kept
+// the connection open for ever. Now it is closed a grace (the keep-alive timeout) later.
+#[tokio::test(start_paused = true)]
+async fn an_http2_client_ignoring_the_idle_goaway_is_closed() {
+    let echo = start_echo("e").await;
+    let (proxy, metrics, _) = observed_proxy(ProxyOptions {
+        client_idle_timeout: Duration::from_secs(5),
+        // Keep-alive pings out of the way: only the idle shutdown can close it.
+        h2_keepalive_interval: Duration::from_secs(3600),
+        ..ProxyOptions::default()
+    })
+    .await;
+    publish_catch_all(&proxy.shared, endpoints(&[echo]));
+    let (mut client, frozen) = h2_client(proxy.addr).await;
+    let (response, _) = client
+        .send_request(http::Request::get("http://x/").body(()).unwrap(), true)
+        .unwrap();
+    let response = tokio::time::timeout(BOUND, response)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    while let Some(chunk) = body.data().await {
+        let _ = body.flow_control().release_capacity(chunk.unwrap().len());
+    }
+    frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    // 5 s idle, then GOAWAY + PING never answered, then the 20 s grace (paused clock).
+    assert!(
+        all_closed(&metrics, &proxy, 120).await,
+        "connection open after ignoring the GOAWAY"
+    );
+    drop(client);
+}
+
+// Item 3: a client that vanishes during a long request (its socket still open) used to hold
+// the connection for ever; the keep-alive PING goes unanswered and the connection is closed.
+#[tokio::test(start_paused = true)]
+async fn an_http2_client_not_answering_ping_is_closed() {
+    let gated = support::gated_backend().await;
+    let (proxy, metrics, _) = observed_proxy(ProxyOptions {
+        client_idle_timeout: Duration::from_secs(3600),
+        response_timeout: Duration::from_secs(3600),
+        ..ProxyOptions::default()
+    })
+    .await;
+    publish_catch_all(&proxy.shared, endpoints(&[gated.addr]));
+    let (mut client, frozen) = h2_client(proxy.addr).await;
+    let (_response, _) = client
+        .send_request(http::Request::get("http://x/").body(()).unwrap(), true)
+        .unwrap();
+    tokio::time::timeout(BOUND, gated.head_seen)
+        .await
+        .unwrap()
+        .unwrap();
+    frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    // 30 s to the PING, 20 s for its PONG (paused clock).
+    assert!(
+        all_closed(&metrics, &proxy, 120).await,
+        "connection open with its client gone"
+    );
+    drop(gated.release);
+}
+
+// Item 3: a HEADERS frame sent a byte a second was never cut off (every byte counted as
+// activity). Now the header block must complete within the header timeout.
+#[tokio::test(start_paused = true)]
+async fn an_http2_header_block_dribbled_is_cut_off() {
+    let echo = start_echo("e").await;
+    let (proxy, metrics, _) = observed_proxy(ProxyOptions::default()).await;
+    publish_catch_all(&proxy.shared, endpoints(&[echo]));
+    let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    // The server's SETTINGS and whatever follows, until it closes.
+    let closed = tokio::spawn(async move {
+        let mut sink = Vec::new();
+        let _ = reader.read_to_end(&mut sink).await;
+    });
+    // A valid HPACK block: GET http://x/ (static-table :method, :scheme, :path; literal
+    // :authority), then a literal `x-a` of 28 bytes, to make the dribbled one 40 bytes.
+    let get = [0x82, 0x86, 0x84, 0x41, 0x01, b'x'];
+    let mut dribbled = get.to_vec();
+    dribbled.extend_from_slice(&[0x00, 0x03, b'x', b'-', b'a', 28]);
+    dribbled.extend_from_slice(&[b'a'; 28]);
+    let mut opening = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    opening.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS, empty
+                                                               // HEADERS on stream 1, END_STREAM | END_HEADERS: one complete request first.
+    opening.extend_from_slice(&[0, 0, 6, 0x1, 0x5, 0, 0, 0, 1]);
+    opening.extend_from_slice(&get);
+    // HEADERS on stream 3, the same flags, its 40-byte block to follow a byte at a time.
+    opening.extend_from_slice(&[0, 0, 40, 0x1, 0x5, 0, 0, 0, 3]);
+    writer.write_all(&opening).await.unwrap();
+    // 10 s header timeout; the block would take 40 s.
+    let mut sent = 0;
+    while sent < dribbled.len() && !closed.is_finished() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if writer.write_all(&dribbled[sent..=sent]).await.is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    assert!(sent < 40, "the whole dribbled header block was accepted");
+    tokio::time::timeout(BOUND, closed).await.unwrap().unwrap();
+    assert!(all_closed(&metrics, &proxy, 5).await);
 }

@@ -15,6 +15,7 @@ use http::{HeaderValue, Method, Response, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 
+use super::server::Active;
 use super::upstream::Progress;
 use super::{Observe, ProxyBody};
 use crate::access_log::{Entry, TlsInfo};
@@ -75,14 +76,16 @@ impl Arrival {
 pub(crate) struct Pending<'a> {
     observe: &'a Observe,
     arrival: Option<Arrival>,
+    active: Option<Active>,
     pub seen: Seen,
 }
 
 impl<'a> Pending<'a> {
-    pub fn new(observe: &'a Observe, arrival: Arrival) -> Self {
+    pub fn new(observe: &'a Observe, arrival: Arrival, active: Active) -> Self {
         Pending {
             observe,
             arrival: Some(arrival),
+            active: Some(active),
             seen: Seen::default(),
         }
     }
@@ -91,7 +94,7 @@ impl<'a> Pending<'a> {
     pub fn finish(mut self, response: Response<ProxyBody>) -> Response<ProxyBody> {
         let seen = std::mem::take(&mut self.seen);
         match self.arrival.take() {
-            Some(arrival) => finish(self.observe, arrival, seen, response),
+            Some(arrival) => finish(self.observe, arrival, seen, response, self.active.take()),
             None => response,
         }
     }
@@ -116,17 +119,19 @@ impl Drop for Pending<'_> {
             seen,
             series,
             status: super::error::client_closed_request().as_u16(),
+            _active: self.active.take(),
         };
         done.record(0);
     }
 }
 
 /// Wraps the response body so the request is recorded when it ends.
-pub(crate) fn finish(
+fn finish(
     observe: &Observe,
     arrival: Arrival,
     seen: Seen,
     response: Response<ProxyBody>,
+    active: Option<Active>,
 ) -> Response<ProxyBody> {
     let status = response.status().as_u16();
     let (parts, body) = response.into_parts();
@@ -143,6 +148,7 @@ pub(crate) fn finish(
             seen,
             series,
             status,
+            _active: active,
         }),
     };
     Response::from_parts(parts, body.boxed())
@@ -154,6 +160,8 @@ struct Done {
     seen: Seen,
     series: Arc<RouteSeries>,
     status: u16,
+    /// Keeps the request in flight on its connection until the response has ended.
+    _active: Option<Active>,
 }
 
 struct Observed {

@@ -89,18 +89,20 @@ impl std::fmt::Display for Dest {
 }
 
 /// The hyper service function: never fails, every error is a response from `error.rs`.
-/// `tls`: the connection's TLS version and SNI on the HTTPS listener.
+/// `tls`: the connection's TLS version and SNI on the HTTPS listener; `active`: the request's
+/// share of its connection's activity, held until its response ends.
 pub(crate) async fn handle(
     ctx: Arc<Context>,
     client: Client,
     tls: Option<Arc<crate::access_log::TlsInfo>>,
+    active: super::server::Active,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let client_addr = client.addr;
     let version = req.version();
     let arrival = Arrival::new(&req, client_addr, tls.as_ref(), &ctx.options.observe);
     // Dropped without a response if the client goes away first: then logged as 499.
-    let mut pending = Pending::new(&ctx.options.observe, arrival);
+    let mut pending = Pending::new(&ctx.options.observe, arrival, active);
     let seen = &mut pending.seen;
     let response = match proxy(&ctx, client, req, seen).await {
         Ok(response) => response,
