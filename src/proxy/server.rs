@@ -311,12 +311,17 @@ impl Conn {
                     // closes, HTTP/2 sends GOAWAY). Bytes do not count, so neither keep-alive
                     // pings nor a client's own frames keep an idle connection open.
                     let now = tokio::time::Instant::now();
-                    if activity.in_flight.load(Ordering::Relaxed) == 0 && activity.last() + idle <= now {
+                    let in_flight = activity.in_flight.load(Ordering::Relaxed);
+                    if in_flight == 0 && activity.last() + idle <= now {
                         conn.as_mut().graceful_shutdown();
                         stopping = true;
                         force_at = Some(now + options.h2_keepalive_timeout);
+                    } else if in_flight > 0 {
+                        // Look again an idle period from now: a request ending before then
+                        // moves `last`, and the next look waits for `last + idle`.
+                        idle_at = now + idle;
                     } else {
-                        idle_at = (activity.last() + idle).max(now + idle.min(Duration::from_secs(1)));
+                        idle_at = activity.last() + idle;
                     }
                 }
                 () = tokio::time::sleep_until(force_at.unwrap_or_else(far)), if force_at.is_some() => {
