@@ -398,6 +398,7 @@ pub const SOURCE: &str = "files";
 /// that fail to parse are the manifests' problem, counted once per change as `parse` errors);
 /// unreadable files or directories count as `read` errors on every attempt.
 pub fn record_load(metrics: &crate::metrics::Metrics, loaded: &Loaded, changed: bool) {
+    metrics.source_loaded(SOURCE);
     let mut read_failed = false;
     for error in &loaded.errors {
         match error {
@@ -435,14 +436,13 @@ pub async fn watch(
 
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel::<()>();
     let watch_metrics = metrics.clone();
-    let handler = move |event: notify::Result<notify::Event>| {
-        if event.is_err() {
-            watch_metrics.watch_error(SOURCE, "watch");
-        }
-        if event.is_ok() {
+    let handler = move |event: notify::Result<notify::Event>| match event {
+        Err(_) => watch_metrics.watch_error(SOURCE, "watch"),
+        Ok(event) if changes_content(&event.kind) => {
             // The receiver only goes away when this task ends.
             let _ = events_tx.send(());
         }
+        Ok(_) => {}
     };
     // Keep the watcher alive for as long as this task runs.
     let _watcher = match notify::recommended_watcher(handler) {
@@ -506,6 +506,26 @@ pub async fn watch(
         if tx.send(current.clone()).is_err() {
             return;
         }
+    }
+}
+
+/// Whether a filesystem event can change what a reload reads. Opens, reads and closes without
+/// a write are not: the reload's own reading of every file comes back as such events (inotify
+/// `IN_OPEN`, `IN_CLOSE_NOWRITE`), and reacting to them re-read an idle directory ~86 times a
+/// second, forever (issue 10 item 7). A write shows as `Modify(Data)` and then
+/// `Access(Close(Write))`; an atomic save or a ConfigMap update (`..data` swapped) as a rename;
+/// `chmod` as `Modify(Metadata)` (it can make a file readable). `Any`/`Other` (a queue overflow
+/// asking for a rescan, or a backend that cannot say) count as changes.
+fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Create(_)
+        | EventKind::Modify(_)
+        | EventKind::Remove(_)
+        | EventKind::Any
+        | EventKind::Other => true,
     }
 }
 
@@ -656,6 +676,44 @@ mod tests {
         assert_eq!(names, ["a.yaml", "b.yml", "c.json", "sub/d.yaml"]);
         let loaded = load(&dir);
         assert_eq!(loaded.snapshot.services.len(), 4);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Issue 10 item 7: the watcher's own reads came back as open/close events and re-read the
+    /// directory in a loop. Over an idle window the directory is read once (the warm read that
+    /// follows the watch starting) and no more; a write still reloads.
+    #[tokio::test]
+    async fn an_idle_watched_directory_is_not_read_again() {
+        use std::sync::Arc;
+        use std::time::Duration;
+        let dir = std::env::temp_dir().join(format!("portico-idle-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.yaml"), GOOD).unwrap();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let initial = Arc::new(load(&dir).snapshot);
+        let (tx, mut rx) = tokio::sync::watch::channel(initial.clone());
+        let task = tokio::spawn(watch(dir.clone(), initial, tx, metrics.clone()));
+        for _ in 0..200 {
+            if metrics.source_loads(SOURCE) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(metrics.source_loads(SOURCE), 1, "the warm read");
+        // Far below the 10 s rescan; the loop read ~40 times in this window.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            metrics.source_loads(SOURCE),
+            1,
+            "an idle directory was read again"
+        );
+
+        std::fs::write(dir.join("b.yaml"), GOOD.replace("name: a", "name: b")).unwrap();
+        let changed = tokio::time::timeout(Duration::from_secs(5), rx.changed()).await;
+        assert!(matches!(changed, Ok(Ok(()))), "a write must still reload");
+        assert_eq!(rx.borrow().services.len(), 2);
+        task.abort();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
