@@ -90,7 +90,7 @@ const MAX_NODES: usize = 4_000_000;
 /// Most alias (`*name`) uses in one document, and most events they may replay in all. Real
 /// manifests rarely use anchors at all; a "billion laughs" document needs millions of replays.
 const MAX_ALIASES: usize = 10_000;
-const MAX_REPLAYED_EVENTS: usize = 100_000;
+const MAX_REPLAYED_EVENTS: usize = 10_000;
 
 /// The YAML parser's settings: serde-saphyr's budgets, enforced while parsing (before any
 /// value is built), so a hostile document fails fast instead of being built and then refused.
