@@ -160,7 +160,13 @@ fn snapshot_and_shuffled() -> impl Strategy<Value = (Snapshot, Snapshot)> {
     })
 }
 
-fn fixture_snapshots() -> Vec<(String, Snapshot)> {
+/// Parsed once: the property is about translate, and each case would parse them again.
+fn fixture_snapshots() -> &'static [(String, Snapshot)] {
+    static PARSED: std::sync::OnceLock<Vec<(String, Snapshot)>> = std::sync::OnceLock::new();
+    PARSED.get_or_init(parse_fixtures)
+}
+
+fn parse_fixtures() -> Vec<(String, Snapshot)> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut out = Vec::new();
     for entry in std::fs::read_dir(root).expect("fixtures").flatten() {
@@ -216,7 +222,7 @@ proptest! {
             shuffle!(shuffled.endpoint_slices);
             let options = Options::default();
             prop_assert_eq!(
-                translate(&snapshot, &options),
+                translate(snapshot, &options),
                 translate(&shuffled, &options),
                 "fixture {}", name
             );

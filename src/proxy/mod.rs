@@ -31,6 +31,8 @@ use http_body_util::combinators::BoxBody;
 pub use balance::Balancer;
 pub use error::{ClientFault, ProxyError};
 pub use proxy_protocol::Cidr;
+/// The PROXY header parser, public for tests/fuzz.rs.
+pub use proxy_protocol::{read_header, ProxyHeaderError};
 pub use redirect::{is_acme_challenge, location as redirect_location};
 pub use server::{serve, serve_tls, TlsListener};
 

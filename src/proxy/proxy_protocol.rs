@@ -101,24 +101,45 @@ async fn read_v1<R: AsyncRead + Unpin>(io: &mut R) -> Result<Option<SocketAddr>,
     }
     let text = std::str::from_utf8(&line[..line.len() - 2])
         .map_err(|_| ProxyHeaderError::Malformed("v1 line is not ASCII"))?;
-    let mut parts = text.split(' ');
-    parts.next(); // PROXY
-    match parts.next() {
-        Some("UNKNOWN") => Ok(None),
-        Some("TCP4" | "TCP6") => {
-            let src: IpAddr = parts
-                .next()
-                .and_then(|s| s.parse().ok())
-                .ok_or(ProxyHeaderError::Malformed("bad v1 source address"))?;
-            let _dst = parts.next();
-            let port: u16 = parts
-                .next()
-                .and_then(|s| s.parse().ok())
-                .ok_or(ProxyHeaderError::Malformed("bad v1 source port"))?;
-            Ok(Some(SocketAddr::new(src, port)))
-        }
-        _ => Err(ProxyHeaderError::Malformed("unknown v1 protocol")),
+    let Some(rest) = text.strip_prefix("PROXY ") else {
+        return Err(ProxyHeaderError::Malformed(
+            "v1 line does not start with \"PROXY \"",
+        ));
+    };
+    // UNKNOWN: the rest of the line is to be ignored (proxy-protocol.txt §2.1).
+    if rest == "UNKNOWN" || rest.starts_with("UNKNOWN ") {
+        return Ok(None);
     }
+    // Exactly `TCP4|TCP6 src dst sport dport`, both addresses of the family named, ports
+    // decimal: anything looser would hand a made-up client address to access control
+    // (`--trusted-proxies` downstream, X-Forwarded-For). Found by tests/fuzz.rs.
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let [family, src, dst, sport, dport] = fields[..] else {
+        return Err(ProxyHeaderError::Malformed(
+            "v1 line needs five fields after PROXY",
+        ));
+    };
+    let address = |s: &str| -> Result<IpAddr, ProxyHeaderError> {
+        let ip = match family {
+            "TCP4" => s.parse::<Ipv4Addr>().map(IpAddr::V4),
+            "TCP6" => s.parse::<Ipv6Addr>().map(IpAddr::V6),
+            _ => return Err(ProxyHeaderError::Malformed("unknown v1 protocol")),
+        };
+        ip.map_err(|_| ProxyHeaderError::Malformed("bad v1 address"))
+    };
+    let port = |s: &str| -> Result<u16, ProxyHeaderError> {
+        // `u16::from_str` also takes a leading `+`, and any number of leading zeros.
+        if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ProxyHeaderError::Malformed("bad v1 port"));
+        }
+        s.parse()
+            .map_err(|_| ProxyHeaderError::Malformed("bad v1 port"))
+    };
+    let src = address(src)?;
+    address(dst)?;
+    let sport = port(sport)?;
+    port(dport)?;
+    Ok(Some(SocketAddr::new(src, sport)))
 }
 
 /// An IP network, `10.0.0.0/8` or `2001:db8::/32`; a bare address is a /32 or /128.
@@ -206,6 +227,39 @@ mod tests {
         let mut local = V2_SIGNATURE.to_vec();
         local.extend_from_slice(&[0x20, 0x00, 0, 0]);
         assert_eq!(read_header(&mut local.as_slice()).await.unwrap(), None);
+    }
+
+    /// Found by tests/fuzz.rs: a v1 line missing fields, with an IPv6 source under TCP4, or a
+    /// `+80` port gave a client address; only the exact form may (proxy-protocol.txt §2.1).
+    #[tokio::test]
+    async fn v1_needs_every_field_of_its_family() {
+        for bad in [
+            &b"PROXY TCP4 203.0.113.7 10.0.0.1 51000\r\n"[..],
+            b"PROXY TCP4 203.0.113.7 x 51000 80\r\n",
+            b"PROXY TCP4 2001:db8::1 10.0.0.1 51000 80\r\n",
+            b"PROXY TCP6 203.0.113.7 ::1 51000 80\r\n",
+            b"PROXY TCP4 203.0.113.7 10.0.0.1 +80 80\r\n",
+            b"PROXY TCP4 203.0.113.7 10.0.0.1 046016 80\r\n",
+            b"PROXY TCP4 203.0.113.7 10.0.0.1 80 80 extra\r\n",
+            b"PROXY  TCP4 203.0.113.7 10.0.0.1 80 80\r\n",
+            b"PROXYTCP4 203.0.113.7 10.0.0.1 80 80\r\n",
+        ] {
+            let mut input = bad;
+            let result = read_header(&mut input).await;
+            assert!(
+                matches!(result, Err(ProxyHeaderError::Malformed(_))),
+                "{:?}: {result:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let mut unknown: &[u8] = b"PROXY UNKNOWN ffff::1 ffff::2 1 2\r\nrest";
+        assert_eq!(read_header(&mut unknown).await.unwrap(), None);
+        assert_eq!(unknown, b"rest");
+        let mut v6: &[u8] = b"PROXY TCP6 2001:db8::1 2001:db8::2 443 8443\r\n";
+        assert_eq!(
+            read_header(&mut v6).await.unwrap(),
+            Some("[2001:db8::1]:443".parse().unwrap())
+        );
     }
 
     #[tokio::test]
