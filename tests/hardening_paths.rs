@@ -123,6 +123,9 @@ async fn ambiguous_paths_are_refused_before_routing() {
         "/public/..\u{FF0F}admin/x",
         // NUL.
         "/public/x%00/../../admin",
+        // Malformed escapes: `%2%65` is `%2e` once `%65` is decoded.
+        "/public/%2%65%2%65/admin/x",
+        "/public/100%",
     ] {
         let response = proxy.get("a.test", target).await;
         assert_refused(&response, target);

@@ -7,8 +7,8 @@
 //! that was matched. [`request_path`] returns the match path, which the proxy forwards in place
 //! of the raw path whenever normalisation changed it, or a [`Rejection`] (400) for the forms
 //! that common backends resolve differently from RFC 3986 (encoded separators, backslashes,
-//! `;` on dot-segments, `..` over an empty segment, invalid or overlong UTF-8, look-alikes of
-//! `.` `/` `\`). [`check_authority`] refuses hosts outside RFC 3986's grammar and userinfo.
+//! `;` on dot-segments, `..` over an empty segment, invalid or overlong UTF-8, malformed
+//! escapes, look-alikes of `.` `/` `\`). [`check_authority`] refuses hosts outside RFC 3986's grammar and userinfo.
 
 use std::borrow::Cow;
 use std::net::Ipv6Addr;
@@ -35,6 +35,9 @@ pub enum Rejection {
     InvalidUtf8,
     /// `%00`: truncates the path in C backends and file systems.
     EncodedNul,
+    /// A `%` not followed by two hex digits (RFC 3986 §2.1): `%2%65` would become `%2e` once
+    /// `%65` is decoded, a dot to a backend that decodes again.
+    MalformedEscape,
     /// A character that Unicode compatibility normalisation (NFKC) or Windows "best fit"
     /// mapping turns into `.`, `/`, `\`, `;` or `%` (full-width `．`, `／`, ...).
     LookAlike,
@@ -60,6 +63,7 @@ impl Rejection {
             Rejection::DotSegmentAfterEmptySegment => "dot-segment after an empty segment (//..)",
             Rejection::InvalidUtf8 => "invalid or overlong UTF-8 in the path",
             Rejection::EncodedNul => "encoded NUL in the path",
+            Rejection::MalformedEscape => "malformed percent-escape in the path",
             Rejection::LookAlike => "non-ASCII look-alike of a path delimiter",
             Rejection::Userinfo => "userinfo in the authority",
             Rejection::HostCharacter => "invalid character in the host",
@@ -127,11 +131,12 @@ pub fn request_path(raw: &str, rules: PathRules) -> Result<Cow<'_, str>, Rejecti
 }
 
 /// Whether the proxy must forward `matched` instead of `raw`: normalisation decoded an
-/// unreserved escape or removed a dot-segment. Both shorten the path; uppercasing the hex
-/// digits of other escapes does not, and changes nothing a decoder sees (RFC 3986 §6.2.2.1),
-/// so such a target still goes upstream byte-for-byte.
+/// unreserved escape or removed a dot-segment. Uppercasing the hex digits of other escapes
+/// alone changes nothing a decoder sees (RFC 3986 §6.2.2.1), so such a target still goes
+/// upstream byte-for-byte.
 pub fn forwards_changed(raw: &str, matched: &str) -> bool {
-    raw.len() != matched.len()
+    // Normalisation never changes the case of anything but escapes' hex digits.
+    !raw.eq_ignore_ascii_case(matched)
 }
 
 /// Octet-level checks on the raw path: separators in disguise and bytes that do not decode to
@@ -162,6 +167,9 @@ fn check_octets(raw: &str, rules: PathRules) -> Result<(), Rejection> {
                 i += 3;
                 continue;
             }
+        }
+        if b == b'%' {
+            return Err(Rejection::MalformedEscape);
         }
         decoded.push(b);
         i += 1;
@@ -666,10 +674,11 @@ mod tests {
     }
 
     #[test]
-    fn malformed_escapes_are_kept() {
-        assert_eq!(checked("/a%zz").as_deref(), Ok("/a%zz"));
-        assert_eq!(checked("/a%").as_deref(), Ok("/a%"));
-        assert_eq!(checked("/a%2").as_deref(), Ok("/a%2"));
+    fn malformed_escape_is_rejected() {
+        // `%2%65` decodes to `%2e`: a dot for a backend that decodes twice.
+        for raw in ["/a%zz", "/a%", "/a%2", "/%2%65%2%65/admin", "/%a%61"] {
+            assert_eq!(checked(raw), Err(Rejection::MalformedEscape), "{raw}");
+        }
     }
 
     #[test]
