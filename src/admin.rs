@@ -28,6 +28,8 @@ pub struct Admin {
     /// Set on SIGTERM: `/readyz` answers 503 from then on, while the proxy keeps serving for
     /// `--shutdown-delay` so balancers take the pod out first.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// The proxy's path checks, so `/debug/explain` refuses what the proxy refuses.
+    pub path_rules: crate::routing::normalize::PathRules,
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -100,12 +102,13 @@ pub fn respond(admin: &Admin, method: &Method, uri: &Uri, body: &[u8]) -> Respon
             let path = query.get("path").unwrap_or_else(|| "/".to_string());
             let sni = query.get("sni");
             let published = admin.shared.load();
-            let explanation = crate::explain::explain(
+            let explanation = crate::explain::explain_with(
                 &published.translation,
                 Some(published.version),
                 &host,
                 &path,
                 sni.as_deref(),
+                admin.path_rules,
             );
             if query.get("format").as_deref() == Some("json") {
                 let mut body = serde_json::to_string_pretty(&explanation).unwrap_or_default();
@@ -289,6 +292,7 @@ mod tests {
             shared: crate::publish::shared(),
             metrics: Arc::default(),
             draining: Arc::default(),
+            path_rules: Default::default(),
         }
     }
 

@@ -163,6 +163,7 @@ pub async fn run(
         shared: shared.clone(),
         metrics: metrics.clone(),
         draining: draining.clone(),
+        path_rules: config.path_rules,
     });
     // The admin port outlives the proxy's drain, so /readyz keeps saying "shutting down".
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
@@ -257,6 +258,7 @@ pub async fn run(
             drain_timeout: config.shutdown_timeout,
             balancer: balancer.clone(),
             observe: observe.clone(),
+            path_rules: config.path_rules,
         })
     };
     let https_task = tokio::spawn(proxy::serve_tls(

@@ -195,6 +195,9 @@ pub struct Args {
     )]
     pub proxy_protocol: bool,
 
+    #[command(flatten)]
+    pub request: RequestArgs,
+
     /// Comma-separated CIDRs of proxies in front of Portico: only their X-Forwarded-For is
     /// kept and extended (others' is replaced), and with --proxy-protocol only they may send
     /// a PROXY header. Empty: every X-Forwarded-For is extended (spec §6.2).
@@ -228,6 +231,32 @@ pub struct Args {
     /// format of --log-format.
     #[arg(long, env = "PORTICO_ACCESS_LOG", value_enum)]
     pub access_log: Option<AccessLogMode>,
+}
+
+/// The settings that change which requests the proxy refuses before routing (spec §6.1,
+/// docs/security.md); shared by the controller and `explain`, so an offline run gives the
+/// controller's answer.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RequestArgs {
+    /// Pass an encoded slash (%2F) in a request path through as received (it is never a
+    /// separator for matching) instead of answering 400. For backends that take %2F as data;
+    /// they must not decode it into a separator. %5C and %2F next to a dot-segment stay 400.
+    #[arg(
+        long,
+        env = "PORTICO_ALLOW_ENCODED_SLASHES",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value = "false"
+    )]
+    pub allow_encoded_slashes: bool,
+}
+
+impl RequestArgs {
+    pub fn path_rules(&self) -> crate::routing::normalize::PathRules {
+        crate::routing::normalize::PathRules {
+            allow_encoded_slashes: self.allow_encoded_slashes,
+        }
+    }
 }
 
 /// The settings that change what translate produces; shared by the controller, `check` and
@@ -394,6 +423,7 @@ pub struct ExplainArgs {
     pub translate: TranslateArgs,
     #[command(flatten)]
     pub manifest_limits: ManifestLimitArgs,
+    pub request: RequestArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -495,6 +525,8 @@ pub struct Config {
     pub http2_keepalive_timeout: Duration,
     pub allowed_upgrades: Vec<String>,
     pub proxy_protocol: bool,
+    /// What the path checks let through (spec §6.1).
+    pub path_rules: crate::routing::normalize::PathRules,
     pub trusted_proxies: Vec<crate::proxy::Cidr>,
     pub shutdown_delay: Duration,
     pub shutdown_timeout: Duration,
@@ -652,6 +684,7 @@ impl Args {
             http2_keepalive_timeout: self.http2_keepalive_timeout,
             allowed_upgrades,
             proxy_protocol: self.proxy_protocol,
+            path_rules: self.request.path_rules(),
             trusted_proxies,
             shutdown_delay: self.shutdown_delay,
             shutdown_timeout: self.shutdown_timeout,
@@ -738,6 +771,28 @@ mod tests {
         assert_eq!(c.load_balance, crate::routing::Balance::RoundRobin);
         assert!(!c.proxy_protocol);
         assert!(c.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn encoded_slashes_are_refused_unless_allowed() {
+        let c = parse(&["--manifests", "x"]).unwrap();
+        assert!(!c.path_rules.allow_encoded_slashes);
+        let c = parse(&["--manifests", "x", "--allow-encoded-slashes"]).unwrap();
+        assert!(c.path_rules.allow_encoded_slashes);
+        let c = parse(&["--manifests", "x", "--allow-encoded-slashes=false"]).unwrap();
+        assert!(!c.path_rules.allow_encoded_slashes);
+        let args = Args::try_parse_from([
+            "portico",
+            "explain",
+            "--manifests",
+            "x",
+            "--allow-encoded-slashes",
+        ])
+        .unwrap();
+        let Some(Command::Explain(explain)) = args.command else {
+            panic!("explain")
+        };
+        assert!(explain.request.path_rules().allow_encoded_slashes);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::routing::normalize::PathRules;
 use crate::routing::{normalize, Decision, HostMatch, PathType, Route, RouteTable, Target};
 use crate::tls::{format_time, normalize_sni, Binding, Certificate, CertificateInfo, TlsTable};
 use crate::translate::{Condition, Reason, Translation};
@@ -80,6 +81,13 @@ pub struct RequestView {
     pub match_path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
+    /// The path the backend is sent when normalisation changed it (spec §6.1); `None`: the
+    /// request's own path, byte-for-byte.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarded_path: Option<String>,
+    /// Why the proxy answers 400 before routing (docs/security.md); `None`: it routes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -126,7 +134,7 @@ pub struct Outcome {
 
 /// Explains the decision for a request with Host (or authority) `host` and path `path`, and
 /// the certificate a handshake with server name `sni` gets (`None`: the request host, as
-/// clients send it).
+/// clients send it). The proxy's default path checks apply.
 pub fn explain(
     translation: &Translation,
     version: Option<u64>,
@@ -134,11 +142,72 @@ pub fn explain(
     path: &str,
     sni: Option<&str>,
 ) -> Explanation {
+    explain_with(translation, version, host, path, sni, PathRules::default())
+}
+
+/// [`explain`] under the path checks `rules` (`--allow-encoded-slashes`): a host or path the
+/// proxy answers 400 is explained as such, with the reason (docs/security.md).
+pub fn explain_with(
+    translation: &Translation,
+    version: Option<u64>,
+    host: &str,
+    path: &str,
+    sni: Option<&str>,
+    rules: PathRules,
+) -> Explanation {
     let table = &translation.table;
     let match_host = normalize::host(host);
     // A query is not part of the match (spec §3.4).
     let raw_path = path.split_once('?').map_or(path, |(p, _)| p);
-    let match_path = normalize::path(raw_path);
+    // The proxy's own checks, in its order: the authority, then the path (spec §6.1).
+    let checked = normalize::check_authority(host)
+        .map_err(|r| ("Host", r))
+        .and_then(|()| normalize::request_path(raw_path, rules).map_err(|r| ("path", r)));
+    let (match_path, rejected) = match checked {
+        Ok(p) => (p, None),
+        Err(what) => (normalize::path(raw_path), Some(what)),
+    };
+    let forwarded_path = (rejected.is_none() && normalize::forwards_changed(raw_path, &match_path))
+        .then(|| match path.split_once('?') {
+            Some((_, query)) => format!("{match_path}?{query}"),
+            None => match_path.to_string(),
+        });
+    if let Some((what, reason)) = rejected {
+        return Explanation {
+            version,
+            request: RequestView {
+                host: host.to_string(),
+                path: path.to_string(),
+                match_host: match_host.to_string(),
+                match_path: match_path.into_owned(),
+                sni: sni.map(str::to_string),
+                forwarded_path: None,
+                rejected: Some(format!("{what}: {reason}")),
+            },
+            vhost: VhostChoice {
+                selected: None,
+                how: "none",
+                why: "not routed: the request is refused first".to_string(),
+                notes: Vec::new(),
+            },
+            routes: Vec::new(),
+            outcome: Outcome {
+                decision: "badRequest",
+                backend: None,
+                target: None,
+                answer: "400 Bad Request".to_string(),
+                why: format!(
+                    "the {what} is refused before routing ({reason}): backends could read it otherwise than Portico matches it (spec §6.1, RFC 9112 §3.2; docs/security.md)"
+                ),
+            },
+            tls: explain_tls(translation, &match_host, sni),
+            redirect: RedirectChoice {
+                redirected: false,
+                location: None,
+                why: "a refused request is never redirected".to_string(),
+            },
+        };
+    }
     let decision = table.decide(&match_host, &match_path);
     let vhost = explain_vhost(table, &match_host, decision.vhost().map(|v| &v.host));
     let routes = decision
@@ -156,6 +225,8 @@ pub fn explain(
             match_host: match_host.into_owned(),
             match_path: match_path.into_owned(),
             sni: sni.map(str::to_string),
+            forwarded_path,
+            rejected: None,
         },
         vhost,
         routes,
@@ -568,6 +639,15 @@ impl fmt::Display for Explanation {
             "request: host {:?} path {:?} (matched as host {:?} path {:?})",
             r.host, r.path, r.match_host, r.match_path
         )?;
+        if let Some(reason) = &r.rejected {
+            writeln!(f, "refused: {reason}")?;
+        }
+        if let Some(p) = &r.forwarded_path {
+            writeln!(
+                f,
+                "forwarded as: {p:?} (the path that was matched, spec §6.1)"
+            )?;
+        }
         match &self.vhost.selected {
             Some(v) => writeln!(f, "vhost:   {v} ({}): {}", self.vhost.how, self.vhost.why)?,
             None => writeln!(f, "vhost:   none: {}", self.vhost.why)?,
@@ -632,5 +712,50 @@ impl fmt::Display for Explanation {
             Some(l) => writeln!(f, "http:    redirected to {l}: {}", r.why),
             None => writeln!(f, "http:    not redirected: {}", r.why),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_requests_are_explained_with_the_reason() {
+        let translation = Translation::default();
+        let e = explain(&translation, None, "x@a.test", "/", None);
+        assert_eq!(e.outcome.decision, "badRequest");
+        assert_eq!(e.outcome.answer, "400 Bad Request");
+        assert_eq!(
+            e.request.rejected.as_deref(),
+            Some("Host: userinfo in the authority")
+        );
+        let e = explain(&translation, None, "a.test", "/public//../admin", None);
+        assert_eq!(
+            e.request.rejected.as_deref(),
+            Some("path: dot-segment after an empty segment (//..)")
+        );
+        assert!(e.to_string().contains("answer:  400 Bad Request"));
+    }
+
+    #[test]
+    fn encoded_slash_follows_the_flag() {
+        let translation = Translation::default();
+        let strict = explain(&translation, None, "a.test", "/a%2Fb", None);
+        assert_eq!(strict.outcome.decision, "badRequest");
+        let rules = PathRules {
+            allow_encoded_slashes: true,
+        };
+        let allowed = explain_with(&translation, None, "a.test", "/a%2Fb", None, rules);
+        assert_eq!(allowed.request.rejected, None);
+        assert_eq!(allowed.outcome.decision, "notFound");
+    }
+
+    #[test]
+    fn a_rewritten_path_is_shown_as_forwarded() {
+        let translation = Translation::default();
+        let e = explain(&translation, None, "a.test", "/a/%2e%2e/b?q=/..", None);
+        assert_eq!(e.request.forwarded_path.as_deref(), Some("/b?q=/.."));
+        let e = explain(&translation, None, "a.test", "/a//b", None);
+        assert_eq!(e.request.forwarded_path, None);
     }
 }

@@ -62,12 +62,13 @@ fn run_explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let mut translation = portico::translate::translate(&loaded.snapshot, &options);
     // As the controller would judge it now (expired certificates are noted).
     portico::translate::certificate_validity(&mut translation, std::time::SystemTime::now());
-    let explanation = portico::explain::explain(
+    let explanation = portico::explain::explain_with(
         &translation,
         None,
         &args.host,
         &args.path,
         args.sni.as_deref(),
+        args.request.path_rules(),
     );
     match args.output {
         OutputFormat::Text => print!("{explanation}"),

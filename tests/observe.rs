@@ -711,6 +711,7 @@ async fn debug_routes_shows_certificate_bindings_and_never_key_material() {
         shared: shared.clone(),
         metrics: Arc::new(Metrics::new()),
         draining: Arc::default(),
+        path_rules: Default::default(),
     };
     let uri: http::Uri = "/debug/routes".parse().unwrap();
     let response = portico::admin::respond(&admin, &http::Method::GET, &uri, b"");

@@ -523,3 +523,93 @@ proptest! {
         prop_assert!(translation.conditions.windows(2).all(|w| w[0] < w[1]));
     }
 }
+
+/// Every `%XX` decoded, once (what most backends do before resolving dot-segments).
+fn percent_decode(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Path pieces that exercise every rule of `normalize::request_path` (docs/security.md).
+fn hostile_path() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("/"),
+        Just("."),
+        Just(".."),
+        Just("%2e"),
+        Just("%2E"),
+        Just("%2f"),
+        Just("%2F"),
+        Just("%5c"),
+        Just("\\"),
+        Just(";"),
+        Just("a"),
+        Just("%61"),
+        Just("%c0%ae"),
+        Just("%c3%a9"),
+        Just("é"),
+        Just("\u{FF0E}"),
+        Just("%"),
+        Just("%00"),
+        Just("%2"),
+        Just("%25"),
+        Just("%6"),
+        Just("5"),
+        Just("?"),
+    ];
+    prop::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// spec §6.1: what the proxy forwards is exactly what it matched, and a backend that
+    /// normalises it again per RFC 3986 gets the same path: an accepted path is a fixed point,
+    /// has no dot-segments left, and is rewritten whenever it differs from the raw one other
+    /// than in hex case.
+    #[test]
+    fn accepted_paths_are_fixed_points(raw in hostile_path(), allow in any::<bool>()) {
+        let raw = raw.split('?').next().unwrap_or_default().to_string();
+        let rules = normalize::PathRules { allow_encoded_slashes: allow };
+        if let Ok(matched) = normalize::request_path(&raw, rules) {
+            prop_assert_eq!(normalize::request_path(&matched, rules), Ok(matched.clone()));
+            prop_assert!(!matched.split('/').any(|s| s == "." || s == ".."), "{}", matched);
+            if !normalize::forwards_changed(&raw, &matched) {
+                prop_assert_eq!(raw.to_ascii_uppercase(), matched.to_ascii_uppercase());
+            }
+            if !allow {
+                prop_assert!(!matched.contains("%2F"), "{}", matched);
+                // A backend that percent-decodes once and then resolves dot-segments finds
+                // none: it names the same segments Portico matched.
+                let decoded = percent_decode(&matched);
+                prop_assert!(
+                    !decoded.split(['/', '\\']).any(|s| s == "." || s == ".."),
+                    "{} decodes to {}", matched, decoded
+                );
+            }
+        }
+    }
+
+    /// Host checks never panic, and nothing they accept carries userinfo or a delimiter that
+    /// could smuggle a path, query or second authority into `Host`.
+    #[test]
+    fn accepted_authorities_have_no_delimiters(a in "[a-z0-9.:@/?# \\[\\]%<>_-]{0,16}") {
+        if normalize::check_authority(&a).is_ok() {
+            prop_assert!(!a.contains(['@', '/', '?', '#', ' ', '<', '>']), "{}", a);
+        }
+    }
+}

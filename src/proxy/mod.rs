@@ -125,6 +125,8 @@ pub struct ProxyOptions {
     pub balancer: Arc<Balancer>,
     /// Where requests are counted and logged.
     pub observe: Observe,
+    /// What the path checks let through (`--allow-encoded-slashes`, spec §6.1).
+    pub path_rules: crate::routing::normalize::PathRules,
 }
 
 /// The metrics and access log one listener feeds. The default counts into a private
@@ -159,6 +161,7 @@ impl Default for ProxyOptions {
             upgrade_protocols: Arc::new(vec!["websocket".to_string()]),
             balancer: Arc::default(),
             observe: Observe::default(),
+            path_rules: Default::default(),
         }
     }
 }

@@ -155,20 +155,47 @@ fn fail(err: ProxyError) -> Failure {
 /// on, so it becomes the upstream `Host`: RFC 9112 §3.2.2 requires a proxy to replace `Host`
 /// with an absolute-form target's authority, and it keeps the backend's view consistent with
 /// the route that was chosen.
+///
+/// Both are checked (docs/security.md, "Host"): a `Host` outside RFC 3986's grammar, with
+/// userinfo or a bad port is 400 even when an absolute-form target overrides it (RFC 9112 §3.2:
+/// "a Host header field with an invalid field value"); an authority with userinfo is 400 rather
+/// than forwarded; and over HTTP/2 a `Host` naming another origin than `:authority` is a
+/// malformed request (RFC 9113 §8.3.1).
 fn request_authority<B>(req: &Request<B>) -> Result<(String, bool), ProxyError> {
     let mut hosts = req.headers().get_all(HOST).iter();
     let header = hosts.next();
     if hosts.next().is_some() {
         return Err(ProxyError::BadRequest("duplicate Host header"));
     }
+    let header = match header {
+        Some(value) => match value.to_str() {
+            Ok(h) => Some(h),
+            Err(_) => return Err(ProxyError::BadRequest("Host header is not ASCII")),
+        },
+        None => None,
+    };
+    if let Some(h) = header {
+        normalize::check_authority(h).map_err(|r| ProxyError::BadRequest(r.as_str()))?;
+    }
     if let Some(authority) = req.uri().authority() {
-        return Ok((authority.as_str().to_owned(), true));
+        let authority = authority.as_str();
+        normalize::check_authority(authority).map_err(|r| ProxyError::BadRequest(r.as_str()))?;
+        if req.version() == Version::HTTP_2 {
+            let default_port = match req.uri().scheme_str() {
+                Some("https") => 443,
+                _ => 80,
+            };
+            if header.is_some_and(|h| !normalize::same_authority(h, authority, default_port)) {
+                return Err(ProxyError::BadRequest("Host differs from :authority"));
+            }
+        } else if header.is_none() && req.version() >= Version::HTTP_11 {
+            // RFC 9112 §3.2: every HTTP/1.1 request carries Host, absolute-form too.
+            return Err(ProxyError::BadRequest("missing Host header"));
+        }
+        return Ok((authority.to_owned(), true));
     }
     match header {
-        Some(value) => match value.to_str() {
-            Ok(h) => Ok((h.to_owned(), false)),
-            Err(_) => Err(ProxyError::BadRequest("Host header is not ASCII")),
-        },
+        Some(h) => Ok((h.to_owned(), false)),
         // spec §3.2: HTTP/1.0 without Host has the empty host; HTTP/1.1 and later need one.
         None if req.version() <= Version::HTTP_10 => Ok((String::new(), true)),
         None => Err(ProxyError::BadRequest("missing Host header")),
@@ -193,8 +220,23 @@ async fn proxy(
     }
     let (host_value, set_host) = request_authority(&req).map_err(fail)?;
     let match_host = normalize::host(&host_value);
-    let match_path = normalize::path(req.uri().path());
     seen.host.push_str(&host_value);
+    // spec §3.4, §6.1: refuse what backends would resolve differently, and forward exactly
+    // the path that is matched (the query untouched).
+    let match_path = normalize::request_path(req.uri().path(), ctx.options.path_rules)
+        .map_err(|r| fail(ProxyError::BadRequest(r.as_str())))?;
+    let upstream_target = if normalize::forwards_changed(req.uri().path(), &match_path) {
+        let text = match req.uri().query() {
+            Some(query) => format!("{match_path}?{query}"),
+            None => match_path.clone().into_owned(),
+        };
+        Some(
+            PathAndQuery::try_from(text)
+                .map_err(|_| fail(ProxyError::BadRequest("unusable request target")))?,
+        )
+    } else {
+        None
+    };
 
     // spec §3.3–3.7; the guard is dropped at the end of this block, before any await.
     let backend: Arc<Backend> = {
@@ -259,11 +301,13 @@ async fn proxy(
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
     let (parts, body) = req.into_parts();
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let path_and_query = upstream_target.unwrap_or_else(|| {
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"))
+    });
     let mut headers = parts.headers;
     // gRPC needs `te: trailers` on HTTP/2 (RFC 9113 §8.2.2 allows exactly that value).
     let te_trailers = protocol.is_http2() && headers::te_is_trailers(&headers);
@@ -544,9 +588,9 @@ struct Template {
 
 impl Template {
     /// The upstream request: HTTP/1.1 (spec §6.1) unless the backend speaks HTTP/2 (h2c,
-    /// gRPC), the original path and query
-    /// byte-for-byte (the client turns the URI into origin-form, also for absolute-form
-    /// requests), headers as prepared.
+    /// gRPC), the matched path (the original one byte-for-byte unless normalisation changed
+    /// it, spec §6.1) and the original query (the client turns the URI into origin-form, also
+    /// for absolute-form requests), headers as prepared.
     fn build(
         &mut self,
         dest: &Dest,

@@ -1,8 +1,94 @@
-//! Request host and path normalisation for matching (spec §3.2, §3.4).
+//! Request host and path normalisation for matching (spec §3.2, §3.4), and the checks that
+//! refuse ambiguous request-targets and authorities before any route is chosen (spec §6.1,
+//! RFC 9112 §3.2). Sits at the very start of each request in the proxy, before `decide`; also
+//! used by `explain` and, for rule paths, by translate.
 //!
-//! Only the *match* host and path are normalised; what is forwarded upstream is untouched.
+//! The rule (docs/security.md, "Request paths" and "Host"): the backend sees exactly the path
+//! that was matched. [`request_path`] returns the match path, which the proxy forwards in place
+//! of the raw path whenever normalisation changed it, or a [`Rejection`] (400) for the forms
+//! that common backends resolve differently from RFC 3986 (encoded separators, backslashes,
+//! `;` on dot-segments, `..` over an empty segment, invalid or overlong UTF-8, malformed
+//! escapes, look-alikes of `.` `/` `\`). [`check_authority`] refuses hosts outside RFC 3986's grammar and userinfo.
 
 use std::borrow::Cow;
+use std::net::Ipv6Addr;
+
+/// Why a request-target or authority is answered 400 (spec §6.1; RFC 9112 §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// `%2F` in the path: many backends decode it into a separator (spec §6.1).
+    EncodedSlash,
+    /// `%5C` in the path: decoded into `\`, a separator on Windows and some servlet containers.
+    EncodedBackslash,
+    /// `\` in the path: a separator for IIS, Tomcat (some settings), Windows file servers.
+    Backslash,
+    /// A `.`/`..` segment with `;` parameters (`..;`): servlet containers strip the
+    /// parameters and then resolve the dot-segment.
+    DotSegmentParameter,
+    /// With `--allow-encoded-slashes`: a `%2F` that would make a dot-segment once decoded
+    /// (`..%2F`).
+    EncodedSlashDotSegment,
+    /// A `..` that removes an empty segment (`/a//../b`): RFC 3986 gives `/a/b`, a backend that
+    /// merges slashes first gives `/b`.
+    DotSegmentAfterEmptySegment,
+    /// Percent-decoded, the path is not UTF-8 (overlong forms such as `%C0%AE` included).
+    InvalidUtf8,
+    /// `%00`: truncates the path in C backends and file systems.
+    EncodedNul,
+    /// A `%` not followed by two hex digits (RFC 3986 §2.1): `%2%65` would become `%2e` once
+    /// `%65` is decoded, a dot to a backend that decodes again.
+    MalformedEscape,
+    /// A character that Unicode compatibility normalisation (NFKC) or Windows "best fit"
+    /// mapping turns into `.`, `/`, `\`, `;` or `%` (full-width `．`, `／`, ...).
+    LookAlike,
+    /// `user@` in the Host header or the URI's authority (RFC 9110 §4.2.4, RFC 9113 §8.3.1).
+    Userinfo,
+    /// A host outside RFC 3986 §3.2.2's reg-name (unreserved, pct-encoded, sub-delims).
+    HostCharacter,
+    /// A `[...]` that is not an IPv6 address in brackets.
+    IpLiteral,
+    /// A port that is not digits, or above 65535.
+    Port,
+}
+
+impl Rejection {
+    /// The reason as a static string, for `ProxyError::BadRequest` and explain.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::EncodedSlash => "encoded slash (%2F) in the path",
+            Rejection::EncodedBackslash => "encoded backslash (%5C) in the path",
+            Rejection::Backslash => "backslash in the path",
+            Rejection::DotSegmentParameter => "path parameter (;) on a dot-segment",
+            Rejection::EncodedSlashDotSegment => "encoded slash next to a dot-segment",
+            Rejection::DotSegmentAfterEmptySegment => "dot-segment after an empty segment (//..)",
+            Rejection::InvalidUtf8 => "invalid or overlong UTF-8 in the path",
+            Rejection::EncodedNul => "encoded NUL in the path",
+            Rejection::MalformedEscape => "malformed percent-escape in the path",
+            Rejection::LookAlike => "non-ASCII look-alike of a path delimiter",
+            Rejection::Userinfo => "userinfo in the authority",
+            Rejection::HostCharacter => "invalid character in the host",
+            Rejection::IpLiteral => "invalid IP literal in the host",
+            Rejection::Port => "invalid port in the authority",
+        }
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// What an operator may loosen in [`request_path`] (`--allow-encoded-slashes`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PathRules {
+    /// `%2F` is kept opaque (spec §3.4 step 2) and forwarded as received instead of refused;
+    /// for backends that take an encoded slash as data (RabbitMQ's `%2F` vhost, S3-style
+    /// keys). `..%2F` and friends are still refused.
+    pub allow_encoded_slashes: bool,
+}
 
 /// The match host for an authority (`Host` header value or URI authority), spec §3.2 steps 2–4:
 /// drop userinfo and port, lowercase ASCII, drop one trailing dot.
@@ -31,6 +117,230 @@ pub fn host(authority: &str) -> Cow<'_, str> {
     } else {
         Cow::Borrowed(trimmed)
     }
+}
+
+/// The match path of a request's path (no query), or why it is refused (spec §3.4, §6.1).
+///
+/// When the result differs from `raw` other than in the case of hex digits, the proxy
+/// forwards the result instead of `raw`, so the backend sees exactly what was matched.
+pub fn request_path(raw: &str, rules: PathRules) -> Result<Cow<'_, str>, Rejection> {
+    check_octets(raw, rules)?;
+    let normalised = path(raw);
+    check_segments(&normalised_input(raw), rules)?;
+    Ok(normalised)
+}
+
+/// Whether the proxy must forward `matched` instead of `raw`: normalisation decoded an
+/// unreserved escape or removed a dot-segment. Uppercasing the hex digits of other escapes
+/// alone changes nothing a decoder sees (RFC 3986 §6.2.2.1), so such a target still goes
+/// upstream byte-for-byte.
+pub fn forwards_changed(raw: &str, matched: &str) -> bool {
+    // Normalisation never changes the case of anything but escapes' hex digits.
+    !raw.eq_ignore_ascii_case(matched)
+}
+
+/// Octet-level checks on the raw path: separators in disguise and bytes that do not decode to
+/// UTF-8 (spec §6.1).
+fn check_octets(raw: &str, rules: PathRules) -> Result<(), Rejection> {
+    let bytes = raw.as_bytes();
+    if !raw.contains(['%', '\\']) && raw.is_ascii() {
+        return Ok(());
+    }
+    // Every escape decoded: what a backend that decodes everything (once) sees.
+    let mut decoded: Vec<u8> = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'\\' {
+            return Err(Rejection::Backslash);
+        }
+        if b == b'%' && i + 2 < bytes.len() {
+            if let (Some(hi), Some(lo)) = (hex_value(bytes[i + 1]), hex_value(bytes[i + 2])) {
+                let value = hi * 16 + lo;
+                match value {
+                    b'/' if !rules.allow_encoded_slashes => return Err(Rejection::EncodedSlash),
+                    b'\\' => return Err(Rejection::EncodedBackslash),
+                    0 => return Err(Rejection::EncodedNul),
+                    _ => {}
+                }
+                decoded.push(value);
+                i += 3;
+                continue;
+            }
+        }
+        if b == b'%' {
+            return Err(Rejection::MalformedEscape);
+        }
+        decoded.push(b);
+        i += 1;
+    }
+    let text = std::str::from_utf8(&decoded).map_err(|_| Rejection::InvalidUtf8)?;
+    if text.chars().any(is_look_alike) {
+        return Err(Rejection::LookAlike);
+    }
+    Ok(())
+}
+
+/// Characters that NFKC (Java's `Normalizer`, Python's `unicodedata`, IDNA) or Windows
+/// "best fit" code-page conversion map to `.`, `/`, `\`, `;` or `%`, so that a backend may
+/// see a delimiter where Portico saw a letter.
+fn is_look_alike(c: char) -> bool {
+    matches!(
+        c,
+        // `.`: full-width, small, one-dot leader, two-dot leader, ellipsis, ideographic and
+        // half-width ideographic full stops, digit full stops (`⒈`), `🄀`.
+        '\u{FF0E}'
+            | '\u{FE52}'
+            | '\u{2024}'
+            | '\u{2025}'
+            | '\u{2026}'
+            | '\u{3002}'
+            | '\u{FF61}'
+            | '\u{2488}'
+            ..='\u{249B}' | '\u{1F100}'
+        // `/`: full-width solidus, division slash, fraction slash, big solidus.
+        | '\u{FF0F}' | '\u{2215}' | '\u{2044}' | '\u{29F8}'
+        // `\`: full-width and small reverse solidus, set minus, reverse solidus operator,
+        // big reverse solidus.
+        | '\u{FF3C}' | '\u{FE68}' | '\u{2216}' | '\u{29F5}' | '\u{29F9}'
+        // `;`: Greek question mark, full-width and small semicolons.
+        | '\u{037E}' | '\u{FF1B}' | '\u{FE54}'
+        // `%`: full-width and small percent signs.
+        | '\u{FF05}' | '\u{FE6A}'
+    )
+}
+
+/// The path as segmented for the dot-segment checks: unreserved escapes decoded (so `%2e%2e`
+/// is `..`), like the match path but before dot-segments are removed.
+fn normalised_input(raw: &str) -> Cow<'_, str> {
+    if raw.contains('%') {
+        Cow::Owned(decode_unreserved(raw))
+    } else {
+        Cow::Borrowed(raw)
+    }
+}
+
+/// Segment-level checks (spec §6.1): `;` parameters on dot-segments, `%2F` around them (when
+/// allowed at all), and a `..` that would remove an empty segment.
+fn check_segments(path: &str, rules: PathRules) -> Result<(), Rejection> {
+    if !path.contains('.') {
+        return Ok(());
+    }
+    let is_dot = |s: &str| s == "." || s == "..";
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    // Segments kept so far: `true` for an empty one (what a slash-merging backend drops).
+    let mut kept: Vec<bool> = Vec::new();
+    for seg in rest.split('/') {
+        if seg.contains(';') && seg.split(';').next().is_some_and(is_dot) {
+            return Err(Rejection::DotSegmentParameter);
+        }
+        if rules.allow_encoded_slashes && seg.contains("%2F") {
+            let parts = || seg.split("%2F").map(|p| p.split(';').next().unwrap_or(p));
+            if parts().any(is_dot) {
+                return Err(Rejection::EncodedSlashDotSegment);
+            }
+        }
+        match seg {
+            "." => {}
+            ".." => {
+                // RFC 3986 §5.2.4 removes the previous segment; when that one is empty, a
+                // backend that merges slashes first removes a different one.
+                if kept.pop() == Some(true) {
+                    return Err(Rejection::DotSegmentAfterEmptySegment);
+                }
+            }
+            s => kept.push(s.is_empty()),
+        }
+    }
+    Ok(())
+}
+
+/// Checks an authority (a `Host` header value, an absolute-form target's authority, HTTP/2's
+/// `:authority`) against RFC 9110 §7.2 / RFC 3986 §3.2.2–3.2.3: `host [":" port]`, where host
+/// is a reg-name (unreserved, pct-encoded, sub-delims; IPv4 is one), or an IPv6 address in
+/// brackets, and port is digits up to 65535 (empty allowed). Userinfo is refused (RFC 9110
+/// §4.2.4 deprecates it; it must never reach a backend as part of `Host`). The empty
+/// authority is valid (HTTP/1.0 without Host, spec §3.2).
+pub fn check_authority(authority: &str) -> Result<(), Rejection> {
+    if authority.contains('@') {
+        return Err(Rejection::Userinfo);
+    }
+    let port = if let Some(literal) = authority.strip_prefix('[') {
+        let (inside, after) = literal.split_once(']').ok_or(Rejection::IpLiteral)?;
+        // IPvFuture (`[v1.x]`) is syntax nobody routes; zone IDs are not allowed in URIs.
+        inside
+            .parse::<Ipv6Addr>()
+            .map_err(|_| Rejection::IpLiteral)?;
+        match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':').ok_or(Rejection::IpLiteral)?),
+        }
+    } else {
+        let (host, port) = match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        };
+        check_reg_name(host)?;
+        port
+    };
+    match port {
+        None | Some("") => Ok(()),
+        Some(p) if p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok() => Ok(()),
+        Some(_) => Err(Rejection::Port),
+    }
+}
+
+/// RFC 3986 §3.2.2 reg-name: unreserved / pct-encoded / sub-delims.
+fn check_reg_name(host: &str) -> Result<(), Rejection> {
+    let bytes = host.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            match (bytes.get(i + 1), bytes.get(i + 2)) {
+                (Some(&h), Some(&l)) if hex_value(h).is_some() && hex_value(l).is_some() => {
+                    i += 3;
+                    continue;
+                }
+                _ => return Err(Rejection::HostCharacter),
+            }
+        }
+        let sub_delim = matches!(
+            b,
+            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+        );
+        if !(is_unreserved(b) || sub_delim) {
+            return Err(Rejection::HostCharacter);
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// Whether two authorities name the same origin after RFC 3986 §6.2.3 scheme-based
+/// normalisation: host case-insensitive, an empty or absent port equal to the scheme's
+/// `default_port`. Both must have passed [`check_authority`].
+pub fn same_authority(a: &str, b: &str, default_port: u16) -> bool {
+    fn split(authority: &str, default_port: u16) -> (&str, u16) {
+        let (host, port) = if authority.starts_with('[') {
+            match authority.split_once(']') {
+                Some((inside, after)) => (
+                    &authority[..=inside.len()],
+                    after.strip_prefix(':').unwrap_or(""),
+                ),
+                None => (authority, ""),
+            }
+        } else {
+            match authority.split_once(':') {
+                Some((host, port)) => (host, port),
+                None => (authority, ""),
+            }
+        };
+        (host, port.parse().unwrap_or(default_port))
+    }
+    let (host_a, port_a) = split(a, default_port);
+    let (host_b, port_b) = split(b, default_port);
+    port_a == port_b && host_a.eq_ignore_ascii_case(host_b)
 }
 
 /// The match path for a request path (no query), spec §3.4: empty becomes `/`; escapes of
@@ -215,5 +525,266 @@ mod tests {
     #[test]
     fn non_ascii_survives() {
         assert_eq!(path("/é%41"), "/éA");
+    }
+
+    const STRICT: PathRules = PathRules {
+        allow_encoded_slashes: false,
+    };
+    const OPAQUE_SLASHES: PathRules = PathRules {
+        allow_encoded_slashes: true,
+    };
+
+    fn checked(raw: &str) -> Result<String, Rejection> {
+        request_path(raw, STRICT).map(Cow::into_owned)
+    }
+
+    #[test]
+    fn normal_paths_pass_unchanged() {
+        for raw in [
+            "/",
+            "/a/b",
+            "/a//b",
+            "/a/b/",
+            "/a;v=1/b",
+            "/é",
+            "/a%20b",
+            "*",
+            "/.well-known/x",
+        ] {
+            assert_eq!(checked(raw).as_deref(), Ok(raw), "{raw}");
+        }
+    }
+
+    #[test]
+    fn encoded_dot_segments_are_resolved_for_forwarding() {
+        // spec §6.1: forwarded as matched, so the backend cannot resolve them differently.
+        assert_eq!(checked("/public/%2e%2e/admin/x").as_deref(), Ok("/admin/x"));
+        assert_eq!(checked("/public/%2E./admin").as_deref(), Ok("/admin"));
+        assert_eq!(checked("/public/../admin").as_deref(), Ok("/admin"));
+        assert!(forwards_changed("/public/%2e%2e/admin/x", "/admin/x"));
+    }
+
+    #[test]
+    fn escape_case_alone_is_not_a_change_to_forward() {
+        let raw = "/a%c3%a9";
+        let matched = checked(raw).unwrap();
+        assert_eq!(matched, "/a%C3%A9");
+        assert!(!forwards_changed(raw, &matched));
+        assert!(forwards_changed("/%66oo", &checked("/%66oo").unwrap()));
+    }
+
+    #[test]
+    fn encoded_slash_is_rejected() {
+        assert_eq!(checked("/foo%2Fbar"), Err(Rejection::EncodedSlash));
+        assert_eq!(
+            checked("/public/..%2fadmin/x"),
+            Err(Rejection::EncodedSlash)
+        );
+    }
+
+    #[test]
+    fn encoded_slash_is_opaque_when_allowed() {
+        assert_eq!(
+            request_path("/api/vhosts/%2F/q", OPAQUE_SLASHES).as_deref(),
+            Ok("/api/vhosts/%2F/q")
+        );
+        assert_eq!(
+            request_path("/foo%2fbar", OPAQUE_SLASHES).as_deref(),
+            Ok("/foo%2Fbar")
+        );
+    }
+
+    #[test]
+    fn encoded_slash_next_to_a_dot_segment_is_rejected_even_when_allowed() {
+        for raw in [
+            "/public/..%2fadmin/x",
+            "/public/%2e%2e%2Fadmin",
+            "/a/x%2F..",
+            "/a/.%2Fb",
+            "/a/..;x%2Fb",
+        ] {
+            assert!(request_path(raw, OPAQUE_SLASHES).is_err(), "{raw}");
+        }
+        assert_eq!(
+            request_path("/public/..%2fadmin/x", OPAQUE_SLASHES),
+            Err(Rejection::EncodedSlashDotSegment)
+        );
+    }
+
+    #[test]
+    fn encoded_backslash_is_rejected() {
+        assert_eq!(checked("/a%5Cb"), Err(Rejection::EncodedBackslash));
+        assert_eq!(
+            request_path("/a%5cb", OPAQUE_SLASHES),
+            Err(Rejection::EncodedBackslash)
+        );
+    }
+
+    #[test]
+    fn backslash_is_rejected() {
+        assert_eq!(checked("/public/..\\admin\\x"), Err(Rejection::Backslash));
+        assert_eq!(checked("/a\\b"), Err(Rejection::Backslash));
+    }
+
+    #[test]
+    fn path_parameter_on_dot_segment_is_rejected() {
+        for raw in [
+            "/public/..;/admin/x",
+            "/public/..;jsessionid=1/admin",
+            "/a/.;x/b",
+            "/a/%2e%2e;/b",
+        ] {
+            assert_eq!(checked(raw), Err(Rejection::DotSegmentParameter), "{raw}");
+        }
+        // Parameters on ordinary segments are data (spec §3.9 row 34).
+        assert_eq!(checked("/foo;v=1").as_deref(), Ok("/foo;v=1"));
+        assert_eq!(checked("/a/..b;x/c").as_deref(), Ok("/a/..b;x/c"));
+    }
+
+    #[test]
+    fn dot_segment_after_empty_segment_is_rejected() {
+        for raw in [
+            "/public//../admin",
+            "/public//x/../../admin",
+            "/a/.//..",
+            "//..",
+            "/a//%2e%2e/b",
+        ] {
+            assert_eq!(
+                checked(raw),
+                Err(Rejection::DotSegmentAfterEmptySegment),
+                "{raw}"
+            );
+        }
+        // `..` over a non-empty segment is the same with or without slash merging.
+        assert_eq!(checked("/a//b/../c").as_deref(), Ok("/a//c"));
+        assert_eq!(checked("/public/./admin").as_deref(), Ok("/public/admin"));
+    }
+
+    #[test]
+    fn invalid_or_overlong_utf8_is_rejected() {
+        for raw in [
+            "/%c0%ae%c0%ae/admin",
+            "/%C0%AF",
+            "/%e0%80%ae",
+            "/%ff",
+            "/a%c3",
+            "/%ed%a0%80",
+        ] {
+            assert_eq!(checked(raw), Err(Rejection::InvalidUtf8), "{raw}");
+        }
+        assert_eq!(checked("/caf%C3%A9").as_deref(), Ok("/caf%C3%A9"));
+    }
+
+    #[test]
+    fn encoded_nul_is_rejected() {
+        assert_eq!(checked("/a%00/b"), Err(Rejection::EncodedNul));
+    }
+
+    #[test]
+    fn dot_look_alikes_are_rejected() {
+        for raw in [
+            "/public/\u{FF0E}\u{FF0E}/admin",
+            "/public/%EF%BC%8E%EF%BC%8E/admin",
+            "/a\u{FF0F}b",
+            "/a%E2%88%95b",
+            "/a\u{FF3C}b",
+            "/a\u{2024}\u{2024}/b",
+            "/a/..\u{037E}/b",
+        ] {
+            assert_eq!(checked(raw), Err(Rejection::LookAlike), "{raw}");
+        }
+    }
+
+    #[test]
+    fn malformed_escape_is_rejected() {
+        // `%2%65` decodes to `%2e`: a dot for a backend that decodes twice.
+        for raw in ["/a%zz", "/a%", "/a%2", "/%2%65%2%65/admin", "/%a%61"] {
+            assert_eq!(checked(raw), Err(Rejection::MalformedEscape), "{raw}");
+        }
+    }
+
+    #[test]
+    fn valid_authorities_pass() {
+        for a in [
+            "",
+            "a.test",
+            "A.Test:8080",
+            "a.test.",
+            "a.test:",
+            "10.0.0.7:80",
+            "[::1]",
+            "[::1]:8443",
+            "[2001:db8::1]",
+            "xn--bcher-kva.example",
+            "a_b.test",
+            "a%2Dtest",
+            "a.test:65535",
+        ] {
+            assert_eq!(check_authority(a), Ok(()), "{a}");
+        }
+    }
+
+    #[test]
+    fn userinfo_in_host_is_rejected() {
+        for a in ["x@a.test", "a.test@b.test", "user:pw@a.test:80", "@a.test"] {
+            assert_eq!(check_authority(a), Err(Rejection::Userinfo), "{a}");
+        }
+    }
+
+    #[test]
+    fn bad_host_characters_are_rejected() {
+        for a in [
+            "a.test/evil",
+            "a.test evil",
+            "<script>",
+            "a.test?x",
+            "a.test#x",
+            "a\"b",
+            "a%zz",
+            "a%4",
+            "\u{e9}.test",
+        ] {
+            assert_eq!(check_authority(a), Err(Rejection::HostCharacter), "{a}");
+        }
+    }
+
+    #[test]
+    fn bad_ports_are_rejected() {
+        for a in [
+            "a.test:80:80",
+            "a.test:65536",
+            "a.test:8o",
+            "a.test:-1",
+            "a.test:+80",
+            "[::1]:x",
+            "[::1]:99999",
+        ] {
+            assert_eq!(check_authority(a), Err(Rejection::Port), "{a}");
+        }
+    }
+
+    #[test]
+    fn bad_ip_literals_are_rejected() {
+        for a in [
+            "[::1",
+            "[a.test]",
+            "[v1.x]",
+            "[::1]80",
+            "[fe80::1%25eth0]",
+            "[]",
+        ] {
+            assert_eq!(check_authority(a), Err(Rejection::IpLiteral), "{a}");
+        }
+    }
+
+    #[test]
+    fn authorities_compare_after_scheme_normalisation() {
+        assert!(same_authority("a.test", "A.TEST:80", 80));
+        assert!(same_authority("a.test:", "a.test", 80));
+        assert!(same_authority("[::1]:443", "[::1]", 443));
+        assert!(!same_authority("a.test", "b.test", 80));
+        assert!(!same_authority("a.test:8080", "a.test", 80));
+        assert!(!same_authority("a.test:443", "a.test", 80));
     }
 }
