@@ -21,8 +21,8 @@ fn main() -> anyhow::Result<ExitCode> {
 #[tokio::main]
 async fn run_controller(args: Args) -> anyhow::Result<ExitCode> {
     let config = args.validate()?;
-    portico::app::init_tracing(config.log_format, &config.log_level);
-    portico::app::run(config, shutdown_signal())
+    let log_level = portico::app::init_tracing(config.log_format, &config.log_level);
+    portico::app::run(config, log_level, shutdown_signal())
         .await
         .context("portico failed")?;
     Ok(ExitCode::SUCCESS)

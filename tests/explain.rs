@@ -120,7 +120,8 @@ fn explain_names_the_certificate_the_resolver_serves() {
         let shared = portico::publish::shared();
         shared.store(std::sync::Arc::new(portico::publish::Published {
             version: 1,
-            translation: translation.clone(),
+            translation: std::sync::Arc::new(translation.clone()),
+            snapshot: Default::default(),
         }));
         let generated = portico::tls::generated_default().expect("generate");
         let resolver = portico::tls::Resolver::new(shared, generated.clone());

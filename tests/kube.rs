@@ -126,7 +126,7 @@ impl Portico {
             .expect("arguments are valid");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            portico::app::run(config, async {
+            portico::app::run(config, None, async {
                 let _ = stopped.await;
             })
             .await
