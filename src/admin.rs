@@ -304,7 +304,12 @@ mod tests {
             get(&admin, "/readyz").status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
-        crate::publish::apply(&admin.shared, &Snapshot::default(), &Options::default());
+        crate::publish::apply(
+            &admin.shared,
+            &Snapshot::default(),
+            &Options::default(),
+            &mut crate::translate::Cache::default(),
+        );
         assert_eq!(get(&admin, "/readyz").status(), StatusCode::OK);
         admin
             .draining

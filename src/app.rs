@@ -15,7 +15,7 @@ use crate::proxy::{self, Observe, ProxyOptions, Scheme};
 use crate::publish::{self, Shared};
 use crate::source::{files, Snapshot};
 use crate::tls;
-use crate::translate::Options;
+use crate::translate::{Cache, Options};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -185,7 +185,14 @@ pub async fn run(
             let publish_metrics = metrics.clone();
             tokio::spawn(async move {
                 if first.changed().await.is_ok() {
-                    publish::run(publish_shared, first, options, publish_metrics).await;
+                    publish::run(
+                        publish_shared,
+                        first,
+                        options,
+                        publish_metrics,
+                        Cache::default(),
+                    )
+                    .await;
                 }
             });
             tracing::info!(
@@ -286,7 +293,8 @@ async fn start_manifests(
     files::log_problems(&loaded);
     files::record_load(metrics, &loaded, true);
     let initial = Arc::new(loaded.snapshot);
-    publish::apply_counted(shared, &initial, &options, metrics);
+    let mut cache = Cache::default();
+    publish::apply_counted(shared, &initial, &options, &mut cache, metrics);
     let (snapshots_tx, snapshots_rx) = watch::channel(initial.clone());
     tokio::spawn(files::watch(
         dir.to_path_buf(),
@@ -299,5 +307,6 @@ async fn start_manifests(
         snapshots_rx,
         options,
         metrics.clone(),
+        cache,
     ));
 }

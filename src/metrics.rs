@@ -818,7 +818,12 @@ mod tests {
             watch_without_class: true,
             ..Default::default()
         };
-        crate::publish::apply(&shared, &loaded.snapshot, &options);
+        crate::publish::apply(
+            &shared,
+            &loaded.snapshot,
+            &options,
+            &mut crate::translate::Cache::default(),
+        );
         m.route("default", "keep", "svc")
             .request(0, 200, Duration::ZERO, 0, 0);
         m.route("default", "gone", "svc")

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 use crate::source::Snapshot;
-use crate::translate::{translate, Options, Translation};
+use crate::translate::{translate, Cache, Options, Translation};
 
 /// One published configuration. Version 0 is the empty table served before the first publish.
 #[derive(Debug)]
@@ -41,9 +41,14 @@ pub fn shared() -> Shared {
 }
 
 /// Translates `snapshot` and swaps it in unless it equals what is published. Returns the new
-/// version when it swapped.
-pub fn apply(shared: &Shared, snapshot: &Snapshot, options: &Options) -> Option<u64> {
-    let mut translation = translate(snapshot, options);
+/// version when it swapped. `cache` carries translate's reusable work from one call to the next.
+pub fn apply(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    options: &Options,
+    cache: &mut Cache,
+) -> Option<u64> {
+    let mut translation = translate(snapshot, options, cache);
     // Certificate validity needs a clock, so it is judged here rather than in translate.
     crate::translate::certificate_validity(&mut translation, std::time::SystemTime::now());
     let current = shared.load();
@@ -85,33 +90,43 @@ pub fn apply_counted(
     shared: &Shared,
     snapshot: &Snapshot,
     options: &Options,
+    cache: &mut Cache,
     metrics: &Metrics,
 ) -> Option<u64> {
     let start = std::time::Instant::now();
-    let version = apply(shared, snapshot, options);
+    let version = apply(shared, snapshot, options, cache);
     metrics.rebuild(version.is_some(), start.elapsed());
     version
 }
 
 /// Publishes every snapshot the source sends until the sender goes away. The watch channel
-/// keeps only the latest value, so a burst of changes becomes one rebuild.
+/// keeps only the latest value, so a burst of changes becomes one rebuild. `cache` is the
+/// translate cache of any earlier [`apply`] (or a fresh one).
 pub async fn run(
     shared: Shared,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     options: Arc<Options>,
     metrics: Arc<Metrics>,
+    mut cache: Cache,
 ) {
     loop {
         let snapshot = snapshots.borrow_and_update().clone();
         let (shared2, options2, metrics2) = (shared.clone(), options.clone(), metrics.clone());
         // Translating thousands of Ingresses takes milliseconds: keep it off the runtime threads.
+        // The cache travels with the work and comes back with it.
         let result = tokio::task::spawn_blocking(move || {
-            apply_counted(&shared2, &snapshot, &options2, &metrics2)
+            apply_counted(&shared2, &snapshot, &options2, &mut cache, &metrics2);
+            cache
         })
         .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "translate panicked; keeping the last configuration");
-        }
+        cache = match result {
+            Ok(cache) => cache,
+            Err(e) => {
+                tracing::error!(error = %e, "translate panicked; keeping the last configuration");
+                // Whatever the panic left half-updated is not reused.
+                Cache::default()
+            }
+        };
         if snapshots.changed().await.is_err() {
             return;
         }
@@ -138,15 +153,19 @@ mod tests {
             watch_without_class: true,
             ..Options::default()
         };
-        assert_eq!(apply(&shared, &snapshot(INGRESS), &options), Some(1));
+        let cache = &mut Cache::default();
+        assert_eq!(apply(&shared, &snapshot(INGRESS), &options, cache), Some(1));
         let before = shared.load_full();
-        assert_eq!(apply(&shared, &snapshot(INGRESS), &options), None);
+        assert_eq!(apply(&shared, &snapshot(INGRESS), &options, cache), None);
         assert!(Arc::ptr_eq(&before, &shared.load_full()), "no swap");
         // A change that does not change the translation (an unrelated kind) swaps nothing.
         let unrelated =
             format!("{INGRESS}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: x}}\n");
-        assert_eq!(apply(&shared, &snapshot(&unrelated), &options), None);
-        assert_eq!(apply(&shared, &Snapshot::default(), &options), Some(2));
+        assert_eq!(apply(&shared, &snapshot(&unrelated), &options, cache), None);
+        assert_eq!(
+            apply(&shared, &Snapshot::default(), &options, cache),
+            Some(2)
+        );
     }
 
     #[tokio::test]
@@ -157,7 +176,13 @@ mod tests {
             ..Options::default()
         });
         let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
-        let task = tokio::spawn(run(shared.clone(), rx, options, Arc::default()));
+        let task = tokio::spawn(run(
+            shared.clone(),
+            rx,
+            options,
+            Arc::default(),
+            Cache::default(),
+        ));
         for name in ["s1", "s2", "s3"] {
             let text = INGRESS.replace("name: s,", &format!("name: {name},"));
             tx.send(Arc::new(snapshot(&text))).unwrap();

@@ -664,7 +664,12 @@ async fn certificate_expiry_is_a_timestamp_per_bound_host() {
         default_ssl_certificate: Some(("ops".to_string(), "default-cert".to_string())),
         ..tls::options()
     };
-    portico::publish::apply(&shared, &tls::snapshot(&docs), &options);
+    portico::publish::apply(
+        &shared,
+        &tls::snapshot(&docs),
+        &options,
+        &mut Default::default(),
+    );
     let s = parse(&metrics.encode(&shared.load()));
     let name = "portico_tls_certificate_not_after_timestamp_seconds";
     for host in ["old.example", "www.old.example"] {
@@ -683,7 +688,12 @@ async fn certificate_expiry_is_a_timestamp_per_bound_host() {
         "broken.example serves the default: no series of its own"
     );
     // A later configuration without the Ingress drops its series.
-    portico::publish::apply(&shared, &tls::snapshot(&docs[2..]), &options);
+    portico::publish::apply(
+        &shared,
+        &tls::snapshot(&docs[2..]),
+        &options,
+        &mut Default::default(),
+    );
     let s = parse(&metrics.encode(&shared.load()));
     assert_eq!(s.samples.iter().filter(|x| x.metric == name).count(), 1);
 }
@@ -706,7 +716,12 @@ async fn debug_routes_shows_certificate_bindings_and_never_key_material() {
         ),
         tls::tls_secret("shop", "shop-tls", &cert),
     ];
-    portico::publish::apply(&shared, &tls::snapshot(&docs), &tls::options());
+    portico::publish::apply(
+        &shared,
+        &tls::snapshot(&docs),
+        &tls::options(),
+        &mut Default::default(),
+    );
     let admin = portico::admin::Admin {
         shared: shared.clone(),
         metrics: Arc::new(Metrics::new()),

@@ -149,6 +149,8 @@ pub struct TlsProxy {
     /// Stops the HTTPS listener.
     pub stop_https: Option<tokio::sync::oneshot::Sender<()>>,
     pub https_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// Kept across applies, as the controller keeps it: rotations exercise the parse memo.
+    pub cache: std::sync::Mutex<portico::translate::Cache>,
 }
 
 impl TlsProxy {
@@ -206,6 +208,7 @@ impl TlsProxy {
             generated: generated_der,
             stop_https: Some(stop_https),
             https_task: Some(https_task),
+            cache: Default::default(),
         }
     }
 
@@ -215,7 +218,11 @@ impl TlsProxy {
     }
 
     pub fn apply_with(&self, docs: &[String], options: &Options) {
-        publish::apply(&self.shared, &snapshot(docs), options);
+        let mut cache = self
+            .cache
+            .lock()
+            .expect("no test panicked holding the cache");
+        publish::apply(&self.shared, &snapshot(docs), options, &mut cache);
     }
 
     /// The leaf certificate served for `sni` (`None`: no SNI sent).
