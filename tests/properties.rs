@@ -7,7 +7,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use portico::routing::{normalize, Route};
 use portico::source::files::{parse_documents, Loaded};
 use portico::source::Snapshot;
-use portico::translate::{translate, Options};
+use portico::translate::{translate, Cache, Options};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -189,7 +189,7 @@ proptest! {
         ipv6 in any::<bool>(),
     ) {
         let options = Options { watch_without_class: watch, ipv6, ..Options::default() };
-        prop_assert_eq!(translate(&snapshot, &options), translate(&shuffled, &options));
+        prop_assert_eq!(translate(&snapshot, &options, &mut Cache::default()), translate(&shuffled, &options, &mut Cache::default()));
     }
 
     /// The same for the golden fixtures, under random permutations.
@@ -216,8 +216,8 @@ proptest! {
             shuffle!(shuffled.endpoint_slices);
             let options = Options::default();
             prop_assert_eq!(
-                translate(&snapshot, &options),
-                translate(&shuffled, &options),
+                translate(&snapshot, &options, &mut Cache::default()),
+                translate(&shuffled, &options, &mut Cache::default()),
                 "fixture {}", name
             );
         }
@@ -249,7 +249,7 @@ proptest! {
                      "rules": [{"host": "h.test", "http": {"paths": paths}}]}}));
         let (classes, _, _) = fixed_objects();
         let snapshot = Snapshot { ingresses: vec![ing], ingress_classes: classes, ..Snapshot::default() };
-        let translation = translate(&snapshot, &Options::default());
+        let translation = translate(&snapshot, &Options::default(), &mut Cache::default());
         let table = &translation.table;
         let path = normalize::path(&request);
         let all: Vec<&Route> = table.vhosts().iter().flat_map(|v| v.routes.iter()).collect();
@@ -512,7 +512,7 @@ proptest! {
             default_ssl_certificate: default_certificate.map(|n| ("a".to_string(), n.to_string())),
             ..Options::default()
         };
-        let translation = translate(&snapshot, &options);
+        let translation = translate(&snapshot, &options, &mut Cache::default());
         // Conditions come out sorted and without duplicates.
         prop_assert!(translation.conditions.windows(2).all(|w| w[0] < w[1]));
     }

@@ -4,8 +4,8 @@
 //! subscribers (status, Events) through a `watch` channel, and to the metrics gauges.
 //! Bursts coalesce; nothing is swapped or pushed when nothing changed.
 //!
-//! It owns the version counter, the translate cache (parsed certificates) and the channel, so
-//! there is no process-wide state elsewhere and nobody polls.
+//! It owns the version counter, the translate [`Cache`] (parsed certificates) and the channel,
+//! so there is no process-wide state elsewhere and nobody polls.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 use crate::source::Snapshot;
-use crate::translate::{translate, Options, Translation};
+use crate::translate::{translate, Cache, Options, Translation};
 
 /// One published configuration. Version 0 is the empty table served before the first publish.
 #[derive(Debug)]
@@ -64,13 +64,16 @@ impl crate::tls::PublishedTls for ArcSwap<Published> {
     }
 }
 
-/// Owns the published configuration: version, `ArcSwap`, watch channel and metrics gauges.
-/// One per process (`app::run`); `&mut self` to publish, so there is one writer.
+/// Owns the published configuration: version, translate cache, `ArcSwap`, watch channel and
+/// metrics gauges. One per process (`app::run`); `&mut self` to publish, so there is one
+/// writer.
 #[derive(Debug)]
 pub struct Publisher {
     shared: Shared,
     tx: watch::Sender<Arc<Published>>,
     metrics: Arc<Metrics>,
+    /// Translate's reusable work (parsed certificates) from one version to the next.
+    cache: Cache,
 }
 
 impl Publisher {
@@ -82,6 +85,7 @@ impl Publisher {
             shared,
             tx,
             metrics,
+            cache: Cache::default(),
         }
     }
 
@@ -106,7 +110,7 @@ impl Publisher {
     ) -> Option<u64> {
         let start = std::time::Instant::now();
         let snapshot = snapshot.into();
-        let mut translation = translate(&snapshot, options);
+        let mut translation = translate(&snapshot, options, &mut self.cache);
         // Certificate validity needs a clock, so it is judged here rather than in translate.
         crate::translate::certificate_validity(&mut translation, std::time::SystemTime::now());
         let version = self.swap(snapshot, translation);
@@ -188,6 +192,10 @@ impl Publisher {
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     publisher.publish(snapshot, &options2);
                 }));
+                if outcome.is_err() {
+                    // Whatever the panic left half-updated is not reused.
+                    publisher.cache = Cache::default();
+                }
                 (publisher, outcome.is_ok())
             })
             .await;

@@ -166,12 +166,31 @@ pub struct SslRedirect {
     pub set_by: String,
 }
 
+/// What translate keeps from one call to the next so that the next costs less: today the
+/// parsed certificates of TLS Secrets. It never changes the result: translating with any
+/// `Cache` gives what a fresh one gives (`tests/properties.rs`), so translate stays a
+/// function of the snapshot and options. Owned by whoever publishes; no statics, so parallel
+/// tests and benchmarks do not share hidden state.
+#[derive(Default)]
+pub struct Cache {
+    certs: tls::CertMemo,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the memo: it holds private keys.
+        f.debug_struct("Cache")
+            .field("certs", &self.certs.len())
+            .finish()
+    }
+}
+
 /// Turns a snapshot into a routing table and conditions (spec §2–§4).
-pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
+pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> Translation {
     let classes = Classes::new(&snapshot.ingress_classes, options);
     let ingresses = owned_in_age_order(&snapshot.ingresses, &classes, options);
     let mut backends = Backends::new(&snapshot.services, &snapshot.endpoint_slices, options);
-    let mut tls = TlsBuilder::new(&snapshot.secrets);
+    let mut tls = TlsBuilder::new(&snapshot.secrets, std::mem::take(&mut cache.certs));
     let mut conditions = Vec::new();
     let mut vhosts: BTreeMap<HostMatch, PendingHost> = BTreeMap::new();
     // The oldest rule-less Ingress with a defaultBackend (spec §3.7).
@@ -322,7 +341,8 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
         }
         tls.add(ingress, &object, &rule_hosts, &mut conditions);
     }
-    let tls = tls.finish(options, &mut conditions);
+    let (tls, certs) = tls.finish(options, &mut conditions);
+    cache.certs = certs;
 
     let mut built = Vec::with_capacity(vhosts.len());
     for (host, mut pending) in vhosts {
