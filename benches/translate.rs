@@ -23,7 +23,7 @@ fn snapshot_with_tls(n: usize, tls: Option<(&str, &str)>) -> Snapshot {
     let class: IngressClass = from(json!({"metadata": {"name": "portico"},
         "spec": {"controller": "portico.dev/ingress-controller"}}));
     let mut snapshot = Snapshot {
-        ingress_classes: vec![class],
+        ingress_classes: vec![class.into()],
         ..Snapshot::default()
     };
     for i in 0..n {

@@ -186,7 +186,7 @@ namespaced!(
 
 fn push<T: DeserializeOwned + Namespaced>(
     value: serde_json::Value,
-    into: &mut Vec<T>,
+    into: &mut Vec<std::sync::Arc<T>>,
 ) -> Result<(), String> {
     let mut object: T = serde_json::from_value(value).map_err(|e| e.to_string())?;
     let meta = object.meta_mut();
@@ -200,7 +200,7 @@ fn push<T: DeserializeOwned + Namespaced>(
     } else {
         meta.namespace = None;
     }
-    into.push(object);
+    into.push(std::sync::Arc::new(object));
     Ok(())
 }
 

@@ -240,8 +240,9 @@ where
     )
 }
 
-fn objects<K: Resource<DynamicType = ()> + Clone>(kind: &Kind<K>) -> Vec<K> {
-    kind.store.state().iter().map(|o| K::clone(o)).collect()
+/// The store's own `Arc`s: a snapshot shares every object with the reflector.
+fn objects<K: Resource<DynamicType = ()> + Clone>(kind: &Kind<K>) -> Vec<Arc<K>> {
+    kind.store.state()
 }
 
 /// Watches every kind translate reads and sends a `Snapshot` after each change, the first only

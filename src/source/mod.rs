@@ -3,6 +3,8 @@
 pub mod files;
 pub mod kube;
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
@@ -10,13 +12,17 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 /// Every object the translate step reads, as the source last saw them.
 ///
 /// Order carries no meaning: translate sorts what it needs (spec §0 age order).
+///
+/// Objects sit behind `Arc`, so a new snapshot after one change copies pointers, not objects:
+/// the kube source hands on the reflector's own `Arc`s, the manifests source reuses the `Arc`s
+/// of files that did not change.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
-    pub ingresses: Vec<Ingress>,
-    pub ingress_classes: Vec<IngressClass>,
-    pub services: Vec<Service>,
-    pub endpoint_slices: Vec<EndpointSlice>,
-    pub secrets: Vec<Secret>,
+    pub ingresses: Vec<Arc<Ingress>>,
+    pub ingress_classes: Vec<Arc<IngressClass>>,
+    pub services: Vec<Arc<Service>>,
+    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
+    pub secrets: Vec<Arc<Secret>>,
 }
 
 impl Snapshot {

@@ -84,7 +84,7 @@ pub(super) struct TlsBuilder<'a> {
 }
 
 impl<'a> TlsBuilder<'a> {
-    pub fn new(secrets: &'a [Secret]) -> Self {
+    pub fn new(secrets: &'a [std::sync::Arc<Secret>]) -> Self {
         let mut by_name: HashMap<(&str, &str), &Secret> = HashMap::new();
         for secret in secrets {
             let key = (
