@@ -175,7 +175,7 @@ pub async fn run(
 
     let status = match config.source.clone() {
         SourceConfig::Manifests(dir) => {
-            start_manifests(&dir, publisher, options, &metrics).await;
+            start_manifests(&dir, config.manifest_limits, publisher, options, &metrics).await;
             tracing::info!(
                 http.addr = %config.http_addr,
                 https.addr = %config.https_addr,
@@ -198,7 +198,7 @@ pub async fn run(
             ));
             // Nothing is published (and /readyz stays unready) until the source's first
             // snapshot, which it sends only once every watcher has listed.
-            let mut first = snapshots_rx;
+            let mut first = snapshots_rx.clone();
             tokio::spawn(async move {
                 if first.changed().await.is_ok() {
                     publisher.run(first, options).await;
@@ -215,6 +215,7 @@ pub async fn run(
                 client,
                 config.status.clone(),
                 published,
+                snapshots_rx,
                 stopped(),
             )))
         }
@@ -287,6 +288,7 @@ pub async fn run(
 /// Loads the manifests, publishes them, and keeps watching the directory.
 async fn start_manifests(
     dir: &std::path::Path,
+    limits: files::Limits,
     mut publisher: Publisher,
     options: Arc<Options>,
     metrics: &Arc<Metrics>,
@@ -294,7 +296,7 @@ async fn start_manifests(
     // The first load is complete before anything is published (publish nothing partial).
     let loaded = {
         let dir = dir.to_path_buf();
-        tokio::task::spawn_blocking(move || files::load(&dir))
+        tokio::task::spawn_blocking(move || files::load(&dir, &limits))
             .await
             .unwrap_or_default()
     };
@@ -305,6 +307,7 @@ async fn start_manifests(
     let (snapshots_tx, snapshots_rx) = watch::channel(initial.clone());
     tokio::spawn(files::watch(
         dir.to_path_buf(),
+        limits,
         initial,
         snapshots_tx,
         metrics.clone(),

@@ -93,7 +93,7 @@ fn already_programmed(
 /// The object an Event is about, with its own apiVersion and kind (a Secret condition is about
 /// the Secret, not an Ingress) and its uid when the snapshot has it.
 pub fn reference(object: &ObjectRef, snapshot: &Snapshot) -> ObjectReference {
-    fn find<'a, K: Resource + 'a>(
+    fn find<'a, K: 'a>(
         list: impl IntoIterator<Item = &'a K>,
         object: &ObjectRef,
         meta: impl Fn(&K) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,

@@ -2,10 +2,13 @@
 //! writes the balancer's addresses to every owned Ingress whose routes that configuration holds,
 //! removes them from Ingresses we stopped owning, and records Events for conditions.
 //!
-//! Sits after `publish` in the flow and is pushed, never polls: it subscribes to the
-//! publisher's `watch` channel of `Arc<Published>` (each version carries the snapshot it was
-//! built from, whose observed status it compares with), to the publish Service's addresses and
-//! to the leadership. Writes only through the API, at most [`MAX_IN_FLIGHT`] at once.
+//! Sits after `publish` in the flow and is pushed, never polls: it wakes on the publisher's
+//! `watch` channel of `Arc<Published>` (what is live, hence what may get status), on the
+//! publish Service's addresses, on the leadership and on its own timers. The observed status it
+//! compares with is read, never awaited, from the source's latest snapshot: the kube source
+//! refreshes that in place without waking anyone for changes translate cannot see (our own
+//! status writes coming back), and a new leader must not rewrite what the old one wrote.
+//! Writes only through the API, at most [`MAX_IN_FLIGHT`] at once.
 
 pub mod events;
 pub mod leader;
@@ -29,6 +32,7 @@ use tokio::time::Instant;
 use crate::config::{Addresses, StatusConfig};
 use crate::publish::Published;
 use crate::routing::{RouteTable, Target, Unavailable};
+use crate::source::Snapshot;
 use crate::translate::ObjectRef;
 
 /// Every request Portico makes to the API server, as (API group, resource, verb). The RBAC in
@@ -158,7 +162,7 @@ pub fn ingress_ref(ingress: &Ingress) -> ObjectRef {
 ///   our write (the write is on its way back through the watch, or the source ignores
 ///   status-only changes), so what we wrote is taken as the current status.
 pub fn plan(
-    ingresses: &[Ingress],
+    ingresses: &[Arc<Ingress>],
     live: &HashSet<&ObjectRef>,
     ever_owned: &HashSet<ObjectRef>,
     desired: &[Address],
@@ -277,11 +281,13 @@ fn identity() -> String {
 }
 
 /// Runs election, status writing and Events until `stop` resolves. `published` is the
-/// publisher's channel: every version, pushed.
+/// publisher's channel: every version, pushed. `observed` is the source's snapshot channel,
+/// only read (`borrow`) for the objects' current status and resourceVersions.
 pub async fn run(
     client: Client,
     config: StatusConfig,
     published: watch::Receiver<Arc<Published>>,
+    observed: watch::Receiver<Arc<Snapshot>>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) {
     let namespace = config
@@ -327,6 +333,7 @@ pub async fn run(
     let writer = tokio::spawn(write_loop(
         client,
         published,
+        observed,
         addresses_rx,
         leader_rx,
         stopped(),
@@ -395,6 +402,7 @@ async fn changed<T>(rx: &mut watch::Receiver<T>) {
 async fn write_loop(
     client: Client,
     mut published_rx: watch::Receiver<Arc<Published>>,
+    observed: watch::Receiver<Arc<Snapshot>>,
     mut addresses: watch::Receiver<Option<Vec<Address>>>,
     mut leader: watch::Receiver<bool>,
     stop: impl Future<Output = ()>,
@@ -439,7 +447,9 @@ async fn write_loop(
                 if let Some(t) = held_until {
                     wake_at = Some(wake_at.map_or(t, |r| r.min(t)));
                 }
-                let snapshot = &published.snapshot;
+                // The published version's snapshot came from this channel, so its current
+                // value is as new or newer.
+                let snapshot = observed.borrow().clone();
                 // Forget writes the watch has since delivered (or that were overtaken).
                 let versions: HashMap<ObjectRef, Option<&String>> = snapshot
                     .ingresses
@@ -524,7 +534,7 @@ async fn write_all(
 mod tests {
     use super::*;
 
-    fn ingress(name: &str, rv: &str, addresses: &[&str]) -> Ingress {
+    fn ingress(name: &str, rv: &str, addresses: &[&str]) -> Arc<Ingress> {
         let list: Vec<_> = addresses.iter().map(|a| json!({"ip": a})).collect();
         serde_json::from_value(json!({
             "metadata": {"name": name, "namespace": "n", "resourceVersion": rv},

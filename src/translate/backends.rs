@@ -45,8 +45,8 @@ pub struct Backends<'a> {
 
 impl<'a> Backends<'a> {
     pub fn new(
-        services: &'a [Service],
-        endpoint_slices: &'a [EndpointSlice],
+        services: &'a [std::sync::Arc<Service>],
+        endpoint_slices: &'a [std::sync::Arc<EndpointSlice>],
         options: &'a Options,
     ) -> Self {
         let mut by_name: BTreeMap<(&str, &str), &Service> = BTreeMap::new();

@@ -438,12 +438,13 @@ fn age_key(ingress: &Ingress) -> (Option<&Time>, &str, &str) {
 
 /// The owned Ingresses (spec §2), one per `namespace/name`, oldest first.
 fn owned_in_age_order<'a>(
-    ingresses: &'a [Ingress],
+    ingresses: &'a [std::sync::Arc<Ingress>],
     classes: &Classes,
     options: &Options,
 ) -> Vec<&'a Ingress> {
     let mut owned: Vec<&Ingress> = ingresses
         .iter()
+        .map(|i| &**i)
         .filter(|i| i.metadata.name.as_deref().is_some_and(|n| !n.is_empty()))
         .filter(|i| classes.owns(i, options))
         .collect();
