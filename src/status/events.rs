@@ -1,12 +1,12 @@
 //! Events (spec §9): a Warning for each condition of a published configuration and a Normal
 //! `Programmed` when an Ingress's programming changes, each once per appearance rather than once
-//! per rebuild. Pushed by the publisher's `watch` channel, like status; every replica tracks
-//! what it has seen and only the leader sends, so a new leader does not repeat what the old one
-//! already said.
+//! per rebuild. Pushed by the publisher's `watch` channel and the leadership, like status; only
+//! the leader sends, and it keeps track only of what it sent, so versions published before this
+//! replica led are announced when it starts to lead (nothing is lost to a slow election).
 //!
-//! `Programmed` is not re-recorded on every start: an Ingress seen for the first time in this
-//! process's life whose observed status already shows our addresses was programmed by a
-//! previous replica (docs/decisions.md, "Events").
+//! `Programmed` is not re-recorded on every start or takeover: an Ingress seen for the first
+//! time in this process's life whose observed status already shows our addresses was
+//! programmed by a previous replica (docs/decisions.md, "Events").
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -141,7 +141,7 @@ pub async fn run(
     identity: String,
     mut published_rx: watch::Receiver<Arc<Published>>,
     addresses: watch::Receiver<Option<Vec<Address>>>,
-    leader: watch::Receiver<bool>,
+    mut leader: watch::Receiver<bool>,
     stop: impl Future<Output = ()>,
 ) {
     tokio::pin!(stop);
@@ -153,14 +153,16 @@ pub async fn run(
         },
     );
     let mut announced = Announced::default();
+    // The version last announced while leading (0: none).
     let mut version = 0;
     loop {
         let published = published_rx.borrow_and_update().clone();
-        if published.is_ready() && published.version != version {
+        let leading = *leader.borrow_and_update();
+        if leading && published.is_ready() && published.version != version {
             version = published.version;
             let desired = addresses.borrow().clone();
             let (warnings, normals) = announced.next(&published, desired.as_deref());
-            if *leader.borrow() && !(warnings.is_empty() && normals.is_empty()) {
+            if !(warnings.is_empty() && normals.is_empty()) {
                 let snapshot = &published.snapshot;
                 for condition in &warnings {
                     let event = Event {
@@ -186,10 +188,20 @@ pub async fn run(
                 }
             }
         }
+        if !leading {
+            // Whoever leads next announces from what it sees then.
+            version = 0;
+        }
         tokio::select! {
             changed = published_rx.changed() => {
                 if changed.is_err() {
                     // The publisher is gone: nothing more to announce.
+                    stop.await;
+                    return;
+                }
+            }
+            changed = leader.changed() => {
+                if changed.is_err() {
                     stop.await;
                     return;
                 }
