@@ -550,14 +550,20 @@ async fn one_size(a: &ScaleArgs, dir: &Path, n: usize, port: u16) -> Result<Valu
     use portico::routing::normalize;
     // In process: load, translate, publish, match.
     let t = Instant::now();
-    let loaded = portico::source::files::load(dir);
+    let loaded = portico::source::files::load(dir, &Default::default());
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
     // A reload with every file's parse cached (what a change of one file costs to read).
     let mut cache = portico::source::files::Cache::default();
-    let first = portico::source::files::load_cached(dir, &mut cache, &Default::default());
+    let first = portico::source::files::load_cached(
+        dir,
+        &Default::default(),
+        &mut cache,
+        &Default::default(),
+    );
     let t = Instant::now();
-    let reloaded = portico::source::files::load_cached(dir, &mut cache, &first.snapshot);
+    let reloaded =
+        portico::source::files::load_cached(dir, &Default::default(), &mut cache, &first.snapshot);
     let reload_cached_ms = t.elapsed().as_secs_f64() * 1e3;
     let t = Instant::now();
     let same = reloaded.snapshot == loaded.snapshot;
@@ -683,7 +689,7 @@ fn apply_yaml(api: &fake_apiserver::FakeApi, text: &str) -> Result<(), Error> {
     use k8s_openapi::api::discovery::v1::EndpointSlice;
     use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
     for doc in text.split("---\n").filter(|d| !d.trim().is_empty()) {
-        let value: Value = serde_yaml::from_str(doc)?;
+        let value: Value = serde_saphyr::from_str(doc)?;
         match value["kind"].as_str().unwrap_or_default() {
             "Ingress" => api.apply(&serde_json::from_value::<Ingress>(value)?),
             "IngressClass" => api.apply(&serde_json::from_value::<IngressClass>(value)?),

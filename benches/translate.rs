@@ -11,6 +11,7 @@
 //! The alternating cases keep one cache, as the publisher does, so each iteration is one
 //! change against the previous translate.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
@@ -28,14 +29,14 @@ fn snapshot_with_tls(n: usize, tls: Option<(&str, &str)>) -> Snapshot {
     let class: IngressClass = from(json!({"metadata": {"name": "portico"},
         "spec": {"controller": "portico.dev/ingress-controller"}}));
     let mut snapshot = Snapshot {
-        ingress_classes: vec![class],
+        ingress_classes: vec![class.into()],
         ..Snapshot::default()
     };
     for i in 0..n {
         let ns = format!("ns{}", i % 50);
         let name = format!("app{i}");
         let backend = json!({"service": {"name": name, "port": {"number": 80}}});
-        snapshot.ingresses.push(from::<k8s_openapi::api::networking::v1::Ingress>(json!({
+        snapshot.ingresses.push(Arc::new(from::<k8s_openapi::api::networking::v1::Ingress>(json!({
             "metadata": {"name": name, "namespace": ns,
                          "creationTimestamp": format!("2024-01-01T{:02}:{:02}:{:02}Z", i / 3600, (i / 60) % 60, i % 60)},
             "spec": {"ingressClassName": "portico",
@@ -45,30 +46,32 @@ fn snapshot_with_tls(n: usize, tls: Option<(&str, &str)>) -> Snapshot {
                     {"path": "/", "pathType": "Prefix", "backend": backend},
                     {"path": "/api", "pathType": "Prefix", "backend": backend},
                     {"path": "/healthz", "pathType": "Exact", "backend": backend},
-                ]}}]}})));
+                ]}}]}}))));
         if let Some((crt, key)) = tls {
             snapshot
                 .secrets
-                .push(from::<k8s_openapi::api::core::v1::Secret>(json!({
+                .push(Arc::new(from::<k8s_openapi::api::core::v1::Secret>(
+                    json!({
                 "metadata": {"name": name, "namespace": ns},
                 "type": "kubernetes.io/tls",
-                "stringData": {"tls.crt": crt, "tls.key": key}})));
+                "stringData": {"tls.crt": crt, "tls.key": key}}),
+                )));
         }
         snapshot
             .services
-            .push(from::<k8s_openapi::api::core::v1::Service>(json!({
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})));
-        snapshot
-            .endpoint_slices
-            .push(from::<k8s_openapi::api::discovery::v1::EndpointSlice>(
+            .push(Arc::new(from::<k8s_openapi::api::core::v1::Service>(
                 json!({
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}),
+            )));
+        snapshot.endpoint_slices.push(Arc::new(from::<
+            k8s_openapi::api::discovery::v1::EndpointSlice,
+        >(json!({
             "metadata": {"name": format!("{name}-abcde"), "namespace": ns,
                          "labels": {"kubernetes.io/service-name": name}},
             "addressType": "IPv4",
             "ports": [{"name": "http", "port": 8080}],
-            "endpoints": endpoints(i, 1)}),
-            ));
+            "endpoints": endpoints(i, 1)}))));
     }
     snapshot
 }
@@ -135,7 +138,7 @@ fn bench(c: &mut Criterion) {
         });
 
         let mut changed = snapshot.clone();
-        let ingress = &mut changed.ingresses[n / 2];
+        let ingress = Arc::make_mut(&mut changed.ingresses[n / 2]);
         let rules = ingress.spec.as_mut().and_then(|s| s.rules.as_mut());
         let path = &mut rules.expect("rules")[0].http.as_mut().expect("http").paths[1];
         path.path = Some("/api/v2".to_string());
@@ -147,7 +150,7 @@ fn bench(c: &mut Criterion) {
         );
 
         let mut changed = snapshot.clone();
-        let slice = &mut changed.endpoint_slices[n / 2];
+        let slice = Arc::make_mut(&mut changed.endpoint_slices[n / 2]);
         slice.endpoints = from(endpoints(n / 2, 2));
         alternate(
             &mut group,
@@ -166,7 +169,7 @@ fn bench(c: &mut Criterion) {
             &translation.conditions[..1]
         );
         let mut rotated = tls.clone();
-        let secret = &mut rotated.secrets[n / 2];
+        let secret = Arc::make_mut(&mut rotated.secrets[n / 2]);
         secret.string_data = Some(
             [
                 ("tls.crt".to_string(), crt2.clone()),

@@ -69,7 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// `(name, address)` of every endpoint in the directory's EndpointSlices, named after the
 /// Service and the address.
 fn backends(dir: &std::path::Path) -> Vec<(String, SocketAddr)> {
-    let loaded = files::load(dir);
+    let loaded = files::load(dir, &files::Limits::default());
     let mut out = Vec::new();
     for slice in &loaded.snapshot.endpoint_slices {
         let service = slice

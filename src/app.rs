@@ -157,7 +157,7 @@ pub async fn run(
 
     let status = match config.source.clone() {
         SourceConfig::Manifests(dir) => {
-            start_manifests(&dir, &shared, options, &metrics).await;
+            start_manifests(&dir, config.manifest_limits, &shared, options, &metrics).await;
             tracing::info!(
                 http.addr = %config.http_addr,
                 https.addr = %config.https_addr,
@@ -279,6 +279,7 @@ pub async fn run(
 /// Loads the manifests, publishes them, and keeps watching the directory.
 async fn start_manifests(
     dir: &std::path::Path,
+    limits: files::Limits,
     shared: &Shared,
     options: Arc<Options>,
     metrics: &Arc<Metrics>,
@@ -286,7 +287,7 @@ async fn start_manifests(
     // The first load is complete before anything is published (publish nothing partial).
     let loaded = {
         let dir = dir.to_path_buf();
-        tokio::task::spawn_blocking(move || files::load(&dir))
+        tokio::task::spawn_blocking(move || files::load(&dir, &limits))
             .await
             .unwrap_or_default()
     };
@@ -298,6 +299,7 @@ async fn start_manifests(
     let (snapshots_tx, snapshots_rx) = watch::channel(initial.clone());
     tokio::spawn(files::watch(
         dir.to_path_buf(),
+        limits,
         initial,
         snapshots_tx,
         metrics.clone(),

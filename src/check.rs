@@ -138,12 +138,28 @@ fn unavailable_routes(translation: &Translation) -> usize {
 }
 
 /// Reads `input` (a directory, a file, or `-` for standard input) the way the manifests source
-/// does.
-pub fn load_input(input: &std::path::Path) -> Loaded {
+/// does, under the same limits.
+pub fn load_input(input: &std::path::Path, limits: &crate::source::files::Limits) -> Loaded {
+    use std::io::Read as _;
     if input.as_os_str() == "-" {
         let mut loaded = Loaded::default();
         let mut text = String::new();
-        match std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+        let read = std::io::stdin()
+            .take(limits.max_file_bytes.saturating_add(1))
+            .read_to_string(&mut text);
+        if read.is_ok() && text.len() as u64 > limits.max_file_bytes {
+            loaded
+                .errors
+                .push(crate::source::files::LoadError::Refused {
+                    file: "<stdin>".to_string(),
+                    reason: format!(
+                        "larger than {} bytes (--manifests-max-file-size)",
+                        limits.max_file_bytes
+                    ),
+                });
+            return loaded;
+        }
+        match read {
             Ok(_) => crate::source::files::parse_documents("<stdin>", &text, &mut loaded),
             Err(e) => loaded.errors.push(crate::source::files::LoadError::Read {
                 file: "<stdin>".to_string(),
@@ -152,5 +168,5 @@ pub fn load_input(input: &std::path::Path) -> Loaded {
         }
         return loaded;
     }
-    crate::source::files::load(input)
+    crate::source::files::load(input, limits)
 }

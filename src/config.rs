@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::source::files;
 use crate::translate;
 
 /// Portico: a Kubernetes Ingress controller that routes HTTP by Ingress rules.
@@ -88,6 +89,9 @@ pub struct Args {
 
     #[command(flatten)]
     pub translate: TranslateArgs,
+
+    #[command(flatten)]
+    pub manifest_limits: ManifestLimitArgs,
 
     /// Largest request line plus header block accepted, in bytes; larger gets 431.
     #[arg(long, env = "PORTICO_MAX_HEADER_BYTES", default_value = "32768")]
@@ -287,6 +291,32 @@ impl TranslateArgs {
     }
 }
 
+/// Limits on reading manifests; shared by the controller, `check` and `explain`, so an
+/// offline run refuses what the controller would.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ManifestLimitArgs {
+    /// Largest manifest file read (nginx sizes: 16m, 512k; 0 = no limit). A larger file is
+    /// skipped with an error naming it; the other files still load.
+    #[arg(
+        long,
+        env = "PORTICO_MANIFESTS_MAX_FILE_SIZE",
+        default_value = "16m",
+        value_parser = parse_size
+    )]
+    pub manifests_max_file_size: u64,
+}
+
+impl ManifestLimitArgs {
+    pub fn limits(&self) -> files::Limits {
+        files::Limits {
+            max_file_bytes: match self.manifests_max_file_size {
+                0 => u64::MAX,
+                n => n,
+            },
+        }
+    }
+}
+
 /// Commands other than running the controller.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
@@ -307,6 +337,8 @@ pub struct CheckArgs {
     pub input: Option<PathBuf>,
     #[command(flatten)]
     pub translate: TranslateArgs,
+    #[command(flatten)]
+    pub manifest_limits: ManifestLimitArgs,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -328,6 +360,8 @@ pub struct ExplainArgs {
     pub output: OutputFormat,
     #[command(flatten)]
     pub translate: TranslateArgs,
+    #[command(flatten)]
+    pub manifest_limits: ManifestLimitArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -405,6 +439,8 @@ pub struct StatusConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub source: SourceConfig,
+    /// What one manifest file may cost (manifests source only).
+    pub manifest_limits: files::Limits,
     pub status: StatusConfig,
     pub http_addr: SocketAddr,
     pub https_addr: SocketAddr,
@@ -523,6 +559,7 @@ impl Args {
             .map_err(ConfigError::TrustedProxies)?;
         Ok(Config {
             source,
+            manifest_limits: self.manifest_limits.limits(),
             status: StatusConfig {
                 addresses,
                 election_id: self.election_id,

@@ -43,7 +43,7 @@ fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let loaded = portico::check::load_input(&input);
+    let loaded = portico::check::load_input(&input, &args.manifest_limits.limits());
     let translation = portico::translate::translate(
         &loaded.snapshot,
         &options,
@@ -59,7 +59,7 @@ fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
 /// `portico explain`: the explanation on stdout; load errors on stderr.
 fn run_explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let options = args.translate.options()?;
-    let loaded = portico::check::load_input(&args.manifests);
+    let loaded = portico::check::load_input(&args.manifests, &args.manifest_limits.limits());
     for e in &loaded.errors {
         eprintln!("portico explain: manifest skipped: {e}");
     }

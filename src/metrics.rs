@@ -235,6 +235,7 @@ pub struct Metrics {
     sync_age: Family<SourceLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     last_sync: Mutex<HashMap<String, Instant>>,
     watch_errors: Family<WatchErrorLabels, Counter>,
+    source_loads: Family<SourceLabels, Counter>,
     access_log_dropped: Counter,
     tls_handshakes: Family<VersionLabels, Counter>,
     tls_handshake_failures: Family<FailureLabels, Counter>,
@@ -371,6 +372,12 @@ impl Metrics {
             "Errors while watching or reading a source, by source and kind",
             watch_errors.clone(),
         );
+        let source_loads = Family::default();
+        registry.register(
+            "source_loads",
+            "Whole reads of a source's objects, changed or not (the manifests directory: source=files)",
+            source_loads.clone(),
+        );
         let access_log_dropped = Counter::default();
         registry.register(
             "access_log_dropped",
@@ -425,6 +432,7 @@ impl Metrics {
             sync_age,
             last_sync: Mutex::new(HashMap::new()),
             watch_errors,
+            source_loads,
             access_log_dropped,
             ejections,
             series: ArcSwap::from_pointee(SeriesMap::new()),
@@ -529,6 +537,25 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         last.insert(source.to_string(), Instant::now());
+    }
+
+    /// `source` read all its objects (whether or not that succeeded or changed anything): a
+    /// source that re-reads itself without cause shows here (issue 10 item 7).
+    pub fn source_loaded(&self, source: &str) {
+        self.source_loads
+            .get_or_create(&SourceLabels {
+                source: source.to_string(),
+            })
+            .inc();
+    }
+
+    /// How many times `source` has read all its objects so far.
+    pub fn source_loads(&self, source: &str) -> u64 {
+        self.source_loads
+            .get_or_create(&SourceLabels {
+                source: source.to_string(),
+            })
+            .get()
     }
 
     /// A watch or read error of `source`; `kind` is a bounded word (an object kind such as

@@ -13,7 +13,6 @@ use k8s_openapi::api::networking::v1::IngressClass;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_json::Value;
 
 const OVERLAYS: &[&str] = &[
@@ -74,8 +73,7 @@ fn render(overlay: &str) -> Rendered {
     );
     let text = String::from_utf8(output.stdout).expect("utf-8");
     let mut rendered = Rendered::default();
-    for document in serde_yaml::Deserializer::from_str(&text) {
-        let value = Value::deserialize(document).expect("YAML parses");
+    for value in serde_saphyr::from_multiple::<Value>(&text).expect("YAML parses") {
         let kind = value["kind"].as_str().unwrap_or_default().to_string();
         match kind.as_str() {
             "Namespace" => rendered.namespaces.push(typed(value, &kind)),

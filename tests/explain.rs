@@ -72,7 +72,7 @@ fn explain_and_check_match_their_golden_files() {
         let Ok(text) = std::fs::read_to_string(dir.join("requests.yaml")) else {
             continue;
         };
-        let requests: Vec<Request> = serde_yaml::from_str(&text).expect("requests");
+        let requests: Vec<Request> = serde_saphyr::from_str(&text).expect("requests");
         let mut out = String::new();
         for r in &requests {
             let e = explain(&translation, None, &r.host, &r.path, r.sni.as_deref());
@@ -124,7 +124,7 @@ fn explain_names_the_certificate_the_resolver_serves() {
         }));
         let generated = portico::tls::generated_default().expect("generate");
         let resolver = portico::tls::Resolver::new(shared, generated.clone());
-        let requests: Vec<Request> = serde_yaml::from_str(&text).expect("requests");
+        let requests: Vec<Request> = serde_saphyr::from_str(&text).expect("requests");
         for r in &requests {
             let e = explain(&translation, None, &r.host, &r.path, r.sni.as_deref());
             let served = resolver.certificate_for(e.tls.sni.as_deref());

@@ -103,7 +103,7 @@ fn render(dir: &Path) -> String {
         certificate_validity(&mut translation, now);
     }
     let requests: Vec<Request> = match read(&dir.join("requests.yaml")) {
-        Some(text) => serde_yaml::from_str(&text).expect("requests.yaml"),
+        Some(text) => serde_saphyr::from_str(&text).expect("requests.yaml"),
         None => Vec::new(),
     };
     let table = &translation.table;
@@ -153,7 +153,7 @@ fn render(dir: &Path) -> String {
         owned: &translation.owned,
         requests: outcomes,
     };
-    serde_yaml::to_string(&golden).expect("serialise golden")
+    serde_saphyr::to_string(&golden).expect("serialise golden")
 }
 
 fn cases() -> Vec<PathBuf> {

@@ -262,11 +262,11 @@ fn edit() -> impl Strategy<Value = Edit> {
 /// The objects, by kind and key; a snapshot is built from them after every edit.
 #[derive(Default)]
 struct World {
-    ingresses: BTreeMap<(usize, usize), Ingress>,
-    services: BTreeMap<(usize, usize), Service>,
-    slices: BTreeMap<(usize, usize, usize), EndpointSlice>,
-    secrets: BTreeMap<(usize, usize), Secret>,
-    classes: BTreeMap<usize, IngressClass>,
+    ingresses: BTreeMap<(usize, usize), Arc<Ingress>>,
+    services: BTreeMap<(usize, usize), Arc<Service>>,
+    slices: BTreeMap<(usize, usize, usize), Arc<EndpointSlice>>,
+    secrets: BTreeMap<(usize, usize), Arc<Secret>>,
+    classes: BTreeMap<usize, Arc<IngressClass>>,
 }
 
 impl World {
@@ -277,10 +277,10 @@ impl World {
             0 => {
                 let key = (ns, (slot / 2) % 4);
                 match variant {
-                    Some(_) => drop(
-                        self.ingresses
-                            .insert(key, ingress(namespace, &format!("i{}", key.1), spec)),
-                    ),
+                    Some(_) => drop(self.ingresses.insert(
+                        key,
+                        Arc::new(ingress(namespace, &format!("i{}", key.1), spec)),
+                    )),
                     None => drop(self.ingresses.remove(&key)),
                 }
             }
@@ -289,7 +289,7 @@ impl World {
                 match variant {
                     Some(v) => drop(
                         self.services
-                            .insert(key, service(namespace, SERVICES[key.1], *v)),
+                            .insert(key, Arc::new(service(namespace, SERVICES[key.1], *v))),
                     ),
                     None => drop(self.services.remove(&key)),
                 }
@@ -299,7 +299,7 @@ impl World {
                 match variant {
                     Some(v) => drop(
                         self.slices
-                            .insert(key, slice(namespace, SERVICES[key.1], key.2, *v)),
+                            .insert(key, Arc::new(slice(namespace, SERVICES[key.1], key.2, *v))),
                     ),
                     None => drop(self.slices.remove(&key)),
                 }
@@ -309,7 +309,7 @@ impl World {
                 match variant {
                     Some(v) => drop(
                         self.secrets
-                            .insert(key, secret(namespace, SECRETS[key.1], *v)),
+                            .insert(key, Arc::new(secret(namespace, SECRETS[key.1], *v))),
                     ),
                     None => drop(self.secrets.remove(&key)),
                 }
@@ -318,7 +318,7 @@ impl World {
                 let key = slot % 2;
                 let name = ["portico", "other"][key];
                 match variant {
-                    Some(v) => drop(self.classes.insert(key, class(name, *v))),
+                    Some(v) => drop(self.classes.insert(key, Arc::new(class(name, *v)))),
                     None => drop(self.classes.remove(&key)),
                 }
             }
@@ -326,21 +326,34 @@ impl World {
         }
     }
 
-    /// The snapshot; `reversed` lists every kind backwards (order must not matter).
-    fn snapshot(&self, reversed: bool) -> Snapshot {
-        fn list<T: Clone>(values: impl DoubleEndedIterator<Item = T>, reversed: bool) -> Vec<T> {
+    /// The snapshot, sharing the objects' `Arc`s as a source does. `reversed` lists every kind
+    /// backwards (order must not matter); `copied` puts every object in a new `Arc`, as a
+    /// source that re-read an unchanged object would.
+    fn snapshot(&self, reversed: bool, copied: bool) -> Snapshot {
+        fn shared<'a, T: Clone + 'a>(
+            values: impl DoubleEndedIterator<Item = &'a Arc<T>>,
+            reversed: bool,
+            copied: bool,
+        ) -> Vec<Arc<T>> {
+            let one = |v: &Arc<T>| {
+                if copied {
+                    Arc::new(T::clone(v))
+                } else {
+                    v.clone()
+                }
+            };
             if reversed {
-                values.rev().collect()
+                values.rev().map(one).collect()
             } else {
-                values.collect()
+                values.map(one).collect()
             }
         }
         Snapshot {
-            ingresses: list(self.ingresses.values().cloned(), reversed),
-            ingress_classes: list(self.classes.values().cloned(), reversed),
-            services: list(self.services.values().cloned(), reversed),
-            endpoint_slices: list(self.slices.values().cloned(), reversed),
-            secrets: list(self.secrets.values().cloned(), reversed),
+            ingresses: shared(self.ingresses.values(), reversed, copied),
+            ingress_classes: shared(self.classes.values(), reversed, copied),
+            services: shared(self.services.values(), reversed, copied),
+            endpoint_slices: shared(self.slices.values(), reversed, copied),
+            secrets: shared(self.secrets.values(), reversed, copied),
         }
     }
 }
@@ -386,9 +399,9 @@ proptest! {
         let mut cache = Cache::default();
         for (step, edit) in edits.iter().enumerate() {
             world.apply(edit, &mut options);
-            let snapshot = world.snapshot(step % 3 == 2);
+            let snapshot = world.snapshot(step % 3 == 2, step % 4 == 3);
             let warm = translate(&snapshot, &options, &mut cache);
-            let fresh = translate(&world.snapshot(false), &options, &mut Cache::default());
+            let fresh = translate(&world.snapshot(false, false), &options, &mut Cache::default());
             prop_assert_eq!(&warm, &fresh, "step {}: {:?}", step, edit);
             prop_assert_eq!(
                 serde_json::to_string(&warm).expect("serialises"),
@@ -413,8 +426,8 @@ fn an_unchanged_snapshot_reuses_every_vhost() {
     world.apply(&(0, 0, Some(0), spec.clone()), &mut options);
     world.apply(&(0, 2, Some(0), spec), &mut options);
     let mut cache = Cache::default();
-    let first = translate(&world.snapshot(false), &options, &mut cache);
-    let second = translate(&world.snapshot(true), &options, &mut cache);
+    let first = translate(&world.snapshot(false, false), &options, &mut cache);
+    let second = translate(&world.snapshot(true, true), &options, &mut cache);
     assert_eq!(first, second);
     assert!(!first.table.vhosts().is_empty());
     for (a, b) in first.table.vhosts().iter().zip(second.table.vhosts()) {

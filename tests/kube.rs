@@ -748,3 +748,101 @@ async fn kube_source_reports_sync_age_and_watch_errors_by_kind() {
     api.set_failing(false);
     portico.stop().await;
 }
+
+/// Quiet at rest (issue 11 item 6): the Kubernetes source wakes nobody while idle, nor for
+/// watch events translate cannot see (a status write like Portico's own coming back, an
+/// unchanged re-apply, a managedFields-only update, a relist after a compacted watch), yet
+/// status/ still gets the new status quietly, and the next real change is the next snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_only_and_unchanged_watch_events_send_no_snapshot() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+    use portico::source::Snapshot;
+    use std::sync::Arc;
+    /// Long enough for a loopback watch event to arrive many times over; only bounds the test.
+    const WINDOW: Duration = Duration::from_millis(1500);
+    const FIRST: Duration = Duration::from_secs(20);
+
+    let api = FakeApi::start().await;
+    base(&api);
+    let backend: SocketAddr = "127.0.0.1:9".parse().expect("address");
+    api.apply(&service("a"));
+    api.apply(&slice("a", backend));
+    api.apply(&ingress("a", "a.test", "a", "portico"));
+    let kubeconfig = temp_file("kubeconfig");
+    api.write_kubeconfig(&kubeconfig);
+    let client = portico::source::kube::client(Some(&kubeconfig))
+        .await
+        .expect("client");
+    let (tx, mut rx) = tokio::sync::watch::channel(Arc::new(Snapshot::default()));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let metrics = Arc::new(portico::metrics::Metrics::new());
+    let source = tokio::spawn(portico::source::kube::run(
+        client,
+        None,
+        tx,
+        metrics,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    tokio::time::timeout(FIRST, rx.changed())
+        .await
+        .expect("a first snapshot")
+        .expect("source running");
+    assert_eq!(rx.borrow_and_update().ingresses.len(), 1);
+
+    let woken = |rx: &mut tokio::sync::watch::Receiver<Arc<Snapshot>>| {
+        let mut rx = rx.clone();
+        async move { tokio::time::timeout(WINDOW, rx.changed()).await.is_ok() }
+    };
+    assert!(!woken(&mut rx).await, "a snapshot while idle");
+
+    let mut with_status = ingress("a", "a.test", "a", "portico");
+    with_status.status = Some(from_json(
+        json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}),
+    ));
+    api.apply(&with_status);
+    assert!(!woken(&mut rx).await, "a snapshot for a status-only update");
+
+    api.apply(&service("a"));
+    api.apply(&slice("a", backend));
+    api.apply(&class("portico", "portico.dev/ingress-controller"));
+    let mut managed = with_status.clone();
+    managed.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+        manager: Some("kubectl".into()),
+        ..Default::default()
+    }]);
+    api.apply(&managed);
+    assert!(!woken(&mut rx).await, "a snapshot for unchanged objects");
+
+    let lists = |api: &FakeApi| {
+        api.calls()
+            .iter()
+            .filter(|c| c.resource == "ingresses" && c.verb == "list")
+            .count()
+    };
+    let before = lists(&api);
+    api.compact();
+    api.drop_watches();
+    poll("the Ingress watcher relisted", || async {
+        lists(&api) > before
+    })
+    .await;
+    assert!(
+        !woken(&mut rx).await,
+        "a snapshot for a relist that found nothing new"
+    );
+
+    // Status/ still sees the status, in the snapshot replaced without waking anyone.
+    let status = rx.borrow().ingresses[0].status.clone();
+    assert_eq!(status, with_status.status);
+
+    api.apply(&ingress("b", "b.test", "a", "portico"));
+    tokio::time::timeout(FIRST, rx.changed())
+        .await
+        .expect("a snapshot for a new Ingress")
+        .expect("source running");
+    assert_eq!(rx.borrow_and_update().ingresses.len(), 2);
+    let _ = stop.send(());
+    source.await.expect("source stops");
+}

@@ -1,6 +1,8 @@
 //! Properties of translate: object order never changes the result, and a longer prefix always
 //! wins (spec §3.6 step 1).
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
@@ -128,15 +130,20 @@ fn ingress_specs() -> impl Strategy<Value = Vec<IngressSpec>> {
     prop::collection::vec(one, 0..8)
 }
 
+/// Objects as a `Snapshot` holds them.
+fn arcs<T>(objects: Vec<T>) -> Vec<Arc<T>> {
+    objects.into_iter().map(Arc::new).collect()
+}
+
 /// A snapshot and the same snapshot with every vector permuted.
 fn snapshot_and_shuffled() -> impl Strategy<Value = (Snapshot, Snapshot)> {
     ingress_specs().prop_flat_map(|specs| {
         let (classes, services, slices) = fixed_objects();
         let snapshot = Snapshot {
-            ingresses: specs.into_iter().map(ingress).collect(),
-            ingress_classes: classes,
-            services,
-            endpoint_slices: slices,
+            ingresses: specs.into_iter().map(|s| Arc::new(ingress(s))).collect(),
+            ingress_classes: arcs(classes),
+            services: arcs(services),
+            endpoint_slices: arcs(slices),
             secrets: Vec::new(),
         };
         let s = snapshot.clone();
@@ -248,7 +255,7 @@ proptest! {
             "spec": {"ingressClassName": "portico",
                      "rules": [{"host": "h.test", "http": {"paths": paths}}]}}));
         let (classes, _, _) = fixed_objects();
-        let snapshot = Snapshot { ingresses: vec![ing], ingress_classes: classes, ..Snapshot::default() };
+        let snapshot = Snapshot { ingresses: vec![Arc::new(ing)], ingress_classes: arcs(classes), ..Snapshot::default() };
         let translation = translate(&snapshot, &Options::default(), &mut Cache::default());
         let table = &translation.table;
         let path = normalize::path(&request);
@@ -487,24 +494,24 @@ proptest! {
         default_certificate in prop::option::of(prop_oneof![Just("s0"), Just("s9")]),
     ) {
         let (classes, _, _) = fixed_objects();
-        let mut snapshot = Snapshot { ingress_classes: classes, ..Snapshot::default() };
+        let mut snapshot = Snapshot { ingress_classes: arcs(classes), ..Snapshot::default() };
         for i in ingresses {
             // Values the API types themselves cannot hold are dropped, as a source would.
             if let Ok(i) = serde_json::from_value::<Ingress>(i) {
-                snapshot.ingresses.push(i);
+                snapshot.ingresses.push(Arc::new(i));
             }
         }
         for (service, slice) in backends {
             if let Ok(s) = serde_json::from_value::<Service>(service) {
-                snapshot.services.push(s);
+                snapshot.services.push(Arc::new(s));
             }
             if let Ok(s) = serde_json::from_value::<EndpointSlice>(slice) {
-                snapshot.endpoint_slices.push(s);
+                snapshot.endpoint_slices.push(Arc::new(s));
             }
         }
         for s in secrets {
             if let Ok(s) = serde_json::from_value::<k8s_openapi::api::core::v1::Secret>(s) {
-                snapshot.secrets.push(s);
+                snapshot.secrets.push(Arc::new(s));
             }
         }
         let options = Options {

@@ -1,5 +1,10 @@
 //! Manifests-directory source: reads `*.yaml`, `*.yml` and `*.json` files into a `Snapshot`
 //! and watches the directory, so local runs, demos and tests need no cluster.
+//!
+//! Manifests are untrusted input (issue 10 item 8, docs/security.md "Manifests"): only regular
+//! files are opened, each is capped in size ([`Limits`]), and the YAML parser runs under depth,
+//! node and alias-expansion budgets ([`yaml_options`]), so a hostile file is rejected in
+//! milliseconds and costs only its own objects.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +17,11 @@ use super::Snapshot;
 pub enum LoadError {
     #[error("{file}: cannot read: {message}")]
     Read { file: String, message: String },
+    /// A file the source will not read: not a regular file (a FIFO would block the reload
+    /// until someone opened it for writing), or over [`Limits::max_file_bytes`]. The manifests'
+    /// problem, not the source's: the rest still loads and the sync counts as successful.
+    #[error("{file}: skipped: {reason}")]
+    Refused { file: String, reason: String },
     #[error("{file}: document {index}: {message}")]
     Document {
         file: String,
@@ -42,34 +52,74 @@ pub struct Loaded {
 ///
 /// `kind: List` documents (what `kubectl get -o yaml` prints) are unpacked. Objects without
 /// `metadata.namespace` are put in `default`, as `kubectl apply` would.
+///
+/// Each document is parsed under the budgets of [`yaml_options`]: a document nested deeper
+/// than [`MAX_DEPTH`] or expanding too many aliases is an error naming the file and document,
+/// found in time linear in its size.
 pub fn parse_documents(file: &str, text: &str, loaded: &mut Loaded) {
     for (index, document) in split_documents(text).into_iter().enumerate() {
         let index = index + 1;
-        let value = match serde_yaml::from_str::<serde_yaml::Value>(document) {
-            Ok(serde_yaml::Value::Null) => continue, // only comments
+        // Straight into JSON values: the typed objects are read from those, as from the API.
+        let value = match serde_saphyr::from_str_with_options::<serde_json::Value>(
+            document,
+            yaml_options(),
+        ) {
+            Ok(serde_json::Value::Null) => continue, // `~`, or only a `...`
             Ok(value) => value,
             Err(e) => {
                 loaded.errors.push(LoadError::Document {
                     file: file.to_string(),
                     index,
-                    message: e.to_string(),
-                });
-                continue;
-            }
-        };
-        let value = match serde_json::to_value(value) {
-            Ok(v) => v,
-            Err(e) => {
-                loaded.errors.push(LoadError::Document {
-                    file: file.to_string(),
-                    index,
-                    message: format!("not representable as JSON: {e}"),
+                    message: one_line(&e.to_string()),
                 });
                 continue;
             }
         };
         add_object(file, index, value, loaded);
     }
+}
+
+/// Deepest nesting of mappings and sequences a document may have. Kubernetes objects need
+/// about 10 (an Ingress path's backend port sits at depth 9); the API server's own JSON
+/// decoder stops at 10,000, but parsers' costs grow with depth (serde_yaml took 22–46 s on a
+/// 100,000-level document), and nothing Portico reads is deeper than a few dozen.
+pub const MAX_DEPTH: usize = 64;
+/// Most nodes (scalars, mappings, sequences) and parser events in one document. A 16 MiB
+/// `kind: List` has at most a few million; the budget is a backstop, the size cap the bound.
+const MAX_NODES: usize = 4_000_000;
+/// Most alias (`*name`) uses in one document, and most events they may replay in all. Real
+/// manifests rarely use anchors at all; a "billion laughs" document needs millions of replays.
+const MAX_ALIASES: usize = 10_000;
+const MAX_REPLAYED_EVENTS: usize = 100_000;
+
+/// The YAML parser's settings: serde-saphyr's budgets, enforced while parsing (before any
+/// value is built), so a hostile document fails fast instead of being built and then refused.
+/// Duplicate keys are an error (as with serde_yaml and `kubectl apply`); `<<` merge keys are
+/// applied.
+pub fn yaml_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_DEPTH;
+    budget.flow_nesting_limit = MAX_DEPTH;
+    budget.max_nodes = MAX_NODES;
+    budget.max_events = MAX_NODES;
+    budget.max_aliases = MAX_ALIASES;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options.alias_limits.max_total_replayed_events = MAX_REPLAYED_EVENTS;
+    // Log lines and `portico check` name file and document; a source snippet would spread one
+    // error over several lines.
+    options.with_snippet = false;
+    options
+}
+
+/// Errors go into log lines: newlines become `; `.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Splits a YAML stream at its `---` document markers, so that a syntax error in one document
@@ -184,11 +234,13 @@ namespaced!(
     k8s_openapi::api::core::v1::Secret => true,
 );
 
-fn push<T: DeserializeOwned + Namespaced>(
+fn push<T: DeserializeOwned + Namespaced + super::Trim>(
     value: serde_json::Value,
-    into: &mut Vec<T>,
+    into: &mut Vec<std::sync::Arc<T>>,
 ) -> Result<(), String> {
     let mut object: T = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    // The same bytes as the Kubernetes source keeps: only what translate reads.
+    object.trim();
     let meta = object.meta_mut();
     if meta.name.as_deref().unwrap_or_default().is_empty() {
         return Err("metadata.name is missing".to_string());
@@ -200,7 +252,7 @@ fn push<T: DeserializeOwned + Namespaced>(
     } else {
         meta.namespace = None;
     }
-    into.push(object);
+    into.push(std::sync::Arc::new(object));
     Ok(())
 }
 
@@ -248,9 +300,106 @@ pub fn is_manifest_name(name: &str) -> bool {
         .any(|ext| name.len() > ext.len() && name.ends_with(ext))
 }
 
+/// What one manifest file may cost (issue 10 item 8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest file read (`--manifests-max-file-size`); a larger one is skipped with a
+    /// [`LoadError::Refused`] and only its objects are missing.
+    pub max_file_bytes: u64,
+}
+
+/// 16 MiB: sixteen times the largest object the API server stores (etcd's 1.5 MiB request
+/// limit, Secrets capped at 1 MiB), and enough for a `kubectl get -o yaml` List of thousands
+/// of Ingresses; parsed in well under a second.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+        }
+    }
+}
+
+/// Why a file was not read: refused (the manifests' problem) or unreadable (the source's).
+enum ReadFailure {
+    Refused(String),
+    Io(std::io::Error),
+}
+
+/// Reads one manifest file, refusing what is not a regular file or is over the size limit.
+///
+/// The type is checked without opening (opening a FIFO blocks until a writer comes; opening a
+/// device can have effects), and again on the opened descriptor, which is opened non-blocking
+/// so that a FIFO swapped in between the two cannot block either. The read stops one byte past
+/// the limit, so a file growing while it is read is refused too.
+fn read_manifest(path: &Path, limits: &Limits) -> Result<String, ReadFailure> {
+    use std::io::Read;
+    let check = |meta: &std::fs::Metadata| {
+        if !meta.is_file() {
+            return Err(ReadFailure::Refused(format!(
+                "not a regular file ({})",
+                file_kind(&meta.file_type())
+            )));
+        }
+        if meta.len() > limits.max_file_bytes {
+            return Err(ReadFailure::Refused(too_large(limits)));
+        }
+        Ok(())
+    };
+    check(&std::fs::metadata(path).map_err(ReadFailure::Io)?)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path).map_err(ReadFailure::Io)?;
+    check(&file.metadata().map_err(ReadFailure::Io)?)?;
+    let mut bytes = Vec::new();
+    file.take(limits.max_file_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(ReadFailure::Io)?;
+    if bytes.len() as u64 > limits.max_file_bytes {
+        return Err(ReadFailure::Refused(too_large(limits)));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        ReadFailure::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        ))
+    })
+}
+
+fn too_large(limits: &Limits) -> String {
+    format!(
+        "larger than {} bytes (--manifests-max-file-size)",
+        limits.max_file_bytes
+    )
+}
+
+fn file_kind(t: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_block_device() || t.is_char_device() {
+            return "a device";
+        }
+    }
+    if t.is_dir() {
+        "a directory"
+    } else {
+        "not a file"
+    }
+}
+
 /// Reads every manifest file below `dir` (or the single file `dir`, if it is one).
-pub fn load(dir: &Path) -> Loaded {
-    load_cached(dir, &mut Cache::default(), &Snapshot::default())
+pub fn load(dir: &Path, limits: &Limits) -> Loaded {
+    load_cached(dir, limits, &mut Cache::default(), &Snapshot::default())
 }
 
 /// Where each file's objects sit in the snapshot the last reload produced, so that a file whose
@@ -294,10 +443,22 @@ fn digest(text: &str) -> u64 {
     h.finish()
 }
 
+/// A file of the directory, once read: its objects come from the cache, from a parse, or it
+/// has none because it could not be read.
+enum Slot {
+    Cached(Entry),
+    Parse { hash: u64, text: String },
+    Failed(LoadError),
+}
+
 /// [`load`], copying the objects of every file whose text is what it was at the last call from
 /// `previous`, which must be the snapshot that call returned (or one equal to it). The result is
 /// the same as `load`'s: every file is still read, in the same order.
-pub fn load_cached(dir: &Path, cache: &mut Cache, previous: &Snapshot) -> Loaded {
+///
+/// Files are read one after another, then the changed ones are parsed on all cores: each parse
+/// is bounded by the size limit and the YAML budgets, and a slow one delays only the reload it
+/// is part of by its own cost, not others' by being in front of them.
+pub fn load_cached(dir: &Path, limits: &Limits, cache: &mut Cache, previous: &Snapshot) -> Loaded {
     let mut loaded = Loaded::default();
     let files = if dir.is_file() {
         Ok(vec![dir.to_path_buf()])
@@ -316,23 +477,41 @@ pub fn load_cached(dir: &Path, cache: &mut Cache, previous: &Snapshot) -> Loaded
         }
     };
     let trusted = cache.counts == counts(previous);
-    let mut seen = std::collections::HashMap::with_capacity(files.len());
-    for file in files {
-        let label = file.display().to_string();
-        let text = match std::fs::read_to_string(&file) {
-            Ok(text) => text,
-            Err(e) => {
-                loaded.errors.push(LoadError::Read {
+    let slots: Vec<(PathBuf, Slot)> = files
+        .into_iter()
+        .map(|file| {
+            let label = file.display().to_string();
+            let slot = match read_manifest(&file, limits) {
+                Err(ReadFailure::Refused(reason)) => Slot::Failed(LoadError::Refused {
+                    file: label,
+                    reason,
+                }),
+                Err(ReadFailure::Io(e)) => Slot::Failed(LoadError::Read {
                     file: label,
                     message: e.to_string(),
-                });
+                }),
+                Ok(text) => {
+                    let hash = digest(&text);
+                    match cache.files.remove(&file) {
+                        Some(entry) if trusted && entry.hash == hash => Slot::Cached(entry),
+                        _ => Slot::Parse { hash, text },
+                    }
+                }
+            };
+            (file, slot)
+        })
+        .collect();
+    let mut parsed = parse_all(&slots).into_iter();
+
+    let mut seen = std::collections::HashMap::with_capacity(slots.len());
+    for (file, slot) in slots {
+        let start = counts(&loaded.snapshot);
+        let entry = match slot {
+            Slot::Failed(error) => {
+                loaded.errors.push(error);
                 continue;
             }
-        };
-        let hash = digest(&text);
-        let start = counts(&loaded.snapshot);
-        let entry = match cache.files.remove(&file) {
-            Some(entry) if trusted && entry.hash == hash => {
+            Slot::Cached(entry) => {
                 let (to, from) = (&mut loaded.snapshot, previous);
                 let range = |i: usize| entry.start[i]..entry.start[i] + entry.len[i];
                 to.ingresses.extend_from_slice(&from.ingresses[range(0)]);
@@ -346,9 +525,9 @@ pub fn load_cached(dir: &Path, cache: &mut Cache, previous: &Snapshot) -> Loaded
                 loaded.skipped.extend_from_slice(&entry.skipped);
                 Entry { start, ..entry }
             }
-            _ => {
-                let mut parsed = Loaded::default();
-                parse_documents(&label, &text, &mut parsed);
+            Slot::Parse { hash, .. } => {
+                // One result per `Parse` slot, in order.
+                let parsed = parsed.next().unwrap_or_default();
                 let len = counts(&parsed.snapshot);
                 let (errors, skipped) = (parsed.errors.clone(), parsed.skipped.clone());
                 let (to, from) = (&mut loaded.snapshot, parsed.snapshot);
@@ -375,6 +554,54 @@ pub fn load_cached(dir: &Path, cache: &mut Cache, previous: &Snapshot) -> Loaded
     loaded
 }
 
+/// Parses the text of every `Parse` slot, in slot order, on up to as many threads as there
+/// are cores (scoped threads: a reload already runs on a blocking thread of its own).
+fn parse_all(slots: &[(PathBuf, Slot)]) -> Vec<Loaded> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let work: Vec<(String, &str)> = slots
+        .iter()
+        .filter_map(|(file, slot)| match slot {
+            Slot::Parse { text, .. } => Some((file.display().to_string(), text.as_str())),
+            _ => None,
+        })
+        .collect();
+    let parse = |(label, text): &(String, &str)| {
+        let mut parsed = Loaded::default();
+        parse_documents(label, text, &mut parsed);
+        parsed
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(work.len());
+    if threads <= 1 {
+        return work.iter().map(parse).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<(usize, Loaded)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = work.get(i) else { break };
+                        done.push((i, parse(item)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            // The parser is built not to panic (and fuzzed: tests/fuzz.rs); should it, the
+            // panic reaches the reload's task as before, which logs it and keeps the old table.
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, loaded)| loaded).collect()
+}
+
 /// Logs what a load could not use: one line per bad document, one per skipped kind.
 pub fn log_problems(loaded: &Loaded) {
     for error in &loaded.errors {
@@ -395,9 +622,11 @@ pub fn log_problems(loaded: &Loaded) {
 pub const SOURCE: &str = "files";
 
 /// Feeds the source metrics: a load that could read every file is a successful sync (documents
-/// that fail to parse are the manifests' problem, counted once per change as `parse` errors);
-/// unreadable files or directories count as `read` errors on every attempt.
+/// that fail to parse and refused files are the manifests' problem, counted once per change as
+/// `parse` and `refused` errors); unreadable files or directories count as `read` errors on
+/// every attempt.
 pub fn record_load(metrics: &crate::metrics::Metrics, loaded: &Loaded, changed: bool) {
+    metrics.source_loaded(SOURCE);
     let mut read_failed = false;
     for error in &loaded.errors {
         match error {
@@ -406,7 +635,8 @@ pub fn record_load(metrics: &crate::metrics::Metrics, loaded: &Loaded, changed: 
                 metrics.watch_error(SOURCE, "read");
             }
             LoadError::Document { .. } if changed => metrics.watch_error(SOURCE, "parse"),
-            LoadError::Document { .. } => {}
+            LoadError::Refused { .. } if changed => metrics.watch_error(SOURCE, "refused"),
+            LoadError::Document { .. } | LoadError::Refused { .. } => {}
         }
     }
     if !read_failed {
@@ -427,6 +657,7 @@ const RESCAN: std::time::Duration = std::time::Duration::from_secs(10);
 /// snapshot already sent. Returns when every receiver is gone.
 pub async fn watch(
     dir: PathBuf,
+    limits: Limits,
     initial: std::sync::Arc<Snapshot>,
     tx: tokio::sync::watch::Sender<std::sync::Arc<Snapshot>>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
@@ -435,14 +666,13 @@ pub async fn watch(
 
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel::<()>();
     let watch_metrics = metrics.clone();
-    let handler = move |event: notify::Result<notify::Event>| {
-        if event.is_err() {
-            watch_metrics.watch_error(SOURCE, "watch");
-        }
-        if event.is_ok() {
+    let handler = move |event: notify::Result<notify::Event>| match event {
+        Err(_) => watch_metrics.watch_error(SOURCE, "watch"),
+        Ok(event) if changes_content(&event.kind) => {
             // The receiver only goes away when this task ends.
             let _ = events_tx.send(());
         }
+        Ok(_) => {}
     };
     // Keep the watcher alive for as long as this task runs.
     let _watcher = match notify::recommended_watcher(handler) {
@@ -465,6 +695,9 @@ pub async fn watch(
     let mut cache = Cache::default();
     let mut current = initial;
     let mut warm = true;
+    // The problems the last load found; `None` before the warm read, whose problems the caller
+    // has already logged with the first load.
+    let mut problems: Option<Vec<LoadError>> = None;
     loop {
         if !std::mem::take(&mut warm) {
             tokio::select! {
@@ -481,7 +714,7 @@ pub async fn watch(
         let dir2 = dir.clone();
         let previous = current.clone();
         let reload = tokio::task::spawn_blocking(move || {
-            let loaded = load_cached(&dir2, &mut cache, &previous);
+            let loaded = load_cached(&dir2, &limits, &mut cache, &previous);
             (loaded, cache)
         });
         let loaded = match reload.await {
@@ -496,16 +729,42 @@ pub async fn watch(
             }
         };
         let changed = loaded.snapshot != *current;
-        record_load(&metrics, &loaded, changed);
+        // A file that breaks (or a FIFO that appears) changes no object, but is still worth
+        // one warning.
+        let new_problems = problems.as_ref().is_some_and(|p| *p != loaded.errors);
+        problems = Some(loaded.errors.clone());
+        record_load(&metrics, &loaded, changed || new_problems);
+        if changed || new_problems {
+            log_problems(&loaded);
+        }
         if !changed {
             continue;
         }
-        log_problems(&loaded);
         tracing::info!(objects = loaded.snapshot.len(), "manifests changed");
         current = std::sync::Arc::new(loaded.snapshot);
         if tx.send(current.clone()).is_err() {
             return;
         }
+    }
+}
+
+/// Whether a filesystem event can change what a reload reads. Opens, reads and closes without
+/// a write are not: the reload's own reading of every file comes back as such events (inotify
+/// `IN_OPEN`, `IN_CLOSE_NOWRITE`), and reacting to them re-read an idle directory ~86 times a
+/// second, forever (issue 10 item 7). A write shows as `Modify(Data)` and then
+/// `Access(Close(Write))`; an atomic save or a ConfigMap update (`..data` swapped) as a rename;
+/// `chmod` as `Modify(Metadata)` (it can make a file readable). `Any`/`Other` (a queue overflow
+/// asking for a rescan, or a backend that cannot say) count as changes.
+fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Create(_)
+        | EventKind::Modify(_)
+        | EventKind::Remove(_)
+        | EventKind::Any
+        | EventKind::Other => true,
     }
 }
 
@@ -654,14 +913,165 @@ mod tests {
             .map(|p| p.strip_prefix(&dir).unwrap().display().to_string())
             .collect();
         assert_eq!(names, ["a.yaml", "b.yml", "c.json", "sub/d.yaml"]);
-        let loaded = load(&dir);
+        let loaded = load(&dir, &Limits::default());
         assert_eq!(loaded.snapshot.services.len(), 4);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Issue 10 item 7: the watcher's own reads came back as open/close events and re-read the
+    /// directory in a loop. Over an idle window the directory is read once (the warm read that
+    /// follows the watch starting) and no more; a write still reloads.
+    #[tokio::test]
+    async fn an_idle_watched_directory_is_not_read_again() {
+        use std::sync::Arc;
+        use std::time::Duration;
+        let dir = std::env::temp_dir().join(format!("portico-idle-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.yaml"), GOOD).unwrap();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let initial = Arc::new(load(&dir, &Limits::default()).snapshot);
+        let (tx, mut rx) = tokio::sync::watch::channel(initial.clone());
+        let task = tokio::spawn(watch(
+            dir.clone(),
+            Limits::default(),
+            initial,
+            tx,
+            metrics.clone(),
+        ));
+        for _ in 0..200 {
+            if metrics.source_loads(SOURCE) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(metrics.source_loads(SOURCE), 1, "the warm read");
+        // Far below the 10 s rescan; the loop read ~40 times in this window.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            metrics.source_loads(SOURCE),
+            1,
+            "an idle directory was read again"
+        );
+
+        std::fs::write(dir.join("b.yaml"), GOOD.replace("name: a", "name: b")).unwrap();
+        let changed = tokio::time::timeout(Duration::from_secs(5), rx.changed()).await;
+        assert!(matches!(changed, Ok(Ok(()))), "a write must still reload");
+        assert_eq!(rx.borrow().services.len(), 2);
+        task.abort();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A directory with `GOOD` in `good.yaml` and `text` in `bad.yaml`, loaded on a thread
+    /// that must finish within 20 s (a failure, not a hang, if a file blocks the load).
+    fn load_beside_good(name: &str, bad: impl FnOnce(&Path), limits: Limits) -> Loaded {
+        let dir = std::env::temp_dir().join(format!("portico-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("good.yaml"), GOOD).unwrap();
+        bad(&dir.join("bad.yaml"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let load_dir = dir.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(load(&load_dir, &limits));
+        });
+        let loaded = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the load is blocked");
+        std::fs::remove_dir_all(&dir).unwrap();
+        loaded
+    }
+
+    fn assert_only_bad_refused(loaded: &Loaded, expect: &str) {
+        assert_eq!(loaded.snapshot.services.len(), 1, "good.yaml still loads");
+        assert_eq!(loaded.errors.len(), 1, "{:?}", loaded.errors);
+        let message = loaded.errors[0].to_string();
+        assert!(message.contains("bad.yaml: "), "{message}");
+        assert!(message.contains(expect), "{message}");
+    }
+
+    /// Issue 10 item 8: 100,000 levels of nesting (0.2 MiB) took serde_yaml 22–46 s to refuse,
+    /// stalling every reload; the depth budget refuses it as it is read.
+    #[test]
+    fn a_document_nested_100000_levels_is_rejected_and_the_others_load() {
+        let depth = 100_000;
+        let flow = format!("a: {}{}\n", "[".repeat(depth), "]".repeat(depth));
+        let loaded = load_beside_good(
+            "deep",
+            |p| std::fs::write(p, &flow).unwrap(),
+            Limits::default(),
+        );
+        assert_only_bad_refused(&loaded, "document 1: ");
+        // Block style nests too: `- ` repeated, each one level deeper.
+        let block: String = (0..depth)
+            .map(|i| format!("{}- \n", " ".repeat(i % 200)))
+            .collect();
+        let mut parsed = Loaded::default();
+        parse_documents(
+            "block.yaml",
+            &format!("{GOOD}---\n{}x\n", "- ".repeat(depth)),
+            &mut parsed,
+        );
+        assert_eq!(parsed.snapshot.services.len(), 1);
+        assert_eq!(parsed.errors.len(), 1, "{:?}", parsed.errors);
+        assert!(parsed.errors[0]
+            .to_string()
+            .starts_with("block.yaml: document 2: "));
+        let mut parsed = Loaded::default();
+        parse_documents("indented.yaml", &block, &mut parsed);
+        assert_eq!(parsed.errors.len(), 1, "{:?}", parsed.errors);
+    }
+
+    /// A "billion laughs": nine levels of ten aliases each would expand to 10^9 strings.
+    #[test]
+    fn an_alias_bomb_is_rejected_and_the_others_load() {
+        let mut bomb = String::from("apiVersion: v1\nkind: Service\nmetadata:\n  name: lol\n");
+        bomb.push_str("a0: &a0 [\"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\"]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            let refs = vec![format!("*a{p}"); 10].join(", ");
+            bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let loaded = load_beside_good(
+            "bomb",
+            |p| std::fs::write(p, &bomb).unwrap(),
+            Limits::default(),
+        );
+        assert_only_bad_refused(&loaded, "document 1: ");
+    }
+
+    /// A FIFO named like a manifest blocked every reload until someone opened it for writing;
+    /// it is skipped with an error naming it (so is a socket or device).
+    #[test]
+    fn a_fifo_in_the_directory_does_not_block_a_load() {
+        let loaded = load_beside_good(
+            "fifo",
+            |p| {
+                let made = std::process::Command::new("mkfifo").arg(p).status();
+                assert!(matches!(made, Ok(s) if s.success()), "mkfifo: {made:?}");
+            },
+            Limits::default(),
+        );
+        assert_only_bad_refused(&loaded, "skipped: not a regular file (a FIFO)");
+        assert!(matches!(loaded.errors[0], LoadError::Refused { .. }));
+    }
+
+    #[test]
+    fn a_file_over_the_size_limit_is_skipped_and_the_others_load() {
+        let big = GOOD.replace("name: a", "name: big") + &"# padding\n".repeat(100);
+        let limits = Limits {
+            max_file_bytes: GOOD.len() as u64 + 10,
+        };
+        let loaded = load_beside_good("big", |p| std::fs::write(p, &big).unwrap(), limits);
+        assert_only_bad_refused(&loaded, "skipped: larger than");
+    }
+
     #[test]
     fn a_missing_directory_is_an_error_not_a_panic() {
-        let loaded = load(Path::new("/nonexistent/portico/manifests"));
+        let loaded = load(
+            Path::new("/nonexistent/portico/manifests"),
+            &Limits::default(),
+        );
         assert_eq!(loaded.errors.len(), 1);
     }
 
@@ -675,21 +1085,22 @@ mod tests {
         std::fs::write(dir.join("b.yaml"), service("b")).unwrap();
         std::fs::write(dir.join("bad.yaml"), "a: [unclosed").unwrap();
         let mut cache = Cache::default();
-        let first = load_cached(&dir, &mut cache, &Snapshot::default());
-        assert_eq!(first, load(&dir));
-        let again = load_cached(&dir, &mut cache, &first.snapshot);
-        assert_eq!(again, load(&dir));
+        let limits = Limits::default();
+        let first = load_cached(&dir, &limits, &mut cache, &Snapshot::default());
+        assert_eq!(first, load(&dir, &limits));
+        let again = load_cached(&dir, &limits, &mut cache, &first.snapshot);
+        assert_eq!(again, load(&dir, &limits));
         // A snapshot the cache does not describe is not trusted: everything is parsed.
         assert_eq!(
-            load_cached(&dir, &mut cache, &Snapshot::default()),
-            load(&dir)
+            load_cached(&dir, &limits, &mut cache, &Snapshot::default()),
+            load(&dir, &limits)
         );
 
         std::fs::write(dir.join("b.yaml"), service("b2")).unwrap();
         std::fs::write(dir.join("c.yaml"), service("c")).unwrap();
         std::fs::remove_file(dir.join("a.yaml")).unwrap();
-        let reloaded = load_cached(&dir, &mut cache, &again.snapshot);
-        assert_eq!(reloaded, load(&dir));
+        let reloaded = load_cached(&dir, &limits, &mut cache, &again.snapshot);
+        assert_eq!(reloaded, load(&dir, &limits));
         let names: Vec<_> = reloaded
             .snapshot
             .services

@@ -149,7 +149,7 @@ pub fn ingress_ref(ingress: &Ingress) -> ObjectRef {
 /// * `pending`: resourceVersions observed before our own writes, not yet superseded in the
 ///   snapshot: the write is on its way back through the watch, so do not repeat it.
 pub fn plan(
-    ingresses: &[Ingress],
+    ingresses: &[Arc<Ingress>],
     live: &HashSet<&ObjectRef>,
     ever_owned: &HashSet<ObjectRef>,
     desired: &[Address],
@@ -474,7 +474,7 @@ async fn write_loop(
 mod tests {
     use super::*;
 
-    fn ingress(name: &str, rv: &str, addresses: &[&str]) -> Ingress {
+    fn ingress(name: &str, rv: &str, addresses: &[&str]) -> Arc<Ingress> {
         let list: Vec<_> = addresses.iter().map(|a| json!({"ip": a})).collect();
         serde_json::from_value(json!({
             "metadata": {"name": name, "namespace": "n", "resourceVersion": rv},

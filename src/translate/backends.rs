@@ -47,8 +47,8 @@ impl<'a> Backends<'a> {
     /// `cache` holds resolutions still valid for these Services and slices (see
     /// `incremental::State::changes`); [`Backends::into_cache`] gives it back.
     pub fn new(
-        services: &'a [Service],
-        endpoint_slices: &'a [EndpointSlice],
+        services: &'a [std::sync::Arc<Service>],
+        endpoint_slices: &'a [std::sync::Arc<EndpointSlice>],
         options: &'a Options,
         cache: HashMap<BackendRef, Resolved>,
     ) -> Self {

@@ -24,10 +24,11 @@ pub(super) type Key = (String, String);
 
 /// Whether an object is unchanged since the previous translate.
 ///
-/// Content equality for now; once the snapshot holds its objects behind `Arc`, a pointer
-/// comparison answers first for every object the source did not touch.
-fn same<T: PartialEq>(previous: &T, current: &T) -> bool {
-    previous == current
+/// The snapshot holds its objects behind `Arc` and the sources hand on the same `Arc` for an
+/// object they did not touch, so a pointer comparison answers for nearly every object; content
+/// equality covers a source that rebuilt an equal object.
+fn same<T: PartialEq>(previous: &Arc<T>, current: &Arc<T>) -> bool {
+    Arc::ptr_eq(previous, current) || **previous == **current
 }
 
 /// What the previous translate left behind; empty at first and after an options change.
@@ -36,9 +37,9 @@ pub(super) struct State {
     /// The options everything below was computed under.
     options: Option<Options>,
     /// Copies of the previous snapshot's objects, by key, to tell what changed.
-    services: HashMap<Key, Vec<Service>>,
-    slices: HashMap<Key, Vec<EndpointSlice>>,
-    secrets: HashMap<Key, Vec<Secret>>,
+    services: HashMap<Key, Vec<Arc<Service>>>,
+    slices: HashMap<Key, Vec<Arc<EndpointSlice>>>,
+    secrets: HashMap<Key, Vec<Arc<Secret>>>,
     /// Resolved backends by reference, still valid for unchanged Services and slices.
     pub backends: HashMap<BackendRef, Resolved>,
     /// One `Arc` per backend and non-default policy (see `translate`).
@@ -68,9 +69,9 @@ impl State {
     pub fn changes(
         &mut self,
         options: &Options,
-        services: &[Service],
-        slices: &[EndpointSlice],
-        secrets: &[Secret],
+        services: &[Arc<Service>],
+        slices: &[Arc<EndpointSlice>],
+        secrets: &[Arc<Secret>],
     ) -> Changes {
         if self.options.as_ref() != Some(options) {
             *self = State {
@@ -126,7 +127,7 @@ impl State {
 pub(super) fn reuse(
     parts: &HashMap<Key, Arc<Part>>,
     key: &Key,
-    ingress: &Ingress,
+    ingress: &Arc<Ingress>,
     changes: &Changes,
 ) -> Option<Reuse> {
     let part = parts.get(key)?;
@@ -153,14 +154,14 @@ pub(super) enum Reuse {
 /// does not matter), stores the new copies and returns the keys that changed, appeared or
 /// went away. A key held by two objects at once (no real cluster has one) always counts as
 /// changed: that costs work, never correctness.
-fn diff<'a, T: PartialEq + Clone>(
-    stored: &mut HashMap<Key, Vec<T>>,
-    current: &'a [T],
+fn diff<'a, T: PartialEq>(
+    stored: &mut HashMap<Key, Vec<Arc<T>>>,
+    current: &'a [Arc<T>],
     key: impl Fn(&'a T) -> Option<(&'a str, &'a str)>,
 ) -> HashSet<Key> {
-    let mut groups: HashMap<(&str, &str), Vec<&T>> = HashMap::with_capacity(current.len());
+    let mut groups: HashMap<(&str, &str), Vec<&Arc<T>>> = HashMap::with_capacity(current.len());
     for object in current {
-        if let Some(k) = key(object) {
+        if let Some(k) = key(object.as_ref()) {
             groups.entry(k).or_default().push(object);
         }
     }
@@ -180,7 +181,7 @@ fn diff<'a, T: PartialEq + Clone>(
             }
             Some(previous) if previous.len() == group.len() => {
                 // Several EndpointSlices per Service are normal: equal as multisets.
-                let mut unmatched: Vec<&T> = previous.iter().collect();
+                let mut unmatched: Vec<&Arc<T>> = previous.iter().collect();
                 group.iter().all(
                     |object| match unmatched.iter().position(|p| same(*p, *object)) {
                         Some(i) => {
@@ -208,7 +209,7 @@ pub(super) struct Part {
     /// Unique among all Parts ever made by one `State`: equal revisions, equal contents.
     pub rev: u64,
     /// The Ingress it was derived from.
-    pub ingress: Ingress,
+    pub ingress: Arc<Ingress>,
     /// The Services (with their EndpointSlices) and Secrets it reads.
     pub services: Vec<Key>,
     pub secrets: Vec<Key>,
@@ -301,10 +302,10 @@ pub(super) fn rebind(
 /// Derives one owned Ingress's Part (spec §1.1, §3.4–3.7, §4, §5.5): everything translate
 /// does for an Ingress except what depends on other Ingresses.
 pub(super) fn derive(
-    ingress: &Ingress,
+    ingress: &Arc<Ingress>,
     rev: u64,
     options: &Options,
-    secrets: &[Secret],
+    secrets: &[Arc<Secret>],
     backends: &mut Backends<'_>,
     with_policies: &mut HashMap<(BackendRef, Arc<Policy>), Arc<Backend>>,
 ) -> Part {
@@ -422,7 +423,7 @@ pub(super) fn derive(
 
     Part {
         rev,
-        ingress: ingress.clone(),
+        ingress: Arc::clone(ingress),
         services: services_read(ingress, &namespace),
         secrets: secrets_read(ingress, &namespace),
         object,

@@ -256,7 +256,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
     let mut contributors: BTreeMap<&HostMatch, Vec<(&incremental::Part, &incremental::PartRule)>> =
         BTreeMap::new();
     let mut ssl_redirects = Vec::with_capacity(parts.len());
-    for (ingress, part) in ingresses.iter().zip(&parts) {
+    for part in &parts {
         conditions.extend_from_slice(&part.conditions);
         ssl_redirects.push(SslRedirect {
             ingress: part.object.clone(),
@@ -282,7 +282,12 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
                 .push((part.as_ref(), rule));
         }
         // A rule-less Ingress has no rule hosts, but its listed tls hosts still bind.
-        tls.add(ingress, &part.object, &part.rule_hosts, &mut conditions);
+        tls.add(
+            &part.ingress,
+            &part.object,
+            &part.rule_hosts,
+            &mut conditions,
+        );
     }
     let (tls, certs) = tls.finish(options, &mut conditions);
     cache.certs = certs;
@@ -355,11 +360,11 @@ fn age_key(ingress: &Ingress) -> (Option<&Time>, &str, &str) {
 
 /// The owned Ingresses (spec §2), one per `namespace/name`, oldest first.
 fn owned_in_age_order<'a>(
-    ingresses: &'a [Ingress],
+    ingresses: &'a [Arc<Ingress>],
     classes: &Classes,
     options: &Options,
-) -> Vec<&'a Ingress> {
-    let mut owned: Vec<&Ingress> = ingresses
+) -> Vec<&'a Arc<Ingress>> {
+    let mut owned: Vec<&Arc<Ingress>> = ingresses
         .iter()
         .filter(|i| i.metadata.name.as_deref().is_some_and(|n| !n.is_empty()))
         .filter(|i| classes.owns(i, options))
@@ -367,7 +372,8 @@ fn owned_in_age_order<'a>(
     // A source should never deliver one name twice; if it does, keep one chosen by content so
     // the result does not depend on input order.
     owned.sort_by(|a, b| {
-        let key = |i: &'a Ingress| (i.metadata.namespace.as_deref(), i.metadata.name.as_deref());
+        let key =
+            |i: &'a Arc<Ingress>| (i.metadata.namespace.as_deref(), i.metadata.name.as_deref());
         key(a)
             .cmp(&key(b))
             .then_with(|| backends::canonical(a).cmp(&backends::canonical(b)))

@@ -87,7 +87,7 @@ pub(super) struct TlsBuilder<'a> {
 }
 
 impl<'a> TlsBuilder<'a> {
-    pub fn new(secrets: &'a [Secret], previous: CertMemo) -> Self {
+    pub fn new(secrets: &'a [std::sync::Arc<Secret>], previous: CertMemo) -> Self {
         let mut by_name: HashMap<(&str, &str), &Secret> = HashMap::new();
         for secret in secrets {
             let key = (
@@ -492,9 +492,9 @@ mod tests {
             ..Secret::default()
         };
         // `data` round-trips through YAML as base64, as manifests carry it.
-        let yaml = serde_yaml::to_string(&secret).unwrap();
+        let yaml = serde_saphyr::to_string(&secret).unwrap();
         assert!(yaml.contains("LS0tLS1CRUdJTi"), "base64 in YAML: {yaml}");
-        secret = serde_yaml::from_str(&yaml).unwrap();
+        secret = serde_saphyr::from_str(&yaml).unwrap();
         let invalid = parse_secret(&secret, "ns", "s").unwrap_err();
         assert_eq!(invalid.0, Reason::TlsSecretInvalid);
         secret.string_data = Some([("tls.key".to_string(), key.serialize_pem())].into());

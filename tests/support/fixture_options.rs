@@ -9,7 +9,7 @@ use serde::Deserialize;
 /// Reads a case's `options.yaml`; defaults when it has none.
 pub fn read(dir: &std::path::Path) -> (Options, Option<SystemTime>) {
     match std::fs::read_to_string(dir.join("options.yaml")) {
-        Ok(text) => serde_yaml::from_str::<OptionsFile>(&text)
+        Ok(text) => serde_saphyr::from_str::<OptionsFile>(&text)
             .expect("options.yaml parses")
             .apply(),
         Err(_) => (Options::default(), None),
