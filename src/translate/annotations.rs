@@ -24,6 +24,13 @@ pub const BACKEND_PROTOCOL: &str = "backend-protocol";
 pub const PROXY_SSL_SECRET: &str = "proxy-ssl-secret";
 pub const PROXY_SSL_VERIFY: &str = "proxy-ssl-verify";
 
+/// Whether annotation `key` names a Secret that [`policy`] reads.
+pub(super) fn reads_secret(key: &str) -> bool {
+    key.strip_prefix(PORTICO)
+        .or_else(|| key.strip_prefix(NGINX))
+        .is_some_and(|name| name == PROXY_SSL_SECRET)
+}
+
 /// Most attempts an annotation may ask for.
 const MAX_TRIES: u32 = 10;
 
