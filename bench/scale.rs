@@ -572,28 +572,33 @@ async fn one_size(a: &ScaleArgs, dir: &Path, n: usize, port: u16) -> Result<Valu
     drop((reloaded, cache, first));
     let options = portico::translate::Options::default();
     let mut translate_ms = Vec::new();
+    // One cache throughout, as the controller keeps one.
+    let mut cache = portico::translate::Cache::default();
     for _ in 0..5 {
         let t = Instant::now();
-        let translation = portico::translate::translate(&loaded.snapshot, &options);
+        let translation = portico::translate::translate(&loaded.snapshot, &options, &mut cache);
         translate_ms.push(t.elapsed().as_secs_f64() * 1e3);
         assert_eq!(translation.table.route_count(), 3 * n + 2);
     }
     // Publish: the first apply, then an apply of a one-Ingress change (translate, compare, swap).
-    let shared = portico::publish::shared();
+    let mut publisher = portico::publish::Publisher::new(Default::default());
+    let shared = publisher.shared().clone();
+    let full = std::sync::Arc::new(loaded.snapshot.clone());
     let t = Instant::now();
-    portico::publish::apply(&shared, &loaded.snapshot, &options);
+    publisher.publish(full.clone(), &options);
     let first_publish_ms = t.elapsed().as_secs_f64() * 1e3;
     let mut changed = loaded.snapshot.clone();
     changed.ingresses.pop();
+    let changed = std::sync::Arc::new(changed);
     let mut publish_ms = Vec::new();
     for round in 0..5 {
         let snapshot = if round % 2 == 0 {
-            &changed
+            changed.clone()
         } else {
-            &loaded.snapshot
+            full.clone()
         };
         let t = Instant::now();
-        portico::publish::apply(&shared, snapshot, &options);
+        publisher.publish(snapshot, &options);
         publish_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let published = shared.load();

@@ -32,7 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     argv.extend(std::env::args().skip(1));
     let config = Args::parse_from(argv).validate()?;
-    portico::app::init_tracing(config.log_format, &config.log_level);
+    let log_level = portico::app::init_tracing(config.log_format, &config.log_level);
 
     for (name, addr) in backends(&dir) {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
@@ -59,7 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         dir.display(),
         dir = dir.display(),
     );
-    portico::app::run(config, async {
+    portico::app::run(config, log_level, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;

@@ -25,13 +25,9 @@ pub enum Format {
 /// Lines waiting for the writer before new ones are dropped.
 pub const CAPACITY: usize = 8192;
 
-/// The TLS side of a request, filled in by an HTTPS listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsInfo {
-    /// `TLSv1.3`, `TLSv1.2`.
-    pub version: &'static str,
-    pub sni: Option<String>,
-}
+/// The TLS side of a request, filled in by an HTTPS listener. Defined in `tls` (which must not
+/// depend on the access log); re-exported here where entries use it.
+pub use crate::tls::TlsInfo;
 
 /// One finished request. Cheap to build: the strings are either already owned by the request
 /// or shared (`Arc`, `Bytes`).

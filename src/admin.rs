@@ -30,6 +30,18 @@ pub struct Admin {
     pub draining: Arc<std::sync::atomic::AtomicBool>,
     /// The proxy's path checks, so `/debug/explain` refuses what the proxy refuses.
     pub path_rules: crate::routing::normalize::PathRules,
+    /// The process's reloadable log filter (`app::init_tracing` makes it); `None`: `/log-level`
+    /// answers 404.
+    pub log_level: Option<Arc<dyn LogFilter>>,
+}
+
+/// A log filter `/log-level` can read and replace. A handle passed in by whoever installed
+/// the subscriber, so the admin listener depends on no global and not on `app`.
+pub trait LogFilter: std::fmt::Debug + Send + Sync {
+    /// The filter in force, as it was given.
+    fn current(&self) -> String;
+    /// Replaces the filter; an invalid one is refused and changes nothing.
+    fn set(&self, filter: &str) -> Result<(), String>;
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -72,11 +84,7 @@ pub fn respond(admin: &Admin, method: &Method, uri: &Uri, body: &[u8]) -> Respon
                 )
             }
         }
-        ("/metrics", true) => reply(
-            StatusCode::OK,
-            OPENMETRICS,
-            admin.metrics.encode(&admin.shared.load()),
-        ),
+        ("/metrics", true) => reply(StatusCode::OK, OPENMETRICS, admin.metrics.encode()),
         ("/debug/routes", true) => {
             let published = admin.shared.load();
             let view = RoutesView {
@@ -118,7 +126,7 @@ pub fn respond(admin: &Admin, method: &Method, uri: &Uri, body: &[u8]) -> Respon
                 reply(StatusCode::OK, TEXT, explanation.to_string())
             }
         }
-        ("/log-level", true) => match crate::app::log_level() {
+        ("/log-level", true) => match &admin.log_level {
             Some(level) => reply(StatusCode::OK, TEXT, format!("{}\n", level.current())),
             None => text(
                 StatusCode::NOT_FOUND,
@@ -126,7 +134,7 @@ pub fn respond(admin: &Admin, method: &Method, uri: &Uri, body: &[u8]) -> Respon
             ),
         },
         ("/log-level", false) if method == Method::PUT => {
-            let Some(level) = crate::app::log_level() else {
+            let Some(level) = &admin.log_level else {
                 return text(
                     StatusCode::NOT_FOUND,
                     "this process has no reloadable log filter\n",
@@ -284,16 +292,52 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::publish::Publisher;
     use crate::source::Snapshot;
     use crate::translate::Options;
 
-    fn admin() -> Admin {
+    fn admin(publisher: &Publisher) -> Admin {
         Admin {
-            shared: crate::publish::shared(),
+            shared: publisher.shared().clone(),
             metrics: Arc::default(),
             draining: Arc::default(),
             path_rules: Default::default(),
+            log_level: None,
         }
+    }
+
+    #[derive(Debug, Default)]
+    struct FakeFilter(std::sync::Mutex<String>);
+
+    impl LogFilter for FakeFilter {
+        fn current(&self) -> String {
+            self.0.lock().unwrap().clone()
+        }
+        fn set(&self, filter: &str) -> Result<(), String> {
+            if filter.contains('!') {
+                return Err("bad filter".into());
+            }
+            *self.0.lock().unwrap() = filter.to_string();
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn log_level_reads_and_sets_the_handle_it_was_given() {
+        let publisher = Publisher::new(Arc::default());
+        let without = admin(&publisher);
+        assert_eq!(get(&without, "/log-level").status(), StatusCode::NOT_FOUND);
+        let filter = Arc::new(FakeFilter::default());
+        let admin = Admin {
+            log_level: Some(filter.clone()),
+            ..admin(&publisher)
+        };
+        let put = |body: &[u8]| respond(&admin, &Method::PUT, &"/log-level".parse().unwrap(), body);
+        assert_eq!(put(b"debug").status(), StatusCode::OK);
+        assert_eq!(filter.current(), "debug");
+        assert_eq!(put(b"x!").status(), StatusCode::BAD_REQUEST);
+        assert_eq!(filter.current(), "debug");
+        assert_eq!(get(&admin, "/log-level").status(), StatusCode::OK);
     }
 
     fn get(admin: &Admin, path: &str) -> Response<Full<Bytes>> {
@@ -302,13 +346,14 @@ mod tests {
 
     #[test]
     fn readyz_waits_for_the_first_publish() {
-        let admin = admin();
+        let mut publisher = Publisher::new(Arc::default());
+        let admin = admin(&publisher);
         assert_eq!(get(&admin, "/healthz").status(), StatusCode::OK);
         assert_eq!(
             get(&admin, "/readyz").status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
-        crate::publish::apply(&admin.shared, &Snapshot::default(), &Options::default());
+        publisher.publish(Snapshot::default(), &Options::default());
         assert_eq!(get(&admin, "/readyz").status(), StatusCode::OK);
         admin
             .draining
@@ -321,7 +366,7 @@ mod tests {
 
     #[test]
     fn unknown_paths_and_methods_are_refused() {
-        let admin = admin();
+        let admin = admin(&Publisher::new(Arc::default()));
         assert_eq!(get(&admin, "/nope").status(), StatusCode::NOT_FOUND);
         assert_eq!(
             respond(&admin, &Method::POST, &"/healthz".parse().unwrap(), b"").status(),

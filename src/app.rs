@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -13,7 +13,7 @@ use crate::access_log::AccessLog;
 use crate::config::{Config, LogFormat, SourceConfig};
 use crate::metrics::Metrics;
 use crate::proxy::{self, Observe, ProxyOptions, Scheme};
-use crate::publish::{self, Shared};
+use crate::publish::Publisher;
 use crate::source::{files, Snapshot};
 use crate::tls;
 use crate::translate::Options;
@@ -35,9 +35,10 @@ pub enum AppError {
 }
 
 /// Installs the global tracing subscriber. `level` is a tracing filter (`info`,
-/// `portico=debug`); an invalid one falls back to `info` with a warning. The filter can be
-/// replaced later through [`log_level`] (`PUT /log-level`).
-pub fn init_tracing(format: LogFormat, level: &str) {
+/// `portico=debug`); an invalid one falls back to `info` with a warning. Returns the handle
+/// that changes the filter later (pass it to [`run`] for `PUT /log-level`); `None` when a
+/// subscriber was already installed (tests, the quickstart run twice).
+pub fn init_tracing(format: LogFormat, level: &str) -> Option<Arc<LogLevel>> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
 
@@ -66,15 +67,15 @@ pub fn init_tracing(format: LogFormat, level: &str) {
         LogFormat::Json => registry.with(layer.json().flatten_event(true)).try_init(),
     };
     if result.is_err() {
-        return; // already installed (tests, the quickstart)
+        return None; // already installed (tests, the quickstart)
     }
-    let _ = LOG_LEVEL.set(LogLevel {
-        handle,
-        current: Mutex::new(current),
-    });
     if let Some(e) = bad {
         tracing::warn!(error = %e, "invalid --log-level {level:?}; using info");
     }
+    Some(Arc::new(LogLevel {
+        handle,
+        current: Mutex::new(current),
+    }))
 }
 
 /// Whether log lines carry terminal colour codes: only when they go to a terminal, and not
@@ -84,21 +85,31 @@ fn colour_logs(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
     terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
-static LOG_LEVEL: OnceLock<LogLevel> = OnceLock::new();
-
-/// The log filter of the subscriber installed by [`init_tracing`], if this process installed
-/// one.
-pub fn log_level() -> Option<&'static LogLevel> {
-    LOG_LEVEL.get()
-}
-
-/// Changes the log filter at run time.
+/// Changes the log filter of the subscriber [`init_tracing`] installed, at run time.
 pub struct LogLevel {
     handle: tracing_subscriber::reload::Handle<
         tracing_subscriber::EnvFilter,
         tracing_subscriber::Registry,
     >,
     current: Mutex<String>,
+}
+
+impl std::fmt::Debug for LogLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogLevel")
+            .field("current", &self.current())
+            .finish_non_exhaustive()
+    }
+}
+
+impl crate::admin::LogFilter for LogLevel {
+    fn current(&self) -> String {
+        LogLevel::current(self)
+    }
+
+    fn set(&self, filter: &str) -> Result<(), String> {
+        LogLevel::set(self, filter)
+    }
 }
 
 impl LogLevel {
@@ -129,17 +140,23 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppEr
         .map_err(|source| AppError::Bind { what, addr, source })
 }
 
-/// Runs Portico until `shutdown` resolves, then drains and returns.
+/// Runs Portico until `shutdown` resolves, then drains and returns. `log_level` is the handle
+/// from [`init_tracing`], served on `/log-level` (`None`: that endpoint answers 404).
 pub async fn run(
     config: Config,
+    log_level: Option<Arc<LogLevel>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
     let http = bind("http", config.http_addr).await?;
     let https = bind("https", config.https_addr).await?;
     let admin = bind("admin", config.admin_addr).await?;
-    let shared = publish::shared();
     let options = Arc::new(config.translate.clone());
     let metrics = Arc::new(Metrics::new());
+    // The one owner of the published configuration; everything else reads `shared` or
+    // subscribes.
+    let publisher = Publisher::new(metrics.clone());
+    let shared = publisher.shared().clone();
+    let published = publisher.subscribe();
     let access_log = config.access_log.map(|format| {
         let (log, _thread) = AccessLog::start(
             format,
@@ -164,6 +181,7 @@ pub async fn run(
         metrics: metrics.clone(),
         draining: draining.clone(),
         path_rules: config.path_rules,
+        log_level: log_level.map(|l| l as Arc<dyn crate::admin::LogFilter>),
     });
     // The admin port outlives the proxy's drain, so /readyz keeps saying "shutting down".
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
@@ -174,7 +192,7 @@ pub async fn run(
 
     let status = match config.source.clone() {
         SourceConfig::Manifests(dir) => {
-            start_manifests(&dir, config.manifest_limits, &shared, options, &metrics).await;
+            start_manifests(&dir, config.manifest_limits, publisher, options, &metrics).await;
             tracing::info!(
                 http.addr = %config.http_addr,
                 https.addr = %config.https_addr,
@@ -198,11 +216,9 @@ pub async fn run(
             // Nothing is published (and /readyz stays unready) until the source's first
             // snapshot, which it sends only once every watcher has listed.
             let mut first = snapshots_rx.clone();
-            let publish_shared = shared.clone();
-            let publish_metrics = metrics.clone();
             tokio::spawn(async move {
                 if first.changed().await.is_ok() {
-                    publish::run(publish_shared, first, options, publish_metrics).await;
+                    publisher.run(first, options).await;
                 }
             });
             tracing::info!(
@@ -215,7 +231,7 @@ pub async fn run(
             Some(tokio::spawn(crate::status::run(
                 client,
                 config.status.clone(),
-                shared.clone(),
+                published,
                 snapshots_rx,
                 stopped(),
             )))
@@ -296,7 +312,7 @@ pub async fn run(
 async fn start_manifests(
     dir: &std::path::Path,
     limits: files::Limits,
-    shared: &Shared,
+    mut publisher: Publisher,
     options: Arc<Options>,
     metrics: &Arc<Metrics>,
 ) {
@@ -310,7 +326,7 @@ async fn start_manifests(
     files::log_problems(&loaded);
     files::record_load(metrics, &loaded, true);
     let initial = Arc::new(loaded.snapshot);
-    publish::apply_counted(shared, &initial, &options, metrics);
+    publisher.publish(initial.clone(), &options);
     let (snapshots_tx, snapshots_rx) = watch::channel(initial.clone());
     tokio::spawn(files::watch(
         dir.to_path_buf(),
@@ -319,12 +335,7 @@ async fn start_manifests(
         snapshots_tx,
         metrics.clone(),
     ));
-    tokio::spawn(publish::run(
-        shared.clone(),
-        snapshots_rx,
-        options,
-        metrics.clone(),
-    ));
+    tokio::spawn(publisher.run(snapshots_rx, options));
 }
 
 #[cfg(test)]

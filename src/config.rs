@@ -423,6 +423,7 @@ pub struct ExplainArgs {
     pub translate: TranslateArgs,
     #[command(flatten)]
     pub manifest_limits: ManifestLimitArgs,
+    #[command(flatten)]
     pub request: RequestArgs,
 }
 

@@ -21,8 +21,8 @@ fn main() -> anyhow::Result<ExitCode> {
 #[tokio::main]
 async fn run_controller(args: Args) -> anyhow::Result<ExitCode> {
     let config = args.validate()?;
-    portico::app::init_tracing(config.log_format, &config.log_level);
-    portico::app::run(config, shutdown_signal())
+    let log_level = portico::app::init_tracing(config.log_format, &config.log_level);
+    portico::app::run(config, log_level, shutdown_signal())
         .await
         .context("portico failed")?;
     Ok(ExitCode::SUCCESS)
@@ -44,7 +44,11 @@ fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let loaded = portico::check::load_input(&input, &args.manifest_limits.limits());
-    let translation = portico::translate::translate(&loaded.snapshot, &options);
+    let translation = portico::translate::translate(
+        &loaded.snapshot,
+        &options,
+        &mut portico::translate::Cache::default(),
+    );
     let report = portico::check::report(&loaded, &translation);
     print!("{}", report.text);
     Ok(ExitCode::from(
@@ -59,7 +63,11 @@ fn run_explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     for e in &loaded.errors {
         eprintln!("portico explain: manifest skipped: {e}");
     }
-    let mut translation = portico::translate::translate(&loaded.snapshot, &options);
+    let mut translation = portico::translate::translate(
+        &loaded.snapshot,
+        &options,
+        &mut portico::translate::Cache::default(),
+    );
     // As the controller would judge it now (expired certificates are noted).
     portico::translate::certificate_validity(&mut translation, std::time::SystemTime::now());
     let explanation = portico::explain::explain_with(

@@ -1,6 +1,11 @@
 //! Metrics: the Prometheus families that the proxy, publish and the sources feed, encoded as
 //! OpenMetrics text on the admin port's `/metrics`.
 //!
+//! The configuration gauges are pushed by `publish` on every new version
+//! ([`Metrics::configuration`]), which also drops the series of routes that version no longer
+//! has; a scrape only reads (and the clock, for sync ages). This module knows the routing
+//! table and the certificate store but not `publish` or `translate`, which sit above it.
+//!
 //! One [`Metrics`] per process (`app::run` makes it and hands it to each part); tests make their
 //! own. The per-request path never formats a label set nor takes the families' lock after the
 //! first request of a route: [`Metrics::route`] interns one [`RouteSeries`] per
@@ -25,8 +30,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::publish::Published;
 use crate::routing::{Backend, BackendRef, Decision, RouteTable, Target};
+use crate::tls::TlsTable;
 
 /// Request (and upstream) latency buckets, seconds: 1 ms … ~33 s.
 fn latency_histogram() -> Histogram {
@@ -608,29 +613,31 @@ impl Metrics {
         self.access_log_dropped.clone()
     }
 
-    /// OpenMetrics text for `/metrics`. The configuration gauges are read from `published`
-    /// and the sync ages from the clock at scrape time.
-    pub fn encode(&self, published: &Published) -> String {
-        let table = &published.translation.table;
-        self.version
-            .set(i64::try_from(published.version).unwrap_or(i64::MAX));
+    /// A configuration was published: set the configuration gauges from it, and drop the series
+    /// of (namespace, ingress, service) label sets its table no longer has, so deleted
+    /// Ingresses do not stay in `/metrics` for ever. Counts of such a series made since the
+    /// last scrape are lost, as is a request still in flight on it (it counts into a detached
+    /// counter). `conditions` is the number of conditions by reason name.
+    pub fn configuration(
+        &self,
+        version: u64,
+        table: &RouteTable,
+        tls: &TlsTable,
+        conditions: HashMap<String, i64>,
+    ) {
+        self.version.set(i64::try_from(version).unwrap_or(i64::MAX));
         self.vhosts.set(to_i64(table.vhosts().len()));
         self.routes.set(to_i64(table.route_count()));
         self.endpoints.set(to_i64(endpoint_count(table)));
-        let mut by_reason: HashMap<String, i64> = HashMap::new();
-        for c in &published.translation.conditions {
-            *by_reason.entry(format!("{:?}", c.reason)).or_default() += 1;
-        }
         // Reasons that went away read 0 rather than keeping their last count.
         self.conditions.clear();
-        for (reason, n) in by_reason {
+        for (reason, n) in conditions {
             self.conditions
                 .get_or_create(&ReasonLabels { reason })
                 .set(n);
         }
-        // Certificates come and go with the configuration: rebuilt from it on every scrape.
+        // Certificates come and go with the configuration.
         self.certificate_not_after.clear();
-        let tls = &published.translation.tls;
         for binding in tls.bindings() {
             if let Some(c) = &binding.certificate {
                 self.certificate_not_after
@@ -649,6 +656,12 @@ impl Metrics {
                 })
                 .set(c.info.not_after);
         }
+        self.prune(table);
+    }
+
+    /// OpenMetrics text for `/metrics`. Reads only: the sync ages from the clock at scrape
+    /// time, everything else as pushed.
+    pub fn encode(&self) -> String {
         {
             let last = self
                 .last_sync
@@ -665,19 +678,14 @@ impl Metrics {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        // After encoding, so the last counts of a deleted Ingress are scraped once.
-        self.prune(published);
         out
     }
 }
 
 impl Metrics {
-    /// Drops the series of (namespace, ingress, service) label sets the published table no
-    /// longer has, so deleted Ingresses do not stay in `/metrics` forever (they are printed by
-    /// one more scrape first). A request still in
-    /// flight on such a series counts into a detached counter, which is lost.
-    fn prune(&self, published: &Published) {
-        let live = live_labels(&published.translation.table);
+    /// Drops the series of (namespace, ingress, service) label sets `table` does not have.
+    fn prune(&self, table: &RouteTable) {
+        let live = live_labels(table);
         let current = self.series.load_full();
         let stale: Vec<Arc<RouteSeries>> = current
             .values()
@@ -833,7 +841,7 @@ mod tests {
         let b = m.route("ns", "ing", "svc");
         assert!(Arc::ptr_eq(&a, &b));
         a.request(0, 200, Duration::from_millis(3), 5, 7);
-        let text = m.encode(&crate::publish::shared().load());
+        let text = m.encode();
         assert!(text.contains(
             "portico_requests_total{namespace=\"ns\",ingress=\"ing\",service=\"svc\",method=\"GET\",status_class=\"2xx\"} 1"
         ), "{text}");
@@ -846,35 +854,53 @@ mod tests {
     }
 
     #[test]
-    fn series_of_deleted_ingresses_are_pruned() {
-        use crate::source::files::{parse_documents, Loaded};
+    fn series_of_deleted_ingresses_are_pruned_when_a_version_is_published() {
+        use crate::routing::{BackendRef, Origin, PathType, PortRef, Route, VirtualHost};
         let m = Metrics::new();
-        let shared = crate::publish::shared();
-        let mut loaded = Loaded::default();
-        parse_documents(
-            "t.yaml",
-            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: keep}\nspec:\n  rules:\n  - http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: svc, port: {number: 80}}}}\n",
-            &mut loaded,
-        );
-        let options = crate::translate::Options {
-            watch_without_class: true,
-            ..Default::default()
+        let backend = Arc::new(Backend::new(
+            BackendRef::Service {
+                namespace: "default".into(),
+                name: "svc".into(),
+                port: PortRef::Number(80),
+            },
+            Target::Endpoints(vec!["127.0.0.1:80".parse().unwrap()]),
+        ));
+        let route = Route {
+            path: "/".into(),
+            path_type: PathType::Prefix,
+            backend,
+            origin: Origin {
+                namespace: "default".into(),
+                name: "keep".into(),
+                rule: 0,
+                path: 0,
+            },
+            ssl_redirect: false,
         };
-        crate::publish::apply(&shared, &loaded.snapshot, &options);
+        let table = RouteTable::new(
+            vec![VirtualHost::new(
+                crate::routing::HostMatch::Any,
+                vec![route],
+                None,
+            )],
+            None,
+        );
         m.route("default", "keep", "svc")
             .request(0, 200, Duration::ZERO, 0, 0);
         m.route("default", "gone", "svc")
             .request(0, 200, Duration::ZERO, 0, 0);
         m.unrouted().request(0, 404, Duration::ZERO, 0, 0);
-        let text = m.encode(&shared.load());
-        assert!(
-            text.contains("ingress=\"gone\""),
-            "printed once more: {text}"
-        );
-        let text = m.encode(&shared.load());
+        // A scrape does not prune: it only reads.
+        let text = m.encode();
+        assert!(text.contains("ingress=\"gone\""), "{text}");
+        let text = m.encode();
+        assert!(text.contains("ingress=\"gone\""), "{text}");
+        m.configuration(2, &table, &TlsTable::default(), HashMap::new());
+        let text = m.encode();
         assert!(text.contains("ingress=\"keep\""), "{text}");
         assert!(!text.contains("ingress=\"gone\""), "{text}");
         assert!(text.contains("status_class=\"4xx\""), "{text}");
+        assert!(text.contains("portico_config_version 2"), "{text}");
         let again = m.route("default", "gone", "svc");
         assert!(
             again.requests[0][1].get().is_none(),

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use portico::explain::explain;
 use portico::routing::normalize;
 use portico::source::files::{parse_documents, Loaded};
-use portico::translate::{translate, Options};
+use portico::translate::{translate, Cache, Options};
 use serde::Deserialize;
 
 #[path = "support/fixture_options.rs"]
@@ -61,7 +61,7 @@ fn explain_and_check_match_their_golden_files() {
         let input = std::fs::read_to_string(dir.join("input.yaml")).expect("input");
         parse_documents("input.yaml", &input, &mut loaded);
         let (options, now) = fixture_options::read(&dir);
-        let mut translation = translate(&loaded.snapshot, &options);
+        let mut translation = translate(&loaded.snapshot, &options, &mut Cache::default());
         if let Some(now) = now {
             portico::translate::certificate_validity(&mut translation, now);
         }
@@ -116,11 +116,12 @@ fn explain_names_the_certificate_the_resolver_serves() {
         let input = std::fs::read_to_string(dir.join("input.yaml")).expect("input");
         parse_documents("input.yaml", &input, &mut loaded);
         let (options, _) = fixture_options::read(&dir);
-        let translation = translate(&loaded.snapshot, &options);
+        let translation = translate(&loaded.snapshot, &options, &mut Cache::default());
         let shared = portico::publish::shared();
         shared.store(std::sync::Arc::new(portico::publish::Published {
             version: 1,
-            translation: translation.clone(),
+            translation: std::sync::Arc::new(translation.clone()),
+            snapshot: Default::default(),
         }));
         let generated = portico::tls::generated_default().expect("generate");
         let resolver = portico::tls::Resolver::new(shared, generated.clone());
@@ -162,7 +163,10 @@ fn check_severity_decides_the_exit_code() {
             watch_without_class: true,
             ..Options::default()
         };
-        portico::check::report(&loaded, &translate(&loaded.snapshot, &options))
+        portico::check::report(
+            &loaded,
+            &translate(&loaded.snapshot, &options, &mut Cache::default()),
+        )
     };
     let service =
         "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}\n";

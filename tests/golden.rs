@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use portico::routing::{normalize, Decision, Route, Target};
 use portico::source::files::{parse_documents, Loaded};
 use portico::tls::TlsTable;
-use portico::translate::{certificate_validity, translate, Condition, ObjectRef, Options};
+use portico::translate::{certificate_validity, translate, Cache, Condition, ObjectRef, Options};
 use serde::{Deserialize, Serialize};
 
 #[path = "support/fixture_options.rs"]
@@ -98,7 +98,7 @@ fn load(dir: &Path) -> (Loaded, Options, Option<SystemTime>) {
 
 fn render(dir: &Path) -> String {
     let (loaded, options, now) = load(dir);
-    let mut translation = translate(&loaded.snapshot, &options);
+    let mut translation = translate(&loaded.snapshot, &options, &mut Cache::default());
     if let Some(now) = now {
         certificate_validity(&mut translation, now);
     }
@@ -234,8 +234,8 @@ fn golden_inputs_are_order_independent() {
         reversed.endpoint_slices.reverse();
         reversed.secrets.reverse();
         assert_eq!(
-            translate(&loaded.snapshot, &options),
-            translate(&reversed, &options),
+            translate(&loaded.snapshot, &options, &mut Cache::default()),
+            translate(&reversed, &options, &mut Cache::default()),
             "case {}",
             dir.display()
         );
@@ -249,7 +249,7 @@ fn identical_backend_references_share_one_arc() {
     let mut shared = 0;
     for dir in cases() {
         let (loaded, options, _) = load(&dir);
-        let translation = translate(&loaded.snapshot, &options);
+        let translation = translate(&loaded.snapshot, &options, &mut Cache::default());
         let table = &translation.table;
         let backends: Vec<_> = table
             .vhosts()

@@ -150,8 +150,8 @@ async fn observed_proxy(options: ProxyOptions) -> (Proxy, Arc<Metrics>, Arc<Bala
 }
 
 /// `portico_client_request_errors_total{reason}` (0 when absent).
-fn client_errors(metrics: &Metrics, proxy: &Proxy, reason: &str) -> u64 {
-    let text = metrics.encode(&proxy.shared.load());
+fn client_errors(metrics: &Metrics, reason: &str) -> u64 {
+    let text = metrics.encode();
     let want = format!("portico_client_request_errors_total{{reason=\"{reason}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&want))
@@ -187,16 +187,16 @@ async fn client_body_failures_never_eject_an_endpoint() {
         assert!(!answer.contains(" 502 "), "{answer}");
     }
     assert!(!balancer.is_ejected(a) && !balancer.is_ejected(b));
-    assert_eq!(client_errors(&metrics, &proxy, "malformed_body"), 3);
+    assert_eq!(client_errors(&metrics, "malformed_body"), 3);
     // The cut uploads are counted once each (answered or dropped, never both).
     for _ in 0..100 {
-        if client_errors(&metrics, &proxy, "aborted") >= 3 {
+        if client_errors(&metrics, "aborted") >= 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(client_errors(&metrics, &proxy, "aborted"), 3);
-    let text = metrics.encode(&proxy.shared.load());
+    assert_eq!(client_errors(&metrics, "aborted"), 3);
+    let text = metrics.encode();
     assert!(
         text.contains("portico_upstream_ejections_total 0"),
         "{text}"
@@ -230,7 +230,7 @@ async fn a_stalled_upload_is_408_and_not_the_endpoints_fault() {
     let response = conn.response().await;
     assert_eq!(response.status, 408);
     assert!(!balancer.is_ejected(echo));
-    assert_eq!(client_errors(&metrics, &proxy, "body_timeout"), 1);
+    assert_eq!(client_errors(&metrics, "body_timeout"), 1);
 }
 
 // Item 2: a client that leaves before its answer is logged and counted as 499 (it used not
@@ -248,13 +248,13 @@ async fn a_client_leaving_before_its_answer_is_499() {
         .unwrap();
     drop(conn);
     for _ in 0..250 {
-        if client_errors(&metrics, &proxy, "aborted") == 1 {
+        if client_errors(&metrics, "aborted") == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(client_errors(&metrics, &proxy, "aborted"), 1);
-    let text = metrics.encode(&proxy.shared.load());
+    assert_eq!(client_errors(&metrics, "aborted"), 1);
+    let text = metrics.encode();
     assert!(
         text.contains("status_class=\"4xx\"} 1"),
         "499 not counted as a client error: {text}"
@@ -313,8 +313,8 @@ async fn request_transfer_codings_other_than_chunked_are_refused() {
 }
 
 /// `portico_client_connections{protocol}` now.
-fn open_connections(metrics: &Metrics, proxy: &Proxy, protocol: &str) -> u64 {
-    let text = metrics.encode(&proxy.shared.load());
+fn open_connections(metrics: &Metrics, protocol: &str) -> u64 {
+    let text = metrics.encode();
     let want = format!("portico_client_connections{{protocol=\"{protocol}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&want))
@@ -323,14 +323,14 @@ fn open_connections(metrics: &Metrics, proxy: &Proxy, protocol: &str) -> u64 {
 
 /// Waits (bounded, on whatever clock the test runs) until the proxy has no open client
 /// connection; false if one is still open at the end.
-async fn all_closed(metrics: &Metrics, proxy: &Proxy, steps: u32) -> bool {
+async fn all_closed(metrics: &Metrics, steps: u32) -> bool {
     for _ in 0..steps {
-        if open_connections(metrics, proxy, "http") == 0 {
+        if open_connections(metrics, "http") == 0 {
             return true;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    open_connections(metrics, proxy, "http") == 0
+    open_connections(metrics, "http") == 0
 }
 
 /// Reads until the peer closes; true if it did within `limit` (on the test's clock).
@@ -498,7 +498,7 @@ async fn an_http2_client_ignoring_the_idle_goaway_is_closed() {
     frozen.store(true, std::sync::atomic::Ordering::SeqCst);
     // 5 s idle, then GOAWAY + PING never answered, then the 20 s grace (paused clock).
     assert!(
-        all_closed(&metrics, &proxy, 120).await,
+        all_closed(&metrics, 120).await,
         "connection open after ignoring the GOAWAY"
     );
     drop(client);
@@ -527,7 +527,7 @@ async fn an_http2_client_not_answering_ping_is_closed() {
     frozen.store(true, std::sync::atomic::Ordering::SeqCst);
     // 30 s to the PING, 20 s for its PONG (paused clock).
     assert!(
-        all_closed(&metrics, &proxy, 120).await,
+        all_closed(&metrics, 120).await,
         "connection open with its client gone"
     );
     drop(gated.release);
@@ -572,5 +572,5 @@ async fn an_http2_header_block_dribbled_is_cut_off() {
     }
     assert!(sent < 40, "the whole dribbled header block was accepted");
     tokio::time::timeout(BOUND, closed).await.unwrap().unwrap();
-    assert!(all_closed(&metrics, &proxy, 5).await);
+    assert!(all_closed(&metrics, 5).await);
 }

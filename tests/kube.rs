@@ -126,7 +126,7 @@ impl Portico {
             .expect("arguments are valid");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            portico::app::run(config, async {
+            portico::app::run(config, None, async {
                 let _ = stopped.await;
             })
             .await
@@ -747,4 +747,205 @@ async fn kube_source_reports_sync_age_and_watch_errors_by_kind() {
     assert!(later >= first + 1.0, "{first} then {later}");
     api.set_failing(false);
     portico.stop().await;
+}
+
+/// Quiet at rest (issue 11 item 6): the Kubernetes source wakes nobody while idle, nor for
+/// watch events translate cannot see (a status write like Portico's own coming back, an
+/// unchanged re-apply, a managedFields-only update, a relist after a compacted watch), yet
+/// status/ still gets the new status quietly, and the next real change is the next snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_only_and_unchanged_watch_events_send_no_snapshot() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+    use portico::source::Snapshot;
+    use std::sync::Arc;
+    /// Long enough for a loopback watch event to arrive many times over; only bounds the test.
+    const WINDOW: Duration = Duration::from_millis(1500);
+    const FIRST: Duration = Duration::from_secs(20);
+
+    let api = FakeApi::start().await;
+    base(&api);
+    let backend: SocketAddr = "127.0.0.1:9".parse().expect("address");
+    api.apply(&service("a"));
+    api.apply(&slice("a", backend));
+    api.apply(&ingress("a", "a.test", "a", "portico"));
+    let kubeconfig = temp_file("kubeconfig");
+    api.write_kubeconfig(&kubeconfig);
+    let client = portico::source::kube::client(Some(&kubeconfig))
+        .await
+        .expect("client");
+    let (tx, mut rx) = tokio::sync::watch::channel(Arc::new(Snapshot::default()));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let metrics = Arc::new(portico::metrics::Metrics::new());
+    let source = tokio::spawn(portico::source::kube::run(
+        client,
+        None,
+        tx,
+        metrics,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    tokio::time::timeout(FIRST, rx.changed())
+        .await
+        .expect("a first snapshot")
+        .expect("source running");
+    assert_eq!(rx.borrow_and_update().ingresses.len(), 1);
+
+    let woken = |rx: &mut tokio::sync::watch::Receiver<Arc<Snapshot>>| {
+        let mut rx = rx.clone();
+        async move { tokio::time::timeout(WINDOW, rx.changed()).await.is_ok() }
+    };
+    assert!(!woken(&mut rx).await, "a snapshot while idle");
+
+    let mut with_status = ingress("a", "a.test", "a", "portico");
+    with_status.status = Some(from_json(
+        json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}),
+    ));
+    api.apply(&with_status);
+    assert!(!woken(&mut rx).await, "a snapshot for a status-only update");
+
+    api.apply(&service("a"));
+    api.apply(&slice("a", backend));
+    api.apply(&class("portico", "portico.dev/ingress-controller"));
+    let mut managed = with_status.clone();
+    managed.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+        manager: Some("kubectl".into()),
+        ..Default::default()
+    }]);
+    api.apply(&managed);
+    assert!(!woken(&mut rx).await, "a snapshot for unchanged objects");
+
+    let lists = |api: &FakeApi| {
+        api.calls()
+            .iter()
+            .filter(|c| c.resource == "ingresses" && c.verb == "list")
+            .count()
+    };
+    let before = lists(&api);
+    api.compact();
+    api.drop_watches();
+    poll("the Ingress watcher relisted", || async {
+        lists(&api) > before
+    })
+    .await;
+    assert!(
+        !woken(&mut rx).await,
+        "a snapshot for a relist that found nothing new"
+    );
+
+    // Status/ still sees the status, in the snapshot replaced without waking anyone.
+    let status = rx.borrow().ingresses[0].status.clone();
+    assert_eq!(status, with_status.status);
+
+    api.apply(&ingress("b", "b.test", "a", "portico"));
+    tokio::time::timeout(FIRST, rx.changed())
+        .await
+        .expect("a snapshot for a new Ingress")
+        .expect("source running");
+    assert_eq!(rx.borrow_and_update().ingresses.len(), 2);
+    let _ = stop.send(());
+    source.await.expect("source stops");
+}
+
+/// The Events recorded so far with `reason` about an object named `name`.
+fn events_for(api: &FakeApi, reason: &str, name: &str) -> Vec<Value> {
+    api.list_raw("events.k8s.io/v1", "events")
+        .into_iter()
+        .filter(|e| e["reason"] == reason && e["regarding"]["name"] == name)
+        .collect()
+}
+
+/// Issue 11 item 6: a start (or restart) writes no status that is already right and records no
+/// `Programmed` Event for an Ingress a previous replica programmed; Events about the
+/// `--default-ssl-certificate` Secret name the Secret (apiVersion v1, its uid), not an Ingress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_writes_no_status_and_records_no_event_for_what_is_already_programmed() {
+    let api = FakeApi::start().await;
+    base(&api);
+    let address = "192.0.2.10";
+    // "done" was programmed by an earlier replica: its status already shows our address.
+    let backend = start_echo("done").await;
+    api.apply(&service("done"));
+    api.apply(&slice("done", backend));
+    let mut done = ingress("done", "done.example", "done", "portico");
+    done.status = Some(from_json(
+        json!({"loadBalancer": {"ingress": [{"ip": address}]}}),
+    ));
+    api.apply(&done);
+    app(&api, "new", "new.example").await;
+    // A TLS Secret that is no certificate, named as the default one.
+    api.apply_raw(
+        "v1",
+        "secrets",
+        "portico",
+        "broken",
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+               "metadata": {"name": "broken", "namespace": "portico"},
+               "data": {"tls.crt": "bm90IGEgY2VydA==", "tls.key": "bm90IGEga2V5"}}),
+    );
+    let args = [
+        "--publish-status-address",
+        address,
+        "--default-ssl-certificate",
+        "portico/broken",
+    ];
+
+    let first = Portico::start(api.addr, &args).await;
+    first.wait_ready().await;
+    first.wait_who("new.example", "new").await;
+    poll("status of new", || async {
+        ingress_addresses(&api, "new") == [address]
+    })
+    .await;
+    poll("Programmed for new", || async {
+        !events_for(&api, "Programmed", "new").is_empty()
+    })
+    .await;
+    poll("Secret event", || async {
+        !events_for(&api, "TlsSecretInvalid", "broken").is_empty()
+    })
+    .await;
+    let secret_event = &events_for(&api, "TlsSecretInvalid", "broken")[0];
+    assert_eq!(
+        secret_event["regarding"]["kind"], "Secret",
+        "{secret_event}"
+    );
+    assert_eq!(
+        secret_event["regarding"]["apiVersion"], "v1",
+        "{secret_event}"
+    );
+    let uid = api.list_raw("v1", "secrets")[0]["metadata"]["uid"].clone();
+    assert_eq!(secret_event["regarding"]["uid"], uid, "{secret_event}");
+    // Everything the first start had to do is done; "new" was written once, "done" never.
+    let writes = |name: &str| api.status_writes_for("apps", name).len();
+    assert_eq!(writes("new"), 1);
+    assert_eq!(writes("done"), 0, "status already right: no patch");
+    assert!(events_for(&api, "Programmed", "done").is_empty());
+    first.stop().await;
+
+    // A restart: same cluster, new process.
+    let second = Portico::start(api.addr, &args).await;
+    second.wait_ready().await;
+    // An Ingress created now is announced and written: once it is, the new process leads and
+    // has handled every version before it (status and Events go version by version).
+    app(&api, "later", "later.example").await;
+    second.wait_who("later.example", "later").await;
+    poll("status of later", || async {
+        ingress_addresses(&api, "later") == [address]
+    })
+    .await;
+    poll("Programmed for later", || async {
+        !events_for(&api, "Programmed", "later").is_empty()
+    })
+    .await;
+    assert_eq!(writes("new"), 1, "not rewritten on restart");
+    assert_eq!(writes("done"), 0, "not written on restart");
+    assert_eq!(
+        events_for(&api, "Programmed", "new").len(),
+        1,
+        "not re-recorded"
+    );
+    assert!(events_for(&api, "Programmed", "done").is_empty());
+    assert_calls_are_in_rbac(&api);
+    second.stop().await;
 }

@@ -91,6 +91,17 @@ async fn table(proxy: &Proxy) {
     );
 }
 
+/// What the publisher does on every version, for tables built by hand and stored directly.
+fn push_configuration(metrics: &Metrics, proxy: &Proxy) {
+    let published = proxy.shared.load();
+    metrics.configuration(
+        published.version,
+        &published.translation.table,
+        &published.translation.tls,
+        Default::default(),
+    );
+}
+
 /// The value of the sample `name` whose labels include all of `labels`.
 fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     let found: Vec<f64> = scrape
@@ -129,9 +140,9 @@ fn parse(text: &str) -> prometheus_parse::Scrape {
 
 /// Waits (bounded) until the metrics show `n` finished requests: the count is taken when the
 /// response body ends, which can be just after the client has read it.
-async fn scrape_after(metrics: &Metrics, proxy: &Proxy, n: f64) -> prometheus_parse::Scrape {
+async fn scrape_after(metrics: &Metrics, n: f64) -> prometheus_parse::Scrape {
     for _ in 0..400 {
-        let scrape = parse(&metrics.encode(&proxy.shared.load()));
+        let scrape = parse(&metrics.encode());
         let total: f64 = scrape
             .samples
             .iter()
@@ -153,6 +164,7 @@ async fn scrape_after(metrics: &Metrics, proxy: &Proxy, n: f64) -> prometheus_pa
 async fn metrics_count_known_traffic_exactly() {
     let (proxy, metrics, _lines) = start(Format::Json).await;
     table(&proxy).await;
+    push_configuration(&metrics, &proxy);
 
     let mut out_bytes = 0;
     for _ in 0..3 {
@@ -174,7 +186,7 @@ async fn metrics_count_known_traffic_exactly() {
     assert_eq!(proxy.get("shop.example", "/gone").await.status, 503);
     assert_eq!(proxy.get("other.example", "/").await.status, 404);
 
-    let s = scrape_after(&metrics, &proxy, 8.0).await;
+    let s = scrape_after(&metrics, 8.0).await;
     let shop = [
         ("namespace", "default"),
         ("ingress", "ing"),
@@ -253,6 +265,14 @@ async fn metrics_count_known_traffic_exactly() {
 #[tokio::test]
 async fn every_family_is_present() {
     let metrics = Metrics::new();
+    // What the publisher pushes; before the requests, since it prunes series of routes the
+    // (here empty) table does not have.
+    metrics.configuration(
+        3,
+        &Default::default(),
+        &Default::default(),
+        [("ServiceNotFound".to_string(), 1)].into(),
+    );
     metrics.source_synced("files");
     metrics.watch_error("files", "read");
     metrics.rebuild(true, Duration::from_millis(2));
@@ -263,25 +283,7 @@ async fn every_family_is_present() {
     series.connect_error();
     series.retry();
     // Families without any series are not printed; a condition gives config_conditions one.
-    let published = portico::publish::Published {
-        version: 3,
-        translation: portico::translate::Translation {
-            table: Default::default(),
-            conditions: vec![portico::translate::Condition {
-                object: portico::translate::ObjectRef {
-                    kind: "Ingress".into(),
-                    namespace: "ns".into(),
-                    name: "ing".into(),
-                },
-                reason: portico::translate::Reason::ServiceNotFound,
-                message: "service ns/svc not found".into(),
-            }],
-            owned: vec![],
-            tls: Default::default(),
-            ssl_redirects: vec![],
-        },
-    };
-    let s = parse(&metrics.encode(&published));
+    let s = parse(&metrics.encode());
     assert_eq!(
         value(
             &s,
@@ -355,7 +357,7 @@ async fn open_connections_are_counted_until_closed() {
     table(&proxy).await;
     let gauge = |m: &Metrics| {
         value(
-            &parse(&m.encode(&proxy.shared.load())),
+            &parse(&m.encode()),
             "portico_client_connections",
             &[("protocol", "http")],
         )
@@ -547,21 +549,17 @@ async fn access_log_has_tls_version_and_sni_for_https_requests_in_both_formats()
 /// Waits (bounded) until `check` holds for a scrape.
 async fn scrape_until(
     metrics: &Metrics,
-    shared: &portico::publish::Shared,
     what: &str,
     check: impl Fn(&prometheus_parse::Scrape) -> bool,
 ) -> prometheus_parse::Scrape {
     for _ in 0..400 {
-        let scrape = parse(&metrics.encode(&shared.load()));
+        let scrape = parse(&metrics.encode());
         if check(&scrape) {
             return scrape;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!(
-        "{what}: never reached; last scrape:\n{}",
-        metrics.encode(&shared.load())
-    );
+    panic!("{what}: never reached; last scrape:\n{}", metrics.encode());
 }
 
 fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -608,7 +606,7 @@ async fn tls_handshakes_and_failures_are_counted_exactly() {
 
     let failures = "portico_tls_handshake_failures_total";
     let handshakes = "portico_tls_handshakes_total";
-    let s = scrape_until(&metrics, &proxy.shared, "three failures", |s| {
+    let s = scrape_until(&metrics, "three failures", |s| {
         sample(s, failures, &[]) >= 3.0 && sample(s, handshakes, &[]) >= 3.0
     })
     .await;
@@ -628,8 +626,8 @@ async fn tls_handshakes_and_failures_are_counted_exactly() {
 #[tokio::test]
 async fn certificate_expiry_is_a_timestamp_per_bound_host() {
     use support::tls;
-    let metrics = Metrics::new();
-    let shared = portico::publish::shared();
+    let metrics = Arc::new(Metrics::new());
+    let mut publisher = portico::publish::Publisher::new(metrics.clone());
     let backend = start_echo("a").await;
     // Expires 2000-01-01T00:00:00Z; served regardless (spec §5.1).
     let old = tls::expired_cert(&["old.example", "www.old.example"]);
@@ -664,8 +662,8 @@ async fn certificate_expiry_is_a_timestamp_per_bound_host() {
         default_ssl_certificate: Some(("ops".to_string(), "default-cert".to_string())),
         ..tls::options()
     };
-    portico::publish::apply(&shared, &tls::snapshot(&docs), &options);
-    let s = parse(&metrics.encode(&shared.load()));
+    publisher.publish(tls::snapshot(&docs), &options);
+    let s = parse(&metrics.encode());
     let name = "portico_tls_certificate_not_after_timestamp_seconds";
     for host in ["old.example", "www.old.example"] {
         assert_eq!(
@@ -683,8 +681,8 @@ async fn certificate_expiry_is_a_timestamp_per_bound_host() {
         "broken.example serves the default: no series of its own"
     );
     // A later configuration without the Ingress drops its series.
-    portico::publish::apply(&shared, &tls::snapshot(&docs[2..]), &options);
-    let s = parse(&metrics.encode(&shared.load()));
+    publisher.publish(tls::snapshot(&docs[2..]), &options);
+    let s = parse(&metrics.encode());
     assert_eq!(s.samples.iter().filter(|x| x.metric == name).count(), 1);
 }
 
@@ -692,7 +690,8 @@ async fn certificate_expiry_is_a_timestamp_per_bound_host() {
 async fn debug_routes_shows_certificate_bindings_and_never_key_material() {
     use http_body_util::BodyExt;
     use support::tls;
-    let shared = portico::publish::shared();
+    let mut publisher = portico::publish::Publisher::new(Arc::default());
+    let shared = publisher.shared().clone();
     let cert = tls::cert(&["shop.example"]);
     let docs = [
         tls::app_yaml(
@@ -706,12 +705,13 @@ async fn debug_routes_shows_certificate_bindings_and_never_key_material() {
         ),
         tls::tls_secret("shop", "shop-tls", &cert),
     ];
-    portico::publish::apply(&shared, &tls::snapshot(&docs), &tls::options());
+    publisher.publish(tls::snapshot(&docs), &tls::options());
     let admin = portico::admin::Admin {
         shared: shared.clone(),
         metrics: Arc::new(Metrics::new()),
         draining: Arc::default(),
         path_rules: Default::default(),
+        log_level: None,
     };
     let uri: http::Uri = "/debug/routes".parse().unwrap();
     let response = portico::admin::respond(&admin, &http::Method::GET, &uri, b"");

@@ -1,13 +1,15 @@
 //! Properties of translate: object order never changes the result, and a longer prefix always
 //! wins (spec §3.6 step 1).
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use portico::routing::{normalize, Route};
 use portico::source::files::{parse_documents, Loaded};
 use portico::source::Snapshot;
-use portico::translate::{translate, Options};
+use portico::translate::{translate, Cache, Options};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -128,15 +130,20 @@ fn ingress_specs() -> impl Strategy<Value = Vec<IngressSpec>> {
     prop::collection::vec(one, 0..8)
 }
 
+/// Objects as a `Snapshot` holds them.
+fn arcs<T>(objects: Vec<T>) -> Vec<Arc<T>> {
+    objects.into_iter().map(Arc::new).collect()
+}
+
 /// A snapshot and the same snapshot with every vector permuted.
 fn snapshot_and_shuffled() -> impl Strategy<Value = (Snapshot, Snapshot)> {
     ingress_specs().prop_flat_map(|specs| {
         let (classes, services, slices) = fixed_objects();
         let snapshot = Snapshot {
-            ingresses: specs.into_iter().map(ingress).collect(),
-            ingress_classes: classes,
-            services,
-            endpoint_slices: slices,
+            ingresses: specs.into_iter().map(|s| Arc::new(ingress(s))).collect(),
+            ingress_classes: arcs(classes),
+            services: arcs(services),
+            endpoint_slices: arcs(slices),
             secrets: Vec::new(),
         };
         let s = snapshot.clone();
@@ -195,7 +202,7 @@ proptest! {
         ipv6 in any::<bool>(),
     ) {
         let options = Options { watch_without_class: watch, ipv6, ..Options::default() };
-        prop_assert_eq!(translate(&snapshot, &options), translate(&shuffled, &options));
+        prop_assert_eq!(translate(&snapshot, &options, &mut Cache::default()), translate(&shuffled, &options, &mut Cache::default()));
     }
 
     /// The same for the golden fixtures, under random permutations.
@@ -222,8 +229,8 @@ proptest! {
             shuffle!(shuffled.endpoint_slices);
             let options = Options::default();
             prop_assert_eq!(
-                translate(snapshot, &options),
-                translate(&shuffled, &options),
+                translate(snapshot, &options, &mut Cache::default()),
+                translate(&shuffled, &options, &mut Cache::default()),
                 "fixture {}", name
             );
         }
@@ -254,8 +261,8 @@ proptest! {
             "spec": {"ingressClassName": "portico",
                      "rules": [{"host": "h.test", "http": {"paths": paths}}]}}));
         let (classes, _, _) = fixed_objects();
-        let snapshot = Snapshot { ingresses: vec![ing], ingress_classes: classes, ..Snapshot::default() };
-        let translation = translate(&snapshot, &Options::default());
+        let snapshot = Snapshot { ingresses: vec![Arc::new(ing)], ingress_classes: arcs(classes), ..Snapshot::default() };
+        let translation = translate(&snapshot, &Options::default(), &mut Cache::default());
         let table = &translation.table;
         let path = normalize::path(&request);
         let all: Vec<&Route> = table.vhosts().iter().flat_map(|v| v.routes.iter()).collect();
@@ -493,24 +500,24 @@ proptest! {
         default_certificate in prop::option::of(prop_oneof![Just("s0"), Just("s9")]),
     ) {
         let (classes, _, _) = fixed_objects();
-        let mut snapshot = Snapshot { ingress_classes: classes, ..Snapshot::default() };
+        let mut snapshot = Snapshot { ingress_classes: arcs(classes), ..Snapshot::default() };
         for i in ingresses {
             // Values the API types themselves cannot hold are dropped, as a source would.
             if let Ok(i) = serde_json::from_value::<Ingress>(i) {
-                snapshot.ingresses.push(i);
+                snapshot.ingresses.push(Arc::new(i));
             }
         }
         for (service, slice) in backends {
             if let Ok(s) = serde_json::from_value::<Service>(service) {
-                snapshot.services.push(s);
+                snapshot.services.push(Arc::new(s));
             }
             if let Ok(s) = serde_json::from_value::<EndpointSlice>(slice) {
-                snapshot.endpoint_slices.push(s);
+                snapshot.endpoint_slices.push(Arc::new(s));
             }
         }
         for s in secrets {
             if let Ok(s) = serde_json::from_value::<k8s_openapi::api::core::v1::Secret>(s) {
-                snapshot.secrets.push(s);
+                snapshot.secrets.push(Arc::new(s));
             }
         }
         let options = Options {
@@ -518,7 +525,7 @@ proptest! {
             default_ssl_certificate: default_certificate.map(|n| ("a".to_string(), n.to_string())),
             ..Options::default()
         };
-        let translation = translate(&snapshot, &options);
+        let translation = translate(&snapshot, &options, &mut Cache::default());
         // Conditions come out sorted and without duplicates.
         prop_assert!(translation.conditions.windows(2).all(|w| w[0] < w[1]));
     }

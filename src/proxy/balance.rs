@@ -1,22 +1,24 @@
 //! Endpoint choice (spec §4.3) and passive health: round-robin or peak-EWMA with
 //! power-of-two-choices, skipping endpoints ejected after connect failures.
 //!
-//! Balancer state lives here, outside the immutable table, in one map keyed by endpoint
-//! address: a table swap builds new `Backend`s but an endpoint that stays keeps its latency
-//! estimate and its ejection. The map is an `ArcSwap` read without locks per request and
-//! copied only when an address is seen for the first time; state of addresses gone from
-//! every table is pruned when the map grows (see `prune`).
+//! Balancer state lives here, outside the immutable table: per-endpoint state keyed by
+//! endpoint address, and each backend's round-robin position keyed by its [`BackendRef`]
+//! (namespace, Service, port). A table swap builds new `Backend`s, but an endpoint that stays
+//! keeps its latency estimate and its ejection, and a backend that stays continues its
+//! rotation where it was. Both maps are `ArcSwap`s read without locks per request and copied
+//! only when a key is seen for the first time; keys gone from every table are pruned when a
+//! map grows (see `prune`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::time::Instant;
 
-use crate::routing::{Backend, Balance, Target};
+use crate::routing::{Backend, BackendRef, Balance, Target};
 
 /// First ejection; doubles per consecutive failure up to [`MAX_EJECTION`].
 pub const BASE_EJECTION: Duration = Duration::from_secs(1);
@@ -146,13 +148,57 @@ impl Drop for Attempt {
     }
 }
 
-/// Per-endpoint state shared by all listeners and all table versions.
+/// One backend's round-robin position (spec §4.3).
+#[derive(Debug)]
+struct Rotation {
+    next: AtomicUsize,
+    /// Last use, for pruning.
+    last_used: AtomicU64,
+}
+
+/// Per-endpoint and per-backend state shared by all listeners and all table versions.
 #[derive(Debug, Default)]
 pub struct Balancer {
     endpoints: ArcSwap<HashMap<SocketAddr, Arc<Endpoint>>>,
+    rotations: ArcSwap<HashMap<BackendRef, Arc<Rotation>>>,
 }
 
 impl Balancer {
+    /// The next round-robin position of the backend named `reference`. Keyed by the name, not
+    /// by the `Backend` value, so the rotation continues across table swaps.
+    fn next_position(&self, reference: &BackendRef, now: Instant) -> usize {
+        let now_nanos = nanos_since_base(now);
+        if let Some(r) = self.rotations.load().get(reference) {
+            r.last_used.store(now_nanos, Ordering::Relaxed);
+            return r.next.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut created = None;
+        self.rotations.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            if map.len() >= PRUNE_AT {
+                let stale = u64::try_from(STALE.as_nanos()).unwrap_or(u64::MAX);
+                map.retain(|_, r| {
+                    now_nanos.saturating_sub(r.last_used.load(Ordering::Relaxed)) < stale
+                });
+            }
+            let r = map
+                .entry(reference.clone())
+                .or_insert_with(|| {
+                    Arc::new(Rotation {
+                        next: AtomicUsize::new(0),
+                        last_used: AtomicU64::new(now_nanos),
+                    })
+                })
+                .clone();
+            created = Some(r);
+            map
+        });
+        created
+            .expect("rcu ran the closure at least once")
+            .next
+            .fetch_add(1, Ordering::Relaxed)
+    }
+
     fn endpoint(&self, addr: SocketAddr, now: Instant) -> Arc<Endpoint> {
         if let Some(e) = self.endpoints.load().get(&addr) {
             e.last_used.store(nanos_since_base(now), Ordering::Relaxed);
@@ -196,7 +242,9 @@ impl Balancer {
                 if n == 0 {
                     return None;
                 }
-                let start = backend.next_position().wrapping_add(offset);
+                let start = self
+                    .next_position(&backend.reference, now)
+                    .wrapping_add(offset);
                 let order = (0..n).map(|i| all[start.wrapping_add(i) % n]);
                 let mut fallback = None;
                 let mut chosen = None;
@@ -334,6 +382,52 @@ mod tests {
             assert_ne!(a.addr, bad_addr, "ejection lost in the swap");
             a.succeeded();
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn round_robin_visits_every_endpoint() {
+        let b = Balancer::default();
+        let endpoints: Vec<SocketAddr> = (1..=10)
+            .map(|i| format!("127.0.0.{i}:80").parse().unwrap())
+            .collect();
+        let be = backend(&endpoints);
+        let mut seen: Vec<SocketAddr> = (0..10)
+            .map(|_| b.pick(&be, Balance::RoundRobin, 7, &[]).unwrap().addr)
+            .collect();
+        seen.sort();
+        assert_eq!(seen, endpoints);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_pick_skips_the_failed_endpoint() {
+        let b = Balancer::default();
+        let all = addrs();
+        let be = backend(&all[..2]);
+        for _ in 0..4 {
+            let a = b.pick(&be, Balance::RoundRobin, 0, &[all[0]]).unwrap();
+            assert_eq!(a.addr, all[1]);
+        }
+    }
+
+    /// Issue 11 item 2: a swap builds new `Backend` values for the same Service; the rotation
+    /// continues rather than every backend starting over at its first endpoint.
+    #[tokio::test(start_paused = true)]
+    async fn rotation_continues_across_a_table_swap() {
+        let b = Balancer::default();
+        let all = addrs();
+        let before = backend(&all);
+        let first = b.pick(&before, Balance::RoundRobin, 0, &[]).unwrap().addr;
+        // The next table: an equal but new Backend (as translate builds on every publish).
+        let after = backend(&all);
+        let second = b.pick(&after, Balance::RoundRobin, 0, &[]).unwrap().addr;
+        assert_ne!(first, second, "rotation restarted on the swap");
+        let third = b
+            .pick(&backend(&all), Balance::RoundRobin, 0, &[])
+            .unwrap()
+            .addr;
+        let mut seen = vec![first, second, third];
+        seen.sort();
+        assert_eq!(seen, all, "three swaps, three different endpoints");
     }
 
     #[tokio::test(start_paused = true)]

@@ -11,7 +11,6 @@ pub use policy::{Balance, Policy, Protocol, UpstreamTls};
 pub use table::{Decision, RouteTable, VirtualHost};
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -183,7 +182,9 @@ pub enum Target {
     Unavailable(Unavailable),
 }
 
-/// A resolved backend: what it was called and where its traffic goes.
+/// A resolved backend: what it was called and where its traffic goes. Immutable data only:
+/// the round-robin position and endpoint health live in `proxy::balance`, keyed by
+/// [`BackendRef`] and endpoint address, so a table swap resets neither.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Backend {
     #[serde(rename = "ref")]
@@ -196,8 +197,6 @@ pub struct Backend {
     /// differ from the defaults).
     #[serde(skip_serializing_if = "policy_is_default")]
     pub policy: Arc<Policy>,
-    #[serde(skip)]
-    rr: RoundRobin,
 }
 
 fn policy_is_default(policy: &Arc<Policy>) -> bool {
@@ -211,7 +210,6 @@ impl Backend {
             target,
             app_protocol: None,
             policy: Arc::default(),
-            rr: RoundRobin::default(),
         }
     }
 
@@ -238,53 +236,6 @@ impl Backend {
             .protocol
             .or(self.app_protocol)
             .unwrap_or_default()
-    }
-
-    /// The next round-robin position (spec §4.3), for balancers outside this module.
-    pub fn next_position(&self) -> usize {
-        self.rr.next()
-    }
-
-    /// The next endpoint in round-robin order (spec §4.3), skipping `skip` (the endpoint that
-    /// just failed, for the retry) when there is another. `offset` spreads the starting point
-    /// per process. `None` unless the target is `Endpoints`.
-    pub fn pick(&self, offset: usize, skip: Option<SocketAddr>) -> Option<SocketAddr> {
-        let Target::Endpoints(endpoints) = &self.target else {
-            return None;
-        };
-        if endpoints.is_empty() {
-            return None;
-        }
-        let n = endpoints.len();
-        let start = self.rr.next().wrapping_add(offset);
-        let first = endpoints[start % n];
-        if n > 1 && skip == Some(first) {
-            return Some(endpoints[start.wrapping_add(1) % n]);
-        }
-        Some(first)
-    }
-}
-
-/// Per-backend round-robin position. Not part of the configuration: equal whatever its value,
-/// and a clone starts afresh.
-#[derive(Debug, Default)]
-struct RoundRobin(AtomicUsize);
-
-impl RoundRobin {
-    fn next(&self) -> usize {
-        self.0.fetch_add(1, Ordering::Relaxed)
-    }
-}
-
-impl PartialEq for RoundRobin {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Clone for RoundRobin {
-    fn clone(&self) -> Self {
-        RoundRobin::default()
     }
 }
 

@@ -229,8 +229,9 @@ impl<'a> Decision<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteTable {
-    /// Sorted: exact hosts, then wildcards, then the hostless vhost.
-    vhosts: Vec<VirtualHost>,
+    /// Sorted: exact hosts, then wildcards, then the hostless vhost. Behind `Arc` so that an
+    /// incremental translate reuses the vhosts a change did not touch.
+    vhosts: Vec<Arc<VirtualHost>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     default_backend: Option<Arc<Backend>>,
     #[serde(skip)]
@@ -245,7 +246,15 @@ pub struct RouteTable {
 impl RouteTable {
     /// Builds the table. Each host should appear once (translate merges); if one repeats, the
     /// first wins.
-    pub fn new(mut vhosts: Vec<VirtualHost>, default_backend: Option<Arc<Backend>>) -> Self {
+    pub fn new(vhosts: Vec<VirtualHost>, default_backend: Option<Arc<Backend>>) -> Self {
+        RouteTable::from_shared(vhosts.into_iter().map(Arc::new).collect(), default_backend)
+    }
+
+    /// [`RouteTable::new`] from vhosts that may be shared with an earlier table.
+    pub fn from_shared(
+        mut vhosts: Vec<Arc<VirtualHost>>,
+        default_backend: Option<Arc<Backend>>,
+    ) -> Self {
         vhosts.sort_by(|a, b| a.host.cmp(&b.host));
         vhosts.dedup_by(|later, first| later.host == first.host);
         let mut table = RouteTable {
@@ -269,7 +278,7 @@ impl RouteTable {
         table
     }
 
-    pub fn vhosts(&self) -> &[VirtualHost] {
+    pub fn vhosts(&self) -> &[Arc<VirtualHost>] {
         &self.vhosts
     }
 
@@ -297,7 +306,7 @@ impl RouteTable {
                 }
             }
         }
-        self.hostless.map(|i| &self.vhosts[i])
+        self.hostless.map(|i| &*self.vhosts[i])
     }
 
     /// The decision for a normalised match host and path (spec §3.3–3.7).

@@ -1,6 +1,5 @@
 //! Matcher unit tests, each named after the rule it pins (spec §3.3–3.7, §3.9).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::*;
@@ -317,41 +316,6 @@ fn unknown_host_gets_global_default_or_404() {
         bare.decide("nowhere.example", "/"),
         Decision::NotFound { vhost: None }
     ));
-}
-
-#[test]
-fn round_robin_visits_every_endpoint() {
-    let endpoints: Vec<SocketAddr> = (1..=10)
-        .map(|i| format!("127.0.0.{i}:80").parse().unwrap())
-        .collect();
-    let b = Backend::new(
-        BackendRef::Service {
-            namespace: "default".into(),
-            name: "lb".into(),
-            port: PortRef::Number(80),
-        },
-        Target::Endpoints(endpoints.clone()),
-    );
-    let mut seen: Vec<SocketAddr> = (0..10).filter_map(|_| b.pick(7, None)).collect();
-    seen.sort();
-    assert_eq!(seen, endpoints);
-}
-
-#[test]
-fn retry_pick_skips_the_failed_endpoint() {
-    let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
-    let c: SocketAddr = "127.0.0.2:1".parse().unwrap();
-    let b = Backend::new(
-        BackendRef::Service {
-            namespace: "default".into(),
-            name: "two".into(),
-            port: PortRef::Number(80),
-        },
-        Target::Endpoints(vec![a, c]),
-    );
-    for _ in 0..4 {
-        assert_eq!(b.pick(0, Some(a)), Some(c));
-    }
 }
 
 mod properties {

@@ -234,11 +234,13 @@ namespaced!(
     k8s_openapi::api::core::v1::Secret => true,
 );
 
-fn push<T: DeserializeOwned + Namespaced>(
+fn push<T: DeserializeOwned + Namespaced + super::Trim>(
     value: serde_json::Value,
-    into: &mut Vec<T>,
+    into: &mut Vec<std::sync::Arc<T>>,
 ) -> Result<(), String> {
     let mut object: T = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    // The same bytes as the Kubernetes source keeps: only what translate reads.
+    object.trim();
     let meta = object.meta_mut();
     if meta.name.as_deref().unwrap_or_default().is_empty() {
         return Err("metadata.name is missing".to_string());
@@ -250,7 +252,7 @@ fn push<T: DeserializeOwned + Namespaced>(
     } else {
         meta.namespace = None;
     }
-    into.push(object);
+    into.push(std::sync::Arc::new(object));
     Ok(())
 }
 

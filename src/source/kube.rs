@@ -1,10 +1,18 @@
 //! Kubernetes source: one kube-runtime watcher + reflector per kind, trimmed, coalesced into the
 //! same `Snapshot` the manifests source produces. Nothing is sent before every kind has finished
 //! its initial list (style: publish nothing partial).
+//!
+//! Each watch event is classified before the reflector stores it: only a change translate can
+//! see (spec, labels, annotations, data, endpoints; not `resourceVersion`, managedFields or
+//! status) sends a snapshot receivers are woken for. Anything else (Portico's own status writes
+//! coming back, relists that find nothing new) only refreshes the snapshot in place, without
+//! waking anyone, so `status/` sees current resourceVersions and the old objects are freed
+//! (issue 11 item 6: quiet at rest).
 
 use std::collections::HashSet;
 use std::fmt::Debug;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,13 +32,12 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{watch, Notify};
 
 use crate::metrics::Metrics;
-use crate::source::Snapshot;
+use crate::source::{Snapshot, Trim};
 
 /// The `source` label of this source's metrics.
 pub const SOURCE: &str = "kube";
 
-/// The annotation `kubectl apply` leaves behind: a full copy of the object nobody here reads.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+use super::LAST_APPLIED;
 
 /// Only TLS Secrets are watched (spec §5.1); see docs/decisions.md for Opaque ones.
 pub const SECRET_FIELD_SELECTOR: &str = "type=kubernetes.io/tls";
@@ -80,6 +87,8 @@ pub fn trim(object: &mut DynamicObject) {
 struct Kind<K: Resource<DynamicType = ()> + Clone + 'static> {
     store: Store<K>,
     task: tokio::task::JoinHandle<()>,
+    /// The store changed since the snapshot last collected it.
+    dirty: Arc<AtomicBool>,
 }
 
 impl<K: Resource<DynamicType = ()> + Clone + 'static> Drop for Kind<K> {
@@ -97,12 +106,13 @@ fn watch_kind<K>(
     client: Client,
     namespace: Option<&str>,
     config: watcher::Config,
-    changed: Arc<Notify>,
+    wake: Wake,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
 ) -> Kind<K>
 where
     K: Resource<DynamicType = ()>
+        + Trim
         + Clone
         + Default
         + DeserializeOwned
@@ -119,16 +129,36 @@ where
     let (store, writer) = reflector::store::<K>();
     let mut logged: HashSet<String> = HashSet::new();
     let kind = K::kind(&()).to_string();
+    let dirty = Arc::new(AtomicBool::new(false));
+    // The verdict on the event in flight: set before the reflector stores it (while the store
+    // still holds the previous version), acted on after (so a woken reader sees the change).
+    let matters = Arc::new(AtomicBool::new(false));
+    let (previous, verdict) = (store.clone(), matters.clone());
+    let mut relist = Relist::default();
+    let marked = dirty.clone();
     let stream = watcher(api, config)
         .default_backoff()
         .filter_map(move |event| {
             let event = event.map(|e| convert::<K>(e, &mut logged));
             future::ready(event.transpose())
         })
+        .map(move |event| {
+            if let Ok(event) = &event {
+                verdict.store(relist.matters(&previous, event), Ordering::SeqCst);
+            }
+            event
+        })
         .reflect(writer)
         .for_each(move |event| {
             match event {
-                Ok(_) => changed.notify_one(),
+                Ok(_) => {
+                    marked.store(true, Ordering::SeqCst);
+                    if matters.swap(false, Ordering::SeqCst) {
+                        wake.changed.notify_one();
+                    } else {
+                        wake.touched.notify_one();
+                    }
+                }
                 // The watcher backs off and resumes by itself; the store keeps the last state.
                 Err(e) => {
                     health.error();
@@ -139,19 +169,79 @@ where
             future::ready(())
         });
     let task = tokio::spawn(stream);
-    Kind { store, task }
+    Kind { store, task, dirty }
 }
+
+/// Classifies watch events by whether translate could see them. A relist (`Init` ..
+/// `InitDone`, after a watch expired or the connection dropped) matters only if it found an
+/// object new or changed, or fewer objects than the store holds.
+#[derive(Debug, Default)]
+struct Relist {
+    seen: usize,
+    changed: bool,
+}
+
+impl Relist {
+    fn matters<K>(&mut self, store: &Store<K>, event: &Event<K>) -> bool
+    where
+        K: Resource<DynamicType = ()> + Trim + Clone + 'static,
+    {
+        let differs = |object: &K| {
+            store
+                .get(&reflector::ObjectRef::from_obj(object))
+                .is_none_or(|old| !old.same_for_translate(object))
+        };
+        match event {
+            Event::Apply(object) => differs(object),
+            Event::Delete(object) => store.get(&reflector::ObjectRef::from_obj(object)).is_some(),
+            Event::Init => {
+                *self = Relist::default();
+                false
+            }
+            Event::InitApply(object) => {
+                self.seen += 1;
+                self.changed |= differs(object);
+                false
+            }
+            // The store is swapped for the relisted objects after this event: every object
+            // listed was already there unchanged, and as many as there were, so none went.
+            Event::InitDone => {
+                let matters = self.changed || self.seen != store.len();
+                *self = Relist::default();
+                matters
+            }
+        }
+    }
+}
+
+/// How watchers wake the loop that builds snapshots.
+#[derive(Clone, Default)]
+struct Wake {
+    /// A change translate can see: send a snapshot and wake its receivers.
+    changed: Arc<Notify>,
+    /// A change nobody translates (status, resourceVersion): refresh the snapshot quietly.
+    touched: Arc<Notify>,
+}
+
+/// How long quiet refreshes wait to coalesce: our own status writes at start come back as one
+/// event per Ingress, and each refresh copies every pointer of the snapshot.
+const TOUCH_SETTLE: Duration = Duration::from_millis(100);
 
 /// Trims and types one watch event. `None` skips it.
 fn convert<K>(event: Event<DynamicObject>, logged: &mut HashSet<String>) -> Option<Event<K>>
 where
-    K: Resource<DynamicType = ()> + Default + DeserializeOwned,
+    K: Resource<DynamicType = ()> + Trim + Default + DeserializeOwned,
 {
     let mut typed = |mut object: DynamicObject| -> Result<K, K> {
         trim(&mut object);
         object.types = Some(TypeMeta::resource::<K>());
         let metadata = object.metadata.clone();
-        let parsed = serde_json::to_value(&object).and_then(serde_json::from_value::<K>);
+        let parsed = serde_json::to_value(&object)
+            .and_then(serde_json::from_value::<K>)
+            .map(|mut k| {
+                k.trim();
+                k
+            });
         parsed.map_err(|e| {
             let id = format!(
                 "{}/{}@{}",
@@ -209,7 +299,7 @@ impl Health {
 
 /// What every watcher shares.
 struct Shared {
-    changed: Arc<Notify>,
+    wake: Wake,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
 }
@@ -222,6 +312,7 @@ fn namespaced<K>(
 ) -> Kind<K>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Trim
         + Clone
         + Default
         + DeserializeOwned
@@ -234,14 +325,23 @@ where
         client.clone(),
         namespace,
         config,
-        shared.changed.clone(),
+        shared.wake.clone(),
         shared.metrics.clone(),
         shared.health.clone(),
     )
 }
 
-fn objects<K: Resource<DynamicType = ()> + Clone>(kind: &Kind<K>) -> Vec<K> {
-    kind.store.state().iter().map(|o| K::clone(o)).collect()
+/// The store's own `Arc`s: a snapshot shares every object with the reflector. A kind that has
+/// not changed since `previous` is copied from it (pointers only).
+fn objects<K: Resource<DynamicType = ()> + Clone>(
+    kind: &Kind<K>,
+    previous: &[Arc<K>],
+) -> Vec<Arc<K>> {
+    if kind.dirty.swap(false, Ordering::SeqCst) {
+        kind.store.state()
+    } else {
+        previous.to_vec()
+    }
 }
 
 /// Watches every kind translate reads and sends a `Snapshot` after each change, the first only
@@ -258,9 +358,9 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
-    let changed = Arc::new(Notify::new());
+    let wake = Wake::default();
     let shared = Shared {
-        changed: changed.clone(),
+        wake: wake.clone(),
         metrics: metrics.clone(),
         health: Arc::new(Health::default()),
     };
@@ -271,7 +371,7 @@ pub async fn run(
         client.clone(),
         None,
         config(),
-        changed.clone(),
+        wake.clone(),
         metrics.clone(),
         shared.health.clone(),
     );
@@ -303,25 +403,59 @@ pub async fn run(
     let mut tick = tokio::time::interval(SYNC_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
+    // The initial list woke the loop already; the first snapshot below covers it.
+    for kind in [&wake.changed, &wake.touched] {
+        let _ = futures_util::FutureExt::now_or_never(kind.notified());
+    }
+    let mut current = Arc::new(Snapshot::default());
+    let mut notify = true;
+    for dirty in [
+        &ingresses.dirty,
+        &classes.dirty,
+        &services.dirty,
+        &slices.dirty,
+        &secrets.dirty,
+    ] {
+        dirty.store(true, Ordering::SeqCst);
+    }
     loop {
         // Every event since the last build is in the stores; one build covers the burst.
         let snapshot = Snapshot {
-            ingresses: objects(&ingresses),
-            ingress_classes: objects(&classes),
-            services: objects(&services),
-            endpoint_slices: objects(&slices),
-            secrets: objects(&secrets),
+            ingresses: objects(&ingresses, &current.ingresses),
+            ingress_classes: objects(&classes, &current.ingress_classes),
+            services: objects(&services, &current.services),
+            endpoint_slices: objects(&slices, &current.endpoint_slices),
+            secrets: objects(&secrets, &current.secrets),
         };
-        tracing::debug!(objects = snapshot.len(), "kube snapshot");
-        if snapshots.send(Arc::new(snapshot)).is_err() {
-            return;
+        current = Arc::new(snapshot);
+        tracing::debug!(objects = current.len(), notify, "kube snapshot");
+        if notify {
+            if snapshots.send(current.clone()).is_err() {
+                return;
+            }
+        } else {
+            // Replaced without waking anyone: no rebuild for a change translate cannot see.
+            let quiet = current.clone();
+            snapshots.send_if_modified(move |value| {
+                *value = quiet;
+                false
+            });
         }
         if shared.health.current() {
             metrics.source_synced(SOURCE);
         }
-        loop {
+        notify = loop {
             tokio::select! {
-                _ = changed.notified() => break,
+                _ = wake.changed.notified() => break true,
+                _ = wake.touched.notified() => {
+                    // Wait for the burst to end, unless a change that matters comes first.
+                    tokio::select! {
+                        _ = wake.changed.notified() => break true,
+                        _ = tokio::time::sleep(TOUCH_SETTLE) => break false,
+                        _ = snapshots.closed() => return,
+                        _ = &mut stop => return,
+                    }
+                }
                 _ = tick.tick() => {
                     if shared.health.current() {
                         metrics.source_synced(SOURCE);
@@ -330,7 +464,7 @@ pub async fn run(
                 _ = snapshots.closed() => return,
                 _ = &mut stop => return,
             }
-        }
+        };
     }
 }
 

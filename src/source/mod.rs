@@ -3,20 +3,27 @@
 pub mod files;
 pub mod kube;
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Secret, Service, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// Every object the translate step reads, as the source last saw them.
 ///
 /// Order carries no meaning: translate sorts what it needs (spec §0 age order).
+///
+/// Objects sit behind `Arc`, so a new snapshot after one change copies pointers, not objects:
+/// the kube source hands on the reflector's own `Arc`s, the manifests source reuses the `Arc`s
+/// of files that did not change.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
-    pub ingresses: Vec<Ingress>,
-    pub ingress_classes: Vec<IngressClass>,
-    pub services: Vec<Service>,
-    pub endpoint_slices: Vec<EndpointSlice>,
-    pub secrets: Vec<Secret>,
+    pub ingresses: Vec<Arc<Ingress>>,
+    pub ingress_classes: Vec<Arc<IngressClass>>,
+    pub services: Vec<Arc<Service>>,
+    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
+    pub secrets: Vec<Arc<Secret>>,
 }
 
 impl Snapshot {
@@ -31,5 +38,215 @@ impl Snapshot {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// The annotation `kubectl apply` leaves behind: a full copy of the object nobody here reads.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The Secret keys translate reads (spec §5.1 `tls.crt`/`tls.key`; `ca.crt` for the backend CA
+/// annotation). Everything else in a Secret is someone else's and is not kept in memory.
+pub const SECRET_KEYS: [&str; 3] = ["tls.crt", "tls.key", "ca.crt"];
+
+/// What each kind keeps in memory, and which changes matter to translate.
+///
+/// Sources trim every object as it arrives (both sources, so both hold the same bytes), keeping
+/// only what translate, status and events read: at 20,000 Ingresses the rest (managedFields,
+/// Service status, EndpointSlice topology, foreign Secret keys) is most of the memory.
+pub trait Trim {
+    /// Drops what nobody downstream reads.
+    fn trim(&mut self);
+    /// Whether `self` and `other` translate the same: equal apart from `resourceVersion` and
+    /// status. A watch event for which this holds (our own status write coming back, a
+    /// managedFields-only update, a relist) costs no rebuild (issue 11 item 6).
+    fn same_for_translate(&self, other: &Self) -> bool;
+    /// Whether the parts `status/` reads differ (only Ingresses have any).
+    fn status_differs(&self, _other: &Self) -> bool {
+        false
+    }
+}
+
+fn trim_meta(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    meta.owner_references = None;
+    meta.finalizers = None;
+    meta.generate_name = None;
+    meta.generation = None;
+    meta.self_link = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+/// Metadata equal apart from `resourceVersion` (which every write bumps).
+fn same_meta(a: &ObjectMeta, b: &ObjectMeta) -> bool {
+    a.name == b.name
+        && a.namespace == b.namespace
+        && a.uid == b.uid
+        && a.labels == b.labels
+        && a.annotations == b.annotations
+        && a.creation_timestamp == b.creation_timestamp
+        && a.deletion_timestamp == b.deletion_timestamp
+}
+
+impl Trim for Ingress {
+    fn trim(&mut self) {
+        trim_meta(&mut self.metadata);
+    }
+    fn same_for_translate(&self, other: &Self) -> bool {
+        same_meta(&self.metadata, &other.metadata) && self.spec == other.spec
+    }
+    fn status_differs(&self, other: &Self) -> bool {
+        self.status != other.status
+    }
+}
+
+impl Trim for IngressClass {
+    fn trim(&mut self) {
+        trim_meta(&mut self.metadata);
+    }
+    fn same_for_translate(&self, other: &Self) -> bool {
+        same_meta(&self.metadata, &other.metadata) && self.spec == other.spec
+    }
+}
+
+impl Trim for Service {
+    /// Translate reads a Service's ports, type and externalName (spec §4.1); nobody reads its
+    /// status, selector, IPs or session settings.
+    fn trim(&mut self) {
+        trim_meta(&mut self.metadata);
+        self.status = None;
+        if let Some(spec) = self.spec.take() {
+            self.spec = Some(ServiceSpec {
+                ports: spec.ports,
+                type_: spec.type_,
+                external_name: spec.external_name,
+                ..ServiceSpec::default()
+            });
+        }
+    }
+    fn same_for_translate(&self, other: &Self) -> bool {
+        same_meta(&self.metadata, &other.metadata) && self.spec == other.spec
+    }
+}
+
+impl Trim for EndpointSlice {
+    /// Translate reads each endpoint's first address and its conditions (spec §4.2); topology
+    /// (zone, node, hints, targetRef) is dropped.
+    fn trim(&mut self) {
+        trim_meta(&mut self.metadata);
+        for endpoint in self.endpoints.iter_mut().flatten() {
+            endpoint.deprecated_topology = None;
+            endpoint.hints = None;
+            endpoint.hostname = None;
+            endpoint.node_name = None;
+            endpoint.target_ref = None;
+            endpoint.zone = None;
+        }
+    }
+    fn same_for_translate(&self, other: &Self) -> bool {
+        same_meta(&self.metadata, &other.metadata)
+            && self.address_type == other.address_type
+            && self.endpoints == other.endpoints
+            && self.ports == other.ports
+    }
+}
+
+impl Trim for Secret {
+    fn trim(&mut self) {
+        trim_meta(&mut self.metadata);
+        if let Some(data) = self.data.as_mut() {
+            data.retain(|k, _| SECRET_KEYS.contains(&k.as_str()));
+        }
+        if let Some(data) = self.string_data.as_mut() {
+            data.retain(|k, _| SECRET_KEYS.contains(&k.as_str()));
+        }
+    }
+    fn same_for_translate(&self, other: &Self) -> bool {
+        same_meta(&self.metadata, &other.metadata)
+            && self.type_ == other.type_
+            && self.data == other.data
+            && self.string_data == other.string_data
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trim_keeps_what_translate_reads_and_drops_the_rest() {
+        let mut secret: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "s", "namespace": "n", "managedFields": [{"manager": "x"}],
+                         "ownerReferences": [{"apiVersion": "v1", "kind": "X", "name": "o", "uid": "u"}],
+                         "annotations": {LAST_APPLIED: "{}", "keep": "me"}},
+            "type": "kubernetes.io/tls",
+            "data": {"tls.crt": "YQ==", "tls.key": "Yg==", "ca.crt": "Yw==", "other": "ZA=="}
+        }))
+        .unwrap();
+        secret.trim();
+        let data = secret.data.as_ref().unwrap();
+        assert_eq!(
+            data.keys().collect::<Vec<_>>(),
+            ["ca.crt", "tls.crt", "tls.key"]
+        );
+        assert!(secret.metadata.managed_fields.is_none());
+        assert!(secret.metadata.owner_references.is_none());
+        assert_eq!(secret.metadata.annotations.as_ref().unwrap().len(), 1);
+
+        let mut service: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "a", "namespace": "n"},
+            "spec": {"type": "ExternalName", "externalName": "x.test", "ports": [{"port": 80}],
+                     "selector": {"app": "a"}, "clusterIP": "10.0.0.1"},
+            "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}
+        }))
+        .unwrap();
+        service.trim();
+        let spec = service.spec.as_ref().unwrap();
+        assert_eq!(spec.type_.as_deref(), Some("ExternalName"));
+        assert_eq!(spec.external_name.as_deref(), Some("x.test"));
+        assert_eq!(spec.ports.as_ref().unwrap().len(), 1);
+        assert!(spec.selector.is_none() && spec.cluster_ip.is_none());
+        assert!(service.status.is_none());
+
+        let mut slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "a-1", "namespace": "n",
+                         "labels": {"kubernetes.io/service-name": "a"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.0.0.1"], "conditions": {"ready": true},
+                           "nodeName": "node-1", "zone": "z",
+                           "targetRef": {"kind": "Pod", "name": "p"}}],
+            "ports": [{"port": 8080}]
+        }))
+        .unwrap();
+        slice.trim();
+        let endpoint = &slice.endpoints.as_ref().unwrap()[0];
+        assert_eq!(endpoint.addresses, ["10.0.0.1"]);
+        assert_eq!(endpoint.conditions.as_ref().unwrap().ready, Some(true));
+        assert!(endpoint.node_name.is_none() && endpoint.zone.is_none());
+        assert!(endpoint.target_ref.is_none());
+        assert_eq!(slice.metadata.labels.as_ref().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn status_and_resource_version_do_not_matter_to_translate() {
+        let ingress = |rv: &str, ip: &str| -> Ingress {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "a", "namespace": "n", "resourceVersion": rv},
+                "spec": {"defaultBackend": {"service": {"name": "s", "port": {"number": 80}}}},
+                "status": {"loadBalancer": {"ingress": [{"ip": ip}]}}
+            }))
+            .unwrap()
+        };
+        let (before, after) = (ingress("1", "192.0.2.1"), ingress("2", "192.0.2.2"));
+        assert!(before.same_for_translate(&after));
+        assert!(before.status_differs(&after));
+        let mut changed = after.clone();
+        changed
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert("a".into(), "b".into());
+        assert!(!before.same_for_translate(&changed));
     }
 }

@@ -6,7 +6,7 @@
 mod resolver;
 mod store;
 
-pub use resolver::Resolver;
+pub use resolver::{PublishedTls, Resolver};
 pub use store::{
     format_time, normalize_sni, Binding, Certificate, CertificateError, CertificateInfo, Selection,
     TlsTable,
@@ -69,9 +69,18 @@ pub fn version_name(version: Option<rustls::ProtocolVersion>) -> &'static str {
     }
 }
 
+/// The TLS side of a connection: a finished handshake's version and SNI, kept per connection
+/// for the access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// `TLSv1.3`, `TLSv1.2`.
+    pub version: &'static str,
+    pub sni: Option<String>,
+}
+
 /// A finished handshake's version and SNI, kept per connection for the access log.
-pub fn connection_info(conn: &rustls::ServerConnection) -> crate::access_log::TlsInfo {
-    crate::access_log::TlsInfo {
+pub fn connection_info(conn: &rustls::ServerConnection) -> TlsInfo {
+    TlsInfo {
         version: version_name(conn.protocol_version()),
         sni: conn.server_name().map(str::to_string),
     }

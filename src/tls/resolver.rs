@@ -1,24 +1,34 @@
 //! Certificate selection per handshake (spec §5.3): loads the published configuration, picks
 //! exact name → one-label wildcard → default. No I/O, no lock: one `ArcSwap` load.
+//!
+//! The published configuration is reached through [`PublishedTls`], which `publish`
+//! implements: `tls` sits below `translate` and `publish` in the flow and must not import them.
 
 use std::sync::Arc;
 
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use crate::publish::Shared;
+use super::TlsTable;
+
+/// The certificate store of the configuration currently published (one per `Published`, so a
+/// handshake and the requests on its connection see the same version).
+pub trait PublishedTls: std::fmt::Debug + Send + Sync {
+    /// Calls `f` with the published store; one `ArcSwap` load.
+    fn with_tls(&self, f: &mut dyn FnMut(&TlsTable));
+}
 
 /// The rustls certificate resolver of the HTTPS listener.
 #[derive(Debug)]
 pub struct Resolver {
-    shared: Shared,
+    shared: Arc<dyn PublishedTls>,
     /// Served when the published store has no certificate for the name and no usable
     /// `--default-ssl-certificate`: the certificate generated at start.
     generated: Arc<CertifiedKey>,
 }
 
 impl Resolver {
-    pub fn new(shared: Shared, generated: Arc<CertifiedKey>) -> Self {
+    pub fn new(shared: Arc<dyn PublishedTls>, generated: Arc<CertifiedKey>) -> Self {
         Resolver { shared, generated }
     }
 
@@ -26,15 +36,12 @@ impl Resolver {
     /// the default. Never fails: the handshake must not fail only because no specific
     /// certificate exists.
     pub fn certificate_for(&self, server_name: Option<&str>) -> Arc<CertifiedKey> {
-        let published = self.shared.load();
+        let mut chosen = None;
         // spec §5.3, in the one function `explain` also reads.
-        published
-            .translation
-            .tls
-            .selection(server_name)
-            .certified_key()
-            .cloned()
-            .unwrap_or_else(|| self.generated.clone())
+        self.shared.with_tls(&mut |tls| {
+            chosen = tls.selection(server_name).certified_key().cloned();
+        });
+        chosen.unwrap_or_else(|| self.generated.clone())
     }
 }
 

@@ -104,11 +104,21 @@ pub(super) fn unimplemented(ingress: &Ingress) -> Unimplemented {
     found
 }
 
+/// Whether annotation `key` names a Secret that [`policy`] reads.
+pub(super) fn reads_secret(key: &str) -> bool {
+    key.strip_prefix(PORTICO)
+        .or_else(|| key.strip_prefix(NGINX))
+        .is_some_and(|name| name == PROXY_SSL_SECRET)
+}
+
 /// Most attempts an annotation may ask for.
 const MAX_TRIES: u32 = 10;
 
 /// The Ingress's policy and one message per invalid annotation.
-pub(super) fn policy(ingress: &Ingress, secrets: &[Secret]) -> (Policy, Vec<String>) {
+pub(super) fn policy(
+    ingress: &Ingress,
+    secrets: &[std::sync::Arc<Secret>],
+) -> (Policy, Vec<String>) {
     let mut policy = Policy::default();
     let mut errors = Vec::new();
     let Some(annotations) = ingress.metadata.annotations.as_ref() else {
@@ -224,7 +234,11 @@ pub fn parse_size(value: &str) -> Option<u64> {
 
 /// `namespace/name` (or `name` in the Ingress's namespace) of a Secret with a `ca.crt`. Only
 /// the Ingress's own namespace is allowed, like TLS Secrets (spec §5.1).
-fn ca_from_secret(value: &str, namespace: &str, secrets: &[Secret]) -> Result<UpstreamTls, String> {
+fn ca_from_secret(
+    value: &str,
+    namespace: &str,
+    secrets: &[std::sync::Arc<Secret>],
+) -> Result<UpstreamTls, String> {
     let (ns, name) = match value.trim().split_once('/') {
         Some((ns, name)) => (ns, name),
         None => (namespace, value.trim()),

@@ -44,10 +44,13 @@ pub struct Backends<'a> {
 }
 
 impl<'a> Backends<'a> {
+    /// `cache` holds resolutions still valid for these Services and slices (see
+    /// `incremental::State::changes`); [`Backends::into_cache`] gives it back.
     pub fn new(
-        services: &'a [Service],
-        endpoint_slices: &'a [EndpointSlice],
+        services: &'a [std::sync::Arc<Service>],
+        endpoint_slices: &'a [std::sync::Arc<EndpointSlice>],
         options: &'a Options,
+        cache: HashMap<BackendRef, Resolved>,
     ) -> Self {
         let mut by_name: BTreeMap<(&str, &str), &Service> = BTreeMap::new();
         for service in services {
@@ -89,7 +92,21 @@ impl<'a> Backends<'a> {
             options,
             services: by_name,
             slices,
-            cache: HashMap::new(),
+            cache,
+        }
+    }
+
+    /// The resolutions made so far, for the next translate.
+    pub fn into_cache(self) -> HashMap<BackendRef, Resolved> {
+        self.cache
+    }
+
+    /// The backend for a reference resolved before (by [`Backends::resolve`]), resolved again
+    /// if its Service or slices changed since.
+    pub fn again(&mut self, reference: &BackendRef) -> Arc<Backend> {
+        match self.cache.get(reference) {
+            Some(hit) => hit.0.clone(),
+            None => self.service(reference.clone()).0,
         }
     }
 

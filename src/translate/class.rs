@@ -22,7 +22,7 @@ pub struct Classes {
 }
 
 impl Classes {
-    pub fn new(classes: &[IngressClass], options: &Options) -> Self {
+    pub fn new(classes: &[std::sync::Arc<IngressClass>], options: &Options) -> Self {
         let mut out = Classes::default();
         for class in classes {
             let Some(name) = class.metadata.name.as_deref() else {

@@ -6,6 +6,7 @@
 mod annotations;
 mod backends;
 mod class;
+mod incremental;
 mod paths;
 mod tls;
 
@@ -13,16 +14,14 @@ pub use annotations::{parse_size, parse_timeout};
 pub use paths::is_dns1123_subdomain;
 pub use tls::{certificate_validity, NGINX_SSL_REDIRECT, SSL_REDIRECT};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
 
-use crate::routing::{
-    Backend, BackendRef, HostMatch, Origin, Policy, Route, RouteTable, Unavailable, VirtualHost,
-};
+use crate::routing::{Backend, HostMatch, RouteTable};
 use crate::source::Snapshot;
 use crate::tls::TlsTable;
 
@@ -175,251 +174,161 @@ pub struct SslRedirect {
     pub set_by: String,
 }
 
+/// What translate keeps from one call to the next so that the next costs less: the parsed
+/// certificates of TLS Secrets, and the incremental state (each Ingress's contribution, the
+/// resolved backends, the built vhosts, and copies of the objects they came from). It never
+/// changes the result: translating with any `Cache` gives what a fresh one gives
+/// (`tests/incremental.rs`), so translate stays a function of the snapshot and options. Owned
+/// by whoever publishes; no statics, so parallel tests and benchmarks share no hidden state.
+#[derive(Default)]
+pub struct Cache {
+    certs: tls::CertMemo,
+    state: incremental::State,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the memo: it holds private keys.
+        f.debug_struct("Cache")
+            .field("certs", &self.certs.len())
+            .field("ingresses", &self.state.parts.len())
+            .field("vhosts", &self.state.vhosts.len())
+            .finish()
+    }
+}
+
 /// Turns a snapshot into a routing table and conditions (spec §2–§4).
-pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
+///
+/// Incremental (issue 11): only the Ingresses whose object, Services or Secrets changed are
+/// derived again, those whose EndpointSlices changed only get their backends looked up again,
+/// and only the vhosts with a changed contribution are rebuilt; the merge itself walks every
+/// owned Ingress in age order, as spec §3.6 and §3.8 define it.
+pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> Translation {
+    let state = &mut cache.state;
+    let changes = state.changes(
+        options,
+        &snapshot.services,
+        &snapshot.endpoint_slices,
+        &snapshot.secrets,
+    );
     let classes = Classes::new(&snapshot.ingress_classes, options);
     let ingresses = owned_in_age_order(&snapshot.ingresses, &classes, options);
-    let mut backends = Backends::new(&snapshot.services, &snapshot.endpoint_slices, options);
-    let mut tls = TlsBuilder::new(&snapshot.secrets);
+    let mut backends = Backends::new(
+        &snapshot.services,
+        &snapshot.endpoint_slices,
+        options,
+        std::mem::take(&mut state.backends),
+    );
+    let mut tls = TlsBuilder::new(&snapshot.secrets, std::mem::take(&mut cache.certs));
     let mut conditions = Vec::new();
-    let mut vhosts: BTreeMap<HostMatch, PendingHost> = BTreeMap::new();
-    // The oldest rule-less Ingress with a defaultBackend (spec §3.7).
-    let mut global: Option<(ObjectRef, Arc<Backend>)> = None;
-    let mut with_policies: HashMap<(BackendRef, Arc<Policy>), Arc<Backend>> = HashMap::new();
-    // Backends of Ingresses that fail closed, one Arc per reference.
-    let mut blocked_backends: HashMap<BackendRef, Arc<Backend>> = HashMap::new();
 
-    let mut ssl_redirects = Vec::with_capacity(ingresses.len());
+    // Each owned Ingress's contribution, oldest first: reused, rebound or derived again.
+    let mut previous = std::mem::take(&mut state.parts);
+    let mut parts: Vec<Arc<incremental::Part>> = Vec::with_capacity(ingresses.len());
     for ingress in &ingresses {
-        let object = ingress_ref(ingress);
-        let namespace = object.namespace.as_str();
-        let mut condition = |reason: Reason, message: String| {
-            conditions.push(Condition {
-                object: object.clone(),
-                reason,
-                message,
-            });
-        };
-        // ingress-nginx.md §3: what Portico does not implement is said, never silently
-        // ignored; access control it cannot enforce fails closed.
-        let unimplemented = annotations::unimplemented(ingress);
-        for key in &unimplemented.blocking {
-            condition(
-                Reason::AccessControlUnsupported,
-                format!(
-                    "annotation {key}: access control Portico does not implement yet; every \
-                     path of this Ingress answers 503 rather than serving without it"
-                ),
-            );
-        }
-        for key in &unimplemented.snippets {
-            condition(
-                Reason::SnippetDropped,
-                format!("annotation {key}: snippets are never interpreted; dropped"),
-            );
-        }
-        for key in &unimplemented.ignored {
-            condition(
-                Reason::UnsupportedAnnotation,
-                format!("annotation {key}: not implemented by Portico; ignored"),
-            );
-        }
-        if let Some(key) = &unimplemented.canary {
-            // ingress-nginx attaches a canary to its main Ingress; until Portico does, the
-            // canary must not take over the main Ingress's host and paths.
-            condition(
-                Reason::UnsupportedAnnotation,
-                format!(
-                    "annotation {key}: canary Ingresses are not implemented yet; this \
-                     Ingress serves nothing and its main Ingress serves all the traffic"
-                ),
-            );
-            continue;
-        }
-        // spec §5.5: whether this Ingress's routes on TLS hosts redirect plain HTTP.
-        let (redirect, set_by) = match tls::ssl_redirect(ingress, options) {
-            Ok(r) => r,
-            Err(message) => {
-                condition(Reason::InvalidAnnotation, message);
-                (options.ssl_redirect, tls::GLOBAL_SSL_REDIRECT)
+        let key = (
+            ingress.metadata.namespace.clone().unwrap_or_default(),
+            ingress.metadata.name.clone().unwrap_or_default(),
+        );
+        let part = match incremental::reuse(&previous, &key, ingress, &changes) {
+            Some(incremental::Reuse::Same(part)) => part,
+            Some(incremental::Reuse::Rebind(part)) => {
+                let rev = state.next_rev();
+                Arc::new(incremental::rebind(
+                    &part,
+                    rev,
+                    &mut backends,
+                    &mut state.with_policies,
+                    &mut state.blocked,
+                ))
+            }
+            None => {
+                let rev = state.next_rev();
+                Arc::new(incremental::derive(
+                    ingress,
+                    rev,
+                    options,
+                    &snapshot.secrets,
+                    &mut backends,
+                    &mut state.with_policies,
+                    &mut state.blocked,
+                ))
             }
         };
+        previous.remove(&key);
+        state.parts.insert(key, part.clone());
+        parts.push(part);
+    }
+    drop(previous);
+
+    // The merge, oldest Ingress first (spec §0): the global default (spec §3.7), the TLS
+    // bindings (spec §5.2) and which rules contribute to which vhost (spec §3.8).
+    let mut global: Option<(&ObjectRef, Arc<Backend>)> = None;
+    let mut contributors: BTreeMap<&HostMatch, Vec<(&incremental::Part, &incremental::PartRule)>> =
+        BTreeMap::new();
+    let mut ssl_redirects = Vec::with_capacity(parts.len());
+    for part in &parts {
+        conditions.extend_from_slice(&part.conditions);
         ssl_redirects.push(SslRedirect {
-            ingress: object.clone(),
-            redirect,
-            set_by: set_by.to_string(),
+            ingress: part.object.clone(),
+            redirect: part.redirect,
+            set_by: part.set_by.to_string(),
         });
-        // Proxy annotations, typed once here; a backend under non-default ones gets its own
-        // copy carrying them.
-        let (policy, invalid) = annotations::policy(ingress, &snapshot.secrets);
-        for message in invalid {
-            condition(Reason::InvalidAnnotation, message);
+        if part.rule_less {
+            // spec §3.7: only rule-less Ingresses provide the global default, the oldest wins.
+            match (&part.default, &global) {
+                (None, _) => {}
+                (Some(slot), None) => global = Some((&part.object, slot.backend.clone())),
+                (Some(_), Some((winner, _))) => conditions.push(Condition {
+                    object: part.object.clone(),
+                    reason: Reason::DefaultBackendShadowed,
+                    message: format!("defaultBackend is shadowed by older {winner}"),
+                }),
+            }
         }
-        let policy = (!policy.is_default()).then(|| Arc::new(policy));
-        // One Arc per (backend, policy), like one per backend without annotations.
-        let blocked = unimplemented.blocks();
-        let mut with_policy = |backend: Arc<Backend>| {
-            if blocked {
-                return blocked_backends
-                    .entry(backend.reference.clone())
-                    .or_insert_with(|| {
-                        Arc::new(backend.unavailable(Unavailable::AccessControlUnsupported))
-                    })
-                    .clone();
-            }
-            match &policy {
-                Some(p) => with_policies
-                    .entry((backend.reference.clone(), p.clone()))
-                    .or_insert_with(|| Arc::new(backend.with_policy(p.clone())))
-                    .clone(),
-                None => backend,
-            }
-        };
-        let spec = ingress.spec.as_ref();
-        let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();
-        let default = spec.and_then(|s| s.default_backend.as_ref()).map(|b| {
-            let (backend, problem) = backends.resolve(namespace, b);
-            if let Some(p) = problem {
-                condition(p.reason, format!("defaultBackend: {}", p.message));
-            }
-            with_policy(backend)
-        });
-
-        if rules.is_empty() {
-            // spec §1.1: at least one of rules or defaultBackend; spec §3.7: only rule-less
-            // Ingresses provide the global default, the oldest one wins.
-            match (default, &global) {
-                (None, _) => condition(
-                    Reason::InvalidIngress,
-                    "ingress has neither rules nor a defaultBackend".to_string(),
-                ),
-                (Some(backend), None) => global = Some((object.clone(), backend)),
-                (Some(_), Some((winner, _))) => condition(
-                    Reason::DefaultBackendShadowed,
-                    format!("defaultBackend is shadowed by older {winner}"),
-                ),
-            }
-            // A rule-less Ingress has no rule hosts, but its listed tls hosts still bind.
-            tls.add(ingress, &object, &[], &mut conditions);
+        for rule in &part.rules {
+            contributors
+                .entry(&rule.host)
+                .or_default()
+                .push((part.as_ref(), rule));
+        }
+        // A rule-less Ingress has no rule hosts, but its listed tls hosts still bind. A canary
+        // Ingress binds nothing (it is left out until canaries are implemented).
+        if !part.serves {
             continue;
         }
-
-        let mut usable = false;
-        let mut rule_hosts: Vec<HostMatch> = Vec::new();
-        for (rule_index, rule) in rules.iter().enumerate() {
-            let host = match paths::host_match(rule.host.as_deref()) {
-                Ok(host) => host,
-                Err(e) => {
-                    condition(Reason::InvalidHost, format!("rule {rule_index}: {e}"));
-                    continue;
-                }
-            };
-            usable = true;
-            if host != HostMatch::Any && !rule_hosts.contains(&host) {
-                rule_hosts.push(host.clone());
-            }
-            // spec §3.8: rules with the same host merge into one vhost, whatever Ingress or
-            // namespace they come from. A rule without `http` still creates it (spec §3.7), and
-            // so does a rule whose paths are all invalid: the host stays claimed (fallback or
-            // 404) instead of leaking to the hostless vhost, since only the paths were wrong.
-            let vhost = vhosts.entry(host).or_default();
-            // spec §3.7: the per-vhost fallback is the defaultBackend of the oldest
-            // contributing Ingress that has one; Ingresses arrive oldest first.
-            if vhost.fallback.is_none() {
-                vhost.fallback.clone_from(&default);
-                if default.is_some() {
-                    vhost.fallback_redirect = Some(redirect);
-                }
-            }
-            vhost.first_redirect.get_or_insert(redirect);
-            let http_paths = rule.http.as_ref().map(|h| h.paths.as_slice());
-            for (path_index, path) in http_paths.unwrap_or_default().iter().enumerate() {
-                let (path_type, normalised) =
-                    match paths::rule_path(path.path.as_deref(), &path.path_type) {
-                        Ok(p) => p,
-                        Err(e) => {
-                            condition(
-                                Reason::InvalidPath,
-                                format!("rule {rule_index} path {path_index}: {e}"),
-                            );
-                            continue;
-                        }
-                    };
-                let (backend, problem) = backends.resolve(namespace, &path.backend);
-                match problem {
-                    // A malformed reference is about this path; the others are about the
-                    // Service, and read the same from every path that uses it.
-                    Some(p) if p.reason == Reason::InvalidBackend => condition(
-                        p.reason,
-                        format!("rule {rule_index} path {path_index}: {}", p.message),
-                    ),
-                    Some(p) => condition(p.reason, p.message),
-                    None => {}
-                }
-                let backend = with_policy(backend);
-                // Pushed in age order, then rule index, then path index (spec §3.6 step 4).
-                vhost.routes.push(Route {
-                    path: normalised,
-                    path_type,
-                    backend,
-                    origin: Origin {
-                        namespace: object.namespace.clone(),
-                        name: object.name.clone(),
-                        rule: rule_index,
-                        path: path_index,
-                    },
-                    ssl_redirect: redirect,
-                });
-            }
-        }
-        if !usable {
-            condition(
-                Reason::InvalidIngress,
-                "no rule has a valid host; nothing is routed".to_string(),
-            );
-        }
-        tls.add(ingress, &object, &rule_hosts, &mut conditions);
+        tls.add(
+            &part.ingress,
+            &part.object,
+            &part.rule_hosts,
+            &mut conditions,
+        );
     }
-    let tls = tls.finish(options, &mut conditions);
+    let (tls, certs) = tls.finish(options, &mut conditions);
+    cache.certs = certs;
 
-    let mut built = Vec::with_capacity(vhosts.len());
-    for (host, mut pending) in vhosts {
-        // spec §5.5: only vhosts whose host is bound to a certificate redirect; each route
-        // keeps its own Ingress's choice (set above), the misses follow the Ingress of the
-        // fallback, else the oldest contributing one.
-        let has_tls = tls.has_tls(&host);
-        for route in &mut pending.routes {
-            route.ssl_redirect &= has_tls;
-        }
-        let miss_redirect = pending
-            .fallback_redirect
-            .or(pending.first_redirect)
-            .unwrap_or(false);
-        let mut vhost = VirtualHost::new(host, pending.routes, pending.fallback);
-        vhost.ssl_redirect = has_tls && miss_redirect;
-        // spec §3.6: identical match sets are decided by precedence; the losers are reported.
-        for (loser, winner) in vhost.shadowed() {
-            conditions.push(Condition {
-                object: ObjectRef {
-                    kind: "Ingress".to_string(),
-                    namespace: loser.origin.namespace.clone(),
-                    name: loser.origin.name.clone(),
-                },
-                reason: Reason::PathShadowed,
-                message: format!(
-                    "{:?} {} on host {} is shadowed by {:?} {} of Ingress {}/{}",
-                    loser.path_type,
-                    loser.path,
-                    vhost.host,
-                    winner.path_type,
-                    winner.path,
-                    winner.origin.namespace,
-                    winner.origin.name
-                ),
-            });
-        }
-        built.push(vhost);
+    // Each vhost, rebuilt only when its contributions or its TLS binding changed.
+    let mut previous = std::mem::take(&mut state.vhosts);
+    let mut built = Vec::with_capacity(contributors.len());
+    for (host, rules) in contributors {
+        let has_tls = tls.has_tls(host);
+        let reusable = previous.remove(host).filter(|b| {
+            b.has_tls == has_tls
+                && b.revs.len() == rules.len()
+                && b.revs
+                    .iter()
+                    .zip(&rules)
+                    .all(|(rev, (part, _))| *rev == part.rev)
+        });
+        let entry = match reusable {
+            Some(entry) => entry,
+            None => incremental::build_vhost(host, &rules, has_tls),
+        };
+        conditions.extend_from_slice(&entry.shadowed);
+        built.push(entry.vhost.clone());
+        state.vhosts.insert(host.clone(), entry);
     }
+    drop(previous);
 
     // spec §3.7 step 2: the controller-configured default Service.
     let default_backend = global.map(|(_, b)| b).or_else(|| {
@@ -428,30 +337,20 @@ pub fn translate(snapshot: &Snapshot, options: &Options) -> Translation {
             .as_ref()
             .map(|(ns, name)| backends.default_service(ns, name))
     });
+    state.backends = backends.into_cache();
 
     conditions.sort();
     conditions.dedup();
-    let mut owned: Vec<ObjectRef> = ingresses.iter().map(|i| ingress_ref(i)).collect();
+    let mut owned: Vec<ObjectRef> = parts.iter().map(|p| p.object.clone()).collect();
     owned.sort();
     ssl_redirects.sort_by(|a, b| a.ingress.cmp(&b.ingress));
     Translation {
-        table: RouteTable::new(built, default_backend),
+        table: RouteTable::from_shared(built, default_backend),
         tls,
         conditions,
         owned,
         ssl_redirects,
     }
-}
-
-/// Routes and fallback collected for one rule host before the vhost is built.
-#[derive(Default)]
-struct PendingHost {
-    routes: Vec<Route>,
-    fallback: Option<Arc<Backend>>,
-    /// spec §5.5: the redirect choice of the Ingress that provides the fallback, and of the
-    /// oldest contributing Ingress.
-    fallback_redirect: Option<bool>,
-    first_redirect: Option<bool>,
 }
 
 fn ingress_ref(ingress: &Ingress) -> ObjectRef {
@@ -476,11 +375,11 @@ fn age_key(ingress: &Ingress) -> (Option<&Time>, &str, &str) {
 
 /// The owned Ingresses (spec §2), one per `namespace/name`, oldest first.
 fn owned_in_age_order<'a>(
-    ingresses: &'a [Ingress],
+    ingresses: &'a [Arc<Ingress>],
     classes: &Classes,
     options: &Options,
-) -> Vec<&'a Ingress> {
-    let mut owned: Vec<&Ingress> = ingresses
+) -> Vec<&'a Arc<Ingress>> {
+    let mut owned: Vec<&Arc<Ingress>> = ingresses
         .iter()
         .filter(|i| i.metadata.name.as_deref().is_some_and(|n| !n.is_empty()))
         .filter(|i| classes.owns(i, options))
@@ -488,7 +387,8 @@ fn owned_in_age_order<'a>(
     // A source should never deliver one name twice; if it does, keep one chosen by content so
     // the result does not depend on input order.
     owned.sort_by(|a, b| {
-        let key = |i: &'a Ingress| (i.metadata.namespace.as_deref(), i.metadata.name.as_deref());
+        let key =
+            |i: &'a Arc<Ingress>| (i.metadata.namespace.as_deref(), i.metadata.name.as_deref());
         key(a)
             .cmp(&key(b))
             .then_with(|| backends::canonical(a).cmp(&backends::canonical(b)))

@@ -3,7 +3,7 @@
 //! `ssl-redirect` annotation (spec §5.5) and the validity pass that runs outside translate.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -58,7 +58,7 @@ pub(super) const GLOBAL_SSL_REDIRECT: &str = "--ssl-redirect";
 type Parsed = Result<Arc<Certificate>, (Reason, String)>;
 
 /// What a Secret's parse depends on, and its result.
-struct Memo {
+pub(super) struct Memo {
     kind: String,
     crt: Vec<u8>,
     key: Vec<u8>,
@@ -67,24 +67,27 @@ struct Memo {
 
 type MemoKey = (String, String);
 
-/// Parses of the previous translate, by Secret `namespace/name`. Loading a key into ring and
-/// parsing X.509 costs tens of microseconds per Secret (more for RSA), which for thousands of
-/// Secrets would dominate every rebuild; a Secret whose type and bytes are unchanged reuses its
-/// parse. The result is the same as parsing again (parsing is deterministic), so translate
-/// stays a function of its input; entries not used by the latest translate are dropped.
-static MEMO: Mutex<Option<HashMap<MemoKey, Arc<Memo>>>> = Mutex::new(None);
+/// Parses of the previous translate, by Secret `namespace/name`, held by
+/// [`Cache`](super::Cache). Loading a key into ring and parsing X.509 costs tens of
+/// microseconds per Secret (more for RSA), which for thousands of Secrets would dominate every
+/// rebuild; a Secret whose type and bytes are unchanged reuses its parse. The result is the
+/// same as parsing again (parsing is deterministic), so the output does not depend on what the
+/// memo holds; entries not used by the latest translate are dropped.
+pub(super) type CertMemo = HashMap<MemoKey, Arc<Memo>>;
 
 /// Collects bindings Ingress by Ingress, in age order.
 pub(super) struct TlsBuilder<'a> {
     secrets: HashMap<(&'a str, &'a str), &'a Secret>,
     parsed: HashMap<MemoKey, Parsed>,
+    /// The previous translate's parses.
+    previous: CertMemo,
     /// The memo entries this translate used, to become the next memo.
-    used: HashMap<MemoKey, Arc<Memo>>,
+    used: CertMemo,
     bindings: BTreeMap<HostMatch, Binding>,
 }
 
 impl<'a> TlsBuilder<'a> {
-    pub fn new(secrets: &'a [Secret]) -> Self {
+    pub fn new(secrets: &'a [std::sync::Arc<Secret>], previous: CertMemo) -> Self {
         let mut by_name: HashMap<(&str, &str), &Secret> = HashMap::new();
         for secret in secrets {
             let key = (
@@ -103,6 +106,7 @@ impl<'a> TlsBuilder<'a> {
         TlsBuilder {
             secrets: by_name,
             parsed: HashMap::new(),
+            previous,
             used: HashMap::new(),
             bindings: BTreeMap::new(),
         }
@@ -278,11 +282,7 @@ impl<'a> TlsBuilder<'a> {
         let kind = secret.type_.as_deref().unwrap_or("Opaque");
         let crt = secret_value(secret, "tls.crt");
         let tls_key = secret_value(secret, "tls.key");
-        let previous = MEMO
-            .lock()
-            .ok()
-            .and_then(|memo| memo.as_ref().and_then(|m| m.get(key).cloned()));
-        let memo = match previous {
+        let memo = match self.previous.get(key).cloned() {
             Some(m) if m.kind == kind && m.crt == crt && m.key == tls_key => m,
             _ => Arc::new(Memo {
                 kind: kind.to_string(),
@@ -297,8 +297,13 @@ impl<'a> TlsBuilder<'a> {
     }
 
     /// The table, with the `--default-ssl-certificate` Secret when it is usable (spec §5.1);
-    /// when it is not, a condition on the Secret, and the generated certificate serves.
-    pub fn finish(mut self, options: &Options, conditions: &mut Vec<Condition>) -> TlsTable {
+    /// when it is not, a condition on the Secret, and the generated certificate serves. Also
+    /// the memo entries this translate used, for the next one.
+    pub fn finish(
+        mut self,
+        options: &Options,
+        conditions: &mut Vec<Condition>,
+    ) -> (TlsTable, CertMemo) {
         let default = options
             .default_ssl_certificate
             .as_ref()
@@ -319,10 +324,10 @@ impl<'a> TlsBuilder<'a> {
                     None
                 }
             });
-        if let Ok(mut memo) = MEMO.lock() {
-            *memo = Some(std::mem::take(&mut self.used));
-        }
-        TlsTable::new(self.bindings.into_values().collect(), default)
+        (
+            TlsTable::new(self.bindings.into_values().collect(), default),
+            self.used,
+        )
     }
 }
 
@@ -460,7 +465,11 @@ mod tests {
             watch_without_class: true,
             ..Options::default()
         };
-        super::super::translate(&loaded.snapshot, &options)
+        super::super::translate(
+            &loaded.snapshot,
+            &options,
+            &mut super::super::Cache::default(),
+        )
     }
 
     #[test]

@@ -81,13 +81,14 @@ pub fn publish(shared: &Shared, vhosts: Vec<VirtualHost>, default: Option<Arc<Ba
     let version = shared.load().version + 1;
     shared.store(Arc::new(Published {
         version,
-        translation: Translation {
+        translation: Arc::new(Translation {
             table: RouteTable::new(vhosts, default),
             tls: Default::default(),
             conditions: vec![],
             owned: vec![],
             ssl_redirects: vec![],
-        },
+        }),
+        snapshot: Default::default(),
     }));
 }
 

@@ -11,7 +11,7 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use portico::proxy::{self, ProxyOptions, Scheme, TlsListener};
-use portico::publish::{self, Shared};
+use portico::publish::{Publisher, Shared};
 use portico::source::files::{parse_documents, Loaded};
 use portico::source::Snapshot;
 use portico::translate::Options;
@@ -144,6 +144,8 @@ pub struct TlsProxy {
     pub https: SocketAddr,
     pub http: SocketAddr,
     pub shared: Shared,
+    /// Owns `shared`: every configuration goes through it, as in `app`.
+    pub publisher: std::sync::Mutex<Publisher>,
     /// The certificate generated at start (served when nothing else applies).
     pub generated: CertificateDer<'static>,
     /// Stops the HTTPS listener.
@@ -162,7 +164,8 @@ impl TlsProxy {
 
     /// Both listeners counting into and logging to `observe`.
     pub async fn start_observed(handshake_timeout: Duration, observe: proxy::Observe) -> TlsProxy {
-        let shared = publish::shared();
+        let publisher = Publisher::new(observe.metrics.clone());
+        let shared = publisher.shared().clone();
         let generated = portico::tls::generated_default().expect("generate");
         let generated_der = generated.cert[0].clone();
         let resolver = portico::tls::Resolver::new(shared.clone(), generated);
@@ -203,6 +206,7 @@ impl TlsProxy {
             https,
             http,
             shared,
+            publisher: std::sync::Mutex::new(publisher),
             generated: generated_der,
             stop_https: Some(stop_https),
             https_task: Some(https_task),
@@ -215,7 +219,10 @@ impl TlsProxy {
     }
 
     pub fn apply_with(&self, docs: &[String], options: &Options) {
-        publish::apply(&self.shared, &snapshot(docs), options);
+        self.publisher
+            .lock()
+            .expect("publisher lock")
+            .publish(snapshot(docs), options);
     }
 
     /// The leaf certificate served for `sni` (`None`: no SNI sent).

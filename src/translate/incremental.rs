@@ -1,0 +1,640 @@
+//! Incremental translate: the state [`Cache`](super::Cache) keeps between two translates so
+//! that a change costs work in proportion to what it touches (issue 11 item 3).
+//!
+//! Sits inside `translate`: the snapshot is first compared with the previous one kind by kind
+//! (Services, EndpointSlices grouped by Service, Secrets), then each owned Ingress's
+//! contribution (its [`Part`]) is reused, rebound or derived again, and finally the vhosts are
+//! merged in age order (spec §3.6, §3.8), reusing every vhost whose contributions are the
+//! same. What is cached is always keyed by what it was computed from, so the result equals a
+//! translate from scratch (`tests/incremental.rs` drives random edit sequences to check it).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
+
+use super::backends::{Backends, Resolved, SERVICE_NAME_LABEL};
+use super::{annotations, paths, tls, Condition, ObjectRef, Options, Reason};
+use crate::routing::{
+    Backend, BackendRef, HostMatch, Origin, Policy, Route, Target, Unavailable, VirtualHost,
+};
+
+/// `(namespace, name)` of a namespaced object.
+pub(super) type Key = (String, String);
+
+/// Whether an object is unchanged since the previous translate.
+///
+/// The snapshot holds its objects behind `Arc` and the sources hand on the same `Arc` for an
+/// object they did not touch, so a pointer comparison answers for nearly every object; content
+/// equality covers a source that rebuilt an equal object.
+fn same<T: PartialEq>(previous: &Arc<T>, current: &Arc<T>) -> bool {
+    Arc::ptr_eq(previous, current) || **previous == **current
+}
+
+/// What the previous translate left behind; empty at first and after an options change.
+#[derive(Default)]
+pub(super) struct State {
+    /// The options everything below was computed under.
+    options: Option<Options>,
+    /// Copies of the previous snapshot's objects, by key, to tell what changed.
+    services: HashMap<Key, Vec<Arc<Service>>>,
+    slices: HashMap<Key, Vec<Arc<EndpointSlice>>>,
+    secrets: HashMap<Key, Vec<Arc<Secret>>>,
+    /// Resolved backends by reference, still valid for unchanged Services and slices.
+    pub backends: HashMap<BackendRef, Resolved>,
+    /// One `Arc` per backend and non-default policy (see `translate`).
+    pub with_policies: HashMap<(BackendRef, Arc<Policy>), Arc<Backend>>,
+    /// One unavailable backend per reference for Ingresses that fail closed (it depends on
+    /// the reference alone, so it never goes stale).
+    pub blocked: HashMap<BackendRef, Arc<Backend>>,
+    /// Each owned Ingress's contribution, by `namespace/name`.
+    pub parts: HashMap<Key, Arc<Part>>,
+    /// Each vhost as last built, by host.
+    pub vhosts: HashMap<HostMatch, Built>,
+    /// Source of [`Part::rev`].
+    next_rev: u64,
+}
+
+/// The keys whose objects changed since the previous translate.
+#[derive(Default)]
+pub(super) struct Changes {
+    /// Service objects (the backend's port, type, `appProtocol` and problems depend on them).
+    services: HashSet<Key>,
+    /// EndpointSlices, by `namespace` and the Service named by their label (spec §4.2 step 1):
+    /// only endpoint sets depend on them.
+    slices: HashSet<Key>,
+    secrets: HashSet<Key>,
+}
+
+impl State {
+    /// Forgets everything computed under other options, then finds what changed in the
+    /// snapshot and drops the resolved backends that depend on it.
+    pub fn changes(
+        &mut self,
+        options: &Options,
+        services: &[Arc<Service>],
+        slices: &[Arc<EndpointSlice>],
+        secrets: &[Arc<Secret>],
+    ) -> Changes {
+        if self.options.as_ref() != Some(options) {
+            *self = State {
+                options: Some(options.clone()),
+                next_rev: self.next_rev,
+                ..State::default()
+            };
+        }
+        let changes = Changes {
+            services: diff(&mut self.services, services, |s| {
+                let m = &s.metadata;
+                Some((m.namespace.as_deref()?, m.name.as_deref()?))
+            }),
+            slices: diff(&mut self.slices, slices, |s| {
+                let ns = s.metadata.namespace.as_deref().unwrap_or_default();
+                let service = s.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
+                Some((ns, service.as_str()))
+            }),
+            secrets: diff(&mut self.secrets, secrets, |s| {
+                let m = &s.metadata;
+                Some((
+                    m.namespace.as_deref().unwrap_or_default(),
+                    m.name.as_deref().unwrap_or_default(),
+                ))
+            }),
+        };
+        if !changes.services.is_empty() || !changes.slices.is_empty() {
+            let stale = |reference: &BackendRef| match reference {
+                BackendRef::Service {
+                    namespace, name, ..
+                } => {
+                    let key = (namespace.clone(), name.clone());
+                    changes.services.contains(&key) || changes.slices.contains(&key)
+                }
+                BackendRef::Resource { .. } => false,
+            };
+            self.backends.retain(|reference, _| !stale(reference));
+            self.with_policies
+                .retain(|(reference, _), _| !stale(reference));
+        }
+        changes
+    }
+
+    pub fn next_rev(&mut self) -> u64 {
+        self.next_rev += 1;
+        self.next_rev
+    }
+}
+
+/// The Part of `ingress` to use now, from the previous translate's `parts`: the same one when
+/// neither the Ingress nor anything it reads changed; rebound to the new backends when only
+/// endpoints changed; else `None` (derive it again).
+pub(super) fn reuse(
+    parts: &HashMap<Key, Arc<Part>>,
+    key: &Key,
+    ingress: &Arc<Ingress>,
+    changes: &Changes,
+) -> Option<Reuse> {
+    let part = parts.get(key)?;
+    if !same(&part.ingress, ingress)
+        || part.services.iter().any(|k| changes.services.contains(k))
+        || part.secrets.iter().any(|k| changes.secrets.contains(k))
+    {
+        return None;
+    }
+    if part.services.iter().any(|k| changes.slices.contains(k)) {
+        Some(Reuse::Rebind(part.clone()))
+    } else {
+        Some(Reuse::Same(part.clone()))
+    }
+}
+
+pub(super) enum Reuse {
+    Same(Arc<Part>),
+    /// Its routes stay; their backends are looked up again (an EndpointSlice changed).
+    Rebind(Arc<Part>),
+}
+
+/// Groups `current` by key, compares each group with the stored copy (order within a group
+/// does not matter), stores the new copies and returns the keys that changed, appeared or
+/// went away. A key held by two objects at once (no real cluster has one) always counts as
+/// changed: that costs work, never correctness.
+fn diff<'a, T: PartialEq>(
+    stored: &mut HashMap<Key, Vec<Arc<T>>>,
+    current: &'a [Arc<T>],
+    key: impl Fn(&'a T) -> Option<(&'a str, &'a str)>,
+) -> HashSet<Key> {
+    let mut groups: HashMap<(&str, &str), Vec<&Arc<T>>> = HashMap::with_capacity(current.len());
+    for object in current {
+        if let Some(k) = key(object.as_ref()) {
+            groups.entry(k).or_default().push(object);
+        }
+    }
+    let mut changed = HashSet::new();
+    stored.retain(|(ns, name), _| {
+        let keep = groups.contains_key(&(ns.as_str(), name.as_str()));
+        if !keep {
+            changed.insert((ns.clone(), name.clone()));
+        }
+        keep
+    });
+    for ((ns, name), group) in groups {
+        let key = (ns.to_string(), name.to_string());
+        let unchanged = match stored.get(&key) {
+            Some(previous) if previous.len() == group.len() && group.len() == 1 => {
+                same(&previous[0], group[0])
+            }
+            Some(previous) if previous.len() == group.len() => {
+                // Several EndpointSlices per Service are normal: equal as multisets.
+                let mut unmatched: Vec<&Arc<T>> = previous.iter().collect();
+                group.iter().all(
+                    |object| match unmatched.iter().position(|p| same(*p, *object)) {
+                        Some(i) => {
+                            unmatched.swap_remove(i);
+                            true
+                        }
+                        None => false,
+                    },
+                )
+            }
+            _ => false,
+        };
+        if !unchanged {
+            stored.insert(key.clone(), group.into_iter().cloned().collect());
+            changed.insert(key);
+        }
+    }
+    changed
+}
+
+/// One owned Ingress's contribution to the table, derived from the Ingress and the objects it
+/// reads (never from other Ingresses: merging is done afterwards, in age order).
+#[derive(Clone)]
+pub(super) struct Part {
+    /// Unique among all Parts ever made by one `State`: equal revisions, equal contents.
+    pub rev: u64,
+    /// The Ingress it was derived from.
+    pub ingress: Arc<Ingress>,
+    /// The Services (with their EndpointSlices) and Secrets it reads.
+    pub services: Vec<Key>,
+    pub secrets: Vec<Key>,
+    pub object: ObjectRef,
+    /// spec §5.5: its redirect choice and what decided it.
+    pub redirect: bool,
+    pub set_by: &'static str,
+    /// The conditions that depend on this Ingress alone.
+    pub conditions: Vec<Condition>,
+    pub policy: Option<Arc<Policy>>,
+    pub default: Option<Slot>,
+    /// No rules at all: a candidate for the global default backend (spec §3.7).
+    pub rule_less: bool,
+    /// Its valid rule hosts other than the hostless one, for the TLS bindings (spec §5.2).
+    pub rule_hosts: Vec<HostMatch>,
+    /// Its rules with a valid host, in rule order.
+    pub rules: Vec<PartRule>,
+    /// An access-control annotation Portico cannot enforce: every backend is unavailable.
+    pub blocked: bool,
+    /// `false` for a canary Ingress: it contributes nothing, not even TLS bindings.
+    pub serves: bool,
+}
+
+#[derive(Clone)]
+pub(super) struct PartRule {
+    pub host: HostMatch,
+    pub routes: Vec<(Route, Option<BackendRef>)>,
+}
+
+/// A backend as used by a Part, with the reference to look it up again when endpoints
+/// change (`None` for malformed references, which are built per use).
+#[derive(Clone)]
+pub(super) struct Slot {
+    pub backend: Arc<Backend>,
+    pub reference: Option<BackendRef>,
+}
+
+/// Shares one `Arc` per (backend, policy), like one per backend without annotations. An
+/// Ingress that fails closed (`blocked` is its map) gets one unavailable backend per reference
+/// instead (`ingress-nginx.md` §3).
+fn with_policy(
+    with_policies: &mut HashMap<(BackendRef, Arc<Policy>), Arc<Backend>>,
+    blocked: Option<&mut HashMap<BackendRef, Arc<Backend>>>,
+    policy: &Option<Arc<Policy>>,
+    backend: Arc<Backend>,
+) -> Arc<Backend> {
+    if let Some(blocked) = blocked {
+        return blocked
+            .entry(backend.reference.clone())
+            .or_insert_with(|| {
+                Arc::new(Backend::new(
+                    backend.reference.clone(),
+                    Target::Unavailable(Unavailable::AccessControlUnsupported),
+                ))
+            })
+            .clone();
+    }
+    match policy {
+        Some(p) => with_policies
+            .entry((backend.reference.clone(), p.clone()))
+            .or_insert_with(|| Arc::new(backend.with_policy(p.clone())))
+            .clone(),
+        None => backend,
+    }
+}
+
+/// A resolved backend and, when it came from the shared resolution, its reference.
+fn slot(resolved: &Resolved) -> Option<BackendRef> {
+    let malformed = resolved
+        .1
+        .as_ref()
+        .is_some_and(|p| p.reason == Reason::InvalidBackend);
+    (!malformed).then(|| resolved.0.reference.clone())
+}
+
+/// The same Part with every shared backend looked up again (only endpoints changed, so
+/// routes, conditions and everything else stand).
+pub(super) fn rebind(
+    part: &Part,
+    rev: u64,
+    backends: &mut Backends<'_>,
+    with_policies: &mut HashMap<(BackendRef, Arc<Policy>), Arc<Backend>>,
+    blocked: &mut HashMap<BackendRef, Arc<Backend>>,
+) -> Part {
+    let mut part = part.clone();
+    part.rev = rev;
+    let policy = part.policy.clone();
+    let fails_closed = part.blocked;
+    let mut again = |reference: &BackendRef| {
+        let backend = backends.again(reference);
+        with_policy(
+            with_policies,
+            fails_closed.then_some(&mut *blocked),
+            &policy,
+            backend,
+        )
+    };
+    if let Some(Slot {
+        backend,
+        reference: Some(reference),
+    }) = &mut part.default
+    {
+        *backend = again(reference);
+    }
+    for rule in &mut part.rules {
+        for (route, reference) in &mut rule.routes {
+            if let Some(reference) = reference {
+                route.backend = again(reference);
+            }
+        }
+    }
+    part
+}
+
+/// Derives one owned Ingress's Part (spec §1.1, §3.4–3.7, §4, §5.5): everything translate
+/// does for an Ingress except what depends on other Ingresses.
+pub(super) fn derive(
+    ingress: &Arc<Ingress>,
+    rev: u64,
+    options: &Options,
+    secrets: &[Arc<Secret>],
+    backends: &mut Backends<'_>,
+    with_policies: &mut HashMap<(BackendRef, Arc<Policy>), Arc<Backend>>,
+    blocked: &mut HashMap<BackendRef, Arc<Backend>>,
+) -> Part {
+    let object = super::ingress_ref(ingress);
+    let namespace = object.namespace.clone();
+    let mut conditions = Vec::new();
+    let mut condition = |reason: Reason, message: String| {
+        conditions.push(Condition {
+            object: object.clone(),
+            reason,
+            message,
+        });
+    };
+    // ingress-nginx.md §3: what Portico does not implement is said, never silently ignored;
+    // access control it cannot enforce fails closed.
+    let unimplemented = annotations::unimplemented(ingress);
+    for key in &unimplemented.blocking {
+        condition(
+            Reason::AccessControlUnsupported,
+            format!(
+                "annotation {key}: access control Portico does not implement yet; every path \
+                 of this Ingress answers 503 rather than serving without it"
+            ),
+        );
+    }
+    for key in &unimplemented.snippets {
+        condition(
+            Reason::SnippetDropped,
+            format!("annotation {key}: snippets are never interpreted; dropped"),
+        );
+    }
+    for key in &unimplemented.ignored {
+        condition(
+            Reason::UnsupportedAnnotation,
+            format!("annotation {key}: not implemented by Portico; ignored"),
+        );
+    }
+    if let Some(key) = &unimplemented.canary {
+        // ingress-nginx attaches a canary to its main Ingress; until Portico does, the canary
+        // must not take over the main Ingress's host and paths.
+        condition(
+            Reason::UnsupportedAnnotation,
+            format!(
+                "annotation {key}: canary Ingresses are not implemented yet; this Ingress \
+                 serves nothing and its main Ingress serves all the traffic"
+            ),
+        );
+        return Part {
+            rev,
+            ingress: Arc::clone(ingress),
+            services: Vec::new(),
+            secrets: Vec::new(),
+            object,
+            redirect: options.ssl_redirect,
+            set_by: tls::GLOBAL_SSL_REDIRECT,
+            conditions,
+            policy: None,
+            default: None,
+            rule_less: false,
+            rule_hosts: Vec::new(),
+            rules: Vec::new(),
+            blocked: false,
+            serves: false,
+        };
+    }
+    let fails_closed = unimplemented.blocks();
+    let mut blocked = fails_closed.then_some(blocked);
+    // spec §5.5: whether this Ingress's routes on TLS hosts redirect plain HTTP.
+    let (redirect, set_by) = match tls::ssl_redirect(ingress, options) {
+        Ok(r) => r,
+        Err(message) => {
+            condition(Reason::InvalidAnnotation, message);
+            (options.ssl_redirect, tls::GLOBAL_SSL_REDIRECT)
+        }
+    };
+    // Proxy annotations, typed once here; a backend under non-default ones gets its own copy
+    // carrying them.
+    let (policy, invalid) = annotations::policy(ingress, secrets);
+    for message in invalid {
+        condition(Reason::InvalidAnnotation, message);
+    }
+    let policy = (!policy.is_default()).then(|| Arc::new(policy));
+    let spec = ingress.spec.as_ref();
+    let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();
+    let default = spec.and_then(|s| s.default_backend.as_ref()).map(|b| {
+        let resolved = backends.resolve(&namespace, b);
+        if let Some(p) = &resolved.1 {
+            condition(p.reason, format!("defaultBackend: {}", p.message));
+        }
+        Slot {
+            reference: slot(&resolved),
+            backend: with_policy(with_policies, blocked.as_deref_mut(), &policy, resolved.0),
+        }
+    });
+    if rules.is_empty() && default.is_none() {
+        // spec §1.1: at least one of rules or defaultBackend.
+        condition(
+            Reason::InvalidIngress,
+            "ingress has neither rules nor a defaultBackend".to_string(),
+        );
+    }
+
+    let mut usable = false;
+    let mut rule_hosts: Vec<HostMatch> = Vec::new();
+    let mut part_rules = Vec::with_capacity(rules.len());
+    for (rule_index, rule) in rules.iter().enumerate() {
+        let host = match paths::host_match(rule.host.as_deref()) {
+            Ok(host) => host,
+            Err(e) => {
+                condition(Reason::InvalidHost, format!("rule {rule_index}: {e}"));
+                continue;
+            }
+        };
+        usable = true;
+        if host != HostMatch::Any && !rule_hosts.contains(&host) {
+            rule_hosts.push(host.clone());
+        }
+        let mut routes = Vec::new();
+        let http_paths = rule.http.as_ref().map(|h| h.paths.as_slice());
+        for (path_index, path) in http_paths.unwrap_or_default().iter().enumerate() {
+            let (path_type, normalised) =
+                match paths::rule_path(path.path.as_deref(), &path.path_type) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        condition(
+                            Reason::InvalidPath,
+                            format!("rule {rule_index} path {path_index}: {e}"),
+                        );
+                        continue;
+                    }
+                };
+            let resolved = backends.resolve(&namespace, &path.backend);
+            match &resolved.1 {
+                // A malformed reference is about this path; the others are about the
+                // Service, and read the same from every path that uses it.
+                Some(p) if p.reason == Reason::InvalidBackend => condition(
+                    p.reason,
+                    format!("rule {rule_index} path {path_index}: {}", p.message),
+                ),
+                Some(p) => condition(p.reason, p.message.clone()),
+                None => {}
+            }
+            let reference = slot(&resolved);
+            let backend = with_policy(with_policies, blocked.as_deref_mut(), &policy, resolved.0);
+            routes.push((
+                Route {
+                    path: normalised,
+                    path_type,
+                    backend,
+                    origin: Origin {
+                        namespace: object.namespace.clone(),
+                        name: object.name.clone(),
+                        rule: rule_index,
+                        path: path_index,
+                    },
+                    ssl_redirect: redirect,
+                },
+                reference,
+            ));
+        }
+        part_rules.push(PartRule { host, routes });
+    }
+    if !rules.is_empty() && !usable {
+        condition(
+            Reason::InvalidIngress,
+            "no rule has a valid host; nothing is routed".to_string(),
+        );
+    }
+
+    Part {
+        rev,
+        ingress: Arc::clone(ingress),
+        services: services_read(ingress, &namespace),
+        secrets: secrets_read(ingress, &namespace),
+        object,
+        redirect,
+        set_by,
+        conditions,
+        policy,
+        default,
+        rule_less: rules.is_empty(),
+        rule_hosts,
+        rules: part_rules,
+        blocked: fails_closed,
+        serves: true,
+    }
+}
+
+/// Every Service an Ingress's backends name, in its own namespace (spec §4.1).
+fn services_read(ingress: &Ingress, namespace: &str) -> Vec<Key> {
+    let spec = ingress.spec.as_ref();
+    let default = spec.and_then(|s| s.default_backend.as_ref());
+    let paths = spec
+        .and_then(|s| s.rules.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| r.http.as_ref())
+        .flat_map(|h| h.paths.iter().map(|p| &p.backend));
+    let mut keys: Vec<Key> = default
+        .into_iter()
+        .chain(paths)
+        .filter_map(|b| b.service.as_ref())
+        .map(|s| (namespace.to_string(), s.name.clone()))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The Secrets the annotations read (the upstream CA, `annotations::policy`): the value as
+/// `namespace/name`, or a name in the Ingress's namespace.
+fn secrets_read(ingress: &Ingress, namespace: &str) -> Vec<Key> {
+    let Some(annotations) = ingress.metadata.annotations.as_ref() else {
+        return Vec::new();
+    };
+    let mut keys: Vec<Key> = annotations
+        .iter()
+        .filter(|(k, _)| annotations::reads_secret(k))
+        .map(|(_, value)| match value.trim().split_once('/') {
+            Some((ns, name)) => (ns.to_string(), name.to_string()),
+            None => (namespace.to_string(), value.trim().to_string()),
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// One vhost as last built, and what it was built from.
+pub(super) struct Built {
+    /// The revisions of its contributing Parts, one per contributing rule, in age order.
+    pub revs: Vec<u64>,
+    /// Whether its host had a TLS binding (spec §5.5).
+    pub has_tls: bool,
+    pub vhost: Arc<VirtualHost>,
+    /// `PathShadowed` conditions of its routes (spec §3.6).
+    pub shadowed: Vec<Condition>,
+}
+
+/// Builds one vhost from its contributing rules, given oldest Ingress first (spec §3.6 step 4,
+/// §3.7, §3.8, §5.5).
+pub(super) fn build_vhost(
+    host: &HostMatch,
+    contributors: &[(&Part, &PartRule)],
+    has_tls: bool,
+) -> Built {
+    let mut routes = Vec::new();
+    let mut fallback = None;
+    let mut fallback_redirect = None;
+    let mut first_redirect = None;
+    for (part, rule) in contributors {
+        // spec §3.7: the per-vhost fallback is the defaultBackend of the oldest contributing
+        // Ingress that has one.
+        if fallback.is_none() {
+            if let Some(slot) = &part.default {
+                fallback = Some(slot.backend.clone());
+                fallback_redirect = Some(part.redirect);
+            }
+        }
+        first_redirect.get_or_insert(part.redirect);
+        for (route, _) in &rule.routes {
+            let mut route = route.clone();
+            // spec §5.5: only vhosts whose host is bound to a certificate redirect; each
+            // route keeps its own Ingress's choice.
+            route.ssl_redirect &= has_tls;
+            routes.push(route);
+        }
+    }
+    // The misses follow the Ingress of the fallback, else the oldest contributing one.
+    let miss_redirect = fallback_redirect.or(first_redirect).unwrap_or(false);
+    let mut vhost = VirtualHost::new(host.clone(), routes, fallback);
+    vhost.ssl_redirect = has_tls && miss_redirect;
+    // spec §3.6: identical match sets are decided by precedence; the losers are reported.
+    let shadowed = vhost
+        .shadowed()
+        .map(|(loser, winner)| Condition {
+            object: ObjectRef {
+                kind: "Ingress".to_string(),
+                namespace: loser.origin.namespace.clone(),
+                name: loser.origin.name.clone(),
+            },
+            reason: Reason::PathShadowed,
+            message: format!(
+                "{:?} {} on host {} is shadowed by {:?} {} of Ingress {}/{}",
+                loser.path_type,
+                loser.path,
+                vhost.host,
+                winner.path_type,
+                winner.path,
+                winner.origin.namespace,
+                winner.origin.name
+            ),
+        })
+        .collect();
+    Built {
+        revs: contributors.iter().map(|(p, _)| p.rev).collect(),
+        has_tls,
+        vhost: Arc::new(vhost),
+        shadowed,
+    }
+}
