@@ -1,12 +1,13 @@
 //! Benchmark harness (`bench/run` drives it): a fixed-response upstream, a small HTTP/1.1 load
 //! generator (so the smoke run needs no wrk), and the control plane at scale — translate,
 //! publish, match and RSS at N Ingresses, propagation latency through the manifests source of
-//! the real binary, and churn under load. Loopback only; every load stops by itself.
+//! the real binary and the fake API server (new Ingress, changed path, endpoint removed/added,
+//! Secret rotated), and churn under load. Loopback only; every load stops by itself.
 //!
 //! ```text
 //! scale upstream ADDR...                    serve "ok" (and 64 KiB on /64k) until killed
 //! scale load --addr A --host H [--path P] [--conns C] [--secs S] [--close]
-//! scale scale --portico BIN [--sizes 1000,5000,10000] [--changes 100] [--churn-secs 60]
+//! scale scale --portico BIN [--sizes 1000,5000,20000] [--changes 500] [--churn-secs 60]
 //!             [--churn-rate 100] [--churn-load builtin|wrk] [--no-kube] [--out FILE]
 //! scale report --raw RAW.jsonl --scale SCALE.json --out DIR --date D --machine M --mode M
 //!                                           medians, ratios: DIR/D.json, D.md, D.gnuplot
@@ -315,7 +316,50 @@ fn generate(dir: &Path, n: usize, port: u16) -> std::io::Result<()> {
     }
     write_atomic(dir, "probe.yaml", &probe(0, port))?;
     write_atomic(dir, "ep.yaml", &endpoint_probe(true, port))?;
+    write_atomic(dir, "tls.yaml", &tls_probe(&TLS_CERTS[0]))?;
     Ok(())
+}
+
+/// The two certificates the "Secret rotated" changes alternate between (made once: the change
+/// measured is the rotation, not rcgen).
+static TLS_CERTS: std::sync::LazyLock<[(String, String); 2]> = std::sync::LazyLock::new(|| {
+    let one = || {
+        let certified = rcgen::generate_simple_self_signed(vec!["tls.example".to_string()])
+            .expect("rcgen makes a certificate");
+        (certified.cert.pem(), certified.signing_key.serialize_pem())
+    };
+    [one(), one()]
+});
+
+/// An Ingress terminating TLS for `tls.example` with the Secret `tls-probe`, and that Secret.
+fn tls_probe((crt, key): &(String, String)) -> String {
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: tls-probe\n  namespace: bench\nspec:\n  ingressClassName: portico\n  tls:\n  - hosts: [tls.example]\n    secretName: tls-probe\n  rules:\n  - host: tls.example\n    http:\n      paths:\n      - path: /\n        pathType: Prefix\n        backend:\n          service:\n            name: app0\n            port:\n              number: 80\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: tls-probe\n  namespace: bench\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        indent(crt),
+        indent(key)
+    )
+}
+
+/// Polls the admin endpoint until the published configuration version passes `before` (a
+/// Secret rotation changes no route a request could see); the time since `t0`.
+async fn poll_version(
+    admin: SocketAddr,
+    before: u64,
+    t0: Instant,
+    limit: Duration,
+) -> Result<Duration, Error> {
+    while t0.elapsed() < limit {
+        if config_version(admin).await > before {
+            return Ok(t0.elapsed());
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+    Err("the rotated Secret was never published".into())
 }
 
 /// The Ingress whose path the "changed path" changes move: `/v{k}` only.
@@ -442,10 +486,22 @@ async fn poll_until(
     Err(format!("{host}{path} never answered {want}").into())
 }
 
+/// New Ingress, changed path, endpoint removed, endpoint added, Secret rotated.
+const CHANGE_KINDS: usize = 5;
+
 /// One change of the propagation run, applied to the directory: (kind, host, path, status
 /// that shows it arrived).
 fn change(dir: &Path, k: usize, port: u16) -> std::io::Result<(&'static str, String, String, u16)> {
-    Ok(match k % 4 {
+    Ok(match k % CHANGE_KINDS {
+        4.. => {
+            write_atomic(
+                dir,
+                "tls.yaml",
+                &tls_probe(&TLS_CERTS[(k / CHANGE_KINDS + 1) % 2]),
+            )?;
+            // Seen through the config version, not a request: see `poll_version`.
+            ("secret_rotated", String::new(), String::new(), 0)
+        }
         0 => {
             let name = format!("new{k}");
             let host = format!("{name}.example");
@@ -469,7 +525,7 @@ fn change(dir: &Path, k: usize, port: u16) -> std::io::Result<(&'static str, Str
             write_atomic(dir, "ep.yaml", &endpoint_probe(false, port))?;
             ("endpoint_removed", "ep.example".into(), "/".into(), 503)
         }
-        _ => {
+        3 => {
             write_atomic(dir, "ep.yaml", &endpoint_probe(true, port))?;
             ("endpoint_added", "ep.example".into(), "/".into(), 200)
         }
@@ -493,11 +549,11 @@ fn scale_main(args: &[String]) -> Result<(), Error> {
         portico: flag(args, "--portico")
             .ok_or("--portico BIN is required")?
             .into(),
-        sizes: flag_or(args, "--sizes", "1000,5000,10000".to_string())?
+        sizes: flag_or(args, "--sizes", "1000,5000,20000".to_string())?
             .split(',')
             .map(|s| s.trim().parse())
             .collect::<Result<_, _>>()?,
-        changes: flag_or(args, "--changes", 100)?,
+        changes: flag_or(args, "--changes", 500)?,
         churn_secs: flag_or(args, "--churn-secs", 60.0)?,
         churn_rate: flag_or(args, "--churn-rate", 100.0)?,
         churn_size: flag_or(args, "--churn-size", 1000)?,
@@ -578,7 +634,7 @@ async fn one_size(a: &ScaleArgs, dir: &Path, n: usize, port: u16) -> Result<Valu
         let t = Instant::now();
         let translation = portico::translate::translate(&loaded.snapshot, &options, &mut cache);
         translate_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        assert_eq!(translation.table.route_count(), 3 * n + 2);
+        assert_eq!(translation.table.route_count(), 3 * n + 3);
     }
     // Publish: the first apply, then an apply of a one-Ingress change (translate, compare, swap).
     let mut publisher = portico::publish::Publisher::new(Default::default());
@@ -637,9 +693,14 @@ async fn one_size(a: &ScaleArgs, dir: &Path, n: usize, port: u16) -> Result<Valu
     for k in 0..a.changes {
         // Settle between changes, so each change is a reload of its own.
         tokio::time::sleep(Duration::from_millis(30)).await;
+        let version = config_version(p.admin).await;
         let t0 = Instant::now();
         let (kind, host, path, want) = change(dir, k, port)?;
-        let took = poll_until(p.http, &host, &path, want, t0, Duration::from_secs(30)).await?;
+        let took = if kind == "secret_rotated" {
+            poll_version(p.admin, version, t0, Duration::from_secs(30)).await?
+        } else {
+            poll_until(p.http, &host, &path, want, t0, Duration::from_secs(30)).await?
+        };
         by_kind.entry(kind).or_default().push(took);
         all.push(took);
     }
@@ -661,7 +722,7 @@ async fn one_size(a: &ScaleArgs, dir: &Path, n: usize, port: u16) -> Result<Valu
         .collect();
     let report = json!({
         "ingresses": n,
-        "routes": 3 * n + 2,
+        "routes": 3 * n + 3,
         "load_ms": load_ms,
         "reload_cached_ms": reload_cached_ms,
         "snapshot_compare_ms": compare_ms,
@@ -691,13 +752,26 @@ fn apply_yaml(api: &fake_apiserver::FakeApi, text: &str) -> Result<(), Error> {
     use k8s_openapi::api::core::v1::Service;
     use k8s_openapi::api::discovery::v1::EndpointSlice;
     use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
-    for doc in text.split("---\n").filter(|d| !d.trim().is_empty()) {
+    // Documents end at a line that is exactly `---` (a PEM's `-----END …-----` is not one).
+    let mut docs = vec![String::new()];
+    for line in text.lines() {
+        if line == "---" {
+            docs.push(String::new());
+        } else if let Some(doc) = docs.last_mut() {
+            doc.push_str(line);
+            doc.push('\n');
+        }
+    }
+    for doc in docs.iter().filter(|d| !d.trim().is_empty()) {
         let value: Value = serde_saphyr::from_str(doc)?;
         match value["kind"].as_str().unwrap_or_default() {
             "Ingress" => api.apply(&serde_json::from_value::<Ingress>(value)?),
             "IngressClass" => api.apply(&serde_json::from_value::<IngressClass>(value)?),
             "Service" => api.apply(&serde_json::from_value::<Service>(value)?),
             "EndpointSlice" => api.apply(&serde_json::from_value::<EndpointSlice>(value)?),
+            "Secret" => {
+                api.apply(&serde_json::from_value::<k8s_openapi::api::core::v1::Secret>(value)?)
+            }
             other => return Err(format!("unexpected kind {other}").into()),
         }
     }
@@ -713,6 +787,7 @@ async fn kube_propagation(a: &ScaleArgs, n: usize, port: u16) -> Result<Value, E
     }
     apply_yaml(&api, &probe(0, port))?;
     apply_yaml(&api, &endpoint_probe(true, port))?;
+    apply_yaml(&api, &tls_probe(&TLS_CERTS[0]))?;
     let kubeconfig =
         std::env::temp_dir().join(format!("portico-scale-kubeconfig-{}", std::process::id()));
     api.write_kubeconfig(&kubeconfig);
@@ -732,10 +807,25 @@ async fn kube_propagation(a: &ScaleArgs, n: usize, port: u16) -> Result<Value, E
     let p = Portico { child, http, admin };
     let ready = wait_ready(&p, Duration::from_secs(120)).await?;
     let mut all = Vec::new();
+    let mut by_kind: std::collections::BTreeMap<&str, Vec<Duration>> = Default::default();
     for k in 0..a.changes {
         tokio::time::sleep(Duration::from_millis(30)).await;
+        let version = config_version(p.admin).await;
         let t0 = Instant::now();
-        let (host, path, want) = match k % 4 {
+        if k % CHANGE_KINDS == 4 {
+            apply_yaml(&api, &tls_probe(&TLS_CERTS[(k / CHANGE_KINDS + 1) % 2]))?;
+            let took = poll_version(p.admin, version, t0, Duration::from_secs(30)).await?;
+            by_kind.entry("secret_rotated").or_default().push(took);
+            all.push(took);
+            continue;
+        }
+        let kind = [
+            "new_ingress",
+            "changed_path",
+            "endpoint_removed",
+            "endpoint_added",
+        ][k % CHANGE_KINDS];
+        let (host, path, want) = match k % CHANGE_KINDS {
             0 => {
                 let name = format!("new{k}");
                 let host = format!("{name}.example");
@@ -755,9 +845,20 @@ async fn kube_propagation(a: &ScaleArgs, n: usize, port: u16) -> Result<Value, E
                 ("ep.example".to_string(), "/".to_string(), 200)
             }
         };
-        all.push(poll_until(p.http, &host, &path, want, t0, Duration::from_secs(30)).await?);
+        let took = poll_until(p.http, &host, &path, want, t0, Duration::from_secs(30)).await?;
+        by_kind.entry(kind).or_default().push(took);
+        all.push(took);
     }
     let (rss, hwm) = rss_kib(p.child.id());
+    let kinds: serde_json::Map<String, Value> = by_kind
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                json!({"p50_ms": pct_ms(v, 50.0), "p99_ms": pct_ms(v, 99.0), "count": v.len()}),
+            )
+        })
+        .collect();
     drop(p);
     let _ = std::fs::remove_file(&kubeconfig);
     Ok(json!({
@@ -768,6 +869,7 @@ async fn kube_propagation(a: &ScaleArgs, n: usize, port: u16) -> Result<Value, E
         "max_ms": pct_ms(&all, 100.0),
         "rss_mib": rss as f64 / 1024.0,
         "peak_rss_mib": hwm as f64 / 1024.0,
+        "by_kind": kinds,
     }))
 }
 

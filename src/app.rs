@@ -317,11 +317,16 @@ async fn start_manifests(
     metrics: &Arc<Metrics>,
 ) {
     // The first load is complete before anything is published (publish nothing partial).
-    let loaded = {
+    // The watch starts with this load's parse cache, so its first read parses nothing again.
+    let (loaded, cache) = {
         let dir = dir.to_path_buf();
-        tokio::task::spawn_blocking(move || files::load(&dir, &limits))
-            .await
-            .unwrap_or_default()
+        tokio::task::spawn_blocking(move || {
+            let mut cache = files::Cache::default();
+            let loaded = files::load_cached(&dir, &limits, &mut cache, &Snapshot::default());
+            (loaded, cache)
+        })
+        .await
+        .unwrap_or_default()
     };
     files::log_problems(&loaded);
     files::record_load(metrics, &loaded, true);
@@ -332,6 +337,7 @@ async fn start_manifests(
         dir.to_path_buf(),
         limits,
         initial,
+        cache,
         snapshots_tx,
         metrics.clone(),
     ));

@@ -411,6 +411,10 @@ pub struct Cache {
     files: std::collections::HashMap<PathBuf, Entry>,
     /// Object counts of the snapshot the cache describes; another snapshot is not trusted.
     counts: [usize; 5],
+    /// Every manifest file of the last load in path order, with the files that could not be
+    /// read, so that a reload of only the paths inotify names ([`load_changed`]) knows the rest.
+    listing: Option<Vec<PathBuf>>,
+    failed: std::collections::HashMap<PathBuf, LoadError>,
 }
 
 #[derive(Debug)]
@@ -459,7 +463,6 @@ enum Slot {
 /// is bounded by the size limit and the YAML budgets, and a slow one delays only the reload it
 /// is part of by its own cost, not others' by being in front of them.
 pub fn load_cached(dir: &Path, limits: &Limits, cache: &mut Cache, previous: &Snapshot) -> Loaded {
-    let mut loaded = Loaded::default();
     let files = if dir.is_file() {
         Ok(vec![dir.to_path_buf()])
     } else {
@@ -468,6 +471,7 @@ pub fn load_cached(dir: &Path, limits: &Limits, cache: &mut Cache, previous: &Sn
     let files = match files {
         Ok(files) => files,
         Err(e) => {
+            let mut loaded = Loaded::default();
             loaded.errors.push(LoadError::Read {
                 file: dir.display().to_string(),
                 message: e.to_string(),
@@ -476,11 +480,142 @@ pub fn load_cached(dir: &Path, limits: &Limits, cache: &mut Cache, previous: &Sn
             return loaded;
         }
     };
+    load_files(files, None, limits, cache, previous)
+}
+
+/// What a batch of filesystem events asks of a reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    /// Only these manifest paths may differ: each is re-read, or dropped if it is gone.
+    Paths(std::collections::BTreeSet<PathBuf>),
+    /// Something a path cannot say (a directory, a ConfigMap's `..data` swap, an overflow).
+    Everything,
+}
+
+impl Changed {
+    /// Adds what one event names. `dir` is the watched directory.
+    pub fn add(&mut self, dir: &Path, paths: &[PathBuf]) {
+        let Changed::Paths(set) = self else { return };
+        if paths.is_empty() {
+            *self = Changed::Everything;
+            return;
+        }
+        for path in paths {
+            match classify(dir, path) {
+                PathChange::File => {
+                    set.insert(path.clone());
+                }
+                PathChange::Ignore => {}
+                PathChange::Rescan => {
+                    *self = Changed::Everything;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+enum PathChange {
+    /// A manifest file (or where one was): re-read just it.
+    File,
+    /// Nothing a load reads (an editor's hidden swap file, a `.txt`).
+    Ignore,
+    Rescan,
+}
+
+/// Which paths a targeted reload may handle alone; everything it cannot vouch for is a rescan.
+fn classify(dir: &Path, path: &Path) -> PathChange {
+    let Ok(relative) = path.strip_prefix(dir) else {
+        return PathChange::Rescan;
+    };
+    // Follows symlinks, as the listing does.
+    let meta = std::fs::metadata(path);
+    let is_dir = meta.as_ref().is_ok_and(|m| m.is_dir());
+    let hidden = relative
+        .components()
+        .any(|c| c.as_os_str().to_string_lossy().starts_with('.'));
+    if hidden {
+        // A hidden directory appearing or a `..data` link swapped (a ConfigMap update) can
+        // change what the visible links point at; a hidden file is never read.
+        return if is_dir {
+            PathChange::Rescan
+        } else {
+            PathChange::Ignore
+        };
+    }
+    let name = relative
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match (is_manifest_name(&name), is_dir, meta.is_ok()) {
+        (_, true, _) => PathChange::Rescan,
+        (true, false, _) => PathChange::File,
+        (false, false, true) => PathChange::Ignore,
+        // Gone, and not a manifest name: perhaps a directory that held some.
+        (false, false, false) => PathChange::Rescan,
+    }
+}
+
+/// [`load_cached`] after events that name `changed` paths only: the other files are neither
+/// listed nor read again, their objects are copied from `previous` (pointers). Falls back to a
+/// full load when the cache cannot vouch for the rest (a first load, another snapshot, a single
+/// manifest file). The result is the same as a full load's, if the events named every change.
+pub fn load_changed(
+    dir: &Path,
+    limits: &Limits,
+    cache: &mut Cache,
+    previous: &Snapshot,
+    changed: &Changed,
+) -> Loaded {
     let trusted = cache.counts == counts(previous);
+    let (Changed::Paths(paths), Some(listing), true, false) =
+        (changed, cache.listing.as_ref(), trusted, dir.is_file())
+    else {
+        return load_cached(dir, limits, cache, previous);
+    };
+    let mut files: std::collections::BTreeSet<PathBuf> = listing.iter().cloned().collect();
+    for path in paths {
+        // Listed as `manifest_files` would: symlinks followed, dangling ones left out.
+        if std::fs::metadata(path).is_ok() {
+            files.insert(path.clone());
+        } else {
+            files.remove(path);
+        }
+    }
+    load_files(
+        files.into_iter().collect(),
+        Some(paths),
+        limits,
+        cache,
+        previous,
+    )
+}
+
+/// Loads `files` (in path order). With `fresh`, only those paths are read; every other file's
+/// objects (or read error) come from the cache, which the caller has checked describes
+/// `previous`.
+fn load_files(
+    files: Vec<PathBuf>,
+    fresh: Option<&std::collections::BTreeSet<PathBuf>>,
+    limits: &Limits,
+    cache: &mut Cache,
+    previous: &Snapshot,
+) -> Loaded {
+    let mut loaded = Loaded::default();
+    let trusted = cache.counts == counts(previous);
+    let mut failed = std::mem::take(&mut cache.failed);
     let slots: Vec<(PathBuf, Slot)> = files
         .into_iter()
         .map(|file| {
             let label = file.display().to_string();
+            if fresh.is_some_and(|f| !f.contains(&file)) {
+                if let Some(error) = failed.remove(&file) {
+                    return (file, Slot::Failed(error));
+                }
+                if let Some(entry) = cache.files.remove(&file) {
+                    return (file, Slot::Cached(entry));
+                }
+            }
             let slot = match read_manifest(&file, limits) {
                 Err(ReadFailure::Refused(reason)) => Slot::Failed(LoadError::Refused {
                     file: label,
@@ -504,11 +639,14 @@ pub fn load_cached(dir: &Path, limits: &Limits, cache: &mut Cache, previous: &Sn
     let mut parsed = parse_all(&slots).into_iter();
 
     let mut seen = std::collections::HashMap::with_capacity(slots.len());
+    let mut listing = Vec::with_capacity(slots.len());
     for (file, slot) in slots {
+        listing.push(file.clone());
         let start = counts(&loaded.snapshot);
         let entry = match slot {
             Slot::Failed(error) => {
-                loaded.errors.push(error);
+                loaded.errors.push(error.clone());
+                cache.failed.insert(file, error);
                 continue;
             }
             Slot::Cached(entry) => {
@@ -551,6 +689,7 @@ pub fn load_cached(dir: &Path, limits: &Limits, cache: &mut Cache, previous: &Sn
     }
     cache.files = seen;
     cache.counts = counts(&loaded.snapshot);
+    cache.listing = Some(listing);
     loaded
 }
 
@@ -654,23 +793,30 @@ const SETTLE_MAX: std::time::Duration = std::time::Duration::from_millis(300);
 const RESCAN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Watches `dir` and sends a new snapshot whenever what it loads changes. `initial` is the
-/// snapshot already sent. Returns when every receiver is gone.
+/// snapshot already sent and `cache` the parse cache of the load that made it (or an empty
+/// one). Returns when every receiver is gone.
 pub async fn watch(
     dir: PathBuf,
     limits: Limits,
     initial: std::sync::Arc<Snapshot>,
+    cache: Cache,
     tx: tokio::sync::watch::Sender<std::sync::Arc<Snapshot>>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
 ) {
     use notify::Watcher;
 
-    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel::<()>();
+    // Each event's paths; `None` asks for a full rescan (an overflow, or no paths given).
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel::<Option<Vec<PathBuf>>>();
     let watch_metrics = metrics.clone();
     let handler = move |event: notify::Result<notify::Event>| match event {
-        Err(_) => watch_metrics.watch_error(SOURCE, "watch"),
+        Err(_) => {
+            watch_metrics.watch_error(SOURCE, "watch");
+            let _ = events_tx.send(None);
+        }
         Ok(event) if changes_content(&event.kind) => {
+            let paths = (!event.need_rescan()).then_some(event.paths);
             // The receiver only goes away when this task ends.
-            let _ = events_tx.send(());
+            let _ = events_tx.send(paths);
         }
         Ok(_) => {}
     };
@@ -689,23 +835,26 @@ pub async fn watch(
         }
     };
 
-    // Parse the directory once more now that it is watched: it warms the cache (or the first
-    // change would parse every file again), and a change made between the first load and the
-    // watch is not missed until the next rescan.
-    let mut cache = Cache::default();
+    // Read the directory once more now that it is watched, so a change made between the first
+    // load and the watch is not missed until the next rescan. With the first load's cache it
+    // parses only files that changed since (it used to parse everything again: at 20,000 files
+    // the first change after start waited for it).
+    let mut cache = cache;
     let mut current = initial;
     let mut warm = true;
     // The problems the last load found; `None` before the warm read, whose problems the caller
     // has already logged with the first load.
     let mut problems: Option<Vec<LoadError>> = None;
     loop {
+        // The warm read and the safety-net rescan read everything; events only what they name.
+        let mut changed = Changed::Everything;
         if !std::mem::take(&mut warm) {
             tokio::select! {
                 event = events.recv() => {
-                    if event.is_none() {
-                        return;
-                    }
-                    settle(&mut events).await;
+                    let Some(first) = event else { return };
+                    changed = Changed::Paths(Default::default());
+                    add_event(&mut changed, &dir, first);
+                    settle(&mut events, &mut changed, &dir).await;
                 }
                 _ = tokio::time::sleep(RESCAN) => {}
                 _ = tx.closed() => return,
@@ -714,7 +863,7 @@ pub async fn watch(
         let dir2 = dir.clone();
         let previous = current.clone();
         let reload = tokio::task::spawn_blocking(move || {
-            let loaded = load_cached(&dir2, &limits, &mut cache, &previous);
+            let loaded = load_changed(&dir2, &limits, &mut cache, &previous, &changed);
             (loaded, cache)
         });
         let loaded = match reload.await {
@@ -768,15 +917,30 @@ fn changes_content(kind: &notify::EventKind) -> bool {
     }
 }
 
-/// Waits until no event has arrived for `SETTLE`, or `SETTLE_MAX` has passed.
-async fn settle(events: &mut tokio::sync::mpsc::UnboundedReceiver<()>) {
+fn add_event(changed: &mut Changed, dir: &Path, paths: Option<Vec<PathBuf>>) {
+    match paths {
+        Some(paths) => changed.add(dir, &paths),
+        None => *changed = Changed::Everything,
+    }
+}
+
+/// Waits until no event has arrived for `SETTLE`, or `SETTLE_MAX` has passed, collecting what
+/// the events name into `changed`.
+async fn settle(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<Option<Vec<PathBuf>>>,
+    changed: &mut Changed,
+    dir: &Path,
+) {
     let deadline = tokio::time::Instant::now() + SETTLE_MAX;
     loop {
         let quiet = tokio::time::sleep(SETTLE);
         tokio::select! {
             _ = quiet => return,
             _ = tokio::time::sleep_until(deadline) => return,
-            more = events.recv() => if more.is_none() { return },
+            more = events.recv() => match more {
+                Some(paths) => add_event(changed, dir, paths),
+                None => return,
+            },
         }
     }
 }
@@ -936,6 +1100,7 @@ mod tests {
             dir.clone(),
             Limits::default(),
             initial,
+            Cache::default(),
             tx,
             metrics.clone(),
         ));
@@ -1109,6 +1274,71 @@ mod tests {
             .collect();
         assert_eq!(names, ["b2", "c"]);
         assert_eq!(reloaded.errors.len(), 1, "the bad file is still reported");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_targeted_reload_equals_a_full_load_and_rescans_what_a_path_cannot_say() {
+        let dir = std::env::temp_dir().join(format!("portico-targeted-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let service = |name: &str| GOOD.replace("name: a", &format!("name: {name}"));
+        for name in ["a", "b", "sub/d"] {
+            std::fs::write(
+                dir.join(format!("{name}.yaml")),
+                service(&name.replace('/', "-")),
+            )
+            .unwrap();
+        }
+        std::fs::write(dir.join("bad.yaml"), "a: [unclosed").unwrap();
+        let limits = Limits::default();
+        let mut cache = Cache::default();
+        let first = load_cached(&dir, &limits, &mut cache, &Snapshot::default());
+
+        std::fs::write(dir.join("b.yaml"), service("b2")).unwrap();
+        std::fs::write(dir.join("c.yaml"), service("c")).unwrap();
+        std::fs::remove_file(dir.join("a.yaml")).unwrap();
+        std::fs::write(dir.join(".b.yaml.swp"), "x").unwrap();
+        let mut changed = Changed::Paths(Default::default());
+        let named: Vec<PathBuf> = ["b.yaml", "c.yaml", "a.yaml", ".b.yaml.swp"]
+            .iter()
+            .map(|n| dir.join(n))
+            .collect();
+        changed.add(&dir, &named);
+        let Changed::Paths(paths) = &changed else {
+            panic!("a file change is not a rescan: {changed:?}");
+        };
+        assert_eq!(paths.len(), 3, "the hidden swap file is ignored: {paths:?}");
+        let reloaded = load_changed(&dir, &limits, &mut cache, &first.snapshot, &changed);
+        assert_eq!(reloaded, load(&dir, &limits));
+        // Unchanged files' objects are the previous snapshot's, not copies.
+        let d = |s: &Snapshot| {
+            s.services
+                .iter()
+                .find(|o| o.metadata.name.as_deref() == Some("sub-d"))
+                .cloned()
+                .unwrap()
+        };
+        assert!(std::sync::Arc::ptr_eq(
+            &d(&first.snapshot),
+            &d(&reloaded.snapshot)
+        ));
+        assert_eq!(
+            reloaded.errors.len(),
+            1,
+            "the unread bad file is still reported"
+        );
+
+        let mut changed = Changed::Paths(Default::default());
+        changed.add(&dir, &[dir.join("sub")]);
+        assert_eq!(changed, Changed::Everything, "a directory is rescanned");
+        let mut changed = Changed::Paths(Default::default());
+        changed.add(&dir, &[dir.join("gone")]);
+        assert_eq!(
+            changed,
+            Changed::Everything,
+            "a vanished non-manifest path may be a directory"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -17,13 +17,29 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 /// Objects sit behind `Arc`, so a new snapshot after one change copies pointers, not objects:
 /// the kube source hands on the reflector's own `Arc`s, the manifests source reuses the `Arc`s
 /// of files that did not change.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub ingresses: Vec<Arc<Ingress>>,
     pub ingress_classes: Vec<Arc<IngressClass>>,
     pub services: Vec<Arc<Service>>,
     pub endpoint_slices: Vec<Arc<EndpointSlice>>,
     pub secrets: Vec<Arc<Secret>>,
+}
+
+/// Equal objects, compared by pointer first: after one change, all but a few are the same `Arc`,
+/// so comparing two snapshots costs pointers, not a walk through every object.
+fn same<T: PartialEq>(a: &[Arc<T>], b: &[Arc<T>]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y) || x == y)
+}
+
+impl PartialEq for Snapshot {
+    fn eq(&self, other: &Self) -> bool {
+        same(&self.ingresses, &other.ingresses)
+            && same(&self.ingress_classes, &other.ingress_classes)
+            && same(&self.services, &other.services)
+            && same(&self.endpoint_slices, &other.endpoint_slices)
+            && same(&self.secrets, &other.secrets)
+    }
 }
 
 impl Snapshot {
