@@ -140,6 +140,11 @@ pub struct Args {
     #[arg(long, env = "PORTICO_MAX_CONNECTIONS", default_value = "0")]
     pub max_connections: usize,
 
+    /// Proxy worker threads, each with its own event loop and `SO_REUSEPORT` listening
+    /// sockets (nginx's `worker_processes`); 0: one per CPU this process may use.
+    #[arg(long, env = "PORTICO_WORKER_THREADS", default_value = "0")]
+    pub worker_threads: usize,
+
     /// HTTP/2 streams one client connection may have open at once.
     #[arg(
         long,
@@ -421,6 +426,8 @@ pub struct Config {
     pub tries: u32,
     pub body_limit: u64,
     pub max_connections: usize,
+    /// Proxy worker threads; 0: one per usable CPU.
+    pub worker_threads: usize,
     pub http2_max_concurrent_streams: u32,
     pub proxy_protocol: bool,
     pub trusted_proxies: Vec<crate::proxy::Cidr>,
@@ -547,6 +554,7 @@ impl Args {
             tries: self.proxy_next_upstream_tries,
             body_limit: self.proxy_body_size,
             max_connections: self.max_connections,
+            worker_threads: self.worker_threads,
             http2_max_concurrent_streams: self.http2_max_concurrent_streams,
             proxy_protocol: self.proxy_protocol,
             trusted_proxies,

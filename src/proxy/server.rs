@@ -78,47 +78,20 @@ async fn serve_inner(
     let max_connections = options.max_connections;
     let ctx = Arc::new(Context::new(shared, options));
 
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .max_buf_size(buf_size)
-        .max_headers(MAX_HEADERS)
-        // Slowloris: the whole request head within this, counted from the connection's start
-        // or the end of the previous response (hyper's one knob also bounds keep-alive idle).
-        .header_read_timeout(ctx.options.header_read_timeout)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(list_size)
-        .max_concurrent_streams(ctx.options.h2_max_concurrent_streams)
-        // Rapid reset (CVE-2023-44487) and error floods: h2 sends GOAWAY beyond these.
-        .max_pending_accept_reset_streams(Some(H2_MAX_PENDING_RESETS))
-        .max_local_error_reset_streams(Some(H2_MAX_LOCAL_ERROR_RESETS));
-    // No server-initiated HTTP/2 pings: they would count as activity and keep idle
-    // connections open forever; the idle timeout is what closes dead and idle ones.
-
-    let builder = Arc::new(builder);
+    let builder = Arc::new(Builders::new(buf_size, list_size, &ctx.options));
     // Connections watch `stop` and shut down gracefully (HTTP/1 `Connection: close` after the
     // in-flight response, HTTP/2 GOAWAY); each holds a clone of `done_tx`, so `done_rx`
     // yields `None` once every connection has ended.
     let (stop_tx, stop_rx) = watch::channel(false);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-    let limit = (max_connections > 0).then(|| Arc::new(Semaphore::new(max_connections)));
+    let limit = match &ctx.options.connection_limit {
+        Some(shared) if max_connections > 0 => Some(shared.clone()),
+        _ => (max_connections > 0).then(|| Arc::new(Semaphore::new(max_connections))),
+    };
     let local = listener.local_addr().ok();
     tracing::info!(listen.addr = ?local, tls = tls.is_some(), "proxy listening");
     tokio::pin!(shutdown);
     loop {
-        // At the connection limit, stop accepting: new connections wait in the kernel's
-        // backlog (and are refused by it once that is full); open ones are unaffected.
-        let permit = match &limit {
-            None => None,
-            Some(sem) => tokio::select! {
-                permit = sem.clone().acquire_owned() => permit.ok(),
-                () = &mut shutdown => break,
-            },
-        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -130,6 +103,18 @@ async fn serve_inner(
                 }
             },
             () = &mut shutdown => break,
+        };
+        // At the connection limit, stop accepting: this connection waits (unserved) for a
+        // slot, the next ones in the kernel's backlog (refused by it once that is full); open
+        // ones are unaffected. The slot is taken after `accept`, not before, because the
+        // workers of one listener share the limit: a worker holding the last slot while
+        // waiting in `accept` would starve a connection the kernel gave to another worker.
+        let permit = match &limit {
+            None => None,
+            Some(sem) => tokio::select! {
+                permit = sem.clone().acquire_owned() => permit.ok(),
+                () = &mut shutdown => break,
+            },
         };
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(client.addr = %peer, error = %e, "set_nodelay failed");
@@ -160,6 +145,125 @@ async fn serve_inner(
     Ok(())
 }
 
+/// The HTTP connection settings of one listener, for each way a connection's protocol is
+/// known: sniffed (`auto`: plain TCP, where HTTP/2 with prior knowledge is allowed, or TLS
+/// without ALPN) or already said by TLS ALPN (`h1`, `h2`), where reading ahead for the HTTP/2
+/// preface and replaying it (hyper-util's `Rewind`) would be wasted work on every read.
+struct Builders {
+    auto: auto::Builder<TokioExecutor>,
+    h1: hyper::server::conn::http1::Builder,
+    h2: hyper::server::conn::http2::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(buf_size: usize, list_size: u32, options: &ProxyOptions) -> Self {
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        auto.http1()
+            .timer(TokioTimer::new())
+            .max_buf_size(buf_size)
+            .max_headers(MAX_HEADERS)
+            // Slowloris: the whole request head within this, counted from the connection's
+            // start or the end of the previous response (hyper's one knob also bounds
+            // keep-alive idle).
+            .header_read_timeout(options.header_read_timeout)
+            .keep_alive(true);
+        auto.http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(list_size)
+            .max_concurrent_streams(options.h2_max_concurrent_streams)
+            // Rapid reset (CVE-2023-44487) and error floods: h2 sends GOAWAY beyond these.
+            .max_pending_accept_reset_streams(Some(H2_MAX_PENDING_RESETS))
+            .max_local_error_reset_streams(Some(H2_MAX_LOCAL_ERROR_RESETS));
+        // No server-initiated HTTP/2 pings: they would count as activity and keep idle
+        // connections open forever; the idle timeout is what closes dead and idle ones.
+
+        // The same settings for connections whose protocol ALPN fixed.
+        let mut h1 = hyper::server::conn::http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .max_buf_size(buf_size)
+            .max_headers(MAX_HEADERS)
+            .header_read_timeout(options.header_read_timeout)
+            .keep_alive(true);
+        let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_header_list_size(list_size)
+            .max_concurrent_streams(options.h2_max_concurrent_streams)
+            .max_pending_accept_reset_streams(Some(H2_MAX_PENDING_RESETS))
+            .max_local_error_reset_streams(Some(H2_MAX_LOCAL_ERROR_RESETS));
+        Builders { auto, h1, h2 }
+    }
+}
+
+/// What the connection's first bytes will be, when TLS ALPN already said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Alpn {
+    /// Plain TCP, or TLS without ALPN: sniff.
+    Unknown,
+    Http1,
+    Http2,
+}
+
+impl Alpn {
+    fn of(protocol: Option<&[u8]>) -> Self {
+        match protocol {
+            Some(b"h2") => Alpn::Http2,
+            Some(b"http/1.1") => Alpn::Http1,
+            _ => Alpn::Unknown,
+        }
+    }
+}
+
+/// A served connection that can be told to finish gracefully (HTTP/1 `Connection: close` after
+/// the in-flight response, HTTP/2 GOAWAY).
+trait Graceful: Future {
+    fn graceful(self: Pin<&mut Self>);
+}
+
+impl<I, S, E, B> Graceful for auto::UpgradeableConnection<'_, I, S, E>
+where
+    Self: Future,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Future: 'static,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn graceful(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, B> Graceful for hyper::server::conn::http1::UpgradeableConnection<I, S>
+where
+    Self: Future,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, E, B> Graceful for hyper::server::conn::http2::Connection<I, S, E>
+where
+    Self: Future,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn graceful(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
 /// Streams HTTP/2 clients may reset before the server accepts them.
 const H2_MAX_PENDING_RESETS: usize = 20;
 /// Resets the server may send because of client errors before it closes the connection.
@@ -168,7 +272,7 @@ const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
 /// One client connection's share of the listener.
 struct Conn {
     ctx: Arc<Context>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: Arc<Builders>,
     tls: Option<TlsListener>,
     stop: watch::Receiver<bool>,
     /// Held until the connection ends; the drain waits for every clone to drop.
@@ -209,7 +313,10 @@ impl Conn {
         let activity = Arc::new(AtomicU64::new(0));
         let stream = Tracked::new(stream, activity.clone());
         match &self.tls {
-            None => self.serve(stream, client, None, activity).await,
+            None => {
+                self.serve(stream, client, None, activity, Alpn::Unknown)
+                    .await;
+            }
             Some(tls) => {
                 let metrics = &options.observe.metrics;
                 let Some(stream) = handshake(tls, stream, client_addr, metrics).await else {
@@ -217,34 +324,56 @@ impl Conn {
                 };
                 // Per connection, for the access log of each of its requests.
                 let info = Arc::new(crate::tls::connection_info(stream.get_ref().1));
-                self.serve(stream, client, Some(info), activity).await;
+                let alpn = Alpn::of(stream.get_ref().1.alpn_protocol());
+                self.serve(stream, client, Some(info), activity, alpn).await;
             }
         }
         drop(open);
     }
 
     /// Serves HTTP on `io`; `tls` is the connection's TLS version and SNI on the HTTPS
-    /// listener, for the access log.
+    /// listener, for the access log; `alpn` what TLS negotiated.
     async fn serve<I>(
         &self,
         io: I,
         client: service::Client,
         tls: Option<Arc<crate::access_log::TlsInfo>>,
         activity: Arc<AtomicU64>,
+        alpn: Alpn,
     ) where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let ctx = self.ctx.clone();
         let svc = service_fn(move |req| service::handle(ctx.clone(), client, tls.clone(), req));
-        let conn = self
-            .builder
-            .serve_connection_with_upgrades(TokioIo::new(io), svc);
+        let io = TokioIo::new(io);
+        match alpn {
+            Alpn::Unknown => {
+                let conn = self.builder.auto.serve_connection_with_upgrades(io, svc);
+                self.drive(conn, client, &activity).await;
+            }
+            Alpn::Http1 => {
+                let conn = self.builder.h1.serve_connection(io, svc).with_upgrades();
+                self.drive(conn, client, &activity).await;
+            }
+            Alpn::Http2 => {
+                let conn = self.builder.h2.serve_connection(io, svc);
+                self.drive(conn, client, &activity).await;
+            }
+        }
+    }
+
+    /// Runs a served connection to its end, closing it gracefully on shutdown or when idle.
+    async fn drive<C, E>(&self, conn: C, client: service::Client, activity: &AtomicU64)
+    where
+        C: Graceful<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
         tokio::pin!(conn);
         let mut stop = self.stop.clone();
         let idle = self.ctx.options.client_idle_timeout;
         let mut stopping = false;
         loop {
-            let quiet_since = Tracked::<TcpStream>::last(&activity);
+            let quiet_since = Tracked::<TcpStream>::last(activity);
             tokio::select! {
                 result = conn.as_mut() => {
                     if let Err(e) = result {
@@ -253,14 +382,14 @@ impl Conn {
                     break;
                 }
                 _ = stop.wait_for(|stop| *stop), if !stopping => {
-                    conn.as_mut().graceful_shutdown();
+                    conn.as_mut().graceful();
                     stopping = true;
                 }
                 () = tokio::time::sleep_until(quiet_since + idle), if !stopping => {
                     // No byte either way for the idle timeout: close gracefully (an in-flight
                     // request, say a long poll, still gets its response).
-                    if Tracked::<TcpStream>::last(&activity) + idle <= tokio::time::Instant::now() {
-                        conn.as_mut().graceful_shutdown();
+                    if Tracked::<TcpStream>::last(activity) + idle <= tokio::time::Instant::now() {
+                        conn.as_mut().graceful();
                         stopping = true;
                     }
                 }
