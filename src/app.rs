@@ -232,6 +232,7 @@ pub async fn run(
     };
     let balancer = Arc::new(proxy::Balancer::default());
     let trusted_proxies = Arc::new(config.trusted_proxies.clone());
+    let upgrade_protocols = Arc::new(config.allowed_upgrades.clone());
     let proxy_options = |scheme| {
         Arc::new(ProxyOptions {
             scheme,
@@ -243,12 +244,16 @@ pub async fn run(
             body_limit: config.body_limit,
             upstream_idle_timeout: config.upstream_idle_timeout,
             header_read_timeout: config.client_header_timeout,
+            client_body_timeout: config.client_body_timeout,
             client_idle_timeout: config.client_idle_timeout,
             max_connections: config.max_connections,
             connection_limit: None,
             h2_max_concurrent_streams: config.http2_max_concurrent_streams,
+            h2_keepalive_interval: config.http2_keepalive_interval,
+            h2_keepalive_timeout: config.http2_keepalive_timeout,
             proxy_protocol: config.proxy_protocol,
             trusted_proxies: trusted_proxies.clone(),
+            upgrade_protocols: upgrade_protocols.clone(),
             drain_timeout: config.shutdown_timeout,
             balancer: balancer.clone(),
             observe: observe.clone(),

@@ -105,15 +105,37 @@ pub struct Args {
     #[arg(long, env = "PORTICO_UPSTREAM_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub upstream_idle_timeout: Duration,
 
-    /// A client must send a whole HTTP/1 request head within this (slowloris); it also
-    /// bounds the wait for the next request on a keep-alive connection. Expiry closes the
-    /// connection.
+    /// A client must send a whole request head within this (slowloris), or the connection is
+    /// closed: its first request counted from accept (from the end of the TLS handshake on
+    /// HTTPS), so a connection that sends nothing is closed after it; on HTTP/1 each next
+    /// request from the end of the previous response (so it also bounds keep-alive idle); on
+    /// HTTP/2 each header block, from its HEADERS frame to END_HEADERS.
     #[arg(long, env = "PORTICO_CLIENT_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub client_header_timeout: Duration,
 
-    /// A client connection on which no byte moved for this long is closed gracefully.
+    /// A request body that delivers no bytes for this long is cut and answered 408
+    /// (ingress-nginx's client-body-timeout; between two reads, not for the whole body).
+    #[arg(long, env = "PORTICO_CLIENT_BODY_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub client_body_timeout: Duration,
+
+    /// A client connection with no request in flight for this long is shut down gracefully
+    /// (HTTP/1: closed; HTTP/2: GOAWAY, then closed at the latest
+    /// --http2-keepalive-timeout later). Pings and other bytes without a request do not count.
+    /// A request in flight (a long poll, a slow download) keeps its connection.
     #[arg(long, env = "PORTICO_CLIENT_IDLE_TIMEOUT", default_value = "75s", value_parser = parse_duration)]
     pub client_idle_timeout: Duration,
+
+    /// Comma-separated `Upgrade` protocols tunnelled to backends (names, case-insensitive).
+    /// Any other upgrade request is forwarded as a plain request with `Upgrade` removed, and
+    /// a backend's 101 for a protocol not offered is refused (502). `h2c` cannot be allowed:
+    /// it would hand clients an HTTP/2 connection to the backend past routing.
+    #[arg(
+        long,
+        env = "PORTICO_ALLOWED_UPGRADES",
+        value_name = "PROTOCOLS",
+        default_value = "websocket"
+    )]
+    pub allowed_upgrades: String,
 
     /// Endpoint choice when the Ingress does not say: round_robin (spec §4.3) or ewma
     /// (peak-EWMA latency with power of two choices).
@@ -144,6 +166,16 @@ pub struct Args {
     /// sockets (nginx's `worker_processes`); 0: one per CPU this process may use.
     #[arg(long, env = "PORTICO_WORKER_THREADS", default_value = "0")]
     pub worker_threads: usize,
+
+    /// HTTP/2: send a PING when the client has sent nothing for this long; see
+    /// --http2-keepalive-timeout.
+    #[arg(long, env = "PORTICO_HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub http2_keepalive_interval: Duration,
+
+    /// HTTP/2: close a connection whose PING is not answered within this (a dead or hostile
+    /// peer); also how long an idle connection's GOAWAY may take before it is closed anyway.
+    #[arg(long, env = "PORTICO_HTTP2_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub http2_keepalive_timeout: Duration,
 
     /// HTTP/2 streams one client connection may have open at once.
     #[arg(
@@ -421,6 +453,7 @@ pub struct Config {
     pub upstream_response_timeout: Duration,
     pub upstream_idle_timeout: Duration,
     pub client_header_timeout: Duration,
+    pub client_body_timeout: Duration,
     pub client_idle_timeout: Duration,
     pub load_balance: crate::routing::Balance,
     pub tries: u32,
@@ -429,6 +462,9 @@ pub struct Config {
     /// Proxy worker threads; 0: one per usable CPU.
     pub worker_threads: usize,
     pub http2_max_concurrent_streams: u32,
+    pub http2_keepalive_interval: Duration,
+    pub http2_keepalive_timeout: Duration,
+    pub allowed_upgrades: Vec<String>,
     pub proxy_protocol: bool,
     pub trusted_proxies: Vec<crate::proxy::Cidr>,
     pub shutdown_delay: Duration,
@@ -461,6 +497,28 @@ pub enum ConfigError {
     TrustedProxies(String),
     #[error("--http2-max-concurrent-streams must be at least 1")]
     Http2Streams,
+    #[error("--allowed-upgrades: {0}")]
+    AllowedUpgrades(String),
+}
+
+/// `--allowed-upgrades`: protocol names (RFC 9110 §7.8 tokens, no version), lower-cased.
+/// `h2c` is refused: tunnelling it is the h2c smuggling hole (issue 10 item 1).
+fn allowed_upgrades(list: &str) -> Result<Vec<String>, ConfigError> {
+    let mut names = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() || name.contains('/') {
+            return Err(ConfigError::AllowedUpgrades(format!(
+                "{name:?} is not a protocol name"
+            )));
+        }
+        if name.eq_ignore_ascii_case("h2c") {
+            return Err(ConfigError::AllowedUpgrades(
+                "h2c cannot be tunnelled: it would bypass routing".to_string(),
+            ));
+        }
+        names.push(name.to_ascii_lowercase());
+    }
+    Ok(names)
 }
 
 impl Args {
@@ -507,7 +565,10 @@ impl Args {
         for (flag, d) in [
             ("--upstream-idle-timeout", self.upstream_idle_timeout),
             ("--client-header-timeout", self.client_header_timeout),
+            ("--client-body-timeout", self.client_body_timeout),
             ("--client-idle-timeout", self.client_idle_timeout),
+            ("--http2-keepalive-interval", self.http2_keepalive_interval),
+            ("--http2-keepalive-timeout", self.http2_keepalive_timeout),
             ("--shutdown-timeout", self.shutdown_timeout),
         ] {
             if d.is_zero() {
@@ -528,6 +589,7 @@ impl Args {
             .map(str::parse)
             .collect::<Result<Vec<crate::proxy::Cidr>, String>>()
             .map_err(ConfigError::TrustedProxies)?;
+        let allowed_upgrades = allowed_upgrades(&self.allowed_upgrades)?;
         Ok(Config {
             source,
             status: StatusConfig {
@@ -546,6 +608,7 @@ impl Args {
             upstream_response_timeout: self.upstream_response_timeout,
             upstream_idle_timeout: self.upstream_idle_timeout,
             client_header_timeout: self.client_header_timeout,
+            client_body_timeout: self.client_body_timeout,
             client_idle_timeout: self.client_idle_timeout,
             load_balance: match self.load_balance {
                 LoadBalance::RoundRobin => crate::routing::Balance::RoundRobin,
@@ -556,6 +619,9 @@ impl Args {
             max_connections: self.max_connections,
             worker_threads: self.worker_threads,
             http2_max_concurrent_streams: self.http2_max_concurrent_streams,
+            http2_keepalive_interval: self.http2_keepalive_interval,
+            http2_keepalive_timeout: self.http2_keepalive_timeout,
+            allowed_upgrades,
             proxy_protocol: self.proxy_protocol,
             trusted_proxies,
             shutdown_delay: self.shutdown_delay,
@@ -599,6 +665,25 @@ mod tests {
         Args::try_parse_from(std::iter::once("portico").chain(args.iter().copied()))
             .expect("arguments parse")
             .validate()
+    }
+
+    #[test]
+    fn allowed_upgrades_are_names_and_never_h2c() {
+        let c = parse(&["--manifests", "x"]).unwrap();
+        assert_eq!(c.allowed_upgrades, ["websocket"]);
+        let c = parse(&[
+            "--manifests",
+            "x",
+            "--allowed-upgrades",
+            "WebSocket, echo-proto",
+        ]);
+        assert_eq!(c.unwrap().allowed_upgrades, ["websocket", "echo-proto"]);
+        let c = parse(&["--manifests", "x", "--allowed-upgrades", ""]).unwrap();
+        assert!(c.allowed_upgrades.is_empty());
+        for bad in ["websocket,H2C", "websocket/13", "a b"] {
+            let err = parse(&["--manifests", "x", "--allowed-upgrades", bad]);
+            assert!(matches!(err, Err(ConfigError::AllowedUpgrades(_))), "{bad}");
+        }
     }
 
     #[test]

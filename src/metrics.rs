@@ -240,6 +240,7 @@ pub struct Metrics {
     tls_handshake_failures: Family<FailureLabels, Counter>,
     certificate_not_after: Family<CertificateLabels, Gauge>,
     ejections: Counter,
+    client_errors: Family<FailureLabels, Counter>,
     series: ArcSwap<SeriesMap>,
     /// Serialises inserts into `series` (copy-on-write); never taken by a request whose series
     /// already exists.
@@ -402,7 +403,14 @@ impl Metrics {
             "Endpoints ejected by passive health checking (connect failure or reset before a response)",
             ejections.clone(),
         );
+        let client_errors = Family::default();
+        registry.register(
+            "client_request_errors",
+            "Requests that failed on the client's side, by reason: malformed_body (400), aborted (499: the client went away), body_timeout (408); never counted against an endpoint",
+            client_errors.clone(),
+        );
         Metrics {
+            client_errors,
             registry,
             tls_handshakes,
             tls_handshake_failures,
@@ -552,6 +560,13 @@ impl Metrics {
     /// A TLS handshake that did not complete: `timeout`, or [`handshake_failure_reason`].
     pub fn tls_handshake_failed(&self, reason: &'static str) {
         self.tls_handshake_failures
+            .get_or_create(&FailureLabels { reason })
+            .inc();
+    }
+
+    /// A request failed on the client's side; `reason` from [`crate::proxy::ClientFault`].
+    pub fn client_error(&self, reason: &'static str) {
+        self.client_errors
             .get_or_create(&FailureLabels { reason })
             .inc();
     }

@@ -606,8 +606,14 @@ async fn websocket_is_tunnelled() {
 }
 
 #[tokio::test]
-async fn raw_upgrade_is_tunnelled() {
-    let proxy = proxy_with_echo("raw").await;
+async fn raw_upgrade_is_tunnelled_when_allowed() {
+    // Only WebSocket by default (issue 10 item 1); this protocol is opted in by name.
+    let proxy = Proxy::start_with(ProxyOptions {
+        upgrade_protocols: std::sync::Arc::new(vec!["websocket".into(), "echo-proto".into()]),
+        ..ProxyOptions::default()
+    })
+    .await;
+    publish_catch_all(&proxy.shared, endpoints(&[start_echo("raw").await]));
     let mut conn = proxy.connect().await;
     conn.send(
         b"GET /tunnel HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo-proto\r\n\r\n",

@@ -1,6 +1,6 @@
 //! The one place where proxy failures become HTTP responses (spec §3.7, §4.4).
 //!
-//! Every answer the proxy makes up itself (400, 404, 405, 413, 431, 502, 503, 504) is built here: a short
+//! Every answer the proxy makes up itself (400, 404, 405, 408, 413, 431, 499, 501, 502, 503, 504) is built here: a short
 //! `text/plain` body with `Content-Length`, `Date` and `Server`.
 
 use std::error::Error as StdError;
@@ -17,6 +17,35 @@ use crate::routing::Unavailable;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
+/// What went wrong on the client's side of a request. Never the endpoint's fault: no
+/// ejection, no latency sample, no retry (issue 10 item 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFault {
+    /// The request body did not parse (bad chunk framing, an HTTP/2 protocol error): 400.
+    MalformedBody,
+    /// The client went away (closed or reset mid-body, or before its answer): 499, nginx's
+    /// "client closed request".
+    Aborted,
+    /// No request body bytes for `--client-body-timeout` (nginx's `client_body_timeout`): 408.
+    BodyTimeout,
+}
+
+impl ClientFault {
+    /// The label of `portico_client_request_errors_total`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            ClientFault::MalformedBody => "malformed_body",
+            ClientFault::Aborted => "aborted",
+            ClientFault::BodyTimeout => "body_timeout",
+        }
+    }
+}
+
+/// nginx's 499 "client closed request": logged and counted, never really seen by the client.
+pub fn client_closed_request() -> StatusCode {
+    StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
+}
+
 /// Why the proxy answered a request itself.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -32,6 +61,12 @@ pub enum ProxyError {
     /// The request body is over `proxy-body-size` (by `Content-Length`, or while streaming).
     #[error("request body too large")]
     PayloadTooLarge,
+    /// A request `Transfer-Encoding` other than exactly `chunked` (RFC 9112 §6.1: 501).
+    #[error("unsupported transfer coding")]
+    UnsupportedTransferCoding,
+    /// The client's side of the request failed (its body, or the client itself).
+    #[error("client request failed: {}", .0.reason())]
+    Client(ClientFault),
     /// No vhost, path or default backend matched (spec §3.7).
     #[error("no route")]
     NoRoute,
@@ -64,6 +99,10 @@ impl ProxyError {
             ProxyError::ConnectMethod => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::Client(ClientFault::MalformedBody) => StatusCode::BAD_REQUEST,
+            ProxyError::Client(ClientFault::BodyTimeout) => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::Client(ClientFault::Aborted) => client_closed_request(),
+            ProxyError::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Unavailable(_) | ProxyError::ExternalNameRefused(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -100,7 +139,8 @@ impl ProxyError {
     }
 
     /// Whether the endpoint failed before any response byte (connect failure, reset, closed
-    /// connection): passive health ejects it.
+    /// connection): passive health ejects it. A failure of the client's side
+    /// ([`ProxyError::Client`]) never is, whatever the upstream connection made of it.
     pub(crate) fn is_endpoint_failure(&self) -> bool {
         matches!(
             self,
@@ -113,6 +153,7 @@ impl ProxyError {
         let status = self.status();
         let text = match status.canonical_reason() {
             Some(reason) => format!("{} {}\n", status.as_u16(), reason),
+            None if status.as_u16() == 499 => "499 Client Closed Request\n".to_string(),
             None => format!("{}\n", status.as_u16()),
         };
         let len = text.len();

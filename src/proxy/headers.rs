@@ -3,19 +3,25 @@
 
 use std::net::IpAddr;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRAILER, UPGRADE};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
 use http::Request;
 
 use super::Scheme;
 
 /// Fixed hop-by-hop headers (spec §6.1), besides `Connection` itself and `Upgrade`.
-const HOP_BY_HOP: [&str; 6] = [
+/// `HTTP2-Settings` belongs to the h2c upgrade (RFC 9113 §3.2 of its predecessor, RFC 7540
+/// §3.2.1: connection-specific), which is never tunnelled, so it is dropped even when a client
+/// leaves it out of `Connection`.
+const HOP_BY_HOP: [&str; 7] = [
     "keep-alive",
     "proxy-connection",
     "proxy-authenticate",
     "proxy-authorization",
     "transfer-encoding",
     "te",
+    "http2-settings",
 ];
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -45,12 +51,84 @@ pub fn te_is_trailers(headers: &HeaderMap) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
 }
 
-/// Whether this is a protocol upgrade request to tunnel (spec §6.1): HTTP/1.1 with
-/// `Connection: upgrade` and an `Upgrade` header.
-pub fn is_upgrade_request<B>(req: &Request<B>) -> bool {
-    req.version() == http::Version::HTTP_11
-        && req.headers().contains_key(UPGRADE)
-        && connection_has(req.headers(), "upgrade")
+/// Whether a request's `Transfer-Encoding` is anything but exactly `chunked` (RFC 9112 §6.1).
+/// hyper decodes the chunked framing and then the header is dropped as hop-by-hop, so another
+/// coding (`gzip, chunked`) would reach the backend silently removed; such requests get 501,
+/// as RFC 9112 §6.1 asks of a server that does not understand a transfer coding. hyper itself
+/// answers 400 when `chunked` is not the final coding.
+pub fn unsupported_transfer_coding(headers: &HeaderMap) -> bool {
+    let mut codings = 0;
+    for value in headers.get_all(TRANSFER_ENCODING) {
+        let Ok(value) = value.to_str() else {
+            return true;
+        };
+        for coding in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            codings += 1;
+            if codings > 1 || !coding.eq_ignore_ascii_case("chunked") {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// The protocol names of an `Upgrade` field (RFC 9110 §7.8: `name[/version]`, comma-separated).
+fn upgrade_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// The name part of an `Upgrade` token (`websocket` of `websocket/13`).
+fn protocol_name(token: &str) -> &str {
+    token.split('/').next().unwrap_or(token).trim()
+}
+
+/// Whether `token` names one of the `allowed` protocols (names compare case-insensitively).
+fn is_allowed(token: &str, allowed: &[String]) -> bool {
+    let name = protocol_name(token);
+    allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+}
+
+/// The `Upgrade` value to forward if this request is a protocol upgrade Portico tunnels
+/// (spec §6.1, issue 10 item 1): HTTP/1.1 with `Connection: upgrade` and an `Upgrade` naming
+/// at least one protocol in `allowed` (`--allowed-upgrades`, WebSocket by default). Only the
+/// allowed protocols of the offer are kept, so a client offering `h2c, websocket` lets the
+/// backend choose WebSocket and nothing else. `None`: forward as a plain request, without
+/// `Upgrade` (an `h2c` upgrade would otherwise hand the client a raw HTTP/2 connection to the
+/// backend, past routing and every per-request control).
+pub fn allowed_upgrade<B>(req: &Request<B>, allowed: &[String]) -> Option<HeaderValue> {
+    if req.version() != http::Version::HTTP_11 || !connection_has(req.headers(), "upgrade") {
+        return None;
+    }
+    let kept: Vec<&str> = upgrade_tokens(req.headers())
+        .filter(|t| is_allowed(t, allowed))
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&kept.join(", ")).ok()
+}
+
+/// Whether a backend's `101` switches to a protocol the request offered (RFC 9110 §15.2.2:
+/// the server must name the protocol it switches to, one of the client's). Anything else is
+/// refused rather than tunnelled.
+pub fn upgrade_accepted(offered: &HeaderValue, response: &HeaderMap) -> bool {
+    let offered: Vec<&str> = offered
+        .to_str()
+        .unwrap_or("")
+        .split(',')
+        .map(|t| protocol_name(t.trim()))
+        .collect();
+    let mut chosen = upgrade_tokens(response).map(protocol_name);
+    match (chosen.next(), chosen.next()) {
+        (Some(name), None) => offered.iter().any(|o| o.eq_ignore_ascii_case(name)),
+        _ => false,
+    }
 }
 
 /// Removes hop-by-hop headers (spec §6.1, §6.3): `Connection` and every header it names, plus
@@ -229,6 +307,78 @@ mod tests {
         assert_eq!(h.get(UPGRADE).unwrap(), "websocket");
         assert_eq!(h.get(CONNECTION).unwrap(), "upgrade");
         assert!(!h.contains_key("x-foo"));
+    }
+
+    fn upgrade_request(connection: &str, upgrade: &str) -> Request<()> {
+        Request::get("/")
+            .header(CONNECTION, connection)
+            .header(UPGRADE, upgrade)
+            .body(())
+            .unwrap()
+    }
+
+    #[test]
+    fn only_allowed_upgrades_are_tunnelled() {
+        let ws = vec!["websocket".to_string()];
+        let offer = |c: &str, u: &str| allowed_upgrade(&upgrade_request(c, u), &ws);
+        assert_eq!(offer("Upgrade", "WebSocket").unwrap(), "WebSocket");
+        assert_eq!(
+            offer("keep-alive, upgrade", "websocket/13").unwrap(),
+            "websocket/13"
+        );
+        assert!(offer("Upgrade, HTTP2-Settings", "h2c").is_none());
+        assert!(offer("Upgrade", "echo-proto").is_none());
+        // Without `Connection: upgrade` it is no upgrade at all.
+        assert!(offer("keep-alive", "websocket").is_none());
+        // A mixed offer keeps only what is allowed.
+        assert_eq!(offer("upgrade", "h2c, websocket").unwrap(), "websocket");
+        let more = vec!["websocket".to_string(), "echo-proto".to_string()];
+        let req = upgrade_request("upgrade", "echo-proto");
+        assert_eq!(allowed_upgrade(&req, &more).unwrap(), "echo-proto");
+    }
+
+    #[test]
+    fn a_101_must_name_an_offered_protocol() {
+        let offered = HeaderValue::from_static("websocket");
+        let mut h = HeaderMap::new();
+        assert!(!upgrade_accepted(&offered, &h));
+        h.insert(UPGRADE, HeaderValue::from_static("WebSocket"));
+        assert!(upgrade_accepted(&offered, &h));
+        h.insert(UPGRADE, HeaderValue::from_static("h2c"));
+        assert!(!upgrade_accepted(&offered, &h));
+        h.insert(UPGRADE, HeaderValue::from_static("websocket, h2c"));
+        assert!(!upgrade_accepted(&offered, &h));
+    }
+
+    #[test]
+    fn http2_settings_is_always_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(UPGRADE, HeaderValue::from_static("h2c"));
+        h.insert(
+            "http2-settings",
+            HeaderValue::from_static("AAMAAABkAAQCAAAAAAIAAAAA"),
+        );
+        remove_hop_by_hop(&mut h, false);
+        assert!(h.is_empty(), "{h:?}");
+    }
+
+    #[test]
+    fn only_plain_chunked_is_a_supported_transfer_coding() {
+        let coded = |values: &[&'static str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(TRANSFER_ENCODING, HeaderValue::from_static(v));
+            }
+            unsupported_transfer_coding(&h)
+        };
+        assert!(!coded(&[]));
+        assert!(!coded(&["chunked"]));
+        assert!(!coded(&["Chunked"]));
+        assert!(coded(&["gzip, chunked"]));
+        assert!(coded(&["gzip", "chunked"]));
+        assert!(coded(&["chunked, chunked"]));
+        assert!(coded(&["identity"]));
     }
 
     #[test]

@@ -31,7 +31,7 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 
 pub use balance::Balancer;
-pub use error::ProxyError;
+pub use error::{ClientFault, ProxyError};
 pub use proxy_protocol::Cidr;
 pub use redirect::{is_acme_challenge, location as redirect_location};
 pub use server::{serve, serve_tls, TlsListener};
@@ -89,10 +89,23 @@ pub struct ProxyOptions {
     pub body_limit: u64,
     /// Idle pooled upstream connections are closed after this.
     pub upstream_idle_timeout: Duration,
-    /// A client must send a complete HTTP/1 request head within this (slowloris).
+    /// A client must send a complete request head within this (slowloris): its first request
+    /// counted from accept (after the TLS handshake on HTTPS), on HTTP/1 each next one from
+    /// the end of the previous response, on HTTP/2 each header block (HEADERS to END_HEADERS).
+    /// Expiry closes the connection.
     pub header_read_timeout: Duration,
-    /// A client connection with no request in flight is closed after this.
+    /// A request body that delivers no bytes for this long is cut and answered 408 (nginx's
+    /// `client_body_timeout`, between two reads, not for the whole body).
+    pub client_body_timeout: Duration,
+    /// A client connection with no request in flight for this long is shut down gracefully
+    /// (HTTP/2: GOAWAY), and closed if that has not finished `h2_keepalive_timeout` later.
+    /// Bytes without a request (pings, window updates) do not count as activity.
     pub client_idle_timeout: Duration,
+    /// HTTP/2: a PING is sent when the client has sent nothing for this long...
+    pub h2_keepalive_interval: Duration,
+    /// ...and the connection closed if its PONG does not arrive within this. Also the grace
+    /// after an idle shutdown before the connection is closed regardless.
+    pub h2_keepalive_timeout: Duration,
     /// Client connections served at once, per listener; 0: no limit. Beyond it new
     /// connections wait in the kernel's accept backlog (one per worker accepted and held).
     pub max_connections: usize,
@@ -108,6 +121,9 @@ pub struct ProxyOptions {
     pub trusted_proxies: Arc<Vec<Cidr>>,
     /// How long in-flight requests may finish after the listener stops accepting.
     pub drain_timeout: Duration,
+    /// `Upgrade` protocols tunnelled (names, case-insensitive; `--allowed-upgrades`); any
+    /// other upgrade request is forwarded as a plain request without its `Upgrade`.
+    pub upgrade_protocols: Arc<Vec<String>>,
     /// Per-endpoint balancing and health state, shared by all listeners.
     pub balancer: Arc<Balancer>,
     /// Where requests are counted and logged.
@@ -134,13 +150,17 @@ impl Default for ProxyOptions {
             body_limit: 1 << 20,
             upstream_idle_timeout: Duration::from_secs(60),
             header_read_timeout: Duration::from_secs(10),
+            client_body_timeout: Duration::from_secs(60),
             client_idle_timeout: Duration::from_secs(75),
+            h2_keepalive_interval: Duration::from_secs(30),
+            h2_keepalive_timeout: Duration::from_secs(20),
             max_connections: 0,
             connection_limit: None,
             h2_max_concurrent_streams: 128,
             proxy_protocol: false,
             trusted_proxies: Arc::default(),
             drain_timeout: DRAIN_TIMEOUT,
+            upgrade_protocols: Arc::new(vec!["websocket".to_string()]),
             balancer: Arc::default(),
             observe: Observe::default(),
         }

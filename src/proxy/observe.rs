@@ -15,6 +15,7 @@ use http::{HeaderValue, Method, Response, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 
+use super::server::Active;
 use super::upstream::Progress;
 use super::{Observe, ProxyBody};
 use crate::access_log::{Entry, TlsInfo};
@@ -79,12 +80,68 @@ impl Arrival {
     }
 }
 
+/// A request being served. If its future is dropped before there is a response (the client
+/// went away: HTTP/1 connection closed, HTTP/2 stream reset) it is still counted and logged,
+/// as 499, nginx's "client closed request" (issue 10 item 2).
+pub(crate) struct Pending<'a> {
+    observe: &'a Observe,
+    arrival: Option<Arrival>,
+    active: Option<Active>,
+    pub seen: Seen,
+}
+
+impl<'a> Pending<'a> {
+    pub fn new(observe: &'a Observe, arrival: Arrival, active: Active) -> Self {
+        Pending {
+            observe,
+            arrival: Some(arrival),
+            active: Some(active),
+            seen: Seen::default(),
+        }
+    }
+
+    /// The response exists: it is recorded when its body ends (see [`finish`]).
+    pub fn finish(mut self, response: Response<ProxyBody>) -> Response<ProxyBody> {
+        let seen = std::mem::take(&mut self.seen);
+        match self.arrival.take() {
+            Some(arrival) => finish(self.observe, arrival, seen, response, self.active.take()),
+            None => response,
+        }
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        let Some(arrival) = self.arrival.take() else {
+            return;
+        };
+        let seen = std::mem::take(&mut self.seen);
+        let series = seen
+            .series
+            .clone()
+            .unwrap_or_else(|| self.observe.metrics.unrouted());
+        self.observe
+            .metrics
+            .client_error(super::ClientFault::Aborted.reason());
+        let done = Done {
+            observe: self.observe.access_log.clone(),
+            arrival,
+            seen,
+            series,
+            status: super::error::client_closed_request().as_u16(),
+            _active: self.active.take(),
+        };
+        done.record(0);
+    }
+}
+
 /// Wraps the response body so the request is recorded when it ends.
-pub(crate) fn finish(
+fn finish(
     observe: &Observe,
     arrival: Arrival,
     seen: Seen,
     response: Response<ProxyBody>,
+    active: Option<Active>,
 ) -> Response<ProxyBody> {
     let status = response.status().as_u16();
     let (parts, body) = response.into_parts();
@@ -101,6 +158,7 @@ pub(crate) fn finish(
             seen,
             series,
             status,
+            _active: active,
         }),
     };
     Response::from_parts(parts, body.boxed())
@@ -112,6 +170,8 @@ struct Done {
     seen: Seen,
     series: Arc<RouteSeries>,
     status: u16,
+    /// Keeps the request in flight on its connection until the response has ended.
+    _active: Option<Active>,
 }
 
 struct Observed {
@@ -148,9 +208,16 @@ impl Body for Observed {
 
 impl Drop for Observed {
     fn drop(&mut self) {
-        let Some(done) = self.done.take() else {
-            return;
-        };
+        if let Some(done) = self.done.take() {
+            done.record(self.bytes);
+        }
+    }
+}
+
+impl Done {
+    /// Counts the request and hands its line to the access log.
+    fn record(self, bytes_out: u64) {
+        let done = self;
         let duration = done.arrival.start.elapsed();
         let bytes_in = done
             .seen
@@ -162,7 +229,7 @@ impl Drop for Observed {
             done.status,
             duration,
             bytes_in,
-            self.bytes,
+            bytes_out,
         );
         if let Some(log) = &done.observe {
             log.record(Entry {
@@ -174,7 +241,7 @@ impl Drop for Observed {
                 version: done.arrival.version,
                 status: done.status,
                 bytes_in,
-                bytes_out: self.bytes,
+                bytes_out,
                 duration,
                 upstream: done.seen.upstream,
                 upstream_duration: done.seen.upstream_duration,

@@ -3,11 +3,16 @@
 //! for idleness; at most `max_connections` at once. With `--proxy-protocol` a PROXY header is
 //! read first. On the HTTPS listener each connection first completes a TLS handshake, in its own task and
 //! within a timeout, so slow or idle handshakes never hold up the accept loop.
+//!
+//! Every connection is bounded in time (issue 10 item 3): its first request must arrive within
+//! the header timeout; on HTTP/2 each header block must complete within it too, and a peer
+//! that stops answering keep-alive pings is dropped; an idle connection is shut down
+//! gracefully and then closed for good after a grace, whatever the peer does.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -16,7 +21,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::proxy_protocol::{self, Cidr};
@@ -78,7 +83,31 @@ async fn serve_inner(
     let max_connections = options.max_connections;
     let ctx = Arc::new(Context::new(shared, options));
 
-    let builder = Arc::new(Builders::new(buf_size, list_size, &ctx.options));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .max_buf_size(buf_size)
+        .max_headers(MAX_HEADERS)
+        // Slowloris: the whole request head within this, counted from the connection's start
+        // or the end of the previous response (hyper's one knob also bounds keep-alive idle).
+        .header_read_timeout(ctx.options.header_read_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(list_size)
+        .max_concurrent_streams(ctx.options.h2_max_concurrent_streams)
+        // Rapid reset (CVE-2023-44487) and error floods: h2 sends GOAWAY beyond these.
+        .max_pending_accept_reset_streams(Some(H2_MAX_PENDING_RESETS))
+        .max_local_error_reset_streams(Some(H2_MAX_LOCAL_ERROR_RESETS))
+        // A peer that does not answer a PING within the timeout is gone: the connection is
+        // closed (a dead client on a long stream would otherwise hold it for ever). Pings do
+        // not keep a connection open: idleness counts requests, not bytes (see `Activity`).
+        .keep_alive_interval(Some(ctx.options.h2_keepalive_interval))
+        .keep_alive_timeout(ctx.options.h2_keepalive_timeout);
+
+    let builder = Arc::new(builder);
     // Connections watch `stop` and shut down gracefully (HTTP/1 `Connection: close` after the
     // in-flight response, HTTP/2 GOAWAY); each holds a clone of `done_tx`, so `done_rx`
     // yields `None` once every connection has ended.
@@ -104,11 +133,12 @@ async fn serve_inner(
             },
             () = &mut shutdown => break,
         };
-        // At the connection limit, stop accepting: this connection waits (unserved) for a
-        // slot, the next ones in the kernel's backlog (refused by it once that is full); open
-        // ones are unaffected. The slot is taken after `accept`, not before, because the
-        // workers of one listener share the limit: a worker holding the last slot while
-        // waiting in `accept` would starve a connection the kernel gave to another worker.
+        // At the connection limit, stop accepting: this connection waits (unserved, its
+        // header timeout not yet running) for a slot, the next ones in the kernel's backlog
+        // (refused by it once that is full); open ones are unaffected. The slot is taken after
+        // `accept`, not before, because the workers of one listener share the limit: a worker
+        // holding the last slot while waiting in `accept` would starve a connection the kernel
+        // gave to another worker.
         let permit = match &limit {
             None => None,
             Some(sem) => tokio::select! {
@@ -145,125 +175,6 @@ async fn serve_inner(
     Ok(())
 }
 
-/// The HTTP connection settings of one listener, for each way a connection's protocol is
-/// known: sniffed (`auto`: plain TCP, where HTTP/2 with prior knowledge is allowed, or TLS
-/// without ALPN) or already said by TLS ALPN (`h1`, `h2`), where reading ahead for the HTTP/2
-/// preface and replaying it (hyper-util's `Rewind`) would be wasted work on every read.
-struct Builders {
-    auto: auto::Builder<TokioExecutor>,
-    h1: hyper::server::conn::http1::Builder,
-    h2: hyper::server::conn::http2::Builder<TokioExecutor>,
-}
-
-impl Builders {
-    fn new(buf_size: usize, list_size: u32, options: &ProxyOptions) -> Self {
-        let mut auto = auto::Builder::new(TokioExecutor::new());
-        auto.http1()
-            .timer(TokioTimer::new())
-            .max_buf_size(buf_size)
-            .max_headers(MAX_HEADERS)
-            // Slowloris: the whole request head within this, counted from the connection's
-            // start or the end of the previous response (hyper's one knob also bounds
-            // keep-alive idle).
-            .header_read_timeout(options.header_read_timeout)
-            .keep_alive(true);
-        auto.http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(list_size)
-            .max_concurrent_streams(options.h2_max_concurrent_streams)
-            // Rapid reset (CVE-2023-44487) and error floods: h2 sends GOAWAY beyond these.
-            .max_pending_accept_reset_streams(Some(H2_MAX_PENDING_RESETS))
-            .max_local_error_reset_streams(Some(H2_MAX_LOCAL_ERROR_RESETS));
-        // No server-initiated HTTP/2 pings: they would count as activity and keep idle
-        // connections open forever; the idle timeout is what closes dead and idle ones.
-
-        // The same settings for connections whose protocol ALPN fixed.
-        let mut h1 = hyper::server::conn::http1::Builder::new();
-        h1.timer(TokioTimer::new())
-            .max_buf_size(buf_size)
-            .max_headers(MAX_HEADERS)
-            .header_read_timeout(options.header_read_timeout)
-            .keep_alive(true);
-        let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        h2.timer(TokioTimer::new())
-            .max_header_list_size(list_size)
-            .max_concurrent_streams(options.h2_max_concurrent_streams)
-            .max_pending_accept_reset_streams(Some(H2_MAX_PENDING_RESETS))
-            .max_local_error_reset_streams(Some(H2_MAX_LOCAL_ERROR_RESETS));
-        Builders { auto, h1, h2 }
-    }
-}
-
-/// What the connection's first bytes will be, when TLS ALPN already said.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Alpn {
-    /// Plain TCP, or TLS without ALPN: sniff.
-    Unknown,
-    Http1,
-    Http2,
-}
-
-impl Alpn {
-    fn of(protocol: Option<&[u8]>) -> Self {
-        match protocol {
-            Some(b"h2") => Alpn::Http2,
-            Some(b"http/1.1") => Alpn::Http1,
-            _ => Alpn::Unknown,
-        }
-    }
-}
-
-/// A served connection that can be told to finish gracefully (HTTP/1 `Connection: close` after
-/// the in-flight response, HTTP/2 GOAWAY).
-trait Graceful: Future {
-    fn graceful(self: Pin<&mut Self>);
-}
-
-impl<I, S, E, B> Graceful for auto::UpgradeableConnection<'_, I, S, E>
-where
-    Self: Future,
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::Future: 'static,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    B: hyper::body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
-{
-    fn graceful(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
-    }
-}
-
-impl<I, S, B> Graceful for hyper::server::conn::http1::UpgradeableConnection<I, S>
-where
-    Self: Future,
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    B: hyper::body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn graceful(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
-    }
-}
-
-impl<I, S, E, B> Graceful for hyper::server::conn::http2::Connection<I, S, E>
-where
-    Self: Future,
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    B: hyper::body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
-{
-    fn graceful(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
-    }
-}
-
 /// Streams HTTP/2 clients may reset before the server accepts them.
 const H2_MAX_PENDING_RESETS: usize = 20;
 /// Resets the server may send because of client errors before it closes the connection.
@@ -272,7 +183,7 @@ const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
 /// One client connection's share of the listener.
 struct Conn {
     ctx: Arc<Context>,
-    builder: Arc<Builders>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
     tls: Option<TlsListener>,
     stop: watch::Receiver<bool>,
     /// Held until the connection ends; the drain waits for every clone to drop.
@@ -282,6 +193,9 @@ struct Conn {
 impl Conn {
     async fn run(self, mut stream: TcpStream, peer: SocketAddr) {
         let options = &self.ctx.options;
+        // The header timeout starts here, not at the first byte: a connection that never
+        // sends one is closed after it (issue 10 item 3).
+        let accepted = tokio::time::Instant::now();
         let mut client_addr = peer;
         if options.proxy_protocol {
             if !options.trusted_proxies.is_empty()
@@ -310,124 +224,316 @@ impl Conn {
                 || Cidr::any_contains(&options.trusted_proxies, client_addr.ip()),
         };
         let open = options.observe.metrics.connection(options.scheme.as_str());
-        let activity = Arc::new(AtomicU64::new(0));
-        let stream = Tracked::new(stream, activity.clone());
+        let activity = Arc::new(Activity::new());
         match &self.tls {
             None => {
-                self.serve(stream, client, None, activity, Alpn::Unknown)
-                    .await;
+                let first_by = accepted + options.header_read_timeout;
+                let stream = Watched::new(stream, activity.clone());
+                self.serve(stream, client, None, activity, first_by).await;
             }
             Some(tls) => {
                 let metrics = &options.observe.metrics;
                 let Some(stream) = handshake(tls, stream, client_addr, metrics).await else {
                     return;
                 };
+                // The handshake has its own timeout; the first request's starts after it.
+                let first_by = tokio::time::Instant::now() + options.header_read_timeout;
                 // Per connection, for the access log of each of its requests.
                 let info = Arc::new(crate::tls::connection_info(stream.get_ref().1));
-                let alpn = Alpn::of(stream.get_ref().1.alpn_protocol());
-                self.serve(stream, client, Some(info), activity, alpn).await;
+                let stream = Watched::new(stream, activity.clone());
+                self.serve(stream, client, Some(info), activity, first_by)
+                    .await;
             }
         }
         drop(open);
     }
 
     /// Serves HTTP on `io`; `tls` is the connection's TLS version and SNI on the HTTPS
-    /// listener, for the access log; `alpn` what TLS negotiated.
+    /// listener, for the access log.
+    ///
+    /// The connection ends when hyper is done with it, or is dropped (closed at once) when:
+    /// no request has started by `first_by`; an HTTP/2 header block has been arriving for
+    /// longer than the header timeout; a graceful shutdown (idle or listener stop) has not
+    /// finished after its grace. `client.addr` is logged for each.
     async fn serve<I>(
         &self,
         io: I,
         client: service::Client,
         tls: Option<Arc<crate::access_log::TlsInfo>>,
-        activity: Arc<AtomicU64>,
-        alpn: Alpn,
+        activity: Arc<Activity>,
+        first_by: tokio::time::Instant,
     ) where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let ctx = self.ctx.clone();
-        let svc = service_fn(move |req| service::handle(ctx.clone(), client, tls.clone(), req));
-        let io = TokioIo::new(io);
-        match alpn {
-            Alpn::Unknown => {
-                let conn = self.builder.auto.serve_connection_with_upgrades(io, svc);
-                self.drive(conn, client, &activity).await;
-            }
-            Alpn::Http1 => {
-                let conn = self.builder.h1.serve_connection(io, svc).with_upgrades();
-                self.drive(conn, client, &activity).await;
-            }
-            Alpn::Http2 => {
-                let conn = self.builder.h2.serve_connection(io, svc);
-                self.drive(conn, client, &activity).await;
-            }
-        }
-    }
-
-    /// Runs a served connection to its end, closing it gracefully on shutdown or when idle.
-    async fn drive<C, E>(&self, conn: C, client: service::Client, activity: &AtomicU64)
-    where
-        C: Graceful<Output = Result<(), E>>,
-        E: std::fmt::Display,
-    {
+        let requests = activity.clone();
+        let svc = service_fn(move |req| {
+            service::handle(ctx.clone(), client, tls.clone(), requests.begin(), req)
+        });
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), svc);
         tokio::pin!(conn);
         let mut stop = self.stop.clone();
-        let idle = self.ctx.options.client_idle_timeout;
+        let options = &self.ctx.options;
+        let idle = options.client_idle_timeout;
+        let header_timeout = options.header_read_timeout;
         let mut stopping = false;
-        loop {
-            let quiet_since = Tracked::<TcpStream>::last(activity);
+        // The listener is stopping (not just this connection idle).
+        let mut draining = false;
+        let mut idle_at = activity.last() + idle;
+        // When a graceful shutdown must have finished; then the connection is dropped.
+        let mut force_at: Option<tokio::time::Instant> = None;
+        let far = || tokio::time::Instant::now() + Duration::from_secs(86_400);
+        let ended = loop {
+            let first_pending = activity.started.load(Ordering::Relaxed) == 0;
+            let block_since = activity.header_block_since();
             tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(client.addr = %client.addr, error = %e, "connection ended with error");
-                    }
-                    break;
-                }
+                result = conn.as_mut() => break result.err().map(|e| e.to_string()),
                 _ = stop.wait_for(|stop| *stop), if !stopping => {
-                    conn.as_mut().graceful();
+                    conn.as_mut().graceful_shutdown();
                     stopping = true;
+                    draining = true;
+                    force_at = Some(tokio::time::Instant::now() + self.drain_timeout());
                 }
-                () = tokio::time::sleep_until(quiet_since + idle), if !stopping => {
-                    // No byte either way for the idle timeout: close gracefully (an in-flight
-                    // request, say a long poll, still gets its response).
-                    if Tracked::<TcpStream>::last(activity) + idle <= tokio::time::Instant::now() {
-                        conn.as_mut().graceful();
-                        stopping = true;
+                () = tokio::time::sleep_until(first_by), if first_pending => {
+                    // spec of `--client-header-timeout`: counted from accept, so a
+                    // connection that never sends a byte does not live until the idle timeout.
+                    if activity.started.load(Ordering::Relaxed) == 0 {
+                        break Some("no request within the header timeout".to_string());
                     }
+                }
+                () = activity.header_block_begun.notified() => {
+                    // A header block began: loop to arm its bound.
+                }
+                () = tokio::time::sleep_until(block_since.map_or_else(far, |t| t + header_timeout)), if block_since.is_some() => {
+                    // HTTP/2 has no deadline of its own for a HEADERS frame arriving a byte at a
+                    // time; `--client-header-timeout` bounds it as it does an HTTP/1 head.
+                    if activity.header_block_since() == block_since {
+                        break Some("HTTP/2 header block not completed within the header timeout".to_string());
+                    }
+                }
+                () = tokio::time::sleep_until(idle_at), if !stopping => {
+                    // No request in flight for the idle timeout: shut down gracefully (HTTP/1
+                    // closes, HTTP/2 sends GOAWAY). Bytes do not count, so neither keep-alive
+                    // pings nor a client's own frames keep an idle connection open.
+                    let now = tokio::time::Instant::now();
+                    let in_flight = activity.in_flight.load(Ordering::Relaxed);
+                    if in_flight == 0 && activity.last() + idle <= now {
+                        conn.as_mut().graceful_shutdown();
+                        stopping = true;
+                        force_at = Some(now + options.h2_keepalive_timeout);
+                    } else if in_flight > 0 {
+                        // Look again an idle period from now: a request ending before then
+                        // moves `last`, and the next look waits for `last + idle`.
+                        idle_at = now + idle;
+                    } else {
+                        idle_at = activity.last() + idle;
+                    }
+                }
+                () = tokio::time::sleep_until(force_at.unwrap_or_else(far)), if force_at.is_some() => {
+                    // A graceful shutdown waits for the peer (HTTP/2: the PING after GOAWAY);
+                    // one that never answers must not keep the connection. A request that
+                    // raced the idle GOAWAY may still finish; a listener stop may not wait.
+                    if draining || activity.in_flight.load(Ordering::Relaxed) == 0 {
+                        break Some("graceful shutdown not finished within its grace".to_string());
+                    }
+                    force_at = Some(tokio::time::Instant::now() + options.h2_keepalive_timeout);
+                }
+            }
+        };
+        if let Some(reason) = ended {
+            tracing::debug!(client.addr = %client.addr, reason = %reason, "connection closed");
+        }
+    }
+
+    /// How long a connection may take to finish after the listener stops accepting.
+    fn drain_timeout(&self) -> Duration {
+        self.ctx.options.drain_timeout
+    }
+}
+
+/// What the idle and header bounds of one client connection watch (issue 10 item 3).
+/// Idleness counts requests, not bytes: an HTTP/2 connection carries pings and window updates
+/// that say nothing about whether anybody still uses it.
+#[derive(Debug, Default)]
+pub(crate) struct Activity {
+    /// Requests whose response has not ended (or been dropped) yet.
+    in_flight: AtomicUsize,
+    /// Requests started on this connection.
+    started: AtomicU64,
+    /// When a request last started or ended, in ms since `clock_base()`.
+    last: AtomicU64,
+    /// HTTP/2: when the header block now arriving began, ms since `clock_base()` plus one;
+    /// 0 when none is.
+    header_block: AtomicU64,
+    /// Woken when a header block begins, so the connection loop arms its bound.
+    header_block_begun: Notify,
+}
+
+fn clock_ms() -> u64 {
+    let ms = tokio::time::Instant::now()
+        .saturating_duration_since(clock_base())
+        .as_millis();
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+fn from_clock_ms(ms: u64) -> tokio::time::Instant {
+    clock_base() + Duration::from_millis(ms)
+}
+
+impl Activity {
+    /// A connection's activity from now: idle since it was set up.
+    fn new() -> Self {
+        let activity = Activity::default();
+        activity.touch();
+        activity
+    }
+
+    /// A request started; it counts as in flight until the guard is dropped (with its
+    /// response body, or with the request if the client went away).
+    pub(crate) fn begin(self: &Arc<Self>) -> Active {
+        self.started.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+        Active(self.clone())
+    }
+
+    fn touch(&self) {
+        self.last.store(clock_ms(), Ordering::Relaxed);
+    }
+
+    fn last(&self) -> tokio::time::Instant {
+        from_clock_ms(self.last.load(Ordering::Relaxed))
+    }
+
+    fn header_block_since(&self) -> Option<tokio::time::Instant> {
+        match self.header_block.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(from_clock_ms(ms - 1)),
+        }
+    }
+
+    fn header_block_started(&self) {
+        if self.header_block.load(Ordering::Relaxed) == 0 {
+            self.header_block.store(clock_ms() + 1, Ordering::Relaxed);
+            self.header_block_begun.notify_one();
+        }
+    }
+
+    fn header_block_ended(&self) {
+        self.header_block.store(0, Ordering::Relaxed);
+    }
+}
+
+/// One request's share of its connection's [`Activity`].
+pub(crate) struct Active(Arc<Activity>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The client connection as hyper reads it (after TLS), with an eye on the HTTP/2 frames the
+/// client sends: only far enough to see when a header block (HEADERS, then CONTINUATION up to
+/// END_HEADERS) is arriving, so the connection loop can bound it. Not a parser: h2 still
+/// checks every frame. HTTP/1 connections fail the preface check after a few bytes and are
+/// not looked at again.
+struct Watched<S> {
+    inner: S,
+    activity: Arc<Activity>,
+    frames: FrameWatch,
+}
+
+/// Where the client's byte stream is, frame-wise (RFC 9113 §3.4, §4.1).
+#[derive(Debug)]
+enum FrameWatch {
+    /// Matching the client connection preface; this many bytes matched so far.
+    Preface(usize),
+    /// Reading a frame's 9-byte header; this many bytes read so far.
+    Head([u8; 9], usize),
+    /// Skipping a frame's payload; at its end a header block ends if `ends_block`.
+    Payload { left: usize, ends_block: bool },
+    /// Not HTTP/2.
+    Off,
+}
+
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const FRAME_HEADERS: u8 = 0x1;
+const FRAME_CONTINUATION: u8 = 0x9;
+const FLAG_END_HEADERS: u8 = 0x4;
+
+impl FrameWatch {
+    /// Follows `data`, the next bytes the client sent.
+    fn feed(&mut self, mut data: &[u8], activity: &Activity) {
+        loop {
+            match self {
+                FrameWatch::Off => return,
+                FrameWatch::Preface(matched) => {
+                    let take = (H2_PREFACE.len() - *matched).min(data.len());
+                    if data[..take] != H2_PREFACE[*matched..*matched + take] {
+                        *self = FrameWatch::Off;
+                        return;
+                    }
+                    *matched += take;
+                    data = &data[take..];
+                    if *matched < H2_PREFACE.len() {
+                        return;
+                    }
+                    *self = FrameWatch::Head([0; 9], 0);
+                }
+                FrameWatch::Head(head, have) => {
+                    if data.is_empty() {
+                        return;
+                    }
+                    let take = (9 - *have).min(data.len());
+                    head[*have..*have + take].copy_from_slice(&data[..take]);
+                    *have += take;
+                    data = &data[take..];
+                    if *have < 9 {
+                        return;
+                    }
+                    let left = usize::from(head[0]) << 16
+                        | usize::from(head[1]) << 8
+                        | usize::from(head[2]);
+                    let kind = head[3];
+                    if kind == FRAME_HEADERS {
+                        activity.header_block_started();
+                    }
+                    let ends_block = (kind == FRAME_HEADERS || kind == FRAME_CONTINUATION)
+                        && head[4] & FLAG_END_HEADERS != 0;
+                    *self = FrameWatch::Payload { left, ends_block };
+                }
+                FrameWatch::Payload { left, ends_block } => {
+                    let take = (*left).min(data.len());
+                    *left -= take;
+                    data = &data[take..];
+                    if *left > 0 {
+                        return;
+                    }
+                    if *ends_block {
+                        activity.header_block_ended();
+                    }
+                    *self = FrameWatch::Head([0; 9], 0);
                 }
             }
         }
     }
 }
 
-/// A client socket that notes when a byte last moved, for the idle timeout.
-struct Tracked<S> {
-    inner: S,
-    last: Arc<AtomicU64>,
-}
-
-fn clock_base() -> tokio::time::Instant {
-    static BASE: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
-    *BASE.get_or_init(tokio::time::Instant::now)
-}
-
-impl<S> Tracked<S> {
-    fn new(inner: S, last: Arc<AtomicU64>) -> Self {
-        Self::touch(&last);
-        Tracked { inner, last }
-    }
-
-    fn touch(last: &AtomicU64) {
-        let ms = tokio::time::Instant::now()
-            .saturating_duration_since(clock_base())
-            .as_millis();
-        last.store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
-    }
-
-    fn last(last: &AtomicU64) -> tokio::time::Instant {
-        clock_base() + Duration::from_millis(last.load(Ordering::Relaxed))
+impl<S> Watched<S> {
+    fn new(inner: S, activity: Arc<Activity>) -> Self {
+        Watched {
+            inner,
+            activity,
+            frames: FrameWatch::Preface(0),
+        }
     }
 }
 
-impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Tracked<S> {
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -435,24 +541,21 @@ impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Tracked<S> {
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            Self::touch(&self.last);
+        if !matches!(self.frames, FrameWatch::Off) && buf.filled().len() > before {
+            let this = &mut *self;
+            this.frames.feed(&buf.filled()[before..], &this.activity);
         }
         polled
     }
 }
 
-impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Tracked<S> {
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            Self::touch(&self.last);
-        }
-        polled
+        Pin::new(&mut self.inner).poll_write(cx, data)
     }
 
     fn poll_flush(
@@ -474,11 +577,7 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Tracked<S> {
         cx: &mut std::task::Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            Self::touch(&self.last);
-        }
-        polled
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -486,15 +585,20 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Tracked<S> {
     }
 }
 
+fn clock_base() -> tokio::time::Instant {
+    static BASE: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    *BASE.get_or_init(tokio::time::Instant::now)
+}
+
 /// The server side of a TLS handshake, bounded by the handshake timeout. Failures are the
 /// client's business (wrong version, no common cipher, port scan): logged at debug only, and
 /// counted by reason class.
 async fn handshake(
     tls: &TlsListener,
-    stream: Tracked<TcpStream>,
+    stream: TcpStream,
     client_addr: std::net::SocketAddr,
     metrics: &crate::metrics::Metrics,
-) -> Option<tokio_rustls::server::TlsStream<Tracked<TcpStream>>> {
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
     match tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
             metrics.tls_handshake(crate::tls::version_name(

@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 
 use super::error::{date_now, response_version, ProxyError};
 use super::headers::{self, Forwarded};
-use super::observe::{self, Arrival, Seen};
+use super::observe::{Arrival, Pending, Seen};
 use super::pool::{Checkin, Pool};
 use super::upstream::{self, Clients, RetryBody, Upstream};
 use super::{redirect, ProxyBody, ProxyOptions, Scheme};
@@ -94,21 +94,28 @@ impl std::fmt::Display for Dest {
 }
 
 /// The hyper service function: never fails, every error is a response from `error.rs`.
-/// `tls`: the connection's TLS version and SNI on the HTTPS listener.
+/// `tls`: the connection's TLS version and SNI on the HTTPS listener; `active`: the request's
+/// share of its connection's activity, held until its response ends.
 pub(crate) async fn handle(
     ctx: Arc<Context>,
     client: Client,
     tls: Option<Arc<crate::access_log::TlsInfo>>,
+    active: super::server::Active,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let client_addr = client.addr;
     let version = req.version();
     let arrival = Arrival::new(&req, client_addr, tls.as_ref(), &ctx.options.observe);
-    let mut seen = Seen::default();
-    let response = match proxy(&ctx, client, req, &mut seen).await {
+    // Dropped without a response if the client goes away first: then logged as 499.
+    let mut pending = Pending::new(&ctx.options.observe, arrival, active);
+    let seen = &mut pending.seen;
+    let response = match proxy(&ctx, client, req, seen).await {
         Ok(response) => response,
         Err((err, backend)) => {
             let status = err.status();
+            if let ProxyError::Client(fault) = &err {
+                ctx.options.observe.metrics.client_error(fault.reason());
+            }
             // 502/504 are upstream failures worth a warning; a 503 for a backend translate
             // already reported (missing Service, no endpoints) would repeat that per request.
             if matches!(
@@ -136,12 +143,7 @@ pub(crate) async fn handle(
             err.to_response(version)
         }
     };
-    Ok(observe::finish(
-        &ctx.options.observe,
-        arrival,
-        seen,
-        response,
-    ))
+    Ok(pending.finish(response))
 }
 
 type Failure = (ProxyError, Option<Dest>);
@@ -191,6 +193,9 @@ async fn proxy(
     }
     if req.method() == Method::CONNECT {
         return Err(fail(ProxyError::ConnectMethod));
+    }
+    if headers::unsupported_transfer_coding(req.headers()) {
+        return Err(fail(ProxyError::UnsupportedTransferCoding));
     }
     let (host_header, set_host) = request_authority(&req).map_err(fail)?;
     // ASCII by construction in `request_authority`.
@@ -255,10 +260,11 @@ async fn proxy(
         _ => 1,
     };
 
-    // Protocol upgrade (spec §6.1): take the client side's upgrade handle before the request
-    // is consumed.
-    let upgrade = headers::is_upgrade_request(&req);
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    // Protocol upgrade (spec §6.1): only the protocols the operator allows (WebSocket by
+    // default); any other `Upgrade` (h2c above all) is dropped and the request forwarded as
+    // a plain one. Take the client side's upgrade handle before the request is consumed.
+    let upgrade = headers::allowed_upgrade(&req, &ctx.options.upgrade_protocols);
+    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
     let (parts, body) = req.into_parts();
     let path_and_query = parts
@@ -269,7 +275,10 @@ async fn proxy(
     let mut headers = parts.headers;
     // gRPC needs `te: trailers` on HTTP/2 (RFC 9113 §8.2.2 allows exactly that value).
     let te_trailers = protocol.is_http2() && headers::te_is_trailers(&headers);
-    headers::remove_hop_by_hop(&mut headers, upgrade);
+    headers::remove_hop_by_hop(&mut headers, upgrade.is_some());
+    if let Some(offer) = &upgrade {
+        headers.insert(http::header::UPGRADE, offer.clone());
+    }
     if te_trailers {
         headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
     }
@@ -330,7 +339,7 @@ async fn proxy(
         )))
     };
     let origin_form = matches!(via, Via::Pool(..));
-    let mut body = RetryBody::new(body, body_limit);
+    let mut body = RetryBody::new(body, body_limit, opts.client_body_timeout);
     let sent = body.sent();
     seen.body = Some(sent.clone());
     let upstream_start = std::time::Instant::now();
@@ -385,6 +394,13 @@ async fn proxy(
         if sent.too_large.load(std::sync::atomic::Ordering::Relaxed) {
             return Err((ProxyError::PayloadTooLarge, Some(dest)));
         }
+        // The client's body failed (malformed, cut short, stalled): whatever the upstream
+        // connection made of it, the endpoint did nothing wrong. No ejection, no latency
+        // sample (dropping `hold` only ends the attempt), no retry (issue 10 item 2).
+        if let Some(fault) = sent.client_fault() {
+            drop(hold);
+            return Err((ProxyError::Client(fault), Some(dest)));
+        }
         if err.is_retryable_connect() {
             if let Some(series) = &seen.series {
                 series.connect_error();
@@ -431,12 +447,20 @@ async fn proxy(
     }
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let Some(client_upgrade) = client_upgrade else {
+        // Never a tunnel the proxy did not ask for: a 101 to a plain request, or to a
+        // protocol that was not offered, is the backend's error (RFC 9110 §15.2.2).
+        let (Some(client_upgrade), Some(offer)) = (client_upgrade, &upgrade) else {
             return Err((
                 ProxyError::Upstream("101 Switching Protocols without an upgrade request".into()),
                 Some(dest),
             ));
         };
+        if !headers::upgrade_accepted(offer, response.headers()) {
+            return Err((
+                ProxyError::Upstream("101 Switching Protocols to a protocol not offered".into()),
+                Some(dest),
+            ));
+        }
         // The upstream connection now belongs to the tunnel, never to the pool.
         drop(checkin);
         let upstream_upgrade = hyper::upgrade::on(&mut response);
@@ -541,8 +565,14 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// Response headers to the client (spec §6.3): hop-by-hop removed, `Date` added if missing,
-/// `Server` overwritten. `Content-Length` is left alone, so hyper frames the body with it.
+/// `Server` overwritten. `Content-Length` is left alone, so hyper frames the body with it,
+/// unless the upstream also sent `Transfer-Encoding`: then its body was read by that framing
+/// and the `Content-Length` is wrong by definition (RFC 9112 §6.3: Transfer-Encoding
+/// overrides it, and a proxy must drop it), so the client gets hyper's chunked framing.
 fn finish_headers(headers: &mut HeaderMap, upgrade: bool) {
+    if headers.contains_key(http::header::TRANSFER_ENCODING) {
+        headers.remove(http::header::CONTENT_LENGTH);
+    }
     headers::remove_hop_by_hop(headers, upgrade);
     if !headers.contains_key(DATE) {
         headers.insert(DATE, date_now());

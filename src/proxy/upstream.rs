@@ -22,6 +22,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::error::ClientFault;
 use crate::routing::{Protocol, UpstreamTls};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -194,6 +195,12 @@ pub struct RetryBody {
     sent: Arc<Progress>,
     /// Largest body in bytes; 0: no limit.
     limit: u64,
+    /// Longest wait for the next piece of the client's body; `None`: none.
+    timeout: Option<Duration>,
+    /// The running wait, created the first time the body makes the proxy wait.
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether `idle` was set for the current wait.
+    armed: bool,
 }
 
 /// How far the client's request body has got: one allocation shared by all attempts.
@@ -205,6 +212,77 @@ pub struct Progress {
     pub received: std::sync::atomic::AtomicU64,
     /// The body went over the size limit while streaming; the answer is 413.
     pub too_large: std::sync::atomic::AtomicBool,
+    /// The client's side of the body failed: `ClientFault` index + 1; 0 while it has not.
+    /// Set before the error reaches the upstream connection, so whatever error the upstream
+    /// client then reports, the attempt is blamed on the client (issue 10 item 2).
+    client_fault: std::sync::atomic::AtomicU8,
+}
+
+impl Progress {
+    fn set_client_fault(&self, fault: ClientFault) {
+        let code = match fault {
+            ClientFault::MalformedBody => 1,
+            ClientFault::Aborted => 2,
+            ClientFault::BodyTimeout => 3,
+        };
+        self.client_fault
+            .store(code, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether (and how) the client's side of the body failed.
+    pub fn client_fault(&self) -> Option<ClientFault> {
+        match self.client_fault.load(std::sync::atomic::Ordering::Acquire) {
+            1 => Some(ClientFault::MalformedBody),
+            2 => Some(ClientFault::Aborted),
+            3 => Some(ClientFault::BodyTimeout),
+            _ => None,
+        }
+    }
+}
+
+/// The client's request body failed; wraps hyper's error so the upstream client's error chain
+/// says whose fault it was.
+#[derive(Debug, thiserror::Error)]
+#[error("client request body failed: {}", .fault.reason())]
+pub struct ClientBodyError {
+    pub fault: ClientFault,
+    #[source]
+    source: Option<hyper::Error>,
+}
+
+/// Whose failure a client body error is: a framing or protocol error is a malformed body
+/// (400); a closed or reset connection or stream is the client going away (499).
+fn classify(err: &hyper::Error) -> ClientFault {
+    use std::error::Error as _;
+    if err.is_parse() {
+        return ClientFault::MalformedBody;
+    }
+    let mut source = err.source();
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            // hyper's HTTP/1 body decoder: InvalidInput/InvalidData for bad chunk framing,
+            // UnexpectedEof for a body cut short.
+            return match io.kind() {
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => {
+                    ClientFault::MalformedBody
+                }
+                _ => ClientFault::Aborted,
+            };
+        }
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            // A stream error h2 detected itself is the client breaking the protocol (e.g.
+            // DATA beyond its content-length); a reset from the client is it leaving.
+            let local_protocol_error =
+                !h2.is_remote() && h2.reason() == Some(h2::Reason::PROTOCOL_ERROR);
+            return if local_protocol_error {
+                ClientFault::MalformedBody
+            } else {
+                ClientFault::Aborted
+            };
+        }
+        source = e.source();
+    }
+    ClientFault::Aborted
 }
 
 /// A request body over `proxy-body-size`, noticed while streaming.
@@ -224,7 +302,7 @@ fn lock(slot: &Mutex<Option<Incoming>>) -> MutexGuard<'_, Option<Incoming>> {
 }
 
 impl RetryBody {
-    pub fn new(body: Incoming, limit: u64) -> Self {
+    pub fn new(body: Incoming, limit: u64, timeout: Duration) -> Self {
         let sent = Arc::new(Progress::default());
         if body.is_end_stream() {
             // No body: hyper never polls it, so it counts as sent from the start.
@@ -234,6 +312,9 @@ impl RetryBody {
             state: State::Parked(Arc::new(Mutex::new(Some(body)))),
             sent,
             limit,
+            timeout: (!timeout.is_zero()).then_some(timeout),
+            idle: None,
+            armed: false,
         }
     }
 
@@ -243,6 +324,9 @@ impl RetryBody {
             state: State::Done,
             sent: self.sent.clone(),
             limit: 0,
+            timeout: None,
+            idle: None,
+            armed: false,
         }
     }
 
@@ -258,6 +342,9 @@ impl RetryBody {
                 state: State::Parked(slot.clone()),
                 sent: self.sent.clone(),
                 limit: self.limit,
+                timeout: self.timeout,
+                idle: None,
+                armed: false,
             }),
             _ => None,
         }
@@ -268,6 +355,36 @@ impl RetryBody {
     fn finish(&mut self) {
         self.state = State::Done;
         self.sent.sent.notify_one();
+    }
+
+    /// The client's side failed: noted in `Progress` first, then handed to the upstream
+    /// connection as the body's error.
+    fn client_failed(
+        &mut self,
+        fault: ClientFault,
+        source: Option<hyper::Error>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.sent.set_client_fault(fault);
+        self.finish();
+        Poll::Ready(Some(Err(Box::new(ClientBodyError { fault, source }))))
+    }
+
+    /// nginx's `client_body_timeout`: the body waited on the client; `Ready` once it has
+    /// waited for `timeout` since the last piece arrived.
+    fn wait_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(timeout) = self.timeout else {
+            return false;
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let armed = self.armed;
+        let idle = self
+            .idle
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if !armed {
+            idle.as_mut().reset(deadline);
+            self.armed = true;
+        }
+        idle.as_mut().poll(cx).is_ready()
     }
 }
 
@@ -293,10 +410,11 @@ impl Body for RetryBody {
                     let finished = body.is_end_stream();
                     return match polled {
                         Poll::Ready(Some(Err(e))) => {
-                            self.finish();
-                            Poll::Ready(Some(Err(Box::new(e))))
+                            let fault = classify(&e);
+                            self.client_failed(fault, Some(e))
                         }
                         Poll::Ready(Some(Ok(frame))) => {
+                            self.armed = false;
                             if let Some(data) = frame.data_ref() {
                                 let n = u64::try_from(data.len()).unwrap_or(u64::MAX);
                                 let before = self
@@ -321,7 +439,13 @@ impl Body for RetryBody {
                             self.finish();
                             Poll::Ready(None)
                         }
-                        Poll::Pending => Poll::Pending,
+                        Poll::Pending => {
+                            if self.wait_expired(cx) {
+                                self.client_failed(ClientFault::BodyTimeout, None)
+                            } else {
+                                Poll::Pending
+                            }
+                        }
                     };
                 }
                 State::Done => {
