@@ -981,8 +981,20 @@ async fn config_version(admin: SocketAddr) -> u64 {
 // ---------------------------------------------------------------------------------------------
 // Report: medians over rounds, ratios, Markdown and a gnuplot script for the chart
 
-const SCENARIO_NAMES: [(&str, &str); 7] = [
+const SCENARIO_NAMES: [(&str, &str); 11] = [
     ("h1_keepalive", "HTTP/1.1 keep-alive, small"),
+    (
+        "h1_fixed_rate",
+        "HTTP/1.1 keep-alive at a fixed rate below saturation (h2load --rps)",
+    ),
+    (
+        "h1_keepalive_2cores",
+        "HTTP/1.1 keep-alive, proxy on 2 cores (shared with load and upstream)",
+    ),
+    (
+        "h1_keepalive_1core_shared",
+        "HTTP/1.1 keep-alive, proxy on 1 core, everything on the same 2 cores",
+    ),
     ("h1_new_conn", "HTTP/1.1, new connection per request"),
     ("h1_64k", "HTTP/1.1 keep-alive, 64 KiB"),
     ("tls_keepalive", "TLS keep-alive, small"),
@@ -992,6 +1004,10 @@ const SCENARIO_NAMES: [(&str, &str); 7] = [
     ),
     ("tls_handshake", "TLS full handshakes (s_time, no request)"),
     ("h2_tls", "HTTP/2 over TLS, 10 × 10 streams"),
+    (
+        "mem_10k",
+        "10,000 keep-alive connections (RSS per connection: idle, then active)",
+    ),
 ];
 
 fn report_main(args: &[String]) -> Result<(), Error> {
@@ -1036,7 +1052,7 @@ fn report_main(args: &[String]) -> Result<(), Error> {
                         let secs = r["cpu_ticks"].as_f64().unwrap_or(0.0)
                             / r["ticks_per_s"].as_f64().unwrap_or(100.0);
                         let requests = r["load"]["requests"].as_f64().unwrap_or(0.0).max(1.0);
-                        secs / requests * 100_000.0
+                        secs / requests * 1_000_000.0
                     })
                     .collect(),
             );
@@ -1053,7 +1069,9 @@ fn report_main(args: &[String]) -> Result<(), Error> {
             per_proxy.insert(
                 proxy.to_string(),
                 json!({"rps": field("rps"), "p50_ms": field("p50_ms"), "p99_ms": field("p99_ms"),
-                       "p999_ms": field("p999_ms"), "cpu_s_per_100k": cpu, "peak_rss_mib": rss,
+                       "p999_ms": field("p999_ms"), "cpu_us_per_request": cpu, "peak_rss_mib": rss,
+                       "idle_kib_per_conn": field("idle_kib_per_conn"),
+                       "active_kib_per_conn": field("active_kib_per_conn"),
                        "non_2xx": sum("non_2xx"), "socket_errors": sum("socket_errors"),
                        "runs": mine.len()}),
             );
@@ -1075,19 +1093,21 @@ fn report_main(args: &[String]) -> Result<(), Error> {
                    "rps_vs_haproxy": ratio(scenario, "haproxy", "rps"),
                    "p99_vs_nginx": ratio(scenario, "nginx", "p99_ms"),
                    "p99_vs_haproxy": ratio(scenario, "haproxy", "p99_ms"),
-                   "cpu_per_request_vs_nginx": ratio(scenario, "nginx", "cpu_s_per_100k"),
-                   "cpu_per_request_vs_haproxy": ratio(scenario, "haproxy", "cpu_s_per_100k")}),
+                   "cpu_per_request_vs_nginx": ratio(scenario, "nginx", "cpu_us_per_request"),
+                   "cpu_per_request_vs_haproxy": ratio(scenario, "haproxy", "cpu_us_per_request"),
+                   "idle_kib_per_conn_vs_nginx": ratio(scenario, "nginx", "idle_kib_per_conn"),
+                   "active_kib_per_conn_vs_nginx": ratio(scenario, "nginx", "active_kib_per_conn")}),
         );
     }
 
     // Markdown.
     let mut md = format!(
         "# Portico benchmark, {date} ({mode})\n\nMachine: {machine}. Medians of {rounds} round(s); proxies alternate within each round.\n\n\
-         | Scenario | Target | req/s | p50 ms | p99 ms | p99.9 ms | CPU s / 100k req | peak RSS MiB | non-2xx | socket errors |\n\
+         | Scenario | Target | req/s | p50 ms | p99 ms | p99.9 ms | CPU µs / req | peak RSS MiB | non-2xx | socket errors |\n\
          |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     );
     for (scenario, label) in SCENARIO_NAMES {
-        let Some(per_proxy) = medians.get(scenario) else {
+        let Some(per_proxy) = medians.get(scenario).filter(|_| scenario != "mem_10k") else {
             continue;
         };
         for proxy in proxies {
@@ -1098,7 +1118,7 @@ fn report_main(args: &[String]) -> Result<(), Error> {
             md +=
                 &format!(
                 "| {label} | {proxy} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} |\n",
-                f("rps"), f("p50_ms"), f("p99_ms"), f("p999_ms"), f("cpu_s_per_100k"),
+                f("rps"), f("p50_ms"), f("p99_ms"), f("p999_ms"), f("cpu_us_per_request"),
                 f("peak_rss_mib"), m["non_2xx"], m["socket_errors"]
             );
         }
@@ -1111,7 +1131,7 @@ fn report_main(args: &[String]) -> Result<(), Error> {
     };
     for (scenario, label) in SCENARIO_NAMES {
         let r = &ratios[scenario];
-        if medians.contains_key(scenario) {
+        if medians.contains_key(scenario) && scenario != "mem_10k" {
             md += &format!(
                 "| {label} | {} | {} | {} | {} | {} | {} |\n",
                 show(&r["rps_vs_nginx"]),
@@ -1122,6 +1142,26 @@ fn report_main(args: &[String]) -> Result<(), Error> {
                 show(&r["cpu_per_request_vs_haproxy"])
             );
         }
+    }
+    if let Some(mem) = medians.get("mem_10k") {
+        md += "\n## Memory: 10,000 keep-alive connections\n\nRSS growth over the idle process divided by the connections: idle (each connection made one request, then waits) and active (wrk keeps all 10,000 busy).\n\n| Target | idle KiB per connection | active KiB per connection | peak RSS MiB |\n|---|---:|---:|---:|\n";
+        for proxy in proxies {
+            if let Some(m) = mem.get(proxy) {
+                let f = |k: &str| m[k].as_f64().unwrap_or(0.0);
+                md += &format!(
+                    "| {proxy} | {:.1} | {:.1} | {:.1} |\n",
+                    f("idle_kib_per_conn"),
+                    f("active_kib_per_conn"),
+                    f("peak_rss_mib")
+                );
+            }
+        }
+        let r = &ratios["mem_10k"];
+        md += &format!(
+            "\nPortico ÷ nginx per connection: idle {}, active {}.\n",
+            show(&r["idle_kib_per_conn_vs_nginx"]),
+            show(&r["active_kib_per_conn_vs_nginx"])
+        );
     }
     if let Some(sizes) = scale["sizes"].as_array() {
         md += "\n## Control plane\n\n| Ingresses | load dir ms | cached reload ms | translate ms | publish ms (1 change) | match ns/req | RSS after load MiB | peak RSS MiB | propagation (files) p50 / p99 ms | propagation (API) p50 / p99 ms | changes |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";

@@ -147,8 +147,23 @@ pub async fn run(
     log_level: Option<Arc<LogLevel>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
-    let http = bind("http", config.http_addr).await?;
-    let https = bind("https", config.https_addr).await?;
+    // The proxy's listeners: one SO_REUSEPORT socket per worker thread (proxy::workers).
+    let workers = match config.worker_threads {
+        0 => proxy::workers::default_count(),
+        n => n,
+    };
+    let http =
+        proxy::workers::bind(config.http_addr, workers).map_err(|source| AppError::Bind {
+            what: "http",
+            addr: config.http_addr,
+            source,
+        })?;
+    let https =
+        proxy::workers::bind(config.https_addr, workers).map_err(|source| AppError::Bind {
+            what: "https",
+            addr: config.https_addr,
+            source,
+        })?;
     let admin = bind("admin", config.admin_addr).await?;
     let options = Arc::new(config.translate.clone());
     let metrics = Arc::new(Metrics::new());
@@ -265,6 +280,7 @@ pub async fn run(
             client_body_timeout: config.client_body_timeout,
             client_idle_timeout: config.client_idle_timeout,
             max_connections: config.max_connections,
+            connection_limit: None,
             h2_max_concurrent_streams: config.http2_max_concurrent_streams,
             h2_keepalive_interval: config.http2_keepalive_interval,
             h2_keepalive_timeout: config.http2_keepalive_timeout,
@@ -277,35 +293,47 @@ pub async fn run(
             path_rules: config.path_rules,
         })
     };
-    let https_task = tokio::spawn(proxy::serve_tls(
-        https,
-        shared.clone(),
-        proxy_options(Scheme::Https),
-        tls_listener,
-        stopped(),
-    ));
     // Graceful shutdown: unready at once, keep serving for the delay (balancers notice),
-    // then close the listeners and drain (each proxy waits up to --shutdown-timeout).
+    // then close the listeners and drain (each worker's listeners wait up to
+    // --shutdown-timeout).
     let shutdown_delay = config.shutdown_delay;
+    let (proxy_stop_tx, proxy_stop_rx) = watch::channel(false);
+    tracing::info!(workers, "proxy workers starting");
+    let serving = proxy::workers::run(
+        workers,
+        shared,
+        vec![
+            proxy::workers::Listener {
+                sockets: http,
+                options: proxy_options(Scheme::Http),
+                tls: None,
+            },
+            proxy::workers::Listener {
+                sockets: https,
+                options: proxy_options(Scheme::Https),
+                tls: Some(tls_listener),
+            },
+        ],
+        proxy_stop_rx,
+    )
+    .map_err(AppError::Proxy)?;
     let stop_all = async move {
         shutdown.await;
         draining.store(true, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(delay = ?shutdown_delay, "shutting down: unready; still serving for the delay");
         tokio::time::sleep(shutdown_delay).await;
         tracing::info!("closing listeners");
+        let _ = proxy_stop_tx.send(true);
         let _ = stop_tx.send(true);
     };
-    let http_result = proxy::serve(http, shared, proxy_options(Scheme::Http), stop_all).await;
-    let https_result = match https_task.await {
-        Ok(result) => result,
-        Err(e) => Err(std::io::Error::other(e)),
-    };
+    tokio::spawn(stop_all);
+    let proxy_result = serving.await;
     if let Some(status) = status {
         // Let the leader release its Lease so another replica takes over at once.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(3), status).await;
     }
     let _ = admin_stop_tx.send(true);
-    http_result.and(https_result).map_err(AppError::Proxy)
+    proxy_result.map_err(AppError::Proxy)
 }
 
 /// Loads the manifests, publishes them, and keeps watching the directory.

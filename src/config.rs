@@ -166,6 +166,11 @@ pub struct Args {
     #[arg(long, env = "PORTICO_MAX_CONNECTIONS", default_value = "0")]
     pub max_connections: usize,
 
+    /// Proxy worker threads, each with its own event loop and `SO_REUSEPORT` listening
+    /// sockets (nginx's `worker_processes`); 0: one per CPU this process may use.
+    #[arg(long, env = "PORTICO_WORKER_THREADS", default_value = "0")]
+    pub worker_threads: usize,
+
     /// HTTP/2: send a PING when the client has sent nothing for this long; see
     /// --http2-keepalive-timeout.
     #[arg(long, env = "PORTICO_HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
@@ -521,6 +526,8 @@ pub struct Config {
     pub tries: u32,
     pub body_limit: u64,
     pub max_connections: usize,
+    /// Proxy worker threads; 0: one per usable CPU.
+    pub worker_threads: usize,
     pub http2_max_concurrent_streams: u32,
     pub http2_keepalive_interval: Duration,
     pub http2_keepalive_timeout: Duration,
@@ -680,6 +687,7 @@ impl Args {
             tries: self.proxy_next_upstream_tries,
             body_limit: self.proxy_body_size,
             max_connections: self.max_connections,
+            worker_threads: self.worker_threads,
             http2_max_concurrent_streams: self.http2_max_concurrent_streams,
             http2_keepalive_interval: self.http2_keepalive_interval,
             http2_keepalive_timeout: self.http2_keepalive_timeout,

@@ -818,3 +818,114 @@ async fn an_idle_http2_client_connection_is_closed() {
     assert!(ended.is_ok(), "idle HTTP/2 connection still open");
     drop(client);
 }
+
+/// An upstream on raw sockets that answers every request with a keep-alive `200` and counts
+/// the connections it accepted.
+async fn counting_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = socket.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    // One answer per complete (bodiless) request head.
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        if socket.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn upstream_connections_are_pooled_and_reused() {
+    let (upstream, accepted) = counting_upstream().await;
+    let proxy = Proxy::start().await;
+    publish_catch_all(&proxy.shared, endpoints(&[upstream]));
+    // Sequential requests, on one client connection and on new ones: one upstream connection.
+    let mut conn = proxy.connect().await;
+    for _ in 0..5 {
+        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let response = conn.response().await;
+        assert_eq!(response.status, 200);
+        assert_eq!(response.text(), "ok");
+    }
+    for _ in 0..5 {
+        assert_eq!(proxy.get("x", "/").await.status, 200);
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn the_connection_limit_holds_per_listener_across_workers() {
+    use portico::proxy::workers;
+    let echo = start_echo("e").await;
+    let shared = portico::publish::shared();
+    publish_catch_all(&shared, endpoints(&[echo]));
+    let sockets = workers::bind("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+    let addr = sockets[0].local_addr().unwrap();
+    assert_eq!(sockets[1].local_addr().unwrap(), addr, "one port for both");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let serving = workers::run(
+        2,
+        shared,
+        vec![workers::Listener {
+            sockets,
+            options: Arc::new(ProxyOptions {
+                max_connections: 1,
+                ..ProxyOptions::default()
+            }),
+            tls: None,
+        }],
+        stopped,
+    )
+    .unwrap();
+    let serving = tokio::spawn(serving);
+    let mut first = Conn::connect(addr).await;
+    first.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(first.response().await.status, 200);
+    // The kernel spreads new connections over both workers' sockets (by address hash; six
+    // leave all of them on the first worker's once in 64 runs): none may be served while the
+    // first is open, whichever worker holds it.
+    let mut others = Vec::new();
+    for _ in 0..6 {
+        let mut conn = Conn::connect(addr).await;
+        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await;
+        others.push(conn);
+    }
+    for conn in &mut others {
+        let waiting = tokio::time::timeout(Duration::from_millis(100), conn.head()).await;
+        assert!(waiting.is_err(), "served beyond the listener's limit");
+    }
+    drop(first);
+    // Each of the others is answered (and closed, freeing the one slot) in turn.
+    for conn in &mut others {
+        let (_, status, _) = tokio::time::timeout(BOUND, conn.head()).await.unwrap();
+        assert_eq!(status, 200);
+    }
+    stop.send(true).unwrap();
+    tokio::time::timeout(BOUND, serving)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}

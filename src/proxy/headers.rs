@@ -169,8 +169,10 @@ pub struct Forwarded<'a> {
     /// Keep and extend an incoming `X-Forwarded-For` (spec §6.2); else replace it.
     pub trusted: bool,
     pub scheme: Scheme,
-    /// The original Host value (or the authority when the request has no Host header).
+    /// The original Host value (or the authority when the request has no Host header), as
+    /// text and as the header value it came from (cloning that shares its bytes).
     pub host: &'a str,
+    pub host_value: &'a HeaderValue,
 }
 
 /// Adds the headers of spec §6.2.
@@ -179,8 +181,11 @@ pub struct Forwarded<'a> {
 /// scheme's default (80/443). It is deliberately *not* the listener's port: in a cluster the
 /// listener is the container port (e.g. 8080) while the client dialled 80 on the Service, and
 /// the port the client used is what applications building URLs need.
+///
+/// Per request this allocates once for the client address (shared by `X-Real-IP` and, unless
+/// a trusted client sent one to extend, `X-Forwarded-For`) and once for the request id.
 pub fn add_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
-    let ip = fwd.client_ip.to_string();
+    let ip = ip_value(fwd.client_ip);
     // X-Forwarded-For: append to every incoming value, in order.
     let mut xff = String::new();
     for value in headers
@@ -196,25 +201,36 @@ pub fn add_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
             }
         }
     }
-    xff.push_str(&ip);
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    let xff_value = if xff.is_empty() {
+        Some(ip.clone())
+    } else {
+        xff.push_str(ip.to_str().unwrap_or_default());
+        HeaderValue::from_str(&xff).ok()
+    };
+    if let Some(v) = xff_value {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     headers.insert(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(fwd.scheme.as_str()),
     );
-    if let Ok(v) = HeaderValue::from_str(fwd.host) {
-        headers.insert(X_FORWARDED_HOST.clone(), v);
-    }
-    let port = authority_port(fwd.host).unwrap_or(fwd.scheme.default_port());
-    headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(port));
-    if let Ok(v) = HeaderValue::from_str(&ip) {
-        headers.insert(X_REAL_IP.clone(), v);
-    }
+    headers.insert(X_FORWARDED_HOST.clone(), fwd.host_value.clone());
+    let port = match authority_port(fwd.host).unwrap_or(fwd.scheme.default_port()) {
+        80 => HeaderValue::from_static("80"),
+        443 => HeaderValue::from_static("443"),
+        port => HeaderValue::from(port),
+    };
+    headers.insert(X_FORWARDED_PORT.clone(), port);
+    headers.insert(X_REAL_IP.clone(), ip);
     if !headers.contains_key(&X_REQUEST_ID) {
         headers.insert(X_REQUEST_ID.clone(), request_id());
     }
+}
+
+/// The client address as a header value (an address's text is always a valid value).
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(ip.to_string()))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// The port of an authority (`host:port`, `[v6]:port`), if it names a valid one.
@@ -227,10 +243,22 @@ pub fn authority_port(authority: &str) -> Option<u16> {
     tail[colon + 1..].parse().ok()
 }
 
-/// 32 lowercase hex characters.
+/// 32 lowercase hex characters, written straight into the header value's bytes (no
+/// formatting machinery on the per-request path).
 fn request_id() -> HeaderValue {
-    let id = format!("{:032x}", fastrand::u128(..));
-    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(&hex32(fastrand::u128(..))))
+        .unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// `n` as 32 lowercase hex digits, most significant first (what `{:032x}` prints).
+fn hex32(n: u128) -> [u8; 32] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        let shift = 124 - 4 * i;
+        *byte = DIGITS[usize::from(u8::try_from((n >> shift) & 0xf).unwrap_or(0))];
+    }
+    out
 }
 
 /// Approximate size of the request line plus header block as sent on the wire (HTTP/1 framing),
@@ -365,6 +393,7 @@ mod tests {
                     trusted,
                     scheme: Scheme::Http,
                     host: "x",
+                    host_value: &HeaderValue::from_static("x"),
                 },
             );
             h.get("x-forwarded-for")
@@ -375,6 +404,25 @@ mod tests {
         };
         assert_eq!(forward(true), "6.6.6.6, 203.0.113.7");
         assert_eq!(forward(false), "203.0.113.7");
+    }
+
+    #[test]
+    fn request_id_is_32_lowercase_hex_digits_like_the_formatter() {
+        for n in [
+            0u128,
+            1,
+            0xdead_beef,
+            u128::MAX,
+            0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
+        ] {
+            assert_eq!(hex32(n).as_slice(), format!("{n:032x}").as_bytes());
+        }
+        let id = request_id();
+        assert_eq!(id.len(), 32);
+        assert!(id
+            .as_bytes()
+            .iter()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
     }
 
     #[test]

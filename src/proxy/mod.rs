@@ -13,12 +13,14 @@ mod balance;
 mod error;
 mod headers;
 mod observe;
+mod pool;
 mod proxy_protocol;
 mod redirect;
 mod server;
 mod service;
 mod upstream;
 mod upstream_tls;
+pub mod workers;
 
 pub use upstream_tls::NoVerification;
 
@@ -107,8 +109,11 @@ pub struct ProxyOptions {
     /// after an idle shutdown before the connection is closed regardless.
     pub h2_keepalive_timeout: Duration,
     /// Client connections served at once, per listener; 0: no limit. Beyond it new
-    /// connections wait in the kernel's accept backlog.
+    /// connections wait in the kernel's accept backlog (one per worker accepted and held).
     pub max_connections: usize,
+    /// The permits behind `max_connections` when several `serve` calls share one listener's
+    /// limit (the per-core workers do); `None`: each `serve` call makes its own.
+    pub connection_limit: Option<Arc<tokio::sync::Semaphore>>,
     /// HTTP/2 streams a client may open at once on one connection.
     pub h2_max_concurrent_streams: u32,
     /// Expect a PROXY protocol (v1 or v2) header on every connection.
@@ -154,6 +159,7 @@ impl Default for ProxyOptions {
             h2_keepalive_interval: Duration::from_secs(30),
             h2_keepalive_timeout: Duration::from_secs(20),
             max_connections: 0,
+            connection_limit: None,
             h2_max_concurrent_streams: 128,
             proxy_protocol: false,
             trusted_proxies: Arc::default(),

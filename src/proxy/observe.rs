@@ -24,8 +24,8 @@ use crate::metrics::RouteSeries;
 /// Filled in by the proxy as the request goes.
 #[derive(Debug, Default)]
 pub(crate) struct Seen {
-    /// The Host (or authority) as sent.
-    pub host: String,
+    /// The Host (or authority) as sent (ASCII); `None` before it was read.
+    pub host: Option<HeaderValue>,
     /// The metric series of the routing decision; `None` before routing.
     pub series: Option<Arc<RouteSeries>>,
     /// Endpoint of the last attempt.
@@ -33,6 +33,16 @@ pub(crate) struct Seen {
     pub upstream_duration: Option<std::time::Duration>,
     pub request_id: Option<HeaderValue>,
     pub body: Option<Arc<Progress>>,
+}
+
+impl Seen {
+    /// The Host as text, empty when unknown.
+    pub fn host_str(&self) -> &str {
+        self.host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default()
+    }
 }
 
 /// What is known when the request arrives.
@@ -226,7 +236,7 @@ impl Done {
                 time: done.arrival.time,
                 client: done.arrival.client,
                 method: done.arrival.method,
-                host: done.seen.host,
+                host: done.seen.host_str().to_owned(),
                 target: done.arrival.target,
                 version: done.arrival.version,
                 status: done.status,

@@ -113,20 +113,14 @@ async fn serve_inner(
     // yields `None` once every connection has ended.
     let (stop_tx, stop_rx) = watch::channel(false);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-    let limit = (max_connections > 0).then(|| Arc::new(Semaphore::new(max_connections)));
+    let limit = match &ctx.options.connection_limit {
+        Some(shared) if max_connections > 0 => Some(shared.clone()),
+        _ => (max_connections > 0).then(|| Arc::new(Semaphore::new(max_connections))),
+    };
     let local = listener.local_addr().ok();
     tracing::info!(listen.addr = ?local, tls = tls.is_some(), "proxy listening");
     tokio::pin!(shutdown);
     loop {
-        // At the connection limit, stop accepting: new connections wait in the kernel's
-        // backlog (and are refused by it once that is full); open ones are unaffected.
-        let permit = match &limit {
-            None => None,
-            Some(sem) => tokio::select! {
-                permit = sem.clone().acquire_owned() => permit.ok(),
-                () = &mut shutdown => break,
-            },
-        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -138,6 +132,19 @@ async fn serve_inner(
                 }
             },
             () = &mut shutdown => break,
+        };
+        // At the connection limit, stop accepting: this connection waits (unserved, its
+        // header timeout not yet running) for a slot, the next ones in the kernel's backlog
+        // (refused by it once that is full); open ones are unaffected. The slot is taken after
+        // `accept`, not before, because the workers of one listener share the limit: a worker
+        // holding the last slot while waiting in `accept` would starve a connection the kernel
+        // gave to another worker.
+        let permit = match &limit {
+            None => None,
+            Some(sem) => tokio::select! {
+                permit = sem.clone().acquire_owned() => permit.ok(),
+                () = &mut shutdown => break,
+            },
         };
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(client.addr = %peer, error = %e, "set_nodelay failed");

@@ -17,6 +17,7 @@ use hyper_util::rt::TokioIo;
 use super::error::{date_now, response_version, ProxyError};
 use super::headers::{self, Forwarded};
 use super::observe::{Arrival, Pending, Seen};
+use super::pool::{Checkin, Pool};
 use super::upstream::{self, Clients, RetryBody, Upstream};
 use super::{redirect, ProxyBody, ProxyOptions, Scheme};
 use crate::publish::Shared;
@@ -27,15 +28,19 @@ pub(crate) struct Context {
     pub shared: Shared,
     pub options: Arc<ProxyOptions>,
     pub clients: Clients,
+    /// Plain HTTP/1.1 connections to endpoints (the fast path; `clients` serves the rest).
+    pub pool: Arc<Pool>,
 }
 
 impl Context {
     pub fn new(shared: Shared, options: Arc<ProxyOptions>) -> Self {
         let clients = Clients::new(options.upstream_idle_timeout);
+        let pool = Pool::new(options.upstream_idle_timeout);
         Context {
             shared,
             options,
             clients,
+            pool,
         }
     }
 }
@@ -119,7 +124,7 @@ pub(crate) async fn handle(
             ) {
                 tracing::warn!(
                     client.addr = %client_addr,
-                    http.host = %seen.host,
+                    http.host = seen.host_str(),
                     backend.addr = %backend.as_ref().map(ToString::to_string).unwrap_or_default(),
                     status = status.as_u16(),
                     error = %err,
@@ -129,7 +134,7 @@ pub(crate) async fn handle(
             } else {
                 tracing::debug!(
                     client.addr = %client_addr,
-                    http.host = %seen.host,
+                    http.host = seen.host_str(),
                     status = status.as_u16(),
                     error = %err,
                     "request refused"
@@ -161,13 +166,13 @@ fn fail(err: ProxyError) -> Failure {
 /// "a Host header field with an invalid field value"); an authority with userinfo is 400 rather
 /// than forwarded; and over HTTP/2 a `Host` naming another origin than `:authority` is a
 /// malformed request (RFC 9113 §8.3.1).
-fn request_authority<B>(req: &Request<B>) -> Result<(String, bool), ProxyError> {
+fn request_authority<B>(req: &Request<B>) -> Result<(HeaderValue, bool), ProxyError> {
     let mut hosts = req.headers().get_all(HOST).iter();
-    let header = hosts.next();
+    let raw_header = hosts.next();
     if hosts.next().is_some() {
         return Err(ProxyError::BadRequest("duplicate Host header"));
     }
-    let header = match header {
+    let header = match raw_header {
         Some(value) => match value.to_str() {
             Ok(h) => Some(h),
             Err(_) => return Err(ProxyError::BadRequest("Host header is not ASCII")),
@@ -192,12 +197,15 @@ fn request_authority<B>(req: &Request<B>) -> Result<(String, bool), ProxyError> 
             // RFC 9112 §3.2: every HTTP/1.1 request carries Host, absolute-form too.
             return Err(ProxyError::BadRequest("missing Host header"));
         }
-        return Ok((authority.to_owned(), true));
+        let value = HeaderValue::from_str(authority)
+            .map_err(|_| ProxyError::BadRequest("unusable authority"))?;
+        return Ok((value, true));
     }
-    match header {
-        Some(h) => Ok((h.to_owned(), false)),
+    match raw_header {
+        // A clone shares the parsed request's bytes: no copy (checked as ASCII above).
+        Some(value) => Ok((value.clone(), false)),
         // spec §3.2: HTTP/1.0 without Host has the empty host; HTTP/1.1 and later need one.
-        None if req.version() <= Version::HTTP_10 => Ok((String::new(), true)),
+        None if req.version() <= Version::HTTP_10 => Ok((HeaderValue::from_static(""), true)),
         None => Err(ProxyError::BadRequest("missing Host header")),
     }
 }
@@ -218,9 +226,11 @@ async fn proxy(
     if headers::unsupported_transfer_coding(req.headers()) {
         return Err(fail(ProxyError::UnsupportedTransferCoding));
     }
-    let (host_value, set_host) = request_authority(&req).map_err(fail)?;
-    let match_host = normalize::host(&host_value);
-    seen.host.push_str(&host_value);
+    let (host_header, set_host) = request_authority(&req).map_err(fail)?;
+    // ASCII by construction in `request_authority`.
+    let host_value = host_header.to_str().unwrap_or_default();
+    let match_host = normalize::host(host_value);
+    seen.host = Some(host_header.clone());
     // spec §3.4, §6.1: refuse what backends would resolve differently, and forward exactly
     // the path that is matched (the query untouched).
     let match_path = normalize::request_path(req.uri().path(), ctx.options.path_rules)
@@ -249,7 +259,7 @@ async fn proxy(
             && decision.ssl_redirect()
             && !redirect::is_acme_challenge(&match_path)
         {
-            return redirect::to_https(&host_value, req.uri(), client_version).map_err(fail);
+            return redirect::to_https(host_value, req.uri(), client_version).map_err(fail);
         }
         match decision.backend() {
             Some(backend) => backend.clone(),
@@ -321,9 +331,7 @@ async fn proxy(
     if set_host {
         // The URI's authority becomes the Host header; an HTTP/1.0 request without any gets
         // an empty one, as HTTP/1.1 upstream requires (RFC 9112 §3.2).
-        let value = HeaderValue::from_str(&host_value)
-            .map_err(|_| fail(ProxyError::BadRequest("unusable authority")))?;
-        headers.insert(HOST, value);
+        headers.insert(HOST, host_header.clone());
     }
     headers::add_forwarded(
         &mut headers,
@@ -331,7 +339,8 @@ async fn proxy(
             client_ip: client.addr.ip().to_canonical(),
             trusted: client.trusted,
             scheme: ctx.options.scheme,
-            host: &host_value,
+            host: host_value,
+            host_value: &host_header,
         },
     );
 
@@ -363,12 +372,19 @@ async fn proxy(
         ) => Some(format!("{name}.{namespace}.svc")),
         _ => None,
     };
-    let client_for = ctx.clients.get(
-        protocol,
-        connect_timeout,
-        policy.upstream_tls.as_ref(),
-        server_name,
-    );
+    // Plain HTTP/1.1 to endpoint IPs takes this worker's own pool; TLS, HTTP/2 and
+    // ExternalName backends the legacy client (its connector resolves names and does TLS).
+    let via = if protocol == Protocol::Http && external.is_none() {
+        Via::Pool(&ctx.pool, connect_timeout)
+    } else {
+        Via::Client(Box::new(ctx.clients.get(
+            protocol,
+            connect_timeout,
+            policy.upstream_tls.as_ref(),
+            server_name,
+        )))
+    };
+    let origin_form = matches!(via, Via::Pool(..));
     let mut body = RetryBody::new(body, body_limit, opts.client_body_timeout);
     let sent = body.sent();
     seen.body = Some(sent.clone());
@@ -377,7 +393,7 @@ async fn proxy(
     let mut tried: Vec<SocketAddr> = Vec::new();
     let mut attempt: u32 = 0;
     let mut last: Option<(ProxyError, Dest)> = None;
-    let (mut response, dest) = loop {
+    let (mut response, dest, checkin) = loop {
         attempt += 1;
         // spec §4.3: choose among the endpoints not tried yet; ejected ones only when
         // nothing else is left.
@@ -406,17 +422,17 @@ async fn proxy(
         // Keep a copy of the headers only when another attempt could follow.
         let keep = attempt < tries && external.is_none() && tried.len() < endpoint_count;
         let request = template
-            .build(&dest, body, keep)
+            .build(&dest, body, keep, origin_form)
             .map_err(|e| (e, Some(dest.clone())))?;
         if logging {
             seen.upstream = Some(dest.to_string());
         }
-        let err = match send(&client_for, request, sent.clone(), response_timeout).await {
-            Ok(response) => {
+        let err = match send(&via, &dest, request, sent.clone(), response_timeout).await {
+            Ok((response, checkin)) => {
                 if let Some(hold) = hold {
                     hold.succeeded();
                 }
-                break (response, dest);
+                break (response, dest, checkin);
             }
             Err(err) => err,
         };
@@ -461,7 +477,7 @@ async fn proxy(
         }
         tracing::debug!(
             client.addr = %client.addr,
-            http.host = %host_value,
+            http.host = host_value,
             backend.addr = %dest,
             error = %err,
             "upstream failed before answering; retrying on another endpoint"
@@ -491,6 +507,8 @@ async fn proxy(
                 Some(dest),
             ));
         }
+        // The upstream connection now belongs to the tunnel, never to the pool.
+        drop(checkin);
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         let backend_addr = dest.to_string();
         tokio::spawn(async move {
@@ -519,36 +537,66 @@ async fn proxy(
     let (mut parts, body) = response.into_parts();
     finish_headers(&mut parts.headers, false);
     parts.version = response_version(client_version);
-    Ok(Response::from_parts(parts, body.boxed()))
+    let body = match checkin {
+        Some(checkin) => checkin.wrap(body).boxed(),
+        None => body.boxed(),
+    };
+    Ok(Response::from_parts(parts, body))
+}
+
+/// How a request's attempts reach the upstream.
+enum Via<'a> {
+    /// This worker's pool of plain HTTP/1.1 connections, with the connect timeout.
+    Pool(&'a Arc<Pool>, std::time::Duration),
+    /// hyper-util's client for this protocol, connect timeout and verification (boxed: it
+    /// is large, and this path is not the hot one).
+    Client(Box<Upstream>),
 }
 
 /// One attempt. The response timeout runs from the moment the request body has been sent
 /// (at once for bodiless requests), so slow uploads are bounded by the client, not by it; the
-/// connect phase has its own `connect_timeout`.
+/// connect phase has its own `connect_timeout`. A pooled connection comes with its
+/// [`Checkin`], which the response body takes.
 async fn send(
-    client: &Upstream,
+    via: &Via<'_>,
+    dest: &Dest,
     request: Request<RetryBody>,
     sent: Arc<super::upstream::Progress>,
     response_timeout: std::time::Duration,
-) -> Result<Response<Incoming>, ProxyError> {
-    let response = client.request(request);
+) -> Result<(Response<Incoming>, Option<Checkin>), ProxyError> {
+    let response = async {
+        match (via, dest) {
+            (Via::Pool(pool, connect_timeout), Dest::Endpoint(addr)) => pool
+                .send(*addr, *connect_timeout, request)
+                .await
+                .map(|(response, checkin)| (response, Some(checkin))),
+            (Via::Client(client), _) => client
+                .request(request)
+                .await
+                .map(|response| (response, None))
+                .map_err(ProxyError::from_client),
+            // `Via::Pool` is chosen only for endpoint backends.
+            (Via::Pool(..), Dest::External { .. }) => {
+                Err(ProxyError::BadRequest("unusable backend address"))
+            }
+        }
+    };
     tokio::pin!(response);
     let early = tokio::select! {
         result = &mut response => Some(result),
         () = sent.sent.notified() => None,
     };
-    let result = match early {
+    match early {
         Some(result) => result,
         None => {
             // Hand the permit back for a retry attempt of the same (already finished) body.
             sent.sent.notify_one();
             match tokio::time::timeout(response_timeout, response).await {
                 Ok(result) => result,
-                Err(_) => return Err(ProxyError::ResponseTimeout),
+                Err(_) => Err(ProxyError::ResponseTimeout),
             }
         }
-    };
-    result.map_err(ProxyError::from_client)
+    }
 }
 
 /// The request's `Content-Length`, when it has one that parses.
@@ -590,23 +638,21 @@ impl Template {
     /// The upstream request: HTTP/1.1 (spec §6.1) unless the backend speaks HTTP/2 (h2c,
     /// gRPC), the matched path (the original one byte-for-byte unless normalisation changed
     /// it, spec §6.1) and the original query (the client turns the URI into origin-form, also
-    /// for absolute-form requests), headers as prepared.
+    /// for absolute-form requests), headers as prepared. `origin_form`: the URI is just the
+    /// path and query (what a pooled HTTP/1.1 connection writes as is); else absolute, which
+    /// the legacy client needs to pick its pool and connector.
     fn build(
         &mut self,
         dest: &Dest,
         body: RetryBody,
         keep: bool,
+        origin_form: bool,
     ) -> Result<Request<RetryBody>, ProxyError> {
-        let uri = Uri::builder()
-            .scheme(if self.protocol.is_tls() {
-                UriScheme::HTTPS
-            } else {
-                UriScheme::HTTP
-            })
-            .authority(dest.authority()?)
-            .path_and_query(self.path_and_query.clone())
-            .build()
-            .map_err(|_| ProxyError::BadRequest("unusable request target"))?;
+        let uri = if origin_form {
+            Uri::from(self.path_and_query.clone())
+        } else {
+            self.absolute(dest)?
+        };
         let mut request = Request::new(body);
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = uri;
@@ -621,5 +667,18 @@ impl Template {
             std::mem::take(&mut self.headers)
         };
         Ok(request)
+    }
+
+    fn absolute(&self, dest: &Dest) -> Result<Uri, ProxyError> {
+        Uri::builder()
+            .scheme(if self.protocol.is_tls() {
+                UriScheme::HTTPS
+            } else {
+                UriScheme::HTTP
+            })
+            .authority(dest.authority()?)
+            .path_and_query(self.path_and_query.clone())
+            .build()
+            .map_err(|_| ProxyError::BadRequest("unusable request target"))
     }
 }

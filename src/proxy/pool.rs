@@ -1,0 +1,265 @@
+//! Upstream side, fast path: the keep-alive pool of plain HTTP/1.1 connections to endpoint
+//! addresses, one pool per listener per worker (`service::Context`). It sits where `service`
+//! forwards a request whose backend speaks HTTP/1.1 over TCP to an endpoint IP (the common
+//! case); TLS, HTTP/2 and ExternalName backends go through `upstream::Clients` (hyper-util's
+//! legacy client) instead.
+//!
+//! Why not the legacy client for this case too: its pool is shared by all threads behind a
+//! lock, keys connections by scheme and authority (an absolute URI to build and hash per
+//! request), and adds a checkout future, a "when ready" task and a connector service call per
+//! request. Here a worker's connections stay on its thread, so the lock is never contended,
+//! the key is the endpoint's `SocketAddr`, and a connection goes back to the pool when the
+//! response body has been handed on completely (see [`Checkin`]).
+//!
+//! Semantics kept from the legacy client: `TCP_NODELAY`, the connect timeout (answered 504 as
+//! `ProxyError::ConnectTimeout`), connect failures as `ProxyError::Connect` (retried on another
+//! endpoint, spec §4.4), a request that finds its pooled connection closed before anything was
+//! written resent once on a new connection, upgrades (`with_upgrades`, for WebSocket tunnels),
+//! and idle connections closed after `--upstream-keepalive-timeout`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
+
+use super::error::ProxyError;
+use super::upstream::RetryBody;
+
+/// How long a request waits for a pooled connection to finish with its previous response
+/// before a new connection is opened instead.
+const READY_WAIT: Duration = Duration::from_millis(50);
+
+/// Idle keep-alive connections to plain HTTP/1.1 endpoints, by endpoint address.
+pub(crate) struct Pool {
+    idle_timeout: Duration,
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+}
+
+struct Idle {
+    sender: SendRequest<RetryBody>,
+    since: Instant,
+}
+
+impl Pool {
+    /// A pool whose idle connections close after `idle_timeout`. Needs a tokio runtime: a
+    /// sweeper task on it closes idle connections even when no request comes.
+    pub fn new(idle_timeout: Duration) -> Arc<Self> {
+        let pool = Arc::new(Pool {
+            idle_timeout,
+            idle: Mutex::new(HashMap::new()),
+        });
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(sweep(Arc::downgrade(&pool)));
+        }
+        pool
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<SocketAddr, Vec<Idle>>> {
+        // Poisoning would only mean a panic while moving senders around; the map stays usable.
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The most recently used idle connection to `addr` that is still open and not expired.
+    fn checkout(&self, addr: SocketAddr) -> Option<SendRequest<RetryBody>> {
+        let mut idle = self.lock();
+        let list = idle.get_mut(&addr)?;
+        while let Some(entry) = list.pop() {
+            if !entry.sender.is_closed() && entry.since.elapsed() < self.idle_timeout {
+                return Some(entry.sender);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, addr: SocketAddr, sender: SendRequest<RetryBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        self.lock().entry(addr).or_default().push(Idle {
+            sender,
+            since: Instant::now(),
+        });
+    }
+
+    /// Sends `request` (origin-form URI, headers as they go upstream) to `addr` over a pooled
+    /// connection or a new one. The returned [`Checkin`] puts the connection back into the
+    /// pool once the response body has been read to its end (see [`Returning`]).
+    pub async fn send(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        connect_timeout: Duration,
+        mut request: Request<RetryBody>,
+    ) -> Result<(Response<Incoming>, Checkin), ProxyError> {
+        // A pooled connection can turn out closed only when the request goes out; then it was
+        // not sent at all and goes once more, on a fresh connection.
+        let mut fresh = false;
+        loop {
+            let mut sender = match self.pooled(addr).await {
+                Some(sender) if !fresh => sender,
+                _ => {
+                    fresh = true;
+                    connect(addr, connect_timeout).await?
+                }
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    let checkin = Checkin {
+                        pool: Arc::downgrade(self),
+                        addr,
+                        sender: Some(sender),
+                    };
+                    return Ok((response, checkin));
+                }
+                Err(mut err) => match err.take_message() {
+                    Some(unsent) if !fresh => {
+                        request = unsent;
+                        fresh = true;
+                    }
+                    _ => return Err(ProxyError::Upstream(Box::new(err.into_error()))),
+                },
+            }
+        }
+    }
+
+    /// A pooled connection ready for a request, waiting briefly for one that is still
+    /// finishing its previous exchange.
+    async fn pooled(&self, addr: SocketAddr) -> Option<SendRequest<RetryBody>> {
+        while let Some(mut sender) = self.checkout(addr) {
+            if sender.is_ready() {
+                return Some(sender);
+            }
+            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, sender.ready()).await {
+                return Some(sender);
+            }
+        }
+        None
+    }
+}
+
+/// Opens a new connection: TCP with `TCP_NODELAY` within the connect timeout, then the HTTP/1
+/// handshake, its connection task spawned on this worker.
+async fn connect(
+    addr: SocketAddr,
+    connect_timeout: Duration,
+) -> Result<SendRequest<RetryBody>, ProxyError> {
+    let stream =
+        match tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(ProxyError::Connect(Box::new(e))),
+            Err(_) => return Err(ProxyError::ConnectTimeout),
+        };
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(backend.addr = %addr, error = %e, "set_nodelay failed");
+    }
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ProxyError::Connect(Box::new(e)))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(backend.addr = %addr, error = %e, "upstream connection ended with error");
+        }
+    });
+    Ok(sender)
+}
+
+/// Closes idle connections past the idle timeout, every half timeout, for as long as the pool
+/// lives.
+async fn sweep(pool: Weak<Pool>) {
+    let period = match pool.upgrade() {
+        Some(pool) => (pool.idle_timeout / 2).max(Duration::from_millis(100)),
+        None => return,
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        let timeout = pool.idle_timeout;
+        pool.lock().retain(|_, list| {
+            list.retain(|e| !e.sender.is_closed() && e.since.elapsed() < timeout);
+            !list.is_empty()
+        });
+    }
+}
+
+/// The right to put a connection back into its pool, taken by the response body.
+pub(crate) struct Checkin {
+    pool: Weak<Pool>,
+    addr: SocketAddr,
+    sender: Option<SendRequest<RetryBody>>,
+}
+
+impl Checkin {
+    /// Wraps the response body so the connection returns to the pool when it has ended.
+    pub fn wrap(self, body: Incoming) -> Returning {
+        Returning {
+            inner: body,
+            ended: false,
+            checkin: self,
+        }
+    }
+}
+
+/// A response body from a pooled connection. When it is dropped having been read to its end,
+/// the connection is reusable and goes back to the pool; dropped early (client gone, error),
+/// the connection is dropped with it, since the rest of the response would still be on it.
+pub(crate) struct Returning {
+    inner: Incoming,
+    ended: bool,
+    checkin: Checkin,
+}
+
+impl Body for Returning {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.ended = true,
+            Poll::Ready(Some(Err(_))) => self.checkin.sender = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Returning {
+    fn drop(&mut self) {
+        if !(self.ended || self.inner.is_end_stream()) {
+            return;
+        }
+        if let (Some(pool), Some(sender)) =
+            (self.checkin.pool.upgrade(), self.checkin.sender.take())
+        {
+            pool.checkin(self.checkin.addr, sender);
+        }
+    }
+}
