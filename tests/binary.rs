@@ -9,30 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::{start_echo, Conn, RawResponse};
+use support::{free_port, start_echo, Conn, RawResponse};
 
 /// How often, and how many times, a test polls for a change to show. Bounded in count.
 const POLL: Duration = Duration::from_millis(50);
 const POLLS: usize = 200;
-
-/// A port for Portico to bind, outside the kernel's ephemeral range (32768-60999 by default),
-/// so no `bind(0)` listener or outgoing connection of a parallel test can take it between
-/// this check and Portico's bind; and never the same one twice in this process.
-fn free_port() -> SocketAddr {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    for _ in 0..1000 {
-        let port = fastrand::u16(20_000..32_000);
-        let mut given = GIVEN.lock().expect("port list");
-        if given.contains(&port) {
-            continue;
-        }
-        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-            given.push(port);
-            return l.local_addr().expect("local addr");
-        }
-    }
-    panic!("no free port in 20000-32000");
-}
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("portico-{name}-{}", std::process::id()));

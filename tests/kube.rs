@@ -17,32 +17,13 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde_json::{json, Value};
-use support::{start_echo, Conn};
+use support::{free_port, start_echo, Conn};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 const POLL: Duration = Duration::from_millis(20);
 /// Polls before giving up: 20 s at most, so a bug fails instead of hanging.
 const POLLS: usize = 1000;
-
-/// A port for Portico to bind, outside the kernel's ephemeral range (32768-60999 by default),
-/// so no `bind(0)` listener or outgoing connection of a parallel test can take it between
-/// this check and Portico's bind; and never the same one twice in this process.
-fn free_port() -> SocketAddr {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    for _ in 0..1000 {
-        let port = fastrand::u16(20_000..32_000);
-        let mut given = GIVEN.lock().expect("port list");
-        if given.contains(&port) {
-            continue;
-        }
-        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-            given.push(port);
-            return l.local_addr().expect("local addr");
-        }
-    }
-    panic!("no free port in 20000-32000");
-}
 
 fn temp_file(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("portico-kube-{}", std::process::id()));

@@ -25,6 +25,25 @@ pub mod tls;
 /// Upper bound for any single wait in a test, so a bug fails instead of hanging.
 pub const BOUND: Duration = Duration::from_secs(20);
 
+/// A port for Portico to bind, outside the kernel's ephemeral range (32768-60999 by default),
+/// so no `bind(0)` listener or outgoing connection of a parallel test can take it between
+/// this check and Portico's bind; and never the same one twice in this process.
+pub fn free_port() -> SocketAddr {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..1000 {
+        let port = fastrand::u16(20_000..32_000);
+        let mut given = GIVEN.lock().expect("port list");
+        if given.contains(&port) {
+            continue;
+        }
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            given.push(port);
+            return l.local_addr().expect("local addr");
+        }
+    }
+    panic!("no free port in 20000-32000");
+}
+
 pub async fn start_echo(name: &str) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
