@@ -11,6 +11,7 @@
 
 mod balance;
 mod error;
+mod global;
 mod headers;
 mod observe;
 mod pool;

@@ -22,32 +22,18 @@ pub struct Global {
     /// `generate-request-id`: add `X-Request-ID` when the request has none.
     pub generate_request_id: bool,
     /// `hsts*`: the `Strict-Transport-Security` value sent on HTTPS responses; `None` is off.
-    pub hsts: Option<String>,
+    /// Bytes, so the proxy makes a header value of it per response without copying.
+    pub hsts: Option<bytes::Bytes>,
     /// `server-tokens`: announce `Server: portico` on responses Portico makes.
     pub server_tokens: bool,
     /// `ssl-redirect`: overrides `--ssl-redirect` when set.
     pub ssl_redirect: Option<bool>,
-    /// `force-ssl-redirect`: redirect to HTTPS even for hosts without TLS.
-    pub force_ssl_redirect: bool,
     /// `proxy-body-size` in bytes (`0` is no limit); overrides `--max-body-size` when set.
     pub proxy_body_size: Option<u64>,
     /// `proxy-connect-timeout`; overrides `--proxy-connect-timeout` when set.
     pub proxy_connect_timeout: Option<Duration>,
     /// `proxy-read-timeout`; overrides `--proxy-read-timeout` when set.
     pub proxy_read_timeout: Option<Duration>,
-    /// `proxy-send-timeout`; overrides `--proxy-send-timeout` when set.
-    pub proxy_send_timeout: Option<Duration>,
-    /// `keep-alive`: how long an idle client connection stays open; `Some(ZERO)` disables
-    /// keep-alive (nginx `keepalive_timeout 0`).
-    pub keep_alive: Option<Duration>,
-    /// `keep-alive-requests`: requests served on one client connection before it is closed.
-    pub keep_alive_requests: Option<u32>,
-    /// `upstream-keepalive-connections`: idle connections kept per upstream (per worker).
-    pub upstream_keepalive_connections: Option<usize>,
-    /// `upstream-keepalive-timeout`: how long an idle upstream connection is kept.
-    pub upstream_keepalive_timeout: Option<Duration>,
-    /// `upstream-keepalive-requests`: requests sent on one upstream connection.
-    pub upstream_keepalive_requests: Option<u32>,
     /// `large-client-header-buffers` (`4 8k`): the request head may not exceed number × size.
     pub large_client_header_buffers: Option<HeaderBuffers>,
     /// `use-proxy-protocol`: expect a PROXY protocol header on every accepted connection.
@@ -106,7 +92,7 @@ pub const HSTS_MAX_AGE: u64 = 31_536_000;
 /// The `Strict-Transport-Security` value for these settings (nginx.tmpl's
 /// `max-age={{ $all.Cfg.HSTSMaxAge }}{{ if $all.Cfg.HSTSIncludeSubdomains }}; includeSubDomains
 /// {{ end }}{{ if $all.Cfg.HSTSPreload }}; preload{{ end }}`).
-pub fn hsts_value(max_age: u64, include_subdomains: bool, preload: bool) -> String {
+pub fn hsts_value(max_age: u64, include_subdomains: bool, preload: bool) -> bytes::Bytes {
     let mut value = format!("max-age={max_age}");
     if include_subdomains {
         value.push_str("; includeSubDomains");
@@ -114,7 +100,7 @@ pub fn hsts_value(max_age: u64, include_subdomains: bool, preload: bool) -> Stri
     if preload {
         value.push_str("; preload");
     }
-    value
+    bytes::Bytes::from(value)
 }
 
 impl Default for Global {
@@ -126,16 +112,9 @@ impl Default for Global {
             hsts: Some(hsts_value(HSTS_MAX_AGE, true, false)),
             server_tokens: false,
             ssl_redirect: None,
-            force_ssl_redirect: false,
             proxy_body_size: None,
             proxy_connect_timeout: None,
             proxy_read_timeout: None,
-            proxy_send_timeout: None,
-            keep_alive: None,
-            keep_alive_requests: None,
-            upstream_keepalive_connections: None,
-            upstream_keepalive_timeout: None,
-            upstream_keepalive_requests: None,
             large_client_header_buffers: None,
             use_proxy_protocol: None,
             default_ssl_certificate: None,
