@@ -291,3 +291,93 @@ async fn enable_real_ip_trusts_x_forwarded_for_only() {
     assert_eq!(seen(&json, "x-original-forwarded-for"), ["1.2.3.4"]);
     assert_eq!(seen(&json, "x-forwarded-for"), ["127.0.0.1"]);
 }
+
+/// An Ingress for `plain.example` without any TLS section, to the echo backend at `backend`.
+fn plain_yaml(backend: std::net::SocketAddr) -> String {
+    let ingress = serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "plain", "namespace": "plain"},
+        "spec": {"rules": [{"host": "plain.example", "http": {"paths": [{"path": "/",
+            "pathType": "Prefix",
+            "backend": {"service": {"name": "plain-svc", "port": {"number": 80}}}}]}}]},
+    });
+    let svc = serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "plain-svc", "namespace": "plain"},
+        "spec": {"ports": [{"port": 80}]},
+    });
+    let slice = serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "plain-svc-1", "namespace": "plain",
+            "labels": {"kubernetes.io/service-name": "plain-svc"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "", "port": backend.port()}],
+        "endpoints": [{"addresses": [backend.ip().to_string()]}],
+    });
+    format!("{ingress}\n---\n{svc}\n---\n{slice}\n")
+}
+
+/// ingress-nginx `configmap.md` `force-ssl-redirect` ("redirects (308) to HTTPS" even without
+/// a TLS section; nginx.tmpl redirects when `ForceSSLRedirect` or the host has a certificate
+/// and `SSLRedirect`), which also overrides an Ingress's `ssl-redirect: "false"`; ACME
+/// challenges stay exempt. `ssl-redirect: "false"` turns the TLS hosts' redirect off.
+#[tokio::test]
+async fn force_ssl_redirect_and_ssl_redirect_keys() {
+    let proxy = TlsProxy::start().await;
+    let backend = start_echo("plain").await;
+    let tls_backend = start_echo("secure").await;
+    let cert = cert(&["secure.example"]);
+    let mut docs = vec![
+        plain_yaml(backend),
+        app_yaml(
+            "secure",
+            "secure",
+            "secure.example",
+            &["secure.example"],
+            "secure-tls",
+            tls_backend,
+            &[],
+        ),
+        tls_secret("secure", "secure-tls", &cert),
+    ];
+    let get = |host: &str, path: &str| {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let addr = proxy.http;
+        async move {
+            let mut conn = Conn::connect(addr).await;
+            conn.send(request.as_bytes()).await;
+            conn.response().await
+        }
+    };
+    docs.push(config_map(&[]));
+    proxy.apply_with(&docs, &with_configmap());
+    assert_eq!(get("plain.example", "/").await.status, 200);
+    assert_eq!(get("secure.example", "/").await.status, 308);
+
+    docs.pop();
+    docs.push(config_map(&[("ssl-redirect", "false")]));
+    proxy.apply_with(&docs, &with_configmap());
+    assert_eq!(get("secure.example", "/").await.status, 200);
+
+    docs.pop();
+    docs.push(config_map(&[
+        ("force-ssl-redirect", "true"),
+        ("ssl-redirect", "false"),
+    ]));
+    proxy.apply_with(&docs, &with_configmap());
+    let response = get("plain.example", "/a?b=c").await;
+    assert_eq!(response.status, 308);
+    assert_eq!(
+        response.header("location"),
+        Some("https://plain.example/a?b=c")
+    );
+    assert_eq!(get("secure.example", "/").await.status, 308);
+    let acme = get("plain.example", "/.well-known/acme-challenge/token").await;
+    assert_eq!(acme.status, 200, "ACME challenges are never redirected");
+    let published = proxy.shared.load();
+    assert!(published
+        .translation
+        .ssl_redirects
+        .iter()
+        .all(|r| r.redirect && r.set_by == "ConfigMap force-ssl-redirect"));
+}

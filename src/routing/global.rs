@@ -28,6 +28,8 @@ pub struct Global {
     pub server_tokens: bool,
     /// `ssl-redirect`: overrides `--ssl-redirect` when set.
     pub ssl_redirect: Option<bool>,
+    /// `force-ssl-redirect`: redirect plain HTTP to HTTPS on every route, TLS or not.
+    pub force_ssl_redirect: bool,
     /// `proxy-body-size` in bytes (`0` is no limit); overrides `--max-body-size` when set.
     pub proxy_body_size: Option<u64>,
     /// `proxy-connect-timeout`; overrides `--proxy-connect-timeout` when set.
@@ -112,6 +114,7 @@ impl Default for Global {
             hsts: Some(hsts_value(HSTS_MAX_AGE, true, false)),
             server_tokens: false,
             ssl_redirect: None,
+            force_ssl_redirect: false,
             proxy_body_size: None,
             proxy_connect_timeout: None,
             proxy_read_timeout: None,

@@ -20,6 +20,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "compute-full-forwarded-for",
     "default-ssl-certificate",
     "enable-real-ip",
+    "force-ssl-redirect",
     "forwarded-for-header",
     "generate-request-id",
     "hsts",
@@ -115,6 +116,11 @@ pub fn from_data(
         parsed
     };
     global.ssl_redirect = optional("ssl-redirect", &mut invalid);
+    boolean(
+        "force-ssl-redirect",
+        &mut global.force_ssl_redirect,
+        &mut invalid,
+    );
     global.use_proxy_protocol = optional("use-proxy-protocol", &mut invalid);
 
     let fwd = &mut global.forwarded;
@@ -269,10 +275,14 @@ fn namespaced(value: &str) -> Option<(String, String)> {
 /// `options` with what the ConfigMap overrides among the flags translate reads
 /// (`ingress-nginx.md` §4: the ConfigMap wins).
 pub fn effective_options(options: &Options, global: &Global) -> Option<Options> {
-    if global.ssl_redirect.is_none() && global.default_ssl_certificate.is_none() {
+    if global.ssl_redirect.is_none()
+        && global.default_ssl_certificate.is_none()
+        && !global.force_ssl_redirect
+    {
         return None;
     }
     let mut effective = options.clone();
+    effective.force_ssl_redirect = global.force_ssl_redirect;
     if let Some(b) = global.ssl_redirect {
         effective.ssl_redirect = b;
     }
@@ -537,6 +547,7 @@ mod keys {
         rejects("large-client-header-buffers", "4 8k 2");
         rejects("use-proxy-protocol", "proxy");
         rejects("ssl-redirect", "sometimes");
+        rejects("force-ssl-redirect", "always");
         rejects("default-ssl-certificate", "no-namespace");
     }
 }
