@@ -381,3 +381,35 @@ async fn force_ssl_redirect_and_ssl_redirect_keys() {
         .iter()
         .all(|r| r.redirect && r.set_by == "ConfigMap force-ssl-redirect"));
 }
+
+/// ingress-nginx `configmap.md` `keep-alive-requests` (nginx `keepalive_requests`) and
+/// `keep-alive: "0"` (`keepalive_timeout 0`); e2e `test/e2e/settings/keep-alive.go` checks the
+/// same directives in nginx.conf. The answer that reaches the limit says `Connection: close`
+/// and the connection ends after it.
+#[tokio::test]
+async fn keep_alive_requests_and_keep_alive_zero_close_http1_connections() {
+    use tokio::io::AsyncReadExt;
+    let s = shop().await;
+    s.configure(&[("keep-alive-requests", "2")]);
+    let get = b"GET / HTTP/1.1\r\nHost: shop.example\r\n\r\n";
+    let mut conn = Conn::connect(s.proxy.http).await;
+    conn.send(get).await;
+    let first = conn.response().await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("connection"), None);
+    conn.send(get).await;
+    let second = conn.response().await;
+    assert_eq!(second.status, 200);
+    assert_eq!(second.header("connection"), Some("close"));
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(support::BOUND, conn.reader.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(0))),
+        "closed after the limit: {read:?}"
+    );
+
+    s.configure(&[("keep-alive", "0")]);
+    let mut conn = Conn::connect(s.proxy.http).await;
+    conn.send(get).await;
+    assert_eq!(conn.response().await.header("connection"), Some("close"));
+}

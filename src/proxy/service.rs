@@ -105,6 +105,7 @@ pub(crate) async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let client_addr = client.addr;
     let version = req.version();
+    let nth = active.nth();
     let arrival = Arrival::new(&req, client_addr, tls.as_ref(), &ctx.options.observe);
     // Dropped without a response if the client goes away first: then logged as 499.
     let mut pending = Pending::new(&ctx.options.observe, arrival, active);
@@ -149,6 +150,8 @@ pub(crate) async fn handle(
         response.headers_mut(),
         &ctx.shared.load().translation.global,
         ctx.options.scheme,
+        version,
+        nth,
     );
     Ok(pending.finish(response))
 }

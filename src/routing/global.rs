@@ -38,6 +38,12 @@ pub struct Global {
     pub proxy_read_timeout: Option<Duration>,
     /// `large-client-header-buffers` (`4 8k`): the request head may not exceed number × size.
     pub large_client_header_buffers: Option<HeaderBuffers>,
+    /// `keep-alive`: how long an idle client connection stays open (overrides
+    /// `--client-idle-timeout` for new connections); `Some(ZERO)` turns keep-alive off.
+    pub keep_alive: Option<Duration>,
+    /// `keep-alive-requests`: HTTP/1 requests served on one client connection before it is
+    /// closed; `None` is no limit.
+    pub keep_alive_requests: Option<u64>,
     /// `use-proxy-protocol`: expect a PROXY protocol header on every accepted connection.
     pub use_proxy_protocol: Option<bool>,
     /// `default-ssl-certificate` (`namespace/name`); overrides the flag when set.
@@ -119,6 +125,8 @@ impl Default for Global {
             proxy_connect_timeout: None,
             proxy_read_timeout: None,
             large_client_header_buffers: None,
+            keep_alive: None,
+            keep_alive_requests: None,
             use_proxy_protocol: None,
             default_ssl_certificate: None,
         }

@@ -27,6 +27,8 @@ pub const IMPLEMENTED: &[&str] = &[
     "hsts-include-subdomains",
     "hsts-max-age",
     "hsts-preload",
+    "keep-alive",
+    "keep-alive-requests",
     "large-client-header-buffers",
     "proxy-body-size",
     "proxy-connect-timeout",
@@ -171,6 +173,19 @@ pub fn from_data(
     }
     global.proxy_connect_timeout = seconds("proxy-connect-timeout", get, &mut invalid);
     global.proxy_read_timeout = seconds("proxy-read-timeout", get, &mut invalid);
+    // nginx `keepalive_timeout`: whole seconds, `0` turns keep-alive off.
+    if let Some(v) = get("keep-alive") {
+        match v.trim().parse::<u64>() {
+            Ok(n) => global.keep_alive = Some(Duration::from_secs(n)),
+            Err(_) => invalid("keep-alive", v, "is not a whole number of seconds"),
+        }
+    }
+    if let Some(v) = get("keep-alive-requests") {
+        match v.trim().parse::<u64>() {
+            Ok(n) if n > 0 => global.keep_alive_requests = Some(n),
+            _ => invalid("keep-alive-requests", v, "is not a positive whole number"),
+        }
+    }
     if let Some(v) = get("large-client-header-buffers") {
         match header_buffers(v) {
             Some(b) => global.large_client_header_buffers = Some(b),
@@ -526,8 +541,12 @@ mod keys {
             ("large-client-header-buffers", "4 16k"),
             ("use-proxy-protocol", "true"),
             ("ssl-redirect", "false"),
+            ("keep-alive", "0"),
+            ("keep-alive-requests", "100"),
         ]);
         assert!(c.is_empty(), "{c:?}");
+        assert_eq!(g.keep_alive, Some(Duration::ZERO));
+        assert_eq!(g.keep_alive_requests, Some(100));
         assert_eq!(g.proxy_body_size, Some(8 << 20));
         assert_eq!(g.proxy_connect_timeout, Some(Duration::from_secs(7)));
         assert_eq!(g.proxy_read_timeout, Some(Duration::from_secs(120)));
@@ -546,6 +565,8 @@ mod keys {
         rejects("large-client-header-buffers", "0 8k");
         rejects("large-client-header-buffers", "4 8k 2");
         rejects("use-proxy-protocol", "proxy");
+        rejects("keep-alive", "75s");
+        rejects("keep-alive-requests", "0");
         rejects("ssl-redirect", "sometimes");
         rejects("force-ssl-redirect", "always");
         rejects("default-ssl-certificate", "no-namespace");
