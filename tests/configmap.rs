@@ -413,3 +413,81 @@ async fn keep_alive_requests_and_keep_alive_zero_close_http1_connections() {
     conn.send(get).await;
     assert_eq!(conn.response().await.header("connection"), Some("close"));
 }
+
+/// An HTTP/1.1 backend that counts the connections it accepted, answering 200 with keep-alive.
+async fn counting_backend() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// ingress-nginx `configmap.md` `upstream-keepalive-requests` and
+/// `upstream-keepalive-connections` (nginx `keepalive_requests`, `keepalive` in the upstream
+/// block; e2e `test/e2e/settings/` has no case that observes them, so the backend counts its
+/// connections): by default sequential requests share one upstream connection; with
+/// `upstream-keepalive-requests: "2"` every connection carries two; with
+/// `upstream-keepalive-connections: "0"` none is kept.
+#[tokio::test]
+async fn upstream_keepalive_keys_shape_the_upstream_pool() {
+    use std::sync::atomic::Ordering;
+    let proxy = TlsProxy::start().await;
+    let (backend, accepted) = counting_backend().await;
+    let docs = vec![plain_yaml(backend)];
+    let requests = |n: usize| {
+        let addr = proxy.http;
+        async move {
+            for _ in 0..n {
+                let mut conn = Conn::connect(addr).await;
+                conn.send(b"GET / HTTP/1.1\r\nHost: plain.example\r\nConnection: close\r\n\r\n")
+                    .await;
+                assert_eq!(conn.response().await.status, 200);
+            }
+        }
+    };
+    let configure = |data: &[(&str, &str)]| {
+        let mut docs = docs.clone();
+        docs.push(config_map(data));
+        proxy.apply_with(&docs, &with_configmap());
+    };
+    configure(&[]);
+    requests(4).await;
+    assert_eq!(
+        accepted.swap(0, Ordering::SeqCst),
+        1,
+        "one pooled connection"
+    );
+
+    configure(&[("upstream-keepalive-requests", "2")]);
+    requests(4).await;
+    // The connection from before has carried 4 already: it is closed after its next request.
+    assert_eq!(accepted.swap(0, Ordering::SeqCst), 2);
+
+    configure(&[("upstream-keepalive-connections", "0")]);
+    requests(3).await;
+    // The idle connection left from before carries the first request and is then not kept;
+    // each of the other two opens its own.
+    assert_eq!(accepted.swap(0, Ordering::SeqCst), 2, "nothing kept");
+    requests(3).await;
+    assert_eq!(accepted.swap(0, Ordering::SeqCst), 3, "nothing kept");
+}

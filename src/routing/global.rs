@@ -44,10 +44,25 @@ pub struct Global {
     /// `keep-alive-requests`: HTTP/1 requests served on one client connection before it is
     /// closed; `None` is no limit.
     pub keep_alive_requests: Option<u64>,
+    /// `upstream-keepalive-*`: the keep-alive pool of upstream connections.
+    pub upstream_keepalive: UpstreamKeepalive,
     /// `use-proxy-protocol`: expect a PROXY protocol header on every accepted connection.
     pub use_proxy_protocol: Option<bool>,
     /// `default-ssl-certificate` (`namespace/name`); overrides the flag when set.
     pub default_ssl_certificate: Option<(String, String)>,
+}
+
+/// The `upstream-keepalive-*` keys (nginx `keepalive`, `keepalive_timeout`,
+/// `keepalive_requests` in each upstream block); `None` leaves the pool as the flags set it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpstreamKeepalive {
+    /// `upstream-keepalive-connections`: idle connections kept per endpoint and worker; `0`
+    /// keeps none (every upstream connection closes after its response).
+    pub connections: Option<usize>,
+    /// `upstream-keepalive-timeout`: overrides `--upstream-idle-timeout`.
+    pub timeout: Option<Duration>,
+    /// `upstream-keepalive-requests`: requests sent on one upstream connection.
+    pub requests: Option<u32>,
 }
 
 /// `large-client-header-buffers`: nginx's `number size`.
@@ -127,6 +142,7 @@ impl Default for Global {
             large_client_header_buffers: None,
             keep_alive: None,
             keep_alive_requests: None,
+            upstream_keepalive: UpstreamKeepalive::default(),
             use_proxy_protocol: None,
             default_ssl_certificate: None,
         }

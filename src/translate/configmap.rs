@@ -36,6 +36,9 @@ pub const IMPLEMENTED: &[&str] = &[
     "proxy-real-ip-cidr",
     "server-tokens",
     "ssl-redirect",
+    "upstream-keepalive-connections",
+    "upstream-keepalive-requests",
+    "upstream-keepalive-timeout",
     "use-forwarded-headers",
     "use-proxy-protocol",
 ];
@@ -184,6 +187,24 @@ pub fn from_data(
         match v.trim().parse::<u64>() {
             Ok(n) if n > 0 => global.keep_alive_requests = Some(n),
             _ => invalid("keep-alive-requests", v, "is not a positive whole number"),
+        }
+    }
+    let upstream = &mut global.upstream_keepalive;
+    if let Some(v) = get("upstream-keepalive-connections") {
+        match v.trim().parse::<usize>() {
+            Ok(n) => upstream.connections = Some(n),
+            Err(_) => invalid("upstream-keepalive-connections", v, "is not a whole number"),
+        }
+    }
+    upstream.timeout = seconds("upstream-keepalive-timeout", get, &mut invalid);
+    if let Some(v) = get("upstream-keepalive-requests") {
+        match v.trim().parse::<u32>() {
+            Ok(n) if n > 0 => upstream.requests = Some(n),
+            _ => invalid(
+                "upstream-keepalive-requests",
+                v,
+                "is not a positive whole number",
+            ),
         }
     }
     if let Some(v) = get("large-client-header-buffers") {
@@ -543,10 +564,16 @@ mod keys {
             ("ssl-redirect", "false"),
             ("keep-alive", "0"),
             ("keep-alive-requests", "100"),
+            ("upstream-keepalive-connections", "0"),
+            ("upstream-keepalive-timeout", "30"),
+            ("upstream-keepalive-requests", "5"),
         ]);
         assert!(c.is_empty(), "{c:?}");
         assert_eq!(g.keep_alive, Some(Duration::ZERO));
         assert_eq!(g.keep_alive_requests, Some(100));
+        assert_eq!(g.upstream_keepalive.connections, Some(0));
+        assert_eq!(g.upstream_keepalive.timeout, Some(Duration::from_secs(30)));
+        assert_eq!(g.upstream_keepalive.requests, Some(5));
         assert_eq!(g.proxy_body_size, Some(8 << 20));
         assert_eq!(g.proxy_connect_timeout, Some(Duration::from_secs(7)));
         assert_eq!(g.proxy_read_timeout, Some(Duration::from_secs(120)));
@@ -566,6 +593,9 @@ mod keys {
         rejects("large-client-header-buffers", "4 8k 2");
         rejects("use-proxy-protocol", "proxy");
         rejects("keep-alive", "75s");
+        rejects("upstream-keepalive-connections", "-1");
+        rejects("upstream-keepalive-timeout", "0");
+        rejects("upstream-keepalive-requests", "0");
         rejects("keep-alive-requests", "0");
         rejects("ssl-redirect", "sometimes");
         rejects("force-ssl-redirect", "always");
