@@ -43,6 +43,9 @@ pub const IMPLEMENTED: &[&str] = &[
     "use-proxy-protocol",
 ];
 
+/// How much of an invalid value a condition quotes.
+const MAX_SHOWN: usize = 64;
+
 /// Parses the controller ConfigMap `options.configmap` names, if any. Returns ingress-nginx's
 /// defaults (and a condition when a ConfigMap is named but absent) otherwise.
 pub fn parse(snapshot: &Snapshot, options: &Options) -> (Global, Vec<Condition>) {
@@ -78,10 +81,13 @@ pub fn from_data(
 ) -> Global {
     let mut global = Global::with_data(data.clone());
     let mut invalid = |key: &str, value: &str, why: &str| {
+        // A megabyte of garbage is named, not copied into every log line and Event.
+        let shown: String = value.chars().take(MAX_SHOWN).collect();
+        let more = if shown.len() < value.len() { "..." } else { "" };
         conditions.push(Condition {
             object: object.clone(),
             reason: Reason::InvalidConfigMapKey,
-            message: format!("{key}: {value:?} {why}; the default applies"),
+            message: format!("{key}: {shown:?}{more} {why}; the default applies"),
         });
     };
     let get = |key: &str| data.get(key).map(String::as_str);
@@ -439,6 +445,22 @@ mod tests {
             &options(),
         );
         assert!(conditions.is_empty());
+    }
+
+    #[test]
+    fn a_huge_invalid_value_is_quoted_short() {
+        let huge = "x".repeat(1 << 20);
+        let (global, conditions) = parse(
+            &snapshot(serde_json::json!({"hsts-max-age": huge})),
+            &options(),
+        );
+        assert_eq!(global.hsts, Global::default().hsts);
+        assert_eq!(conditions.len(), 1);
+        assert!(
+            conditions[0].message.len() < 200,
+            "{}",
+            conditions[0].message.len()
+        );
     }
 
     #[test]
