@@ -1013,6 +1013,23 @@ async fn the_kube_source_delivers_the_configmaps_of_the_watched_and_the_controll
     };
     assert_eq!(hsts(&rx.borrow()).as_deref(), Some("false"));
 
+    // Another controller's ConfigMap-based leader election renews an annotation every few
+    // seconds: no change translate can see, so no snapshot wakes anyone.
+    let mut renewed = config_map("apps", "headers", json!({"X-A": "b"}));
+    renewed.metadata.annotations = Some(
+        [(
+            "control-plane.alpha.kubernetes.io/leader".to_string(),
+            "{\"renewTime\":\"now\"}".to_string(),
+        )]
+        .into(),
+    );
+    api.apply(&renewed);
+    let quiet = tokio::time::timeout(Duration::from_millis(1500), rx.changed()).await;
+    assert!(
+        quiet.is_err(),
+        "a snapshot for an annotation-only ConfigMap update"
+    );
+
     api.apply(&config_map("portico", "portico", json!({"hsts": "true"})));
     tokio::time::timeout(FIRST, rx.changed())
         .await
