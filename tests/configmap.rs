@@ -491,3 +491,25 @@ async fn upstream_keepalive_keys_shape_the_upstream_pool() {
     requests(3).await;
     assert_eq!(accepted.swap(0, Ordering::SeqCst), 3, "nothing kept");
 }
+
+/// `keep-alive: "0"` closes HTTP/1 connections after each answer, but never a 101: that
+/// connection becomes the WebSocket tunnel and keeps `Connection: upgrade`.
+#[tokio::test]
+async fn keep_alive_zero_leaves_an_upgrade_alone() {
+    let s = shop().await;
+    s.configure(&[("keep-alive", "0")]);
+    let mut conn = Conn::connect(s.proxy.http).await;
+    conn.send(
+        b"GET / HTTP/1.1\r\nHost: shop.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await;
+    let (_, status, headers) = conn.head().await;
+    assert_eq!(status, 101);
+    let connection: Vec<_> = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("connection"))
+        .map(|(_, v)| v.to_ascii_lowercase())
+        .collect();
+    assert_eq!(connection, ["upgrade"]);
+}

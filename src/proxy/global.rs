@@ -4,7 +4,7 @@
 //! `service::handle`, after the answer is decided.
 
 use http::header::{HeaderValue, CONNECTION, SERVER, STRICT_TRANSPORT_SECURITY};
-use http::{HeaderMap, Version};
+use http::HeaderMap;
 
 use super::Scheme;
 use crate::routing::Global;
@@ -18,20 +18,17 @@ use crate::routing::Global;
 ///   one (e2e `test/e2e/settings/tls.go`, "overriding what's set from the upstream").
 /// - `keep-alive-requests` (the `nth` request of its connection reached it) and `keep-alive:
 ///   "0"` close an HTTP/1 connection after this answer (`Connection: close`, which hyper
-///   honours), as nginx's `keepalive_requests` / `keepalive_timeout 0` do.
-pub(crate) fn finish(
-    headers: &mut HeaderMap,
-    global: &Global,
-    scheme: Scheme,
-    version: Version,
-    nth: u64,
-) {
+///   honours), as nginx's `keepalive_requests` / `keepalive_timeout 0` do. `nth` is `None`
+///   for answers that cannot close their connection (HTTP/2, a 101 becoming a tunnel).
+pub(crate) fn finish(headers: &mut HeaderMap, global: &Global, scheme: Scheme, nth: Option<u64>) {
     if !global.server_tokens {
         headers.remove(SERVER);
     }
-    let last = global.keep_alive.is_some_and(|d| d.is_zero())
-        || global.keep_alive_requests.is_some_and(|n| nth >= n);
-    if last && version <= Version::HTTP_11 {
+    let last = nth.is_some_and(|nth| {
+        global.keep_alive.is_some_and(|d| d.is_zero())
+            || global.keep_alive_requests.is_some_and(|n| nth >= n)
+    });
+    if last {
         headers.insert(CONNECTION, HeaderValue::from_static("close"));
     }
     if scheme == Scheme::Https {

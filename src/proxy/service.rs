@@ -146,12 +146,15 @@ pub(crate) async fn handle(
     };
     let mut response = response;
     // The controller ConfigMap's response headers (HSTS, server-tokens); one lock-free load.
+    // Only an HTTP/1 answer can close its connection; a 101 keeps `Connection: upgrade` (the
+    // connection becomes the tunnel).
+    let closable =
+        version <= Version::HTTP_11 && response.status() != StatusCode::SWITCHING_PROTOCOLS;
     super::global::finish(
         response.headers_mut(),
         &ctx.shared.load().translation.global,
         ctx.options.scheme,
-        version,
-        nth,
+        closable.then_some(nth),
     );
     Ok(pending.finish(response))
 }
