@@ -224,7 +224,8 @@ pub fn add_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) -> Option<Hea
     };
     let ip = ip_value(client);
 
-    // nginx.tmpl: `proxy_set_header X-Original-Forwarded-For $http_<forwarded-for-header>`.
+    // nginx.tmpl: `proxy_set_header X-Original-Forwarded-For {{ buildForwardedFor
+    // $all.Cfg.ForwardedForHeader }}`, which template.go turns into `$http_<that header>`.
     let original = joined(headers, forwarded_for_name(settings));
     let xff = if extend {
         match joined(headers, &X_FORWARDED_FOR) {
