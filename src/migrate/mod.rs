@@ -31,8 +31,11 @@ pub const PORTICO_CLASS: &str = "portico";
 /// The default of `--controller-name`: an IngressClass of the input with this controller is
 /// Portico's too.
 pub const PORTICO_CONTROLLER: &str = "portico.dev/ingress-controller";
-/// The ConfigMap ingress-nginx's Helm chart and static manifests create (`--configmap
-/// $(POD_NAMESPACE)/ingress-nginx-controller`), used when `--configmap` names none.
+/// The controller ConfigMap's name in ingress-nginx's static manifests (`--configmap
+/// $(POD_NAMESPACE)/ingress-nginx-controller`) and, as a suffix, in its Helm chart
+/// (`charts/ingress-nginx/templates/controller-configmap.yaml`: the controller's full name,
+/// `RELEASE-ingress-nginx-controller` unless the release name holds `ingress-nginx`); used
+/// when `--configmap` names none.
 pub const DEFAULT_CONFIGMAP: &str = "ingress-nginx-controller";
 /// The version of the JSON report's schema (docs/migrating-from-ingress-nginx.md).
 pub const SCHEMA: &str = "portico.dev/migrate/v1";
@@ -101,9 +104,10 @@ pub struct Item {
 pub struct ConfigMapReport {
     pub namespace: String,
     pub name: String,
-    /// `flag` (`--configmap`) or `default-name` (the one named `ingress-nginx-controller`).
+    /// `flag` (`--configmap`) or `default-name` (named `ingress-nginx-controller`, or
+    /// `...-ingress-nginx-controller` as the Helm chart names it).
     pub selected_by: &'static str,
-    /// Other ConfigMaps named `ingress-nginx-controller` in the input, not reported.
+    /// Other ConfigMaps with such a name in the input, not reported.
     pub others: Vec<String>,
     /// Every key of its `data`, sorted.
     pub keys: Vec<Item>,
@@ -351,8 +355,9 @@ fn configmap_items(configmap: &ConfigMap) -> Vec<Item> {
 
 type Selected<'a> = (&'a ConfigMap, &'static str, Vec<String>);
 
-/// `--configmap`'s ConfigMap, else the one named `ingress-nginx-controller` (the first by
-/// namespace when several are; the others are named in the report).
+/// `--configmap`'s ConfigMap, else the one named `ingress-nginx-controller`, else one named
+/// `...-ingress-nginx-controller` (the first by namespace and name when several are; the
+/// others are named in the report).
 fn select_configmap<'a>(
     configmaps: &'a [ConfigMap],
     wanted: Option<&str>,
@@ -376,11 +381,18 @@ fn select_configmap<'a>(
             .map(|c| Some((c, "flag", Vec::new())))
             .ok_or_else(|| Error::ConfigMapMissing(wanted.to_string()));
     }
+    let suffix = format!("-{DEFAULT_CONFIGMAP}");
     let mut found: Vec<&ConfigMap> = configmaps
         .iter()
-        .filter(|c| c.metadata.name.as_deref() == Some(DEFAULT_CONFIGMAP))
+        .filter(|c| {
+            c.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n == DEFAULT_CONFIGMAP || n.ends_with(&suffix))
+        })
         .collect();
-    found.sort_by_key(|c| id(c));
+    // The exact name first.
+    found.sort_by_key(|c| (c.metadata.name.as_deref() != Some(DEFAULT_CONFIGMAP), id(c)));
     found.dedup_by_key(|c| id(c));
     let Some(first) = found.first() else {
         return Ok(None);
@@ -453,5 +465,153 @@ fn class_report(
         change: (!default_is_ours).then(|| {
             format!("set spec.ingressClassName: {PORTICO_CLASS} (without a class Portico serves it only with --watch-ingress-without-class)")
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configmap(namespace: &str, name: &str) -> ConfigMap {
+        let mut c = ConfigMap::default();
+        c.metadata.namespace = Some(namespace.into());
+        c.metadata.name = Some(name.into());
+        c
+    }
+
+    fn ingress(annotations: &[(&str, &str)], class: Option<&str>) -> Ingress {
+        let mut i = Ingress::default();
+        i.metadata.namespace = Some("ns".into());
+        i.metadata.name = Some("i".into());
+        i.metadata.annotations = Some(
+            annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        i.spec = Some(k8s_openapi::api::networking::v1::IngressSpec {
+            ingress_class_name: class.map(Into::into),
+            ..Default::default()
+        });
+        i
+    }
+
+    #[test]
+    fn the_default_configmap_is_found_by_its_name_or_the_helm_charts() {
+        let other = [configmap("a", "other")];
+        assert!(select_configmap(&other, None).unwrap().is_none());
+        let helm = [configmap("ingress", "edge-ingress-nginx-controller")];
+        let (c, by, others) = select_configmap(&helm, None).unwrap().unwrap();
+        assert_eq!(
+            (c.metadata.name.as_deref(), by),
+            (Some("edge-ingress-nginx-controller"), "default-name")
+        );
+        assert!(others.is_empty());
+        // The exact name wins over the chart's; the rest are named, not mixed in.
+        let several = [
+            configmap("z", "ingress-nginx-controller"),
+            configmap("a", "x-ingress-nginx-controller"),
+            configmap("b", "ingress-nginx-controller"),
+        ];
+        let (c, _, others) = select_configmap(&several, None).unwrap().unwrap();
+        assert_eq!(c.metadata.namespace.as_deref(), Some("b"));
+        assert_eq!(
+            others,
+            ["z/ingress-nginx-controller", "a/x-ingress-nginx-controller"]
+        );
+        // The flag names exactly one, or the input is wrong.
+        let (c, by, _) = select_configmap(&several, Some("a/x-ingress-nginx-controller"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.metadata.namespace.as_deref(), by), (Some("a"), "flag"));
+        assert!(matches!(
+            select_configmap(&several, Some("a/nope")),
+            Err(Error::ConfigMapMissing(_))
+        ));
+        for bad in ["nope", "/x", "a/", "a/b/c"] {
+            assert!(
+                matches!(
+                    select_configmap(&several, Some(bad)),
+                    Err(Error::ConfigMapName(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    /// ingress-nginx reads the deprecated annotation before the field, as Portico does (spec
+    /// §2); the report says which one to change.
+    #[test]
+    fn the_class_line_names_what_decides() {
+        let annotated = ingress(&[(CLASS_ANNOTATION, "nginx")], Some("portico"));
+        let class = class_report(
+            &annotated,
+            annotated.metadata.annotations.as_ref().unwrap(),
+            &[],
+        );
+        assert_eq!((class.source, class.portico), ("annotation", false));
+        let field = ingress(&[], Some("nginx"));
+        let class = class_report(&field, &BTreeMap::new(), &[]);
+        assert_eq!((class.source, class.portico), ("field", false));
+        assert!(class.change.unwrap().contains("spec.ingressClassName"));
+        let ours = ingress(&[], Some("portico"));
+        assert!(class_report(&ours, &BTreeMap::new(), &[]).portico);
+
+        // A class-less Ingress is Portico's when the input's default IngressClass is.
+        let mut default = IngressClass::default();
+        default.metadata.name = Some("edge".into());
+        default.metadata.annotations =
+            Some([(DEFAULT_CLASS_ANNOTATION.to_string(), "true".to_string())].into());
+        default.spec = Some(k8s_openapi::api::networking::v1::IngressClassSpec {
+            controller: Some(PORTICO_CONTROLLER.into()),
+            ..Default::default()
+        });
+        let classless = ingress(&[], None);
+        assert!(!class_report(&classless, &BTreeMap::new(), &[]).portico);
+        assert!(class_report(&classless, &BTreeMap::new(), &[default]).portico);
+    }
+
+    #[test]
+    fn both_prefixes_are_judged_and_portico_wins() {
+        let i = ingress(
+            &[
+                ("nginx.ingress.kubernetes.io/load-balance", "ewma"),
+                ("portico.dev/load-balance", "round_robin"),
+                ("portico.dev/server-snippet", "x"),
+                ("portico.dev/made-up-snippet", "x"),
+                ("nginx.ingress.kubernetes.io/auth-url", "http://a"),
+                ("example.com/other", "x"),
+            ],
+            Some("portico"),
+        );
+        let report = ingress_report(&i, &[]);
+        let got: Vec<_> = report
+            .annotations
+            .iter()
+            .map(|a| (a.key.as_str(), a.verdict, a.overridden_by.is_some()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "nginx.ingress.kubernetes.io/auth-url",
+                    Verdict::Blocks,
+                    false
+                ),
+                (
+                    "nginx.ingress.kubernetes.io/load-balance",
+                    Verdict::HonouredWithDifference,
+                    true
+                ),
+                (
+                    "portico.dev/load-balance",
+                    Verdict::HonouredWithDifference,
+                    false
+                ),
+                ("portico.dev/made-up-snippet", Verdict::Dropped, false),
+                ("portico.dev/server-snippet", Verdict::Dropped, false),
+            ]
+        );
+        assert!(report.blocks);
     }
 }

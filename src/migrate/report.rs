@@ -58,7 +58,7 @@ pub(super) fn text(report: &Report) -> String {
                 if c.selected_by == "flag" {
                     "--configmap".to_string()
                 } else {
-                    format!("named {DEFAULT_CONFIGMAP}; --configmap NAMESPACE/NAME names another")
+                    format!("found by its name, *{DEFAULT_CONFIGMAP}; --configmap NAMESPACE/NAME names another")
                 }
             );
             for other in &c.others {
@@ -74,7 +74,7 @@ pub(super) fn text(report: &Report) -> String {
         None => {
             let _ = writeln!(
                 out,
-                "ConfigMap: none named {DEFAULT_CONFIGMAP} in the input; name yours with --configmap NAMESPACE/NAME"
+                "ConfigMap: none named *{DEFAULT_CONFIGMAP} in the input; name yours with --configmap NAMESPACE/NAME"
             );
         }
     }
