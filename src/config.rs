@@ -406,7 +406,8 @@ pub struct MigrateArgs {
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: OutputFormat,
     /// The ingress-nginx controller ConfigMap to report (NAMESPACE/NAME, the value of its
-    /// --configmap flag). Default: the one named ingress-nginx-controller in the input.
+    /// --configmap flag). Default: the one named ingress-nginx-controller in the input, else
+    /// one named RELEASE-ingress-nginx-controller (the Helm chart's). Not in the input: exit 2.
     #[arg(long, value_name = "NAMESPACE/NAME")]
     pub configmap: Option<String>,
     #[command(flatten)]
