@@ -539,8 +539,8 @@ mod tests {
         }
     }
 
-    /// ingress-nginx reads the deprecated annotation before the field, as Portico does (spec
-    /// §2); the report says which one to change.
+    /// A non-empty `kubernetes.io/ingress.class` decides on its own and the field is not read
+    /// (spec §2 step 1, `translate/class.rs`): the report says which one to change.
     #[test]
     fn the_class_line_names_what_decides() {
         let annotated = ingress(&[(CLASS_ANNOTATION, "nginx")], Some("portico"));
