@@ -73,10 +73,13 @@ fn golden_reports() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// The realistic export: what each kind of annotation and key comes out as, checked on the
-/// report itself so a regenerated golden cannot silently change a verdict.
+/// The realistic export, checked on the report itself so a regenerated golden cannot silently
+/// change a verdict: each known name gets its catalogue row's verdict (so flipping a row in
+/// `src/migrate/catalog.rs` needs no edit here, only `UPDATE_GOLDEN=1`), snippets are dropped,
+/// a typo is reported, and an Ingress is blocked exactly when one of its annotations blocks.
 #[test]
 fn the_export_gets_the_verdicts_the_catalogue_gives() {
+    use migrate::catalog;
     use migrate::Verdict::*;
     let inventory = load::load(
         &Path::new(ROOT).join("export/manifests"),
@@ -84,52 +87,52 @@ fn the_export_gets_the_verdicts_the_catalogue_gives() {
     )
     .expect("the export loads");
     let report = migrate::report(&inventory, None).expect("a report");
-    let verdict = |ns: &str, name: &str, key: &str| {
-        let ingress = report
-            .ingresses
-            .iter()
-            .find(|i| i.namespace == ns && i.name == name)
-            .unwrap_or_else(|| panic!("Ingress {ns}/{name}"));
-        ingress
-            .annotations
-            .iter()
-            .find(|a| a.key == key)
-            .unwrap_or_else(|| panic!("{ns}/{name} {key}"))
-            .verdict
-    };
-    let nginx = |name: &str| format!("nginx.ingress.kubernetes.io/{name}");
-    assert_eq!(verdict("shop", "api", &nginx("proxy-body-size")), Honoured);
+    assert_eq!(report.totals.ingresses, 6);
+    let mut seen = 0;
+    for ingress in &report.ingresses {
+        for item in &ingress.annotations {
+            seen += 1;
+            match catalog::annotation(&item.name) {
+                Some(entry) => {
+                    assert_eq!(item.verdict, entry.status.verdict(), "{}", item.key);
+                    assert_eq!(item.status.as_deref(), Some(entry.status.guide().as_str()));
+                }
+                None => {
+                    // `proxy-body-sise`: a typo is reported, never silently dropped.
+                    assert_eq!(item.name, "proxy-body-sise");
+                    assert_eq!((item.verdict, item.status.as_deref()), (Ignored, None));
+                }
+            }
+            if item.name.ends_with("-snippet") {
+                assert_eq!(item.verdict, Dropped, "{}", item.key);
+            }
+        }
+        assert_eq!(
+            ingress.blocks,
+            ingress.annotations.iter().any(|a| a.verdict == Blocks),
+            "{}/{}",
+            ingress.namespace,
+            ingress.name
+        );
+    }
     assert_eq!(
-        verdict("shop", "api", &nginx("ssl-redirect")),
-        HonouredWithDifference
+        seen, 17,
+        "every prefixed annotation of the export is reported"
     );
-    assert_eq!(verdict("shop", "api", &nginx("rewrite-target")), Ignored);
+    // The override of ingress-nginx's spelling by Portico's is said.
+    let checkout = &report.ingresses[1];
     assert_eq!(
-        verdict("shop", "web", &nginx("configuration-snippet")),
-        Dropped
+        (checkout.namespace.as_str(), checkout.name.as_str()),
+        ("payments", "checkout")
     );
-    assert_eq!(verdict("shop", "web", &nginx("server-snippet")), Dropped);
-    assert_eq!(verdict("blog", "admin", &nginx("auth-type")), Blocks);
-    assert_eq!(verdict("blog", "admin", &nginx("auth-realm")), Ignored);
-    assert_eq!(verdict("payments", "checkout", &nginx("auth-url")), Blocks);
-    // A typo is reported, not silently dropped.
-    assert_eq!(
-        verdict("payments", "checkout", &nginx("proxy-body-sise")),
-        Ignored
-    );
-    assert_eq!(verdict("shop", "web-canary", &nginx("canary")), Ignored);
+    assert!(checkout.annotations.iter().any(|a| {
+        a.key == "nginx.ingress.kubernetes.io/proxy-read-timeout"
+            && a.overridden_by.as_deref() == Some("portico.dev/proxy-read-timeout")
+    }));
 
-    let blocked: Vec<_> = report
-        .ingresses
-        .iter()
-        .filter(|i| i.blocks)
-        .map(|i| format!("{}/{}", i.namespace, i.name))
-        .collect();
-    assert_eq!(blocked, ["blog/admin", "payments/checkout"]);
     // The half-edited document is skipped and named; the rest is reported.
     assert_eq!(report.skipped_documents.len(), 1, "{report:?}");
     assert!(report.skipped_documents[0].contains("canary.yaml: document 3"));
-    assert_eq!(report.totals.ingresses, 6);
 
     let changes: Vec<_> = report
         .ingresses
@@ -153,19 +156,27 @@ fn the_export_gets_the_verdicts_the_catalogue_gives() {
             .iter()
             .find(|i| i.key == k)
             .unwrap_or_else(|| panic!("key {k}"))
-            .verdict
     };
-    assert_eq!(key("http-snippet"), Dropped);
-    assert_eq!(key("block-cidrs"), Blocks);
-    // Empty: it restricts nothing, so nothing is lost.
-    assert_eq!(key("whitelist-source-range"), Ignored);
+    for item in &configmap.keys {
+        if let Some(entry) = catalog::configmap_key(&item.name) {
+            if item.name != "whitelist-source-range" {
+                assert_eq!(item.verdict, entry.status.verdict(), "{}", item.key);
+            }
+        }
+    }
+    assert_eq!(key("http-snippet").verdict, Dropped);
+    // Empty, it restricts nothing, so nothing is lost whatever its status.
+    assert_eq!(key("whitelist-source-range").verdict, Ignored);
     // Removed from ingress-nginx before its final release: unknown.
-    assert_eq!(key("enable-vts-status"), Ignored);
-    assert!(configmap
-        .keys
-        .iter()
-        .any(|i| i.key == "enable-vts-status" && i.status.is_none()));
-    assert_eq!(report.exit_code, 1);
+    assert_eq!(
+        (
+            key("enable-vts-status").verdict,
+            key("enable-vts-status").status.as_deref()
+        ),
+        (Ignored, None)
+    );
+    let blocks = report.totals.annotations.blocks + report.totals.configmap_keys.blocks;
+    assert_eq!(report.exit_code, u8::from(blocks > 0));
 }
 
 /// Runs the binary with `args` and `stdin`: exit code, stdout, stderr.
@@ -194,16 +205,34 @@ fn exit_codes_through_the_binary() {
     let export = format!("{ROOT}/export/manifests");
     let clean = std::fs::read_to_string(format!("{ROOT}/clean/manifests/app.yaml")).unwrap();
 
-    // Something blocks: 1, in both formats; the golden text is what the binary prints.
+    // The export: the golden text is what the binary prints, and the exit code the report's
+    // (1 today: auth-type and auth-url fail closed, block-cidrs is not enforced).
+    let inventory = load::load(Path::new(&export), &Limits::default()).expect("export");
+    let report = migrate::report(&inventory, None).expect("report");
     let (code, out, _) = run(&["migrate", &export], "");
-    assert_eq!(code, 1, "{out}");
+    assert_eq!(code, i32::from(report.exit_code), "{out}");
     let expected = std::fs::read_to_string(format!("{ROOT}/export/expected.txt")).unwrap();
     assert_eq!(out, expected);
     let (code, out, _) = run(&["migrate", "-o", "json", &export], "");
-    assert_eq!(code, 1);
+    assert_eq!(code, i32::from(report.exit_code));
     let json: serde_json::Value = serde_json::from_str(&out).expect("JSON on stdout");
     assert_eq!(json["schema"], "portico.dev/migrate/v1");
-    assert_eq!(json["exitCode"], 1);
+    assert_eq!(json["exitCode"], report.exit_code);
+
+    // Something blocks: 1. An annotation the catalogue says blocks, on its own.
+    if let Some(entry) = migrate::catalog::ANNOTATIONS
+        .iter()
+        .find(|e| e.status.verdict() == migrate::Verdict::Blocks)
+    {
+        let blocking = clean.replace(
+            "    nginx.ingress.kubernetes.io/enable-cors: \"true\"\n",
+            &format!("    nginx.ingress.kubernetes.io/{}: \"x\"\n", entry.name),
+        );
+        assert_ne!(blocking, clean);
+        let (code, out, _) = run(&["migrate", "-"], &blocking);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("block the switch (exit 1)"), "{out}");
+    }
 
     // Nothing blocks: 0, from standard input (`kubectl get ... -o yaml | portico migrate -`),
     // also without naming it (stdin is not a terminal here).
@@ -290,4 +319,37 @@ fn floor(text: &str, mut at: usize) -> usize {
         at -= 1;
     }
     at
+}
+
+/// The example in the migration guide is an excerpt of the export's golden text: every line
+/// of it (with `...` marking what was cut) is found, in order, in `expected.txt`.
+#[test]
+fn the_guide_example_is_an_excerpt_of_the_golden() {
+    let guide = std::fs::read_to_string("docs/migrating-from-ingress-nginx.md").unwrap();
+    let (_, rest) = guide
+        .split_once("$ portico migrate tests/fixtures/migrate/export/manifests\n")
+        .expect("the guide's example");
+    let (example, _) = rest.split_once("```").expect("the end of the example");
+    let golden = std::fs::read_to_string(format!("{ROOT}/export/expected.txt")).unwrap();
+    let mut lines = golden.lines();
+    let mut checked = 0;
+    for line in example.lines().filter(|l| *l != "...") {
+        let pieces: Vec<&str> = line.split("...").filter(|p| !p.trim().is_empty()).collect();
+        let found = lines.any(|g| {
+            let mut at = 0;
+            pieces.iter().all(|p| match g[at..].find(p) {
+                Some(i) => {
+                    at += i + p.len();
+                    true
+                }
+                None => false,
+            })
+        });
+        assert!(
+            found,
+            "the guide's example line is not in expected.txt (in order): {line}"
+        );
+        checked += 1;
+    }
+    assert!(checked > 10, "{checked} lines checked");
 }
