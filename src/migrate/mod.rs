@@ -182,12 +182,17 @@ pub fn report(inventory: &Inventory, configmap: Option<&str>) -> Result<Report, 
         return Err(Error::Unreadable(first.to_string()));
     }
     let mut totals = Totals::default();
+    // An Ingress given twice (two files, two exports) is reported once, as the last copy:
+    // what `kubectl apply` of the stream would leave. Reversed, then a stable sort, then the
+    // first of equal names kept.
     let mut ingresses: Vec<IngressReport> = inventory
         .ingresses
         .iter()
+        .rev()
         .map(|ingress| ingress_report(ingress, &inventory.classes))
         .collect();
     ingresses.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    ingresses.dedup_by(|b, a| (&a.namespace, &a.name) == (&b.namespace, &b.name));
     for ingress in &ingresses {
         totals.ingresses += 1;
         totals.ingresses_blocked += usize::from(ingress.blocks);
@@ -569,6 +574,24 @@ mod tests {
         let classless = ingress(&[], None);
         assert!(!class_report(&classless, &BTreeMap::new(), &[]).portico);
         assert!(class_report(&classless, &BTreeMap::new(), &[default]).portico);
+    }
+
+    #[test]
+    fn an_ingress_given_twice_is_reported_once_as_the_last_copy() {
+        let inventory = Inventory {
+            ingresses: vec![
+                ingress(
+                    &[("nginx.ingress.kubernetes.io/auth-url", "http://a")],
+                    None,
+                ),
+                ingress(&[("nginx.ingress.kubernetes.io/use-regex", "true")], None),
+            ],
+            ..Default::default()
+        };
+        let report = report(&inventory, None).unwrap();
+        assert_eq!(report.ingresses.len(), 1);
+        assert_eq!(report.ingresses[0].annotations[0].name, "use-regex");
+        assert_eq!(report.exit_code, 0);
     }
 
     #[test]
