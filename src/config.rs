@@ -404,6 +404,27 @@ pub enum Command {
     Check(CheckArgs),
     /// Say where a request would go and why: vhost, every candidate route, backend.
     Explain(ExplainArgs),
+    /// Before switching from ingress-nginx: a verdict on every ingress-nginx annotation of
+    /// every Ingress and every key of the controller ConfigMap; exit 1 when one blocks.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct MigrateArgs {
+    /// Directory or file of manifests; `-` reads standard input (`kubectl get
+    /// ingress,configmap -A -o yaml`), the default when it is not a terminal.
+    #[arg(value_name = "DIR|-")]
+    pub input: Option<PathBuf>,
+    /// Output format: text for people, json for tools (schema portico.dev/migrate/v1).
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    pub output: OutputFormat,
+    /// The ingress-nginx controller ConfigMap to report (NAMESPACE/NAME, the value of its
+    /// --configmap flag). Default: the one named ingress-nginx-controller in the input, else
+    /// one named RELEASE-ingress-nginx-controller (the Helm chart's). Not in the input: exit 2.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub configmap: Option<String>,
+    #[command(flatten)]
+    pub manifest_limits: ManifestLimitArgs,
 }
 
 #[derive(Debug, Clone, clap::Args)]

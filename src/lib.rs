@@ -13,6 +13,7 @@ pub mod check;
 pub mod config;
 pub mod explain;
 pub mod metrics;
+pub mod migrate;
 pub mod proxy;
 pub mod publish;
 pub mod routing;

@@ -1,5 +1,5 @@
 //! `portico`: parse the command line; run the controller until SIGTERM or Ctrl-C, or one of the
-//! offline commands (`check`, `explain`).
+//! offline commands (`check`, `explain`, `migrate`).
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use portico::config::{Args, CheckArgs, Command, ExplainArgs, OutputFormat};
+use portico::config::{Args, CheckArgs, Command, ExplainArgs, MigrateArgs, OutputFormat};
 
 /// mimalloc instead of glibc malloc: per-thread free lists make the proxy's many short-lived
 /// allocations per request cheaper, and it returns freed memory to the OS instead of keeping
@@ -20,6 +20,7 @@ fn main() -> anyhow::Result<ExitCode> {
     match args.command.clone() {
         Some(Command::Check(check)) => run_check(check),
         Some(Command::Explain(explain)) => run_explain(explain),
+        Some(Command::Migrate(migrate)) => run_migrate(migrate),
         None => run_controller(args),
     }
 }
@@ -89,6 +90,35 @@ fn run_explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&explanation)?),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `portico migrate`: the report on stdout; exit 0 when nothing blocks, 1 when something
+/// does, 2 when the input cannot be read (or none is named).
+fn run_migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal as _;
+    let input = match args.input {
+        Some(input) => input,
+        None if !std::io::stdin().is_terminal() => "-".into(),
+        None => {
+            eprintln!("portico migrate: name the manifests: a DIR or file, or - for stdin");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let report = portico::migrate::load::load(&input, &args.manifest_limits.limits())
+        .map_err(portico::migrate::Error::from)
+        .and_then(|inventory| portico::migrate::report(&inventory, args.configmap.as_deref()));
+    let report = match report {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("portico migrate: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    match args.output {
+        OutputFormat::Text => print!("{}", report.text()),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(ExitCode::from(report.exit_code))
 }
 
 /// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C.

@@ -113,7 +113,7 @@ pub fn yaml_options() -> serde_saphyr::Options {
 }
 
 /// Errors go into log lines: newlines become `; `.
-fn one_line(message: &str) -> String {
+pub fn one_line(message: &str) -> String {
     message
         .lines()
         .map(str::trim)
@@ -125,7 +125,7 @@ fn one_line(message: &str) -> String {
 /// Splits a YAML stream at its `---` document markers, so that a syntax error in one document
 /// does not hide the documents after it. Blank documents are dropped; a `---` on the first
 /// line does not start an extra document.
-fn split_documents(text: &str) -> Vec<&str> {
+pub fn split_documents(text: &str) -> Vec<&str> {
     let mut documents = Vec::new();
     let mut start = 0;
     let mut offset = 0;
@@ -368,6 +368,19 @@ fn read_manifest(path: &Path, limits: &Limits) -> Result<String, ReadFailure> {
             std::io::ErrorKind::InvalidData,
             "stream did not contain valid UTF-8",
         ))
+    })
+}
+
+/// One manifest file's text under `limits`, refused or failed as the source would report it;
+/// for readers of manifests other than the source (`portico migrate`).
+pub fn read_file(path: &Path, limits: &Limits) -> Result<String, LoadError> {
+    let file = path.display().to_string();
+    read_manifest(path, limits).map_err(|failure| match failure {
+        ReadFailure::Refused(reason) => LoadError::Refused { file, reason },
+        ReadFailure::Io(e) => LoadError::Read {
+            file,
+            message: e.to_string(),
+        },
     })
 }
 

@@ -26,7 +26,7 @@ pub const PROXY_SSL_VERIFY: &str = "proxy-ssl-verify";
 
 /// Every annotation name Portico reads under both prefixes (`ssl-redirect` is read by
 /// `tls.rs`). Anything else under either prefix is reported, never silently ignored.
-const IMPLEMENTED: &[&str] = &[
+pub(crate) const IMPLEMENTED: &[&str] = &[
     "ssl-redirect",
     LOAD_BALANCE,
     NEXT_UPSTREAM_TRIES,
@@ -44,7 +44,7 @@ const IMPLEMENTED: &[&str] = &[
 /// the protection its author asked for (`shared/spec/ingress-nginx.md` §3). The annotations that
 /// only tune these (`auth-realm`, `auth-tls-verify-depth`, ...) do nothing on their own in
 /// ingress-nginx either, and are reported as unsupported.
-const ACCESS_CONTROL: &[&str] = &[
+pub(crate) const ACCESS_CONTROL: &[&str] = &[
     "auth-type",
     "auth-secret",
     "auth-url",

@@ -1,0 +1,692 @@
+//! The migration catalogue: every annotation and controller ConfigMap key of ingress-nginx's
+//! final release (controller v1.15.1) with Portico's status and a one-line note. It is the
+//! single source of `portico migrate`'s verdicts and holds the same rows, in the same order,
+//! as the tables of `docs/migrating-from-ingress-nginx.md`; `tests` below fail when the two
+//! drift apart, or when the catalogue disagrees with what translate implements
+//! (`translate::annotations::IMPLEMENTED`) or fails closed on (`ACCESS_CONTROL`).
+//!
+//! Flipping a row is a one-line change: its `Status` (and, if it changed, its note).
+
+use serde::Serialize;
+
+/// Portico's support for one annotation or key, as the migration guide states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Does what ingress-nginx does. Guide: "honoured".
+    Honoured,
+    /// Honoured; the note says the difference. Guide: "honoured with a difference".
+    Different,
+    /// Not read yet; the issue that brings it. Ignored with an `UnsupportedAnnotation`
+    /// warning until then. Guide: "planned (issue N)".
+    Planned(u8),
+    /// An access-control annotation not enforced yet: translate fails closed, so the
+    /// Ingress's paths answer 503 (`AccessControlUnsupported`). Guide: "planned (issue N)",
+    /// its note saying "Today the Ingress fails closed".
+    FailsClosed(u8),
+    /// A ConfigMap key that restricts access for every Ingress and is not enforced yet:
+    /// switching now would serve without that protection (docs/decisions.md). Guide:
+    /// "planned (issue N)".
+    Unenforced(u8),
+    /// A snippet: nginx configuration text, never interpreted. Guide: "dropped".
+    Dropped,
+    /// Not planned (the note says why). Guide: "not planned".
+    NotPlanned,
+}
+
+impl Status {
+    /// The status as the guide's Status column spells it (without its footnote marks).
+    pub fn guide(self) -> String {
+        match self {
+            Status::Honoured => "honoured".to_string(),
+            Status::Different => "honoured with a difference".to_string(),
+            Status::Planned(n) | Status::FailsClosed(n) | Status::Unenforced(n) => {
+                format!("planned (issue {n})")
+            }
+            Status::Dropped => "dropped".to_string(),
+            Status::NotPlanned => "not planned".to_string(),
+        }
+    }
+
+    /// What happens to the name under Portico today.
+    pub fn verdict(self) -> Verdict {
+        match self {
+            Status::Honoured => Verdict::Honoured,
+            Status::Different => Verdict::HonouredWithDifference,
+            Status::Planned(_) | Status::NotPlanned => Verdict::Ignored,
+            Status::FailsClosed(_) | Status::Unenforced(_) => Verdict::Blocks,
+            Status::Dropped => Verdict::Dropped,
+        }
+    }
+}
+
+/// `portico migrate`'s verdict on one annotation or key (spec page §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Portico does what ingress-nginx did.
+    Honoured,
+    /// Portico does it, with the one-line difference in the note.
+    HonouredWithDifference,
+    /// Not implemented and harmless to leave: an `UnsupportedAnnotation` warning.
+    Ignored,
+    /// A snippet: never interpreted (`SnippetDropped`); the note names the typed replacement.
+    Dropped,
+    /// Do not switch yet: an annotation whose Ingress fails closed (its paths answer 503), or
+    /// a ConfigMap key whose protection Portico does not enforce.
+    Blocks,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 5] = [
+        Verdict::Honoured,
+        Verdict::HonouredWithDifference,
+        Verdict::Ignored,
+        Verdict::Dropped,
+        Verdict::Blocks,
+    ];
+
+    /// The words the text report uses.
+    pub fn words(self) -> &'static str {
+        match self {
+            Verdict::Honoured => "honoured",
+            Verdict::HonouredWithDifference => "honoured with a difference",
+            Verdict::Ignored => "ignored",
+            Verdict::Dropped => "dropped",
+            Verdict::Blocks => "blocks",
+        }
+    }
+
+    /// The JSON spelling (`-o json`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Verdict::Honoured => "honoured",
+            Verdict::HonouredWithDifference => "honoured-with-difference",
+            Verdict::Ignored => "ignored",
+            Verdict::Dropped => "dropped",
+            Verdict::Blocks => "blocks",
+        }
+    }
+}
+
+/// One row of the catalogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// Without prefix: `rewrite-target`, `use-forwarded-headers`.
+    pub name: &'static str,
+    pub status: Status,
+    /// The guide's note, without its Markdown emphasis.
+    pub note: &'static str,
+}
+
+const fn e(name: &'static str, status: Status, note: &'static str) -> Entry {
+    Entry { name, status, note }
+}
+
+/// The annotation `name` (without prefix), if ingress-nginx had it.
+pub fn annotation(name: &str) -> Option<&'static Entry> {
+    find(ANNOTATIONS, name)
+}
+
+/// The ConfigMap key `name`, if ingress-nginx had it.
+pub fn configmap_key(name: &str) -> Option<&'static Entry> {
+    find(CONFIGMAP_KEYS, name)
+}
+
+/// Both tables are sorted by name (a test says so).
+fn find(table: &'static [Entry], name: &str) -> Option<&'static Entry> {
+    table
+        .binary_search_by(|entry| entry.name.cmp(name))
+        .ok()
+        .map(|i| &table[i])
+}
+
+use Status::{Different, Dropped, FailsClosed, Honoured, NotPlanned, Planned, Unenforced};
+
+#[rustfmt::skip]
+pub static ANNOTATIONS: &[Entry] = &[
+    e("affinity", Planned(14), "`cookie` (the only type). Scope: the Service, from the first Ingress that configures it (ingress-nginx's). Today no stickiness."),
+    e("affinity-canary-behavior", Planned(14), "`sticky` (default) or `legacy`."),
+    e("affinity-mode", Planned(14), "`balanced` (default) or `persistent`."),
+    e("allowlist-source-range", FailsClosed(14), "403 outside the list; fails closed (an invalid entry: 503). Today the Ingress fails closed: 503."),
+    e("app-root", Planned(13), "Redirect `/` to this path."),
+    e("auth-always-set-cookie", Planned(15), "Pass the auth service's `Set-Cookie` on every answer, not just successes."),
+    e("auth-cache-duration", Planned(15), "Per-status cache times, default `200 202 401 5m`."),
+    e("auth-cache-key", Planned(15), "Cache auth answers under this key template (parsed, bounded cache)."),
+    e("auth-keepalive", NotPlanned, "No issue yet: nginx's keep-alive pool for the auth subrequest; Portico's auth client (issue 15) would pool by itself."),
+    e("auth-keepalive-requests", NotPlanned, "No issue yet: see `auth-keepalive`."),
+    e("auth-keepalive-share-vars", NotPlanned, "No issue yet: shares nginx variables (same `X-Request-ID`) between request and auth subrequest."),
+    e("auth-keepalive-timeout", NotPlanned, "No issue yet: see `auth-keepalive`."),
+    e("auth-method", Planned(15), "Method of the auth subrequest."),
+    e("auth-proxy-set-headers", Planned(15), "ConfigMap of headers sent to the auth service."),
+    e("auth-realm", Planned(15), "Realm in `WWW-Authenticate`."),
+    e("auth-request-redirect", Planned(15), "`X-Auth-Request-Redirect` value sent to the auth service."),
+    e("auth-response-headers", Planned(15), "Auth response headers copied to the upstream request."),
+    e("auth-secret", FailsClosed(15), "Secret with htpasswd lines (`auth-file`) or user→hash keys (`auth-map`); bcrypt, apr1, `{SHA}`. Today the Ingress fails closed: 503."),
+    e("auth-secret-type", Planned(15), "`auth-file` (default) or `auth-map`."),
+    e("auth-signin", Planned(15), "On 401, redirect there with the `rd` parameter, as ingress-nginx builds it."),
+    e("auth-signin-redirect-param", Planned(15), "Name of that parameter (default `rd`)."),
+    e("auth-snippet", Dropped, "Never interpreted; `auth-proxy-set-headers`, `auth-response-headers`, `auth-cache-key` (issue 15)."),
+    e("auth-tls-error-page", Planned(15), "Redirect target on a certificate error."),
+    e("auth-tls-match-cn", Planned(15), "Regex on the client certificate's subject (Rust `regex` syntax); 403 when it does not match."),
+    e("auth-tls-pass-certificate-to-upstream", Planned(15), "`ssl-client-cert` header (with `ssl-client-verify`, `-subject-dn`, `-issuer-dn`)."),
+    e("auth-tls-secret", FailsClosed(15), "Client certificates (mTLS) against `ca.crt` (optional `ca.crl`); per host (SNI), as ingress-nginx. Today the Ingress fails closed: 503."),
+    e("auth-tls-verify-client", Planned(15), "`on`, `off`, `optional`, `optional_no_ca`; 400 after the handshake for a missing or bad certificate, as ingress-nginx."),
+    e("auth-tls-verify-depth", Planned(15), "Chain depth (default 1)."),
+    e("auth-type", FailsClosed(15), "`basic`; `digest` only if issue 15 judges it worth it, else it fails closed. Today the Ingress fails closed: 503."),
+    e("auth-url", FailsClosed(15), "External authentication subrequest with ingress-nginx's headers; auth service down, slow or 5xx fails closed. Today the Ingress fails closed: 503."),
+    e("backend-protocol", Different, "`HTTP`, `HTTPS`, `GRPC`, `GRPCS` as ingress-nginx, plus `H2C`. `AUTO_HTTP` and `FCGI` are `InvalidAnnotation`; without a valid value the Service port's `appProtocol` decides (ingress-nginx: HTTP)."),
+    e("canary", Planned(14), "Attaches to the non-canary Ingress with the same host and path. Today a canary Ingress serves nothing (`UnsupportedAnnotation`): the main Ingress gets all the traffic."),
+    e("canary-by-cookie", Planned(14), "`always`/`never` in this cookie."),
+    e("canary-by-header", Planned(14), "`always`/`never` in this header; first in ingress-nginx's precedence (header, cookie, weight)."),
+    e("canary-by-header-pattern", Planned(14), "As `-value`, as a regex (Rust `regex` syntax, not PCRE); ignored when `-value` is set."),
+    e("canary-by-header-value", Planned(14), "Header value that selects the canary (with `canary-by-header`)."),
+    e("canary-weight", Planned(14), "Share of requests, 0–`canary-weight-total`."),
+    e("canary-weight-total", Planned(14), "Default 100."),
+    e("client-body-buffer-size", Planned(14), "Memory for a buffered request body (ingress-nginx: 8k, then a temp file)."),
+    e("configuration-snippet", Dropped, "Never interpreted (spec page §3); typed replacements: `custom-headers`, `x-forwarded-prefix`, redirects (issue 13), `enable-cors`, `limit-*`, source ranges (issue 14)."),
+    e("connection-proxy-header", NotPlanned, "Portico manages `Connection` itself (hop-by-hop removal, upgrades)."),
+    e("cors-allow-credentials", Planned(14), "Default `true`."),
+    e("cors-allow-headers", Planned(14), "Default `DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization`."),
+    e("cors-allow-methods", Planned(14), "Default `GET, PUT, POST, DELETE, PATCH, OPTIONS`."),
+    e("cors-allow-origin", Planned(14), "List and `https://*.example.com` wildcards as ingress-nginx matches them; default `*`."),
+    e("cors-expose-headers", Planned(14), "Default empty."),
+    e("cors-max-age", Planned(14), "Default 1728000 s."),
+    e("custom-headers", Planned(13), "Response headers from a ConfigMap, gated by ConfigMap `global-allowed-response-headers` as in ingress-nginx."),
+    e("custom-http-errors", Planned(13), "Listed upstream statuses answered by the default backend, with ingress-nginx's `X-Code`, `X-Original-URI`… headers."),
+    e("default-backend", Planned(13), "Service (same namespace) for paths without endpoints and for `custom-http-errors`. Today those get 503 / the upstream's error."),
+    e("denylist-source-range", FailsClosed(14), "403 inside the list; fails closed (an invalid entry: 503). Today the Ingress fails closed: 503."),
+    e("disable-proxy-intercept-errors", NotPlanned, "No issue yet (goes with `custom-http-errors`, issue 13)."),
+    e("enable-access-log", Planned(14), "`false` drops this Ingress's access log lines. Today: `--access-log` for all."),
+    e("enable-cors", Planned(14), "CORS with ingress-nginx's defaults; preflight answered by the proxy."),
+    e("enable-global-auth", Planned(15), "`false` exempts the Ingress from ConfigMap `global-auth-url`."),
+    e("enable-modsecurity", NotPlanned, "ModSecurity WAF: out of scope; put a WAF in front or beside."),
+    e("enable-opentelemetry", NotPlanned, "No issue yet: Portico exports no traces."),
+    e("enable-owasp-core-rules", NotPlanned, "ModSecurity: out of scope."),
+    e("enable-rewrite-log", NotPlanned, "nginx debug logging; `portico explain` and `/debug/explain` show routing decisions."),
+    e("fastcgi-index", NotPlanned, "FastCGI backends (`backend-protocol: FCGI`) are not supported."),
+    e("fastcgi-params-configmap", NotPlanned, "FastCGI: not supported."),
+    e("force-ssl-redirect", Planned(13), "Redirect to HTTPS even without a TLS section (TLS ended in front of the cluster). Today only hosts with TLS redirect."),
+    e("from-to-www-redirect", Planned(13), "Redirect between `www.host` and `host`, direction from the rule's host. Today the other name is not redirected."),
+    e("http2-push-preload", NotPlanned, "HTTP/2 server push: removed from browsers and from nginx 1.25.1."),
+    e("limit-allowlist", Planned(14), "CIDRs exempt from the limits."),
+    e("limit-burst-multiplier", Planned(14), "Default 5."),
+    e("limit-connections", Planned(14), "Concurrent connections per client address; 503 (`limit-conn-status-code`)."),
+    e("limit-rate", Planned(14), "Response bandwidth per connection, KiB/s."),
+    e("limit-rate-after", Planned(14), "KiB sent before `limit-rate` applies."),
+    e("limit-rpm", Planned(14), "As `limit-rps`, per minute."),
+    e("limit-rps", Planned(14), "Per client address and replica; burst = limit × `limit-burst-multiplier`; 503 (`limit-req-status-code`). Today: no limit."),
+    e("limit-whitelist", Planned(14), "Alias of `limit-allowlist`."),
+    e("load-balance", Different, "`round_robin`, `ewma` (also `round-robin`). Difference: applies to this Ingress's paths; ingress-nginx applies it to the Service, from the first Ingress that configures it."),
+    e("mirror-host", Planned(14), "`Host` of the mirrored request."),
+    e("mirror-request-body", Planned(14), "Mirror the body too (default on)."),
+    e("mirror-target", Planned(14), "Copy of each request to another URL, response discarded; never slows the main request (nginx's mirror does). `$request_uri` etc. parsed, never evaluated."),
+    e("modsecurity-snippet", Dropped, "Never interpreted; no WAF (see `enable-modsecurity`)."),
+    e("modsecurity-transaction-id", NotPlanned, "ModSecurity: out of scope."),
+    e("opentelemetry-operation-name", NotPlanned, "No issue yet: see `enable-opentelemetry`."),
+    e("opentelemetry-trust-incoming-span", NotPlanned, "No issue yet: see `enable-opentelemetry`."),
+    e("permanent-redirect", Planned(13), "Redirect instead of proxying; 301 unless `permanent-redirect-code`."),
+    e("permanent-redirect-code", Planned(13), "Code for `permanent-redirect`, within ingress-nginx's accepted set."),
+    e("preserve-trailing-slash", Planned(13), "ingress-nginx strips one trailing slash from its HTTPS redirect unless this is `true`; Portico keeps it today, as if `true`."),
+    e("proxy-body-size", Honoured, "nginx sizes (`8m`, `0` = no limit); 413, also for bodies without `Content-Length`. Default `--proxy-body-size` (1m, as ingress-nginx)."),
+    e("proxy-buffer-size", Planned(14), "Issue 14 accepts it and states what it means for Portico."),
+    e("proxy-buffering", Planned(14), "Response buffering; ingress-nginx's default `off` is what Portico does today (responses stream)."),
+    e("proxy-buffers-number", NotPlanned, "nginx buffer tuning with no counterpart: Portico streams responses."),
+    e("proxy-busy-buffers-size", NotPlanned, "nginx buffer tuning with no counterpart."),
+    e("proxy-connect-timeout", Honoured, "Seconds, as ingress-nginx (`5`); `5s`, `500ms` also accepted; `0` is invalid. Default `--upstream-connect-timeout` (5 s, as ingress-nginx)."),
+    e("proxy-cookie-domain", Planned(13), "Rewrites the `Domain` of upstream `Set-Cookie`."),
+    e("proxy-cookie-path", Planned(13), "Rewrites the `Path` of upstream `Set-Cookie`."),
+    e("proxy-http-version", Planned(14), "`1.0` or `1.1` to the upstream. Today always HTTP/1.1 (or HTTP/2 per `backend-protocol`)."),
+    e("proxy-max-temp-file-size", Planned(14), "Issue 14 accepts it and states what it means for Portico (which writes no temporary files)."),
+    e("proxy-next-upstream", Planned(14), "Retry conditions (`error`, `timeout`, `http_5xx`…, `non_idempotent`, `off`). Today fixed: see `proxy-next-upstream-tries`."),
+    e("proxy-next-upstream-timeout", Planned(14), "Time limit for all attempts (ingress-nginx: 0, none)."),
+    e("proxy-next-upstream-tries", Different, "Attempts in all, 1–10; `0` (ingress-nginx: unlimited) means 10. Retried after connect failures; never after a response timeout (ingress-nginx's default `error timeout` retries those)."),
+    e("proxy-read-timeout", Different, "Seconds (or `60s`). Difference: bounds the wait for the response headers (counted once the request body is sent), not each read of the body as nginx does."),
+    e("proxy-redirect-from", Planned(13), "`Location`/`Refresh` rewriting in responses, with `proxy-redirect-to`."),
+    e("proxy-redirect-to", Planned(13), "See `proxy-redirect-from`."),
+    e("proxy-request-buffering", Planned(14), "`on` (ingress-nginx's default): body read before the upstream sees it, in bounded memory. Today bodies are always streamed."),
+    e("proxy-send-timeout", Planned(14), "Timeout between two writes of the request to the upstream (ingress-nginx: 60 s). Today there is none."),
+    e("proxy-ssl-ciphers", NotPlanned, "No issue yet (issue 15 lists `ssl-ciphers` for clients, not this one for upstreams); rustls offers only modern suites."),
+    e("proxy-ssl-name", Planned(15), "Name verified (and sent as SNI) for HTTPS upstreams. Today `SERVICE.NAMESPACE.svc` is verified."),
+    e("proxy-ssl-protocols", Planned(15), "TLS versions to HTTPS upstreams; what rustls lacks is refused with a condition."),
+    e("proxy-ssl-secret", Different, "Only `ca.crt` is used (verify the upstream); the client certificate `tls.crt`/`tls.key` is planned (issue 15). Own namespace only; kube mode reads `kubernetes.io/tls` Secrets only."),
+    e("proxy-ssl-server-name", Planned(15), "Send SNI to HTTPS upstreams."),
+    e("proxy-ssl-verify", Different, "`on`/`off` (default `off` with the nginx spelling, as ingress-nginx). Difference: Portico verifies the name `SERVICE.NAMESPACE.svc`; ingress-nginx verifies `proxy-ssl-name` (issue 15)."),
+    e("proxy-ssl-verify-depth", Planned(15), "Upstream chain depth."),
+    e("relative-redirects", NotPlanned, "No issue yet: Portico's redirects are absolute."),
+    e("rewrite-target", Planned(13), "With `$1…$n` captures; like `use-regex`, it turns every path of the host into a regex (ingress-nginx's scope). Today the backend gets the original path."),
+    e("satisfy", NotPlanned, "No issue yet, although it is access control: `any` lets one of basic auth, external auth or source range suffice; without it each must pass (ingress-nginx's default `all`)."),
+    e("server-alias", Planned(13), "Extra host names for the host's server; host-wide scope as in ingress-nginx; ignored where it collides with a real host."),
+    e("server-snippet", Dropped, "Never interpreted; redirects, `server-alias`, `from-to-www-redirect`, `custom-http-errors` (issue 13) cover the usual uses."),
+    e("service-upstream", Planned(13), "Proxy to the Service's ClusterIP instead of the endpoints (no retries on other endpoints then, as ingress-nginx)."),
+    e("session-cookie-change-on-failure", Planned(14), "New endpoint and cookie when the sticky endpoint fails."),
+    e("session-cookie-conditional-samesite-none", Planned(14), "Omit `SameSite=None` for browsers known to mishandle it."),
+    e("session-cookie-domain", Planned(14), "Cookie `Domain`."),
+    e("session-cookie-expires", Planned(14), "Cookie `Expires`, seconds from now."),
+    e("session-cookie-max-age", Planned(14), "Cookie `Max-Age`."),
+    e("session-cookie-name", Planned(14), "Default `INGRESSCOOKIE`; the value never reveals endpoint addresses (hashed, as ingress-nginx)."),
+    e("session-cookie-path", Planned(14), "Cookie `Path`; required with `use-regex`, as in ingress-nginx."),
+    e("session-cookie-samesite", Planned(14), "`None`, `Lax`, `Strict`."),
+    e("session-cookie-secure", Planned(14), "Cookie `Secure` attribute."),
+    e("ssl-ciphers", Planned(15), "Per host; OpenSSL names mapped to rustls suites, unsupported ones refused with a condition, never silently weaker."),
+    e("ssl-passthrough", Planned(15), "TCP splice by SNI, with `--enable-ssl-passthrough`. Today ignored: Portico terminates TLS with its own certificate, not the backend's."),
+    e("ssl-prefer-server-ciphers", Planned(15), "Server cipher order."),
+    e("ssl-redirect", Different, "`true`/`false` overrides `--ssl-redirect` both ways; 308, `/.well-known/acme-challenge/` exempt, as ingress-nginx. Difference: the path keeps a trailing slash (ingress-nginx strips one unless `preserve-trailing-slash`)."),
+    e("stream-snippet", Dropped, "Never interpreted; Portico has no TCP/UDP stream proxy."),
+    e("temporal-redirect", Planned(13), "Redirect instead of proxying; 302 unless `temporal-redirect-code`."),
+    e("temporal-redirect-code", Planned(13), "Code for `temporal-redirect`, within ingress-nginx's accepted set."),
+    e("upstream-hash-by", Planned(14), "Consistent hashing on a fixed set of variables (`$request_uri`, `$remote_addr`, `$http_NAME`, `$cookie_NAME`, text), parsed, never evaluated. Scope: the Service; wins over `load-balance`."),
+    e("upstream-hash-by-subset", Planned(14), "Hash to a subset of endpoints, then pick at random within it."),
+    e("upstream-hash-by-subset-size", Planned(14), "Subset size (default 3)."),
+    e("upstream-vhost", Planned(13), "`Host` sent upstream. Today the client's `Host` is forwarded unchanged."),
+    e("use-port-in-redirects", Planned(13), "Port in redirect `Location`s. Issue 13 lists the ConfigMap key; this annotation form goes with it."),
+    e("use-regex", Planned(13), "Paths become case-insensitive regexes for every path of the host once any Ingress of the host sets it (ingress-nginx's scope). Rust `regex` syntax. Today paths are literal."),
+    e("whitelist-source-range", FailsClosed(14), "Alias of `allowlist-source-range`. Today the Ingress fails closed: 503."),
+    e("x-forwarded-prefix", Planned(13), "Sets `X-Forwarded-Prefix` on the upstream request."),
+];
+
+#[rustfmt::skip]
+pub static CONFIGMAP_KEYS: &[Entry] = &[
+    e("access-log-params", NotPlanned, "Portico writes the access log to stdout (`--access-log`)."),
+    e("access-log-path", NotPlanned, "Access log on stdout only (`--access-log`)."),
+    e("add-headers", Planned(13), "ConfigMap of response headers added to every answer."),
+    e("allow-backend-server-header", NotPlanned, "No issue yet: Portico replaces the upstream's `Server` with its own."),
+    e("allow-cross-namespace-resources", NotPlanned, "No issue yet; today `proxy-ssl-secret` refuses other namespaces, as ingress-nginx's default `false` does."),
+    e("allow-snippet-annotations", Planned(13), "Accepted and always treated as `false`: snippets are never interpreted."),
+    e("annotation-value-word-blocklist", NotPlanned, "Same reason: values are parsed, never interpolated."),
+    e("annotations-risk-level", NotPlanned, "Every annotation is parsed into a typed value; nothing is templated, so there are no risk levels to choose."),
+    e("app-root", Planned(13), "Global form of the annotation."),
+    e("bind-address", NotPlanned, "No issue yet; flags `--http-addr`, `--https-addr`."),
+    e("block-cidrs", Unenforced(14), "Global CIDR block list."),
+    e("block-referers", Unenforced(14), "As `block-user-agents`."),
+    e("block-user-agents", Unenforced(14), "Strings, or regexes in Rust `regex` syntax (nginx `map` syntax used PCRE)."),
+    e("brotli-level", Planned(13), "Default 4."),
+    e("brotli-min-length", NotPlanned, "No issue yet (issue 13 lists the other brotli keys)."),
+    e("brotli-types", Planned(13), "MIME types compressed."),
+    e("client-body-buffer-size", Planned(14), "Memory for buffered request bodies (spec page §5)."),
+    e("client-body-timeout", NotPlanned, "No issue yet; nearest flag `--client-idle-timeout` (75 s without a byte either way)."),
+    e("client-header-buffer-size", NotPlanned, "nginx buffer tuning; the limit on a request head is `--max-header-bytes`."),
+    e("client-header-timeout", NotPlanned, "No issue yet; flag `--client-header-timeout` (10 s; ingress-nginx 60 s)."),
+    e("compute-full-forwarded-for", Planned(13), "Append to a trusted `X-Forwarded-For` instead of replacing it."),
+    e("custom-http-errors", Planned(13), "Global list, answered by the default backend."),
+    e("debug-connections", NotPlanned, "nginx internals with no counterpart in Portico."),
+    e("default-type", NotPlanned, "Portico serves no files; its own answers are `text/plain`."),
+    e("denylist-source-range", Unenforced(14), "Global deny list; an annotation overrides it."),
+    e("disable-access-log", NotPlanned, "No issue yet; flag `--access-log off`."),
+    e("disable-http-access-log", NotPlanned, "No issue yet; flag `--access-log off`."),
+    e("disable-ipv6", NotPlanned, "No issue yet; listen addresses are `--http-addr`/`--https-addr`."),
+    e("disable-ipv6-dns", NotPlanned, "nginx resolver setting; ExternalName names use the system resolver."),
+    e("disable-proxy-intercept-errors", NotPlanned, "No issue yet (goes with `custom-http-errors`)."),
+    e("disable-stream-access-log", NotPlanned, "No TCP/UDP stream proxy."),
+    e("enable-access-log-for-default-backend", NotPlanned, "Portico's access log already has a line for every request, default backend included."),
+    e("enable-aio-write", NotPlanned, "nginx internals with no counterpart in Portico."),
+    e("enable-auth-access-log", NotPlanned, "No issue yet (logging of auth subrequests)."),
+    e("enable-brotli", Planned(13), "Brotli compression."),
+    e("enable-modsecurity", NotPlanned, "ModSecurity WAF: out of scope."),
+    e("enable-multi-accept", NotPlanned, "nginx internals with no counterpart in Portico."),
+    e("enable-ocsp", NotPlanned, "No issue yet: OCSP stapling."),
+    e("enable-opentelemetry", NotPlanned, "No issue yet: Portico exports no traces."),
+    e("enable-owasp-modsecurity-crs", NotPlanned, "ModSecurity: out of scope."),
+    e("enable-real-ip", Planned(13), "Client address from `forwarded-for-header`."),
+    e("enable-serial-reloads", NotPlanned, "Portico never reloads."),
+    e("enable-syslog", NotPlanned, "Logs go to stdout; ship them with the cluster's log collector."),
+    e("enable-underscores-in-headers", NotPlanned, "Portico forwards header names with underscores (ingress-nginx drops them by default); no switch planned."),
+    e("error-log-level", NotPlanned, "No issue yet; flag `--log-level`."),
+    e("error-log-path", NotPlanned, "Logs go to stdout (`--log-format`)."),
+    e("force-ssl-redirect", Planned(13), "Redirect even without a TLS section."),
+    e("forwarded-for-header", Planned(13), "Default `X-Forwarded-For`."),
+    e("forwarded-for-proxy-protocol-header", NotPlanned, "No issue yet."),
+    e("forwarded-host-header", NotPlanned, "No issue yet (header read for `X-Original-Forwarded-Host`)."),
+    e("generate-request-id", Planned(13), "Today always on: `X-Request-ID` generated when absent."),
+    e("geoip2-autoreload-in-minutes", NotPlanned, "See `use-geoip2`."),
+    e("global-allowed-response-headers", Planned(13), "Gate for `custom-headers`."),
+    e("global-auth-always-set-cookie", Planned(15), "As `auth-always-set-cookie`."),
+    e("global-auth-cache-duration", Planned(15), "As `auth-cache-duration`."),
+    e("global-auth-cache-key", Planned(15), "As `auth-cache-key`."),
+    e("global-auth-method", Planned(15), "Issue 15's `global-auth-*` list."),
+    e("global-auth-request-redirect", Planned(15), "As `auth-request-redirect`."),
+    e("global-auth-response-headers", Planned(15), "As `auth-response-headers`."),
+    e("global-auth-signin", Planned(15), "As `auth-signin`."),
+    e("global-auth-signin-redirect-param", Planned(15), "Default `rd`."),
+    e("global-auth-snippet", Dropped, "Never interpreted (snippet)."),
+    e("global-auth-url", Unenforced(15), "External auth for every Ingress without `enable-global-auth: false`; fails closed."),
+    e("grpc-buffer-size-kb", NotPlanned, "nginx gRPC buffer tuning."),
+    e("gzip-disable", NotPlanned, "No issue yet (User-Agent regexes)."),
+    e("gzip-level", Planned(13), "Default 1."),
+    e("gzip-min-length", Planned(13), "Default 256."),
+    e("gzip-types", Planned(13), "MIME types compressed."),
+    e("hide-headers", NotPlanned, "No issue yet: removing upstream response headers."),
+    e("hsts", Planned(13), "HSTS on HTTPS answers, on by default as in ingress-nginx. Today Portico sends none."),
+    e("hsts-include-subdomains", Planned(13), "Default `true`."),
+    e("hsts-max-age", Planned(13), "Default 31536000."),
+    e("hsts-preload", Planned(13), "Default `false`."),
+    e("http-access-log-path", NotPlanned, "Access log on stdout only."),
+    e("http-redirect-code", NotPlanned, "No issue yet; Portico redirects with 308, ingress-nginx's default."),
+    e("http-snippet", Dropped, "Never interpreted (snippet)."),
+    e("http2-max-concurrent-streams", NotPlanned, "No issue yet; flag `--http2-max-concurrent-streams` (128, as ingress-nginx)."),
+    e("http2-max-field-size", NotPlanned, "Deprecated in ingress-nginx; `--max-header-bytes` bounds headers."),
+    e("http2-max-header-size", NotPlanned, "Deprecated in ingress-nginx; `--max-header-bytes`."),
+    e("http2-max-requests", NotPlanned, "Deprecated in ingress-nginx (use `keep-alive-requests`)."),
+    e("ignore-invalid-headers", NotPlanned, "Portico (hyper) answers 400 to invalid header names rather than dropping them."),
+    e("jaeger-baggage-header", NotPlanned, "Removed from ingress-nginx."),
+    e("jaeger-collector-host", NotPlanned, "Jaeger/OpenTracing was removed from ingress-nginx's code; the key does nothing there either."),
+    e("jaeger-collector-port", NotPlanned, "Removed from ingress-nginx (see `jaeger-collector-host`)."),
+    e("jaeger-debug-header", NotPlanned, "Removed from ingress-nginx."),
+    e("jaeger-endpoint", NotPlanned, "Removed from ingress-nginx."),
+    e("jaeger-propagation-format", NotPlanned, "Removed from ingress-nginx."),
+    e("jaeger-sampler-host", NotPlanned, "Removed from ingress-nginx."),
+    e("jaeger-sampler-param", NotPlanned, "Removed from ingress-nginx."),
+    e("jaeger-sampler-port", NotPlanned, "Removed from ingress-nginx."),
+    e("jaeger-sampler-type", NotPlanned, "Removed from ingress-nginx."),
+    e("jaeger-service-name", NotPlanned, "Removed from ingress-nginx."),
+    e("jaeger-trace-baggage-header-prefix", NotPlanned, "Removed from ingress-nginx."),
+    e("jaeger-trace-context-header-name", NotPlanned, "Removed from ingress-nginx."),
+    e("keep-alive", Planned(13), "Client keep-alive (ingress-nginx 75 s). Today HTTP/1 idle keep-alive ends after `--client-header-timeout` (10 s)."),
+    e("keep-alive-requests", Planned(13), "Requests per client connection (1000)."),
+    e("large-client-header-buffers", Planned(13), "Request head limits (`4 8k`). Today one limit, `--max-header-bytes` (32 KiB in all, 431)."),
+    e("limit-conn-status-code", Planned(14), "Default 503."),
+    e("limit-conn-zone-variable", NotPlanned, "nginx variable; limits key on the client address (issue 14)."),
+    e("limit-rate", Planned(14), "Global form of the annotation."),
+    e("limit-rate-after", Planned(14), "Global form of the annotation."),
+    e("limit-req-status-code", Planned(14), "Default 503."),
+    e("load-balance", Planned(14), "Flag today: `--load-balance` (`round_robin` default, as ingress-nginx)."),
+    e("location-snippet", Dropped, "Never interpreted (snippet)."),
+    e("log-format-escape-json", Planned(13), "Nearest flag today: `--access-log json` (JSON lines)."),
+    e("log-format-escape-none", NotPlanned, "No issue yet (issue 13 lists `log-format-escape-json`)."),
+    e("log-format-stream", NotPlanned, "No TCP/UDP stream proxy."),
+    e("log-format-upstream", Planned(13), "Only as a choice of named fields: `$variables` parsed against a fixed list, never evaluated."),
+    e("lua-shared-dicts", NotPlanned, "No Lua in Portico."),
+    e("main-snippet", Dropped, "Never interpreted (snippet)."),
+    e("map-hash-bucket-size", NotPlanned, "nginx internals with no counterpart in Portico."),
+    e("max-worker-connections", NotPlanned, "nginx internals; nearest flag `--max-connections`."),
+    e("max-worker-open-files", NotPlanned, "nginx internals with no counterpart in Portico."),
+    e("modsecurity-snippet", Dropped, "Never interpreted (snippet)."),
+    e("nginx-status-ipv4-whitelist", NotPlanned, "No nginx status page; Portico's admin listener is `--admin-addr`."),
+    e("nginx-status-ipv6-whitelist", NotPlanned, "Same."),
+    e("no-auth-locations", Planned(15), "Paths exempt from global auth (default `/.well-known/acme-challenge`)."),
+    e("no-tls-redirect-locations", NotPlanned, "No issue yet; Portico always exempts `/.well-known/acme-challenge/`, the default."),
+    e("opentelemetry-config", NotPlanned, "No issue yet (tracing)."),
+    e("opentelemetry-operation-name", NotPlanned, "No issue yet (tracing)."),
+    e("opentelemetry-trust-incoming-span", NotPlanned, "No issue yet (tracing)."),
+    e("otel-max-export-batch-size", NotPlanned, "No issue yet (tracing)."),
+    e("otel-max-queuesize", NotPlanned, "No issue yet (tracing)."),
+    e("otel-sampler", NotPlanned, "No issue yet (tracing)."),
+    e("otel-sampler-parent-based", NotPlanned, "No issue yet (tracing)."),
+    e("otel-sampler-ratio", NotPlanned, "No issue yet (tracing)."),
+    e("otel-schedule-delay-millis", NotPlanned, "No issue yet (tracing)."),
+    e("otel-service-name", NotPlanned, "No issue yet (tracing)."),
+    e("otlp-collector-host", NotPlanned, "No issue yet (tracing)."),
+    e("otlp-collector-port", NotPlanned, "No issue yet (tracing)."),
+    e("preserve-trailing-slash", Planned(13), "Global form; Portico keeps trailing slashes today."),
+    e("proxy-add-original-uri-header", NotPlanned, "No issue yet (`X-Original-URI`)."),
+    e("proxy-body-size", Planned(13), "Flag today: `--proxy-body-size` (1m, as ingress-nginx)."),
+    e("proxy-buffer-size", Planned(14), "Global form of the annotation."),
+    e("proxy-buffering", Planned(14), "Default `off`, which is what Portico does (responses stream)."),
+    e("proxy-buffers-number", NotPlanned, "nginx buffer tuning; Portico streams responses."),
+    e("proxy-busy-buffers-size", NotPlanned, "nginx buffer tuning."),
+    e("proxy-connect-timeout", Planned(13), "Flag today: `--upstream-connect-timeout` (5 s, as ingress-nginx)."),
+    e("proxy-cookie-domain", Planned(13), "Global form of the annotation."),
+    e("proxy-cookie-path", Planned(13), "Global form of the annotation."),
+    e("proxy-headers-hash-bucket-size", NotPlanned, "nginx internals with no counterpart in Portico."),
+    e("proxy-headers-hash-max-size", NotPlanned, "nginx internals with no counterpart in Portico."),
+    e("proxy-http-version", Planned(14), "Global form of the annotation."),
+    e("proxy-max-temp-file-size", Planned(14), "Global form of the annotation."),
+    e("proxy-next-upstream", Planned(14), "Global form; today fixed (connect errors; see the annotation table)."),
+    e("proxy-next-upstream-timeout", Planned(14), "Global form of the annotation."),
+    e("proxy-next-upstream-tries", Planned(14), "Flag today: `--proxy-next-upstream-tries` (3, as ingress-nginx)."),
+    e("proxy-protocol-header-timeout", NotPlanned, "No issue yet; the PROXY header must arrive within `--client-header-timeout`."),
+    e("proxy-read-timeout", Planned(13), "Flag today: `--upstream-response-timeout` (60 s; response headers only)."),
+    e("proxy-real-ip-cidr", Planned(13), "Trusted peers for forwarded headers. Flag today: `--trusted-proxies`."),
+    e("proxy-redirect-from", Planned(13), "Global form of the annotation."),
+    e("proxy-redirect-to", Planned(13), "Global form of the annotation."),
+    e("proxy-request-buffering", Planned(14), "Default `on` (spec page §5). Today bodies are streamed."),
+    e("proxy-send-timeout", Planned(13), "No flag today."),
+    e("proxy-set-headers", Planned(13), "ConfigMap of headers added to upstream requests."),
+    e("proxy-ssl-location-only", NotPlanned, "No issue yet."),
+    e("proxy-stream-next-upstream", NotPlanned, "No TCP/UDP stream proxy."),
+    e("proxy-stream-next-upstream-timeout", NotPlanned, "No TCP/UDP stream proxy."),
+    e("proxy-stream-next-upstream-tries", NotPlanned, "No TCP/UDP stream proxy."),
+    e("proxy-stream-responses", NotPlanned, "No TCP/UDP stream proxy."),
+    e("proxy-stream-timeout", NotPlanned, "No TCP/UDP stream proxy (ingress-nginx's `--tcp-services-configmap`)."),
+    e("relative-redirects", NotPlanned, "No issue yet; Portico's redirects are absolute."),
+    e("retry-non-idempotent", Planned(14), "Global form of `proxy-next-upstream`'s `non_idempotent`."),
+    e("reuse-port", NotPlanned, "nginx internals with no counterpart in Portico."),
+    e("server-name-hash-bucket-size", NotPlanned, "nginx internals with no counterpart in Portico."),
+    e("server-name-hash-max-size", NotPlanned, "nginx internals with no counterpart in Portico."),
+    e("server-snippet", Dropped, "Never interpreted (snippet)."),
+    e("server-tokens", Planned(13), "ingress-nginx's default `false` removes `Server`; today Portico sends `Server: portico`."),
+    e("service-upstream", Planned(13), "Global form of the annotation."),
+    e("skip-access-log-urls", NotPlanned, "No issue yet."),
+    e("ssl-buffer-size", NotPlanned, "nginx TLS record buffer tuning."),
+    e("ssl-ciphers", Planned(15), "OpenSSL names mapped to rustls suites; unsupported ones refused with a condition."),
+    e("ssl-dh-param", NotPlanned, "rustls has no finite-field DHE."),
+    e("ssl-early-data", NotPlanned, "No issue yet: TLS 1.3 0-RTT (replayable requests)."),
+    e("ssl-ecdh-curve", NotPlanned, "No issue yet; rustls chooses among its key-exchange groups."),
+    e("ssl-protocols", Planned(15), "Portico serves TLS 1.2 and 1.3 today, ingress-nginx's default."),
+    e("ssl-redirect", Planned(13), "Flag today: `--ssl-redirect` (true, as ingress-nginx)."),
+    e("ssl-reject-handshake", NotPlanned, "No issue yet; unknown names get the default (or generated) certificate."),
+    e("ssl-session-cache", Planned(15), "Issue 15: ConfigMap `ssl-session-*`."),
+    e("ssl-session-cache-size", Planned(15), "As above."),
+    e("ssl-session-ticket-key", Planned(15), "As above."),
+    e("ssl-session-tickets", Planned(15), "As above."),
+    e("ssl-session-timeout", Planned(15), "As above."),
+    e("stream-access-log-path", NotPlanned, "No TCP/UDP stream proxy."),
+    e("stream-snippet", Dropped, "Never interpreted (snippet)."),
+    e("strict-validate-path-type", NotPlanned, "Portico validates paths as the Ingress API does; `ImplementationSpecific` is a literal prefix."),
+    e("syslog-host", NotPlanned, "See `enable-syslog`."),
+    e("syslog-port", NotPlanned, "See `enable-syslog`."),
+    e("upstream-hash-by", Planned(14), "Global form of the annotation."),
+    e("upstream-hash-by-subset", Planned(14), "Global form of the annotation."),
+    e("upstream-hash-by-subset-size", Planned(14), "Global form of the annotation."),
+    e("upstream-keepalive-connections", Planned(13), "Idle upstream connections kept (320)."),
+    e("upstream-keepalive-requests", Planned(13), "Requests per upstream connection (10000)."),
+    e("upstream-keepalive-time", NotPlanned, "No issue yet: maximum upstream connection lifetime."),
+    e("upstream-keepalive-timeout", Planned(13), "Flag today: `--upstream-idle-timeout` (60 s, as ingress-nginx)."),
+    e("use-forwarded-headers", Planned(13), "Trust incoming `X-Forwarded-*` (from `proxy-real-ip-cidr`). Today: `--trusted-proxies`, see the defaults above."),
+    e("use-geoip", NotPlanned, "Removed from ingress-nginx's code (still in its table)."),
+    e("use-geoip2", NotPlanned, "No issue yet: MaxMind GeoIP2 databases."),
+    e("use-gzip", Planned(13), "Compression by `Accept-Encoding`; never on encoded responses or ranges."),
+    e("use-http2", NotPlanned, "No issue yet; Portico always offers `h2` by ALPN on HTTPS."),
+    e("use-port-in-redirects", Planned(13), "Issue 13 lists it."),
+    e("use-proxy-protocol", Planned(13), "Flag today: `--proxy-protocol`."),
+    e("variables-hash-bucket-size", NotPlanned, "nginx internals with no counterpart in Portico."),
+    e("variables-hash-max-size", NotPlanned, "nginx internals with no counterpart in Portico."),
+    e("whitelist-source-range", Unenforced(14), "Global allow list; an annotation overrides it. Fails closed."),
+    e("worker-cpu-affinity", NotPlanned, "nginx internals with no counterpart in Portico."),
+    e("worker-processes", NotPlanned, "nginx internals; Portico uses one process with a thread per core."),
+    e("worker-shutdown-timeout", NotPlanned, "No issue yet; flag `--shutdown-timeout` (30 s; ingress-nginx 240 s)."),
+];
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    const GUIDE: &str = "docs/migrating-from-ingress-nginx.md";
+
+    fn guide() -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(GUIDE);
+        std::fs::read_to_string(path).expect("the migration guide")
+    }
+
+    /// One row of a guide table: name (without its † ‡ marks), status (without its ¹ mark),
+    /// note.
+    type Row = (String, String, String);
+
+    fn rows(section: &str) -> Vec<Row> {
+        section
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.strip_prefix("| `")?.splitn(3, " | ").collect();
+                let [name, status, note] = cells[..] else {
+                    return None;
+                };
+                let name = name.trim_end_matches([' ', '†', '‡']).strip_suffix('`')?;
+                let note = note.strip_suffix(" |")?;
+                Some((
+                    name.to_string(),
+                    status.trim_end_matches('¹').to_string(),
+                    note.to_string(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The guide's annotation table and ConfigMap key table.
+    fn tables() -> (Vec<Row>, Vec<Row>) {
+        let guide = guide();
+        let (_, rest) = guide
+            .split_once("\n## Annotations\n")
+            .expect("an Annotations section");
+        let (annotations, keys) = rest
+            .split_once("\n## ConfigMap keys\n")
+            .expect("a ConfigMap keys section after it");
+        // The key table ends the guide, or the next section does.
+        let keys = keys.split("\n## ").next().unwrap_or_default();
+        (rows(annotations), rows(keys))
+    }
+
+    fn agree(what: &str, guide: &[Row], catalogue: &[Entry]) {
+        for (i, (row, entry)) in guide.iter().zip(catalogue).enumerate() {
+            assert_eq!(
+                (row.0.as_str(), row.1.clone()),
+                (entry.name, entry.status.guide()),
+                "{what} row {}: the guide ({GUIDE}) and src/migrate/catalog.rs disagree; flip \
+                 the catalogue's status (or the guide's) so both say the same",
+                i + 1
+            );
+        }
+        assert_eq!(
+            guide.len(),
+            catalogue.len(),
+            "{what}: the guide has {} rows, the catalogue {}",
+            guide.len(),
+            catalogue.len()
+        );
+    }
+
+    #[test]
+    fn the_guide_and_the_catalogue_agree_row_by_row() {
+        let (annotations, keys) = tables();
+        assert_eq!(
+            annotations.len(),
+            138,
+            "ingress-nginx v1.15.1 has 138 annotations"
+        );
+        assert_eq!(
+            keys.len(),
+            208,
+            "ingress-nginx v1.15.1 has 208 ConfigMap keys"
+        );
+        agree("annotations", &annotations, ANNOTATIONS);
+        agree("ConfigMap keys", &keys, CONFIGMAP_KEYS);
+    }
+
+    /// The guide says which access-control annotations make an Ingress fail closed today; the
+    /// catalogue's `FailsClosed` rows (verdict "blocks") must be exactly those.
+    #[test]
+    fn the_guide_says_fails_closed_exactly_where_the_catalogue_blocks() {
+        let (annotations, _) = tables();
+        for (name, _, note) in &annotations {
+            let says = note.contains("Today the Ingress fails closed");
+            let entry = annotation(name).expect("every guide row is in the catalogue");
+            assert_eq!(
+                says,
+                matches!(entry.status, Status::FailsClosed(_)),
+                "annotation {name}: the guide's note and the catalogue disagree on failing closed"
+            );
+        }
+    }
+
+    /// The counts at the top of the guide follow its tables.
+    #[test]
+    fn the_guide_summary_counts_the_catalogue() {
+        let guide = guide();
+        for (label, table) in [
+            ("[Annotations](#annotations)", ANNOTATIONS),
+            ("[ConfigMap keys](#configmap-keys)", CONFIGMAP_KEYS),
+        ] {
+            let line = guide
+                .lines()
+                .find(|l| l.starts_with(&format!("| {label} |")))
+                .expect("a summary row");
+            let count = |f: &dyn Fn(Status) -> bool| table.iter().filter(|e| f(e.status)).count();
+            let issue = |n: u8| {
+                count(
+                    &|s| matches!(s, Status::Planned(i) | Status::FailsClosed(i) | Status::Unenforced(i) if i == n),
+                )
+            };
+            let expected = format!(
+                "| {label} | {} | {} | {} / {} / {} | {} | {} | {} |",
+                count(&|s| s == Status::Honoured),
+                count(&|s| s == Status::Different),
+                issue(13),
+                issue(14),
+                issue(15),
+                count(&|s| s == Status::Dropped),
+                count(&|s| s == Status::NotPlanned),
+                table.len()
+            );
+            assert_eq!(line, expected, "{GUIDE}: the summary row of {label}");
+        }
+    }
+
+    #[test]
+    fn tables_are_sorted_and_unique() {
+        for table in [ANNOTATIONS, CONFIGMAP_KEYS] {
+            assert!(table.windows(2).all(|w| w[0].name < w[1].name));
+        }
+        assert!(annotation("rewrite-target").is_some());
+        assert!(configmap_key("use-forwarded-headers").is_some());
+        assert!(annotation("rewrite-targte").is_none());
+    }
+
+    /// What translate reads is honoured, and only that; what it fails closed on blocks, and
+    /// only that; snippets are dropped. An annotation implemented in translate must flip its
+    /// catalogue row (and the guide's) in the same change.
+    #[test]
+    fn the_catalogue_follows_what_translate_implements() {
+        let implemented: BTreeSet<&str> = crate::translate::IMPLEMENTED.iter().copied().collect();
+        let honoured: BTreeSet<&str> = ANNOTATIONS
+            .iter()
+            .filter(|e| matches!(e.status, Status::Honoured | Status::Different))
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(
+            implemented, honoured,
+            "translate's IMPLEMENTED and the catalogue's honoured annotations"
+        );
+        let access: BTreeSet<&str> = crate::translate::ACCESS_CONTROL.iter().copied().collect();
+        let blocks: BTreeSet<&str> = ANNOTATIONS
+            .iter()
+            .filter(|e| e.status.verdict() == Verdict::Blocks)
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(
+            access, blocks,
+            "translate's ACCESS_CONTROL and the catalogue's blocking annotations"
+        );
+        for entry in ANNOTATIONS {
+            assert_eq!(
+                entry.status == Status::Dropped,
+                entry.name.ends_with("-snippet"),
+                "{}: translate drops exactly the snippets",
+                entry.name
+            );
+            assert!(
+                !matches!(entry.status, Status::Unenforced(_)),
+                "{}",
+                entry.name
+            );
+        }
+        for entry in CONFIGMAP_KEYS {
+            assert!(
+                !matches!(entry.status, Status::FailsClosed(_)),
+                "{}",
+                entry.name
+            );
+            if entry.name.ends_with("-snippet") {
+                assert_eq!(entry.status, Status::Dropped, "{}", entry.name);
+            }
+        }
+    }
+}
