@@ -291,7 +291,7 @@ pub static CONFIGMAP_KEYS: &[Entry] = &[
     e("add-headers", Planned(13), "ConfigMap of response headers added to every answer."),
     e("allow-backend-server-header", NotPlanned, "No issue yet: Portico replaces the upstream's `Server` with its own."),
     e("allow-cross-namespace-resources", NotPlanned, "No issue yet; today `proxy-ssl-secret` refuses other namespaces, as ingress-nginx's default `false` does."),
-    e("allow-snippet-annotations", Planned(13), "Accepted and always treated as `false`: snippets are never interpreted."),
+    e("allow-snippet-annotations", Different, "Accepted and always treated as `false`: snippets are never interpreted; `\"true\"` is an `UnsupportedConfigMapKey` warning."),
     e("annotation-value-word-blocklist", NotPlanned, "Same reason: values are parsed, never interpolated."),
     e("annotations-risk-level", NotPlanned, "Every annotation is parsed into a typed value; nothing is templated, so there are no risk levels to choose."),
     e("app-root", Planned(13), "Global form of the annotation."),
@@ -306,7 +306,7 @@ pub static CONFIGMAP_KEYS: &[Entry] = &[
     e("client-body-timeout", NotPlanned, "No issue yet; nearest flag `--client-idle-timeout` (75 s without a byte either way)."),
     e("client-header-buffer-size", NotPlanned, "nginx buffer tuning; the limit on a request head is `--max-header-bytes`."),
     e("client-header-timeout", NotPlanned, "No issue yet; flag `--client-header-timeout` (10 s; ingress-nginx 60 s)."),
-    e("compute-full-forwarded-for", Planned(13), "Append to a trusted `X-Forwarded-For` instead of replacing it."),
+    e("compute-full-forwarded-for", Honoured, "For a trusted peer (`use-forwarded-headers` and `proxy-real-ip-cidr`), the incoming `X-Forwarded-For` plus the peer, instead of the client address alone."),
     e("custom-http-errors", Planned(13), "Global list, answered by the default backend."),
     e("debug-connections", NotPlanned, "nginx internals with no counterpart in Portico."),
     e("default-type", NotPlanned, "Portico serves no files; its own answers are `text/plain`."),
@@ -326,17 +326,17 @@ pub static CONFIGMAP_KEYS: &[Entry] = &[
     e("enable-ocsp", NotPlanned, "No issue yet: OCSP stapling."),
     e("enable-opentelemetry", NotPlanned, "No issue yet: Portico exports no traces."),
     e("enable-owasp-modsecurity-crs", NotPlanned, "ModSecurity: out of scope."),
-    e("enable-real-ip", Planned(13), "Client address from `forwarded-for-header`."),
+    e("enable-real-ip", Honoured, "Client address (`X-Real-IP`, `X-Forwarded-For`) from `forwarded-for-header` for peers in `proxy-real-ip-cidr`, without trusting the other `X-Forwarded-*`. Only the forwarded headers use it: the access log and metrics keep the peer address."),
     e("enable-serial-reloads", NotPlanned, "Portico never reloads."),
     e("enable-syslog", NotPlanned, "Logs go to stdout; ship them with the cluster's log collector."),
     e("enable-underscores-in-headers", NotPlanned, "Portico forwards header names with underscores (ingress-nginx drops them by default); no switch planned."),
     e("error-log-level", NotPlanned, "No issue yet; flag `--log-level`."),
     e("error-log-path", NotPlanned, "Logs go to stdout (`--log-format`)."),
-    e("force-ssl-redirect", Planned(13), "Redirect even without a TLS section."),
-    e("forwarded-for-header", Planned(13), "Default `X-Forwarded-For`."),
+    e("force-ssl-redirect", Honoured, "Default `false`; `true` redirects plain HTTP (308) on every route, with a TLS section or not, whatever `ssl-redirect` says; ACME challenges exempt."),
+    e("forwarded-for-header", Honoured, "Default `X-Forwarded-For`; the header the client address and `X-Original-Forwarded-For` are read from."),
     e("forwarded-for-proxy-protocol-header", NotPlanned, "No issue yet."),
     e("forwarded-host-header", NotPlanned, "No issue yet (header read for `X-Original-Forwarded-Host`)."),
-    e("generate-request-id", Planned(13), "Today always on: `X-Request-ID` generated when absent."),
+    e("generate-request-id", Honoured, "Default `true`: `X-Request-ID` generated when absent, passed through when present; `false` generates none."),
     e("geoip2-autoreload-in-minutes", NotPlanned, "See `use-geoip2`."),
     e("global-allowed-response-headers", Planned(13), "Gate for `custom-headers`."),
     e("global-auth-always-set-cookie", Planned(15), "As `auth-always-set-cookie`."),
@@ -355,10 +355,10 @@ pub static CONFIGMAP_KEYS: &[Entry] = &[
     e("gzip-min-length", Planned(13), "Default 256."),
     e("gzip-types", Planned(13), "MIME types compressed."),
     e("hide-headers", NotPlanned, "No issue yet: removing upstream response headers."),
-    e("hsts", Planned(13), "HSTS on HTTPS answers, on by default as in ingress-nginx. Today Portico sends none."),
-    e("hsts-include-subdomains", Planned(13), "Default `true`."),
-    e("hsts-max-age", Planned(13), "Default 31536000."),
-    e("hsts-preload", Planned(13), "Default `false`."),
+    e("hsts", Different, "On by default on HTTPS answers, replacing an upstream's own header (as ingress-nginx); never on plain HTTP. Difference: also on answers for hosts served with the default certificate (clients ignore it there)."),
+    e("hsts-include-subdomains", Honoured, "Default `true`."),
+    e("hsts-max-age", Honoured, "Default 31536000."),
+    e("hsts-preload", Honoured, "Default `false`."),
     e("http-access-log-path", NotPlanned, "Access log on stdout only."),
     e("http-redirect-code", NotPlanned, "No issue yet; Portico redirects with 308, ingress-nginx's default."),
     e("http-snippet", Dropped, "Never interpreted (snippet)."),
@@ -380,9 +380,9 @@ pub static CONFIGMAP_KEYS: &[Entry] = &[
     e("jaeger-service-name", NotPlanned, "Removed from ingress-nginx."),
     e("jaeger-trace-baggage-header-prefix", NotPlanned, "Removed from ingress-nginx."),
     e("jaeger-trace-context-header-name", NotPlanned, "Removed from ingress-nginx."),
-    e("keep-alive", Planned(13), "Client keep-alive (ingress-nginx 75 s). Today HTTP/1 idle keep-alive ends after `--client-header-timeout` (10 s)."),
-    e("keep-alive-requests", Planned(13), "Requests per client connection (1000)."),
-    e("large-client-header-buffers", Planned(13), "Request head limits (`4 8k`). Today one limit, `--max-header-bytes` (32 KiB in all, 431)."),
+    e("keep-alive", Different, "Overrides `--client-idle-timeout` (75 s, as ingress-nginx) for connections accepted afterwards; `0` closes every HTTP/1 connection after one answer. An idle HTTP/1 connection still ends after `--client-header-timeout` (10 s) when that is shorter."),
+    e("keep-alive-requests", Different, "HTTP/1: the answer to the Nth request says `Connection: close` and the connection ends. Without the key there is no limit (ingress-nginx: 1000); HTTP/2 connections are not limited."),
+    e("large-client-header-buffers", Different, "`NUMBER SIZE` bounds the whole request head at NUMBER × SIZE (431), not each header line at SIZE; it can only lower `--max-header-bytes` (32 KiB), which sizes the read buffer."),
     e("limit-conn-status-code", Planned(14), "Default 503."),
     e("limit-conn-zone-variable", NotPlanned, "nginx variable; limits key on the client address (issue 14)."),
     e("limit-rate", Planned(14), "Global form of the annotation."),
@@ -418,12 +418,12 @@ pub static CONFIGMAP_KEYS: &[Entry] = &[
     e("otlp-collector-port", NotPlanned, "No issue yet (tracing)."),
     e("preserve-trailing-slash", Planned(13), "Global form; Portico keeps trailing slashes today."),
     e("proxy-add-original-uri-header", NotPlanned, "No issue yet (`X-Original-URI`)."),
-    e("proxy-body-size", Planned(13), "Flag today: `--proxy-body-size` (1m, as ingress-nginx)."),
+    e("proxy-body-size", Honoured, "Overrides `--proxy-body-size` (1m, as ingress-nginx); the per-Ingress annotation still wins."),
     e("proxy-buffer-size", Planned(14), "Global form of the annotation."),
     e("proxy-buffering", Planned(14), "Default `off`, which is what Portico does (responses stream)."),
     e("proxy-buffers-number", NotPlanned, "nginx buffer tuning; Portico streams responses."),
     e("proxy-busy-buffers-size", NotPlanned, "nginx buffer tuning."),
-    e("proxy-connect-timeout", Planned(13), "Flag today: `--upstream-connect-timeout` (5 s, as ingress-nginx)."),
+    e("proxy-connect-timeout", Honoured, "Overrides `--upstream-connect-timeout` (5 s, as ingress-nginx); whole seconds, or `5s`/`500ms`."),
     e("proxy-cookie-domain", Planned(13), "Global form of the annotation."),
     e("proxy-cookie-path", Planned(13), "Global form of the annotation."),
     e("proxy-headers-hash-bucket-size", NotPlanned, "nginx internals with no counterpart in Portico."),
@@ -434,8 +434,8 @@ pub static CONFIGMAP_KEYS: &[Entry] = &[
     e("proxy-next-upstream-timeout", Planned(14), "Global form of the annotation."),
     e("proxy-next-upstream-tries", Planned(14), "Flag today: `--proxy-next-upstream-tries` (3, as ingress-nginx)."),
     e("proxy-protocol-header-timeout", NotPlanned, "No issue yet; the PROXY header must arrive within `--client-header-timeout`."),
-    e("proxy-read-timeout", Planned(13), "Flag today: `--upstream-response-timeout` (60 s; response headers only)."),
-    e("proxy-real-ip-cidr", Planned(13), "Trusted peers for forwarded headers. Flag today: `--trusted-proxies`."),
+    e("proxy-read-timeout", Different, "Overrides `--upstream-response-timeout` (60 s); as the annotation, it bounds the wait for the response headers, not each read."),
+    e("proxy-real-ip-cidr", Different, "Peers trusted with `use-forwarded-headers` / `enable-real-ip` (default `0.0.0.0/0`), besides `--trusted-proxies`. Difference: the trust also gates `X-Forwarded-Proto`/`-Host`/`-Port`, which ingress-nginx takes from any peer once `use-forwarded-headers` is on (so with the default, IPv6 peers are not trusted)."),
     e("proxy-redirect-from", Planned(13), "Global form of the annotation."),
     e("proxy-redirect-to", Planned(13), "Global form of the annotation."),
     e("proxy-request-buffering", Planned(14), "Default `on` (spec page §5). Today bodies are streamed."),
@@ -453,7 +453,7 @@ pub static CONFIGMAP_KEYS: &[Entry] = &[
     e("server-name-hash-bucket-size", NotPlanned, "nginx internals with no counterpart in Portico."),
     e("server-name-hash-max-size", NotPlanned, "nginx internals with no counterpart in Portico."),
     e("server-snippet", Dropped, "Never interpreted (snippet)."),
-    e("server-tokens", Planned(13), "ingress-nginx's default `false` removes `Server`; today Portico sends `Server: portico`."),
+    e("server-tokens", Different, "Default `false`: no `Server` header at all (the upstream's removed too). `true` sends `Server: portico`, without a version."),
     e("service-upstream", Planned(13), "Global form of the annotation."),
     e("skip-access-log-urls", NotPlanned, "No issue yet."),
     e("ssl-buffer-size", NotPlanned, "nginx TLS record buffer tuning."),
@@ -462,7 +462,7 @@ pub static CONFIGMAP_KEYS: &[Entry] = &[
     e("ssl-early-data", NotPlanned, "No issue yet: TLS 1.3 0-RTT (replayable requests)."),
     e("ssl-ecdh-curve", NotPlanned, "No issue yet; rustls chooses among its key-exchange groups."),
     e("ssl-protocols", Planned(15), "Portico serves TLS 1.2 and 1.3 today, ingress-nginx's default."),
-    e("ssl-redirect", Planned(13), "Flag today: `--ssl-redirect` (true, as ingress-nginx)."),
+    e("ssl-redirect", Honoured, "Overrides `--ssl-redirect` (true, as ingress-nginx); the per-Ingress annotation still wins."),
     e("ssl-reject-handshake", NotPlanned, "No issue yet; unknown names get the default (or generated) certificate."),
     e("ssl-session-cache", Planned(15), "Issue 15: ConfigMap `ssl-session-*`."),
     e("ssl-session-cache-size", Planned(15), "As above."),
@@ -477,17 +477,17 @@ pub static CONFIGMAP_KEYS: &[Entry] = &[
     e("upstream-hash-by", Planned(14), "Global form of the annotation."),
     e("upstream-hash-by-subset", Planned(14), "Global form of the annotation."),
     e("upstream-hash-by-subset-size", Planned(14), "Global form of the annotation."),
-    e("upstream-keepalive-connections", Planned(13), "Idle upstream connections kept (320)."),
-    e("upstream-keepalive-requests", Planned(13), "Requests per upstream connection (10000)."),
+    e("upstream-keepalive-connections", Different, "Idle connections kept per endpoint and worker (nginx: per upstream and worker); `0` keeps none. Without the key, no cap (ingress-nginx: 320). Plain HTTP/1.1 endpoints only (TLS, HTTP/2 and ExternalName upstreams use another pool)."),
+    e("upstream-keepalive-requests", Different, "Requests per upstream connection, then it is closed. Without the key, no limit (ingress-nginx: 10000). Plain HTTP/1.1 endpoints only."),
     e("upstream-keepalive-time", NotPlanned, "No issue yet: maximum upstream connection lifetime."),
-    e("upstream-keepalive-timeout", Planned(13), "Flag today: `--upstream-idle-timeout` (60 s, as ingress-nginx)."),
-    e("use-forwarded-headers", Planned(13), "Trust incoming `X-Forwarded-*` (from `proxy-real-ip-cidr`). Today: `--trusted-proxies`, see the defaults above."),
+    e("upstream-keepalive-timeout", Different, "Overrides `--upstream-idle-timeout` (60 s, as ingress-nginx) for plain HTTP/1.1 endpoints; TLS, HTTP/2 and ExternalName upstreams keep the flag's."),
+    e("use-forwarded-headers", Honoured, "Trust incoming `X-Forwarded-For`/`-Proto`/`-Host`/`-Port` from peers in `proxy-real-ip-cidr`; the first `X-Forwarded-Host` entry is also the upstream `Host` (as ingress-nginx). Default `false`."),
     e("use-geoip", NotPlanned, "Removed from ingress-nginx's code (still in its table)."),
     e("use-geoip2", NotPlanned, "No issue yet: MaxMind GeoIP2 databases."),
     e("use-gzip", Planned(13), "Compression by `Accept-Encoding`; never on encoded responses or ranges."),
     e("use-http2", NotPlanned, "No issue yet; Portico always offers `h2` by ALPN on HTTPS."),
     e("use-port-in-redirects", Planned(13), "Issue 13 lists it."),
-    e("use-proxy-protocol", Planned(13), "Flag today: `--proxy-protocol`."),
+    e("use-proxy-protocol", Honoured, "Overrides `--proxy-protocol`; read per connection, so a change applies to new connections."),
     e("variables-hash-bucket-size", NotPlanned, "nginx internals with no counterpart in Portico."),
     e("variables-hash-max-size", NotPlanned, "nginx internals with no counterpart in Portico."),
     e("whitelist-source-range", Unenforced(14), "Global allow list; an annotation overrides it. Fails closed."),
@@ -678,6 +678,22 @@ mod tests {
                 entry.name
             );
         }
+        // The same for the controller ConfigMap: what translate parses is honoured, and only
+        // that (`default-ssl-certificate` is a flag in ingress-nginx, and no row here).
+        let parsed: BTreeSet<&str> = crate::translate::configmap::IMPLEMENTED
+            .iter()
+            .copied()
+            .filter(|k| configmap_key(k).is_some())
+            .collect();
+        let honoured: BTreeSet<&str> = CONFIGMAP_KEYS
+            .iter()
+            .filter(|e| matches!(e.status, Status::Honoured | Status::Different))
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(
+            parsed, honoured,
+            "translate::configmap::IMPLEMENTED and the catalogue's honoured ConfigMap keys"
+        );
         for entry in CONFIGMAP_KEYS {
             assert!(
                 !matches!(entry.status, Status::FailsClosed(_)),
