@@ -5,9 +5,11 @@
 
 pub mod normalize;
 mod policy;
+mod regex_mode;
 mod table;
 
-pub use policy::{Balance, Policy, Protocol, UpstreamTls};
+pub use policy::{Balance, Piece, Policy, Protocol, Rewrite, RewriteTarget, UpstreamTls};
+pub use regex_mode::{is_target_byte, RegexLocation, RegexMode, RegexProblem};
 pub use table::{Decision, RouteTable, VirtualHost};
 
 use std::net::SocketAddr;
