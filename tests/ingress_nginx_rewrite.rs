@@ -452,3 +452,51 @@ async fn bad_regexes_and_targets_are_conditions_and_the_rest_serves() {
     // A refused regex never matches.
     assert_eq!(proxy.get(host, "/broken(").await.status, 404);
 }
+
+/// `portico explain` names the regex that matched, in nginx's order, and the rewritten path.
+#[tokio::test]
+async fn explain_names_the_matching_regex_and_the_rewrite() {
+    let (proxy, svc) = setup().await;
+    let host = "rewrite.bar.com";
+    let translation = publish(
+        &proxy,
+        &[
+            svc,
+            ingress("foo", "/foo", host, 0, &[]),
+            ingress(
+                "regex",
+                "/foo/(.+)",
+                host,
+                1,
+                &[("use-regex", "true"), ("rewrite-target", "/new/$1")],
+            ),
+        ],
+    );
+    let e = portico::explain::explain(&translation, None, host, "/foo/bar?q=1", None);
+    let chosen: Vec<&str> = e
+        .routes
+        .iter()
+        .filter(|c| c.chosen)
+        .map(|c| c.path.as_str())
+        .collect();
+    assert_eq!(chosen, ["~* ^/foo/(.+)"]);
+    assert!(
+        e.outcome.why.contains("(?i)^/foo/(.+)"),
+        "{}",
+        e.outcome.why
+    );
+    assert_eq!(e.request.forwarded_path.as_deref(), Some("/new/bar?q=1"));
+    // What explain says is what the proxy does.
+    assert_eq!(
+        upstream_path(&proxy, host, "/foo/bar?q=1").await,
+        "/new/bar?q=1"
+    );
+    let e = portico::explain::explain(&translation, None, host, "/foo", None);
+    let chosen: Vec<&str> = e
+        .routes
+        .iter()
+        .filter(|c| c.chosen)
+        .map(|c| c.path.as_str())
+        .collect();
+    assert_eq!(chosen, ["~* ^/foo"]);
+}

@@ -16,7 +16,7 @@ mod observe;
 mod pool;
 mod proxy_protocol;
 mod redirect;
-pub mod rewrite;
+mod rewrite;
 mod server;
 mod service;
 mod upstream;

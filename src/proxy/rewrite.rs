@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, Full};
 
 use super::error::{date_now, response_version, ProxyError};
 use super::{ProxyBody, Scheme};
-use crate::routing::{Piece, RegexLocation, RewriteTarget, Route, VirtualHost};
+use crate::routing::{rewrite_target, RegexLocation, Route, VirtualHost};
 
 pub(crate) static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 
@@ -86,7 +86,7 @@ pub(crate) fn apply(
     }
     let rewrite = route.backend.policy.rewrite.as_deref()?;
     let target = rewrite.target.as_ref()?;
-    let text = target_for(location, target, path, query)?;
+    let text = rewrite_target(location, target, path, query)?;
     let prefix = rewrite
         .x_forwarded_prefix
         .as_deref()
@@ -99,104 +99,6 @@ pub(crate) fn apply(
             })
             .map_err(|_| ProxyError::BadRequest("unusable request target")),
     )
-}
-
-/// nginx's `rewrite "(?i)<path>" <target> break;` on the normalised path: the whole URI
-/// becomes the target with `$n` replaced by the groups of the rewrite regex's match (empty when
-/// a group did not take part). The query follows nginx: a target without `?` keeps the
-/// request's query; one with `?` puts its own arguments first and the request's after `&`; a
-/// target ending in `?` drops the request's. The result is always an origin-form
-/// request-target: it starts with `/`, and every byte a request-target cannot hold is
-/// percent-encoded. `None`: the rewrite regex does not match (nginx leaves the URI alone).
-pub fn target_for(
-    location: &RegexLocation,
-    target: &RewriteTarget,
-    path: &str,
-    query: Option<&str>,
-) -> Option<String> {
-    let captures = if location.has_captures() {
-        Some(location.captures(path)?)
-    } else {
-        None
-    };
-    let mut raw = String::with_capacity(target.text.len() + path.len());
-    for piece in &target.pieces {
-        match piece {
-            Piece::Literal(text) => raw.push_str(text),
-            Piece::Group(n) => {
-                if let Some(m) = captures.as_ref().and_then(|c| c.get(*n)) {
-                    raw.push_str(m.as_str());
-                }
-            }
-        }
-    }
-    Some(finish(
-        &raw,
-        target.text.contains('?'),
-        target.text.ends_with('?'),
-        query,
-    ))
-}
-
-/// Assembles path and query from the substituted target (see [`target_for`]).
-fn finish(raw: &str, has_args: bool, drop_args: bool, query: Option<&str>) -> String {
-    // Only a `?` of the target itself starts its arguments; captured text comes from the path
-    // and holds none.
-    let (path, args) = match raw.split_once('?') {
-        Some((p, a)) if has_args => (p, Some(a)),
-        _ => (raw, None),
-    };
-    let mut out = String::with_capacity(raw.len() + query.map_or(0, str::len) + 8);
-    if !path.starts_with('/') {
-        out.push('/');
-    }
-    encode_into(&mut out, path, false);
-    let args = args.filter(|a| !a.is_empty());
-    let query = query.filter(|q| !drop_args && !q.is_empty());
-    match (args, query) {
-        (Some(a), Some(q)) => {
-            out.push('?');
-            encode_into(&mut out, a, true);
-            out.push('&');
-            encode_into(&mut out, q, true);
-        }
-        (Some(a), None) => {
-            out.push('?');
-            encode_into(&mut out, a, true);
-        }
-        (None, Some(q)) => {
-            out.push('?');
-            encode_into(&mut out, q, true);
-        }
-        (None, None) => {}
-    }
-    out
-}
-
-/// Appends `text`, percent-encoding every byte an origin-form path (or, with `query`, a query)
-/// cannot hold; a `%` that starts no escape becomes `%25`.
-fn encode_into(out: &mut String, text: &str, query: bool) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let bytes = text.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape_start = b == b'%'
-            && bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-            && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
-        let keep = if b == b'%' {
-            escape_start
-        } else if b == b'?' {
-            query
-        } else {
-            crate::routing::is_target_byte(b)
-        };
-        if keep {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 15)]));
-        }
-    }
 }
 
 /// `preserve-trailing-slash: "false"`: the HTTPS redirect drops one trailing `/` of the
@@ -216,27 +118,4 @@ pub(crate) fn redirect_uri(route: Option<&Route>, uri: &Uri) -> Option<Uri> {
     let trimmed = target.strip_suffix('/')?;
     // `/` becomes the empty target; `redirect::location` writes an empty one as `/`.
     Uri::try_from(trimmed).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_follows_nginx_rewrite() {
-        assert_eq!(finish("/new", false, false, Some("a=1")), "/new?a=1");
-        assert_eq!(finish("/new?x=2", true, false, Some("a=1")), "/new?x=2&a=1");
-        assert_eq!(finish("/new?", true, true, Some("a=1")), "/new");
-        assert_eq!(finish("/new", false, false, None), "/new");
-    }
-
-    #[test]
-    fn results_are_origin_form() {
-        assert_eq!(finish("", false, false, None), "/");
-        assert_eq!(finish("bar", false, false, None), "/bar");
-        assert_eq!(finish("/a b\"{}", false, false, None), "/a%20b%22%7B%7D");
-        assert_eq!(finish("/100%", false, false, None), "/100%25");
-        assert_eq!(finish("/%41", false, false, None), "/%41");
-        assert_eq!(finish("/é", false, false, None), "/%C3%A9");
-    }
 }

@@ -9,7 +9,7 @@ mod regex_mode;
 mod table;
 
 pub use policy::{Balance, Piece, Policy, Protocol, Rewrite, RewriteTarget, UpstreamTls};
-pub use regex_mode::{is_target_byte, RegexLocation, RegexMode, RegexProblem};
+pub use regex_mode::{is_target_byte, rewrite_target, RegexLocation, RegexMode, RegexProblem};
 pub use table::{Decision, RouteTable, VirtualHost};
 
 use std::net::SocketAddr;

@@ -22,7 +22,7 @@ use std::collections::HashSet;
 use regex_automata::{meta, Anchored, Input};
 use serde::Serialize;
 
-use super::{PathType, Route};
+use super::{PathType, Piece, RewriteTarget, Route};
 
 /// Largest compiled program of one path regex. Real path regexes take a few KiB; this refuses
 /// the ones that would take megabytes (`\w{1000}` under Unicode, nested counted repetitions).
@@ -81,6 +81,11 @@ impl RegexLocation {
     /// Allocates the captures: called only for such rewrites.
     pub fn captures<'p>(&self, path: &'p str) -> Option<regex::Captures<'p>> {
         self.captures.as_ref()?.captures(path)
+    }
+
+    /// Whether nginx's location regex matches the normalised path.
+    pub fn is_match(&self, path: &str) -> bool {
+        self.matcher.is_match(path)
     }
 
     /// Whether the rewrite needs capture groups.
@@ -392,6 +397,104 @@ fn pcre_only(pattern: &str) -> Option<&'static str> {
     None
 }
 
+/// nginx's `rewrite "(?i)<path>" <target> break;` on the normalised path: the whole URI
+/// becomes the target with `$n` replaced by the groups of the rewrite regex's match (empty when
+/// a group did not take part). The query follows nginx: a target without `?` keeps the
+/// request's query; one with `?` puts its own arguments first and the request's after `&`; a
+/// target ending in `?` drops the request's. The result is always an origin-form
+/// request-target: it starts with `/`, and every byte a request-target cannot hold is
+/// percent-encoded. `None`: the rewrite regex does not match (nginx leaves the URI alone).
+pub fn rewrite_target(
+    location: &RegexLocation,
+    target: &RewriteTarget,
+    path: &str,
+    query: Option<&str>,
+) -> Option<String> {
+    let captures = if location.has_captures() {
+        Some(location.captures(path)?)
+    } else {
+        None
+    };
+    let mut raw = String::with_capacity(target.text.len() + path.len());
+    for piece in &target.pieces {
+        match piece {
+            Piece::Literal(text) => raw.push_str(text),
+            Piece::Group(n) => {
+                if let Some(m) = captures.as_ref().and_then(|c| c.get(*n)) {
+                    raw.push_str(m.as_str());
+                }
+            }
+        }
+    }
+    Some(finish(
+        &raw,
+        target.text.contains('?'),
+        target.text.ends_with('?'),
+        query,
+    ))
+}
+
+/// Assembles path and query from the substituted target (see [`rewrite_target`]).
+fn finish(raw: &str, has_args: bool, drop_args: bool, query: Option<&str>) -> String {
+    // Only a `?` of the target itself starts its arguments; captured text comes from the path
+    // and holds none.
+    let (path, args) = match raw.split_once('?') {
+        Some((p, a)) if has_args => (p, Some(a)),
+        _ => (raw, None),
+    };
+    let mut out = String::with_capacity(raw.len() + query.map_or(0, str::len) + 8);
+    if !path.starts_with('/') {
+        out.push('/');
+    }
+    encode_into(&mut out, path, false);
+    let args = args.filter(|a| !a.is_empty());
+    let query = query.filter(|q| !drop_args && !q.is_empty());
+    match (args, query) {
+        (Some(a), Some(q)) => {
+            out.push('?');
+            encode_into(&mut out, a, true);
+            out.push('&');
+            encode_into(&mut out, q, true);
+        }
+        (Some(a), None) => {
+            out.push('?');
+            encode_into(&mut out, a, true);
+        }
+        (None, Some(q)) => {
+            out.push('?');
+            encode_into(&mut out, q, true);
+        }
+        (None, None) => {}
+    }
+    out
+}
+
+/// Appends `text`, percent-encoding every byte an origin-form path (or, with `query`, a query)
+/// cannot hold; a `%` that starts no escape becomes `%25`.
+fn encode_into(out: &mut String, text: &str, query: bool) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let bytes = text.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape_start = b == b'%'
+            && bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
+        let keep = if b == b'%' {
+            escape_start
+        } else if b == b'?' {
+            query
+        } else {
+            is_target_byte(b)
+        };
+        if keep {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+    }
+}
+
 /// Whether `b` may appear as is in an origin-form request-target (RFC 3986 `pchar`, `/`, `?`).
 pub fn is_target_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric()
@@ -527,5 +630,23 @@ mod tests {
         let err = compile(&long).unwrap_err();
         assert!(err.len() < 400, "{}", err.len());
         assert!(quote(&long).len() < 200);
+    }
+
+    #[test]
+    fn query_follows_nginx_rewrite() {
+        assert_eq!(finish("/new", false, false, Some("a=1")), "/new?a=1");
+        assert_eq!(finish("/new?x=2", true, false, Some("a=1")), "/new?x=2&a=1");
+        assert_eq!(finish("/new?", true, true, Some("a=1")), "/new");
+        assert_eq!(finish("/new", false, false, None), "/new");
+    }
+
+    #[test]
+    fn results_are_origin_form() {
+        assert_eq!(finish("", false, false, None), "/");
+        assert_eq!(finish("bar", false, false, None), "/bar");
+        assert_eq!(finish("/a b\"{}", false, false, None), "/a%20b%22%7B%7D");
+        assert_eq!(finish("/100%", false, false, None), "/100%25");
+        assert_eq!(finish("/%41", false, false, None), "/%41");
+        assert_eq!(finish("/é", false, false, None), "/%C3%A9");
     }
 }
