@@ -500,3 +500,40 @@ async fn explain_names_the_matching_regex_and_the_rewrite() {
         .collect();
     assert_eq!(chosen, ["~* ^/foo"]);
 }
+
+// test/e2e/ingress/pathtype_mixed.go "should choose the correct location" (Exact `/foo` and
+// Prefix `/foo` → `location = /foo` and `location /foo/`), on a host another Ingress turns
+// regex: both become `~* ^/foo` and `~* ^/foo/` (template.go `buildLocation` with
+// enforceRegex), so the longer `/foo/` comes first and `^/foo` also takes `/foobar`.
+#[test]
+fn exact_and_prefix_under_regex_follow_nginx_locations() {
+    let host = "mixed.path";
+    let docs = [
+        echo_service("127.0.0.1:9".parse().expect("addr")),
+        ingress_typed("exact-foo", "/foo", "Exact", host, 0, &[]),
+        ingress("prefix-foo", "/foo", host, 1, &[]),
+        ingress_typed(
+            "regex",
+            "/zzz.*",
+            "ImplementationSpecific",
+            host,
+            2,
+            &[("use-regex", "true")],
+        ),
+    ];
+    let snapshot = tls::snapshot(&docs);
+    let translation = translate(&snapshot, &tls::options(), &mut Cache::default());
+    let served_by = |path: &str| {
+        translation
+            .table
+            .decide(host, path)
+            .route()
+            .map(|r| r.origin.name.clone())
+    };
+    assert_eq!(served_by("/foo/bar").as_deref(), Some("prefix-foo"));
+    assert_eq!(served_by("/foo").as_deref(), Some("exact-foo"));
+    assert_eq!(served_by("/foobar").as_deref(), Some("exact-foo"));
+    assert_eq!(served_by("/FOO").as_deref(), Some("exact-foo"));
+    assert_eq!(served_by("/zzz").as_deref(), Some("regex"));
+    assert_eq!(served_by("/other"), None);
+}
