@@ -728,10 +728,16 @@ impl fmt::Display for Explanation {
             writeln!(f, "refused: {reason}")?;
         }
         if let Some(p) = &r.forwarded_path {
-            writeln!(
-                f,
-                "forwarded as: {p:?} (the path that was matched, spec §6.1)"
-            )?;
+            let why = if self
+                .routes
+                .iter()
+                .any(|c| c.chosen && c.why.contains("rewrite-target"))
+            {
+                "rewrite-target of the matching location"
+            } else {
+                "the path that was matched, spec §6.1"
+            };
+            writeln!(f, "forwarded as: {p:?} ({why})")?;
         }
         match &self.vhost.selected {
             Some(v) => writeln!(f, "vhost:   {v} ({}): {}", self.vhost.how, self.vhost.why)?,
