@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use portico::routing::{
-    normalize, Backend, BackendRef, HostMatch, Origin, PathType, PortRef, Route, RouteTable,
-    Target, VirtualHost,
+    normalize, Backend, BackendRef, Decision, HostMatch, Origin, PathType, Piece, Policy, PortRef,
+    Rewrite, RewriteTarget, Route, RouteTable, Target, VirtualHost,
 };
 
 const ROUTES: usize = 10_000;
@@ -193,9 +193,134 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// issue 13: 5,000 Ingresses of one path each, `INGRESSES / HOSTS_5K` per host.
+const INGRESSES: usize = 5_000;
+const HOSTS_5K: usize = 1_000;
+
+/// Route of Ingress `i`: Prefix `/svc-i/api`, or, for a regex Ingress, `use-regex` and
+/// `rewrite-target: /$2` on ImplementationSpecific `/re-i/(v[0-9]+)/(.*)` (the shape of
+/// ingress-nginx's rewrite example).
+fn ingress_route(i: usize, regex: bool) -> Route {
+    if !regex {
+        return route(format!("/svc-{i}/api"), PathType::Prefix, i);
+    }
+    let policy = Policy {
+        rewrite: Some(Box::new(Rewrite {
+            use_regex: true,
+            target: Some(RewriteTarget {
+                text: "/$2".into(),
+                pieces: vec![Piece::Literal("/".into()), Piece::Group(2)],
+            }),
+            ..Rewrite::default()
+        })),
+        ..Policy::default()
+    };
+    let mut r = route(
+        format!("/re-{i}/(v[0-9]+)/(.*)"),
+        PathType::ImplementationSpecific,
+        i,
+    );
+    r.backend = Arc::new(r.backend.with_policy(Arc::new(policy)));
+    r
+}
+
+/// 5,000 Ingresses over 1,000 hosts; `is_regex(i)` says which use regex.
+fn table_5k(is_regex: impl Fn(usize) -> bool) -> RouteTable {
+    let per_host = INGRESSES / HOSTS_5K;
+    let vhosts = (0..HOSTS_5K)
+        .map(|h| {
+            let routes = (0..per_host)
+                .map(|k| {
+                    let i = h * per_host + k;
+                    ingress_route(i, is_regex(i))
+                })
+                .collect();
+            VirtualHost::new(HostMatch::Exact(format!("h{h}.example.com")), routes, None)
+        })
+        .collect();
+    RouteTable::new(vhosts, None)
+}
+
+/// Requests for the Ingresses' own paths (regex ones in their regex shape) and misses.
+fn requests_5k(is_regex: impl Fn(usize) -> bool) -> Vec<(String, String)> {
+    let per_host = INGRESSES / HOSTS_5K;
+    let mut rng = fastrand::Rng::with_seed(13);
+    (0..REQUESTS)
+        .map(|_| {
+            let i = rng.usize(0..INGRESSES);
+            let host = format!("h{}.example.com", i / per_host);
+            let path = match (is_regex(i), rng.u8(0..4)) {
+                (_, 0) => format!("/nothing/{}", rng.u32(..)),
+                (true, _) => format!("/re-{i}/v{}/items/{}", rng.u8(0..9), rng.u32(..)),
+                (false, _) => format!("/svc-{i}/api/items/{}", rng.u32(..)),
+            };
+            (host, path)
+        })
+        .collect()
+}
+
+fn bench_regex(c: &mut Criterion) {
+    let mut group = c.benchmark_group("match_5k_ingresses");
+    group.throughput(Throughput::Elements(REQUESTS as u64));
+    let per_host = INGRESSES / HOSTS_5K;
+    // Today's figure: no regex anywhere.
+    let none = |_: usize| false;
+    // 20 % of Ingresses, one on every host: ingress-nginx's scope makes every host regex.
+    let spread = |i: usize| i.is_multiple_of(per_host);
+    // 20 % of Ingresses, all on 20 % of the hosts: the other hosts keep the hash matcher.
+    let grouped = |i: usize| (i / per_host).is_multiple_of(5);
+    for (name, is_regex) in [
+        ("prefix_only", &none as &dyn Fn(usize) -> bool),
+        ("regex_20pct_every_host", &spread),
+        ("regex_20pct_on_20pct_of_hosts", &grouped),
+    ] {
+        let table = table_5k(is_regex);
+        let requests = requests_5k(is_regex);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                for (host, path) in &requests {
+                    let path = normalize::path(path);
+                    black_box(table.decide(host, &path).backend());
+                }
+            })
+        });
+    }
+    // The rewrite itself, for requests that hit a rewriting location.
+    let table = table_5k(spread);
+    let requests: Vec<(String, String)> = requests_5k(spread)
+        .into_iter()
+        .filter(|(_, p)| p.starts_with("/re-"))
+        .collect();
+    group.throughput(Throughput::Elements(requests.len() as u64));
+    group.bench_function("rewrite_target_regex_hits", |b| {
+        b.iter(|| {
+            for (host, path) in &requests {
+                if let Decision::Route {
+                    route,
+                    location: Some(location),
+                    ..
+                } = table.decide(host, path)
+                {
+                    let rewrite = route
+                        .backend
+                        .policy
+                        .rewrite
+                        .as_deref()
+                        .expect("regex route");
+                    let target = rewrite.target.as_ref().expect("target");
+                    black_box(portico::routing::rewrite_target(
+                        location, target, path, None,
+                    ));
+                }
+            }
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3));
-    targets = bench
+    targets = bench, bench_regex
 }
 criterion_main!(benches);

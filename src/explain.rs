@@ -15,7 +15,9 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::routing::normalize::PathRules;
-use crate::routing::{normalize, Decision, HostMatch, PathType, Route, RouteTable, Target};
+use crate::routing::{
+    normalize, rewrite_target, Decision, HostMatch, PathType, RegexMode, Route, RouteTable, Target,
+};
 use crate::tls::{format_time, normalize_sni, Binding, Certificate, CertificateInfo, TlsTable};
 use crate::translate::{Condition, Reason, Translation};
 
@@ -214,7 +216,38 @@ pub fn explain_with(
         .vhost()
         .map(|v| explain_routes(&v.routes, &match_path, decision.route(), v))
         .unwrap_or_default();
-    let outcome = explain_outcome(&decision);
+    let mut outcome = explain_outcome(&decision);
+    if let Some(root) = decision
+        .vhost()
+        .and_then(|v| v.app_root.as_deref())
+        .filter(|_| match_path == "/")
+    {
+        outcome.answer = format!("302 Found to {root} on this host (app-root)");
+        outcome.why = "app-root: ingress-nginx redirects a request for / at server level, before any location or HTTPS redirect".to_string();
+    }
+    // issue 13: what a rewriting location sends upstream.
+    let forwarded_path = match decision {
+        Decision::Route {
+            route,
+            location: Some(location),
+            ..
+        } if location.rewrites => route
+            .backend
+            .policy
+            .rewrite
+            .as_deref()
+            .and_then(|r| r.target.as_ref())
+            .and_then(|t| {
+                rewrite_target(
+                    location,
+                    t,
+                    &match_path,
+                    path.split_once('?').map(|(_, q)| q),
+                )
+            })
+            .or(forwarded_path),
+        _ => forwarded_path,
+    };
     let tls = explain_tls(translation, &match_host, sni);
     let redirect = explain_redirect(translation, &decision, host, path, &match_path);
     Explanation {
@@ -500,6 +533,9 @@ fn explain_routes(
     chosen: Option<&Route>,
     vhost: &crate::routing::VirtualHost,
 ) -> Vec<Candidate> {
+    if let Some(regex) = vhost.regex() {
+        return explain_regex(routes, path, regex);
+    }
     let chosen_rank = chosen.and_then(|c| routes.iter().position(|r| std::ptr::eq(r, c)));
     let shadowed: Vec<*const Route> = vhost.shadowed().map(|(r, _)| r as *const Route).collect();
     routes
@@ -519,6 +555,48 @@ fn explain_routes(
             Candidate {
                 rank: i + 1,
                 path: route.path.clone(),
+                path_type: route.path_type,
+                from: format!(
+                    "{}/{} rule {} path {}",
+                    route.origin.namespace, route.origin.name, route.origin.rule, route.origin.path
+                ),
+                backend: route.backend.reference.to_string(),
+                matched,
+                chosen: is_chosen,
+                why,
+            }
+        })
+        .collect()
+}
+
+/// A regex-mode host (issue 13): its locations in ingress-nginx's order, each with the regex
+/// nginx tests; the first that matches serves.
+fn explain_regex(routes: &[Route], path: &str, regex: &RegexMode) -> Vec<Candidate> {
+    let chosen = regex.lookup(path);
+    regex
+        .locations
+        .iter()
+        .enumerate()
+        .map(|(i, location)| {
+            let route = &routes[location.route];
+            let matched = location.is_match(path);
+            let is_chosen = chosen == Some(i);
+            let mut why = if matched {
+                format!("regex {} matches the path", location.pattern())
+            } else {
+                format!("regex {} does not match the path", location.pattern())
+            };
+            if matched && !is_chosen {
+                if let Some(w) = chosen {
+                    why = format!("{why}; but location {} comes first (nginx order)", w + 1);
+                }
+            }
+            if location.rewrites {
+                why.push_str("; rewrite-target applies");
+            }
+            Candidate {
+                rank: i + 1,
+                path: format!("~* ^{}", location.path),
                 path_type: route.path_type,
                 from: format!(
                     "{}/{} rule {} path {}",
@@ -578,6 +656,13 @@ fn match_reason(route: &Route, path: &str) -> (bool, String) {
 
 fn explain_outcome(decision: &Decision<'_>) -> Outcome {
     let (name, why) = match decision {
+        Decision::Route { location: Some(location), .. } => (
+            "route",
+            format!(
+                "regex mode (use-regex or rewrite-target on this host, as ingress-nginx): the first location in ingress-nginx's order whose case-insensitive regex matches serves: {}",
+                location.pattern()
+            ),
+        ),
         Decision::Route { .. } => ("route", "the first matching route in precedence order serves (spec §3.6)".to_string()),
         Decision::Fallback { .. } => (
             "fallback",
@@ -643,10 +728,16 @@ impl fmt::Display for Explanation {
             writeln!(f, "refused: {reason}")?;
         }
         if let Some(p) = &r.forwarded_path {
-            writeln!(
-                f,
-                "forwarded as: {p:?} (the path that was matched, spec §6.1)"
-            )?;
+            let why = if self
+                .routes
+                .iter()
+                .any(|c| c.chosen && c.why.contains("rewrite-target"))
+            {
+                "rewrite-target of the matching location"
+            } else {
+                "the path that was matched, spec §6.1"
+            };
+            writeln!(f, "forwarded as: {p:?} ({why})")?;
         }
         match &self.vhost.selected {
             Some(v) => writeln!(f, "vhost:   {v} ({}): {}", self.vhost.how, self.vhost.why)?,

@@ -22,7 +22,7 @@ fn from<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
 
 const NAMESPACES: &[&str] = &["a", "b"];
 const HOSTS: &[&str] = &["", "a.test", "b.test", "x.w.test", "*.w.test", "BAD.test"];
-const PATHS: &[&str] = &["/", "/a", "/a/", "/a/b", "//x", ""];
+const PATHS: &[&str] = &["/", "/a", "/a/", "/a/b", "//x", "", "/a/(.*)", "/x("];
 const TYPES: &[&str] = &["Exact", "Prefix", "ImplementationSpecific", "Regex"];
 const SERVICES: &[&str] = &["s0", "s1", "s2", "missing"];
 const SECRETS: &[&str] = &["t0", "t1", "ca"];
@@ -73,13 +73,13 @@ type IngressSpec = (
 );
 
 fn ingress_spec() -> impl Strategy<Value = IngressSpec> {
-    let path = (0..6usize, 0..4usize, 0..4usize, 0..4usize);
+    let path = (0..8usize, 0..4usize, 0..4usize, 0..4usize);
     let rule = (0..6usize, prop::collection::vec(path, 0..3));
     let tls = (prop::collection::vec(0..6usize, 0..2), 0..4usize);
     (
         0..4usize,
         0..3usize,
-        (0..4usize, 0..3usize, 0..2usize),
+        (0..4usize, 0..3usize, 0..6usize),
         prop::collection::vec(rule, 0..3),
         prop::option::of((0..4usize, 0..4usize)),
         prop::collection::vec(tls, 0..2),
@@ -107,8 +107,26 @@ fn ingress(ns: &str, name: &str, spec: &IngressSpec) -> Ingress {
         2 => drop(annotations.insert("portico.dev/proxy-ssl-secret".into(), json!("t0"))),
         _ => {}
     }
-    if *balance == 1 {
-        annotations.insert("portico.dev/load-balance".into(), json!("ewma"));
+    // issue 13: regex mode, rewrites (with a group some paths lack), app-root.
+    match balance {
+        1 => drop(annotations.insert("portico.dev/load-balance".into(), json!("ewma"))),
+        2 => {
+            annotations.insert(
+                "nginx.ingress.kubernetes.io/use-regex".into(),
+                json!("true"),
+            );
+            annotations.insert(
+                "nginx.ingress.kubernetes.io/rewrite-target".into(),
+                json!("/r/$1"),
+            );
+        }
+        3 => drop(annotations.insert(
+            "nginx.ingress.kubernetes.io/rewrite-target".into(),
+            json!("/"),
+        )),
+        4 => drop(annotations.insert("portico.dev/app-root".into(), json!("/app"))),
+        5 => drop(annotations.insert("portico.dev/use-regex".into(), json!("true"))),
+        _ => {}
     }
     if !annotations.is_empty() {
         metadata["annotations"] = json!(annotations);

@@ -148,7 +148,7 @@ pub static ANNOTATIONS: &[Entry] = &[
     e("affinity-canary-behavior", Planned(14), "`sticky` (default) or `legacy`."),
     e("affinity-mode", Planned(14), "`balanced` (default) or `persistent`."),
     e("allowlist-source-range", FailsClosed(14), "403 outside the list; fails closed (an invalid entry: 503). Today the Ingress fails closed: 503."),
-    e("app-root", Planned(13), "Redirect `/` to this path."),
+    e("app-root", Honoured, "302 from `/` to `SCHEME://HOST/ROOT` (the `Host` as sent), query dropped. Scope: the whole host, as ingress-nginx (a server-level `if`): a request for `/` redirects whichever Ingress of the host would serve it, before the HTTPS redirect. A value with `$` or other than a path (and query) is `InvalidAnnotation`."),
     e("auth-always-set-cookie", Planned(15), "Pass the auth service's `Set-Cookie` on every answer, not just successes."),
     e("auth-cache-duration", Planned(15), "Per-status cache times, default `200 202 401 5m`."),
     e("auth-cache-key", Planned(15), "Cache auth answers under this key template (parsed, bounded cache)."),
@@ -226,7 +226,7 @@ pub static ANNOTATIONS: &[Entry] = &[
     e("opentelemetry-trust-incoming-span", NotPlanned, "No issue yet: see `enable-opentelemetry`."),
     e("permanent-redirect", Planned(13), "Redirect instead of proxying; 301 unless `permanent-redirect-code`."),
     e("permanent-redirect-code", Planned(13), "Code for `permanent-redirect`, within ingress-nginx's accepted set."),
-    e("preserve-trailing-slash", Planned(13), "ingress-nginx strips one trailing slash from its HTTPS redirect unless this is `true`; Portico keeps it today, as if `true`."),
+    e("preserve-trailing-slash", Different, "`\"false\"` strips one trailing `/` of the request-target (query included, as `lua_ingress.lua`) in the HTTPS redirect; `\"true\"` keeps it. Difference: without the annotation Portico keeps it (spec §5.5), where ingress-nginx strips it; and `/` always stays `https://host/`."),
     e("proxy-body-size", Honoured, "nginx sizes (`8m`, `0` = no limit); 413, also for bodies without `Content-Length`. Default `--proxy-body-size` (1m, as ingress-nginx)."),
     e("proxy-buffer-size", Planned(14), "Issue 14 accepts it and states what it means for Portico."),
     e("proxy-buffering", Planned(14), "Response buffering; ingress-nginx's default `off` is what Portico does today (responses stream)."),
@@ -253,7 +253,7 @@ pub static ANNOTATIONS: &[Entry] = &[
     e("proxy-ssl-verify", Different, "`on`/`off` (default `off` with the nginx spelling, as ingress-nginx). Difference: Portico verifies the name `SERVICE.NAMESPACE.svc`; ingress-nginx verifies `proxy-ssl-name` (issue 15)."),
     e("proxy-ssl-verify-depth", Planned(15), "Upstream chain depth."),
     e("relative-redirects", NotPlanned, "No issue yet: Portico's redirects are absolute."),
-    e("rewrite-target", Planned(13), "With `$1…$n` captures; like `use-regex`, it turns every path of the host into a regex (ingress-nginx's scope). Today the backend gets the original path."),
+    e("rewrite-target", Different, "The upstream path becomes the target with `$1`…`$9` replaced by the groups of `(?i)PATH` matched on the normalised path (nginx's `rewrite … break`: the whole path is replaced; the query is kept, after the target's own arguments; a target ending in `?` drops it). Like `use-regex`, it turns every path of the host into a regex (see above). Not applied where the target equals the location path. Differences: `$name` nginx variables and URL targets (nginx redirects) are `InvalidAnnotation`; a `$n` the path lacks is `InvalidAnnotation` and the path serves unrewritten; characters a request-target cannot hold are percent-encoded."),
     e("satisfy", NotPlanned, "No issue yet, although it is access control: `any` lets one of basic auth, external auth or source range suffice; without it each must pass (ingress-nginx's default `all`)."),
     e("server-alias", Planned(13), "Extra host names for the host's server; host-wide scope as in ingress-nginx; ignored where it collides with a real host."),
     e("server-snippet", Dropped, "Never interpreted; redirects, `server-alias`, `from-to-www-redirect`, `custom-http-errors` (issue 13) cover the usual uses."),
@@ -279,9 +279,9 @@ pub static ANNOTATIONS: &[Entry] = &[
     e("upstream-hash-by-subset-size", Planned(14), "Subset size (default 3)."),
     e("upstream-vhost", Planned(13), "`Host` sent upstream. Today the client's `Host` is forwarded unchanged."),
     e("use-port-in-redirects", Planned(13), "Port in redirect `Location`s. Issue 13 lists the ConfigMap key; this annotation form goes with it."),
-    e("use-regex", Planned(13), "Paths become case-insensitive regexes for every path of the host once any Ingress of the host sets it (ingress-nginx's scope). Rust `regex` syntax. Today paths are literal."),
+    e("use-regex", Different, "Paths become case-insensitive regexes anchored at the start, for every path of the host once any Ingress of the host sets it, in ingress-nginx's location order (see above). Differences: Rust `regex` syntax (PCRE-only constructs are `InvalidPath`, the path never matches), Unicode-aware (`.`, `\\w`, case folding match characters, not bytes); the path is read after spec §3.4 step 5 (escapes of unreserved characters decoded, dot-segments removed)."),
     e("whitelist-source-range", FailsClosed(14), "Alias of `allowlist-source-range`. Today the Ingress fails closed: 503."),
-    e("x-forwarded-prefix", Planned(13), "Sets `X-Forwarded-Prefix` on the upstream request."),
+    e("x-forwarded-prefix", Honoured, "Sets `X-Forwarded-Prefix` to the value on requests the Ingress's `rewrite-target` rewrites (only those, as ingress-nginx's `buildProxyPass`); empty: not sent. A value that is not a header value is `InvalidAnnotation`."),
 ];
 
 #[rustfmt::skip]

@@ -17,6 +17,7 @@ mod observe;
 mod pool;
 mod proxy_protocol;
 mod redirect;
+mod rewrite;
 mod server;
 mod service;
 mod upstream;

@@ -19,9 +19,9 @@ use super::headers::{self, Forwarded};
 use super::observe::{Arrival, Pending, Seen};
 use super::pool::{Checkin, Pool};
 use super::upstream::{self, Clients, RetryBody, Upstream};
-use super::{redirect, ProxyBody, ProxyOptions, Scheme};
+use super::{redirect, rewrite, ProxyBody, ProxyOptions, Scheme};
 use crate::publish::Shared;
-use crate::routing::{normalize, Protocol, Target};
+use crate::routing::{normalize, Decision, Protocol, Target};
 
 /// Everything a request needs, shared by all connections of one listener.
 pub(crate) struct Context {
@@ -262,17 +262,40 @@ async fn proxy(
     };
 
     // spec §3.3–3.7; the guard is dropped at the end of this block, before any await.
+    let mut rewritten = None;
     let (backend, global) = {
         let published = ctx.shared.load();
         let decision = published.translation.table.decide(&match_host, &match_path);
         let series = ctx.options.observe.metrics.decision(&decision);
         seen.series = Some(series);
+        // issue 13: `app-root` is a server-level redirect in ingress-nginx, before any other.
+        if let Some(vhost) = decision.vhost().filter(|v| v.app_root.is_some()) {
+            let scheme = ctx.options.scheme;
+            if let Some(found) =
+                rewrite::app_root(vhost, &match_path, scheme, host_value, client_version)
+            {
+                return found.map_err(fail);
+            }
+        }
         // spec §5.5: translate decided which routes redirect; ACME challenges never do.
         if ctx.options.scheme == Scheme::Http
             && decision.ssl_redirect()
             && !redirect::is_acme_challenge(&match_path)
         {
-            return redirect::to_https(host_value, req.uri(), client_version).map_err(fail);
+            let uri = rewrite::redirect_uri(decision.route(), req.uri());
+            let uri = uri.as_ref().unwrap_or(req.uri());
+            return redirect::to_https(host_value, uri, client_version).map_err(fail);
+        }
+        // issue 13: `rewrite-target` of the regex location that matched.
+        if let Decision::Route {
+            route,
+            location: Some(location),
+            ..
+        } = decision
+        {
+            if let Some(r) = rewrite::apply(route, location, &match_path, req.uri().query()) {
+                rewritten = Some(r.map_err(fail)?);
+            }
         }
         match decision.backend() {
             Some(backend) => (backend.clone(), published.translation.global.clone()),
@@ -341,6 +364,14 @@ async fn proxy(
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
     let (parts, body) = req.into_parts();
+    let mut forwarded_prefix = None;
+    let upstream_target = match rewritten {
+        Some(r) => {
+            forwarded_prefix = r.prefix;
+            Some(r.path_and_query)
+        }
+        None => upstream_target,
+    };
     let path_and_query = upstream_target.unwrap_or_else(|| {
         parts
             .uri
@@ -379,6 +410,9 @@ async fn proxy(
     // A trusted `X-Forwarded-Host` is the upstream's Host (ingress-nginx `$best_http_host`).
     if let Some(host) = forwarded_host {
         headers.insert(HOST, host);
+    }
+    if let Some(prefix) = forwarded_prefix {
+        headers.insert(rewrite::X_FORWARDED_PREFIX.clone(), prefix);
     }
 
     // What only the access log needs is kept only when there is one.

@@ -6,12 +6,14 @@
 mod global;
 pub mod normalize;
 mod policy;
+mod regex_mode;
 mod table;
 
 pub use global::{
     hsts_value, Cidr, ForwardedHeaders, Global, HeaderBuffers, UpstreamKeepalive, HSTS_MAX_AGE,
 };
-pub use policy::{Balance, Policy, Protocol, UpstreamTls};
+pub use policy::{Balance, Piece, Policy, Protocol, Rewrite, RewriteTarget, UpstreamTls};
+pub use regex_mode::{is_target_byte, rewrite_target, RegexLocation, RegexMode, RegexProblem};
 pub use table::{Decision, RouteTable, VirtualHost};
 
 use std::net::SocketAddr;

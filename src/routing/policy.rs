@@ -101,6 +101,73 @@ pub struct Policy {
     /// Verify HTTPS/GRPCS upstreams against this CA; `None`: no verification.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_tls: Option<UpstreamTls>,
+    /// `use-regex`, `rewrite-target`, `app-root`, `x-forwarded-prefix`,
+    /// `preserve-trailing-slash` (issue 13); `None` when the Ingress sets none of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<Box<Rewrite>>,
+}
+
+/// The regex and rewrite annotations of one Ingress, typed at translate time
+/// (`translate::rewrite`). How the proxy applies them is in `proxy::rewrite`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Rewrite {
+    /// `use-regex: "true"`: this Ingress's paths are regexes, and so are all paths of its
+    /// hosts (ingress-nginx `enforceRegexModifier`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub use_regex: bool,
+    /// `rewrite-target`, parsed into literal text and `$n` capture references.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<RewriteTarget>,
+    /// `x-forwarded-prefix`: sent upstream as `X-Forwarded-Prefix` on rewritten requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub x_forwarded_prefix: Option<String>,
+    /// `app-root`: a request for `/` of the host gets a 302 to this path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_root: Option<String>,
+    /// `preserve-trailing-slash: "false"`: the HTTPS redirect drops one trailing `/` of the
+    /// request-target, as ingress-nginx's default does.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub strip_trailing_slash: bool,
+}
+
+impl Rewrite {
+    /// Whether this Ingress turns every path of its hosts into a regex: `use-regex` or any
+    /// `rewrite-target` (ingress-nginx `enforceRegexModifier` checks `Target != ""`).
+    pub fn enforces_regex(&self) -> bool {
+        self.use_regex || self.target.is_some()
+    }
+}
+
+/// A `rewrite-target` value: the text as written and its pieces.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct RewriteTarget {
+    pub text: String,
+    #[serde(skip)]
+    pub pieces: Vec<Piece>,
+}
+
+impl RewriteTarget {
+    /// The highest capture group referenced (`0` when none).
+    pub fn max_group(&self) -> usize {
+        self.pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Group(n) => *n,
+                Piece::Literal(_) => 0,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// One piece of a rewrite target.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Piece {
+    Literal(String),
+    /// `$n`: the text of capture group `n` (`$0`: the whole match), empty when it did not
+    /// take part in the match (as nginx's `rewrite`).
+    Group(usize),
 }
 
 impl Policy {

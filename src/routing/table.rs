@@ -10,6 +10,7 @@ use serde::Serialize;
 /// short strings; lookups with request-chosen keys cannot grow the map, so flooding does not apply.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+use super::regex_mode::{self, RegexLocation, RegexMode, RegexProblem};
 use super::{Backend, HostMatch, Route};
 
 /// All routes for one rule host, merged across Ingresses (spec §3.8).
@@ -38,19 +39,75 @@ pub struct VirtualHost {
     /// lengths cannot hit and are skipped.
     #[serde(skip)]
     prefix_lengths: Vec<bool>,
+    /// Regex mode (issue 13): set when any route's Ingress has `use-regex` or
+    /// `rewrite-target`; then every path of the host is a case-insensitive regex anchored at
+    /// the start and the first one in ingress-nginx's location order wins. `None`: spec
+    /// §3.5/§3.6 matching above.
+    #[serde(rename = "regexLocations", skip_serializing_if = "Option::is_none")]
+    regex: Option<Arc<RegexMode>>,
+    /// `app-root` of the host: a request for `/` is redirected there (ingress-nginx writes
+    /// the redirect at server level, so it applies whichever location would match).
+    #[serde(rename = "appRoot", skip_serializing_if = "Option::is_none")]
+    pub app_root: Option<Box<str>>,
+    /// Paths and rewrite targets regex mode could not use; translate reports them.
+    #[serde(skip)]
+    regex_problems: Vec<RegexProblem>,
 }
 
 impl VirtualHost {
     /// Builds a vhost from routes given in age order (spec §0: oldest Ingress first, then rule
     /// index, then path index). The sort is stable, so age order decides ties (spec §3.6 step 4).
     pub fn new(host: HostMatch, mut routes: Vec<Route>, fallback: Option<Arc<Backend>>) -> Self {
-        routes.sort_by_key(|r| {
+        let precedence = |r: &Route| {
             (
                 Reverse(r.effective_len()),
                 r.path_type.is_prefix(),
                 Reverse(r.path.len()),
             )
-        });
+        };
+        let rewriting = routes.iter().any(|r| r.backend.policy.rewrite.is_some());
+        let mut regex = None;
+        let mut app_root = None;
+        let mut regex_problems = Vec::new();
+        if rewriting {
+            // issue 13: ingress-nginx's locations are computed from the routes in age order.
+            let specs = regex_mode::nginx_locations(&routes);
+            let mut order: Vec<usize> = (0..routes.len()).collect();
+            order.sort_by_key(|&i| precedence(&routes[i]));
+            let mut position = vec![0; routes.len()];
+            for (sorted, &age) in order.iter().enumerate() {
+                position[age] = sorted;
+            }
+            // ingress-nginx writes one `if ($uri = /) { return 302 ... }` per location with
+            // an app root, in location order: the first one answers.
+            app_root = specs.iter().find_map(|spec| {
+                let rewrite = routes[spec.route].backend.policy.rewrite.as_deref()?;
+                rewrite.app_root.as_deref().map(Box::from)
+            });
+            let enforce = routes.iter().any(|r| {
+                r.backend
+                    .policy
+                    .rewrite
+                    .as_deref()
+                    .is_some_and(|rw| rw.enforces_regex())
+            });
+            if enforce {
+                let by_age: Vec<&Route> = routes.iter().collect();
+                regex = Some(Arc::new(RegexMode::build(
+                    specs,
+                    &by_age,
+                    &position,
+                    &mut regex_problems,
+                )));
+            }
+            let mut slots: Vec<Option<Route>> = routes.into_iter().map(Some).collect();
+            routes = order
+                .iter()
+                .filter_map(|&i| slots.get_mut(i).and_then(Option::take))
+                .collect();
+        } else {
+            routes.sort_by_key(precedence);
+        }
         let mut exact = HashMap::default();
         let mut prefix = HashMap::default();
         let mut prefix_lengths = Vec::new();
@@ -74,12 +131,34 @@ impl VirtualHost {
             exact_lengths,
             prefix,
             prefix_lengths,
+            regex,
+            app_root,
+            regex_problems,
         }
+    }
+
+    /// The host's regex mode, when it has one (issue 13).
+    pub fn regex(&self) -> Option<&RegexMode> {
+        self.regex.as_deref()
+    }
+
+    /// Paths and rewrite targets regex mode could not use (route index, message).
+    pub fn regex_problems(&self) -> &[RegexProblem] {
+        &self.regex_problems
+    }
+
+    /// The winning route and, on a regex-mode host, the location that matched.
+    pub fn lookup_location(&self, path: &str) -> Option<(&Route, Option<&RegexLocation>)> {
+        if let Some(regex) = &self.regex {
+            let location = &regex.locations[regex.lookup(path)?];
+            return Some((&self.routes[location.route], Some(location)));
+        }
+        self.lookup_index(path).map(|i| (&self.routes[i], None))
     }
 
     /// The route that wins for a normalised request path, if any (spec §3.5, §3.6).
     pub fn lookup(&self, path: &str) -> Option<&Route> {
-        self.lookup_index(path).map(|i| &self.routes[i])
+        self.lookup_location(path).map(|(route, _)| route)
     }
 
     fn lookup_index(&self, path: &str) -> Option<usize> {
@@ -136,8 +215,19 @@ impl VirtualHost {
     }
 
     /// Routes that can never be chosen: another route with the same match set outranks them.
+    /// On a regex-mode host, a route is shadowed by an older one with the same path and
+    /// pathType (ingress-nginx keeps the first such location); the sort keeps age order among
+    /// them.
     pub fn shadowed(&self) -> impl Iterator<Item = (&Route, &Route)> {
-        self.routes.iter().enumerate().filter_map(|(i, r)| {
+        let regex = self.regex.is_some();
+        self.routes.iter().enumerate().filter_map(move |(i, r)| {
+            if regex {
+                let w = self
+                    .routes
+                    .iter()
+                    .position(|o| o.path == r.path && o.path_type == r.path_type)?;
+                return (w != i).then(|| (r, &self.routes[w]));
+            }
             let winner = if r.path_type.is_prefix() {
                 self.prefix.get(r.prefix_key())
             } else {
@@ -173,6 +263,9 @@ pub enum Decision<'a> {
     Route {
         vhost: &'a VirtualHost,
         route: &'a Route,
+        /// On a regex-mode host, the location that matched (issue 13): the proxy rewrites
+        /// from it, `explain` names it.
+        location: Option<&'a RegexLocation>,
     },
     /// The vhost was selected but no path matched; its fallback backend serves (spec §3.7).
     Fallback {
@@ -313,8 +406,12 @@ impl RouteTable {
     pub fn decide(&self, host: &str, path: &str) -> Decision<'_> {
         let vhost = self.select_vhost(host);
         if let Some(vhost) = vhost {
-            if let Some(route) = vhost.lookup(path) {
-                return Decision::Route { vhost, route };
+            if let Some((route, location)) = vhost.lookup_location(path) {
+                return Decision::Route {
+                    vhost,
+                    route,
+                    location,
+                };
             }
             if let Some(backend) = &vhost.fallback {
                 return Decision::Fallback { vhost, backend };

@@ -36,6 +36,11 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     BACKEND_PROTOCOL,
     PROXY_SSL_SECRET,
     PROXY_SSL_VERIFY,
+    super::rewrite::USE_REGEX,
+    super::rewrite::REWRITE_TARGET,
+    super::rewrite::APP_ROOT,
+    super::rewrite::X_FORWARDED_PREFIX,
+    super::rewrite::PRESERVE_TRAILING_SLASH,
 ];
 
 /// ingress-nginx annotations that switch on access control (basic or external
@@ -205,6 +210,8 @@ pub(super) fn policy(
             }
         }
     }
+    // issue 13: regex paths and rewrites.
+    policy.rewrite = super::rewrite::parse(&get, &mut invalid);
     (policy, errors)
 }
 

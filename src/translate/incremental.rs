@@ -572,7 +572,8 @@ pub(super) struct Built {
     /// Whether its host had a TLS binding (spec §5.5).
     pub has_tls: bool,
     pub vhost: Arc<VirtualHost>,
-    /// `PathShadowed` conditions of its routes (spec §3.6).
+    /// `PathShadowed` conditions of its routes (spec §3.6), and the regex-mode problems of
+    /// its paths (issue 13).
     pub shadowed: Vec<Condition>,
 }
 
@@ -613,7 +614,7 @@ pub(super) fn build_vhost(
     let mut vhost = VirtualHost::new(host.clone(), routes, fallback);
     vhost.ssl_redirect = force_ssl_redirect || (has_tls && miss_redirect);
     // spec §3.6: identical match sets are decided by precedence; the losers are reported.
-    let shadowed = vhost
+    let mut shadowed: Vec<Condition> = vhost
         .shadowed()
         .map(|(loser, winner)| Condition {
             object: ObjectRef {
@@ -634,6 +635,27 @@ pub(super) fn build_vhost(
             ),
         })
         .collect();
+    // issue 13: paths a regex-mode host cannot use, rewrite targets naming missing groups.
+    shadowed.extend(vhost.regex_problems().iter().map(|problem| {
+        let route = &vhost.routes[problem.route];
+        let (reason, what) = if problem.rewrite_target {
+            (Reason::InvalidAnnotation, "annotation rewrite-target, ")
+        } else {
+            (Reason::InvalidPath, "")
+        };
+        Condition {
+            object: ObjectRef {
+                kind: "Ingress".to_string(),
+                namespace: route.origin.namespace.clone(),
+                name: route.origin.name.clone(),
+            },
+            reason,
+            message: format!(
+                "{what}rule {} path {} on host {}: {}",
+                route.origin.rule, route.origin.path, vhost.host, problem.message
+            ),
+        }
+    }));
     Built {
         revs: contributors.iter().map(|(p, _)| p.rev).collect(),
         has_tls,

@@ -9,6 +9,7 @@ mod class;
 pub mod configmap;
 mod incremental;
 mod paths;
+mod rewrite;
 mod tls;
 
 pub use annotations::{parse_size, parse_timeout};
