@@ -291,6 +291,9 @@ pub async fn run(
             balancer: balancer.clone(),
             observe: observe.clone(),
             path_rules: config.path_rules,
+            // The ConfigMap's redirect keys arrive with `--configmap` (the integrator wires
+            // `RedirectSettings::from_configmap` here).
+            redirects: proxy::RedirectSettings::default(),
         })
     };
     // Graceful shutdown: unready at once, keep serving for the delay (balancers notice),

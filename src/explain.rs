@@ -393,6 +393,21 @@ fn explain_redirect(
             .iter()
             .find(|s| s.ingress.namespace == ns && s.ingress.name == name)
     };
+    // `permanent-redirect` / `temporal-redirect` answer before anything else, on HTTP and
+    // HTTPS alike (ingress-nginx's `return` runs before its HTTPS redirect).
+    if let Some((r, fixed)) = decision
+        .route()
+        .and_then(|r| Some((r, r.backend.policy.redirect.as_ref()?)))
+    {
+        return RedirectChoice {
+            redirected: true,
+            location: Some(fixed.url.clone()),
+            why: format!(
+                "{}: the route's Ingress {}/{} sets a fixed redirect (permanent-redirect or temporal-redirect), on HTTP and HTTPS",
+                fixed.code, r.origin.namespace, r.origin.name
+            ),
+        };
+    }
     if decision.ssl_redirect() {
         if crate::proxy::is_acme_challenge(match_path) {
             return not(format!(
@@ -404,6 +419,19 @@ fn explain_redirect(
             Some(r) => {
                 let by = setting(&r.origin.namespace, &r.origin.name)
                     .map_or("--ssl-redirect", |s| s.set_by.as_str());
+                let has_tls = decision
+                    .vhost()
+                    .is_some_and(|v| translation.tls.has_tls(&v.host));
+                if !has_tls {
+                    return RedirectChoice {
+                        redirected: true,
+                        location: Some(crate::proxy::redirect_location(host, path)),
+                        why: format!(
+                            "308 Permanent Redirect: the route's Ingress {}/{} sets force-ssl-redirect (redirects without TLS on the vhost)",
+                            r.origin.namespace, r.origin.name
+                        ),
+                    };
+                }
                 format!(
                     "the vhost has TLS and the route's Ingress {}/{} redirects ({by}) (spec §5.5)",
                     r.origin.namespace, r.origin.name

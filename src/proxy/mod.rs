@@ -16,6 +16,7 @@ mod observe;
 mod pool;
 mod proxy_protocol;
 mod redirect;
+mod response_rewrite;
 mod server;
 mod service;
 mod upstream;
@@ -35,7 +36,7 @@ pub use error::{ClientFault, ProxyError};
 pub use proxy_protocol::Cidr;
 /// The PROXY header parser, public for tests/fuzz.rs.
 pub use proxy_protocol::{read_header, ProxyHeaderError};
-pub use redirect::{is_acme_challenge, location as redirect_location};
+pub use redirect::{is_acme_challenge, location as redirect_location, RedirectSettings};
 pub use server::{serve, serve_tls, TlsListener};
 
 /// The body type of every response the proxy writes to clients.
@@ -132,6 +133,9 @@ pub struct ProxyOptions {
     pub observe: Observe,
     /// What the path checks let through (`--allow-encoded-slashes`, spec §6.1).
     pub path_rules: crate::routing::normalize::PathRules,
+    /// The controller ConfigMap's redirect keys (`use-port-in-redirects`,
+    /// `http-redirect-code`): [`RedirectSettings::from_configmap`].
+    pub redirects: RedirectSettings,
 }
 
 /// The metrics and access log one listener feeds. The default counts into a private
@@ -168,6 +172,7 @@ impl Default for ProxyOptions {
             balancer: Arc::default(),
             observe: Observe::default(),
             path_rules: Default::default(),
+            redirects: RedirectSettings::default(),
         }
     }
 }

@@ -19,7 +19,7 @@ use super::headers::{self, Forwarded};
 use super::observe::{Arrival, Pending, Seen};
 use super::pool::{Checkin, Pool};
 use super::upstream::{self, Clients, RetryBody, Upstream};
-use super::{redirect, ProxyBody, ProxyOptions, Scheme};
+use super::{redirect, response_rewrite, ProxyBody, ProxyOptions, Scheme};
 use crate::publish::Shared;
 use crate::routing::{normalize, Backend, Protocol, Target};
 
@@ -254,12 +254,25 @@ async fn proxy(
         let decision = published.translation.table.decide(&match_host, &match_path);
         let series = ctx.options.observe.metrics.decision(&decision);
         seen.series = Some(series);
-        // spec §5.5: translate decided which routes redirect; ACME challenges never do.
+        // `permanent-redirect` / `temporal-redirect`: answered before anything else, as
+        // nginx's `return` runs before ingress-nginx's HTTPS redirect (proxy/redirect.rs).
+        if let Some(fixed) = decision.backend().and_then(|b| b.policy.redirect.as_ref()) {
+            return redirect::fixed(fixed, client_version).map_err(fail);
+        }
+        // spec §5.5: translate decided which routes redirect; ACME challenges never do, nor
+        // requests a trusted balancer says arrived over HTTPS.
         if ctx.options.scheme == Scheme::Http
             && decision.ssl_redirect()
             && !redirect::is_acme_challenge(&match_path)
+            && !redirect::forwarded_https(req.headers(), client.trusted, &ctx.options)
         {
-            return redirect::to_https(host_value, req.uri(), client_version).map_err(fail);
+            return redirect::to_https(
+                host_value,
+                req.uri(),
+                client_version,
+                &ctx.options.redirects,
+            )
+            .map_err(fail);
         }
         match decision.backend() {
             Some(backend) => backend.clone(),
@@ -343,6 +356,12 @@ async fn proxy(
             host_value: &host_header,
         },
     );
+    // `upstream-vhost`: the upstream's Host; X-Forwarded-Host keeps the client's.
+    if let Some(vhost) = &policy.upstream_vhost {
+        if let Ok(value) = HeaderValue::from_str(vhost) {
+            headers.insert(HOST, value);
+        }
+    }
 
     // What only the access log needs is kept only when there is one.
     let logging = ctx.options.observe.access_log.is_some();
@@ -536,6 +555,9 @@ async fn proxy(
 
     let (mut parts, body) = response.into_parts();
     finish_headers(&mut parts.headers, false);
+    if let Some(rewrite) = &policy.rewrite_response {
+        response_rewrite::apply(rewrite, &mut parts.headers);
+    }
     parts.version = response_version(client_version);
     let body = match checkin {
         Some(checkin) => checkin.wrap(body).boxed(),

@@ -101,6 +101,47 @@ pub struct Policy {
     /// Verify HTTPS/GRPCS upstreams against this CA; `None`: no verification.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_tls: Option<UpstreamTls>,
+    /// `permanent-redirect` / `temporal-redirect`: answer every request with this redirect
+    /// instead of proxying (ingress-nginx's `return CODE URL;`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<Redirect>,
+    /// `upstream-vhost`: the `Host` header the upstream sees, checked as a field value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_vhost: Option<String>,
+    /// `proxy-redirect-*`, `proxy-cookie-*`: response header rewriting (`proxy/response_rewrite`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rewrite_response: Option<ResponseRewrite>,
+}
+
+/// A fixed redirect: `Location: url` with `code` (301, 302, 303, 307 or 308).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Redirect {
+    pub code: u16,
+    pub url: String,
+}
+
+/// One `from → to` replacement (nginx `proxy_redirect FROM TO`, `proxy_cookie_domain`,
+/// `proxy_cookie_path`); both literal strings, never patterns.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Replace {
+    pub from: String,
+    pub to: String,
+}
+
+/// How upstream response headers are rewritten; each `None` leaves its headers alone.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ResponseRewrite {
+    /// `Location` and `Refresh` (`proxy_redirect`): a prefix, case-sensitive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Replace>,
+    /// The `Domain` attribute of `Set-Cookie` (`proxy_cookie_domain`): the whole domain,
+    /// case-insensitive, a leading dot ignored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cookie_domain: Option<Replace>,
+    /// The `Path` attribute of `Set-Cookie` (`proxy_cookie_path`): a prefix, case-sensitive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cookie_path: Option<Replace>,
 }
 
 impl Policy {

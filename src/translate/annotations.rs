@@ -36,6 +36,17 @@ const IMPLEMENTED: &[&str] = &[
     BACKEND_PROTOCOL,
     PROXY_SSL_SECRET,
     PROXY_SSL_VERIFY,
+    // Read by `redirects.rs` (issue 13: redirects, upstream Host, response rewriting).
+    super::redirects::PERMANENT_REDIRECT,
+    super::redirects::PERMANENT_REDIRECT_CODE,
+    super::redirects::TEMPORAL_REDIRECT,
+    super::redirects::TEMPORAL_REDIRECT_CODE,
+    super::redirects::FORCE_SSL_REDIRECT,
+    super::redirects::UPSTREAM_VHOST,
+    super::redirects::PROXY_REDIRECT_FROM,
+    super::redirects::PROXY_REDIRECT_TO,
+    super::redirects::PROXY_COOKIE_DOMAIN,
+    super::redirects::PROXY_COOKIE_PATH,
 ];
 
 /// ingress-nginx annotations that switch on access control (basic or external

@@ -16,7 +16,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 
 use super::backends::{Backends, Resolved, SERVICE_NAME_LABEL};
-use super::{annotations, paths, tls, Condition, ObjectRef, Options, Reason};
+use super::{annotations, paths, redirects, tls, Condition, ObjectRef, Options, Reason};
 use crate::routing::{
     Backend, BackendRef, HostMatch, Origin, Policy, Route, Target, Unavailable, VirtualHost,
 };
@@ -222,6 +222,8 @@ pub(super) struct Part {
     /// spec §5.5: its redirect choice and what decided it.
     pub redirect: bool,
     pub set_by: &'static str,
+    /// `force-ssl-redirect`: its routes redirect plain HTTP even on hosts without TLS.
+    pub force_ssl: bool,
     /// The conditions that depend on this Ingress alone.
     pub conditions: Vec<Condition>,
     pub policy: Option<Arc<Policy>>,
@@ -392,6 +394,7 @@ pub(super) fn derive(
             object,
             redirect: options.ssl_redirect,
             set_by: tls::GLOBAL_SSL_REDIRECT,
+            force_ssl: false,
             conditions,
             policy: None,
             default: None,
@@ -414,7 +417,9 @@ pub(super) fn derive(
     };
     // Proxy annotations, typed once here; a backend under non-default ones gets its own copy
     // carrying them.
-    let (policy, invalid) = annotations::policy(ingress, secrets);
+    let (mut policy, mut invalid) = annotations::policy(ingress, secrets);
+    // Redirects, the upstream Host and response rewriting (issue 13).
+    let force_ssl = redirects::apply(ingress, &mut policy, &mut invalid).force_ssl;
     for message in invalid {
         condition(Reason::InvalidAnnotation, message);
     }
@@ -492,7 +497,7 @@ pub(super) fn derive(
                         rule: rule_index,
                         path: path_index,
                     },
-                    ssl_redirect: redirect,
+                    ssl_redirect: redirect || force_ssl,
                 },
                 reference,
             ));
@@ -514,6 +519,7 @@ pub(super) fn derive(
         object,
         redirect,
         set_by,
+        force_ssl,
         conditions,
         policy,
         default,
@@ -601,7 +607,9 @@ pub(super) fn build_vhost(
             let mut route = route.clone();
             // spec §5.5: only vhosts whose host is bound to a certificate redirect; each
             // route keeps its own Ingress's choice.
-            route.ssl_redirect &= has_tls;
+            // `force-ssl-redirect` redirects without TLS too (ingress-nginx
+            // `lua_ingress.lua` `redirect_to_https`).
+            route.ssl_redirect = part.force_ssl || (route.ssl_redirect && has_tls);
             routes.push(route);
         }
     }

@@ -8,6 +8,7 @@ mod backends;
 mod class;
 mod incremental;
 mod paths;
+mod redirects;
 mod tls;
 
 pub use annotations::{parse_size, parse_timeout};
