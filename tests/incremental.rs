@@ -79,7 +79,7 @@ fn ingress_spec() -> impl Strategy<Value = IngressSpec> {
     (
         0..4usize,
         0..3usize,
-        (0..4usize, 0..3usize, 0..2usize),
+        (0..4usize, 0..3usize, 0..4usize),
         prop::collection::vec(rule, 0..3),
         prop::option::of((0..4usize, 0..4usize)),
         prop::collection::vec(tls, 0..2),
@@ -107,8 +107,24 @@ fn ingress(ns: &str, name: &str, spec: &IngressSpec) -> Ingress {
         2 => drop(annotations.insert("portico.dev/proxy-ssl-secret".into(), json!("t0"))),
         _ => {}
     }
-    if *balance == 1 {
-        annotations.insert("portico.dev/load-balance".into(), json!("ewma"));
+    match balance {
+        1 => drop(annotations.insert("portico.dev/load-balance".into(), json!("ewma"))),
+        // Issue 13: the ClusterIP replaces endpoints; redirects live in the policy.
+        2 => drop(annotations.insert(
+            "nginx.ingress.kubernetes.io/service-upstream".into(),
+            json!("true"),
+        )),
+        3 => {
+            annotations.insert(
+                "nginx.ingress.kubernetes.io/force-ssl-redirect".into(),
+                json!("true"),
+            );
+            annotations.insert(
+                "nginx.ingress.kubernetes.io/permanent-redirect".into(),
+                json!("https://elsewhere.example/"),
+            );
+        }
+        _ => {}
     }
     if !annotations.is_empty() {
         metadata["annotations"] = json!(annotations);
@@ -159,7 +175,7 @@ fn ingress(ns: &str, name: &str, spec: &IngressSpec) -> Ingress {
 fn service(ns: &str, name: &str, variant: usize) -> Service {
     let spec = match variant % 4 {
         0 => {
-            json!({"ports": [{"name": "http", "port": 80}, {"name": "dns", "port": 81, "protocol": "UDP"}]})
+            json!({"clusterIP": "10.96.0.10", "ports": [{"name": "http", "port": 80}, {"name": "dns", "port": 81, "protocol": "UDP"}]})
         }
         1 => {
             json!({"ports": [{"name": "http", "port": 80, "targetPort": 8081, "appProtocol": "kubernetes.io/h2c"}]})

@@ -418,3 +418,57 @@ async fn proxy_cookie_domain_and_path_rewrite_set_cookie() {
         ]
     );
 }
+
+/// serviceupstream.go "when using the default value (false) and enabling in the
+/// annotations" / "should use the Service Cluster IP and Port": with `service-upstream:
+/// "true"` the one upstream is the ClusterIP and the Service's port, not the endpoints. Here the ClusterIP is the echo backend on 127.0.0.1 and the only
+/// endpoint is a closed port, so a 200 proves which one was dialled; without the annotation
+/// the same Service answers 502.
+#[tokio::test]
+async fn service_upstream_dials_the_cluster_ip() {
+    let echo = start_echo("cluster-ip").await;
+    let closed = support::closed_port().await;
+    let service = format!(
+        "apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {{name: portico}}
+spec: {{controller: portico.dev/ingress-controller}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: echo, namespace: default}}
+spec:
+  clusterIP: 127.0.0.1
+  ports: [{{name: http, port: {port}, targetPort: {closed}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: echo-1
+  namespace: default
+  labels: {{kubernetes.io/service-name: echo}}
+addressType: IPv4
+ports: [{{name: http, port: {closed}}}]
+endpoints:
+- addresses: [\"127.0.0.1\"]
+",
+        port = echo.port(),
+        closed = closed.port()
+    );
+    let with = ingress(
+        "with",
+        "with.example",
+        "/",
+        &[(&n("service-upstream"), "true")],
+    )
+    .replace("number: 80", &format!("number: {}", echo.port()));
+    let without = ingress("without", "without.example", "/", &[])
+        .replace("number: 80", &format!("number: {}", echo.port()));
+    let translation = translate_yaml(&[service, with, without]);
+    let proxy = Proxy::start().await;
+    publish(&proxy, translation);
+    let response = proxy.get("with.example", "/").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.json()["name"], "cluster-ip");
+    assert_eq!(proxy.get("without.example", "/").await.status, 502);
+}

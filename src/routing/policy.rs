@@ -111,6 +111,12 @@ pub struct Policy {
     /// `proxy-redirect-*`, `proxy-cookie-*`: response header rewriting (`proxy/response_rewrite`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rewrite_response: Option<ResponseRewrite>,
+    /// `service-upstream`: with `Some(true)` the backend's one endpoint is the Service's
+    /// ClusterIP and port (translate replaces the target; kept here so the shared backend
+    /// differs). `Some(false)` is an explicit "no", for when the ConfigMap's global
+    /// `service-upstream` arrives (`None` will then mean "the global setting").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_upstream: Option<bool>,
 }
 
 /// A fixed redirect: `Location: url` with `code` (301, 302, 303, 307 or 308).

@@ -47,6 +47,7 @@ const IMPLEMENTED: &[&str] = &[
     super::redirects::PROXY_REDIRECT_TO,
     super::redirects::PROXY_COOKIE_DOMAIN,
     super::redirects::PROXY_COOKIE_PATH,
+    super::redirects::SERVICE_UPSTREAM,
 ];
 
 /// ingress-nginx annotations that switch on access control (basic or external

@@ -283,6 +283,38 @@ fn with_policy(
     }
 }
 
+/// `service-upstream` (ingress-nginx `controller.go`): a Service backend's one endpoint
+/// becomes the Service's ClusterIP and port, endpoints or not; without a ClusterIP the
+/// endpoints stay, as in ingress-nginx, and the reason is returned.
+fn service_upstream(
+    backends: &Backends<'_>,
+    policy: &Option<Arc<Policy>>,
+    backend: Arc<Backend>,
+) -> (Arc<Backend>, Option<String>) {
+    if policy
+        .as_ref()
+        .is_none_or(|p| p.service_upstream != Some(true))
+    {
+        return (backend, None);
+    }
+    if !matches!(
+        backend.target,
+        Target::Endpoints(_) | Target::Unavailable(Unavailable::NoEndpoints)
+    ) {
+        return (backend, None);
+    }
+    match backends.cluster_endpoint(&backend.reference) {
+        Ok(addr) => (
+            Arc::new(Backend {
+                target: Target::Endpoints(vec![addr]),
+                ..(*backend).clone()
+            }),
+            None,
+        ),
+        Err(why) => (backend, Some(why)),
+    }
+}
+
 /// A resolved backend and, when it came from the shared resolution, its reference.
 fn slot(resolved: &Resolved) -> Option<BackendRef> {
     let malformed = resolved
@@ -307,6 +339,7 @@ pub(super) fn rebind(
     let fails_closed = part.blocked;
     let mut again = |reference: &BackendRef| {
         let backend = backends.again(reference);
+        let (backend, _) = service_upstream(backends, &policy, backend);
         with_policy(
             with_policies,
             fails_closed.then_some(&mut *blocked),
@@ -426,14 +459,19 @@ pub(super) fn derive(
     let policy = (!policy.is_default()).then(|| Arc::new(policy));
     let spec = ingress.spec.as_ref();
     let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();
+    // `service-upstream` problems, once per Service (reported after the rules).
+    let mut upstream_notes: Vec<String> = Vec::new();
     let default = spec.and_then(|s| s.default_backend.as_ref()).map(|b| {
         let resolved = backends.resolve(&namespace, b);
         if let Some(p) = &resolved.1 {
             condition(p.reason, format!("defaultBackend: {}", p.message));
         }
+        let reference = slot(&resolved);
+        let (backend, why) = service_upstream(backends, &policy, resolved.0);
+        upstream_notes.extend(why);
         Slot {
-            reference: slot(&resolved),
-            backend: with_policy(with_policies, blocked.as_deref_mut(), &policy, resolved.0),
+            reference,
+            backend: with_policy(with_policies, blocked.as_deref_mut(), &policy, backend),
         }
     });
     if rules.is_empty() && default.is_none() {
@@ -485,7 +523,9 @@ pub(super) fn derive(
                 None => {}
             }
             let reference = slot(&resolved);
-            let backend = with_policy(with_policies, blocked.as_deref_mut(), &policy, resolved.0);
+            let (backend, why) = service_upstream(backends, &policy, resolved.0);
+            upstream_notes.extend(why);
+            let backend = with_policy(with_policies, blocked.as_deref_mut(), &policy, backend);
             routes.push((
                 Route {
                     path: normalised,
@@ -503,6 +543,11 @@ pub(super) fn derive(
             ));
         }
         part_rules.push(PartRule { host, routes });
+    }
+    upstream_notes.sort();
+    upstream_notes.dedup();
+    for why in upstream_notes {
+        condition(Reason::InvalidAnnotation, service_upstream_message(&why));
     }
     if !rules.is_empty() && !usable {
         condition(
@@ -529,6 +574,10 @@ pub(super) fn derive(
         blocked: fails_closed,
         serves: true,
     }
+}
+
+fn service_upstream_message(why: &str) -> String {
+    format!("annotation service-upstream: {why}; its endpoints are used instead")
 }
 
 /// Every Service an Ingress's backends name, in its own namespace (spec §4.1).

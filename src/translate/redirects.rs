@@ -24,6 +24,7 @@ pub const PROXY_REDIRECT_FROM: &str = "proxy-redirect-from";
 pub const PROXY_REDIRECT_TO: &str = "proxy-redirect-to";
 pub const PROXY_COOKIE_DOMAIN: &str = "proxy-cookie-domain";
 pub const PROXY_COOKIE_PATH: &str = "proxy-cookie-path";
+pub const SERVICE_UPSTREAM: &str = "service-upstream";
 
 /// Longest value any of these annotations may have: a URL or host name, never a document.
 const MAX_VALUE: usize = 2048;
@@ -105,6 +106,13 @@ pub(super) fn apply(ingress: &Ingress, policy: &mut Policy, errors: &mut Vec<Str
         };
         policy.redirect = Some(Redirect { code, url });
         break;
+    }
+
+    if let Some((key, value)) = get(SERVICE_UPSTREAM) {
+        match parse_bool(value) {
+            Some(b) => policy.service_upstream = Some(b),
+            None => invalid(&key, value, "is neither \"true\" nor \"false\""),
+        }
     }
 
     if let Some((key, value)) = get(UPSTREAM_VHOST) {
