@@ -110,11 +110,19 @@ fn ingress(ns: &str, name: &str, spec: &IngressSpec) -> Ingress {
     match balance {
         1 => drop(annotations.insert("portico.dev/load-balance".into(), json!("ewma"))),
         // Issue 13: the ClusterIP replaces endpoints; redirects live in the policy.
-        2 => drop(annotations.insert(
-            "nginx.ingress.kubernetes.io/service-upstream".into(),
-            json!("true"),
-        )),
+        2 => {
+            annotations.insert(
+                "nginx.ingress.kubernetes.io/service-upstream".into(),
+                json!("true"),
+            );
+            // Aliases that collide with rule hosts and with each other's.
+            annotations.insert(
+                "nginx.ingress.kubernetes.io/server-alias".into(),
+                json!("b.test, c.test, *.v.test"),
+            );
+        }
         3 => {
+            annotations.insert("portico.dev/server-alias".into(), json!("c.test, a.test"));
             annotations.insert(
                 "nginx.ingress.kubernetes.io/force-ssl-redirect".into(),
                 json!("true"),

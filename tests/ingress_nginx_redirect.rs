@@ -472,3 +472,50 @@ endpoints:
     assert_eq!(response.json()["name"], "cluster-ip");
     assert_eq!(proxy.get("without.example", "/").await.status, 502);
 }
+
+/// alias.go "should return status code 200 for host 'foo' and 404 for 'bar'" and "... for
+/// host 'foo' and 'bar'": an alias answers as its host does; the upstream sees the Host the
+/// client sent.
+#[tokio::test]
+async fn server_alias_answers_like_its_host() {
+    let (proxy, _) = serve(&[ingress("foo", "foo", "/", &[])], ProxyOptions::default()).await;
+    assert_eq!(proxy.get("foo", "/").await.status, 200);
+    assert_eq!(proxy.get("bar", "/").await.status, 404);
+
+    let (proxy, _) = serve(
+        &[ingress("foo", "foo", "/", &[(&n("server-alias"), "bar")])],
+        ProxyOptions::default(),
+    )
+    .await;
+    for host in ["foo", "bar"] {
+        let response = proxy.get(host, "/").await;
+        assert_eq!(response.status, 200, "{host}");
+        assert_eq!(response.json()["host"], host);
+    }
+}
+
+/// alias.go "should return status code 200 for hosts defined in two ingresses, different
+/// path with one alias": the alias of the younger Ingress names the whole host, so the older
+/// Ingress's path answers under it too. And (controller.go `createServers`) an alias that is
+/// itself a rule host is dropped: the real host keeps its own routes.
+#[tokio::test]
+async fn server_alias_covers_every_ingress_of_the_host() {
+    let older = ingress("app-a", "foo", "/app-a", &[]);
+    let younger = ingress(
+        "app-b",
+        "foo",
+        "/app-b",
+        &[(&n("server-alias"), "bar, real.example, *.wild.example")],
+    )
+    .replace("2020-01-01T00:00:00Z", "2021-01-01T00:00:00Z");
+    let real = ingress("real", "real.example", "/real", &[]);
+    let (proxy, translation) = serve(&[older, younger, real], ProxyOptions::default()).await;
+    for host in ["foo", "bar", "x.wild.example"] {
+        let response = proxy.get(host, "/app-a").await;
+        assert_eq!(response.status, 200, "{host}");
+        assert_eq!(response.json()["host"], host);
+    }
+    assert_eq!(proxy.get("real.example", "/app-a").await.status, 404);
+    assert_eq!(proxy.get("real.example", "/real").await.status, 200);
+    assert_eq!(translation.table.aliases().len(), 2);
+}

@@ -241,6 +241,9 @@ pub struct RouteTable {
     wildcard: HashMap<Box<str>, usize>,
     #[serde(skip)]
     hostless: Option<usize>,
+    /// `server-alias`: `(alias, rule host)`; the alias selects the rule host's vhost.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    aliases: Vec<(HostMatch, HostMatch)>,
 }
 
 impl RouteTable {
@@ -263,6 +266,7 @@ impl RouteTable {
             exact: HashMap::default(),
             wildcard: HashMap::default(),
             hostless: None,
+            aliases: Vec::new(),
         };
         for (i, vhost) in table.vhosts.iter().enumerate() {
             match &vhost.host {
@@ -276,6 +280,42 @@ impl RouteTable {
             }
         }
         table
+    }
+
+    /// Adds `(alias, rule host)` names: an alias selects its rule host's vhost, exactly as
+    /// that host does (`server-alias`). An alias that is a rule host, or names a host with no
+    /// vhost, is left out.
+    pub fn with_aliases(mut self, aliases: Vec<(HostMatch, HostMatch)>) -> Self {
+        if aliases.is_empty() {
+            return self;
+        }
+        let mut kept = Vec::with_capacity(aliases.len());
+        for (alias, host) in aliases {
+            let Ok(i) = self.vhosts.binary_search_by(|v| v.host.cmp(&host)) else {
+                continue;
+            };
+            let added = match &alias {
+                HostMatch::Exact(h) if !self.exact.contains_key(h.as_str()) => {
+                    self.exact.insert(h.as_str().into(), i);
+                    true
+                }
+                HostMatch::Wildcard(s) if !self.wildcard.contains_key(s.as_str()) => {
+                    self.wildcard.insert(s.as_str().into(), i);
+                    true
+                }
+                _ => false,
+            };
+            if added {
+                kept.push((alias, host));
+            }
+        }
+        self.aliases = kept;
+        self
+    }
+
+    /// `(alias, rule host)` pairs (`server-alias`).
+    pub fn aliases(&self) -> &[(HostMatch, HostMatch)] {
+        &self.aliases
     }
 
     pub fn vhosts(&self) -> &[Arc<VirtualHost>] {

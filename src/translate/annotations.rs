@@ -48,6 +48,7 @@ const IMPLEMENTED: &[&str] = &[
     super::redirects::PROXY_COOKIE_DOMAIN,
     super::redirects::PROXY_COOKIE_PATH,
     super::redirects::SERVICE_UPSTREAM,
+    super::redirects::SERVER_ALIAS,
 ];
 
 /// ingress-nginx annotations that switch on access control (basic or external

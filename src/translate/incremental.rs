@@ -224,6 +224,8 @@ pub(super) struct Part {
     pub set_by: &'static str,
     /// `force-ssl-redirect`: its routes redirect plain HTTP even on hosts without TLS.
     pub force_ssl: bool,
+    /// `server-alias`: extra names for its rule hosts (decided in the merge).
+    pub aliases: Vec<HostMatch>,
     /// The conditions that depend on this Ingress alone.
     pub conditions: Vec<Condition>,
     pub policy: Option<Arc<Policy>>,
@@ -428,6 +430,7 @@ pub(super) fn derive(
             redirect: options.ssl_redirect,
             set_by: tls::GLOBAL_SSL_REDIRECT,
             force_ssl: false,
+            aliases: Vec::new(),
             conditions,
             policy: None,
             default: None,
@@ -453,6 +456,7 @@ pub(super) fn derive(
     let (mut policy, mut invalid) = annotations::policy(ingress, secrets);
     // Redirects, the upstream Host and response rewriting (issue 13).
     let force_ssl = redirects::apply(ingress, &mut policy, &mut invalid).force_ssl;
+    let aliases = redirects::server_aliases(ingress, &mut invalid);
     for message in invalid {
         condition(Reason::InvalidAnnotation, message);
     }
@@ -565,6 +569,7 @@ pub(super) fn derive(
         redirect,
         set_by,
         force_ssl,
+        aliases,
         conditions,
         policy,
         default,

@@ -308,6 +308,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
     let (tls, certs) = tls.finish(options, &mut conditions);
     cache.certs = certs;
 
+    let contributors_hosts: Vec<HostMatch> = contributors.keys().map(|h| (*h).clone()).collect();
     // Each vhost, rebuilt only when its contributions or its TLS binding changed.
     let mut previous = std::mem::take(&mut state.vhosts);
     let mut built = Vec::with_capacity(contributors.len());
@@ -331,6 +332,8 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
     }
     drop(previous);
 
+    let aliases = server_aliases(&contributors_hosts, &parts, &mut conditions);
+
     // spec §3.7 step 2: the controller-configured default Service.
     let default_backend = global.map(|(_, b)| b).or_else(|| {
         options
@@ -346,12 +349,62 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
     owned.sort();
     ssl_redirects.sort_by(|a, b| a.ingress.cmp(&b.ingress));
     Translation {
-        table: RouteTable::from_shared(built, default_backend),
+        table: RouteTable::from_shared(built, default_backend).with_aliases(aliases),
         tls,
         conditions,
         owned,
         ssl_redirects,
     }
+}
+
+/// `server-alias` (ingress-nginx `controller.go` `createServers`): for each rule host, the
+/// aliases of the oldest Ingress with that host that sets any (later ones are ignored, as
+/// ingress-nginx logs "Aliases already configured for server"); an alias that is a rule host
+/// itself is dropped (the real host wins); an alias two hosts claim goes to the first host in
+/// host order (ingress-nginx sorts its servers by name and nginx keeps the first
+/// `server_name`). Recomputed from the Parts on every translate, so it is always what a fresh
+/// translate gives.
+fn server_aliases(
+    hosts: &[HostMatch],
+    parts: &[Arc<incremental::Part>],
+    conditions: &mut Vec<Condition>,
+) -> Vec<(HostMatch, HostMatch)> {
+    if parts.iter().all(|p| p.aliases.is_empty()) {
+        return Vec::new();
+    }
+    let mut chosen: BTreeMap<&HostMatch, &incremental::Part> = BTreeMap::new();
+    for part in parts.iter().filter(|p| !p.aliases.is_empty() && p.serves) {
+        for rule in &part.rules {
+            if rule.host != HostMatch::Any {
+                chosen.entry(&rule.host).or_insert(part.as_ref());
+            }
+        }
+    }
+    let mut claimed: BTreeMap<&HostMatch, &HostMatch> = BTreeMap::new();
+    for (host, part) in chosen {
+        for alias in &part.aliases {
+            if alias == host || hosts.contains(alias) {
+                continue;
+            }
+            match claimed.get(alias) {
+                None => {
+                    claimed.insert(alias, host);
+                }
+                Some(winner) if *winner != host => conditions.push(Condition {
+                    object: part.object.clone(),
+                    reason: Reason::InvalidAnnotation,
+                    message: format!(
+                        "annotation server-alias: alias {alias} of host {host} is already an alias of host {winner}; ignored"
+                    ),
+                }),
+                Some(_) => {}
+            }
+        }
+    }
+    claimed
+        .into_iter()
+        .map(|(alias, host)| (alias.clone(), host.clone()))
+        .collect()
 }
 
 fn ingress_ref(ingress: &Ingress) -> ObjectRef {

@@ -9,7 +9,8 @@
 
 use k8s_openapi::api::networking::v1::Ingress;
 
-use crate::routing::{normalize, Policy, Redirect, Replace, ResponseRewrite};
+use super::paths;
+use crate::routing::{normalize, HostMatch, Policy, Redirect, Replace, ResponseRewrite};
 
 const NGINX: &str = "nginx.ingress.kubernetes.io/";
 const PORTICO: &str = "portico.dev/";
@@ -25,6 +26,7 @@ pub const PROXY_REDIRECT_TO: &str = "proxy-redirect-to";
 pub const PROXY_COOKIE_DOMAIN: &str = "proxy-cookie-domain";
 pub const PROXY_COOKIE_PATH: &str = "proxy-cookie-path";
 pub const SERVICE_UPSTREAM: &str = "service-upstream";
+pub const SERVER_ALIAS: &str = "server-alias";
 
 /// Longest value any of these annotations may have: a URL or host name, never a document.
 const MAX_VALUE: usize = 2048;
@@ -160,6 +162,50 @@ pub(super) fn apply(ingress: &Ingress, policy: &mut Policy, errors: &mut Vec<Str
         policy.rewrite_response = Some(rewrite);
     }
     out
+}
+
+/// `server-alias`: extra names for every rule host of the Ingress, comma-separated
+/// (ingress-nginx `annotations/alias/main.go`: trimmed, empty ones skipped, de-duplicated,
+/// sorted). Exact names and `*.` wildcards as rule hosts are; nginx's `~regex` names are
+/// refused. Which host finally gets an alias is decided in the merge (`translate`).
+pub(super) fn server_aliases(ingress: &Ingress, errors: &mut Vec<String>) -> Vec<HostMatch> {
+    let Some(annotations) = ingress.metadata.annotations.as_ref() else {
+        return Vec::new();
+    };
+    let Some((key, value)) = [PORTICO, NGINX].iter().find_map(|prefix| {
+        let key = format!("{prefix}{SERVER_ALIAS}");
+        annotations.get(&key).map(|v| (key, v.as_str()))
+    }) else {
+        return Vec::new();
+    };
+    if value.len() > 16 * 1024 {
+        errors.push(format!(
+            "annotation {key}: longer than 16 KiB; no aliases; using the default"
+        ));
+        return Vec::new();
+    }
+    let mut aliases = Vec::new();
+    for alias in value.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        let lower = alias.to_ascii_lowercase();
+        let parsed = if alias.starts_with('~') {
+            Err("is a regex (~): Portico matches host names and *. wildcards only")
+        } else {
+            match paths::host_match(Some(&lower)) {
+                Ok(HostMatch::Any) | Err(_) => Err("is not a host name or *. wildcard"),
+                Ok(host) => Ok(host),
+            }
+        };
+        match parsed {
+            Ok(host) => aliases.push(host),
+            Err(why) => {
+                let shown: String = alias.chars().take(100).collect();
+                errors.push(format!("annotation {key}: alias {shown:?} {why}; ignored"));
+            }
+        }
+    }
+    aliases.sort();
+    aliases.dedup();
+    aliases
 }
 
 /// nginx's `return CODE URL` writes a `Location` only for these codes; ingress-nginx accepts
@@ -428,6 +474,27 @@ mod tests {
         let (p, _, errors) = parse(&[(&n(PROXY_COOKIE_PATH), "off")]);
         assert!(errors.is_empty());
         assert_eq!(p.rewrite_response, None);
+    }
+
+    #[test]
+    fn server_aliases_are_host_names_sorted_without_duplicates() {
+        let mut errors = Vec::new();
+        let aliases = server_aliases(
+            &ingress(&[(
+                &n(SERVER_ALIAS),
+                " b.example, A.example,,*.w.example, a.example, ~^re$, bad_host ",
+            )]),
+            &mut errors,
+        );
+        assert_eq!(
+            aliases,
+            [
+                HostMatch::Exact("a.example".into()),
+                HostMatch::Exact("b.example".into()),
+                HostMatch::Wildcard("w.example".into()),
+            ]
+        );
+        assert_eq!(errors.len(), 2, "{errors:?}");
     }
 
     #[test]
