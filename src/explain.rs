@@ -393,6 +393,21 @@ fn explain_redirect(
             .iter()
             .find(|s| s.ingress.namespace == ns && s.ingress.name == name)
     };
+    // `from-to-www-redirect`: the other spelling of a rule host redirects before routing.
+    if let Some(to) = translation
+        .table
+        .www_redirect(&crate::routing::normalize::host(host))
+    {
+        let target = if path.starts_with('/') { path } else { "/" };
+        let target = target.strip_suffix('/').unwrap_or(target);
+        return RedirectChoice {
+            redirected: true,
+            location: Some(format!("http://{to}:80{target}")),
+            why: format!(
+                "308 Permanent Redirect: an Ingress of {to} sets from-to-www-redirect (on HTTPS too, to https://{to}:443)"
+            ),
+        };
+    }
     // `permanent-redirect` / `temporal-redirect` answer before anything else, on HTTP and
     // HTTPS alike (ingress-nginx's `return` runs before its HTTPS redirect).
     if let Some((r, fixed)) = decision

@@ -124,6 +124,10 @@ fn ingress(ns: &str, name: &str, spec: &IngressSpec) -> Ingress {
         3 => {
             annotations.insert("portico.dev/server-alias".into(), json!("c.test, a.test"));
             annotations.insert(
+                "nginx.ingress.kubernetes.io/from-to-www-redirect".into(),
+                json!("true"),
+            );
+            annotations.insert(
                 "nginx.ingress.kubernetes.io/force-ssl-redirect".into(),
                 json!("true"),
             );

@@ -519,3 +519,83 @@ async fn server_alias_covers_every_ingress_of_the_host() {
     assert_eq!(proxy.get("real.example", "/real").await.status, 200);
     assert_eq!(translation.table.aliases().len(), 2);
 }
+
+/// fromtowwwredirect.go "should redirect from www HTTP to HTTP": `www.HOST` answers 308
+/// with `http://HOST:80/foo`; the rule host itself serves.
+#[tokio::test]
+async fn from_to_www_redirect_redirects_the_other_spelling() {
+    let host = "fromtowwwredirect.bar.com";
+    let (proxy, translation) = serve(
+        &[
+            ingress("www", host, "/", &[(&n("from-to-www-redirect"), "true")]),
+            // `www.` rule host: the bare name redirects to it; and a name that is a rule
+            // host itself never redirects (BuildRedirects skips it).
+            ingress(
+                "www-first",
+                "www.other.example",
+                "/",
+                &[(&n("from-to-www-redirect"), "true")],
+            ),
+            ingress(
+                "both",
+                "both.example",
+                "/",
+                &[(&n("from-to-www-redirect"), "true")],
+            ),
+            ingress("both-www", "www.both.example", "/", &[]),
+        ],
+        ProxyOptions::default(),
+    )
+    .await;
+    let response = proxy.get(&format!("www.{host}"), "/foo").await;
+    assert_eq!(response.status, 308);
+    assert_eq!(
+        response.header("location"),
+        Some("http://fromtowwwredirect.bar.com:80/foo")
+    );
+    assert_eq!(proxy.get(host, "/foo").await.status, 200);
+    let response = proxy.get("other.example:8080", "/").await;
+    assert_eq!(response.status, 308);
+    assert_eq!(
+        response.header("location"),
+        Some("http://www.other.example:8080")
+    );
+    assert_eq!(proxy.get("www.both.example", "/").await.status, 200);
+    let explained =
+        portico::explain::explain(&translation, None, &format!("www.{host}"), "/foo", None);
+    assert_eq!(
+        explained.redirect.location.as_deref(),
+        Some("http://fromtowwwredirect.bar.com:80/foo")
+    );
+}
+
+/// fromtowwwredirect.go "should redirect from www HTTPS to HTTPS" (the scheme part): behind
+/// a trusted TLS-terminating balancer the redirect keeps HTTPS and its port.
+#[tokio::test]
+async fn from_to_www_redirect_keeps_a_trusted_https_scheme() {
+    let host = "www-tls.example";
+    let trusted = ProxyOptions {
+        trusted_proxies: Arc::new(vec!["127.0.0.0/8".parse::<Cidr>().expect("cidr")]),
+        ..ProxyOptions::default()
+    };
+    let (proxy, _) = serve(
+        &[ingress(
+            "www",
+            host,
+            "/",
+            &[(&n("from-to-www-redirect"), "true")],
+        )],
+        trusted,
+    )
+    .await;
+    let response = proxy
+        .raw(&format!(
+            "GET / HTTP/1.1\r\nHost: www.{host}\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Port: 443\r\n\r\n"
+        ))
+        .await;
+    assert_eq!(response.status, 308);
+    assert_eq!(
+        response.header("location"),
+        Some("https://www-tls.example:443")
+    );
+}

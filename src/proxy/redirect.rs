@@ -128,6 +128,46 @@ pub fn to_https(
     Ok(answer(settings.code, location, version))
 }
 
+/// The `from-to-www-redirect` answer (ingress-nginx `ngx_srv_redirect.lua`):
+/// `SCHEME://TO:PORT<request URI without one trailing slash>` with the ConfigMap's
+/// `http-redirect-code`. The scheme is the listener's, or `https` when a trusted balancer
+/// says so ([`forwarded_https`]); the port is a trusted `X-Forwarded-Port`, else the port
+/// the client wrote in `Host`, else the scheme's default. ingress-nginx writes its own
+/// listening port (`$server_port`); Portico usually listens on 8080/8443 behind a Service,
+/// so the port the client used is the one that reaches it again.
+pub fn to_www<B>(
+    to: &str,
+    host: &str,
+    req: &http::Request<B>,
+    trusted: bool,
+    options: &super::ProxyOptions,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let forwarded = forwarded_https(req.headers(), trusted, options);
+    let scheme = if forwarded {
+        super::Scheme::Https
+    } else {
+        options.scheme
+    };
+    let forwarded_port = (trusted && !options.trusted_proxies.is_empty())
+        .then(|| req.headers().get("x-forwarded-port"))
+        .flatten()
+        .and_then(|p| p.to_str().ok()?.trim().parse::<u16>().ok());
+    let host_port = host
+        .rsplit_once(':')
+        .filter(|(h, _)| !h.ends_with(':') && (!h.contains(':') || h.ends_with(']')))
+        .and_then(|(_, p)| p.parse::<u16>().ok());
+    let port = forwarded_port
+        .or(if forwarded { None } else { host_port })
+        .unwrap_or(scheme.default_port());
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let target = if target.starts_with('/') { target } else { "/" };
+    let target = target.strip_suffix('/').unwrap_or(target);
+    let location = format!("{}://{to}:{port}{target}", scheme.as_str());
+    let location = HeaderValue::from_str(&location)
+        .map_err(|_| ProxyError::BadRequest("host cannot be written into a Location"))?;
+    Ok(answer(options.redirects.code, location, req.version()))
+}
+
 /// The fixed redirect of `permanent-redirect` / `temporal-redirect`: the URL as written,
 /// without the request's path (nginx's `return CODE URL;`). Translate checked both.
 pub fn fixed(redirect: &Redirect, version: Version) -> Result<Response<ProxyBody>, ProxyError> {

@@ -254,6 +254,11 @@ async fn proxy(
         let decision = published.translation.table.decide(&match_host, &match_path);
         let series = ctx.options.observe.metrics.decision(&decision);
         seen.series = Some(series);
+        // `from-to-www-redirect`: the other spelling of a rule host redirects to it.
+        if let Some(to) = published.translation.table.www_redirect(&match_host) {
+            return redirect::to_www(to, host_value, &req, client.trusted, &ctx.options)
+                .map_err(fail);
+        }
         // `permanent-redirect` / `temporal-redirect`: answered before anything else, as
         // nginx's `return` runs before ingress-nginx's HTTPS redirect (proxy/redirect.rs).
         if let Some(fixed) = decision.backend().and_then(|b| b.policy.redirect.as_ref()) {

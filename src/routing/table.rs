@@ -244,6 +244,12 @@ pub struct RouteTable {
     /// `server-alias`: `(alias, rule host)`; the alias selects the rule host's vhost.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     aliases: Vec<(HostMatch, HostMatch)>,
+    /// `from-to-www-redirect`: request host → the rule host it redirects to.
+    #[serde(
+        rename = "wwwRedirects",
+        skip_serializing_if = "std::collections::BTreeMap::is_empty"
+    )]
+    www: std::collections::BTreeMap<Box<str>, Box<str>>,
 }
 
 impl RouteTable {
@@ -267,6 +273,7 @@ impl RouteTable {
             wildcard: HashMap::default(),
             hostless: None,
             aliases: Vec::new(),
+            www: Default::default(),
         };
         for (i, vhost) in table.vhosts.iter().enumerate() {
             match &vhost.host {
@@ -311,6 +318,24 @@ impl RouteTable {
         }
         self.aliases = kept;
         self
+    }
+
+    /// Adds `from-to-www-redirect` names: `(from, to)`, both normalised exact hosts.
+    pub fn with_www_redirects(mut self, pairs: Vec<(String, String)>) -> Self {
+        self.www = pairs
+            .into_iter()
+            .map(|(from, to)| (from.into_boxed_str(), to.into_boxed_str()))
+            .collect();
+        self
+    }
+
+    /// The rule host a request for `host` (normalised) is redirected to by
+    /// `from-to-www-redirect`; one emptiness check when no Ingress asks for it.
+    pub fn www_redirect(&self, host: &str) -> Option<&str> {
+        if self.www.is_empty() {
+            return None;
+        }
+        self.www.get(host).map(|to| &**to)
     }
 
     /// `(alias, rule host)` pairs (`server-alias`).

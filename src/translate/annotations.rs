@@ -49,6 +49,7 @@ const IMPLEMENTED: &[&str] = &[
     super::redirects::PROXY_COOKIE_PATH,
     super::redirects::SERVICE_UPSTREAM,
     super::redirects::SERVER_ALIAS,
+    super::redirects::FROM_TO_WWW_REDIRECT,
 ];
 
 /// ingress-nginx annotations that switch on access control (basic or external

@@ -226,6 +226,8 @@ pub(super) struct Part {
     pub force_ssl: bool,
     /// `server-alias`: extra names for its rule hosts (decided in the merge).
     pub aliases: Vec<HostMatch>,
+    /// `from-to-www-redirect` (decided per host in the merge).
+    pub from_to_www: bool,
     /// The conditions that depend on this Ingress alone.
     pub conditions: Vec<Condition>,
     pub policy: Option<Arc<Policy>>,
@@ -431,6 +433,7 @@ pub(super) fn derive(
             set_by: tls::GLOBAL_SSL_REDIRECT,
             force_ssl: false,
             aliases: Vec::new(),
+            from_to_www: false,
             conditions,
             policy: None,
             default: None,
@@ -455,7 +458,8 @@ pub(super) fn derive(
     // carrying them.
     let (mut policy, mut invalid) = annotations::policy(ingress, secrets);
     // Redirects, the upstream Host and response rewriting (issue 13).
-    let force_ssl = redirects::apply(ingress, &mut policy, &mut invalid).force_ssl;
+    let asked = redirects::apply(ingress, &mut policy, &mut invalid);
+    let (force_ssl, from_to_www) = (asked.force_ssl, asked.from_to_www);
     let aliases = redirects::server_aliases(ingress, &mut invalid);
     for message in invalid {
         condition(Reason::InvalidAnnotation, message);
@@ -570,6 +574,7 @@ pub(super) fn derive(
         set_by,
         force_ssl,
         aliases,
+        from_to_www,
         conditions,
         policy,
         default,

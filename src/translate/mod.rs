@@ -333,6 +333,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
     drop(previous);
 
     let aliases = server_aliases(&contributors_hosts, &parts, &mut conditions);
+    let www = www_redirects(&contributors_hosts, &parts);
 
     // spec §3.7 step 2: the controller-configured default Service.
     let default_backend = global.map(|(_, b)| b).or_else(|| {
@@ -349,7 +350,9 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
     owned.sort();
     ssl_redirects.sort_by(|a, b| a.ingress.cmp(&b.ingress));
     Translation {
-        table: RouteTable::from_shared(built, default_backend).with_aliases(aliases),
+        table: RouteTable::from_shared(built, default_backend)
+            .with_aliases(aliases)
+            .with_www_redirects(www),
         tls,
         conditions,
         owned,
@@ -405,6 +408,35 @@ fn server_aliases(
         .into_iter()
         .map(|(alias, host)| (alias.clone(), host.clone()))
         .collect()
+}
+
+/// `from-to-www-redirect` (ingress-nginx `pkg/util/ingress` `BuildRedirects`): a rule host
+/// any of whose Ingresses sets it gets a redirect from `www.HOST` (or, for `www.HOST`, from
+/// `HOST`), unless that name is a rule host itself. Exact hosts only: a wildcard has no
+/// `www.` form. Returns `(from, to)` pairs.
+fn www_redirects(hosts: &[HostMatch], parts: &[Arc<incremental::Part>]) -> Vec<(String, String)> {
+    if parts.iter().all(|p| !p.from_to_www) {
+        return Vec::new();
+    }
+    let mut pairs = Vec::new();
+    for part in parts.iter().filter(|p| p.from_to_www && p.serves) {
+        for rule in &part.rules {
+            let HostMatch::Exact(to) = &rule.host else {
+                continue;
+            };
+            let from = match to.strip_prefix("www.") {
+                Some(bare) => bare.to_string(),
+                None => format!("www.{to}"),
+            };
+            if hosts.contains(&HostMatch::Exact(from.clone())) {
+                continue;
+            }
+            pairs.push((from, to.clone()));
+        }
+    }
+    pairs.sort();
+    pairs.dedup_by(|later, first| later.0 == first.0);
+    pairs
 }
 
 fn ingress_ref(ingress: &Ingress) -> ObjectRef {

@@ -27,6 +27,7 @@ pub const PROXY_COOKIE_DOMAIN: &str = "proxy-cookie-domain";
 pub const PROXY_COOKIE_PATH: &str = "proxy-cookie-path";
 pub const SERVICE_UPSTREAM: &str = "service-upstream";
 pub const SERVER_ALIAS: &str = "server-alias";
+pub const FROM_TO_WWW_REDIRECT: &str = "from-to-www-redirect";
 
 /// Longest value any of these annotations may have: a URL or host name, never a document.
 const MAX_VALUE: usize = 2048;
@@ -37,6 +38,9 @@ pub(super) struct Redirects {
     /// `force-ssl-redirect: "true"`: plain HTTP redirects to HTTPS even without TLS on the
     /// host (ingress-nginx `lua_ingress.lua` `redirect_to_https`).
     pub force_ssl: bool,
+    /// `from-to-www-redirect: "true"`: `www.HOST` redirects to `HOST` (or `HOST` to
+    /// `www.HOST` when the rule host starts with `www.`), decided per host in the merge.
+    pub from_to_www: bool,
 }
 
 /// Reads this module's annotations into `policy`; one message per invalid value (the default
@@ -63,6 +67,13 @@ pub(super) fn apply(ingress: &Ingress, policy: &mut Policy, errors: &mut Vec<Str
     if let Some((key, value)) = get(FORCE_SSL_REDIRECT) {
         match parse_bool(value) {
             Some(b) => out.force_ssl = b,
+            None => invalid(&key, value, "is neither \"true\" nor \"false\""),
+        }
+    }
+
+    if let Some((key, value)) = get(FROM_TO_WWW_REDIRECT) {
+        match parse_bool(value) {
+            Some(b) => out.from_to_www = b,
             None => invalid(&key, value, "is neither \"true\" nor \"false\""),
         }
     }
