@@ -514,6 +514,28 @@ fn explain_vhost(table: &RouteTable, host: &str, selected: Option<&HostMatch>) -
         }
     }
     let shown_host = if host.is_empty() { "(no host)" } else { host };
+    // `server-alias`: the request host (exact) or its first-label suffix (wildcard) is an
+    // alias of the selected rule host.
+    let alias = selected.and_then(|target| {
+        table.aliases().iter().find(|(alias, rule_host)| {
+            rule_host == target
+                && match alias {
+                    HostMatch::Exact(a) => a == host,
+                    HostMatch::Wildcard(s) => host
+                        .split_once('.')
+                        .is_some_and(|(first, rest)| !first.is_empty() && rest == s),
+                    HostMatch::Any => false,
+                }
+        })
+    });
+    if let Some((alias, rule_host)) = alias {
+        return VhostChoice {
+            selected: Some(rule_host.to_string()),
+            how: "alias",
+            why: format!("{alias} is a server-alias of the rule host {rule_host}"),
+            notes,
+        };
+    }
     let (how, why) = match selected {
         Some(HostMatch::Exact(h)) => ("exact", format!("the rule host {h} equals the request host")),
         Some(HostMatch::Wildcard(s)) => (
