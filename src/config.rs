@@ -353,6 +353,8 @@ impl TranslateArgs {
             ipv6: ipv6_available(),
             default_ssl_certificate,
             ssl_redirect: self.ssl_redirect,
+            // The ConfigMap key arrives with `--configmap` (RedirectSettings::from_configmap).
+            force_ssl_redirect: false,
         })
     }
 }

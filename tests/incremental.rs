@@ -271,6 +271,7 @@ fn options(variant: usize) -> Options {
         external_name: variant & 8 == 0,
         default_backend_service: (variant & 16 != 0).then(|| ("a".into(), "s0".into())),
         default_ssl_certificate: (variant & 32 != 0).then(|| ("a".into(), "t1".into())),
+        force_ssl_redirect: variant & 64 != 0,
         ..Options::default()
     }
 }

@@ -599,3 +599,30 @@ async fn from_to_www_redirect_keeps_a_trusted_https_scheme() {
         Some("https://www-tls.example:443")
     );
 }
+
+/// configmap.md `force-ssl-redirect` (global) is the annotation's default: every route
+/// redirects without TLS, and `force-ssl-redirect: "false"` on an Ingress opts out.
+#[test]
+fn the_global_force_ssl_redirect_is_the_annotations_default() {
+    let echo: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    let mut loaded = Loaded::default();
+    let documents = [
+        echo_service(echo),
+        ingress("forced", "on.example", "/", &[]),
+        ingress(
+            "off",
+            "off.example",
+            "/",
+            &[(&n("force-ssl-redirect"), "false")],
+        )
+        .replace("name: off", "name: opt-out"),
+    ];
+    parse_documents("test.yaml", &documents.join("---\n"), &mut loaded);
+    let options = Options {
+        force_ssl_redirect: true,
+        ..Options::default()
+    };
+    let translation = translate(&loaded.snapshot, &options, &mut Cache::default());
+    assert!(translation.table.decide("on.example", "/").ssl_redirect());
+    assert!(!translation.table.decide("off.example", "/").ssl_redirect());
+}

@@ -36,6 +36,11 @@ pub struct RedirectSettings {
     pub use_port: bool,
     /// The port written when `use_port` is on (ingress-nginx: its HTTPS listen port, 443).
     pub https_port: u16,
+    /// `ssl-redirect` (global): translate's `Options::ssl_redirect` when set (the ConfigMap
+    /// wins over `--ssl-redirect`, spec page §4).
+    pub ssl_redirect: Option<bool>,
+    /// `force-ssl-redirect` (global): translate's `Options::force_ssl_redirect`.
+    pub force_ssl_redirect: bool,
 }
 
 impl Default for RedirectSettings {
@@ -44,6 +49,8 @@ impl Default for RedirectSettings {
             code: StatusCode::PERMANENT_REDIRECT,
             use_port: false,
             https_port: 443,
+            ssl_redirect: None,
+            force_ssl_redirect: false,
         }
     }
 }
@@ -54,16 +61,27 @@ impl RedirectSettings {
     pub fn from_configmap(data: &BTreeMap<String, String>) -> (RedirectSettings, Vec<String>) {
         let mut settings = RedirectSettings::default();
         let mut errors = Vec::new();
-        if let Some(value) = data.get("use-port-in-redirects") {
-            // ingress-nginx decodes the ConfigMap with mapstructure's weakly typed bools,
-            // which is Go's strconv.ParseBool.
+        // ingress-nginx decodes the ConfigMap with mapstructure's weakly typed bools, which is
+        // Go's strconv.ParseBool.
+        let mut boolean = |key: &str, default: bool| -> Option<bool> {
+            let value = data.get(key)?;
             match value.trim() {
-                "1" | "t" | "T" | "true" | "TRUE" | "True" => settings.use_port = true,
-                "0" | "f" | "F" | "false" | "FALSE" | "False" => settings.use_port = false,
-                _ => errors.push(format!(
-                    "key use-port-in-redirects: {value:?} is neither \"true\" nor \"false\"; using false"
-                )),
+                "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+                "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+                _ => {
+                    errors.push(format!(
+                        "key {key}: {value:?} is neither \"true\" nor \"false\"; using {default}"
+                    ));
+                    None
+                }
             }
+        };
+        if let Some(b) = boolean("use-port-in-redirects", false) {
+            settings.use_port = b;
+        }
+        settings.ssl_redirect = boolean("ssl-redirect", true);
+        if let Some(b) = boolean("force-ssl-redirect", false) {
+            settings.force_ssl_redirect = b;
         }
         if let Some(value) = data.get("http-redirect-code") {
             // configmap.md: "Supported codes are 301, 302, 307 and 308".
@@ -251,6 +269,7 @@ mod tests {
             use_port: true,
             https_port: 8443,
             code: StatusCode::MOVED_PERMANENTLY,
+            ..RedirectSettings::default()
         };
         assert_eq!(
             location_set("shop.example:8080", "/a", &settings),
@@ -270,16 +289,22 @@ mod tests {
             ("use-port-in-redirects", "true"),
             ("http-redirect-code", "301"),
             ("ssl-redirect", "false"),
+            ("force-ssl-redirect", "True"),
+            ("hsts", "false"),
         ]));
         assert!(errors.is_empty(), "{errors:?}");
         assert!(s.use_port);
+        assert_eq!(s.ssl_redirect, Some(false));
+        assert!(s.force_ssl_redirect);
         assert_eq!(s.code, StatusCode::MOVED_PERMANENTLY);
         let (s, errors) = RedirectSettings::from_configmap(&data(&[
             ("use-port-in-redirects", "sometimes"),
             ("http-redirect-code", "303"),
+            ("ssl-redirect", ""),
+            ("force-ssl-redirect", "yes"),
         ]));
         assert_eq!(s, RedirectSettings::default());
-        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors.len(), 4, "{errors:?}");
         assert_eq!(
             RedirectSettings::from_configmap(&BTreeMap::new()).0,
             RedirectSettings::default()

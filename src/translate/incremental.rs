@@ -459,7 +459,8 @@ pub(super) fn derive(
     let (mut policy, mut invalid) = annotations::policy(ingress, secrets);
     // Redirects, the upstream Host and response rewriting (issue 13).
     let asked = redirects::apply(ingress, &mut policy, &mut invalid);
-    let (force_ssl, from_to_www) = (asked.force_ssl, asked.from_to_www);
+    let force_ssl = asked.force_ssl.unwrap_or(options.force_ssl_redirect);
+    let from_to_www = asked.from_to_www;
     let aliases = redirects::server_aliases(ingress, &mut invalid);
     for message in invalid {
         condition(Reason::InvalidAnnotation, message);

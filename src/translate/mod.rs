@@ -51,6 +51,10 @@ pub struct Options {
     /// Redirect plain HTTP to HTTPS for hosts with TLS unless an Ingress says otherwise
     /// (spec §5.5).
     pub ssl_redirect: bool,
+    /// The controller ConfigMap's `force-ssl-redirect`: the default of the annotation
+    /// (redirect even without TLS). `false`, as ingress-nginx, until `--configmap` sets it
+    /// (`proxy::RedirectSettings::from_configmap` parses the key).
+    pub force_ssl_redirect: bool,
 }
 
 impl Default for Options {
@@ -64,6 +68,7 @@ impl Default for Options {
             ipv6: true,
             default_ssl_certificate: None,
             ssl_redirect: true,
+            force_ssl_redirect: false,
         }
     }
 }

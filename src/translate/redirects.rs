@@ -36,8 +36,9 @@ const MAX_VALUE: usize = 2048;
 #[derive(Debug, Default, PartialEq)]
 pub(super) struct Redirects {
     /// `force-ssl-redirect: "true"`: plain HTTP redirects to HTTPS even without TLS on the
-    /// host (ingress-nginx `lua_ingress.lua` `redirect_to_https`).
-    pub force_ssl: bool,
+    /// host (ingress-nginx `lua_ingress.lua` `redirect_to_https`); `None`: the ConfigMap's
+    /// global `force-ssl-redirect` applies.
+    pub force_ssl: Option<bool>,
     /// `from-to-www-redirect: "true"`: `www.HOST` redirects to `HOST` (or `HOST` to
     /// `www.HOST` when the rule host starts with `www.`), decided per host in the merge.
     pub from_to_www: bool,
@@ -66,7 +67,7 @@ pub(super) fn apply(ingress: &Ingress, policy: &mut Policy, errors: &mut Vec<Str
 
     if let Some((key, value)) = get(FORCE_SSL_REDIRECT) {
         match parse_bool(value) {
-            Some(b) => out.force_ssl = b,
+            Some(b) => out.force_ssl = Some(b),
             None => invalid(&key, value, "is neither \"true\" nor \"false\""),
         }
     }
@@ -418,10 +419,16 @@ mod tests {
 
     #[test]
     fn force_ssl_redirect_reads_go_booleans() {
-        assert!(parse(&[(&n(FORCE_SSL_REDIRECT), "true")]).1.force_ssl);
-        assert!(parse(&[(&n(FORCE_SSL_REDIRECT), "1")]).1.force_ssl);
+        assert_eq!(
+            parse(&[(&n(FORCE_SSL_REDIRECT), "true")]).1.force_ssl,
+            Some(true)
+        );
+        assert_eq!(
+            parse(&[(&n(FORCE_SSL_REDIRECT), "0")]).1.force_ssl,
+            Some(false)
+        );
         let (_, r, errors) = parse(&[(&n(FORCE_SSL_REDIRECT), "yes")]);
-        assert!(!r.force_ssl);
+        assert_eq!(r.force_ssl, None);
         assert_eq!(errors.len(), 1);
     }
 
