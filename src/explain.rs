@@ -410,16 +410,20 @@ fn explain_redirect(
     }
     // `permanent-redirect` / `temporal-redirect` answer before anything else, on HTTP and
     // HTTPS alike (ingress-nginx's `return` runs before its HTTPS redirect).
-    if let Some((r, fixed)) = decision
-        .route()
-        .and_then(|r| Some((r, r.backend.policy.redirect.as_ref()?)))
-    {
+    if let Some(fixed) = decision.backend().and_then(|b| b.policy.redirect.as_ref()) {
+        let who = match decision.route() {
+            Some(r) => format!(
+                "the route's Ingress {}/{}",
+                r.origin.namespace, r.origin.name
+            ),
+            None => "the Ingress whose defaultBackend serves this request".to_string(),
+        };
         return RedirectChoice {
             redirected: true,
             location: Some(fixed.url.clone()),
             why: format!(
-                "{}: the route's Ingress {}/{} sets a fixed redirect (permanent-redirect or temporal-redirect), on HTTP and HTTPS",
-                fixed.code, r.origin.namespace, r.origin.name
+                "{}: {who} sets a fixed redirect (permanent-redirect or temporal-redirect), on HTTP and HTTPS",
+                fixed.code
             ),
         };
     }
