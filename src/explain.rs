@@ -426,6 +426,40 @@ fn explain_redirect(
             .iter()
             .find(|s| s.ingress.namespace == ns && s.ingress.name == name)
     };
+    // `from-to-www-redirect`: the other spelling of a rule host redirects before routing.
+    if let Some(to) = translation
+        .table
+        .www_redirect(&crate::routing::normalize::host(host))
+    {
+        let target = if path.starts_with('/') { path } else { "/" };
+        let target = target.strip_suffix('/').unwrap_or(target);
+        return RedirectChoice {
+            redirected: true,
+            location: Some(format!("http://{to}:80{target}")),
+            why: format!(
+                "308 Permanent Redirect: an Ingress of {to} sets from-to-www-redirect (on HTTPS too, to https://{to}:443)"
+            ),
+        };
+    }
+    // `permanent-redirect` / `temporal-redirect` answer before anything else, on HTTP and
+    // HTTPS alike (ingress-nginx's `return` runs before its HTTPS redirect).
+    if let Some(fixed) = decision.backend().and_then(|b| b.policy.redirect.as_ref()) {
+        let who = match decision.route() {
+            Some(r) => format!(
+                "the route's Ingress {}/{}",
+                r.origin.namespace, r.origin.name
+            ),
+            None => "the Ingress whose defaultBackend serves this request".to_string(),
+        };
+        return RedirectChoice {
+            redirected: true,
+            location: Some(fixed.url.clone()),
+            why: format!(
+                "{}: {who} sets a fixed redirect (permanent-redirect or temporal-redirect), on HTTP and HTTPS",
+                fixed.code
+            ),
+        };
+    }
     if decision.ssl_redirect() {
         if crate::proxy::is_acme_challenge(match_path) {
             return not(format!(
@@ -437,6 +471,19 @@ fn explain_redirect(
             Some(r) => {
                 let by = setting(&r.origin.namespace, &r.origin.name)
                     .map_or("--ssl-redirect", |s| s.set_by.as_str());
+                let has_tls = decision
+                    .vhost()
+                    .is_some_and(|v| translation.tls.has_tls(&v.host));
+                if !has_tls {
+                    return RedirectChoice {
+                        redirected: true,
+                        location: Some(crate::proxy::redirect_location(host, path)),
+                        why: format!(
+                            "308 Permanent Redirect: the route's Ingress {}/{} sets force-ssl-redirect (redirects without TLS on the vhost)",
+                            r.origin.namespace, r.origin.name
+                        ),
+                    };
+                }
                 format!(
                     "the vhost has TLS and the route's Ingress {}/{} redirects ({by}) (spec §5.5)",
                     r.origin.namespace, r.origin.name
@@ -504,6 +551,28 @@ fn explain_vhost(table: &RouteTable, host: &str, selected: Option<&HostMatch>) -
         }
     }
     let shown_host = if host.is_empty() { "(no host)" } else { host };
+    // `server-alias`: the request host (exact) or its first-label suffix (wildcard) is an
+    // alias of the selected rule host.
+    let alias = selected.and_then(|target| {
+        table.aliases().iter().find(|(alias, rule_host)| {
+            rule_host == target
+                && match alias {
+                    HostMatch::Exact(a) => a == host,
+                    HostMatch::Wildcard(s) => host
+                        .split_once('.')
+                        .is_some_and(|(first, rest)| !first.is_empty() && rest == s),
+                    HostMatch::Any => false,
+                }
+        })
+    });
+    if let Some((alias, rule_host)) = alias {
+        return VhostChoice {
+            selected: Some(rule_host.to_string()),
+            how: "alias",
+            why: format!("{alias} is a server-alias of the rule host {rule_host}"),
+            notes,
+        };
+    }
     let (how, why) = match selected {
         Some(HostMatch::Exact(h)) => ("exact", format!("the rule host {h} equals the request host")),
         Some(HostMatch::Wildcard(s)) => (

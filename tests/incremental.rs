@@ -79,7 +79,7 @@ fn ingress_spec() -> impl Strategy<Value = IngressSpec> {
     (
         0..4usize,
         0..3usize,
-        (0..4usize, 0..3usize, 0..6usize),
+        (0..4usize, 0..3usize, 0..8usize),
         prop::collection::vec(rule, 0..3),
         prop::option::of((0..4usize, 0..4usize)),
         prop::collection::vec(tls, 0..2),
@@ -126,6 +126,33 @@ fn ingress(ns: &str, name: &str, spec: &IngressSpec) -> Ingress {
         )),
         4 => drop(annotations.insert("portico.dev/app-root".into(), json!("/app"))),
         5 => drop(annotations.insert("portico.dev/use-regex".into(), json!("true"))),
+        // Issue 13: the ClusterIP replaces endpoints; redirects live in the policy.
+        6 => {
+            annotations.insert(
+                "nginx.ingress.kubernetes.io/service-upstream".into(),
+                json!("true"),
+            );
+            // Aliases that collide with rule hosts and with each other's.
+            annotations.insert(
+                "nginx.ingress.kubernetes.io/server-alias".into(),
+                json!("b.test, c.test, *.v.test"),
+            );
+        }
+        7 => {
+            annotations.insert("portico.dev/server-alias".into(), json!("c.test, a.test"));
+            annotations.insert(
+                "nginx.ingress.kubernetes.io/from-to-www-redirect".into(),
+                json!("true"),
+            );
+            annotations.insert(
+                "nginx.ingress.kubernetes.io/force-ssl-redirect".into(),
+                json!("true"),
+            );
+            annotations.insert(
+                "nginx.ingress.kubernetes.io/permanent-redirect".into(),
+                json!("https://elsewhere.example/"),
+            );
+        }
         _ => {}
     }
     if !annotations.is_empty() {
@@ -177,7 +204,7 @@ fn ingress(ns: &str, name: &str, spec: &IngressSpec) -> Ingress {
 fn service(ns: &str, name: &str, variant: usize) -> Service {
     let spec = match variant % 4 {
         0 => {
-            json!({"ports": [{"name": "http", "port": 80}, {"name": "dns", "port": 81, "protocol": "UDP"}]})
+            json!({"clusterIP": "10.96.0.10", "ports": [{"name": "http", "port": 80}, {"name": "dns", "port": 81, "protocol": "UDP"}]})
         }
         1 => {
             json!({"ports": [{"name": "http", "port": 80, "targetPort": 8081, "appProtocol": "kubernetes.io/h2c"}]})
@@ -276,6 +303,7 @@ fn options(variant: usize) -> Options {
         external_name: variant & 8 == 0,
         default_backend_service: (variant & 16 != 0).then(|| ("a".into(), "s0".into())),
         default_ssl_certificate: (variant & 32 != 0).then(|| ("a".into(), "t1".into())),
+        force_ssl_redirect: variant & 64 != 0,
         ..Options::default()
     }
 }

@@ -18,6 +18,7 @@ mod pool;
 mod proxy_protocol;
 mod redirect;
 mod rewrite;
+mod response_rewrite;
 mod server;
 mod service;
 mod upstream;
@@ -37,7 +38,7 @@ pub use error::{ClientFault, ProxyError};
 pub use proxy_protocol::Cidr;
 /// The PROXY header parser, public for tests/fuzz.rs.
 pub use proxy_protocol::{read_header, ProxyHeaderError};
-pub use redirect::{is_acme_challenge, location as redirect_location};
+pub use redirect::{is_acme_challenge, location as redirect_location, RedirectSettings};
 pub use server::{serve, serve_tls, TlsListener};
 
 /// The body type of every response the proxy writes to clients.

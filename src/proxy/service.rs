@@ -19,7 +19,7 @@ use super::headers::{self, Forwarded};
 use super::observe::{Arrival, Pending, Seen};
 use super::pool::{Checkin, Pool};
 use super::upstream::{self, Clients, RetryBody, Upstream};
-use super::{redirect, rewrite, ProxyBody, ProxyOptions, Scheme};
+use super::{redirect, response_rewrite, rewrite, ProxyBody, ProxyOptions, Scheme};
 use crate::publish::Shared;
 use crate::routing::{normalize, Decision, Protocol, Target};
 
@@ -268,6 +268,13 @@ async fn proxy(
         let decision = published.translation.table.decide(&match_host, &match_path);
         let series = ctx.options.observe.metrics.decision(&decision);
         seen.series = Some(series);
+        // `from-to-www-redirect`: the other spelling of a rule host redirects to it.
+        // The ConfigMap's `http-redirect-code` and `use-port-in-redirects`.
+        let redirects = redirect::RedirectSettings::from_global(&published.translation.global);
+        if let Some(to) = published.translation.table.www_redirect(&match_host) {
+            return redirect::to_www(to, host_value, &req, client.trusted, &ctx.options, &redirects)
+                .map_err(fail);
+        }
         // issue 13: `app-root` is a server-level redirect in ingress-nginx, before any other.
         if let Some(vhost) = decision.vhost().filter(|v| v.app_root.is_some()) {
             let scheme = ctx.options.scheme;
@@ -277,14 +284,22 @@ async fn proxy(
                 return found.map_err(fail);
             }
         }
-        // spec §5.5: translate decided which routes redirect; ACME challenges never do.
+        // `permanent-redirect` / `temporal-redirect`: answered before anything else, as
+        // nginx's `return` runs before ingress-nginx's HTTPS redirect (proxy/redirect.rs).
+        if let Some(fixed) = decision.backend().and_then(|b| b.policy.redirect.as_ref()) {
+            return redirect::fixed(fixed, client_version).map_err(fail);
+        }
+        // spec §5.5: translate decided which routes redirect; ACME challenges never do, nor
+        // requests a trusted balancer says arrived over HTTPS.
         if ctx.options.scheme == Scheme::Http
             && decision.ssl_redirect()
             && !redirect::is_acme_challenge(&match_path)
+            && !redirect::forwarded_https(req.headers(), client.trusted, &ctx.options)
         {
             let uri = rewrite::redirect_uri(decision.route(), req.uri());
             let uri = uri.as_ref().unwrap_or(req.uri());
-            return redirect::to_https(host_value, uri, client_version).map_err(fail);
+            return redirect::to_https(host_value, uri, client_version, &redirects)
+                .map_err(fail);
         }
         // issue 13: `rewrite-target` of the regex location that matched.
         if let Decision::Route {
@@ -407,9 +422,15 @@ async fn proxy(
             generate_request_id: global.generate_request_id,
         },
     );
-    // A trusted `X-Forwarded-Host` is the upstream's Host (ingress-nginx `$best_http_host`).
+    // A trusted `X-Forwarded-Host` is the upstream's Host (ingress-nginx `$best_http_host`);
+    // `upstream-vhost` replaces it (X-Forwarded-Host keeps the client's).
     if let Some(host) = forwarded_host {
         headers.insert(HOST, host);
+    }
+    if let Some(vhost) = &policy.upstream_vhost {
+        if let Ok(value) = HeaderValue::from_str(vhost) {
+            headers.insert(HOST, value);
+        }
     }
     if let Some(prefix) = forwarded_prefix {
         headers.insert(rewrite::X_FORWARDED_PREFIX.clone(), prefix);
@@ -607,6 +628,9 @@ async fn proxy(
 
     let (mut parts, body) = response.into_parts();
     finish_headers(&mut parts.headers, false);
+    if let Some(rewrite) = &policy.rewrite_response {
+        response_rewrite::apply(rewrite, &mut parts.headers);
+    }
     parts.version = response_version(client_version);
     let body = match checkin {
         Some(checkin) => checkin.wrap(body).boxed(),

@@ -24,12 +24,17 @@ pub struct Global {
     /// `hsts*`: the `Strict-Transport-Security` value sent on HTTPS responses; `None` is off.
     /// Bytes, so the proxy makes a header value of it per response without copying.
     pub hsts: Option<bytes::Bytes>,
-    /// `server-tokens`: announce `Server: portico` on responses Portico makes.
+    /// `server-tokens`: accepted; Portico always sends `Server: portico`, which has no version
+    /// to hide (docs/decisions.md).
     pub server_tokens: bool,
     /// `ssl-redirect`: overrides `--ssl-redirect` when set.
     pub ssl_redirect: Option<bool>,
     /// `force-ssl-redirect`: redirect plain HTTP to HTTPS on every route, TLS or not.
     pub force_ssl_redirect: bool,
+    /// `http-redirect-code`: the status of the HTTPS and www redirects (301, 302, 307, 308).
+    pub http_redirect_code: u16,
+    /// `use-port-in-redirects`: write the HTTPS port into the HTTPS redirect's `Location`.
+    pub use_port_in_redirects: bool,
     /// `proxy-body-size` in bytes (`0` is no limit); overrides `--max-body-size` when set.
     pub proxy_body_size: Option<u64>,
     /// `proxy-connect-timeout`; overrides `--proxy-connect-timeout` when set.
@@ -136,6 +141,8 @@ impl Default for Global {
             server_tokens: false,
             ssl_redirect: None,
             force_ssl_redirect: false,
+            http_redirect_code: 308,
+            use_port_in_redirects: false,
             proxy_body_size: None,
             proxy_connect_timeout: None,
             proxy_read_timeout: None,

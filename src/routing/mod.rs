@@ -12,7 +12,10 @@ mod table;
 pub use global::{
     hsts_value, Cidr, ForwardedHeaders, Global, HeaderBuffers, UpstreamKeepalive, HSTS_MAX_AGE,
 };
-pub use policy::{Balance, Piece, Policy, Protocol, Rewrite, RewriteTarget, UpstreamTls};
+pub use policy::{
+    Balance, Piece, Policy, Protocol, Redirect, Replace, ResponseRewrite, Rewrite, RewriteTarget,
+    UpstreamTls,
+};
 pub use regex_mode::{is_target_byte, rewrite_target, RegexLocation, RegexMode, RegexProblem};
 pub use table::{Decision, RouteTable, VirtualHost};
 

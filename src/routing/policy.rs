@@ -105,6 +105,22 @@ pub struct Policy {
     /// `preserve-trailing-slash` (issue 13); `None` when the Ingress sets none of them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rewrite: Option<Box<Rewrite>>,
+    /// `permanent-redirect` / `temporal-redirect`: answer every request with this redirect
+    /// instead of proxying (ingress-nginx's `return CODE URL;`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<Redirect>,
+    /// `upstream-vhost`: the `Host` header the upstream sees, checked as a field value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_vhost: Option<String>,
+    /// `proxy-redirect-*`, `proxy-cookie-*`: response header rewriting (`proxy/response_rewrite`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rewrite_response: Option<ResponseRewrite>,
+    /// `service-upstream`: with `Some(true)` the backend's one endpoint is the Service's
+    /// ClusterIP and port (translate replaces the target; kept here so the shared backend
+    /// differs). `Some(false)` is an explicit "no", for when the ConfigMap's global
+    /// `service-upstream` arrives (`None` will then mean "the global setting").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_upstream: Option<bool>,
 }
 
 /// The regex and rewrite annotations of one Ingress, typed at translate time
@@ -168,6 +184,37 @@ pub enum Piece {
     /// `$n`: the text of capture group `n` (`$0`: the whole match), empty when it did not
     /// take part in the match (as nginx's `rewrite`).
     Group(usize),
+}
+
+/// A fixed redirect: `Location: url` with `code` (301, 302, 303, 307 or 308).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Redirect {
+    pub code: u16,
+    pub url: String,
+}
+
+/// One `from → to` replacement (nginx `proxy_redirect FROM TO`, `proxy_cookie_domain`,
+/// `proxy_cookie_path`); both literal strings, never patterns.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Replace {
+    pub from: String,
+    pub to: String,
+}
+
+/// How upstream response headers are rewritten; each `None` leaves its headers alone.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ResponseRewrite {
+    /// `Location` and `Refresh` (`proxy_redirect`): a prefix, case-sensitive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Replace>,
+    /// The `Domain` attribute of `Set-Cookie` (`proxy_cookie_domain`): the whole domain,
+    /// case-insensitive, a leading dot ignored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cookie_domain: Option<Replace>,
+    /// The `Path` attribute of `Set-Cookie` (`proxy_cookie_path`): a prefix, case-sensitive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cookie_path: Option<Replace>,
 }
 
 impl Policy {

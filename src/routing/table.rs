@@ -334,6 +334,15 @@ pub struct RouteTable {
     wildcard: HashMap<Box<str>, usize>,
     #[serde(skip)]
     hostless: Option<usize>,
+    /// `server-alias`: `(alias, rule host)`; the alias selects the rule host's vhost.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    aliases: Vec<(HostMatch, HostMatch)>,
+    /// `from-to-www-redirect`: request host → the rule host it redirects to.
+    #[serde(
+        rename = "wwwRedirects",
+        skip_serializing_if = "std::collections::BTreeMap::is_empty"
+    )]
+    www: std::collections::BTreeMap<Box<str>, Box<str>>,
 }
 
 impl RouteTable {
@@ -356,6 +365,8 @@ impl RouteTable {
             exact: HashMap::default(),
             wildcard: HashMap::default(),
             hostless: None,
+            aliases: Vec::new(),
+            www: Default::default(),
         };
         for (i, vhost) in table.vhosts.iter().enumerate() {
             match &vhost.host {
@@ -369,6 +380,60 @@ impl RouteTable {
             }
         }
         table
+    }
+
+    /// Adds `(alias, rule host)` names: an alias selects its rule host's vhost, exactly as
+    /// that host does (`server-alias`). An alias that is a rule host, or names a host with no
+    /// vhost, is left out.
+    pub fn with_aliases(mut self, aliases: Vec<(HostMatch, HostMatch)>) -> Self {
+        if aliases.is_empty() {
+            return self;
+        }
+        let mut kept = Vec::with_capacity(aliases.len());
+        for (alias, host) in aliases {
+            let Ok(i) = self.vhosts.binary_search_by(|v| v.host.cmp(&host)) else {
+                continue;
+            };
+            let added = match &alias {
+                HostMatch::Exact(h) if !self.exact.contains_key(h.as_str()) => {
+                    self.exact.insert(h.as_str().into(), i);
+                    true
+                }
+                HostMatch::Wildcard(s) if !self.wildcard.contains_key(s.as_str()) => {
+                    self.wildcard.insert(s.as_str().into(), i);
+                    true
+                }
+                _ => false,
+            };
+            if added {
+                kept.push((alias, host));
+            }
+        }
+        self.aliases = kept;
+        self
+    }
+
+    /// Adds `from-to-www-redirect` names: `(from, to)`, both normalised exact hosts.
+    pub fn with_www_redirects(mut self, pairs: Vec<(String, String)>) -> Self {
+        self.www = pairs
+            .into_iter()
+            .map(|(from, to)| (from.into_boxed_str(), to.into_boxed_str()))
+            .collect();
+        self
+    }
+
+    /// The rule host a request for `host` (normalised) is redirected to by
+    /// `from-to-www-redirect`; one emptiness check when no Ingress asks for it.
+    pub fn www_redirect(&self, host: &str) -> Option<&str> {
+        if self.www.is_empty() {
+            return None;
+        }
+        self.www.get(host).map(|to| &**to)
+    }
+
+    /// `(alias, rule host)` pairs (`server-alias`).
+    pub fn aliases(&self) -> &[(HostMatch, HostMatch)] {
+        &self.aliases
     }
 
     pub fn vhosts(&self) -> &[Arc<VirtualHost>] {

@@ -141,8 +141,9 @@ impl Trim for IngressClass {
 }
 
 impl Trim for Service {
-    /// Translate reads a Service's ports, type and externalName (spec §4.1); nobody reads its
-    /// status, selector, IPs or session settings.
+    /// Translate reads a Service's ports, type and externalName (spec §4.1), and its
+    /// ClusterIP for `service-upstream` (an immutable field: it adds no churn); nobody reads
+    /// its status, selector, other IPs or session settings.
     fn trim(&mut self) {
         trim_meta(&mut self.metadata);
         self.status = None;
@@ -151,6 +152,7 @@ impl Trim for Service {
                 ports: spec.ports,
                 type_: spec.type_,
                 external_name: spec.external_name,
+                cluster_ip: spec.cluster_ip,
                 ..ServiceSpec::default()
             });
         }
@@ -258,7 +260,8 @@ mod tests {
         assert_eq!(spec.type_.as_deref(), Some("ExternalName"));
         assert_eq!(spec.external_name.as_deref(), Some("x.test"));
         assert_eq!(spec.ports.as_ref().unwrap().len(), 1);
-        assert!(spec.selector.is_none() && spec.cluster_ip.is_none());
+        assert!(spec.selector.is_none() && spec.cluster_ips.is_none());
+        assert_eq!(spec.cluster_ip.as_deref(), Some("10.0.0.1"));
         assert!(service.status.is_none());
 
         let mut slice: EndpointSlice = serde_json::from_value(serde_json::json!({

@@ -41,6 +41,20 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     super::rewrite::APP_ROOT,
     super::rewrite::X_FORWARDED_PREFIX,
     super::rewrite::PRESERVE_TRAILING_SLASH,
+    // Read by `redirects.rs` (issue 13: redirects, upstream Host, response rewriting).
+    super::redirects::PERMANENT_REDIRECT,
+    super::redirects::PERMANENT_REDIRECT_CODE,
+    super::redirects::TEMPORAL_REDIRECT,
+    super::redirects::TEMPORAL_REDIRECT_CODE,
+    super::redirects::FORCE_SSL_REDIRECT,
+    super::redirects::UPSTREAM_VHOST,
+    super::redirects::PROXY_REDIRECT_FROM,
+    super::redirects::PROXY_REDIRECT_TO,
+    super::redirects::PROXY_COOKIE_DOMAIN,
+    super::redirects::PROXY_COOKIE_PATH,
+    super::redirects::SERVICE_UPSTREAM,
+    super::redirects::SERVER_ALIAS,
+    super::redirects::FROM_TO_WWW_REDIRECT,
 ];
 
 /// ingress-nginx annotations that switch on access control (basic or external

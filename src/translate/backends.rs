@@ -224,6 +224,46 @@ impl<'a> Backends<'a> {
         resolved
     }
 
+    /// `service-upstream`: the referenced Service's ClusterIP and Service port (not the
+    /// target port), ingress-nginx's `getServiceClusterEndpoint`; why not, when it has none
+    /// (headless, ExternalName, missing Service or port).
+    pub fn cluster_endpoint(&self, reference: &BackendRef) -> Result<SocketAddr, String> {
+        let BackendRef::Service {
+            namespace,
+            name,
+            port,
+        } = reference
+        else {
+            return Err("the backend is not a Service".to_string());
+        };
+        let service = self
+            .services
+            .get(&(namespace.as_str(), name.as_str()))
+            .ok_or_else(|| format!("service {namespace}/{name} not found"))?;
+        let spec = service.spec.as_ref();
+        let ip = spec
+            .and_then(|s| s.cluster_ip.as_deref())
+            .filter(|ip| !ip.is_empty() && *ip != "None")
+            .ok_or_else(|| format!("service {namespace}/{name} has no ClusterIP"))?;
+        let ip: IpAddr = ip
+            .parse()
+            .map_err(|_| format!("service {namespace}/{name} has an unusable ClusterIP {ip:?}"))?;
+        let service_port = spec
+            .and_then(|s| s.ports.as_ref())
+            .into_iter()
+            .flatten()
+            .find(|sp| match port {
+                PortRef::Number(n) => sp.port == i32::from(*n),
+                PortRef::Name(n) => sp.name.as_deref() == Some(n.as_str()),
+            })
+            .ok_or_else(|| format!("port {port} not found on service {namespace}/{name}"))?;
+        let number = u16::try_from(service_port.port)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("port {port} of service {namespace}/{name} is out of range"))?;
+        Ok(SocketAddr::new(ip, number))
+    }
+
     /// The `appProtocol` of the referenced Service port, when Portico speaks it.
     fn app_protocol(&self, reference: &BackendRef) -> Option<crate::routing::Protocol> {
         let BackendRef::Service {

@@ -27,6 +27,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "hsts-include-subdomains",
     "hsts-max-age",
     "hsts-preload",
+    "http-redirect-code",
     "keep-alive",
     "keep-alive-requests",
     "large-client-header-buffers",
@@ -40,6 +41,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "upstream-keepalive-requests",
     "upstream-keepalive-timeout",
     "use-forwarded-headers",
+    "use-port-in-redirects",
     "use-proxy-protocol",
 ];
 
@@ -133,6 +135,18 @@ pub fn from_data(
         &mut invalid,
     );
     global.use_proxy_protocol = optional("use-proxy-protocol", &mut invalid);
+    boolean(
+        "use-port-in-redirects",
+        &mut global.use_port_in_redirects,
+        &mut invalid,
+    );
+    if let Some(v) = get("http-redirect-code") {
+        // configmap.md: "Supported codes are 301, 302, 307 and 308".
+        match v.trim().parse::<u16>() {
+            Ok(code @ (301 | 302 | 307 | 308)) => global.http_redirect_code = code,
+            _ => invalid("http-redirect-code", v, "is not 301, 302, 307 or 308"),
+        }
+    }
 
     let fwd = &mut global.forwarded;
     if let Some(v) = get("forwarded-for-header") {
@@ -565,6 +579,21 @@ mod keys {
         rejects("hsts-max-age", "-1");
         rejects("hsts-include-subdomains", "no");
         rejects("hsts-preload", "yes");
+    }
+
+    #[test]
+    fn redirect_keys() {
+        let (g, c) = with(&[
+            ("use-port-in-redirects", "true"),
+            ("http-redirect-code", "301"),
+        ]);
+        assert!(c.is_empty(), "{c:?}");
+        assert!(g.use_port_in_redirects);
+        assert_eq!(g.http_redirect_code, 301);
+        rejects("use-port-in-redirects", "sometimes");
+        // 303 is no code ingress-nginx accepts for this key.
+        rejects("http-redirect-code", "303");
+        rejects("http-redirect-code", "permanent");
     }
 
     #[test]

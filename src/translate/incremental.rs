@@ -16,7 +16,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 
 use super::backends::{Backends, Resolved, SERVICE_NAME_LABEL};
-use super::{annotations, paths, tls, Condition, ObjectRef, Options, Reason};
+use super::{annotations, paths, redirects, tls, Condition, ObjectRef, Options, Reason};
 use crate::routing::{
     Backend, BackendRef, HostMatch, Origin, Policy, Route, Target, Unavailable, VirtualHost,
 };
@@ -222,6 +222,12 @@ pub(super) struct Part {
     /// spec §5.5: its redirect choice and what decided it.
     pub redirect: bool,
     pub set_by: &'static str,
+    /// `force-ssl-redirect`: its routes redirect plain HTTP even on hosts without TLS.
+    pub force_ssl: bool,
+    /// `server-alias`: extra names for its rule hosts (decided in the merge).
+    pub aliases: Vec<HostMatch>,
+    /// `from-to-www-redirect` (decided per host in the merge).
+    pub from_to_www: bool,
     /// The conditions that depend on this Ingress alone.
     pub conditions: Vec<Condition>,
     pub policy: Option<Arc<Policy>>,
@@ -281,6 +287,38 @@ fn with_policy(
     }
 }
 
+/// `service-upstream` (ingress-nginx `controller.go`): a Service backend's one endpoint
+/// becomes the Service's ClusterIP and port, endpoints or not; without a ClusterIP the
+/// endpoints stay, as in ingress-nginx, and the reason is returned.
+fn service_upstream(
+    backends: &Backends<'_>,
+    policy: &Option<Arc<Policy>>,
+    backend: Arc<Backend>,
+) -> (Arc<Backend>, Option<String>) {
+    if policy
+        .as_ref()
+        .is_none_or(|p| p.service_upstream != Some(true))
+    {
+        return (backend, None);
+    }
+    if !matches!(
+        backend.target,
+        Target::Endpoints(_) | Target::Unavailable(Unavailable::NoEndpoints)
+    ) {
+        return (backend, None);
+    }
+    match backends.cluster_endpoint(&backend.reference) {
+        Ok(addr) => (
+            Arc::new(Backend {
+                target: Target::Endpoints(vec![addr]),
+                ..(*backend).clone()
+            }),
+            None,
+        ),
+        Err(why) => (backend, Some(why)),
+    }
+}
+
 /// A resolved backend and, when it came from the shared resolution, its reference.
 fn slot(resolved: &Resolved) -> Option<BackendRef> {
     let malformed = resolved
@@ -305,6 +343,7 @@ pub(super) fn rebind(
     let fails_closed = part.blocked;
     let mut again = |reference: &BackendRef| {
         let backend = backends.again(reference);
+        let (backend, _) = service_upstream(backends, &policy, backend);
         with_policy(
             with_policies,
             fails_closed.then_some(&mut *blocked),
@@ -392,6 +431,9 @@ pub(super) fn derive(
             object,
             redirect: options.ssl_redirect,
             set_by: tls::GLOBAL_SSL_REDIRECT,
+            force_ssl: false,
+            aliases: Vec::new(),
+            from_to_www: false,
             conditions,
             policy: None,
             default: None,
@@ -414,21 +456,31 @@ pub(super) fn derive(
     };
     // Proxy annotations, typed once here; a backend under non-default ones gets its own copy
     // carrying them.
-    let (policy, invalid) = annotations::policy(ingress, secrets);
+    let (mut policy, mut invalid) = annotations::policy(ingress, secrets);
+    // Redirects, the upstream Host and response rewriting (issue 13).
+    let asked = redirects::apply(ingress, &mut policy, &mut invalid);
+    let force_ssl = asked.force_ssl.unwrap_or(options.force_ssl_redirect);
+    let from_to_www = asked.from_to_www;
+    let aliases = redirects::server_aliases(ingress, &mut invalid);
     for message in invalid {
         condition(Reason::InvalidAnnotation, message);
     }
     let policy = (!policy.is_default()).then(|| Arc::new(policy));
     let spec = ingress.spec.as_ref();
     let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();
+    // `service-upstream` problems, once per Service (reported after the rules).
+    let mut upstream_notes: Vec<String> = Vec::new();
     let default = spec.and_then(|s| s.default_backend.as_ref()).map(|b| {
         let resolved = backends.resolve(&namespace, b);
         if let Some(p) = &resolved.1 {
             condition(p.reason, format!("defaultBackend: {}", p.message));
         }
+        let reference = slot(&resolved);
+        let (backend, why) = service_upstream(backends, &policy, resolved.0);
+        upstream_notes.extend(why);
         Slot {
-            reference: slot(&resolved),
-            backend: with_policy(with_policies, blocked.as_deref_mut(), &policy, resolved.0),
+            reference,
+            backend: with_policy(with_policies, blocked.as_deref_mut(), &policy, backend),
         }
     });
     if rules.is_empty() && default.is_none() {
@@ -480,7 +532,9 @@ pub(super) fn derive(
                 None => {}
             }
             let reference = slot(&resolved);
-            let backend = with_policy(with_policies, blocked.as_deref_mut(), &policy, resolved.0);
+            let (backend, why) = service_upstream(backends, &policy, resolved.0);
+            upstream_notes.extend(why);
+            let backend = with_policy(with_policies, blocked.as_deref_mut(), &policy, backend);
             routes.push((
                 Route {
                     path: normalised,
@@ -492,12 +546,17 @@ pub(super) fn derive(
                         rule: rule_index,
                         path: path_index,
                     },
-                    ssl_redirect: redirect,
+                    ssl_redirect: redirect || force_ssl,
                 },
                 reference,
             ));
         }
         part_rules.push(PartRule { host, routes });
+    }
+    upstream_notes.sort();
+    upstream_notes.dedup();
+    for why in upstream_notes {
+        condition(Reason::InvalidAnnotation, service_upstream_message(&why));
     }
     if !rules.is_empty() && !usable {
         condition(
@@ -514,6 +573,9 @@ pub(super) fn derive(
         object,
         redirect,
         set_by,
+        force_ssl,
+        aliases,
+        from_to_www,
         conditions,
         policy,
         default,
@@ -523,6 +585,10 @@ pub(super) fn derive(
         blocked: fails_closed,
         serves: true,
     }
+}
+
+fn service_upstream_message(why: &str) -> String {
+    format!("annotation service-upstream: {why}; its endpoints are used instead")
 }
 
 /// Every Service an Ingress's backends name, in its own namespace (spec §4.1).
@@ -603,9 +669,10 @@ pub(super) fn build_vhost(
             let mut route = route.clone();
             // spec §5.5: only vhosts whose host is bound to a certificate redirect; each
             // route keeps its own Ingress's choice.
-            // The controller ConfigMap's `force-ssl-redirect` redirects every route, with TLS
-            // or not (nginx.tmpl: `or $location.Rewrite.ForceSSLRedirect (and cert SSLRedirect)`).
-            route.ssl_redirect = force_ssl_redirect || (route.ssl_redirect && has_tls);
+            // `force-ssl-redirect` (the annotation, else the ConfigMap key) redirects without
+            // TLS too (ingress-nginx `lua_ingress.lua` `redirect_to_https`; `rewrite/main.go`
+            // makes the global value the annotation's default).
+            route.ssl_redirect = part.force_ssl || (route.ssl_redirect && has_tls);
             routes.push(route);
         }
     }

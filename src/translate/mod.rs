@@ -10,6 +10,7 @@ pub mod configmap;
 mod incremental;
 mod paths;
 mod rewrite;
+mod redirects;
 mod tls;
 
 pub use annotations::{parse_size, parse_timeout};
@@ -56,8 +57,9 @@ pub struct Options {
     pub ssl_redirect: bool,
     /// `--configmap`: the controller ConfigMap `namespace/name` (`ingress-nginx.md` §4).
     pub configmap: Option<(String, String)>,
-    /// The controller ConfigMap's `force-ssl-redirect` (no flag): redirect plain HTTP to HTTPS
-    /// on every route, hosts without TLS included. Set from the ConfigMap, never by a flag.
+    /// The controller ConfigMap's `force-ssl-redirect`: the default of the annotation
+    /// (redirect even without TLS). `false`, as ingress-nginx, unless the
+    /// controller ConfigMap (`--configmap`) sets it.
     pub force_ssl_redirect: bool,
 }
 
@@ -327,6 +329,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
     let (tls, certs) = tls.finish(options, &mut conditions);
     cache.certs = certs;
 
+    let contributors_hosts: Vec<HostMatch> = contributors.keys().map(|h| (*h).clone()).collect();
     // Each vhost, rebuilt only when its contributions or its TLS binding changed.
     let mut previous = std::mem::take(&mut state.vhosts);
     let mut built = Vec::with_capacity(contributors.len());
@@ -350,6 +353,9 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
     }
     drop(previous);
 
+    let aliases = server_aliases(&contributors_hosts, &parts, &mut conditions);
+    let www = www_redirects(&contributors_hosts, &parts);
+
     // spec §3.7 step 2: the controller-configured default Service.
     let default_backend = global.map(|(_, b)| b).or_else(|| {
         options
@@ -365,7 +371,9 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
     owned.sort();
     ssl_redirects.sort_by(|a, b| a.ingress.cmp(&b.ingress));
     Translation {
-        table: RouteTable::from_shared(built, default_backend),
+        table: RouteTable::from_shared(built, default_backend)
+            .with_aliases(aliases)
+            .with_www_redirects(www),
         tls,
         conditions,
         owned,
@@ -377,8 +385,12 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
 /// What decides an Ingress's HTTPS redirect, naming the controller ConfigMap's key when it is
 /// what replaced `--ssl-redirect`.
 fn ssl_redirect(part: &incremental::Part, options: &Options, settings: &Global) -> SslRedirect {
-    let (redirect, set_by) = if options.force_ssl_redirect {
+    // `force-ssl-redirect`: the annotation, else the ConfigMap key (its default); an Ingress
+    // saying "false" opts out of the global one.
+    let (redirect, set_by) = if part.force_ssl && options.force_ssl_redirect {
         (true, "ConfigMap force-ssl-redirect")
+    } else if part.force_ssl {
+        (true, "annotation force-ssl-redirect")
     } else if part.set_by == tls::GLOBAL_SSL_REDIRECT && settings.ssl_redirect.is_some() {
         (part.redirect, "ConfigMap ssl-redirect")
     } else {
@@ -389,6 +401,85 @@ fn ssl_redirect(part: &incremental::Part, options: &Options, settings: &Global) 
         redirect,
         set_by: set_by.to_string(),
     }
+}
+
+/// `server-alias` (ingress-nginx `controller.go` `createServers`): for each rule host, the
+/// aliases of the oldest Ingress with that host that sets any (later ones are ignored, as
+/// ingress-nginx logs "Aliases already configured for server"); an alias that is a rule host
+/// itself is dropped (the real host wins); an alias two hosts claim goes to the first host in
+/// host order (ingress-nginx sorts its servers by name and nginx keeps the first
+/// `server_name`). Recomputed from the Parts on every translate, so it is always what a fresh
+/// translate gives.
+fn server_aliases(
+    hosts: &[HostMatch],
+    parts: &[Arc<incremental::Part>],
+    conditions: &mut Vec<Condition>,
+) -> Vec<(HostMatch, HostMatch)> {
+    if parts.iter().all(|p| p.aliases.is_empty()) {
+        return Vec::new();
+    }
+    let mut chosen: BTreeMap<&HostMatch, &incremental::Part> = BTreeMap::new();
+    for part in parts.iter().filter(|p| !p.aliases.is_empty() && p.serves) {
+        for rule in &part.rules {
+            if rule.host != HostMatch::Any {
+                chosen.entry(&rule.host).or_insert(part.as_ref());
+            }
+        }
+    }
+    let mut claimed: BTreeMap<&HostMatch, &HostMatch> = BTreeMap::new();
+    for (host, part) in chosen {
+        for alias in &part.aliases {
+            if alias == host || hosts.contains(alias) {
+                continue;
+            }
+            match claimed.get(alias) {
+                None => {
+                    claimed.insert(alias, host);
+                }
+                Some(winner) if *winner != host => conditions.push(Condition {
+                    object: part.object.clone(),
+                    reason: Reason::InvalidAnnotation,
+                    message: format!(
+                        "annotation server-alias: alias {alias} of host {host} is already an alias of host {winner}; ignored"
+                    ),
+                }),
+                Some(_) => {}
+            }
+        }
+    }
+    claimed
+        .into_iter()
+        .map(|(alias, host)| (alias.clone(), host.clone()))
+        .collect()
+}
+
+/// `from-to-www-redirect` (ingress-nginx `pkg/util/ingress` `BuildRedirects`): a rule host
+/// any of whose Ingresses sets it gets a redirect from `www.HOST` (or, for `www.HOST`, from
+/// `HOST`), unless that name is a rule host itself. Exact hosts only: a wildcard has no
+/// `www.` form. Returns `(from, to)` pairs.
+fn www_redirects(hosts: &[HostMatch], parts: &[Arc<incremental::Part>]) -> Vec<(String, String)> {
+    if parts.iter().all(|p| !p.from_to_www) {
+        return Vec::new();
+    }
+    let mut pairs = Vec::new();
+    for part in parts.iter().filter(|p| p.from_to_www && p.serves) {
+        for rule in &part.rules {
+            let HostMatch::Exact(to) = &rule.host else {
+                continue;
+            };
+            let from = match to.strip_prefix("www.") {
+                Some(bare) => bare.to_string(),
+                None => format!("www.{to}"),
+            };
+            if hosts.contains(&HostMatch::Exact(from.clone())) {
+                continue;
+            }
+            pairs.push((from, to.clone()));
+        }
+    }
+    pairs.sort();
+    pairs.dedup_by(|later, first| later.0 == first.0);
+    pairs
 }
 
 fn ingress_ref(ingress: &Ingress) -> ObjectRef {
