@@ -10,6 +10,7 @@
 //! any `.await`, so a table swap never waits for and never disturbs in-flight requests.
 
 mod balance;
+pub mod compress;
 mod error;
 mod headers;
 mod observe;
@@ -132,6 +133,8 @@ pub struct ProxyOptions {
     pub observe: Observe,
     /// What the path checks let through (`--allow-encoded-slashes`, spec §6.1).
     pub path_rules: crate::routing::normalize::PathRules,
+    /// Response compression (ConfigMap `use-gzip`, `enable-brotli`, ...); `None`: off.
+    pub compression: Option<Arc<compress::CompressionSettings>>,
 }
 
 /// The metrics and access log one listener feeds. The default counts into a private
@@ -168,6 +171,7 @@ impl Default for ProxyOptions {
             balancer: Arc::default(),
             observe: Observe::default(),
             path_rules: Default::default(),
+            compression: None,
         }
     }
 }

@@ -310,6 +310,9 @@ async fn proxy(
     let upgrade = headers::allowed_upgrade(&req, &ctx.options.upgrade_protocols);
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
+    // Response compression: what the request offers, read only when compression is on.
+    let compression = super::compress::prepare(opts.compression.as_ref(), &req);
+
     let (parts, body) = req.into_parts();
     let path_and_query = upstream_target.unwrap_or_else(|| {
         parts
@@ -540,6 +543,12 @@ async fn proxy(
     let body = match checkin {
         Some(checkin) => checkin.wrap(body).boxed(),
         None => body.boxed(),
+    };
+    let body = match compression {
+        Some((settings, offer)) => {
+            super::compress::apply(&settings, offer, parts.status, &mut parts.headers, body)
+        }
+        None => body,
     };
     Ok(Response::from_parts(parts, body))
 }
