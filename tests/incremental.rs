@@ -354,6 +354,7 @@ impl World {
             services: shared(self.services.values(), reversed, copied),
             endpoint_slices: shared(self.slices.values(), reversed, copied),
             secrets: shared(self.secrets.values(), reversed, copied),
+            config_maps: Vec::new(),
         }
     }
 }

@@ -6,6 +6,7 @@
 mod annotations;
 mod backends;
 mod class;
+pub mod configmap;
 mod incremental;
 mod paths;
 mod tls;
@@ -21,7 +22,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
 
-use crate::routing::{Backend, HostMatch, RouteTable};
+use crate::routing::{Backend, Global, HostMatch, RouteTable};
 use crate::source::Snapshot;
 use crate::tls::TlsTable;
 
@@ -50,6 +51,8 @@ pub struct Options {
     /// Redirect plain HTTP to HTTPS for hosts with TLS unless an Ingress says otherwise
     /// (spec §5.5).
     pub ssl_redirect: bool,
+    /// `--configmap`: the controller ConfigMap `namespace/name` (`ingress-nginx.md` §4).
+    pub configmap: Option<(String, String)>,
 }
 
 impl Default for Options {
@@ -63,6 +66,7 @@ impl Default for Options {
             ipv6: true,
             default_ssl_certificate: None,
             ssl_redirect: true,
+            configmap: None,
         }
     }
 }
@@ -129,6 +133,13 @@ pub enum Reason {
     /// (authentication, client certificates, source ranges): every path of the Ingress
     /// answers 503 instead of serving unprotected (`ingress-nginx.md` §3, fail closed).
     AccessControlUnsupported,
+    /// `--configmap` names a ConfigMap that does not exist: ingress-nginx's defaults apply.
+    ConfigMapNotFound,
+    /// A controller ConfigMap key's value is unusable; the default applies.
+    InvalidConfigMapKey,
+    /// Controller ConfigMap keys Portico does not implement (listed in one condition), or a
+    /// value it cannot honour (`allow-snippet-annotations: "true"`); ignored.
+    UnsupportedConfigMapKey,
     /// A `*-snippet` annotation: nginx configuration text, never interpreted; dropped.
     SnippetDropped,
     /// An ingress-nginx (or `portico.dev/`) annotation Portico does not implement; ignored.
@@ -161,6 +172,10 @@ pub struct Translation {
     /// Each owned Ingress's HTTPS-redirect setting and where it came from (spec §5.5), sorted
     /// by Ingress; `explain` reads it to say why a request is or is not redirected.
     pub ssl_redirects: Vec<SslRedirect>,
+    /// The controller ConfigMap's settings (`--configmap`), read by the proxy per request or
+    /// connection from the same `Published` as the table.
+    #[serde(skip)]
+    pub global: Arc<Global>,
 }
 
 /// Whether plain HTTP to an Ingress's TLS hosts is redirected, and what decided it.
@@ -204,6 +219,9 @@ impl std::fmt::Debug for Cache {
 /// and only the vhosts with a changed contribution are rebuilt; the merge itself walks every
 /// owned Ingress in age order, as spec §3.6 and §3.8 define it.
 pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> Translation {
+    let (settings, mut conditions) = configmap::parse(snapshot, options);
+    let effective = configmap::effective_options(options, &settings);
+    let options = effective.as_ref().unwrap_or(options);
     let state = &mut cache.state;
     let changes = state.changes(
         options,
@@ -220,7 +238,6 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
         std::mem::take(&mut state.backends),
     );
     let mut tls = TlsBuilder::new(&snapshot.secrets, std::mem::take(&mut cache.certs));
-    let mut conditions = Vec::new();
 
     // Each owned Ingress's contribution, oldest first: reused, rebound or derived again.
     let mut previous = std::mem::take(&mut state.parts);
@@ -350,6 +367,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
         conditions,
         owned,
         ssl_redirects,
+        global: Arc::new(settings),
     }
 }
 
