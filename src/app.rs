@@ -292,7 +292,6 @@ pub async fn run(
             balancer: balancer.clone(),
             observe: observe.clone(),
             path_rules: config.path_rules,
-            compression: None,
         })
     };
     // Graceful shutdown: unready at once, keep serving for the delay (balancers notice),

@@ -12,9 +12,11 @@ use std::io::Read as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use portico::proxy::compress::{from_configmap, CompressionSettings};
-use portico::proxy::ProxyOptions;
-use support::{endpoints, publish_catch_all, Proxy, BOUND};
+use portico::publish::Published;
+use portico::routing::{Global, HostMatch, PathType, RouteTable};
+use portico::translate::configmap::from_data;
+use portico::translate::{ObjectRef, Translation};
+use support::{endpoints, route, vhost, Proxy, BOUND};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -147,27 +149,50 @@ async fn backend(more: Arc<Notify>) -> SocketAddr {
     addr
 }
 
-fn settings(pairs: &[(&str, &str)]) -> CompressionSettings {
+/// The ConfigMap `data` typed as translate types it (`translate::configmap::from_data`).
+fn global(pairs: &[(&str, &str)]) -> Global {
     let data: BTreeMap<String, String> = pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let (settings, problems) = from_configmap(&data);
-    assert!(problems.is_empty(), "{problems:?}");
-    settings
+    let object = ObjectRef {
+        kind: "ConfigMap".into(),
+        namespace: "portico".into(),
+        name: "portico".into(),
+    };
+    let mut conditions = Vec::new();
+    let global = from_data(data, &object, &mut conditions);
+    assert!(conditions.is_empty(), "{conditions:?}");
+    global
 }
 
-/// A proxy in front of a fresh backend, with these compression settings.
+/// Publishes the catch-all route to `upstream` with the ConfigMap `pairs`, as a new version.
+fn publish(proxy: &Proxy, upstream: SocketAddr, pairs: &[(&str, &str)]) {
+    let version = proxy.shared.load().version + 1;
+    let table = RouteTable::new(
+        vec![vhost(
+            HostMatch::Any,
+            vec![route("/", PathType::Prefix, endpoints(&[upstream]))],
+        )],
+        None,
+    );
+    proxy.shared.store(Arc::new(Published {
+        version,
+        translation: Arc::new(Translation {
+            table,
+            global: Arc::new(global(pairs)),
+            ..Translation::default()
+        }),
+        snapshot: Default::default(),
+    }));
+}
+
+/// A proxy in front of a fresh backend, with these ConfigMap keys published.
 async fn setup(pairs: &[(&str, &str)]) -> (Proxy, Arc<Notify>) {
     let more = Arc::new(Notify::new());
     let upstream = backend(more.clone()).await;
-    let proxy = Proxy::start_with(ProxyOptions {
-        response_timeout: std::time::Duration::from_secs(10),
-        compression: Some(Arc::new(settings(pairs))),
-        ..ProxyOptions::default()
-    })
-    .await;
-    publish_catch_all(&proxy.shared, endpoints(&[upstream]));
+    let proxy = Proxy::start().await;
+    publish(&proxy, upstream, pairs);
     (proxy, more)
 }
 
@@ -399,4 +424,28 @@ async fn event_stream_is_flushed_per_event() {
         got.extend_from_slice(&chunk);
     }
     assert_eq!(gunzip(&got), b"data: first event\n\ndata: second event\n\n");
+}
+
+/// A ConfigMap change applies to the next request: the proxy reads the settings from the
+/// published table, not from its start-up options.
+#[tokio::test]
+async fn a_configmap_change_applies_live() {
+    let more = Arc::new(Notify::new());
+    let upstream = backend(more).await;
+    let proxy = Proxy::start().await;
+    publish(&proxy, upstream, &[("use-gzip", "true")]);
+    let r = get(&proxy, "/xml", Some("gzip, br")).await;
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    publish(
+        &proxy,
+        upstream,
+        &[("use-gzip", "true"), ("enable-brotli", "true")],
+    );
+    let r = get(&proxy, "/xml", Some("gzip, br")).await;
+    assert_eq!(r.header("content-encoding"), Some("br"));
+    assert_eq!(unbrotli(&r.body), xml());
+    publish(&proxy, upstream, &[("use-gzip", "false")]);
+    let r = get(&proxy, "/xml", Some("gzip, br")).await;
+    assert_eq!(r.header("content-encoding"), None);
+    assert_eq!(r.body, xml());
 }

@@ -133,8 +133,6 @@ pub struct ProxyOptions {
     pub observe: Observe,
     /// What the path checks let through (`--allow-encoded-slashes`, spec §6.1).
     pub path_rules: crate::routing::normalize::PathRules,
-    /// Response compression (ConfigMap `use-gzip`, `enable-brotli`, ...); `None`: off.
-    pub compression: Option<Arc<compress::CompressionSettings>>,
 }
 
 /// The metrics and access log one listener feeds. The default counts into a private
@@ -171,7 +169,6 @@ impl Default for ProxyOptions {
             balancer: Arc::default(),
             observe: Observe::default(),
             path_rules: Default::default(),
-            compression: None,
         }
     }
 }

@@ -105,7 +105,20 @@ pub(crate) async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let client_addr = client.addr;
     let version = req.version();
-    let arrival = Arrival::new(&req, client_addr, tls.as_ref(), &ctx.options.observe);
+    // The ConfigMap's `log-format-upstream`, looked up only when there is an access log.
+    let log_format = ctx
+        .options
+        .observe
+        .access_log
+        .as_ref()
+        .and_then(|_| ctx.shared.load().translation.global.log_format.clone());
+    let arrival = Arrival::new(
+        &req,
+        client_addr,
+        tls.as_ref(),
+        &ctx.options.observe,
+        log_format,
+    );
     // Dropped without a response if the client goes away first: then logged as 499.
     let mut pending = Pending::new(&ctx.options.observe, arrival, active);
     let seen = &mut pending.seen;
@@ -249,8 +262,11 @@ async fn proxy(
     };
 
     // spec §3.3–3.7; the guard is dropped at the end of this block, before any await.
-    let backend: Arc<Backend> = {
+    let (backend, compression): (Arc<Backend>, _) = {
         let published = ctx.shared.load();
+        // ConfigMap `use-gzip`/`enable-brotli`: what the request offers, read only when on.
+        let compression =
+            super::compress::prepare(published.translation.global.compression.as_ref(), &req);
         let decision = published.translation.table.decide(&match_host, &match_path);
         let series = ctx.options.observe.metrics.decision(&decision);
         seen.series = Some(series);
@@ -262,7 +278,7 @@ async fn proxy(
             return redirect::to_https(host_value, req.uri(), client_version).map_err(fail);
         }
         match decision.backend() {
-            Some(backend) => backend.clone(),
+            Some(backend) => (backend.clone(), compression),
             None => return Err(fail(ProxyError::NoRoute)),
         }
     };
@@ -309,9 +325,6 @@ async fn proxy(
     // a plain one. Take the client side's upgrade handle before the request is consumed.
     let upgrade = headers::allowed_upgrade(&req, &ctx.options.upgrade_protocols);
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
-
-    // Response compression: what the request offers, read only when compression is on.
-    let compression = super::compress::prepare(opts.compression.as_ref(), &req);
 
     let (parts, body) = req.into_parts();
     let path_and_query = upstream_target.unwrap_or_else(|| {

@@ -15,8 +15,19 @@ use super::{Condition, ObjectRef, Options, Reason};
 /// added here by those modules' owners when they wire their `from_configmap`.
 pub const IMPLEMENTED: &[&str] = &[
     "allow-snippet-annotations",
+    "brotli-level",
+    "brotli-min-length",
+    "brotli-types",
     "default-ssl-certificate",
+    "enable-brotli",
+    "gzip-level",
+    "gzip-min-length",
+    "gzip-types",
+    "log-format-escape-json",
+    "log-format-escape-none",
+    "log-format-upstream",
     "ssl-redirect",
+    "use-gzip",
 ];
 
 /// Parses the controller ConfigMap `options.configmap` names, if any. Returns ingress-nginx's
@@ -85,6 +96,22 @@ pub fn from_data(
             Some(false) => {}
             None => invalid("allow-snippet-annotations", v, "is not a boolean"),
         }
+    }
+
+    // Response compression (routing/compression.rs; issue 13).
+    let (compression, problems) = crate::routing::compression::from_configmap(&data);
+    global.compression = compression
+        .enabled()
+        .then(|| std::sync::Arc::new(compression));
+    // The access log's template (routing/log_format.rs; issue 13).
+    let (log_format, log_problems) = crate::routing::log_format::from_configmap(&data);
+    global.log_format = log_format;
+    for message in problems.into_iter().chain(log_problems) {
+        conditions.push(Condition {
+            object: object.clone(),
+            reason: Reason::InvalidConfigMapKey,
+            message,
+        });
     }
 
     let unsupported: Vec<&str> = data
