@@ -951,10 +951,11 @@ fn config_map(namespace: &str, name: &str, data: Value) -> k8s_openapi::api::cor
 }
 
 /// `ingress-nginx.md` §4 and §6: with `--watch-namespace`, the source delivers the ConfigMaps
-/// of the watched namespace and, from its own namespace, only the controller ConfigMap
-/// (a field-selected watch), and follows changes to it.
+/// of the watched namespace and of the controller ConfigMap's namespace (where the ConfigMaps
+/// its `add-headers` / `proxy-set-headers` name usually are), none of any other namespace, and
+/// follows changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_kube_source_delivers_the_controller_configmap_and_those_of_the_watched_namespace() {
+async fn the_kube_source_delivers_the_configmaps_of_the_watched_and_the_controllers_namespace() {
     use portico::source::Snapshot;
     use std::sync::Arc;
     const FIRST: Duration = Duration::from_secs(20);
@@ -1003,7 +1004,7 @@ async fn the_kube_source_delivers_the_controller_configmap_and_those_of_the_watc
     };
     assert_eq!(
         names(&rx.borrow_and_update()),
-        ["apps/headers", "portico/portico"]
+        ["apps/headers", "portico/portico", "portico/unrelated"]
     );
     let hsts = |snapshot: &Snapshot| {
         snapshot
@@ -1011,6 +1012,23 @@ async fn the_kube_source_delivers_the_controller_configmap_and_those_of_the_watc
             .and_then(|c| c.data.as_ref()?.get("hsts").cloned())
     };
     assert_eq!(hsts(&rx.borrow()).as_deref(), Some("false"));
+
+    // Another controller's ConfigMap-based leader election renews an annotation every few
+    // seconds: no change translate can see, so no snapshot wakes anyone.
+    let mut renewed = config_map("apps", "headers", json!({"X-A": "b"}));
+    renewed.metadata.annotations = Some(
+        [(
+            "control-plane.alpha.kubernetes.io/leader".to_string(),
+            "{\"renewTime\":\"now\"}".to_string(),
+        )]
+        .into(),
+    );
+    api.apply(&renewed);
+    let quiet = tokio::time::timeout(Duration::from_millis(1500), rx.changed()).await;
+    assert!(
+        quiet.is_err(),
+        "a snapshot for an annotation-only ConfigMap update"
+    );
 
     api.apply(&config_map("portico", "portico", json!({"hsts": "true"})));
     tokio::time::timeout(FIRST, rx.changed())

@@ -12,6 +12,7 @@
 mod balance;
 pub mod compress;
 mod error;
+mod global;
 mod headers;
 mod observe;
 mod pool;

@@ -197,7 +197,17 @@ impl Conn {
         // sends one is closed after it (issue 10 item 3).
         let accepted = tokio::time::Instant::now();
         let mut client_addr = peer;
-        if options.proxy_protocol {
+        // `use-proxy-protocol` (controller ConfigMap) wins over `--proxy-protocol`, read per
+        // connection so a change applies to the next connection (docs/decisions.md).
+        let proxy_protocol = self
+            .ctx
+            .shared
+            .load()
+            .translation
+            .global
+            .use_proxy_protocol
+            .unwrap_or(options.proxy_protocol);
+        if proxy_protocol {
             if !options.trusted_proxies.is_empty()
                 && !Cidr::any_contains(&options.trusted_proxies, peer.ip())
             {
@@ -220,8 +230,8 @@ impl Conn {
         }
         let client = service::Client {
             addr: client_addr,
-            trusted: options.trusted_proxies.is_empty()
-                || Cidr::any_contains(&options.trusted_proxies, client_addr.ip()),
+            // Nobody is trusted by default (`ingress-nginx.md` §5): an empty list trusts none.
+            trusted: Cidr::any_contains(&options.trusted_proxies, client_addr.ip()),
         };
         let open = options.observe.metrics.connection(options.scheme.as_str());
         let activity = Arc::new(Activity::new());
@@ -276,7 +286,12 @@ impl Conn {
         tokio::pin!(conn);
         let mut stop = self.stop.clone();
         let options = &self.ctx.options;
-        let idle = options.client_idle_timeout;
+        // The controller ConfigMap's `keep-alive` wins over `--client-idle-timeout`, for the
+        // connections accepted after it changed (`0`, keep-alive off, is applied per response).
+        let idle = match self.ctx.shared.load().translation.global.keep_alive {
+            Some(keep_alive) if !keep_alive.is_zero() => keep_alive,
+            _ => options.client_idle_timeout,
+        };
         let header_timeout = options.header_read_timeout;
         let mut stopping = false;
         // The listener is stopping (not just this connection idle).
@@ -428,6 +443,13 @@ impl Activity {
 
 /// One request's share of its connection's [`Activity`].
 pub(crate) struct Active(Arc<Activity>);
+
+impl Active {
+    /// How many requests its connection has started, this one included (`keep-alive-requests`).
+    pub(crate) fn nth(&self) -> u64 {
+        self.0.started.load(Ordering::Relaxed)
+    }
+}
 
 impl Drop for Active {
     fn drop(&mut self) {

@@ -21,7 +21,7 @@ use super::pool::{Checkin, Pool};
 use super::upstream::{self, Clients, RetryBody, Upstream};
 use super::{redirect, ProxyBody, ProxyOptions, Scheme};
 use crate::publish::Shared;
-use crate::routing::{normalize, Backend, Protocol, Target};
+use crate::routing::{normalize, Protocol, Target};
 
 /// Everything a request needs, shared by all connections of one listener.
 pub(crate) struct Context {
@@ -105,6 +105,7 @@ pub(crate) async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let client_addr = client.addr;
     let version = req.version();
+    let nth = active.nth();
     // The ConfigMap's `log-format-upstream`, looked up only when there is an access log.
     let log_format = ctx
         .options
@@ -156,6 +157,18 @@ pub(crate) async fn handle(
             err.to_response(version)
         }
     };
+    let mut response = response;
+    // The controller ConfigMap's response headers (HSTS, server-tokens); one lock-free load.
+    // Only an HTTP/1 answer can close its connection; a 101 keeps `Connection: upgrade` (the
+    // connection becomes the tunnel).
+    let closable =
+        version <= Version::HTTP_11 && response.status() != StatusCode::SWITCHING_PROTOCOLS;
+    super::global::finish(
+        response.headers_mut(),
+        &ctx.shared.load().translation.global,
+        ctx.options.scheme,
+        closable.then_some(nth),
+    );
     Ok(pending.finish(response))
 }
 
@@ -262,11 +275,8 @@ async fn proxy(
     };
 
     // spec §3.3–3.7; the guard is dropped at the end of this block, before any await.
-    let (backend, compression): (Arc<Backend>, _) = {
+    let (backend, global) = {
         let published = ctx.shared.load();
-        // ConfigMap `use-gzip`/`enable-brotli`: what the request offers, read only when on.
-        let compression =
-            super::compress::prepare(published.translation.global.compression.as_ref(), &req);
         let decision = published.translation.table.decide(&match_host, &match_path);
         let series = ctx.options.observe.metrics.decision(&decision);
         seen.series = Some(series);
@@ -278,19 +288,36 @@ async fn proxy(
             return redirect::to_https(host_value, req.uri(), client_version).map_err(fail);
         }
         match decision.backend() {
-            Some(backend) => (backend.clone(), compression),
+            Some(backend) => (backend.clone(), published.translation.global.clone()),
             None => return Err(fail(ProxyError::NoRoute)),
         }
     };
+    // `large-client-header-buffers` can only lower `--max-header-bytes` (hyper's read buffer
+    // is sized from the flag when the connection opens).
+    if let Some(buffers) = global.large_client_header_buffers {
+        if headers::head_size(&req) as u64 > buffers.total() {
+            return Err(fail(ProxyError::HeadersTooLarge));
+        }
+    }
 
-    // Per-Ingress settings were typed at translate time; the flags fill the gaps.
+    // Per-Ingress settings were typed at translate time; the controller ConfigMap, then the
+    // flags fill the gaps (`ingress-nginx.md` §4: the ConfigMap wins over a flag).
     let policy = &backend.policy;
     let opts = &ctx.options;
     let balance = policy.balance.unwrap_or(opts.balance);
     let tries = policy.tries.unwrap_or(opts.tries).max(1);
-    let connect_timeout = policy.connect_timeout.unwrap_or(opts.connect_timeout);
-    let response_timeout = policy.response_timeout.unwrap_or(opts.response_timeout);
-    let body_limit = policy.body_limit.unwrap_or(opts.body_limit);
+    let connect_timeout = policy
+        .connect_timeout
+        .or(global.proxy_connect_timeout)
+        .unwrap_or(opts.connect_timeout);
+    let response_timeout = policy
+        .response_timeout
+        .or(global.proxy_read_timeout)
+        .unwrap_or(opts.response_timeout);
+    let body_limit = policy
+        .body_limit
+        .or(global.proxy_body_size)
+        .unwrap_or(opts.body_limit);
     let protocol = backend.protocol();
     if body_limit > 0 && content_length(req.headers()).is_some_and(|n| n > body_limit) {
         return Err(fail(ProxyError::PayloadTooLarge));
@@ -326,6 +353,9 @@ async fn proxy(
     let upgrade = headers::allowed_upgrade(&req, &ctx.options.upgrade_protocols);
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
+    // ConfigMap `use-gzip`/`enable-brotli`: what the request offers, read only when on.
+    let compression = super::compress::prepare(global.compression.as_ref(), &req);
+
     let (parts, body) = req.into_parts();
     let path_and_query = upstream_target.unwrap_or_else(|| {
         parts
@@ -349,16 +379,23 @@ async fn proxy(
         // an empty one, as HTTP/1.1 upstream requires (RFC 9112 §3.2).
         headers.insert(HOST, host_header.clone());
     }
-    headers::add_forwarded(
+    let forwarded_host = headers::add_forwarded(
         &mut headers,
         &Forwarded {
             client_ip: client.addr.ip().to_canonical(),
             trusted: client.trusted,
+            trusted_proxies: &ctx.options.trusted_proxies,
             scheme: ctx.options.scheme,
             host: host_value,
             host_value: &host_header,
+            settings: &global.forwarded,
+            generate_request_id: global.generate_request_id,
         },
     );
+    // A trusted `X-Forwarded-Host` is the upstream's Host (ingress-nginx `$best_http_host`).
+    if let Some(host) = forwarded_host {
+        headers.insert(HOST, host);
+    }
 
     // What only the access log needs is kept only when there is one.
     let logging = ctx.options.observe.access_log.is_some();
@@ -391,7 +428,7 @@ async fn proxy(
     // Plain HTTP/1.1 to endpoint IPs takes this worker's own pool; TLS, HTTP/2 and
     // ExternalName backends the legacy client (its connector resolves names and does TLS).
     let via = if protocol == Protocol::Http && external.is_none() {
-        Via::Pool(&ctx.pool, connect_timeout)
+        Via::Pool(&ctx.pool, connect_timeout, global.upstream_keepalive)
     } else {
         Via::Client(Box::new(ctx.clients.get(
             protocol,
@@ -569,7 +606,11 @@ async fn proxy(
 /// How a request's attempts reach the upstream.
 enum Via<'a> {
     /// This worker's pool of plain HTTP/1.1 connections, with the connect timeout.
-    Pool(&'a Arc<Pool>, std::time::Duration),
+    Pool(
+        &'a Arc<Pool>,
+        std::time::Duration,
+        crate::routing::UpstreamKeepalive,
+    ),
     /// hyper-util's client for this protocol, connect timeout and verification (boxed: it
     /// is large, and this path is not the hot one).
     Client(Box<Upstream>),
@@ -588,8 +629,8 @@ async fn send(
 ) -> Result<(Response<Incoming>, Option<Checkin>), ProxyError> {
     let response = async {
         match (via, dest) {
-            (Via::Pool(pool, connect_timeout), Dest::Endpoint(addr)) => pool
-                .send(*addr, *connect_timeout, request)
+            (Via::Pool(pool, connect_timeout, keepalive), Dest::Endpoint(addr)) => pool
+                .send(*addr, *connect_timeout, *keepalive, request)
                 .await
                 .map(|(response, checkin)| (response, Some(checkin))),
             (Via::Client(client), _) => client

@@ -27,6 +27,14 @@ pub const DEFAULT_GZIP_MIN_LENGTH: u64 = 256;
 pub const DEFAULT_BROTLI_LEVEL: u32 = 4;
 pub const DEFAULT_BROTLI_MIN_LENGTH: u64 = 20;
 
+/// At most 64 characters of a value, quoted, for a message: a megabyte of garbage is named,
+/// not copied into every log line and Event (as `translate/configmap.rs` does).
+pub(crate) fn shown(value: &str) -> String {
+    let head: String = value.chars().take(64).collect();
+    let more = if head.len() < value.len() { "..." } else { "" };
+    format!("{head:?}{more}")
+}
+
 /// The MIME types one encoder compresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Types {
@@ -46,7 +54,7 @@ impl Types {
                 return Ok(Types::Any);
             }
             if !is_mime_type(word) {
-                return Err(format!("{word:?} is not a MIME type (type/subtype)"));
+                return Err(format!("{} is not a MIME type (type/subtype)", shown(word)));
             }
             let word = word.to_ascii_lowercase();
             if !list.contains(&word) {
@@ -166,7 +174,8 @@ fn read_bool(
         Some("0" | "f" | "F" | "false" | "FALSE" | "False") => false,
         Some(other) => {
             problems.push(format!(
-                "{key}: {other:?} is not a boolean; using {default}"
+                "{key}: {} is not a boolean; using {default}",
+                shown(other)
             ));
             default
         }
@@ -190,7 +199,8 @@ where
         Ok(n) if range.contains(&n) => n,
         _ => {
             problems.push(format!(
-                "{key}: {raw:?} is not a number from {} to {}; using {default}",
+                "{key}: {} is not a number from {} to {}; using {default}",
+                shown(raw),
                 range.start(),
                 range.end()
             ));

@@ -22,12 +22,13 @@ pub struct Global {
     /// `generate-request-id`: add `X-Request-ID` when the request has none.
     pub generate_request_id: bool,
     /// `hsts*`: the `Strict-Transport-Security` value sent on HTTPS responses; `None` is off.
-    pub hsts: Option<String>,
+    /// Bytes, so the proxy makes a header value of it per response without copying.
+    pub hsts: Option<bytes::Bytes>,
     /// `server-tokens`: announce `Server: portico` on responses Portico makes.
     pub server_tokens: bool,
     /// `ssl-redirect`: overrides `--ssl-redirect` when set.
     pub ssl_redirect: Option<bool>,
-    /// `force-ssl-redirect`: redirect to HTTPS even for hosts without TLS.
+    /// `force-ssl-redirect`: redirect plain HTTP to HTTPS on every route, TLS or not.
     pub force_ssl_redirect: bool,
     /// `proxy-body-size` in bytes (`0` is no limit); overrides `--max-body-size` when set.
     pub proxy_body_size: Option<u64>,
@@ -35,21 +36,16 @@ pub struct Global {
     pub proxy_connect_timeout: Option<Duration>,
     /// `proxy-read-timeout`; overrides `--proxy-read-timeout` when set.
     pub proxy_read_timeout: Option<Duration>,
-    /// `proxy-send-timeout`; overrides `--proxy-send-timeout` when set.
-    pub proxy_send_timeout: Option<Duration>,
-    /// `keep-alive`: how long an idle client connection stays open; `Some(ZERO)` disables
-    /// keep-alive (nginx `keepalive_timeout 0`).
-    pub keep_alive: Option<Duration>,
-    /// `keep-alive-requests`: requests served on one client connection before it is closed.
-    pub keep_alive_requests: Option<u32>,
-    /// `upstream-keepalive-connections`: idle connections kept per upstream (per worker).
-    pub upstream_keepalive_connections: Option<usize>,
-    /// `upstream-keepalive-timeout`: how long an idle upstream connection is kept.
-    pub upstream_keepalive_timeout: Option<Duration>,
-    /// `upstream-keepalive-requests`: requests sent on one upstream connection.
-    pub upstream_keepalive_requests: Option<u32>,
     /// `large-client-header-buffers` (`4 8k`): the request head may not exceed number × size.
     pub large_client_header_buffers: Option<HeaderBuffers>,
+    /// `keep-alive`: how long an idle client connection stays open (overrides
+    /// `--client-idle-timeout` for new connections); `Some(ZERO)` turns keep-alive off.
+    pub keep_alive: Option<Duration>,
+    /// `keep-alive-requests`: HTTP/1 requests served on one client connection before it is
+    /// closed; `None` is no limit.
+    pub keep_alive_requests: Option<u64>,
+    /// `upstream-keepalive-*`: the keep-alive pool of upstream connections.
+    pub upstream_keepalive: UpstreamKeepalive,
     /// `use-proxy-protocol`: expect a PROXY protocol header on every accepted connection.
     pub use_proxy_protocol: Option<bool>,
     /// `default-ssl-certificate` (`namespace/name`); overrides the flag when set.
@@ -60,6 +56,19 @@ pub struct Global {
     /// `log-format-upstream` (with `log-format-escape-json`/`-none`); `None`: Portico's own
     /// access log format.
     pub log_format: Option<std::sync::Arc<super::log_format::LogTemplate>>,
+}
+
+/// The `upstream-keepalive-*` keys (nginx `keepalive`, `keepalive_timeout`,
+/// `keepalive_requests` in each upstream block); `None` leaves the pool as the flags set it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpstreamKeepalive {
+    /// `upstream-keepalive-connections`: idle connections kept per endpoint and worker; `0`
+    /// keeps none (every upstream connection closes after its response).
+    pub connections: Option<usize>,
+    /// `upstream-keepalive-timeout`: overrides `--upstream-idle-timeout`.
+    pub timeout: Option<Duration>,
+    /// `upstream-keepalive-requests`: requests sent on one upstream connection.
+    pub requests: Option<u32>,
 }
 
 /// `large-client-header-buffers`: nginx's `number size`.
@@ -112,7 +121,7 @@ pub const HSTS_MAX_AGE: u64 = 31_536_000;
 /// The `Strict-Transport-Security` value for these settings (nginx.tmpl's
 /// `max-age={{ $all.Cfg.HSTSMaxAge }}{{ if $all.Cfg.HSTSIncludeSubdomains }}; includeSubDomains
 /// {{ end }}{{ if $all.Cfg.HSTSPreload }}; preload{{ end }}`).
-pub fn hsts_value(max_age: u64, include_subdomains: bool, preload: bool) -> String {
+pub fn hsts_value(max_age: u64, include_subdomains: bool, preload: bool) -> bytes::Bytes {
     let mut value = format!("max-age={max_age}");
     if include_subdomains {
         value.push_str("; includeSubDomains");
@@ -120,7 +129,7 @@ pub fn hsts_value(max_age: u64, include_subdomains: bool, preload: bool) -> Stri
     if preload {
         value.push_str("; preload");
     }
-    value
+    bytes::Bytes::from(value)
 }
 
 impl Default for Global {
@@ -136,13 +145,10 @@ impl Default for Global {
             proxy_body_size: None,
             proxy_connect_timeout: None,
             proxy_read_timeout: None,
-            proxy_send_timeout: None,
+            large_client_header_buffers: None,
             keep_alive: None,
             keep_alive_requests: None,
-            upstream_keepalive_connections: None,
-            upstream_keepalive_timeout: None,
-            upstream_keepalive_requests: None,
-            large_client_header_buffers: None,
+            upstream_keepalive: UpstreamKeepalive::default(),
             use_proxy_protocol: None,
             default_ssl_certificate: None,
             compression: None,

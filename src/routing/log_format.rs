@@ -112,6 +112,11 @@ impl LogTemplate {
         if format.len() > MAX_LEN {
             return Err(format!("is longer than {MAX_LEN} bytes"));
         }
+        // One line per request: a newline or another control character in the template would
+        // split or corrupt lines (a tab is kept).
+        if let Some(at) = format.find(|c: char| c.is_control() && c != '\t') {
+            return Err(format!("has a control character at byte {at}"));
+        }
         let mut parts = Vec::new();
         let mut headers: Vec<String> = Vec::new();
         let mut literal = String::new();
@@ -141,7 +146,7 @@ impl LogTemplate {
             let lower = name.to_ascii_lowercase();
             if let Some(header) = lower.strip_prefix("http_") {
                 if header.is_empty() {
-                    return Err(format!("names ${name}, which is not a header"));
+                    return Err("names $http_ without a header".to_string());
                 }
                 let header = header.replace('_', "-");
                 let index = match headers.iter().position(|h| *h == header) {
@@ -159,14 +164,20 @@ impl LogTemplate {
                 match VARIABLES.iter().find(|(n, _)| *n == lower) {
                     Some((_, var)) => parts.push(Part::Var(*var)),
                     None => {
+                        // Names are bounded in messages (a megabyte of garbage is named,
+                        // not copied into every log line and Event).
+                        let mut shown: String = name.chars().take(64).collect();
+                        if shown.len() < name.len() {
+                            shown.push_str("...");
+                        }
                         return Err(format!(
-                            "uses ${name}, which Portico cannot fill (it fills ${} and $http_NAME)",
+                            "uses ${shown}, which Portico cannot fill (it fills ${} and $http_NAME)",
                             VARIABLES
                                 .iter()
                                 .map(|(n, _)| *n)
                                 .collect::<Vec<_>>()
                                 .join(", $")
-                        ))
+                        ));
                     }
                 }
             }
@@ -194,7 +205,10 @@ pub fn from_configmap(data: &BTreeMap<String, String>) -> (Option<Arc<LogTemplat
         Some("1" | "t" | "T" | "true" | "TRUE" | "True") => true,
         Some("0" | "f" | "F" | "false" | "FALSE" | "False") => false,
         Some(other) => {
-            problems.push(format!("{key}: {other:?} is not a boolean; using false"));
+            problems.push(format!(
+                "{key}: {} is not a boolean; using false",
+                super::compression::shown(other)
+            ));
             false
         }
     };
@@ -294,7 +308,16 @@ mod tests {
 
     #[test]
     fn garbage_is_refused_without_panicking() {
-        for bad in ["$", "a $ b", "${status", "${}", "$http_", "${a b}"] {
+        for bad in [
+            "$",
+            "a $ b",
+            "${status",
+            "${}",
+            "$http_",
+            "${a b}",
+            "$status\n$host",
+            "\u{0}",
+        ] {
             let (t, problems) = from_configmap(&map(&[("log-format-upstream", bad)]));
             assert!(t.is_none(), "{bad:?}");
             assert_eq!(problems.len(), 1, "{bad:?}");
@@ -303,6 +326,9 @@ mod tests {
         assert!(LogTemplate::parse(&long, Escape::Default).is_err());
         let many: String = (0..=MAX_HEADERS).map(|i| format!("$http_h{i} ")).collect();
         assert!(LogTemplate::parse(&many, Escape::Default).is_err());
+        let huge = format!("$a{}", "b".repeat(1 << 20));
+        let (_, problems) = from_configmap(&map(&[("log-format-upstream", &huge)]));
+        assert!(problems[0].len() < 2048, "bounded message");
         let (_, problems) = from_configmap(&map(&[("log-format-escape-json", "yes")]));
         assert!(problems[0].starts_with("log-format-escape-json"));
     }

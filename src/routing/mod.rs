@@ -10,7 +10,9 @@ pub mod normalize;
 mod policy;
 mod table;
 
-pub use global::{hsts_value, Cidr, ForwardedHeaders, Global, HeaderBuffers, HSTS_MAX_AGE};
+pub use global::{
+    hsts_value, Cidr, ForwardedHeaders, Global, HeaderBuffers, UpstreamKeepalive, HSTS_MAX_AGE,
+};
 pub use policy::{Balance, Policy, Protocol, UpstreamTls};
 pub use table::{Decision, RouteTable, VirtualHost};
 

@@ -202,13 +202,23 @@ impl Trim for Secret {
 
 impl Trim for ConfigMap {
     /// ingress-nginx reads ConfigMaps' `data` only (its configmap.md keys, the header maps of
-    /// `add-headers`, `proxy-set-headers` and `custom-headers`); `binaryData` is nobody's here.
+    /// `add-headers`, `proxy-set-headers` and `custom-headers`); `binaryData`, labels and
+    /// annotations are nobody's here. Dropping annotations also keeps the source quiet for
+    /// ConfigMaps other controllers rewrite every few seconds (ConfigMap-based leader election
+    /// renews an annotation): such an update is no change translate can see.
     fn trim(&mut self) {
         trim_meta(&mut self.metadata);
+        self.metadata.annotations = None;
+        self.metadata.labels = None;
         self.binary_data = None;
     }
     fn same_for_translate(&self, other: &Self) -> bool {
-        same_meta(&self.metadata, &other.metadata) && self.data == other.data
+        let (a, b) = (&self.metadata, &other.metadata);
+        a.name == b.name
+            && a.namespace == b.namespace
+            && a.uid == b.uid
+            && a.deletion_timestamp == b.deletion_timestamp
+            && self.data == other.data
     }
 }
 
@@ -275,10 +285,25 @@ mod tests {
             "binaryData": {"blob": "YQ=="}
         }))
         .unwrap();
+        let mut renewed = config.clone();
         config.trim();
         assert_eq!(config.data.as_ref().unwrap()["hsts"], "false");
         assert!(config.binary_data.is_none());
         assert!(config.metadata.managed_fields.is_none());
+        // A leader-election renewal (an annotation, a new resourceVersion) changes nothing
+        // translate reads.
+        renewed.metadata.annotations = Some(
+            [(
+                "control-plane.alpha.kubernetes.io/leader".to_string(),
+                "{}".to_string(),
+            )]
+            .into(),
+        );
+        renewed.metadata.resource_version = Some("2".into());
+        renewed.trim();
+        assert!(config.same_for_translate(&renewed));
+        renewed.data = Some([("hsts".to_string(), "true".to_string())].into());
+        assert!(!config.same_for_translate(&renewed));
     }
 
     #[test]

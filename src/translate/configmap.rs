@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::routing::Global;
+use std::time::Duration;
+
+use crate::routing::{hsts_value, Cidr, Global, HeaderBuffers, HSTS_MAX_AGE};
 use crate::source::Snapshot;
 
 use super::{Condition, ObjectRef, Options, Reason};
@@ -18,17 +20,42 @@ pub const IMPLEMENTED: &[&str] = &[
     "brotli-level",
     "brotli-min-length",
     "brotli-types",
+    "compute-full-forwarded-for",
     "default-ssl-certificate",
     "enable-brotli",
+    "enable-real-ip",
+    "force-ssl-redirect",
+    "forwarded-for-header",
+    "generate-request-id",
     "gzip-level",
     "gzip-min-length",
     "gzip-types",
+    "hsts",
+    "hsts-include-subdomains",
+    "hsts-max-age",
+    "hsts-preload",
+    "keep-alive",
+    "keep-alive-requests",
+    "large-client-header-buffers",
     "log-format-escape-json",
     "log-format-escape-none",
     "log-format-upstream",
+    "proxy-body-size",
+    "proxy-connect-timeout",
+    "proxy-read-timeout",
+    "proxy-real-ip-cidr",
+    "server-tokens",
     "ssl-redirect",
+    "upstream-keepalive-connections",
+    "upstream-keepalive-requests",
+    "upstream-keepalive-timeout",
+    "use-forwarded-headers",
     "use-gzip",
+    "use-proxy-protocol",
 ];
+
+/// How much of an invalid value a condition quotes.
+const MAX_SHOWN: usize = 64;
 
 /// Parses the controller ConfigMap `options.configmap` names, if any. Returns ingress-nginx's
 /// defaults (and a condition when a ConfigMap is named but absent) otherwise.
@@ -65,18 +92,146 @@ pub fn from_data(
 ) -> Global {
     let mut global = Global::with_data(data.clone());
     let mut invalid = |key: &str, value: &str, why: &str| {
+        // A megabyte of garbage is named, not copied into every log line and Event.
+        let shown: String = value.chars().take(MAX_SHOWN).collect();
+        let more = if shown.len() < value.len() { "..." } else { "" };
         conditions.push(Condition {
             object: object.clone(),
             reason: Reason::InvalidConfigMapKey,
-            message: format!("{key}: {value:?} {why}; the default applies"),
+            message: format!("{key}: {shown:?}{more} {why}; the default applies"),
         });
     };
     let get = |key: &str| data.get(key).map(String::as_str);
 
-    if let Some(v) = get("ssl-redirect") {
-        match parse_bool(v) {
-            Some(b) => global.ssl_redirect = Some(b),
-            None => invalid("ssl-redirect", v, "is not a boolean"),
+    let boolean = |key: &str, into: &mut bool, invalid: &mut dyn FnMut(&str, &str, &str)| {
+        if let Some(v) = get(key) {
+            match parse_bool(v) {
+                Some(b) => *into = b,
+                None => invalid(key, v, "is not a boolean"),
+            }
+        }
+    };
+    let fwd = &mut global.forwarded;
+    boolean(
+        "use-forwarded-headers",
+        &mut fwd.use_forwarded_headers,
+        &mut invalid,
+    );
+    boolean(
+        "compute-full-forwarded-for",
+        &mut fwd.compute_full_forwarded_for,
+        &mut invalid,
+    );
+    boolean("enable-real-ip", &mut fwd.enable_real_ip, &mut invalid);
+    boolean(
+        "generate-request-id",
+        &mut global.generate_request_id,
+        &mut invalid,
+    );
+    boolean("server-tokens", &mut global.server_tokens, &mut invalid);
+    let optional = |key: &str, invalid: &mut dyn FnMut(&str, &str, &str)| {
+        let v = get(key)?;
+        let parsed = parse_bool(v);
+        if parsed.is_none() {
+            invalid(key, v, "is not a boolean");
+        }
+        parsed
+    };
+    global.ssl_redirect = optional("ssl-redirect", &mut invalid);
+    boolean(
+        "force-ssl-redirect",
+        &mut global.force_ssl_redirect,
+        &mut invalid,
+    );
+    global.use_proxy_protocol = optional("use-proxy-protocol", &mut invalid);
+
+    let fwd = &mut global.forwarded;
+    if let Some(v) = get("forwarded-for-header") {
+        match http_token(v) {
+            Some(name) => fwd.forwarded_for_header = name,
+            None => invalid("forwarded-for-header", v, "is not a header name"),
+        }
+    }
+    if let Some(v) = get("proxy-real-ip-cidr") {
+        let parsed: Result<Vec<Cidr>, String> = v
+            .split(',')
+            .filter(|c| !c.trim().is_empty())
+            .map(str::parse)
+            .collect();
+        match parsed {
+            Ok(list) if !list.is_empty() => fwd.real_ip_from = list,
+            Ok(_) => invalid("proxy-real-ip-cidr", v, "lists no network"),
+            Err(why) => invalid("proxy-real-ip-cidr", v, &why),
+        }
+    }
+
+    // HSTS: nginx.tmpl / lua_ingress builds `max-age=N[; includeSubDomains][; preload]`.
+    let mut hsts = true;
+    let mut include_subdomains = true;
+    let mut preload = false;
+    boolean("hsts", &mut hsts, &mut invalid);
+    boolean(
+        "hsts-include-subdomains",
+        &mut include_subdomains,
+        &mut invalid,
+    );
+    boolean("hsts-preload", &mut preload, &mut invalid);
+    let mut max_age = HSTS_MAX_AGE;
+    if let Some(v) = get("hsts-max-age") {
+        match v.trim().parse::<u64>() {
+            Ok(n) => max_age = n,
+            Err(_) => invalid("hsts-max-age", v, "is not a whole number of seconds"),
+        }
+    }
+    global.hsts = hsts.then(|| hsts_value(max_age, include_subdomains, preload));
+
+    if let Some(v) = get("proxy-body-size") {
+        match super::parse_size(v) {
+            Some(n) => global.proxy_body_size = Some(n),
+            None => invalid("proxy-body-size", v, "is not an nginx size (1m, 512k, 0)"),
+        }
+    }
+    global.proxy_connect_timeout = seconds("proxy-connect-timeout", get, &mut invalid);
+    global.proxy_read_timeout = seconds("proxy-read-timeout", get, &mut invalid);
+    // nginx `keepalive_timeout`: whole seconds, `0` turns keep-alive off.
+    if let Some(v) = get("keep-alive") {
+        match v.trim().parse::<u64>() {
+            Ok(n) => global.keep_alive = Some(Duration::from_secs(n)),
+            Err(_) => invalid("keep-alive", v, "is not a whole number of seconds"),
+        }
+    }
+    if let Some(v) = get("keep-alive-requests") {
+        match v.trim().parse::<u64>() {
+            Ok(n) if n > 0 => global.keep_alive_requests = Some(n),
+            _ => invalid("keep-alive-requests", v, "is not a positive whole number"),
+        }
+    }
+    let upstream = &mut global.upstream_keepalive;
+    if let Some(v) = get("upstream-keepalive-connections") {
+        match v.trim().parse::<usize>() {
+            Ok(n) => upstream.connections = Some(n),
+            Err(_) => invalid("upstream-keepalive-connections", v, "is not a whole number"),
+        }
+    }
+    upstream.timeout = seconds("upstream-keepalive-timeout", get, &mut invalid);
+    if let Some(v) = get("upstream-keepalive-requests") {
+        match v.trim().parse::<u32>() {
+            Ok(n) if n > 0 => upstream.requests = Some(n),
+            _ => invalid(
+                "upstream-keepalive-requests",
+                v,
+                "is not a positive whole number",
+            ),
+        }
+    }
+    if let Some(v) = get("large-client-header-buffers") {
+        match header_buffers(v) {
+            Some(b) => global.large_client_header_buffers = Some(b),
+            None => invalid(
+                "large-client-header-buffers",
+                v,
+                "is not \"NUMBER SIZE\" (e.g. \"4 8k\")",
+            ),
         }
     }
     if let Some(v) = get("default-ssl-certificate") {
@@ -141,6 +296,41 @@ pub fn parse_bool(value: &str) -> Option<bool> {
     }
 }
 
+/// A timeout key: whole seconds, as ingress-nginx's (Go `int`) keys; nginx's own units (`5s`,
+/// `1m`) are accepted too, since nginx would read them in the annotation form. Zero is refused
+/// (nginx would time out at once).
+fn seconds<'a>(
+    key: &str,
+    get: impl Fn(&str) -> Option<&'a str>,
+    invalid: &mut dyn FnMut(&str, &str, &str),
+) -> Option<Duration> {
+    let v = get(key)?;
+    let parsed = super::parse_timeout(v);
+    if parsed.is_none() {
+        invalid(key, v, "is not a positive number of seconds");
+    }
+    parsed
+}
+
+/// nginx `large_client_header_buffers number size`: both positive.
+fn header_buffers(value: &str) -> Option<HeaderBuffers> {
+    let mut parts = value.split_whitespace();
+    let number: u32 = parts.next()?.parse().ok()?;
+    let size = super::parse_size(parts.next()?)?;
+    if parts.next().is_some() || number == 0 || size == 0 {
+        return None;
+    }
+    Some(HeaderBuffers { number, size })
+}
+
+/// A header name (an RFC 9110 token), lowercase as `http` stores names.
+fn http_token(value: &str) -> Option<String> {
+    let value = value.trim();
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    (!value.is_empty() && value.len() <= 256 && value.bytes().all(token))
+        .then(|| value.to_ascii_lowercase())
+}
+
 /// `NAMESPACE/NAME`, both non-empty.
 fn namespaced(value: &str) -> Option<(String, String)> {
     match value.trim().split_once('/') {
@@ -154,10 +344,14 @@ fn namespaced(value: &str) -> Option<(String, String)> {
 /// `options` with what the ConfigMap overrides among the flags translate reads
 /// (`ingress-nginx.md` §4: the ConfigMap wins).
 pub fn effective_options(options: &Options, global: &Global) -> Option<Options> {
-    if global.ssl_redirect.is_none() && global.default_ssl_certificate.is_none() {
+    if global.ssl_redirect.is_none()
+        && global.default_ssl_certificate.is_none()
+        && !global.force_ssl_redirect
+    {
         return None;
     }
     let mut effective = options.clone();
+    effective.force_ssl_redirect = global.force_ssl_redirect;
     if let Some(b) = global.ssl_redirect {
         effective.ssl_redirect = b;
     }
@@ -281,6 +475,22 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_invalid_value_is_quoted_short() {
+        let huge = "x".repeat(1 << 20);
+        let (global, conditions) = parse(
+            &snapshot(serde_json::json!({"hsts-max-age": huge})),
+            &options(),
+        );
+        assert_eq!(global.hsts, Global::default().hsts);
+        assert_eq!(conditions.len(), 1);
+        assert!(
+            conditions[0].message.len() < 200,
+            "{}",
+            conditions[0].message.len()
+        );
+    }
+
+    #[test]
     fn booleans_follow_go_parse_bool() {
         for t in ["1", "t", "T", "true", "TRUE", "True"] {
             assert_eq!(parse_bool(t), Some(true), "{t}");
@@ -291,5 +501,153 @@ mod tests {
         for bad in ["yes", "on", "", "tRUE"] {
             assert_eq!(parse_bool(bad), None, "{bad}");
         }
+    }
+}
+
+/// Each key: a valid value lands in `Global`, an invalid one is one condition naming the key
+/// and leaves the default.
+#[cfg(test)]
+mod keys {
+    use super::*;
+    use std::time::Duration;
+
+    fn object() -> ObjectRef {
+        ObjectRef {
+            kind: "ConfigMap".into(),
+            namespace: "portico".into(),
+            name: "portico".into(),
+        }
+    }
+
+    fn with(pairs: &[(&str, &str)]) -> (Global, Vec<Condition>) {
+        let data = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut conditions = Vec::new();
+        let global = from_data(data, &object(), &mut conditions);
+        (global, conditions)
+    }
+
+    /// `key: bad` leaves `Global` at its defaults (but for `data`) with one condition.
+    fn rejects(key: &str, bad: &str) {
+        let (global, conditions) = with(&[(key, bad)]);
+        assert_eq!(conditions.len(), 1, "{key}: {conditions:?}");
+        assert_eq!(conditions[0].reason, Reason::InvalidConfigMapKey, "{key}");
+        assert!(conditions[0].message.starts_with(key), "{key}");
+        let defaults = Global::with_data(global.data().clone());
+        assert_eq!(global, defaults, "{key}: the default applies");
+    }
+
+    #[test]
+    fn every_implemented_key_is_parsed_or_reported() {
+        for key in IMPLEMENTED {
+            let (_, conditions) = with(&[(key, "\u{0}garbage")]);
+            let named = conditions
+                .iter()
+                .any(|c| c.reason == Reason::InvalidConfigMapKey && c.message.starts_with(key));
+            assert!(named, "{key}: garbage is not reported");
+        }
+    }
+
+    #[test]
+    fn forwarded_keys() {
+        let (g, c) = with(&[
+            ("use-forwarded-headers", "true"),
+            ("compute-full-forwarded-for", "true"),
+            ("enable-real-ip", "1"),
+            ("forwarded-for-header", "X-Client-IP"),
+            ("proxy-real-ip-cidr", "10.0.0.0/8, 2001:db8::/32"),
+        ]);
+        assert!(c.is_empty(), "{c:?}");
+        assert!(g.forwarded.use_forwarded_headers && g.forwarded.compute_full_forwarded_for);
+        assert!(g.forwarded.enable_real_ip);
+        assert_eq!(g.forwarded.forwarded_for_header, "x-client-ip");
+        assert_eq!(g.forwarded.real_ip_from.len(), 2);
+        rejects("use-forwarded-headers", "yes");
+        rejects("compute-full-forwarded-for", "on");
+        rejects("enable-real-ip", "");
+        rejects("forwarded-for-header", "X Client");
+        rejects("proxy-real-ip-cidr", "10.0.0.0/33");
+        rejects("proxy-real-ip-cidr", " , ");
+    }
+
+    #[test]
+    fn hsts_keys() {
+        let (g, _) = with(&[]);
+        assert_eq!(
+            g.hsts.as_deref(),
+            Some(b"max-age=31536000; includeSubDomains".as_slice())
+        );
+        let (g, c) = with(&[
+            ("hsts-max-age", "60"),
+            ("hsts-include-subdomains", "false"),
+            ("hsts-preload", "true"),
+        ]);
+        assert!(c.is_empty());
+        assert_eq!(g.hsts.as_deref(), Some(b"max-age=60; preload".as_slice()));
+        let (g, _) = with(&[("hsts", "false")]);
+        assert_eq!(g.hsts, None);
+        rejects("hsts", "maybe");
+        rejects("hsts-max-age", "-1");
+        rejects("hsts-include-subdomains", "no");
+        rejects("hsts-preload", "yes");
+    }
+
+    #[test]
+    fn request_id_and_server_tokens() {
+        let (g, _) = with(&[("generate-request-id", "false"), ("server-tokens", "true")]);
+        assert!(!g.generate_request_id && g.server_tokens);
+        rejects("generate-request-id", "nope");
+        rejects("server-tokens", "nginx");
+    }
+
+    #[test]
+    fn flag_overriding_keys() {
+        let (g, c) = with(&[
+            ("proxy-body-size", "8m"),
+            ("proxy-connect-timeout", "7"),
+            ("proxy-read-timeout", "120s"),
+            ("large-client-header-buffers", "4 16k"),
+            ("use-proxy-protocol", "true"),
+            ("ssl-redirect", "false"),
+            ("keep-alive", "0"),
+            ("keep-alive-requests", "100"),
+            ("upstream-keepalive-connections", "0"),
+            ("upstream-keepalive-timeout", "30"),
+            ("upstream-keepalive-requests", "5"),
+        ]);
+        assert!(c.is_empty(), "{c:?}");
+        assert_eq!(g.keep_alive, Some(Duration::ZERO));
+        assert_eq!(g.keep_alive_requests, Some(100));
+        assert_eq!(g.upstream_keepalive.connections, Some(0));
+        assert_eq!(g.upstream_keepalive.timeout, Some(Duration::from_secs(30)));
+        assert_eq!(g.upstream_keepalive.requests, Some(5));
+        assert_eq!(g.proxy_body_size, Some(8 << 20));
+        assert_eq!(g.proxy_connect_timeout, Some(Duration::from_secs(7)));
+        assert_eq!(g.proxy_read_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(
+            g.large_client_header_buffers.map(|b| b.total()),
+            Some(64 << 10)
+        );
+        assert_eq!(g.use_proxy_protocol, Some(true));
+        assert_eq!(g.ssl_redirect, Some(false));
+        let (g, _) = with(&[("proxy-body-size", "0")]);
+        assert_eq!(g.proxy_body_size, Some(0), "0 is no limit");
+        rejects("proxy-body-size", "1 megabyte");
+        rejects("proxy-connect-timeout", "0");
+        rejects("proxy-read-timeout", "soon");
+        rejects("large-client-header-buffers", "4");
+        rejects("large-client-header-buffers", "0 8k");
+        rejects("large-client-header-buffers", "4 8k 2");
+        rejects("use-proxy-protocol", "proxy");
+        rejects("keep-alive", "75s");
+        rejects("upstream-keepalive-connections", "-1");
+        rejects("upstream-keepalive-timeout", "0");
+        rejects("upstream-keepalive-requests", "0");
+        rejects("keep-alive-requests", "0");
+        rejects("ssl-redirect", "sometimes");
+        rejects("force-ssl-redirect", "always");
+        rejects("default-ssl-certificate", "no-namespace");
     }
 }

@@ -100,6 +100,19 @@ fn invalid_values_are_named_and_defaults_apply() {
 }
 
 #[test]
+fn a_megabyte_of_garbage_is_named_not_copied() {
+    let huge = "x".repeat(1 << 20);
+    let (settings, problems) = from_configmap(&map(&[
+        ("use-gzip", "true"),
+        ("gzip-types", &huge),
+        ("gzip-level", &huge),
+    ]));
+    assert!(settings.gzip.is_some());
+    assert_eq!(problems.len(), 2);
+    assert!(problems.iter().all(|p| p.len() < 512), "{problems:?}");
+}
+
+#[test]
 fn types_always_include_text_html_and_star_matches_anything() {
     let types = Types::parse("application/octet-stream").unwrap();
     assert!(types.matches(Some("text/html; charset=utf-8")));
