@@ -131,6 +131,7 @@ fn bench(c: &mut Criterion) {
                             "0123456789abcdef0123456789abcdef",
                         )),
                         tls: None,
+                        custom: None,
                     });
                 }
                 queue
@@ -154,6 +155,7 @@ fn bench(c: &mut Criterion) {
         route: Some(metrics.route("ns1", "app1", "svc1")),
         request_id: Some(HeaderValue::from_static("0123456789abcdef0123456789abcdef")),
         tls: None,
+        custom: None,
     };
     let mut line = String::new();
     group.bench_function("format_json_line_writer_thread", |b| {

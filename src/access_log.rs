@@ -4,6 +4,11 @@
 //! when the writer falls behind the line is dropped and counted
 //! (`portico_access_log_dropped_total`) rather than making a request wait. Formatting and the
 //! `write` calls happen on the writer thread, never on the runtime.
+//!
+//! The controller ConfigMap's `log-format-upstream` (issue 13) replaces the line with a
+//! template of named fields (`routing/log_format.rs` parses it at translate time); the entry
+//! carries the template of the version that served the request and the request headers it
+//! names, and [`format_entry`] fills it here, escaped as nginx's `escape=` says.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -14,6 +19,8 @@ use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Version};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
+
+use crate::routing::log_format::{Escape, LogTemplate, Part, Var};
 
 /// The line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -52,6 +59,44 @@ pub struct Entry {
     pub request_id: Option<HeaderValue>,
     /// Shared by every request of the connection.
     pub tls: Option<Arc<TlsInfo>>,
+    /// The ConfigMap's `log-format-upstream`, when one is published; else the line is
+    /// Portico's own `format`.
+    pub custom: Option<Custom>,
+}
+
+/// A `log-format-upstream` template and what only it needs from the request.
+#[derive(Debug, Clone)]
+pub struct Custom {
+    pub template: Arc<LogTemplate>,
+    /// The values of [`LogTemplate::headers`], in order; `None` when the request had none.
+    pub headers: Vec<Option<HeaderValue>>,
+}
+
+impl Custom {
+    /// Copies the headers the template names from a request (several lines of one header are
+    /// joined with `, `, as nginx's `$http_NAME` does for most headers).
+    pub fn capture(template: Arc<LogTemplate>, request: &http::HeaderMap) -> Custom {
+        let headers = template
+            .headers
+            .iter()
+            .map(|name| {
+                let mut values = request.get_all(name.as_str()).iter();
+                let first = values.next()?;
+                match values.next() {
+                    None => Some(first.clone()),
+                    Some(second) => {
+                        let mut joined = first.as_bytes().to_vec();
+                        for v in std::iter::once(second).chain(values) {
+                            joined.extend_from_slice(b", ");
+                            joined.extend_from_slice(v.as_bytes());
+                        }
+                        HeaderValue::from_bytes(&joined).ok()
+                    }
+                }
+            })
+            .collect();
+        Custom { template, headers }
+    }
 }
 
 /// The sending side; clones share the writer.
@@ -111,8 +156,13 @@ impl AccessLog {
     }
 }
 
-/// Formats one entry (without the newline).
+/// Formats one entry (without the newline): the ConfigMap's template when the entry has one,
+/// else `format`.
 pub fn format_entry(format: Format, e: &Entry, out: &mut String) {
+    if let Some(custom) = &e.custom {
+        format_custom(e, custom, out);
+        return;
+    }
     let time = rfc3339(e.time);
     let target = e.target.as_ref().map_or("", PathAndQuery::as_str);
     let version = version_str(e.version);
@@ -190,6 +240,238 @@ pub fn format_entry(format: Format, e: &Entry, out: &mut String) {
             );
         }
     }
+}
+
+/// Fills a `log-format-upstream` template. Values follow nginx's variables (formats from
+/// nginx `ngx_http_log_module.c` and `ngx_http_variables.c`); a value Portico does not have
+/// (no upstream, no TLS, an absent header) is nginx's "not found": `-`, or nothing under
+/// `escape=json` / `escape=none`.
+fn format_custom(e: &Entry, custom: &Custom, out: &mut String) {
+    use std::fmt::Write as _;
+    let escape = custom.template.escape;
+    let labels = e.route.as_ref().map(|r| &r.labels);
+    let mut value = String::new();
+    for part in &custom.template.parts {
+        value.clear();
+        let found = match part {
+            Part::Literal(text) => {
+                out.push_str(text);
+                continue;
+            }
+            Part::Header(i) => match custom.headers.get(*i).and_then(Option::as_ref) {
+                Some(v) => {
+                    // Header values are bytes; nginx escapes them as bytes.
+                    push_escaped(out, v.as_bytes(), escape);
+                    continue;
+                }
+                None => false,
+            },
+            Part::Var(var) => {
+                let target = e.target.as_ref().map_or("", PathAndQuery::as_str);
+                let mut put = |s: &str| value.push_str(s);
+                match var {
+                    Var::RemoteAddr => {
+                        let _ = write!(value, "{}", e.client.ip().to_canonical());
+                        true
+                    }
+                    Var::RemotePort => {
+                        let _ = write!(value, "{}", e.client.port());
+                        true
+                    }
+                    Var::TimeLocal => {
+                        value.push_str(&clf_time(e.time));
+                        true
+                    }
+                    Var::TimeIso8601 => {
+                        value.push_str(&iso8601_seconds(e.time));
+                        true
+                    }
+                    Var::Msec => {
+                        let d = e.time.duration_since(UNIX_EPOCH).unwrap_or_default();
+                        let _ = write!(value, "{}.{:03}", d.as_secs(), d.subsec_millis());
+                        true
+                    }
+                    Var::Request => {
+                        let _ = write!(value, "{} {} {}", e.method, target, version_str(e.version));
+                        true
+                    }
+                    Var::RequestMethod => {
+                        put(e.method.as_str());
+                        true
+                    }
+                    Var::RequestUri => {
+                        put(target);
+                        !target.is_empty()
+                    }
+                    Var::Uri => {
+                        let path = e.target.as_ref().map_or("", PathAndQuery::path);
+                        put(path);
+                        !path.is_empty()
+                    }
+                    Var::Args => match e.target.as_ref().and_then(PathAndQuery::query) {
+                        Some(q) if !q.is_empty() => {
+                            put(q);
+                            true
+                        }
+                        _ => false,
+                    },
+                    Var::ServerProtocol => {
+                        put(version_str(e.version));
+                        true
+                    }
+                    Var::Scheme => {
+                        put(if e.tls.is_some() { "https" } else { "http" });
+                        true
+                    }
+                    Var::Host => {
+                        // nginx's $host: lower case, without the port.
+                        let host = crate::routing::normalize::host(&e.host);
+                        put(&host);
+                        true
+                    }
+                    Var::Status => {
+                        let _ = write!(value, "{}", e.status);
+                        true
+                    }
+                    Var::BodyBytesSent => {
+                        let _ = write!(value, "{}", e.bytes_out);
+                        true
+                    }
+                    Var::RequestTime => {
+                        push_msec(&mut value, e.duration);
+                        true
+                    }
+                    Var::UpstreamAddr => match &e.upstream {
+                        Some(u) => {
+                            put(u);
+                            true
+                        }
+                        None => false,
+                    },
+                    Var::UpstreamResponseTime => match e.upstream_duration {
+                        Some(d) => {
+                            push_msec(&mut value, d);
+                            true
+                        }
+                        None => false,
+                    },
+                    Var::ReqId => match e.request_id.as_ref().and_then(|v| v.to_str().ok()) {
+                        Some(id) => {
+                            put(id);
+                            true
+                        }
+                        None => false,
+                    },
+                    Var::Namespace => put_label(&mut value, labels.map(|l| l.namespace.as_str())),
+                    Var::IngressName => put_label(&mut value, labels.map(|l| l.ingress.as_str())),
+                    Var::ServiceName => put_label(&mut value, labels.map(|l| l.service.as_str())),
+                    Var::SslProtocol => match &e.tls {
+                        Some(t) => {
+                            put(t.version);
+                            true
+                        }
+                        None => false,
+                    },
+                    Var::SslServerName => match e.tls.as_ref().and_then(|t| t.sni.as_deref()) {
+                        Some(sni) => {
+                            put(sni);
+                            true
+                        }
+                        None => false,
+                    },
+                }
+            }
+        };
+        if !found {
+            if escape == Escape::Default {
+                out.push('-');
+            }
+            continue;
+        }
+        push_escaped(out, value.as_bytes(), escape);
+    }
+}
+
+/// Seconds with millisecond resolution, truncated, as nginx's `$request_time` and
+/// `$upstream_response_time` (`%T.%03M` of whole milliseconds).
+fn push_msec(value: &mut String, d: Duration) {
+    use std::fmt::Write as _;
+    let ms = d.as_millis();
+    let _ = write!(value, "{}.{:03}", ms / 1000, ms % 1000);
+}
+
+fn put_label(value: &mut String, label: Option<&str>) -> bool {
+    match label.and_then(non_empty) {
+        Some(l) => {
+            value.push_str(l);
+            true
+        }
+        None => false,
+    }
+}
+
+/// A variable's value escaped as nginx's `log_format` does: by default `"`, `\`, control
+/// bytes and bytes from 0x7f up become `\xHH` (`ngx_http_log_escape`); `escape=json` is JSON
+/// string escaping (`ngx_escape_json`: other bytes, UTF-8 included, pass); `escape=none` passes
+/// everything.
+fn push_escaped(out: &mut String, value: &[u8], escape: Escape) {
+    use std::fmt::Write as _;
+    match escape {
+        Escape::None => out.push_str(&String::from_utf8_lossy(value)),
+        Escape::Default => {
+            for &b in value {
+                if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
+                    let _ = write!(out, "\\x{b:02X}");
+                } else {
+                    out.push(char::from(b));
+                }
+            }
+        }
+        Escape::Json => {
+            for c in String::from_utf8_lossy(value).chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    '\u{8}' => out.push_str("\\b"),
+                    '\u{c}' => out.push_str("\\f"),
+                    c if u32::from(c) < 0x20 => {
+                        let _ = write!(out, "\\u{:04x}", u32::from(c));
+                    }
+                    c => out.push(c),
+                }
+            }
+        }
+    }
+}
+
+/// nginx's `$time_local` (Common Log Format), in UTC: `30/Nov/2026:17:09:27 +0000`.
+fn clf_time(t: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (y, m, d, hh, mm, ss) = civil(t);
+    let month = MONTHS
+        .get(m.saturating_sub(1) as usize)
+        .copied()
+        .unwrap_or("Jan");
+    format!("{d:02}/{month}/{y:04}:{hh:02}:{mm:02}:{ss:02} +0000")
+}
+
+/// nginx's `$time_iso8601`, in UTC: `2026-11-30T17:09:27+00:00`.
+fn iso8601_seconds(t: SystemTime) -> String {
+    let (y, m, d, hh, mm, ss) = civil(t);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}+00:00")
+}
+
+fn civil(t: SystemTime) -> (i64, u32, u32, u64, u64, u64) {
+    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    (y, m, d, rem / 3600, (rem / 60) % 60, rem % 60)
 }
 
 /// A JSON object written field by field.
@@ -365,6 +647,7 @@ mod tests {
             route: Some(metrics.route("default", "shop", "cart")),
             request_id: Some(HeaderValue::from_static("abc")),
             tls: None,
+            custom: None,
         }
     }
 
@@ -426,6 +709,67 @@ mod tests {
         assert!(line.starts_with("{\"time\":"), "fields in order: {line}");
     }
 
+    fn custom(format: &str, escape: &str) -> Option<Custom> {
+        let data = [
+            ("log-format-upstream".to_string(), format.to_string()),
+            (format!("log-format-escape-{escape}"), "true".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let (template, problems) = crate::routing::log_format::from_configmap(&data);
+        assert!(problems.is_empty(), "{problems:?}");
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "header1",
+            HeaderValue::from_static("Here is \"header1\" with escape"),
+        );
+        headers.insert("user-agent", HeaderValue::from_static("curl/8"));
+        Some(Custom::capture(template.unwrap(), &headers))
+    }
+
+    fn custom_line(format: &str, escape: &str) -> String {
+        let mut e = entry();
+        e.custom = custom(format, escape);
+        let mut line = String::new();
+        format_entry(Format::Json, &e, &mut line);
+        line
+    }
+
+    /// test/e2e/settings/log-format.go, the three "Check log-format-upstream with
+    /// log-format-escape-json and log-format-escape-none" cases: the header with quotes and
+    /// the absent one, under each escaping.
+    #[test]
+    fn escaping_follows_the_e2e_cases() {
+        let format = "{\"my_header1\":\"$http_header1\", \"my_header2\":\"$http_header2\"}";
+        assert_eq!(
+            custom_line(format, "json"),
+            r#"{"my_header1":"Here is \"header1\" with escape", "my_header2":""}"#
+        );
+        assert_eq!(
+            custom_line(format, "unset"),
+            r#"{"my_header1":"Here is \x22header1\x22 with escape", "my_header2":"-"}"#
+        );
+        assert_eq!(
+            custom_line(format, "none"),
+            r#"{"my_header1":"Here is "header1" with escape", "my_header2":""}"#
+        );
+    }
+
+    #[test]
+    fn variables_are_filled_as_nginx_writes_them() {
+        let line = custom_line(
+            "$remote_addr - [$time_local] \"$request\" $status $body_bytes_sent \"$http_user_agent\" \
+             $request_time $upstream_addr $upstream_response_time $req_id $namespace/$ingress_name/$service_name \
+             $host $uri $args $time_iso8601 $msec $scheme $ssl_protocol",
+            "unset",
+        );
+        assert_eq!(
+            line,
+            "127.0.0.1 - [21/Nov/2025:19:41:22 +0000] \"GET /cart?x=1 HTTP/1.1\" 200 42 \"curl/8\" \
+             0.001 127.0.0.1:9001 0.001 abc default/shop/cart shop.example /cart x=1 \
+             2025-11-21T19:41:22+00:00 1763754082.123 http -"
+        );
+    }
     #[test]
     fn a_full_queue_drops_and_counts() {
         let dropped = Counter::default();

@@ -10,6 +10,7 @@
 //! any `.await`, so a table swap never waits for and never disturbs in-flight requests.
 
 mod balance;
+pub mod compress;
 mod error;
 mod global;
 mod headers;

@@ -56,6 +56,8 @@ pub(crate) struct Arrival {
     pub target: Option<PathAndQuery>,
     /// The connection's TLS version and SNI (HTTPS listener).
     pub tls: Option<Arc<TlsInfo>>,
+    /// The ConfigMap's `log-format-upstream` and the request headers it names.
+    pub custom: Option<crate::access_log::Custom>,
 }
 
 impl Arrival {
@@ -64,6 +66,7 @@ impl Arrival {
         client: SocketAddr,
         tls: Option<&Arc<TlsInfo>>,
         observe: &Observe,
+        log_format: Option<Arc<crate::routing::log_format::LogTemplate>>,
     ) -> Self {
         Arrival {
             start: Instant::now(),
@@ -76,6 +79,7 @@ impl Arrival {
                 .as_ref()
                 .and_then(|_| req.uri().path_and_query().cloned()),
             tls: observe.access_log.as_ref().and(tls.cloned()),
+            custom: log_format.map(|t| crate::access_log::Custom::capture(t, req.headers())),
         }
     }
 }
@@ -248,6 +252,7 @@ impl Done {
                 route: done.seen.series,
                 request_id: done.seen.request_id,
                 tls: done.arrival.tls,
+                custom: done.arrival.custom,
             });
         }
     }

@@ -106,7 +106,20 @@ pub(crate) async fn handle(
     let client_addr = client.addr;
     let version = req.version();
     let nth = active.nth();
-    let arrival = Arrival::new(&req, client_addr, tls.as_ref(), &ctx.options.observe);
+    // The ConfigMap's `log-format-upstream`, looked up only when there is an access log.
+    let log_format = ctx
+        .options
+        .observe
+        .access_log
+        .as_ref()
+        .and_then(|_| ctx.shared.load().translation.global.log_format.clone());
+    let arrival = Arrival::new(
+        &req,
+        client_addr,
+        tls.as_ref(),
+        &ctx.options.observe,
+        log_format,
+    );
     // Dropped without a response if the client goes away first: then logged as 499.
     let mut pending = Pending::new(&ctx.options.observe, arrival, active);
     let seen = &mut pending.seen;
@@ -378,6 +391,9 @@ async fn proxy(
     let upgrade = headers::allowed_upgrade(&req, &ctx.options.upgrade_protocols);
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
+    // ConfigMap `use-gzip`/`enable-brotli`: what the request offers, read only when on.
+    let compression = super::compress::prepare(global.compression.as_ref(), &req);
+
     let (parts, body) = req.into_parts();
     let mut forwarded_prefix = None;
     let upstream_target = match rewritten {
@@ -635,6 +651,12 @@ async fn proxy(
     let body = match checkin {
         Some(checkin) => checkin.wrap(body).boxed(),
         None => body.boxed(),
+    };
+    let body = match compression {
+        Some((settings, offer)) => {
+            super::compress::apply(&settings, offer, parts.status, &mut parts.headers, body)
+        }
+        None => body,
     };
     Ok(Response::from_parts(parts, body))
 }

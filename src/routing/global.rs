@@ -55,6 +55,12 @@ pub struct Global {
     pub use_proxy_protocol: Option<bool>,
     /// `default-ssl-certificate` (`namespace/name`); overrides the flag when set.
     pub default_ssl_certificate: Option<(String, String)>,
+    /// `use-gzip`, `enable-brotli` and their keys; `None` when both are off (the default), so
+    /// the proxy's per-request check is one `Option`.
+    pub compression: Option<std::sync::Arc<super::compression::CompressionSettings>>,
+    /// `log-format-upstream` (with `log-format-escape-json`/`-none`); `None`: Portico's own
+    /// access log format.
+    pub log_format: Option<std::sync::Arc<super::log_format::LogTemplate>>,
 }
 
 /// The `upstream-keepalive-*` keys (nginx `keepalive`, `keepalive_timeout`,
@@ -152,6 +158,8 @@ impl Default for Global {
             upstream_keepalive: UpstreamKeepalive::default(),
             use_proxy_protocol: None,
             default_ssl_certificate: None,
+            compression: None,
+            log_format: None,
         }
     }
 }

@@ -3,7 +3,9 @@
 //! Knows neither kube nor hyper: hosts and paths come in as strings already normalised by
 //! [`normalize`], backends go out as addresses.
 
+pub mod compression;
 mod global;
+pub mod log_format;
 pub mod normalize;
 mod policy;
 mod regex_mode;

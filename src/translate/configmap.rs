@@ -17,12 +17,19 @@ use super::{Condition, ObjectRef, Options, Reason};
 /// added here by those modules' owners when they wire their `from_configmap`.
 pub const IMPLEMENTED: &[&str] = &[
     "allow-snippet-annotations",
+    "brotli-level",
+    "brotli-min-length",
+    "brotli-types",
     "compute-full-forwarded-for",
     "default-ssl-certificate",
+    "enable-brotli",
     "enable-real-ip",
     "force-ssl-redirect",
     "forwarded-for-header",
     "generate-request-id",
+    "gzip-level",
+    "gzip-min-length",
+    "gzip-types",
     "hsts",
     "hsts-include-subdomains",
     "hsts-max-age",
@@ -31,6 +38,9 @@ pub const IMPLEMENTED: &[&str] = &[
     "keep-alive",
     "keep-alive-requests",
     "large-client-header-buffers",
+    "log-format-escape-json",
+    "log-format-escape-none",
+    "log-format-upstream",
     "proxy-body-size",
     "proxy-connect-timeout",
     "proxy-read-timeout",
@@ -41,6 +51,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "upstream-keepalive-requests",
     "upstream-keepalive-timeout",
     "use-forwarded-headers",
+    "use-gzip",
     "use-port-in-redirects",
     "use-proxy-protocol",
 ];
@@ -254,6 +265,22 @@ pub fn from_data(
             Some(false) => {}
             None => invalid("allow-snippet-annotations", v, "is not a boolean"),
         }
+    }
+
+    // Response compression (routing/compression.rs; issue 13).
+    let (compression, problems) = crate::routing::compression::from_configmap(&data);
+    global.compression = compression
+        .enabled()
+        .then(|| std::sync::Arc::new(compression));
+    // The access log's template (routing/log_format.rs; issue 13).
+    let (log_format, log_problems) = crate::routing::log_format::from_configmap(&data);
+    global.log_format = log_format;
+    for message in problems.into_iter().chain(log_problems) {
+        conditions.push(Condition {
+            object: object.clone(),
+            reason: Reason::InvalidConfigMapKey,
+            message,
+        });
     }
 
     let unsupported: Vec<&str> = data
