@@ -11,6 +11,7 @@
 
 mod balance;
 mod error;
+mod error_pages;
 mod headers;
 mod observe;
 mod pool;

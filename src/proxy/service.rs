@@ -19,7 +19,7 @@ use super::headers::{self, Forwarded};
 use super::observe::{Arrival, Pending, Seen};
 use super::pool::{Checkin, Pool};
 use super::upstream::{self, Clients, RetryBody, Upstream};
-use super::{redirect, ProxyBody, ProxyOptions, Scheme};
+use super::{error_pages, redirect, ProxyBody, ProxyOptions, Scheme};
 use crate::publish::Shared;
 use crate::routing::{normalize, Backend, Protocol, Target};
 
@@ -55,7 +55,7 @@ pub(crate) struct Client {
 
 /// The random round-robin start of this process (spec §4.3: random offset per proxy worker),
 /// so replicas do not all hit the same endpoint first.
-fn process_offset() -> usize {
+pub(super) fn process_offset() -> usize {
     static OFFSET: OnceLock<usize> = OnceLock::new();
     *OFFSET.get_or_init(|| fastrand::usize(..))
 }
@@ -109,8 +109,19 @@ pub(crate) async fn handle(
     // Dropped without a response if the client goes away first: then logged as 499.
     let mut pending = Pending::new(&ctx.options.observe, arrival, active);
     let seen = &mut pending.seen;
-    let response = match proxy(&ctx, client, req, seen).await {
-        Ok(response) => response,
+    let mut intercept = None;
+    let response = match proxy(&ctx, client, req, seen, &mut intercept).await {
+        // `custom-http-errors`: a listed status is answered by the error backend.
+        Ok(response) => match intercept.filter(|i| i.upstream_answer(response.status())) {
+            Some(i) => {
+                let status = response.status();
+                drop(response);
+                error_pages::answer(&ctx, i, status, version)
+                    .await
+                    .unwrap_or_else(|err| err.to_response(version))
+            }
+            None => response,
+        },
         Err((err, backend)) => {
             let status = err.status();
             if let ProxyError::Client(fault) = &err {
@@ -140,7 +151,13 @@ pub(crate) async fn handle(
                     "request refused"
                 );
             }
-            err.to_response(version)
+            let client_fault = matches!(err, ProxyError::Client(_));
+            match intercept.filter(|i| !client_fault && i.own_answer(status)) {
+                Some(i) => error_pages::answer(&ctx, i, status, version)
+                    .await
+                    .unwrap_or_else(|err| err.to_response(version)),
+                None => err.to_response(version),
+            }
         }
     };
     Ok(pending.finish(response))
@@ -215,6 +232,7 @@ async fn proxy(
     client: Client,
     mut req: Request<Incoming>,
     seen: &mut Seen,
+    intercept: &mut Option<error_pages::Intercept>,
 ) -> Result<Response<ProxyBody>, Failure> {
     let client_version = req.version();
     if headers::head_size(&req) > ctx.options.max_header_bytes {
@@ -266,6 +284,24 @@ async fn proxy(
             None => return Err(fail(ProxyError::NoRoute)),
         }
     };
+
+    // ingress-nginx's `default-backend` / `custom-http-errors` (error_pages.rs); nothing to
+    // do for backends without them.
+    let mut backend = backend;
+    if let Some(pages) = &backend.policy.error_pages {
+        let mut i = error_pages::Intercept::new(
+            pages.clone(),
+            &backend,
+            &mut req,
+            client,
+            &host_header,
+            ctx.options.scheme,
+        );
+        if let Some(fallback) = i.fallback(&backend) {
+            backend = fallback;
+        }
+        *intercept = Some(i);
+    }
 
     // Per-Ingress settings were typed at translate time; the flags fill the gaps.
     let policy = &backend.policy;
@@ -343,6 +379,9 @@ async fn proxy(
             host_value: &host_header,
         },
     );
+    if let Some(i) = intercept {
+        i.add_fallback_headers(&mut headers);
+    }
 
     // What only the access log needs is kept only when there is one.
     let logging = ctx.options.observe.access_log.is_some();
@@ -615,7 +654,7 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 /// unless the upstream also sent `Transfer-Encoding`: then its body was read by that framing
 /// and the `Content-Length` is wrong by definition (RFC 9112 §6.3: Transfer-Encoding
 /// overrides it, and a proxy must drop it), so the client gets hyper's chunked framing.
-fn finish_headers(headers: &mut HeaderMap, upgrade: bool) {
+pub(super) fn finish_headers(headers: &mut HeaderMap, upgrade: bool) {
     if headers.contains_key(http::header::TRANSFER_ENCODING) {
         headers.remove(http::header::CONTENT_LENGTH);
     }

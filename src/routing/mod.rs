@@ -7,7 +7,7 @@ pub mod normalize;
 mod policy;
 mod table;
 
-pub use policy::{Balance, Policy, Protocol, UpstreamTls};
+pub use policy::{Balance, ErrorBackend, ErrorPages, Policy, Protocol, UpstreamTls};
 pub use table::{Decision, RouteTable, VirtualHost};
 
 use std::net::SocketAddr;

@@ -16,7 +16,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 
 use super::backends::{Backends, Resolved, SERVICE_NAME_LABEL};
-use super::{annotations, paths, tls, Condition, ObjectRef, Options, Reason};
+use super::{annotations, error_pages, paths, tls, Condition, ObjectRef, Options, Reason};
 use crate::routing::{
     Backend, BackendRef, HostMatch, Origin, Policy, Route, Target, Unavailable, VirtualHost,
 };
@@ -114,8 +114,17 @@ impl State {
                 BackendRef::Resource { .. } => false,
             };
             self.backends.retain(|reference, _| !stale(reference));
+            // A policy's error pages hold backends too (`error_pages.rs`).
+            let stale_pages = |policy: &Policy| {
+                policy.error_pages.as_ref().is_some_and(|pages| {
+                    [&pages.custom, &pages.global]
+                        .into_iter()
+                        .flatten()
+                        .any(|b| stale(&b.0.reference))
+                })
+            };
             self.with_policies
-                .retain(|(reference, _), _| !stale(reference));
+                .retain(|(reference, policy), _| !stale(reference) && !stale_pages(policy));
         }
         changes
     }
@@ -301,6 +310,15 @@ pub(super) fn rebind(
 ) -> Part {
     let mut part = part.clone();
     part.rev = rev;
+    // The error pages' backends may be among those whose endpoints changed.
+    if let Some(p) = &part.policy {
+        if let Some(pages) = &p.error_pages {
+            part.policy = Some(Arc::new(Policy {
+                error_pages: Some(Arc::new(error_pages::rebind(pages, backends))),
+                ..Policy::clone(p)
+            }));
+        }
+    }
     let policy = part.policy.clone();
     let fails_closed = part.blocked;
     let mut again = |reference: &BackendRef| {
@@ -414,10 +432,23 @@ pub(super) fn derive(
     };
     // Proxy annotations, typed once here; a backend under non-default ones gets its own copy
     // carrying them.
-    let (policy, invalid) = annotations::policy(ingress, secrets);
+    let (mut policy, invalid) = annotations::policy(ingress, secrets);
     for message in invalid {
         condition(Reason::InvalidAnnotation, message);
     }
+    // `default-backend` / `custom-http-errors`: error pages travel with the policy too.
+    let (pages, invalid) = error_pages::error_pages(
+        ingress,
+        &namespace,
+        &object.name,
+        options,
+        &options.error_pages.custom_http_errors,
+        backends,
+    );
+    for message in invalid {
+        condition(Reason::InvalidAnnotation, message);
+    }
+    policy.error_pages = pages.map(Arc::new);
     let policy = (!policy.is_default()).then(|| Arc::new(policy));
     let spec = ingress.spec.as_ref();
     let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();
@@ -509,7 +540,13 @@ pub(super) fn derive(
     Part {
         rev,
         ingress: Arc::clone(ingress),
-        services: services_read(ingress, &namespace),
+        services: {
+            let mut keys = services_read(ingress, &namespace);
+            keys.extend(error_pages::services_read(ingress, &namespace, options));
+            keys.sort();
+            keys.dedup();
+            keys
+        },
         secrets: secrets_read(ingress, &namespace),
         object,
         redirect,

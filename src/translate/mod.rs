@@ -6,6 +6,7 @@
 mod annotations;
 mod backends;
 mod class;
+pub mod error_pages;
 mod incremental;
 mod paths;
 mod tls;
@@ -50,6 +51,8 @@ pub struct Options {
     /// Redirect plain HTTP to HTTPS for hosts with TLS unless an Ingress says otherwise
     /// (spec §5.5).
     pub ssl_redirect: bool,
+    /// The controller ConfigMap's keys for error pages (`custom-http-errors`).
+    pub error_pages: error_pages::Settings,
 }
 
 impl Default for Options {
@@ -63,6 +66,7 @@ impl Default for Options {
             ipv6: true,
             default_ssl_certificate: None,
             ssl_redirect: true,
+            error_pages: error_pages::Settings::default(),
         }
     }
 }
@@ -336,6 +340,17 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
             .default_backend_service
             .as_ref()
             .map(|(ns, name)| backends.default_service(ns, name))
+            .map(|b| {
+                // The ConfigMap's `custom-http-errors` covers it too (nginx's `http` level).
+                let codes = &options.error_pages.custom_http_errors;
+                match error_pages::global_default(&b, codes) {
+                    Some(pages) => Arc::new(b.with_policy(Arc::new(crate::routing::Policy {
+                        error_pages: Some(Arc::new(pages)),
+                        ..crate::routing::Policy::clone(&b.policy)
+                    }))),
+                    None => b,
+                }
+            })
     });
     state.backends = backends.into_cache();
 
