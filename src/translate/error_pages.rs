@@ -128,7 +128,11 @@ pub(super) fn services_read(ingress: &Ingress, namespace: &str, options: &Option
     if let Some((_, name)) = get(ingress, DEFAULT_BACKEND) {
         keys.push((namespace.to_string(), name.trim().to_string()));
     }
-    if let Some((ns, name)) = &options.default_backend_service {
+    // The global default backend only for Ingresses with a list to answer (see `error_pages`):
+    // the others need not be derived again when its Service changes.
+    let listed = get(ingress, CUSTOM_HTTP_ERRORS).is_some()
+        || !options.error_pages.custom_http_errors.is_empty();
+    if let Some((ns, name)) = options.default_backend_service.as_ref().filter(|_| listed) {
         keys.push((ns.clone(), name.clone()));
     }
     keys
@@ -200,12 +204,14 @@ pub(super) fn error_pages(
             }
         }
     };
+    let codes_from_annotation = annotated.is_some();
+    let codes = annotated.unwrap_or_else(|| global_codes.to_vec());
+    // Without a list the global default backend answers nothing for this Ingress.
     let global = options
         .default_backend_service
         .as_ref()
+        .filter(|_| !codes.is_empty())
         .map(|(ns, name)| ErrorBackend(backends.default_service(ns, name)));
-    let codes_from_annotation = annotated.is_some();
-    let codes = annotated.unwrap_or_else(|| global_codes.to_vec());
     let answers_errors = !codes.is_empty() && (global.is_some() || custom.is_some());
     if !answers_errors && custom.is_none() {
         return (None, errors);
