@@ -224,6 +224,7 @@ pub async fn run(
             tokio::spawn(crate::source::kube::run(
                 client.clone(),
                 ns,
+                options.configmap.clone(),
                 snapshots_tx,
                 metrics.clone(),
                 stopped(),

@@ -29,7 +29,8 @@ impl Severity {
             | Reason::TlsHostConflict
             | Reason::TlsHostNotCovered
             | Reason::SnippetDropped
-            | Reason::UnsupportedAnnotation => Severity::Warning,
+            | Reason::UnsupportedAnnotation
+            | Reason::UnsupportedConfigMapKey => Severity::Warning,
             Reason::InvalidIngress
             | Reason::InvalidHost
             | Reason::InvalidPath
@@ -50,6 +51,8 @@ impl Severity {
             | Reason::TlsCertificateNotYetValid
             // An annotation value that is ignored (the default applies instead).
             | Reason::InvalidAnnotation
+            | Reason::InvalidConfigMapKey
+            | Reason::ConfigMapNotFound
             | Reason::AccessControlUnsupported => Severity::Error,
         }
     }

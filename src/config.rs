@@ -310,6 +310,12 @@ pub struct TranslateArgs {
     )]
     pub default_ssl_certificate: Option<String>,
 
+    /// ConfigMap (NAMESPACE/NAME) holding ingress-nginx's global keys (its `--configmap`):
+    /// watched in Kubernetes mode, read from the directory with --manifests. Where a key and a
+    /// flag overlap, the key wins. Without it, ingress-nginx's defaults apply.
+    #[arg(long, env = "PORTICO_CONFIGMAP", value_name = "NAMESPACE/NAME")]
+    pub configmap: Option<String>,
+
     /// Redirect plain-HTTP requests for hosts with TLS to HTTPS (308). `--ssl-redirect=false`
     /// turns it off except for Ingresses annotated `portico.dev/ssl-redirect: "true"`.
     #[arg(
@@ -344,7 +350,12 @@ impl TranslateArgs {
             None => None,
             Some(s) => Some(namespaced(&s).ok_or(ConfigError::DefaultSslCertificate(s))?),
         };
+        let configmap = match self.configmap {
+            None => None,
+            Some(s) => Some(namespaced(&s).ok_or(ConfigError::Configmap(s))?),
+        };
         Ok(translate::Options {
+            configmap,
             controller_name: self.controller_name,
             annotation_class: self.ingress_class,
             watch_without_class: self.watch_ingress_without_class,
@@ -558,6 +569,8 @@ pub enum ConfigError {
     DefaultBackendService(String),
     #[error("--default-ssl-certificate must be NAMESPACE/NAME, got {0:?}")]
     DefaultSslCertificate(String),
+    #[error("--configmap must be NAMESPACE/NAME, got {0:?}")]
+    Configmap(String),
     #[error("--max-header-bytes must be between 1024 and 1048576, got {0}")]
     MaxHeaderBytes(usize),
     #[error("{0} must be greater than zero")]

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use clap::Parser;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{Namespace, PodTemplateSpec, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PodTemplateSpec, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::IngressClass;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
@@ -32,6 +32,7 @@ struct Rendered {
     bindings: Vec<RoleBinding>,
     services: Vec<Service>,
     classes: Vec<IngressClass>,
+    config_maps: Vec<ConfigMap>,
     deployments: Vec<Deployment>,
     daemonsets: Vec<DaemonSet>,
     budgets: Vec<PodDisruptionBudget>,
@@ -84,6 +85,7 @@ fn render(overlay: &str) -> Rendered {
             "RoleBinding" => rendered.bindings.push(typed(value, &kind)),
             "Service" => rendered.services.push(typed(value, &kind)),
             "IngressClass" => rendered.classes.push(typed(value, &kind)),
+            "ConfigMap" => rendered.config_maps.push(typed(value, &kind)),
             "Deployment" => rendered.deployments.push(typed(value, &kind)),
             "DaemonSet" => rendered.daemonsets.push(typed(value, &kind)),
             "PodDisruptionBudget" => rendered.budgets.push(typed(value, &kind)),
@@ -268,6 +270,24 @@ fn check_common(overlay: &str, r: &Rendered) -> (String, PodTemplateSpec) {
     assert!(
         !allows(&cluster_rules, "", "secrets", "get"),
         "{overlay}: no secret reads beyond list/watch"
+    );
+    // ConfigMaps: read through the watch only, never written (`ingress-nginx.md` §6).
+    for verb in ["get", "create", "update", "patch", "delete"] {
+        assert!(
+            !allows(&cluster_rules, "", "configmaps", verb)
+                && !allows(&own_rules, "", "configmaps", verb),
+            "{overlay}: configmaps {verb} is more than Portico needs"
+        );
+    }
+    // --configmap names the controller ConfigMap this overlay ships.
+    let configmap = flags.get("--configmap").expect("--configmap set");
+    let (cns, cname) = configmap.split_once('/').expect("NAMESPACE/NAME");
+    assert!(
+        r.config_maps
+            .iter()
+            .any(|c| c.metadata.namespace.as_deref() == Some(cns)
+                && c.metadata.name.as_deref() == Some(cname)),
+        "{overlay}: --configmap {configmap} is not defined"
     );
 
     // Hardening and probes.

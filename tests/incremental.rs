@@ -1,13 +1,13 @@
 //! Incremental translate equals translate from scratch (issue 11): random sequences of edits
 //! to a snapshot (Ingresses, Services, EndpointSlices, Secrets, IngressClasses and options
-//! added, changed and removed) are translated with one cache kept across the sequence, and
+//! added, changed and removed, and the controller ConfigMap's translate-time keys) are translated with one cache kept across the sequence, and
 //! after every step the result must equal a translate with a fresh cache, with identical
 //! backends still sharing one `Arc`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use portico::routing::{BackendRef, PortRef};
@@ -248,8 +248,23 @@ fn class(name: &str, variant: usize) -> IngressClass {
     from(value)
 }
 
+/// The controller ConfigMap `a/cm`: keys that change what translate builds (`ssl-redirect`,
+/// `default-ssl-certificate`), a bad value, unimplemented keys, nothing.
+fn config_map(variant: usize) -> ConfigMap {
+    let data = match variant % 6 {
+        0 => json!({}),
+        1 => json!({"ssl-redirect": "false"}),
+        2 => json!({"ssl-redirect": "maybe", "hsts": "false"}),
+        3 => json!({"default-ssl-certificate": "a/t0"}),
+        4 => json!({"default-ssl-certificate": "b/t1", "ssl-redirect": "true", "x-unknown": "1"}),
+        _ => json!({"use-forwarded-headers": "true", "proxy-body-size": "8m"}),
+    };
+    from(json!({"metadata": {"name": "cm", "namespace": "a"}, "data": data}))
+}
+
 fn options(variant: usize) -> Options {
     Options {
+        configmap: Some(("a".into(), "cm".into())),
         watch_without_class: variant & 1 != 0,
         ipv6: variant & 2 != 0,
         ssl_redirect: variant & 4 == 0,
@@ -268,7 +283,7 @@ type Edit = (usize, usize, Option<usize>, IngressSpec);
 
 fn edit() -> impl Strategy<Value = Edit> {
     (
-        0..6usize,
+        0..7usize,
         0..16usize,
         prop::option::of(0..128usize),
         ingress_spec(),
@@ -283,6 +298,7 @@ struct World {
     slices: BTreeMap<(usize, usize, usize), Arc<EndpointSlice>>,
     secrets: BTreeMap<(usize, usize), Arc<Secret>>,
     classes: BTreeMap<usize, Arc<IngressClass>>,
+    config_maps: BTreeMap<usize, Arc<ConfigMap>>,
 }
 
 impl World {
@@ -338,7 +354,11 @@ impl World {
                     None => drop(self.classes.remove(&key)),
                 }
             }
-            _ => *options = self::options(variant.unwrap_or(0)),
+            5 => *options = self::options(variant.unwrap_or(0)),
+            _ => match variant {
+                Some(v) => drop(self.config_maps.insert(0, Arc::new(config_map(*v)))),
+                None => drop(self.config_maps.remove(&0)),
+            },
         }
     }
 
@@ -370,6 +390,7 @@ impl World {
             services: shared(self.services.values(), reversed, copied),
             endpoint_slices: shared(self.slices.values(), reversed, copied),
             secrets: shared(self.secrets.values(), reversed, copied),
+            config_maps: shared(self.config_maps.values(), reversed, copied),
         }
     }
 }

@@ -390,21 +390,26 @@ async fn global_default_backend_answers_the_annotation_and_configmap_lists() {
             "app",
             &[(&default_backend, "custom")],
         );
-    let mut options = Options {
+    // The controller ConfigMap (`--configmap`), with one entry ingress-nginx would skip.
+    let yaml = yaml
+        + "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: portico, namespace: infra}\n\
+           data: {custom-http-errors: \"503, 502,abc\"}\n---\n";
+    let options = Options {
         default_backend_service: Some(("infra".into(), "fallback".into())),
+        configmap: Some(("infra".into(), "portico".into())),
         ..options()
     };
-    let (settings, problems) = error_pages::from_configmap(&BTreeMap::from([(
-        "custom-http-errors".to_string(),
-        "503, 502".to_string(),
-    )]));
-    assert!(problems.is_empty());
-    options.error_pages = settings;
     let translation = load(&yaml, &options);
+    let conditions: Vec<String> = translation
+        .conditions
+        .iter()
+        .map(|c| format!("{} {:?} {}", c.object, c.reason, c.message))
+        .collect();
+    assert_eq!(conditions.len(), 1, "{conditions:#?}");
     assert!(
-        translation.conditions.is_empty(),
-        "{:?}",
-        translation.conditions
+        conditions[0].starts_with("ConfigMap infra/portico InvalidConfigMapKey")
+            && conditions[0].contains("\"abc\""),
+        "{conditions:#?}"
     );
     let proxy = Proxy::start().await;
     publish(&proxy, translation);
@@ -458,6 +463,18 @@ async fn portico_own_error_is_answered_by_the_error_backend() {
     let s = seen(&r);
     assert_eq!((r.status, header(&s, "x-code")), (200, Some("502")));
     assert_eq!(header(&s, "x-original-uri"), Some("/x"));
+}
+
+/// `custom-http-errors` in the ConfigMap as ingress-nginx's `configmap.go` reads it: entries
+/// trimmed, non-numbers and statuses outside 300–599 (`filterErrors`) skipped with a warning.
+#[test]
+fn configmap_list_keeps_the_valid_entries() {
+    let (settings, problems) = error_pages::from_configmap(&BTreeMap::from([(
+        "custom-http-errors".to_string(),
+        " 503,302 , 200,600,x".to_string(),
+    )]));
+    assert_eq!(settings.custom_http_errors, vec![302, 503]);
+    assert_eq!(problems.len(), 3, "{problems:?}");
 }
 
 /// When the error backend itself fails, the client gets Portico's answer for that failure

@@ -774,6 +774,7 @@ async fn status_only_and_unchanged_watch_events_send_no_snapshot() {
     let source = tokio::spawn(portico::source::kube::run(
         client,
         None,
+        None,
         tx,
         metrics,
         async {
@@ -943,4 +944,125 @@ async fn a_restart_writes_no_status_and_records_no_event_for_what_is_already_pro
     assert!(events_for(&api, "Programmed", "done").is_empty());
     assert_calls_are_in_rbac(&api);
     second.stop().await;
+}
+
+fn config_map(namespace: &str, name: &str, data: Value) -> k8s_openapi::api::core::v1::ConfigMap {
+    from_json(json!({"metadata": {"name": name, "namespace": namespace}, "data": data}))
+}
+
+/// `ingress-nginx.md` §4 and §6: with `--watch-namespace`, the source delivers the ConfigMaps
+/// of the watched namespace and, from its own namespace, only the controller ConfigMap
+/// (a field-selected watch), and follows changes to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kube_source_delivers_the_controller_configmap_and_those_of_the_watched_namespace() {
+    use portico::source::Snapshot;
+    use std::sync::Arc;
+    const FIRST: Duration = Duration::from_secs(20);
+
+    let api = FakeApi::start().await;
+    base(&api);
+    api.apply(&config_map("portico", "portico", json!({"hsts": "false"})));
+    api.apply(&config_map("portico", "unrelated", json!({"a": "b"})));
+    api.apply(&config_map("apps", "headers", json!({"X-A": "b"})));
+    api.apply(&config_map("elsewhere", "headers", json!({"X-A": "b"})));
+    let kubeconfig = temp_file("kubeconfig");
+    api.write_kubeconfig(&kubeconfig);
+    let client = portico::source::kube::client(Some(&kubeconfig))
+        .await
+        .expect("client");
+    let (tx, mut rx) = tokio::sync::watch::channel(Arc::new(Snapshot::default()));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let source = tokio::spawn(portico::source::kube::run(
+        client,
+        Some("apps".into()),
+        Some(("portico".into(), "portico".into())),
+        tx,
+        Arc::new(portico::metrics::Metrics::new()),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    tokio::time::timeout(FIRST, rx.changed())
+        .await
+        .expect("a first snapshot")
+        .expect("source running");
+    let names = |snapshot: &Snapshot| {
+        let mut names: Vec<String> = snapshot
+            .config_maps
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}/{}",
+                    c.metadata.namespace.as_deref().unwrap_or_default(),
+                    c.metadata.name.as_deref().unwrap_or_default()
+                )
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        names(&rx.borrow_and_update()),
+        ["apps/headers", "portico/portico"]
+    );
+    let hsts = |snapshot: &Snapshot| {
+        snapshot
+            .config_map("portico", "portico")
+            .and_then(|c| c.data.as_ref()?.get("hsts").cloned())
+    };
+    assert_eq!(hsts(&rx.borrow()).as_deref(), Some("false"));
+
+    api.apply(&config_map("portico", "portico", json!({"hsts": "true"})));
+    tokio::time::timeout(FIRST, rx.changed())
+        .await
+        .expect("a snapshot for the change")
+        .expect("source running");
+    assert_eq!(hsts(&rx.borrow_and_update()).as_deref(), Some("true"));
+    assert_calls_are_in_rbac(&api);
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(FIRST, source).await;
+}
+
+/// `ingress-nginx.md` §4: an invalid value and the keys Portico does not implement are Events
+/// on the controller ConfigMap (apiVersion v1), and the Ingresses keep serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_configmap_problems_are_events_on_the_configmap() {
+    let api = FakeApi::start().await;
+    base(&api);
+    app(&api, "a", "a.example").await;
+    api.apply(&config_map(
+        "portico",
+        "portico",
+        json!({"ssl-redirect": "maybe", "no-such-key": "1"}),
+    ));
+    let portico = Portico::start(api.addr, &["--configmap", "portico/portico"]).await;
+    portico.wait_ready().await;
+    portico.wait_who("a.example", "a").await;
+    poll("InvalidConfigMapKey event", || async {
+        !events_for(&api, "InvalidConfigMapKey", "portico").is_empty()
+    })
+    .await;
+    let event = &events_for(&api, "InvalidConfigMapKey", "portico")[0];
+    assert_eq!(event["regarding"]["kind"], "ConfigMap", "{event}");
+    assert_eq!(event["regarding"]["apiVersion"], "v1", "{event}");
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ssl-redirect"),
+        "{event}"
+    );
+    poll("UnsupportedConfigMapKey event", || async {
+        events_for(&api, "UnsupportedConfigMapKey", "portico")
+            .iter()
+            .any(|e| {
+                e["note"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("no-such-key")
+            })
+    })
+    .await;
+    assert_calls_are_in_rbac(&api);
+    portico.stop().await;
 }

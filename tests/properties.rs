@@ -145,6 +145,7 @@ fn snapshot_and_shuffled() -> impl Strategy<Value = (Snapshot, Snapshot)> {
             services: arcs(services),
             endpoint_slices: arcs(slices),
             secrets: Vec::new(),
+            config_maps: Vec::new(),
         };
         let s = snapshot.clone();
         (
@@ -161,6 +162,7 @@ fn snapshot_and_shuffled() -> impl Strategy<Value = (Snapshot, Snapshot)> {
                     services,
                     endpoint_slices: slices,
                     secrets: Vec::new(),
+                    config_maps: Vec::new(),
                 };
                 (snapshot, shuffled)
             })

@@ -27,11 +27,13 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::error::{response_version, ProxyError};
-use super::headers::{self, Forwarded, X_FORWARDED_FOR, X_REQUEST_ID};
+use super::headers::{self, Forwarded, X_FORWARDED_FOR, X_REAL_IP, X_REQUEST_ID};
 use super::service::{finish_headers, process_offset, Client, Context};
 use super::upstream::RetryBody;
 use super::{ProxyBody, Scheme};
-use crate::routing::{Backend, BackendRef, Balance, ErrorPages, Protocol, Target, Unavailable};
+use crate::routing::{
+    Backend, BackendRef, Balance, ErrorPages, Global, Protocol, Target, Unavailable,
+};
 
 static X_CODE: HeaderName = HeaderName::from_static("x-code");
 static X_FORMAT: HeaderName = HeaderName::from_static("x-format");
@@ -53,6 +55,8 @@ pub(super) struct Intercept {
     host: HeaderValue,
     client: Client,
     scheme: Scheme,
+    /// The controller ConfigMap's settings the request was served under (forwarded headers).
+    global: Arc<Global>,
     /// `$service_name`, `$service_port`: the routed Service as the Ingress names it.
     service_name: Option<HeaderValue>,
     service_port: Option<HeaderValue>,
@@ -61,8 +65,9 @@ pub(super) struct Intercept {
 }
 
 impl Intercept {
-    /// Keeps what the error backend will need. Gives the request an `X-Request-ID` now when it
-    /// has none, so the upstream and the error backend see the same one (`$req_id`).
+    /// Keeps what the error backend will need. A request without `X-Request-ID` gets one now
+    /// (`$req_id`, which the error location always sends): in the request too when
+    /// `generate-request-id` is on, so the upstream and the error backend see the same one.
     pub fn new(
         pages: Arc<ErrorPages>,
         routed: &Backend,
@@ -70,10 +75,15 @@ impl Intercept {
         client: Client,
         host: &HeaderValue,
         scheme: Scheme,
+        global: &Arc<Global>,
     ) -> Self {
-        if !req.headers().contains_key(&X_REQUEST_ID) {
-            req.headers_mut()
-                .insert(X_REQUEST_ID.clone(), headers::request_id());
+        let mut headers = req.headers().clone();
+        if !headers.contains_key(&X_REQUEST_ID) {
+            let id = headers::request_id();
+            if global.generate_request_id {
+                req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
+            }
+            headers.insert(X_REQUEST_ID.clone(), id);
         }
         let (service_name, service_port) = match &routed.reference {
             BackendRef::Service { name, port, .. } => (
@@ -89,10 +99,11 @@ impl Intercept {
                 .uri()
                 .path_and_query()
                 .and_then(|pq| HeaderValue::from_str(pq.as_str()).ok()),
-            headers: req.headers().clone(),
+            headers,
             host: host.clone(),
             client,
             scheme,
+            global: global.clone(),
             service_name,
             service_port,
             fell_back: false,
@@ -168,26 +179,40 @@ impl Intercept {
     }
 
     /// The request to the error backend: nginx's "CUSTOM_ERRORS" location.
-    fn error_request(self, status: StatusCode, uri: Uri, protocol: Protocol) -> Request<RetryBody> {
+    fn error_request(
+        self,
+        status: StatusCode,
+        uri: Uri,
+        protocol: Protocol,
+        trusted_proxies: &[crate::routing::Cidr],
+    ) -> Request<RetryBody> {
         let mut headers = self.headers;
         headers::remove_hop_by_hop(&mut headers, false);
         // The original body is not sent again (Portico streamed it to the upstream).
         headers.remove(CONTENT_LENGTH);
         headers.remove(TRANSFER_ENCODING);
         let host_text = self.host.to_str().unwrap_or_default();
-        headers::add_forwarded(
+        let forwarded_host = headers::add_forwarded(
             &mut headers,
             &Forwarded {
                 client_ip: self.client.addr.ip().to_canonical(),
                 trusted: self.client.trusted,
+                trusted_proxies,
                 scheme: self.scheme,
                 host: host_text,
                 host_value: &self.host,
+                settings: &self.global.forwarded,
+                generate_request_id: true,
             },
         );
-        // `proxy_set_header X-Forwarded-For $remote_addr; Host $best_http_host;`
-        headers.insert(X_FORWARDED_FOR.clone(), ip_value(self.client.addr.ip()));
-        headers.insert(HOST, self.host.clone());
+        // `proxy_set_header X-Forwarded-For $remote_addr; Host $best_http_host;`: the client
+        // address as `X-Real-IP` has it (after the real-IP rules), the Host the upstream got.
+        let client_ip = headers
+            .get(&X_REAL_IP)
+            .cloned()
+            .unwrap_or_else(|| ip_value(self.client.addr.ip()));
+        headers.insert(X_FORWARDED_FOR.clone(), client_ip);
+        headers.insert(HOST, forwarded_host.unwrap_or_else(|| self.host.clone()));
         let helper = Intercept {
             headers: HeaderMap::new(),
             ..self
@@ -250,9 +275,11 @@ pub(super) async fn answer(
     let addr = hold.addr;
     let protocol = backend.protocol();
     let target = error_target(intercept.original_uri.as_ref());
+    let trusted_proxies = opts.trusted_proxies.as_slice();
     let sent = async {
         if protocol == Protocol::Http {
-            let request = intercept.error_request(status, Uri::from(target), protocol);
+            let request =
+                intercept.error_request(status, Uri::from(target), protocol, trusted_proxies);
             ctx.pool
                 .send(addr, opts.connect_timeout, request)
                 .await
@@ -264,7 +291,7 @@ pub(super) async fn answer(
                 .path_and_query(target)
                 .build()
                 .map_err(|_| ProxyError::BadRequest("unusable backend address"))?;
-            let request = intercept.error_request(status, uri, protocol);
+            let request = intercept.error_request(status, uri, protocol, trusted_proxies);
             let client = ctx.clients.get(protocol, opts.connect_timeout, None, None);
             client
                 .request(request)

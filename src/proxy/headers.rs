@@ -9,6 +9,7 @@ use http::header::{
 use http::Request;
 
 use super::Scheme;
+use crate::routing::{Cidr, ForwardedHeaders};
 
 /// Fixed hop-by-hop headers (spec §6.1), besides `Connection` itself and `Upgrade`.
 /// `HTTP2-Settings` belongs to the h2c upgrade (RFC 9113 §3.2 of its predecessor, RFC 7540
@@ -28,7 +29,8 @@ pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwa
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
-static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static X_ORIGINAL_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-original-forwarded-for");
+pub(crate) static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Whether `Connection` lists `token` (comma-separated, case-insensitive).
@@ -165,66 +167,179 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 
 /// What the proxy knows about the client side of one request, for spec §6.2.
 pub struct Forwarded<'a> {
+    /// The peer: the socket's, or the client a PROXY header named.
     pub client_ip: IpAddr,
-    /// Keep and extend an incoming `X-Forwarded-For` (spec §6.2); else replace it.
+    /// The peer is in `--trusted-proxies`: its `X-Forwarded-*` are kept and its
+    /// `X-Forwarded-For` extended (as before the controller ConfigMap existed).
     pub trusted: bool,
+    /// `--trusted-proxies`, which also count as trusted hops when the client address is taken
+    /// from `X-Forwarded-For`.
+    pub trusted_proxies: &'a [Cidr],
     pub scheme: Scheme,
     /// The original Host value (or the authority when the request has no Host header), as
     /// text and as the header value it came from (cloning that shares its bytes).
     pub host: &'a str,
     pub host_value: &'a HeaderValue,
+    /// The controller ConfigMap's forwarded-header keys.
+    pub settings: &'a ForwardedHeaders,
+    /// `generate-request-id`.
+    pub generate_request_id: bool,
 }
 
-/// Adds the headers of spec §6.2.
+/// Adds the headers of spec §6.2 as ingress-nginx sets them (`ingress-nginx.md` §5;
+/// ingress-nginx `rootfs/etc/nginx/template/nginx.tmpl`, its location's `proxy_set_header`s).
+///
+/// - A peer is trusted when it is in `--trusted-proxies`, or when `use-forwarded-headers` is on
+///   and it is in `proxy-real-ip-cidr`. Only a trusted peer's `X-Forwarded-Proto`, `-Host`
+///   (its first entry, which also becomes the upstream `Host`) and `-Port` are kept.
+/// - The client address (`X-Real-IP`) is the peer, or, for a trusted peer (or any peer in
+///   `proxy-real-ip-cidr` with `enable-real-ip`), the last address of `forwarded-for-header`
+///   that is not itself trusted (nginx's `real_ip_recursive on`).
+/// - `X-Forwarded-For` is that client address, replacing what came in, unless a trusted peer
+///   asked for it to be extended (`compute-full-forwarded-for`, or `--trusted-proxies`): then
+///   the incoming value plus the peer. The incoming `forwarded-for-header` value is always
+///   passed on as `X-Original-Forwarded-For`.
 ///
 /// `X-Forwarded-Port` is the port in the request's authority when it names one, else the
 /// scheme's default (80/443). It is deliberately *not* the listener's port: in a cluster the
 /// listener is the container port (e.g. 8080) while the client dialled 80 on the Service, and
 /// the port the client used is what applications building URLs need.
 ///
-/// Per request this allocates once for the client address (shared by `X-Real-IP` and, unless
-/// a trusted client sent one to extend, `X-Forwarded-For`) and once for the request id.
-pub fn add_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) {
-    let ip = ip_value(fwd.client_ip);
-    // X-Forwarded-For: append to every incoming value, in order.
-    let mut xff = String::new();
-    for value in headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter(|_| fwd.trusted)
-    {
-        if let Ok(v) = value.to_str() {
-            let v = v.trim();
-            if !v.is_empty() {
-                xff.push_str(v);
-                xff.push_str(", ");
+/// Returns the `Host` the upstream request must carry instead of the client's (a trusted
+/// `X-Forwarded-Host`), if any.
+///
+/// Per request this allocates once for the client address (shared by `X-Real-IP` and
+/// `X-Forwarded-For`) and once for the request id; an extended `X-Forwarded-For` once more.
+pub fn add_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) -> Option<HeaderValue> {
+    let settings = fwd.settings;
+    let peer = fwd.client_ip;
+    let in_cidr = || Cidr::any_contains(&settings.real_ip_from, peer);
+    let by_config = settings.use_forwarded_headers && in_cidr();
+    let trusted = fwd.trusted || by_config;
+    let extend = fwd.trusted || (by_config && settings.compute_full_forwarded_for);
+    let client = if trusted || (settings.enable_real_ip && in_cidr()) {
+        real_client(headers, settings, fwd.trusted_proxies, peer)
+    } else {
+        peer
+    };
+    let ip = ip_value(client);
+
+    // nginx.tmpl: `proxy_set_header X-Original-Forwarded-For $http_<forwarded-for-header>`.
+    let original = joined(headers, forwarded_for_name(settings));
+    let xff = if extend {
+        match joined(headers, &X_FORWARDED_FOR) {
+            Some(incoming) => {
+                let mut text = String::with_capacity(incoming.len() + 2 + 39);
+                text.push_str(incoming.to_str().unwrap_or_default());
+                text.push_str(", ");
+                text.push_str(&peer.to_string());
+                HeaderValue::from_str(&text).unwrap_or_else(|_| ip_value(peer))
+            }
+            None => ip_value(peer),
+        }
+    } else {
+        ip.clone()
+    };
+    if let Some(original) = original {
+        headers.insert(X_ORIGINAL_FORWARDED_FOR.clone(), original);
+    }
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
+
+    let kept = |headers: &HeaderMap, name: &HeaderName| {
+        headers
+            .get(name)
+            .filter(|v| trusted && !v.as_bytes().trim_ascii().is_empty())
+            .cloned()
+    };
+    let proto = kept(headers, &X_FORWARDED_PROTO)
+        .unwrap_or_else(|| HeaderValue::from_static(fwd.scheme.as_str()));
+    headers.insert(X_FORWARDED_PROTO.clone(), proto);
+    // ingress-nginx e2e `forwarded_headers.go`: "first entry in X-Forwarded-Host is used as
+    // the best host" (for the upstream Host too).
+    let forwarded_host = kept(headers, &X_FORWARDED_HOST).and_then(|v| {
+        let first = v.to_str().ok()?.split(',').next()?.trim();
+        (!first.is_empty())
+            .then(|| HeaderValue::from_str(first).ok())
+            .flatten()
+    });
+    headers.insert(
+        X_FORWARDED_HOST.clone(),
+        forwarded_host
+            .clone()
+            .unwrap_or_else(|| fwd.host_value.clone()),
+    );
+    let port = kept(headers, &X_FORWARDED_PORT).unwrap_or_else(|| {
+        match authority_port(fwd.host).unwrap_or(fwd.scheme.default_port()) {
+            80 => HeaderValue::from_static("80"),
+            443 => HeaderValue::from_static("443"),
+            port => HeaderValue::from(port),
+        }
+    });
+    headers.insert(X_FORWARDED_PORT.clone(), port);
+    headers.insert(X_REAL_IP.clone(), ip);
+    if fwd.generate_request_id && !headers.contains_key(&X_REQUEST_ID) {
+        headers.insert(X_REQUEST_ID.clone(), request_id());
+    }
+    forwarded_host
+}
+
+/// The header `forwarded-for-header` names (the static one by default: no parse).
+fn forwarded_for_name(settings: &ForwardedHeaders) -> &str {
+    if settings.forwarded_for_header == "x-forwarded-for" {
+        X_FORWARDED_FOR.as_str()
+    } else {
+        &settings.forwarded_for_header
+    }
+}
+
+/// Every value of `name`, joined with `", "` as nginx's `$http_` variables join them (one
+/// value: shared, no copy); `None` when absent or empty.
+fn joined(
+    headers: &HeaderMap,
+    name: impl http::header::AsHeaderName + Copy,
+) -> Option<HeaderValue> {
+    let mut values = headers.get_all(name).iter().filter(|v| !v.is_empty());
+    let first = values.next()?;
+    let Some(second) = values.next() else {
+        return Some(first.clone());
+    };
+    let mut bytes = first.as_bytes().to_vec();
+    for v in std::iter::once(second).chain(values) {
+        bytes.extend_from_slice(b", ");
+        bytes.extend_from_slice(v.as_bytes());
+    }
+    HeaderValue::from_bytes(&bytes).ok()
+}
+
+/// nginx's `real_ip_recursive on`: walking `forwarded-for-header` from its last entry, the
+/// first address that is not trusted (`proxy-real-ip-cidr`, `--trusted-proxies`) is the
+/// client; if all are, the first. An entry that is no address ends the walk (nginx declines
+/// it and keeps what it had).
+fn real_client(
+    headers: &HeaderMap,
+    settings: &ForwardedHeaders,
+    trusted_proxies: &[Cidr],
+    peer: IpAddr,
+) -> IpAddr {
+    let mut client = peer;
+    let name = forwarded_for_name(settings);
+    for value in headers.get_all(name).iter().rev() {
+        let Ok(text) = value.to_str() else {
+            return client;
+        };
+        for entry in text.rsplit(',') {
+            let Ok(ip) = entry.trim().parse::<IpAddr>() else {
+                return client;
+            };
+            client = ip.to_canonical();
+            if !Cidr::any_contains(&settings.real_ip_from, client)
+                && !Cidr::any_contains(trusted_proxies, client)
+            {
+                return client;
             }
         }
     }
-    let xff_value = if xff.is_empty() {
-        Some(ip.clone())
-    } else {
-        xff.push_str(ip.to_str().unwrap_or_default());
-        HeaderValue::from_str(&xff).ok()
-    };
-    if let Some(v) = xff_value {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
-    headers.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(fwd.scheme.as_str()),
-    );
-    headers.insert(X_FORWARDED_HOST.clone(), fwd.host_value.clone());
-    let port = match authority_port(fwd.host).unwrap_or(fwd.scheme.default_port()) {
-        80 => HeaderValue::from_static("80"),
-        443 => HeaderValue::from_static("443"),
-        port => HeaderValue::from(port),
-    };
-    headers.insert(X_FORWARDED_PORT.clone(), port);
-    headers.insert(X_REAL_IP.clone(), ip);
-    if !headers.contains_key(&X_REQUEST_ID) {
-        headers.insert(X_REQUEST_ID.clone(), request_id());
-    }
+    client
 }
 
 /// The client address as a header value (an address's text is always a valid value).
@@ -381,29 +496,166 @@ mod tests {
         assert!(coded(&["identity"]));
     }
 
+    /// The upstream headers for a request from `peer` carrying `incoming`.
+    fn forward(
+        peer: &str,
+        trusted_proxies: &[&str],
+        settings: &ForwardedHeaders,
+        incoming: &[(&'static str, &'static str)],
+    ) -> (HeaderMap, Option<HeaderValue>) {
+        let mut h = HeaderMap::new();
+        for (name, value) in incoming {
+            h.append(*name, HeaderValue::from_static(value));
+        }
+        let list: Vec<Cidr> = trusted_proxies.iter().map(|c| c.parse().unwrap()).collect();
+        let peer: IpAddr = peer.parse().unwrap();
+        let host = add_forwarded(
+            &mut h,
+            &Forwarded {
+                client_ip: peer,
+                trusted: Cidr::any_contains(&list, peer),
+                trusted_proxies: &list,
+                scheme: Scheme::Http,
+                host: "x",
+                host_value: &HeaderValue::from_static("x"),
+                settings,
+                generate_request_id: true,
+            },
+        );
+        (h, host)
+    }
+
+    fn get<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+        h.get(name).map(|v| v.to_str().unwrap())
+    }
+
     #[test]
-    fn x_forwarded_for_is_extended_only_for_trusted_clients() {
-        let forward = |trusted: bool| {
-            let mut h = HeaderMap::new();
-            h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
-            add_forwarded(
-                &mut h,
-                &Forwarded {
-                    client_ip: "203.0.113.7".parse().unwrap(),
-                    trusted,
-                    scheme: Scheme::Http,
-                    host: "x",
-                    host_value: &HeaderValue::from_static("x"),
-                },
-            );
-            h.get("x-forwarded-for")
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .to_string()
+    fn x_forwarded_for_is_extended_only_for_trusted_proxies() {
+        let defaults = ForwardedHeaders::default();
+        let incoming = [("x-forwarded-for", "6.6.6.6")];
+        let (h, _) = forward("203.0.113.7", &["203.0.113.0/24"], &defaults, &incoming);
+        assert_eq!(get(&h, "x-forwarded-for"), Some("6.6.6.6, 203.0.113.7"));
+        let (h, _) = forward("203.0.113.7", &["10.0.0.0/8"], &defaults, &incoming);
+        assert_eq!(get(&h, "x-forwarded-for"), Some("203.0.113.7"));
+    }
+
+    /// ingress-nginx e2e `test/e2e/settings/forwarded_headers.go`, "should not trust
+    /// X-Forwarded headers when setting is false" (the default).
+    #[test]
+    fn by_default_forwarded_headers_are_replaced_and_the_original_passed_on() {
+        let incoming = [
+            ("x-forwarded-port", "1234"),
+            ("x-forwarded-proto", "myproto"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-host", "myhost"),
+        ];
+        let (h, host) = forward("203.0.113.7", &[], &ForwardedHeaders::default(), &incoming);
+        assert_eq!(host, None);
+        assert_eq!(get(&h, "x-forwarded-port"), Some("80"));
+        assert_eq!(get(&h, "x-forwarded-proto"), Some("http"));
+        assert_eq!(get(&h, "x-forwarded-host"), Some("x"));
+        assert_eq!(get(&h, "x-forwarded-for"), Some("203.0.113.7"));
+        assert_eq!(get(&h, "x-original-forwarded-for"), Some("1.2.3.4"));
+        assert_eq!(get(&h, "x-real-ip"), Some("203.0.113.7"));
+    }
+
+    /// ingress-nginx e2e `test/e2e/settings/forwarded_headers.go`, "should trust X-Forwarded
+    /// headers when setting is true" (both steps: single values; the first X-Forwarded-Host).
+    #[test]
+    fn use_forwarded_headers_trusts_peers_in_proxy_real_ip_cidr() {
+        let settings = ForwardedHeaders {
+            use_forwarded_headers: true,
+            ..ForwardedHeaders::default()
         };
-        assert_eq!(forward(true), "6.6.6.6, 203.0.113.7");
-        assert_eq!(forward(false), "203.0.113.7");
+        let incoming = [
+            ("x-forwarded-port", "1234"),
+            ("x-forwarded-proto", "myproto"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-host", "myhost"),
+        ];
+        let (h, host) = forward("203.0.113.7", &[], &settings, &incoming);
+        assert_eq!(host.as_ref().map(|v| v.to_str().unwrap()), Some("myhost"));
+        assert_eq!(get(&h, "x-forwarded-host"), Some("myhost"));
+        assert_eq!(get(&h, "x-forwarded-proto"), Some("myproto"));
+        assert_eq!(get(&h, "x-forwarded-port"), Some("1234"));
+        assert_eq!(get(&h, "x-forwarded-for"), Some("1.2.3.4"));
+        assert_eq!(get(&h, "x-real-ip"), Some("1.2.3.4"));
+
+        let incoming = [("x-forwarded-host", "myhost.com, another.host,example.net")];
+        let (h, host) = forward("203.0.113.7", &[], &settings, &incoming);
+        assert_eq!(
+            host.as_ref().map(|v| v.to_str().unwrap()),
+            Some("myhost.com")
+        );
+        assert_eq!(get(&h, "x-forwarded-host"), Some("myhost.com"));
+
+        // A peer outside proxy-real-ip-cidr is not trusted.
+        let narrow = ForwardedHeaders {
+            real_ip_from: vec!["10.0.0.0/8".parse().unwrap()],
+            ..settings.clone()
+        };
+        let (h, host) = forward("203.0.113.7", &[], &narrow, &incoming);
+        assert_eq!(host, None);
+        assert_eq!(get(&h, "x-forwarded-host"), Some("x"));
+    }
+
+    /// ingress-nginx `configmap.md` `compute-full-forwarded-for`: append the peer rather than
+    /// replace; the client address still follows `real_ip_recursive`.
+    #[test]
+    fn compute_full_forwarded_for_appends_the_peer() {
+        let settings = ForwardedHeaders {
+            use_forwarded_headers: true,
+            compute_full_forwarded_for: true,
+            real_ip_from: vec!["10.0.0.0/8".parse().unwrap()],
+            ..ForwardedHeaders::default()
+        };
+        let incoming = [("x-forwarded-for", "1.2.3.4, 10.1.1.1")];
+        let (h, _) = forward("10.0.0.2", &[], &settings, &incoming);
+        assert_eq!(
+            get(&h, "x-forwarded-for"),
+            Some("1.2.3.4, 10.1.1.1, 10.0.0.2")
+        );
+        assert_eq!(get(&h, "x-real-ip"), Some("1.2.3.4"));
+    }
+
+    /// ingress-nginx e2e `test/e2e/settings/enable_real_ip.go`, "trusts X-Forwarded-For
+    /// header only when setting is true": the client address comes from
+    /// `forwarded-for-header`, the other `X-Forwarded-*` are not trusted.
+    #[test]
+    fn enable_real_ip_reads_the_configured_header_only() {
+        let settings = ForwardedHeaders {
+            enable_real_ip: true,
+            forwarded_for_header: "x-client-ip".into(),
+            ..ForwardedHeaders::default()
+        };
+        let incoming = [("x-client-ip", "1.2.3.4"), ("x-forwarded-proto", "myproto")];
+        let (h, _) = forward("203.0.113.7", &[], &settings, &incoming);
+        assert_eq!(get(&h, "x-real-ip"), Some("1.2.3.4"));
+        assert_eq!(get(&h, "x-forwarded-for"), Some("1.2.3.4"));
+        assert_eq!(get(&h, "x-original-forwarded-for"), Some("1.2.3.4"));
+        assert_eq!(get(&h, "x-forwarded-proto"), Some("http"));
+    }
+
+    #[test]
+    fn request_id_is_passed_through_and_generated_only_when_asked() {
+        let defaults = ForwardedHeaders::default();
+        let (h, _) = forward("203.0.113.7", &[], &defaults, &[("x-request-id", "abc")]);
+        assert_eq!(get(&h, "x-request-id"), Some("abc"));
+        let mut h = HeaderMap::new();
+        add_forwarded(
+            &mut h,
+            &Forwarded {
+                client_ip: "203.0.113.7".parse().unwrap(),
+                trusted: false,
+                trusted_proxies: &[],
+                scheme: Scheme::Http,
+                host: "x",
+                host_value: &HeaderValue::from_static("x"),
+                settings: &defaults,
+                generate_request_id: false,
+            },
+        );
+        assert!(h.get("x-request-id").is_none());
     }
 
     #[test]

@@ -12,6 +12,7 @@
 mod balance;
 mod error;
 mod error_pages;
+mod global;
 mod headers;
 mod observe;
 mod pool;

@@ -197,7 +197,17 @@ impl Conn {
         // sends one is closed after it (issue 10 item 3).
         let accepted = tokio::time::Instant::now();
         let mut client_addr = peer;
-        if options.proxy_protocol {
+        // `use-proxy-protocol` (controller ConfigMap) wins over `--proxy-protocol`, read per
+        // connection so a change applies to the next connection (docs/decisions.md).
+        let proxy_protocol = self
+            .ctx
+            .shared
+            .load()
+            .translation
+            .global
+            .use_proxy_protocol
+            .unwrap_or(options.proxy_protocol);
+        if proxy_protocol {
             if !options.trusted_proxies.is_empty()
                 && !Cidr::any_contains(&options.trusted_proxies, peer.ip())
             {
@@ -220,8 +230,8 @@ impl Conn {
         }
         let client = service::Client {
             addr: client_addr,
-            trusted: options.trusted_proxies.is_empty()
-                || Cidr::any_contains(&options.trusted_proxies, client_addr.ip()),
+            // Nobody is trusted by default (`ingress-nginx.md` §5): an empty list trusts none.
+            trusted: Cidr::any_contains(&options.trusted_proxies, client_addr.ip()),
         };
         let open = options.observe.metrics.connection(options.scheme.as_str());
         let activity = Arc::new(Activity::new());

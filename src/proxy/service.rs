@@ -21,7 +21,7 @@ use super::pool::{Checkin, Pool};
 use super::upstream::{self, Clients, RetryBody, Upstream};
 use super::{error_pages, redirect, ProxyBody, ProxyOptions, Scheme};
 use crate::publish::Shared;
-use crate::routing::{normalize, Backend, Protocol, Target};
+use crate::routing::{normalize, Protocol, Target};
 
 /// Everything a request needs, shared by all connections of one listener.
 pub(crate) struct Context {
@@ -160,6 +160,13 @@ pub(crate) async fn handle(
             }
         }
     };
+    let mut response = response;
+    // The controller ConfigMap's response headers (HSTS, server-tokens); one lock-free load.
+    super::global::finish(
+        response.headers_mut(),
+        &ctx.shared.load().translation.global,
+        ctx.options.scheme,
+    );
     Ok(pending.finish(response))
 }
 
@@ -267,7 +274,7 @@ async fn proxy(
     };
 
     // spec §3.3–3.7; the guard is dropped at the end of this block, before any await.
-    let backend: Arc<Backend> = {
+    let (backend, global) = {
         let published = ctx.shared.load();
         let decision = published.translation.table.decide(&match_host, &match_path);
         let series = ctx.options.observe.metrics.decision(&decision);
@@ -280,10 +287,17 @@ async fn proxy(
             return redirect::to_https(host_value, req.uri(), client_version).map_err(fail);
         }
         match decision.backend() {
-            Some(backend) => backend.clone(),
+            Some(backend) => (backend.clone(), published.translation.global.clone()),
             None => return Err(fail(ProxyError::NoRoute)),
         }
     };
+    // `large-client-header-buffers` can only lower `--max-header-bytes` (hyper's read buffer
+    // is sized from the flag when the connection opens).
+    if let Some(buffers) = global.large_client_header_buffers {
+        if headers::head_size(&req) as u64 > buffers.total() {
+            return Err(fail(ProxyError::HeadersTooLarge));
+        }
+    }
 
     // ingress-nginx's `default-backend` / `custom-http-errors` (error_pages.rs); nothing to
     // do for backends without them.
@@ -296,6 +310,7 @@ async fn proxy(
             client,
             &host_header,
             ctx.options.scheme,
+            &global,
         );
         if let Some(fallback) = i.fallback(&backend) {
             backend = fallback;
@@ -303,14 +318,24 @@ async fn proxy(
         *intercept = Some(i);
     }
 
-    // Per-Ingress settings were typed at translate time; the flags fill the gaps.
+    // Per-Ingress settings were typed at translate time; the controller ConfigMap, then the
+    // flags fill the gaps (`ingress-nginx.md` §4: the ConfigMap wins over a flag).
     let policy = &backend.policy;
     let opts = &ctx.options;
     let balance = policy.balance.unwrap_or(opts.balance);
     let tries = policy.tries.unwrap_or(opts.tries).max(1);
-    let connect_timeout = policy.connect_timeout.unwrap_or(opts.connect_timeout);
-    let response_timeout = policy.response_timeout.unwrap_or(opts.response_timeout);
-    let body_limit = policy.body_limit.unwrap_or(opts.body_limit);
+    let connect_timeout = policy
+        .connect_timeout
+        .or(global.proxy_connect_timeout)
+        .unwrap_or(opts.connect_timeout);
+    let response_timeout = policy
+        .response_timeout
+        .or(global.proxy_read_timeout)
+        .unwrap_or(opts.response_timeout);
+    let body_limit = policy
+        .body_limit
+        .or(global.proxy_body_size)
+        .unwrap_or(opts.body_limit);
     let protocol = backend.protocol();
     if body_limit > 0 && content_length(req.headers()).is_some_and(|n| n > body_limit) {
         return Err(fail(ProxyError::PayloadTooLarge));
@@ -369,16 +394,23 @@ async fn proxy(
         // an empty one, as HTTP/1.1 upstream requires (RFC 9112 §3.2).
         headers.insert(HOST, host_header.clone());
     }
-    headers::add_forwarded(
+    let forwarded_host = headers::add_forwarded(
         &mut headers,
         &Forwarded {
             client_ip: client.addr.ip().to_canonical(),
             trusted: client.trusted,
+            trusted_proxies: &ctx.options.trusted_proxies,
             scheme: ctx.options.scheme,
             host: host_value,
             host_value: &host_header,
+            settings: &global.forwarded,
+            generate_request_id: global.generate_request_id,
         },
     );
+    // A trusted `X-Forwarded-Host` is the upstream's Host (ingress-nginx `$best_http_host`).
+    if let Some(host) = forwarded_host {
+        headers.insert(HOST, host);
+    }
     if let Some(i) = intercept {
         i.add_fallback_headers(&mut headers);
     }

@@ -3,10 +3,12 @@
 //! Knows neither kube nor hyper: hosts and paths come in as strings already normalised by
 //! [`normalize`], backends go out as addresses.
 
+mod global;
 pub mod normalize;
 mod policy;
 mod table;
 
+pub use global::{hsts_value, Cidr, ForwardedHeaders, Global, HeaderBuffers, HSTS_MAX_AGE};
 pub use policy::{Balance, ErrorBackend, ErrorPages, Policy, Protocol, UpstreamTls};
 pub use table::{Decision, RouteTable, VirtualHost};
 

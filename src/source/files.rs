@@ -191,6 +191,7 @@ fn add_object(file: &str, index: usize, value: serde_json::Value, loaded: &mut L
         ("v1", "Service") => push(value, &mut snapshot.services),
         ("discovery.k8s.io/v1", "EndpointSlice") => push(value, &mut snapshot.endpoint_slices),
         ("v1", "Secret") => push(value, &mut snapshot.secrets),
+        ("v1", "ConfigMap") => push(value, &mut snapshot.config_maps),
         _ => {
             loaded.skipped.push(Skipped {
                 file: file.to_string(),
@@ -232,6 +233,7 @@ namespaced!(
     k8s_openapi::api::core::v1::Service => true,
     k8s_openapi::api::discovery::v1::EndpointSlice => true,
     k8s_openapi::api::core::v1::Secret => true,
+    k8s_openapi::api::core::v1::ConfigMap => true,
 );
 
 fn push<T: DeserializeOwned + Namespaced + super::Trim>(
@@ -410,7 +412,7 @@ pub fn load(dir: &Path, limits: &Limits) -> Loaded {
 pub struct Cache {
     files: std::collections::HashMap<PathBuf, Entry>,
     /// Object counts of the snapshot the cache describes; another snapshot is not trusted.
-    counts: [usize; 5],
+    counts: [usize; 6],
     /// Every manifest file of the last load in path order, with the files that could not be
     /// read, so that a reload of only the paths inotify names ([`load_changed`]) knows the rest.
     listing: Option<Vec<PathBuf>>,
@@ -420,19 +422,20 @@ pub struct Cache {
 #[derive(Debug)]
 struct Entry {
     hash: u64,
-    start: [usize; 5],
-    len: [usize; 5],
+    start: [usize; 6],
+    len: [usize; 6],
     errors: Vec<LoadError>,
     skipped: Vec<Skipped>,
 }
 
-fn counts(s: &Snapshot) -> [usize; 5] {
+fn counts(s: &Snapshot) -> [usize; 6] {
     [
         s.ingresses.len(),
         s.ingress_classes.len(),
         s.services.len(),
         s.endpoint_slices.len(),
         s.secrets.len(),
+        s.config_maps.len(),
     ]
 }
 
@@ -659,6 +662,8 @@ fn load_files(
                 to.endpoint_slices
                     .extend_from_slice(&from.endpoint_slices[range(3)]);
                 to.secrets.extend_from_slice(&from.secrets[range(4)]);
+                to.config_maps
+                    .extend_from_slice(&from.config_maps[range(5)]);
                 loaded.errors.extend_from_slice(&entry.errors);
                 loaded.skipped.extend_from_slice(&entry.skipped);
                 Entry { start, ..entry }
@@ -674,6 +679,7 @@ fn load_files(
                 to.services.extend(from.services);
                 to.endpoint_slices.extend(from.endpoint_slices);
                 to.secrets.extend(from.secrets);
+                to.config_maps.extend(from.config_maps);
                 loaded.errors.extend(parsed.errors);
                 loaded.skipped.extend(parsed.skipped);
                 Entry {
@@ -1029,6 +1035,20 @@ mod tests {
             &mut loaded,
         );
         assert_eq!(loaded.errors.len(), 1);
+    }
+
+    #[test]
+    fn config_maps_are_read_with_their_data_only() {
+        let mut loaded = Loaded::default();
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: portico}\ndata: {hsts: \"false\"}\nbinaryData: {b: YQ==}\n";
+        parse_documents("cm.yaml", text, &mut loaded);
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let map = loaded
+            .snapshot
+            .config_map("default", "portico")
+            .expect("read, namespace defaulted");
+        assert_eq!(map.data.as_ref().unwrap()["hsts"], "false");
+        assert!(map.binary_data.is_none());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{future, StreamExt};
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::NamespaceResourceScope;
@@ -344,8 +344,33 @@ fn objects<K: Resource<DynamicType = ()> + Clone>(
     }
 }
 
+/// The ConfigMaps of `kind` and, when it is watched apart, of `controller`.
+fn config_maps(
+    kind: &Kind<ConfigMap>,
+    controller: Option<&Kind<ConfigMap>>,
+    previous: &[Arc<ConfigMap>],
+) -> Vec<Arc<ConfigMap>> {
+    let dirty = kind.dirty.swap(false, Ordering::SeqCst)
+        | controller.is_some_and(|c| c.dirty.swap(false, Ordering::SeqCst));
+    if !dirty {
+        return previous.to_vec();
+    }
+    let mut all = kind.store.state();
+    if let Some(c) = controller {
+        all.extend(c.store.state());
+    }
+    all
+}
+
 /// Watches every kind translate reads and sends a `Snapshot` after each change, the first only
 /// once every kind has listed. Runs until `stop` resolves or `snapshots` has no receivers.
+///
+/// ConfigMaps are watched where Services are (the watched namespace, or all): annotations
+/// (`custom-headers`) and the controller ConfigMap's keys (`add-headers`,
+/// `proxy-set-headers`) name them as `namespace/name`, as ingress-nginx does, which watches
+/// them the same way. The controller ConfigMap (`configmap`, `--configmap`), when it lies
+/// outside the watched namespace, gets a watch of its own, field-selected by name
+/// (docs/decisions.md).
 ///
 /// After the initial list, the source counts as synced
 /// (`portico_source_last_sync_age_seconds{source="kube"}`) whenever it sends a snapshot, and
@@ -353,6 +378,7 @@ fn objects<K: Resource<DynamicType = ()> + Clone>(
 pub async fn run(
     client: Client,
     watch_namespace: Option<String>,
+    configmap: Option<(String, String)>,
     snapshots: watch::Sender<Arc<Snapshot>>,
     metrics: Arc<Metrics>,
     stop: impl std::future::Future<Output = ()>,
@@ -379,6 +405,16 @@ pub async fn run(
     let slices = namespaced::<EndpointSlice>(&client, ns, config(), &shared);
     let secrets =
         namespaced::<Secret>(&client, ns, config().fields(SECRET_FIELD_SELECTOR), &shared);
+    let maps = namespaced::<ConfigMap>(&client, ns, config(), &shared);
+    let controller_map = match (ns, &configmap) {
+        (Some(watched), Some((cns, cname))) if watched != cns => Some(namespaced::<ConfigMap>(
+            &client,
+            Some(cns),
+            config().fields(&format!("metadata.name={cname}")),
+            &shared,
+        )),
+        _ => None,
+    };
 
     let ready = async {
         tokio::try_join!(
@@ -387,6 +423,13 @@ pub async fn run(
             services.store.wait_until_ready(),
             slices.store.wait_until_ready(),
             secrets.store.wait_until_ready(),
+            maps.store.wait_until_ready(),
+            async {
+                match &controller_map {
+                    Some(c) => c.store.wait_until_ready().await,
+                    None => Ok(()),
+                }
+            },
         )
     };
     tokio::select! {
@@ -415,6 +458,7 @@ pub async fn run(
         &services.dirty,
         &slices.dirty,
         &secrets.dirty,
+        &maps.dirty,
     ] {
         dirty.store(true, Ordering::SeqCst);
     }
@@ -426,6 +470,7 @@ pub async fn run(
             services: objects(&services, &current.services),
             endpoint_slices: objects(&slices, &current.endpoint_slices),
             secrets: objects(&secrets, &current.secrets),
+            config_maps: config_maps(&maps, controller_map.as_ref(), &current.config_maps),
         };
         current = Arc::new(snapshot);
         tracing::debug!(objects = current.len(), notify, "kube snapshot");

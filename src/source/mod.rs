@@ -5,7 +5,7 @@ pub mod kube;
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Secret, Service, ServiceSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -24,6 +24,10 @@ pub struct Snapshot {
     pub services: Vec<Arc<Service>>,
     pub endpoint_slices: Vec<Arc<EndpointSlice>>,
     pub secrets: Vec<Arc<Secret>>,
+    /// The controller ConfigMap (`--configmap`) and the ConfigMaps annotations and its keys
+    /// reference (`custom-headers`, `add-headers`, `proxy-set-headers`): `ingress-nginx.md` §4,
+    /// §6. Only `data` is kept.
+    pub config_maps: Vec<Arc<ConfigMap>>,
 }
 
 /// Equal objects, compared by pointer first: after one change, all but a few are the same `Arc`,
@@ -39,6 +43,7 @@ impl PartialEq for Snapshot {
             && same(&self.services, &other.services)
             && same(&self.endpoint_slices, &other.endpoint_slices)
             && same(&self.secrets, &other.secrets)
+            && same(&self.config_maps, &other.config_maps)
     }
 }
 
@@ -50,6 +55,15 @@ impl Snapshot {
             + self.services.len()
             + self.endpoint_slices.len()
             + self.secrets.len()
+            + self.config_maps.len()
+    }
+
+    /// The ConfigMap `namespace/name`, if the source holds it.
+    pub fn config_map(&self, namespace: &str, name: &str) -> Option<&Arc<ConfigMap>> {
+        self.config_maps.iter().find(|c| {
+            c.metadata.namespace.as_deref() == Some(namespace)
+                && c.metadata.name.as_deref() == Some(name)
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -186,6 +200,18 @@ impl Trim for Secret {
     }
 }
 
+impl Trim for ConfigMap {
+    /// ingress-nginx reads ConfigMaps' `data` only (its configmap.md keys, the header maps of
+    /// `add-headers`, `proxy-set-headers` and `custom-headers`); `binaryData` is nobody's here.
+    fn trim(&mut self) {
+        trim_meta(&mut self.metadata);
+        self.binary_data = None;
+    }
+    fn same_for_translate(&self, other: &Self) -> bool {
+        same_meta(&self.metadata, &other.metadata) && self.data == other.data
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +268,17 @@ mod tests {
         assert!(endpoint.node_name.is_none() && endpoint.zone.is_none());
         assert!(endpoint.target_ref.is_none());
         assert_eq!(slice.metadata.labels.as_ref().unwrap().len(), 1);
+
+        let mut config: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "c", "namespace": "n", "managedFields": [{"manager": "x"}]},
+            "data": {"hsts": "false"},
+            "binaryData": {"blob": "YQ=="}
+        }))
+        .unwrap();
+        config.trim();
+        assert_eq!(config.data.as_ref().unwrap()["hsts"], "false");
+        assert!(config.binary_data.is_none());
+        assert!(config.metadata.managed_fields.is_none());
     }
 
     #[test]

@@ -106,7 +106,7 @@ pub fn reference(object: &ObjectRef, snapshot: &Snapshot) -> ObjectReference {
             })
             .and_then(|m| m.uid.clone())
     }
-    use k8s_openapi::api::core::v1::{Secret, Service};
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
     use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
     let (api_version, uid) = match object.kind.as_str() {
         "Secret" => (
@@ -116,6 +116,10 @@ pub fn reference(object: &ObjectRef, snapshot: &Snapshot) -> ObjectReference {
         "Service" => (
             Service::API_VERSION,
             find(&snapshot.services, object, |s| &s.metadata),
+        ),
+        "ConfigMap" => (
+            ConfigMap::API_VERSION,
+            find(&snapshot.config_maps, object, |c| &c.metadata),
         ),
         "IngressClass" => (
             IngressClass::API_VERSION,

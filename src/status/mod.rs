@@ -49,6 +49,8 @@ pub const API_CALLS: &[(&str, &str, &str)] = &[
     ("discovery.k8s.io", "endpointslices", "watch"),
     ("", "secrets", "list"),
     ("", "secrets", "watch"),
+    ("", "configmaps", "list"),
+    ("", "configmaps", "watch"),
     ("networking.k8s.io", "ingresses/status", "patch"),
     ("events.k8s.io", "events", "create"),
     ("events.k8s.io", "events", "patch"),

@@ -37,7 +37,7 @@ pub struct Settings {
 }
 
 /// The keys of the controller ConfigMap this module reads, and one message per invalid
-/// value. ingress-nginx (`configmap.go`) splits on commas, trims, warns about and skips each
+/// value, starting with the key (`configmap::from_data` makes them conditions). ingress-nginx (`configmap.go`) splits on commas, trims, warns about and skips each
 /// entry that is not a number (`strconv.Atoi`) or outside 300–599 (`filterErrors`), and keeps
 /// the rest; so does Portico.
 pub fn from_configmap(data: &BTreeMap<String, String>) -> (Settings, Vec<String>) {
@@ -50,8 +50,8 @@ pub fn from_configmap(data: &BTreeMap<String, String>) -> (Settings, Vec<String>
                     settings.custom_http_errors.push(code);
                 }
                 _ => errors.push(format!(
-                    "key {CONFIGMAP_CUSTOM_HTTP_ERRORS}: {:?} is not a status from 300 to 599; \
-                     skipped",
+                    "{CONFIGMAP_CUSTOM_HTTP_ERRORS}: {:?} is not a status from 300 to 599; \
+                     skipped, the other entries apply",
                     clip(entry)
                 )),
             }

@@ -6,6 +6,7 @@
 mod annotations;
 mod backends;
 mod class;
+pub mod configmap;
 pub mod error_pages;
 mod incremental;
 mod paths;
@@ -22,7 +23,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
 
-use crate::routing::{Backend, HostMatch, RouteTable};
+use crate::routing::{Backend, Global, HostMatch, RouteTable};
 use crate::source::Snapshot;
 use crate::tls::TlsTable;
 
@@ -53,6 +54,8 @@ pub struct Options {
     pub ssl_redirect: bool,
     /// The controller ConfigMap's keys for error pages (`custom-http-errors`).
     pub error_pages: error_pages::Settings,
+    /// `--configmap`: the controller ConfigMap `namespace/name` (`ingress-nginx.md` §4).
+    pub configmap: Option<(String, String)>,
 }
 
 impl Default for Options {
@@ -67,6 +70,7 @@ impl Default for Options {
             default_ssl_certificate: None,
             ssl_redirect: true,
             error_pages: error_pages::Settings::default(),
+            configmap: None,
         }
     }
 }
@@ -133,6 +137,13 @@ pub enum Reason {
     /// (authentication, client certificates, source ranges): every path of the Ingress
     /// answers 503 instead of serving unprotected (`ingress-nginx.md` §3, fail closed).
     AccessControlUnsupported,
+    /// `--configmap` names a ConfigMap that does not exist: ingress-nginx's defaults apply.
+    ConfigMapNotFound,
+    /// A controller ConfigMap key's value is unusable; the default applies.
+    InvalidConfigMapKey,
+    /// Controller ConfigMap keys Portico does not implement (listed in one condition), or a
+    /// value it cannot honour (`allow-snippet-annotations: "true"`); ignored.
+    UnsupportedConfigMapKey,
     /// A `*-snippet` annotation: nginx configuration text, never interpreted; dropped.
     SnippetDropped,
     /// An ingress-nginx (or `portico.dev/`) annotation Portico does not implement; ignored.
@@ -165,6 +176,10 @@ pub struct Translation {
     /// Each owned Ingress's HTTPS-redirect setting and where it came from (spec §5.5), sorted
     /// by Ingress; `explain` reads it to say why a request is or is not redirected.
     pub ssl_redirects: Vec<SslRedirect>,
+    /// The controller ConfigMap's settings (`--configmap`), read by the proxy per request or
+    /// connection from the same `Published` as the table.
+    #[serde(skip)]
+    pub global: Arc<Global>,
 }
 
 /// Whether plain HTTP to an Ingress's TLS hosts is redirected, and what decided it.
@@ -208,6 +223,21 @@ impl std::fmt::Debug for Cache {
 /// and only the vhosts with a changed contribution are rebuilt; the merge itself walks every
 /// owned Ingress in age order, as spec §3.6 and §3.8 define it.
 pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> Translation {
+    let (settings, mut conditions) = configmap::parse(snapshot, options);
+    let mut effective = configmap::effective_options(options, &settings);
+    // `custom-http-errors` (error_pages.rs; `configmap::from_data` reported its problems): a
+    // key that is set replaces the options' list.
+    let (pages, _) = error_pages::from_configmap(settings.data());
+    if settings
+        .data()
+        .contains_key(error_pages::CONFIGMAP_CUSTOM_HTTP_ERRORS)
+        && pages != options.error_pages
+    {
+        let mut with_pages = effective.unwrap_or_else(|| options.clone());
+        with_pages.error_pages = pages;
+        effective = Some(with_pages);
+    }
+    let options = effective.as_ref().unwrap_or(options);
     let state = &mut cache.state;
     let changes = state.changes(
         options,
@@ -224,7 +254,6 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
         std::mem::take(&mut state.backends),
     );
     let mut tls = TlsBuilder::new(&snapshot.secrets, std::mem::take(&mut cache.certs));
-    let mut conditions = Vec::new();
 
     // Each owned Ingress's contribution, oldest first: reused, rebound or derived again.
     let mut previous = std::mem::take(&mut state.parts);
@@ -365,6 +394,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
         conditions,
         owned,
         ssl_redirects,
+        global: Arc::new(settings),
     }
 }
 

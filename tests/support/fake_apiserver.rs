@@ -99,6 +99,7 @@ fn kind_of(resource: &str) -> &'static str {
         "services" => "Service",
         "endpointslices" => "EndpointSlice",
         "secrets" => "Secret",
+        "configmaps" => "ConfigMap",
         "leases" => "Lease",
         "events" => "Event",
         "namespaces" => "Namespace",

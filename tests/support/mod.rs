@@ -106,6 +106,7 @@ pub fn publish(shared: &Shared, vhosts: Vec<VirtualHost>, default: Option<Arc<Ba
             conditions: vec![],
             owned: vec![],
             ssl_redirects: vec![],
+            global: Default::default(),
         }),
         snapshot: Default::default(),
     }));

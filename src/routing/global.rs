@@ -1,0 +1,203 @@
+//! Global settings: the controller ConfigMap's keys (`--configmap`, `ingress-nginx.md` §4),
+//! parsed once at translate time (`translate/configmap.rs`) and published with the table, so
+//! the proxy reads them per request or per connection from the same `Published` as its routes.
+//!
+//! Knows neither kube nor hyper: values are already typed. A key that overlaps a flag is an
+//! `Option` here: `None` means the ConfigMap does not set it and the flag applies.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Everything the controller ConfigMap sets; `Global::default()` is ingress-nginx's defaults
+/// (its `configmap.md`), which apply when no ConfigMap is named or it is missing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Global {
+    /// The ConfigMap's `data` as read, for the parsers of keys other modules own
+    /// (`add-headers`, compression, log format): see [`Global::data`].
+    data: BTreeMap<String, String>,
+    /// Who may tell us the client address and the original scheme, host and port.
+    pub forwarded: ForwardedHeaders,
+    /// `generate-request-id`: add `X-Request-ID` when the request has none.
+    pub generate_request_id: bool,
+    /// `hsts*`: the `Strict-Transport-Security` value sent on HTTPS responses; `None` is off.
+    /// Bytes, so the proxy makes a header value of it per response without copying.
+    pub hsts: Option<bytes::Bytes>,
+    /// `server-tokens`: announce `Server: portico` on responses Portico makes.
+    pub server_tokens: bool,
+    /// `ssl-redirect`: overrides `--ssl-redirect` when set.
+    pub ssl_redirect: Option<bool>,
+    /// `proxy-body-size` in bytes (`0` is no limit); overrides `--max-body-size` when set.
+    pub proxy_body_size: Option<u64>,
+    /// `proxy-connect-timeout`; overrides `--proxy-connect-timeout` when set.
+    pub proxy_connect_timeout: Option<Duration>,
+    /// `proxy-read-timeout`; overrides `--proxy-read-timeout` when set.
+    pub proxy_read_timeout: Option<Duration>,
+    /// `large-client-header-buffers` (`4 8k`): the request head may not exceed number × size.
+    pub large_client_header_buffers: Option<HeaderBuffers>,
+    /// `use-proxy-protocol`: expect a PROXY protocol header on every accepted connection.
+    pub use_proxy_protocol: Option<bool>,
+    /// `default-ssl-certificate` (`namespace/name`); overrides the flag when set.
+    pub default_ssl_certificate: Option<(String, String)>,
+}
+
+/// `large-client-header-buffers`: nginx's `number size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderBuffers {
+    pub number: u32,
+    pub size: u64,
+}
+
+impl HeaderBuffers {
+    /// The largest request head this allows, in bytes.
+    pub fn total(&self) -> u64 {
+        u64::from(self.number).saturating_mul(self.size)
+    }
+}
+
+/// The forwarded-header keys (ingress-nginx `configmap.md`: `use-forwarded-headers`,
+/// `compute-full-forwarded-for`, `forwarded-for-header`, `proxy-real-ip-cidr`,
+/// `enable-real-ip`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForwardedHeaders {
+    /// Trust the incoming `X-Forwarded-*` headers of peers in `real_ip_from`.
+    pub use_forwarded_headers: bool,
+    /// Append the client address to the incoming `X-Forwarded-For` instead of replacing it.
+    pub compute_full_forwarded_for: bool,
+    /// The header the client address is read from, lowercase (default `x-forwarded-for`).
+    pub forwarded_for_header: String,
+    /// `proxy-real-ip-cidr`: the peers trusted for the headers above (default `0.0.0.0/0`).
+    pub real_ip_from: Vec<Cidr>,
+    /// `enable-real-ip`: take the client address from `forwarded_for_header` without trusting
+    /// the other `X-Forwarded-*` headers.
+    pub enable_real_ip: bool,
+}
+
+impl Default for ForwardedHeaders {
+    fn default() -> Self {
+        ForwardedHeaders {
+            use_forwarded_headers: false,
+            compute_full_forwarded_for: false,
+            forwarded_for_header: "x-forwarded-for".to_string(),
+            real_ip_from: vec![Cidr::ANY_V4],
+            enable_real_ip: false,
+        }
+    }
+}
+
+/// ingress-nginx's `hsts-max-age` default: one year.
+pub const HSTS_MAX_AGE: u64 = 31_536_000;
+
+/// The `Strict-Transport-Security` value for these settings (nginx.tmpl's
+/// `max-age={{ $all.Cfg.HSTSMaxAge }}{{ if $all.Cfg.HSTSIncludeSubdomains }}; includeSubDomains
+/// {{ end }}{{ if $all.Cfg.HSTSPreload }}; preload{{ end }}`).
+pub fn hsts_value(max_age: u64, include_subdomains: bool, preload: bool) -> bytes::Bytes {
+    let mut value = format!("max-age={max_age}");
+    if include_subdomains {
+        value.push_str("; includeSubDomains");
+    }
+    if preload {
+        value.push_str("; preload");
+    }
+    bytes::Bytes::from(value)
+}
+
+impl Default for Global {
+    fn default() -> Self {
+        Global {
+            data: BTreeMap::new(),
+            forwarded: ForwardedHeaders::default(),
+            generate_request_id: true,
+            hsts: Some(hsts_value(HSTS_MAX_AGE, true, false)),
+            server_tokens: false,
+            ssl_redirect: None,
+            proxy_body_size: None,
+            proxy_connect_timeout: None,
+            proxy_read_timeout: None,
+            large_client_header_buffers: None,
+            use_proxy_protocol: None,
+            default_ssl_certificate: None,
+        }
+    }
+}
+
+impl Global {
+    /// Defaults plus the ConfigMap's raw `data`; the parser fills in the typed fields.
+    pub fn with_data(data: BTreeMap<String, String>) -> Self {
+        Global {
+            data,
+            ..Global::default()
+        }
+    }
+
+    /// The controller ConfigMap's `data` as read (empty without one). Other modules parse
+    /// the keys they own from it (`from_configmap` functions), at translate time.
+    pub fn data(&self) -> &BTreeMap<String, String> {
+        &self.data
+    }
+}
+
+/// An IP network, `10.0.0.0/8` or `2001:db8::/32`; a bare address is a /32 or /128.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    /// `0.0.0.0/0`: ingress-nginx's `proxy-real-ip-cidr` default.
+    pub const ANY_V4: Cidr = Cidr {
+        net: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        bits: 0,
+    };
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.bits)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.bits))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `ip` is in any of `list`.
+    pub fn any_contains(list: &[Cidr], ip: IpAddr) -> bool {
+        list.iter().any(|c| c.contains(ip))
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (addr, bits) = match s.split_once('/') {
+            Some((a, b)) => (a, Some(b)),
+            None => (s, None),
+        };
+        let net: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP address or CIDR"))?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let bits = match bits {
+            None => max,
+            Some(b) => b
+                .parse::<u8>()
+                .ok()
+                .filter(|b| *b <= max)
+                .ok_or_else(|| format!("{s:?} has a bad prefix length"))?,
+        };
+        Ok(Cidr {
+            net: net.to_canonical(),
+            bits,
+        })
+    }
+}
