@@ -366,6 +366,7 @@ impl TranslateArgs {
             ssl_redirect: self.ssl_redirect,
             // Filled from the controller ConfigMap once one is read.
             error_pages: Default::default(),
+            custom_headers: Default::default(),
         })
     }
 }

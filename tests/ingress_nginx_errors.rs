@@ -676,3 +676,223 @@ async fn error_backend_endpoints_follow_their_slices() {
     let r = request(&proxy, "GET", "a.example", "/status/404", "").await;
     assert_eq!(seen(&r)["name"], "second");
 }
+
+// ---- Header ConfigMaps: `custom-headers`, `add-headers`, `proxy-set-headers` ----
+
+/// A ConfigMap `namespace/name` with `data`.
+fn config_map(namespace: &str, name: &str, data: &[(&str, &str)]) -> String {
+    let mut text = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {namespace}}}\ndata:\n"
+    );
+    for (k, v) in data {
+        text.push_str(&format!("  {k}: {v:?}\n"));
+    }
+    if data.is_empty() {
+        text.push_str("  {}\n");
+    }
+    text.push_str("---\n");
+    text
+}
+
+fn with_configmap() -> Options {
+    Options {
+        configmap: Some(("infra".into(), "portico".into())),
+        ..options()
+    }
+}
+
+/// ingress-nginx `test/e2e/annotations/customheaders.go`: "should set \"more_set_headers
+/// 'My-Custom-Header' '42';\" when custom-headers are set" (values are literal, `$remote_addr`
+/// included), "should return status code 200 when no custom-headers is configured", and
+/// "should return status code 503 when custom-headers is configured with an invalid secret"
+/// (the ConfigMap does not exist). A header outside `global-allowed-response-headers` is
+/// denied the same way (`customheaders/main.go`: `NewLocationDenied`).
+#[tokio::test]
+async fn custom_headers_are_gated_and_literal() {
+    let app = start_echo("app").await;
+    let custom = ann("custom-headers");
+    let yaml = service("echo", Some(app))
+        + &config_map(
+            "web",
+            "custom-headers",
+            &[
+                ("My-Custom-Header", "42"),
+                ("My-Custom-Header-Dollar", "$remote_addr"),
+            ],
+        )
+        + &config_map(
+            "web",
+            "too-much",
+            &[("My-Custom-Header", "1"), ("Set-Cookie", "a=b")],
+        )
+        + &config_map(
+            "infra",
+            "portico",
+            &[(
+                "global-allowed-response-headers",
+                "My-Custom-Header,My-Custom-Header-Dollar",
+            )],
+        )
+        + &ingress(
+            "set",
+            "set.example",
+            "echo",
+            &[(&custom, "web/custom-headers")],
+        )
+        + &ingress("plain", "plain.example", "echo", &[])
+        + &ingress(
+            "missing",
+            "missing.example",
+            "echo",
+            &[(&custom, "web/custom-headers-x")],
+        )
+        + &ingress(
+            "denied",
+            "denied.example",
+            "echo",
+            &[(&custom, "web/too-much")],
+        )
+        + &ingress(
+            "elsewhere",
+            "elsewhere.example",
+            "echo",
+            &[(&custom, "infra/portico")],
+        );
+    let translation = load(&yaml, &with_configmap());
+    let conditions: Vec<String> = translation
+        .conditions
+        .iter()
+        .map(|c| format!("{} {:?} {}", c.object, c.reason, c.message))
+        .collect();
+    assert_eq!(conditions.len(), 3, "{conditions:#?}");
+    for (ingress, why) in [
+        ("web/missing", "does not exist"),
+        ("web/denied", "Set-Cookie is not in"),
+        ("web/elsewhere", "another namespace"),
+    ] {
+        assert!(
+            conditions
+                .iter()
+                .any(|c| c.contains(ingress) && c.contains("InvalidAnnotation") && c.contains(why)),
+            "{ingress}: {conditions:#?}"
+        );
+    }
+    let proxy = Proxy::start().await;
+    publish(&proxy, translation);
+
+    let r = request(&proxy, "GET", "set.example", "/", "").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("my-custom-header"), Some("42"));
+    assert_eq!(r.header("my-custom-header-dollar"), Some("$remote_addr"));
+    let r = request(&proxy, "GET", "plain.example", "/", "").await;
+    assert_eq!((r.status, r.header("my-custom-header")), (200, None));
+    for host in ["missing.example", "denied.example", "elsewhere.example"] {
+        let r = request(&proxy, "GET", host, "/", "").await;
+        assert_eq!(r.status, 503, "{host}");
+    }
+}
+
+/// ingress-nginx `test/e2e/settings/custom_header.go` ("add-headers"): "Add a custom header"
+/// and "Add multiple custom headers" on every answer; `proxy-set-headers` on every upstream
+/// request (the setting's documentation; nginx.tmpl's `proxy_set_header` lines). Invalid
+/// names, values and nginx variables are skipped with a condition; the rest applies.
+#[tokio::test]
+async fn add_headers_and_proxy_set_headers() {
+    let app = start_echo("app").await;
+    let yaml = service("echo", Some(app))
+        + &config_map(
+            "infra",
+            "add",
+            &[
+                ("X-First", "Prepare for trouble!"),
+                ("X-Second", "And make it double!"),
+                ("X Bad", "skipped"),
+            ],
+        )
+        + &config_map(
+            "infra",
+            "set",
+            &[
+                ("X-Team", "blue"),
+                ("X-Host", "$host"),
+                ("X-Newline", "a\nb"),
+            ],
+        )
+        + &config_map(
+            "infra",
+            "portico",
+            &[
+                ("add-headers", "infra/add"),
+                ("proxy-set-headers", "infra/set"),
+            ],
+        )
+        + &ingress("plain", "plain.example", "echo", &[]);
+    let translation = load(&yaml, &with_configmap());
+    let conditions: Vec<String> = translation
+        .conditions
+        .iter()
+        .map(|c| format!("{} {:?} {}", c.object, c.reason, c.message))
+        .collect();
+    assert_eq!(conditions.len(), 3, "{conditions:#?}");
+    assert!(conditions
+        .iter()
+        .all(|c| c.starts_with("ConfigMap infra/portico InvalidConfigMapKey")));
+    assert!(
+        conditions.iter().any(|c| c.contains("$host")),
+        "{conditions:#?}"
+    );
+    let proxy = Proxy::start().await;
+    publish(&proxy, translation);
+
+    let r = request(&proxy, "GET", "plain.example", "/", "").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-first"), Some("Prepare for trouble!"));
+    assert_eq!(r.header("x-second"), Some("And make it double!"));
+    let s = seen(&r);
+    assert_eq!(header(&s, "x-team"), Some("blue"));
+    assert_eq!(header(&s, "x-host"), None);
+    assert_eq!(header(&s, "x-newline"), None);
+    // Answers Portico makes itself carry `add-headers` too (nginx's `http`-level directive).
+    let r = request(&proxy, "GET", "nobody.example", "/", "").await;
+    assert_eq!(
+        (r.status, r.header("x-first")),
+        (404, Some("Prepare for trouble!"))
+    );
+}
+
+/// Editing the ConfigMap a `custom-headers` annotation names changes the Ingress's headers
+/// through the incremental cache exactly as a fresh translate does.
+#[test]
+fn custom_headers_follow_their_config_map() {
+    let custom = ann("custom-headers");
+    let base = config_map(
+        "infra",
+        "portico",
+        &[("global-allowed-response-headers", "X-A,X-B")],
+    ) + &ingress("set", "set.example", "echo", &[(&custom, "custom")])
+        + &service("echo", None);
+    let snapshot = |data: &[(&str, &str)]| {
+        let mut loaded = Loaded::default();
+        parse_documents(
+            "t.yaml",
+            &(base.clone() + &config_map("web", "custom", data)),
+            &mut loaded,
+        );
+        loaded.snapshot
+    };
+    let options = with_configmap();
+    let mut cache = Cache::default();
+    let first = translate(&snapshot(&[("X-A", "1")]), &options, &mut cache);
+    let second = translate(&snapshot(&[("X-B", "2")]), &options, &mut cache);
+    assert_ne!(first.table, second.table);
+    assert_eq!(
+        second,
+        translate(&snapshot(&[("X-B", "2")]), &options, &mut Cache::default())
+    );
+    let third = translate(&snapshot(&[("X-C", "3")]), &options, &mut cache);
+    assert_eq!(
+        third,
+        translate(&snapshot(&[("X-C", "3")]), &options, &mut Cache::default())
+    );
+    assert_eq!(third.conditions.len(), 1, "{:?}", third.conditions);
+}

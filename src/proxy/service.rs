@@ -19,7 +19,7 @@ use super::headers::{self, Forwarded};
 use super::observe::{Arrival, Pending, Seen};
 use super::pool::{Checkin, Pool};
 use super::upstream::{self, Clients, RetryBody, Upstream};
-use super::{error_pages, redirect, ProxyBody, ProxyOptions, Scheme};
+use super::{custom_headers, error_pages, redirect, ProxyBody, ProxyOptions, Scheme};
 use crate::publish::Shared;
 use crate::routing::{normalize, Protocol, Target};
 
@@ -110,12 +110,15 @@ pub(crate) async fn handle(
     let mut pending = Pending::new(&ctx.options.observe, arrival, active);
     let seen = &mut pending.seen;
     let mut intercept = None;
-    let response = match proxy(&ctx, client, req, seen, &mut intercept).await {
+    let mut route_headers = None;
+    let response = match proxy(&ctx, client, req, seen, &mut intercept, &mut route_headers).await {
         // `custom-http-errors`: a listed status is answered by the error backend.
         Ok(response) => match intercept.filter(|i| i.upstream_answer(response.status())) {
             Some(i) => {
                 let status = response.status();
                 drop(response);
+                // The error location is another nginx location: no `custom-headers`.
+                route_headers = None;
                 error_pages::answer(&ctx, i, status, version)
                     .await
                     .unwrap_or_else(|err| err.to_response(version))
@@ -153,20 +156,24 @@ pub(crate) async fn handle(
             }
             let client_fault = matches!(err, ProxyError::Client(_));
             match intercept.filter(|i| !client_fault && i.own_answer(status)) {
-                Some(i) => error_pages::answer(&ctx, i, status, version)
-                    .await
-                    .unwrap_or_else(|err| err.to_response(version)),
+                Some(i) => {
+                    route_headers = None;
+                    error_pages::answer(&ctx, i, status, version)
+                        .await
+                        .unwrap_or_else(|err| err.to_response(version))
+                }
                 None => err.to_response(version),
             }
         }
     };
     let mut response = response;
-    // The controller ConfigMap's response headers (HSTS, server-tokens); one lock-free load.
-    super::global::finish(
-        response.headers_mut(),
-        &ctx.shared.load().translation.global,
-        ctx.options.scheme,
-    );
+    // The controller ConfigMap's response headers (HSTS, server-tokens, `add-headers`) and
+    // the Ingress's `custom-headers`; one lock-free load.
+    let published = ctx.shared.load();
+    let global = &published.translation.global;
+    super::global::finish(response.headers_mut(), global, ctx.options.scheme);
+    custom_headers::response(response.headers_mut(), global, route_headers.as_deref());
+    drop(published);
     Ok(pending.finish(response))
 }
 
@@ -240,6 +247,7 @@ async fn proxy(
     mut req: Request<Incoming>,
     seen: &mut Seen,
     intercept: &mut Option<error_pages::Intercept>,
+    route_headers: &mut Option<Arc<crate::routing::CustomHeaders>>,
 ) -> Result<Response<ProxyBody>, Failure> {
     let client_version = req.version();
     if headers::head_size(&req) > ctx.options.max_header_bytes {
@@ -299,6 +307,16 @@ async fn proxy(
         }
     }
 
+    // ingress-nginx's `custom-headers` (custom_headers.rs): a ConfigMap it would deny the
+    // location for answers 503.
+    if let Some(headers) = &backend.policy.custom_headers {
+        if headers.denied {
+            return Err(fail(ProxyError::Unavailable(
+                crate::routing::Unavailable::LocationDenied,
+            )));
+        }
+        *route_headers = Some(headers.clone());
+    }
     // ingress-nginx's `default-backend` / `custom-http-errors` (error_pages.rs); nothing to
     // do for backends without them.
     let mut backend = backend;
@@ -413,6 +431,9 @@ async fn proxy(
     }
     if let Some(i) = intercept {
         i.add_fallback_headers(&mut headers);
+    }
+    if !global.proxy_set_headers.is_empty() {
+        custom_headers::request(&mut headers, &global);
     }
 
     // What only the access log needs is kept only when there is one.

@@ -40,6 +40,10 @@ pub struct Global {
     pub use_proxy_protocol: Option<bool>,
     /// `default-ssl-certificate` (`namespace/name`); overrides the flag when set.
     pub default_ssl_certificate: Option<(String, String)>,
+    /// `add-headers`: response headers of every answer (`translate/custom_headers.rs`).
+    pub add_headers: super::HeaderList,
+    /// `proxy-set-headers`: request headers of every upstream request.
+    pub proxy_set_headers: super::HeaderList,
 }
 
 /// `large-client-header-buffers`: nginx's `number size`.
@@ -118,6 +122,8 @@ impl Default for Global {
             large_client_header_buffers: None,
             use_proxy_protocol: None,
             default_ssl_certificate: None,
+            add_headers: Vec::new(),
+            proxy_set_headers: Vec::new(),
         }
     }
 }

@@ -9,7 +9,9 @@ mod policy;
 mod table;
 
 pub use global::{hsts_value, Cidr, ForwardedHeaders, Global, HeaderBuffers, HSTS_MAX_AGE};
-pub use policy::{Balance, ErrorBackend, ErrorPages, Policy, Protocol, UpstreamTls};
+pub use policy::{
+    Balance, CustomHeaders, ErrorBackend, ErrorPages, HeaderList, Policy, Protocol, UpstreamTls,
+};
 pub use table::{Decision, RouteTable, VirtualHost};
 
 use std::net::SocketAddr;
@@ -168,6 +170,9 @@ pub enum Unavailable {
     ExternalNameDisabled,
     /// The routing Ingress asks for access control Portico does not implement: fail closed.
     AccessControlUnsupported,
+    /// ingress-nginx would deny the routing Ingress's locations (a `custom-headers` ConfigMap
+    /// that is missing or sets a header `global-allowed-response-headers` does not allow).
+    LocationDenied,
 }
 
 /// Where a backend's traffic goes.

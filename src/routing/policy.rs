@@ -108,6 +108,36 @@ pub struct Policy {
     /// ConfigMap's `custom-http-errors`: who answers instead of the routed Service.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_pages: Option<Arc<ErrorPages>>,
+    /// ingress-nginx's `custom-headers`: response headers from a ConfigMap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_headers: Option<Arc<CustomHeaders>>,
+}
+
+/// Header fields, validated at translate time, in the order they are applied.
+pub type HeaderList = Vec<(http::HeaderName, http::HeaderValue)>;
+
+/// The response headers of one Ingress's `custom-headers` (`translate/custom_headers.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CustomHeaders {
+    /// Set on every answer of the Ingress's paths, replacing the upstream's (nginx's
+    /// `more_set_headers`).
+    pub headers: HeaderList,
+    /// ingress-nginx would deny the location (ConfigMap missing, header not allowed): 503.
+    pub denied: bool,
+}
+
+impl Serialize for CustomHeaders {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        if self.denied {
+            return s.serialize_str("denied");
+        }
+        let mut map = s.serialize_map(Some(self.headers.len()))?;
+        for (name, value) in &self.headers {
+            map.serialize_entry(name.as_str(), &String::from_utf8_lossy(value.as_bytes()))?;
+        }
+        map.end()
+    }
 }
 
 /// Error pages of one Ingress (ingress-nginx's `error_page ... = @custom_...` locations,

@@ -32,6 +32,7 @@ const IMPLEMENTED: &[&str] = &[
     super::error_pages::DEFAULT_BACKEND,
     super::error_pages::CUSTOM_HTTP_ERRORS,
     super::error_pages::DISABLE_INTERCEPT,
+    super::custom_headers::CUSTOM_HEADERS,
     LOAD_BALANCE,
     NEXT_UPSTREAM_TRIES,
     CONNECT_TIMEOUT,

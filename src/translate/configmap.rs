@@ -17,12 +17,14 @@ use super::{Condition, ObjectRef, Options, Reason};
 /// added here by those modules' owners when they wire their `from_configmap`.
 pub const IMPLEMENTED: &[&str] = &[
     "allow-snippet-annotations",
+    "add-headers",
     "compute-full-forwarded-for",
     "custom-http-errors",
     "default-ssl-certificate",
     "enable-real-ip",
     "forwarded-for-header",
     "generate-request-id",
+    "global-allowed-response-headers",
     "hsts",
     "hsts-include-subdomains",
     "hsts-max-age",
@@ -32,6 +34,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "proxy-connect-timeout",
     "proxy-read-timeout",
     "proxy-real-ip-cidr",
+    "proxy-set-headers",
     "server-tokens",
     "ssl-redirect",
     "use-forwarded-headers",
@@ -196,7 +199,8 @@ pub fn from_data(
     }
 
     // Keys other modules own: each parser's messages start with its key.
-    let (_, problems) = super::error_pages::from_configmap(&data);
+    let (_, mut problems) = super::error_pages::from_configmap(&data);
+    problems.extend(super::custom_headers::from_configmap(&data).1);
     conditions.extend(problems.into_iter().map(|message| Condition {
         object: object.clone(),
         reason: Reason::InvalidConfigMapKey,

@@ -11,12 +11,14 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 
 use super::backends::{Backends, Resolved, SERVICE_NAME_LABEL};
-use super::{annotations, error_pages, paths, tls, Condition, ObjectRef, Options, Reason};
+use super::{
+    annotations, custom_headers, error_pages, paths, tls, Condition, ObjectRef, Options, Reason,
+};
 use crate::routing::{
     Backend, BackendRef, HostMatch, Origin, Policy, Route, Target, Unavailable, VirtualHost,
 };
@@ -42,6 +44,7 @@ pub(super) struct State {
     services: HashMap<Key, Vec<Arc<Service>>>,
     slices: HashMap<Key, Vec<Arc<EndpointSlice>>>,
     secrets: HashMap<Key, Vec<Arc<Secret>>>,
+    config_maps: HashMap<Key, Vec<Arc<ConfigMap>>>,
     /// Resolved backends by reference, still valid for unchanged Services and slices.
     pub backends: HashMap<BackendRef, Resolved>,
     /// One `Arc` per backend and non-default policy (see `translate`).
@@ -66,6 +69,8 @@ pub(super) struct Changes {
     /// only endpoint sets depend on them.
     slices: HashSet<Key>,
     secrets: HashSet<Key>,
+    /// ConfigMaps (`custom-headers` reads them).
+    config_maps: HashSet<Key>,
 }
 
 impl State {
@@ -77,6 +82,7 @@ impl State {
         services: &[Arc<Service>],
         slices: &[Arc<EndpointSlice>],
         secrets: &[Arc<Secret>],
+        config_maps: &[Arc<ConfigMap>],
     ) -> Changes {
         if self.options.as_ref() != Some(options) {
             *self = State {
@@ -97,6 +103,13 @@ impl State {
             }),
             secrets: diff(&mut self.secrets, secrets, |s| {
                 let m = &s.metadata;
+                Some((
+                    m.namespace.as_deref().unwrap_or_default(),
+                    m.name.as_deref().unwrap_or_default(),
+                ))
+            }),
+            config_maps: diff(&mut self.config_maps, config_maps, |c| {
+                let m = &c.metadata;
                 Some((
                     m.namespace.as_deref().unwrap_or_default(),
                     m.name.as_deref().unwrap_or_default(),
@@ -148,6 +161,10 @@ pub(super) fn reuse(
     if !same(&part.ingress, ingress)
         || part.services.iter().any(|k| changes.services.contains(k))
         || part.secrets.iter().any(|k| changes.secrets.contains(k))
+        || part
+            .config_maps
+            .iter()
+            .any(|k| changes.config_maps.contains(k))
     {
         return None;
     }
@@ -227,6 +244,7 @@ pub(super) struct Part {
     /// The Services (with their EndpointSlices) and Secrets it reads.
     pub services: Vec<Key>,
     pub secrets: Vec<Key>,
+    pub config_maps: Vec<Key>,
     pub object: ObjectRef,
     /// spec §5.5: its redirect choice and what decided it.
     pub redirect: bool,
@@ -353,7 +371,8 @@ pub(super) fn derive(
     ingress: &Arc<Ingress>,
     rev: u64,
     options: &Options,
-    secrets: &[Arc<Secret>],
+    // Its Secrets and ConfigMaps (annotations name them).
+    snapshot: &crate::source::Snapshot,
     backends: &mut Backends<'_>,
     with_policies: &mut HashMap<(BackendRef, Arc<Policy>), Arc<Backend>>,
     blocked: &mut HashMap<BackendRef, Arc<Backend>>,
@@ -407,6 +426,7 @@ pub(super) fn derive(
             ingress: Arc::clone(ingress),
             services: Vec::new(),
             secrets: Vec::new(),
+            config_maps: Vec::new(),
             object,
             redirect: options.ssl_redirect,
             set_by: tls::GLOBAL_SSL_REDIRECT,
@@ -432,7 +452,7 @@ pub(super) fn derive(
     };
     // Proxy annotations, typed once here; a backend under non-default ones gets its own copy
     // carrying them.
-    let (mut policy, invalid) = annotations::policy(ingress, secrets);
+    let (mut policy, invalid) = annotations::policy(ingress, &snapshot.secrets);
     for message in invalid {
         condition(Reason::InvalidAnnotation, message);
     }
@@ -449,6 +469,18 @@ pub(super) fn derive(
         condition(Reason::InvalidAnnotation, message);
     }
     policy.error_pages = pages.map(Arc::new);
+    // `custom-headers`: a ConfigMap ingress-nginx would deny the paths for makes them 503.
+    if let Some((headers, denied)) = custom_headers::custom_headers(
+        ingress,
+        &namespace,
+        &options.custom_headers,
+        &snapshot.config_maps,
+    ) {
+        if let Some(message) = denied {
+            condition(Reason::InvalidAnnotation, message);
+        }
+        policy.custom_headers = Some(Arc::new(headers));
+    }
     let policy = (!policy.is_default()).then(|| Arc::new(policy));
     let spec = ingress.spec.as_ref();
     let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();
@@ -548,6 +580,7 @@ pub(super) fn derive(
             keys
         },
         secrets: secrets_read(ingress, &namespace),
+        config_maps: custom_headers::config_maps_read(ingress, &namespace),
         object,
         redirect,
         set_by,

@@ -7,6 +7,7 @@ mod annotations;
 mod backends;
 mod class;
 pub mod configmap;
+pub mod custom_headers;
 pub mod error_pages;
 mod incremental;
 mod paths;
@@ -54,6 +55,8 @@ pub struct Options {
     pub ssl_redirect: bool,
     /// The controller ConfigMap's keys for error pages (`custom-http-errors`).
     pub error_pages: error_pages::Settings,
+    /// The controller ConfigMap's gate for `custom-headers` (`global-allowed-response-headers`).
+    pub custom_headers: custom_headers::Settings,
     /// `--configmap`: the controller ConfigMap `namespace/name` (`ingress-nginx.md` §4).
     pub configmap: Option<(String, String)>,
 }
@@ -70,6 +73,7 @@ impl Default for Options {
             default_ssl_certificate: None,
             ssl_redirect: true,
             error_pages: error_pages::Settings::default(),
+            custom_headers: custom_headers::Settings::default(),
             configmap: None,
         }
     }
@@ -223,7 +227,7 @@ impl std::fmt::Debug for Cache {
 /// and only the vhosts with a changed contribution are rebuilt; the merge itself walks every
 /// owned Ingress in age order, as spec §3.6 and §3.8 define it.
 pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> Translation {
-    let (settings, mut conditions) = configmap::parse(snapshot, options);
+    let (mut settings, mut conditions) = configmap::parse(snapshot, options);
     let mut effective = configmap::effective_options(options, &settings);
     // `custom-http-errors` (error_pages.rs; `configmap::from_data` reported its problems): a
     // key that is set replaces the options' list.
@@ -237,6 +241,33 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
         with_pages.error_pages = pages;
         effective = Some(with_pages);
     }
+    // `global-allowed-response-headers` (custom_headers.rs) likewise.
+    let (gate, _) = custom_headers::from_configmap(settings.data());
+    if settings
+        .data()
+        .contains_key(custom_headers::ALLOWED_RESPONSE_HEADERS)
+        && gate != options.custom_headers
+    {
+        let mut with_gate = effective.unwrap_or_else(|| options.clone());
+        with_gate.custom_headers = gate;
+        effective = Some(with_gate);
+    }
+    // `add-headers`, `proxy-set-headers`: the ConfigMaps they name, read now.
+    let (add, set, problems) =
+        custom_headers::global_headers(settings.data(), &snapshot.config_maps);
+    settings.add_headers = add;
+    settings.proxy_set_headers = set;
+    if let Some((namespace, name)) = &options.configmap {
+        conditions.extend(problems.into_iter().map(|message| Condition {
+            object: ObjectRef {
+                kind: "ConfigMap".to_string(),
+                namespace: namespace.clone(),
+                name: name.clone(),
+            },
+            reason: Reason::InvalidConfigMapKey,
+            message,
+        }));
+    }
     let options = effective.as_ref().unwrap_or(options);
     let state = &mut cache.state;
     let changes = state.changes(
@@ -244,6 +275,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
         &snapshot.services,
         &snapshot.endpoint_slices,
         &snapshot.secrets,
+        &snapshot.config_maps,
     );
     let classes = Classes::new(&snapshot.ingress_classes, options);
     let ingresses = owned_in_age_order(&snapshot.ingresses, &classes, options);
@@ -281,7 +313,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
                     ingress,
                     rev,
                     options,
-                    &snapshot.secrets,
+                    snapshot,
                     &mut backends,
                     &mut state.with_policies,
                     &mut state.blocked,
