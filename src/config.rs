@@ -356,6 +356,8 @@ impl TranslateArgs {
         };
         Ok(translate::Options {
             configmap,
+            // Only the controller ConfigMap sets it (ingress-nginx has no such flag).
+            force_ssl_redirect: false,
             controller_name: self.controller_name,
             annotation_class: self.ingress_class,
             watch_without_class: self.watch_ingress_without_class,

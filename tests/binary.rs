@@ -778,3 +778,76 @@ async fn logs_to_a_pipe_carry_no_colour_codes() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Manifests mode reads the controller ConfigMap from the directory and follows its changes
+/// (`ingress-nginx.md` §4); `portico check` reports its invalid values as errors naming it.
+#[tokio::test]
+async fn the_controller_configmap_is_read_from_the_directory_and_checked() {
+    let a = start_echo("a").await;
+    let dir = temp_dir("configmap");
+    std::fs::write(
+        dir.join("app.yaml"),
+        app_yaml("app", "app.example", "svc-a", a),
+    )
+    .unwrap();
+    let config = |data: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: portico\ndata:\n{data}")
+    };
+    std::fs::write(
+        dir.join("config.yaml"),
+        config("  server-tokens: \"false\"\n"),
+    )
+    .unwrap();
+    let portico = Portico::start_with(&dir, &["--configmap", "default/portico"]).await;
+    let response = portico.get("app.example", "/").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("server"), None);
+
+    std::fs::write(
+        dir.join("config.yaml"),
+        config("  server-tokens: \"true\"\n"),
+    )
+    .unwrap();
+    let mut server = None;
+    for _ in 0..POLLS {
+        server = portico
+            .get("app.example", "/")
+            .await
+            .header("server")
+            .map(str::to_string);
+        if server.is_some() {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    assert_eq!(server.as_deref(), Some("portico"));
+
+    std::fs::write(
+        dir.join("config.yaml"),
+        config("  hsts-max-age: \"a year\"\n  not-a-key: \"1\"\n"),
+    )
+    .unwrap();
+    let d = dir.to_str().unwrap();
+    let flags = [
+        "--watch-ingress-without-class",
+        "--configmap",
+        "default/portico",
+    ];
+    let (code, out) = run(&[&["check", d][..], &flags[..]].concat(), None);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("error   ConfigMap default/portico: InvalidConfigMapKey: hsts-max-age"),
+        "{out}"
+    );
+    assert!(
+        out.contains("warning ConfigMap default/portico: UnsupportedConfigMapKey:")
+            && out.contains("not-a-key"),
+        "{out}"
+    );
+    std::fs::remove_file(dir.join("config.yaml")).unwrap();
+    let (code, out) = run(&[&["check", d][..], &flags[..]].concat(), None);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("ConfigMapNotFound"), "{out}");
+    drop(portico);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -291,3 +291,203 @@ async fn enable_real_ip_trusts_x_forwarded_for_only() {
     assert_eq!(seen(&json, "x-original-forwarded-for"), ["1.2.3.4"]);
     assert_eq!(seen(&json, "x-forwarded-for"), ["127.0.0.1"]);
 }
+
+/// An Ingress for `plain.example` without any TLS section, to the echo backend at `backend`.
+fn plain_yaml(backend: std::net::SocketAddr) -> String {
+    let ingress = serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "plain", "namespace": "plain"},
+        "spec": {"rules": [{"host": "plain.example", "http": {"paths": [{"path": "/",
+            "pathType": "Prefix",
+            "backend": {"service": {"name": "plain-svc", "port": {"number": 80}}}}]}}]},
+    });
+    let svc = serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "plain-svc", "namespace": "plain"},
+        "spec": {"ports": [{"port": 80}]},
+    });
+    let slice = serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "plain-svc-1", "namespace": "plain",
+            "labels": {"kubernetes.io/service-name": "plain-svc"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "", "port": backend.port()}],
+        "endpoints": [{"addresses": [backend.ip().to_string()]}],
+    });
+    format!("{ingress}\n---\n{svc}\n---\n{slice}\n")
+}
+
+/// ingress-nginx `configmap.md` `force-ssl-redirect` ("redirects (308) to HTTPS" even without
+/// a TLS section; nginx.tmpl redirects when `ForceSSLRedirect` or the host has a certificate
+/// and `SSLRedirect`), which also overrides an Ingress's `ssl-redirect: "false"`; ACME
+/// challenges stay exempt. `ssl-redirect: "false"` turns the TLS hosts' redirect off.
+#[tokio::test]
+async fn force_ssl_redirect_and_ssl_redirect_keys() {
+    let proxy = TlsProxy::start().await;
+    let backend = start_echo("plain").await;
+    let tls_backend = start_echo("secure").await;
+    let cert = cert(&["secure.example"]);
+    let mut docs = vec![
+        plain_yaml(backend),
+        app_yaml(
+            "secure",
+            "secure",
+            "secure.example",
+            &["secure.example"],
+            "secure-tls",
+            tls_backend,
+            &[],
+        ),
+        tls_secret("secure", "secure-tls", &cert),
+    ];
+    let get = |host: &str, path: &str| {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let addr = proxy.http;
+        async move {
+            let mut conn = Conn::connect(addr).await;
+            conn.send(request.as_bytes()).await;
+            conn.response().await
+        }
+    };
+    docs.push(config_map(&[]));
+    proxy.apply_with(&docs, &with_configmap());
+    assert_eq!(get("plain.example", "/").await.status, 200);
+    assert_eq!(get("secure.example", "/").await.status, 308);
+
+    docs.pop();
+    docs.push(config_map(&[("ssl-redirect", "false")]));
+    proxy.apply_with(&docs, &with_configmap());
+    assert_eq!(get("secure.example", "/").await.status, 200);
+
+    docs.pop();
+    docs.push(config_map(&[
+        ("force-ssl-redirect", "true"),
+        ("ssl-redirect", "false"),
+    ]));
+    proxy.apply_with(&docs, &with_configmap());
+    let response = get("plain.example", "/a?b=c").await;
+    assert_eq!(response.status, 308);
+    assert_eq!(
+        response.header("location"),
+        Some("https://plain.example/a?b=c")
+    );
+    assert_eq!(get("secure.example", "/").await.status, 308);
+    let acme = get("plain.example", "/.well-known/acme-challenge/token").await;
+    assert_eq!(acme.status, 200, "ACME challenges are never redirected");
+    let published = proxy.shared.load();
+    assert!(published
+        .translation
+        .ssl_redirects
+        .iter()
+        .all(|r| r.redirect && r.set_by == "ConfigMap force-ssl-redirect"));
+}
+
+/// ingress-nginx `configmap.md` `keep-alive-requests` (nginx `keepalive_requests`) and
+/// `keep-alive: "0"` (`keepalive_timeout 0`); e2e `test/e2e/settings/keep-alive.go` checks the
+/// same directives in nginx.conf. The answer that reaches the limit says `Connection: close`
+/// and the connection ends after it.
+#[tokio::test]
+async fn keep_alive_requests_and_keep_alive_zero_close_http1_connections() {
+    use tokio::io::AsyncReadExt;
+    let s = shop().await;
+    s.configure(&[("keep-alive-requests", "2")]);
+    let get = b"GET / HTTP/1.1\r\nHost: shop.example\r\n\r\n";
+    let mut conn = Conn::connect(s.proxy.http).await;
+    conn.send(get).await;
+    let first = conn.response().await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("connection"), None);
+    conn.send(get).await;
+    let second = conn.response().await;
+    assert_eq!(second.status, 200);
+    assert_eq!(second.header("connection"), Some("close"));
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(support::BOUND, conn.reader.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(0))),
+        "closed after the limit: {read:?}"
+    );
+
+    s.configure(&[("keep-alive", "0")]);
+    let mut conn = Conn::connect(s.proxy.http).await;
+    conn.send(get).await;
+    assert_eq!(conn.response().await.header("connection"), Some("close"));
+}
+
+/// An HTTP/1.1 backend that counts the connections it accepted, answering 200 with keep-alive.
+async fn counting_backend() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// ingress-nginx `configmap.md` `upstream-keepalive-requests` and
+/// `upstream-keepalive-connections` (nginx `keepalive_requests`, `keepalive` in the upstream
+/// block; e2e `test/e2e/settings/` has no case that observes them, so the backend counts its
+/// connections): by default sequential requests share one upstream connection; with
+/// `upstream-keepalive-requests: "2"` every connection carries two; with
+/// `upstream-keepalive-connections: "0"` none is kept.
+#[tokio::test]
+async fn upstream_keepalive_keys_shape_the_upstream_pool() {
+    use std::sync::atomic::Ordering;
+    let proxy = TlsProxy::start().await;
+    let (backend, accepted) = counting_backend().await;
+    let docs = vec![plain_yaml(backend)];
+    let requests = |n: usize| {
+        let addr = proxy.http;
+        async move {
+            for _ in 0..n {
+                let mut conn = Conn::connect(addr).await;
+                conn.send(b"GET / HTTP/1.1\r\nHost: plain.example\r\nConnection: close\r\n\r\n")
+                    .await;
+                assert_eq!(conn.response().await.status, 200);
+            }
+        }
+    };
+    let configure = |data: &[(&str, &str)]| {
+        let mut docs = docs.clone();
+        docs.push(config_map(data));
+        proxy.apply_with(&docs, &with_configmap());
+    };
+    configure(&[]);
+    requests(4).await;
+    assert_eq!(
+        accepted.swap(0, Ordering::SeqCst),
+        1,
+        "one pooled connection"
+    );
+
+    configure(&[("upstream-keepalive-requests", "2")]);
+    requests(4).await;
+    // The connection from before has carried 4 already: it is closed after its next request.
+    assert_eq!(accepted.swap(0, Ordering::SeqCst), 2);
+
+    configure(&[("upstream-keepalive-connections", "0")]);
+    requests(3).await;
+    // The idle connection left from before carries the first request and is then not kept;
+    // each of the other two opens its own.
+    assert_eq!(accepted.swap(0, Ordering::SeqCst), 2, "nothing kept");
+    requests(3).await;
+    assert_eq!(accepted.swap(0, Ordering::SeqCst), 3, "nothing kept");
+}

@@ -249,7 +249,7 @@ fn class(name: &str, variant: usize) -> IngressClass {
 }
 
 /// The controller ConfigMap `a/cm`: keys that change what translate builds (`ssl-redirect`,
-/// `default-ssl-certificate`), a bad value, unimplemented keys, nothing.
+/// `default-ssl-certificate`, `force-ssl-redirect`), a bad value, unimplemented keys, nothing.
 fn config_map(variant: usize) -> ConfigMap {
     let data = match variant % 6 {
         0 => json!({}),
@@ -257,7 +257,7 @@ fn config_map(variant: usize) -> ConfigMap {
         2 => json!({"ssl-redirect": "maybe", "hsts": "false"}),
         3 => json!({"default-ssl-certificate": "a/t0"}),
         4 => json!({"default-ssl-certificate": "b/t1", "ssl-redirect": "true", "x-unknown": "1"}),
-        _ => json!({"use-forwarded-headers": "true", "proxy-body-size": "8m"}),
+        _ => json!({"force-ssl-redirect": "true", "proxy-body-size": "8m"}),
     };
     from(json!({"metadata": {"name": "cm", "namespace": "a"}, "data": data}))
 }

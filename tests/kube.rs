@@ -951,10 +951,11 @@ fn config_map(namespace: &str, name: &str, data: Value) -> k8s_openapi::api::cor
 }
 
 /// `ingress-nginx.md` §4 and §6: with `--watch-namespace`, the source delivers the ConfigMaps
-/// of the watched namespace and, from its own namespace, only the controller ConfigMap
-/// (a field-selected watch), and follows changes to it.
+/// of the watched namespace and of the controller ConfigMap's namespace (where the ConfigMaps
+/// its `add-headers` / `proxy-set-headers` name usually are), none of any other namespace, and
+/// follows changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_kube_source_delivers_the_controller_configmap_and_those_of_the_watched_namespace() {
+async fn the_kube_source_delivers_the_configmaps_of_the_watched_and_the_controllers_namespace() {
     use portico::source::Snapshot;
     use std::sync::Arc;
     const FIRST: Duration = Duration::from_secs(20);
@@ -1003,7 +1004,7 @@ async fn the_kube_source_delivers_the_controller_configmap_and_those_of_the_watc
     };
     assert_eq!(
         names(&rx.borrow_and_update()),
-        ["apps/headers", "portico/portico"]
+        ["apps/headers", "portico/portico", "portico/unrelated"]
     );
     let hsts = |snapshot: &Snapshot| {
         snapshot

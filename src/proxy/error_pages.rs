@@ -276,12 +276,13 @@ pub(super) async fn answer(
     let protocol = backend.protocol();
     let target = error_target(intercept.original_uri.as_ref());
     let trusted_proxies = opts.trusted_proxies.as_slice();
+    let keepalive = intercept.global.upstream_keepalive;
     let sent = async {
         if protocol == Protocol::Http {
             let request =
                 intercept.error_request(status, Uri::from(target), protocol, trusted_proxies);
             ctx.pool
-                .send(addr, opts.connect_timeout, request)
+                .send(addr, opts.connect_timeout, keepalive, request)
                 .await
                 .map(|(response, checkin)| (response, Some(checkin)))
         } else {

@@ -15,11 +15,15 @@
 //! `ProxyError::ConnectTimeout`), connect failures as `ProxyError::Connect` (retried on another
 //! endpoint, spec §4.4), a request that finds its pooled connection closed before anything was
 //! written resent once on a new connection, upgrades (`with_upgrades`, for WebSocket tunnels),
-//! and idle connections closed after `--upstream-keepalive-timeout`.
+//! and idle connections closed after `--upstream-idle-timeout`. The controller ConfigMap's
+//! `upstream-keepalive-timeout`, `-connections` and `-requests` (passed with each request, from
+//! the published `Global`) override the timeout, cap the idle connections per endpoint and the
+//! requests per connection.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -34,6 +38,7 @@ use tokio::time::Instant;
 
 use super::error::ProxyError;
 use super::upstream::RetryBody;
+use crate::routing::UpstreamKeepalive;
 
 /// How long a request waits for a pooled connection to finish with its previous response
 /// before a new connection is opened instead.
@@ -41,13 +46,23 @@ const READY_WAIT: Duration = Duration::from_millis(50);
 
 /// Idle keep-alive connections to plain HTTP/1.1 endpoints, by endpoint address.
 pub(crate) struct Pool {
-    idle_timeout: Duration,
+    /// `--upstream-idle-timeout`.
+    flag_timeout: Duration,
+    /// The idle timeout in force, in ms: the flag's, or the ConfigMap's
+    /// `upstream-keepalive-timeout` the last request carried (the sweeper reads it).
+    idle_timeout_ms: AtomicU64,
     idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
 }
 
 struct Idle {
     sender: SendRequest<RetryBody>,
     since: Instant,
+    /// Requests this connection has carried.
+    served: u32,
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Pool {
@@ -55,7 +70,8 @@ impl Pool {
     /// sweeper task on it closes idle connections even when no request comes.
     pub fn new(idle_timeout: Duration) -> Arc<Self> {
         let pool = Arc::new(Pool {
-            idle_timeout,
+            flag_timeout: idle_timeout,
+            idle_timeout_ms: AtomicU64::new(millis(idle_timeout)),
             idle: Mutex::new(HashMap::new()),
         });
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -71,25 +87,45 @@ impl Pool {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The most recently used idle connection to `addr` that is still open and not expired.
-    fn checkout(&self, addr: SocketAddr) -> Option<SendRequest<RetryBody>> {
+    fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// The most recently used idle connection to `addr` that is still open and not expired,
+    /// with the number of requests it has carried.
+    fn checkout(&self, addr: SocketAddr) -> Option<(SendRequest<RetryBody>, u32)> {
+        let timeout = self.idle_timeout();
         let mut idle = self.lock();
         let list = idle.get_mut(&addr)?;
         while let Some(entry) = list.pop() {
-            if !entry.sender.is_closed() && entry.since.elapsed() < self.idle_timeout {
-                return Some(entry.sender);
+            if !entry.sender.is_closed() && entry.since.elapsed() < timeout {
+                return Some((entry.sender, entry.served));
             }
         }
         None
     }
 
-    fn checkin(&self, addr: SocketAddr, sender: SendRequest<RetryBody>) {
-        if sender.is_closed() {
+    /// Back into the pool, unless it is closed, has carried `keepalive.requests`, or the
+    /// endpoint already has `keepalive.connections` idle ones (then it is dropped: closed).
+    fn checkin(
+        &self,
+        addr: SocketAddr,
+        sender: SendRequest<RetryBody>,
+        served: u32,
+        keepalive: UpstreamKeepalive,
+    ) {
+        if sender.is_closed() || keepalive.requests.is_some_and(|n| served >= n) {
             return;
         }
-        self.lock().entry(addr).or_default().push(Idle {
+        let mut idle = self.lock();
+        let list = idle.entry(addr).or_default();
+        if keepalive.connections.is_some_and(|n| list.len() >= n) {
+            return;
+        }
+        list.push(Idle {
             sender,
             since: Instant::now(),
+            served,
         });
     }
 
@@ -100,17 +136,22 @@ impl Pool {
         self: &Arc<Self>,
         addr: SocketAddr,
         connect_timeout: Duration,
+        keepalive: UpstreamKeepalive,
         mut request: Request<RetryBody>,
     ) -> Result<(Response<Incoming>, Checkin), ProxyError> {
+        let timeout = millis(keepalive.timeout.unwrap_or(self.flag_timeout));
+        if self.idle_timeout_ms.load(Ordering::Relaxed) != timeout {
+            self.idle_timeout_ms.store(timeout, Ordering::Relaxed);
+        }
         // A pooled connection can turn out closed only when the request goes out; then it was
         // not sent at all and goes once more, on a fresh connection.
         let mut fresh = false;
         loop {
-            let mut sender = match self.pooled(addr).await {
-                Some(sender) if !fresh => sender,
+            let (mut sender, served) = match self.pooled(addr).await {
+                Some(pooled) if !fresh => pooled,
                 _ => {
                     fresh = true;
-                    connect(addr, connect_timeout).await?
+                    (connect(addr, connect_timeout).await?, 0)
                 }
             };
             match sender.try_send_request(request).await {
@@ -119,6 +160,8 @@ impl Pool {
                         pool: Arc::downgrade(self),
                         addr,
                         sender: Some(sender),
+                        served: served.saturating_add(1),
+                        keepalive,
                     };
                     return Ok((response, checkin));
                 }
@@ -135,13 +178,13 @@ impl Pool {
 
     /// A pooled connection ready for a request, waiting briefly for one that is still
     /// finishing its previous exchange.
-    async fn pooled(&self, addr: SocketAddr) -> Option<SendRequest<RetryBody>> {
-        while let Some(mut sender) = self.checkout(addr) {
+    async fn pooled(&self, addr: SocketAddr) -> Option<(SendRequest<RetryBody>, u32)> {
+        while let Some((mut sender, served)) = self.checkout(addr) {
             if sender.is_ready() {
-                return Some(sender);
+                return Some((sender, served));
             }
             if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, sender.ready()).await {
-                return Some(sender);
+                return Some((sender, served));
             }
         }
         None
@@ -175,22 +218,19 @@ async fn connect(
     Ok(sender)
 }
 
-/// Closes idle connections past the idle timeout, every half timeout, for as long as the pool
-/// lives.
+/// Closes idle connections past the idle timeout, every half timeout (the one in force when
+/// it last looked), for as long as the pool lives.
 async fn sweep(pool: Weak<Pool>) {
-    let period = match pool.upgrade() {
-        Some(pool) => (pool.idle_timeout / 2).max(Duration::from_millis(100)),
-        None => return,
-    };
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
     loop {
-        tick.tick().await;
+        let period = match pool.upgrade() {
+            Some(pool) => (pool.idle_timeout() / 2).max(Duration::from_millis(100)),
+            None => return,
+        };
+        tokio::time::sleep(period).await;
         let Some(pool) = pool.upgrade() else {
             return;
         };
-        let timeout = pool.idle_timeout;
+        let timeout = pool.idle_timeout();
         pool.lock().retain(|_, list| {
             list.retain(|e| !e.sender.is_closed() && e.since.elapsed() < timeout);
             !list.is_empty()
@@ -203,6 +243,9 @@ pub(crate) struct Checkin {
     pool: Weak<Pool>,
     addr: SocketAddr,
     sender: Option<SendRequest<RetryBody>>,
+    /// Requests the connection has carried, this one included.
+    served: u32,
+    keepalive: UpstreamKeepalive,
 }
 
 impl Checkin {
@@ -259,7 +302,12 @@ impl Drop for Returning {
         if let (Some(pool), Some(sender)) =
             (self.checkin.pool.upgrade(), self.checkin.sender.take())
         {
-            pool.checkin(self.checkin.addr, sender);
+            pool.checkin(
+                self.checkin.addr,
+                sender,
+                self.checkin.served,
+                self.checkin.keepalive,
+            );
         }
     }
 }

@@ -286,7 +286,12 @@ impl Conn {
         tokio::pin!(conn);
         let mut stop = self.stop.clone();
         let options = &self.ctx.options;
-        let idle = options.client_idle_timeout;
+        // The controller ConfigMap's `keep-alive` wins over `--client-idle-timeout`, for the
+        // connections accepted after it changed (`0`, keep-alive off, is applied per response).
+        let idle = match self.ctx.shared.load().translation.global.keep_alive {
+            Some(keep_alive) if !keep_alive.is_zero() => keep_alive,
+            _ => options.client_idle_timeout,
+        };
         let header_timeout = options.header_read_timeout;
         let mut stopping = false;
         // The listener is stopping (not just this connection idle).
@@ -438,6 +443,13 @@ impl Activity {
 
 /// One request's share of its connection's [`Activity`].
 pub(crate) struct Active(Arc<Activity>);
+
+impl Active {
+    /// How many requests its connection has started, this one included (`keep-alive-requests`).
+    pub(crate) fn nth(&self) -> u64 {
+        self.0.started.load(Ordering::Relaxed)
+    }
+}
 
 impl Drop for Active {
     fn drop(&mut self) {

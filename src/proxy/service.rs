@@ -105,6 +105,7 @@ pub(crate) async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let client_addr = client.addr;
     let version = req.version();
+    let nth = active.nth();
     let arrival = Arrival::new(&req, client_addr, tls.as_ref(), &ctx.options.observe);
     // Dropped without a response if the client goes away first: then logged as 499.
     let mut pending = Pending::new(&ctx.options.observe, arrival, active);
@@ -171,7 +172,13 @@ pub(crate) async fn handle(
     // the Ingress's `custom-headers`; one lock-free load.
     let published = ctx.shared.load();
     let global = &published.translation.global;
-    super::global::finish(response.headers_mut(), global, ctx.options.scheme);
+    super::global::finish(
+        response.headers_mut(),
+        global,
+        ctx.options.scheme,
+        version,
+        nth,
+    );
     custom_headers::response(response.headers_mut(), global, route_headers.as_deref());
     drop(published);
     Ok(pending.finish(response))
@@ -467,7 +474,7 @@ async fn proxy(
     // Plain HTTP/1.1 to endpoint IPs takes this worker's own pool; TLS, HTTP/2 and
     // ExternalName backends the legacy client (its connector resolves names and does TLS).
     let via = if protocol == Protocol::Http && external.is_none() {
-        Via::Pool(&ctx.pool, connect_timeout)
+        Via::Pool(&ctx.pool, connect_timeout, global.upstream_keepalive)
     } else {
         Via::Client(Box::new(ctx.clients.get(
             protocol,
@@ -639,7 +646,11 @@ async fn proxy(
 /// How a request's attempts reach the upstream.
 enum Via<'a> {
     /// This worker's pool of plain HTTP/1.1 connections, with the connect timeout.
-    Pool(&'a Arc<Pool>, std::time::Duration),
+    Pool(
+        &'a Arc<Pool>,
+        std::time::Duration,
+        crate::routing::UpstreamKeepalive,
+    ),
     /// hyper-util's client for this protocol, connect timeout and verification (boxed: it
     /// is large, and this path is not the hot one).
     Client(Box<Upstream>),
@@ -658,8 +669,8 @@ async fn send(
 ) -> Result<(Response<Incoming>, Option<Checkin>), ProxyError> {
     let response = async {
         match (via, dest) {
-            (Via::Pool(pool, connect_timeout), Dest::Endpoint(addr)) => pool
-                .send(*addr, *connect_timeout, request)
+            (Via::Pool(pool, connect_timeout, keepalive), Dest::Endpoint(addr)) => pool
+                .send(*addr, *connect_timeout, *keepalive, request)
                 .await
                 .map(|(response, checkin)| (response, Some(checkin))),
             (Via::Client(client), _) => client

@@ -28,6 +28,8 @@ pub struct Global {
     pub server_tokens: bool,
     /// `ssl-redirect`: overrides `--ssl-redirect` when set.
     pub ssl_redirect: Option<bool>,
+    /// `force-ssl-redirect`: redirect plain HTTP to HTTPS on every route, TLS or not.
+    pub force_ssl_redirect: bool,
     /// `proxy-body-size` in bytes (`0` is no limit); overrides `--max-body-size` when set.
     pub proxy_body_size: Option<u64>,
     /// `proxy-connect-timeout`; overrides `--proxy-connect-timeout` when set.
@@ -36,6 +38,14 @@ pub struct Global {
     pub proxy_read_timeout: Option<Duration>,
     /// `large-client-header-buffers` (`4 8k`): the request head may not exceed number × size.
     pub large_client_header_buffers: Option<HeaderBuffers>,
+    /// `keep-alive`: how long an idle client connection stays open (overrides
+    /// `--client-idle-timeout` for new connections); `Some(ZERO)` turns keep-alive off.
+    pub keep_alive: Option<Duration>,
+    /// `keep-alive-requests`: HTTP/1 requests served on one client connection before it is
+    /// closed; `None` is no limit.
+    pub keep_alive_requests: Option<u64>,
+    /// `upstream-keepalive-*`: the keep-alive pool of upstream connections.
+    pub upstream_keepalive: UpstreamKeepalive,
     /// `use-proxy-protocol`: expect a PROXY protocol header on every accepted connection.
     pub use_proxy_protocol: Option<bool>,
     /// `default-ssl-certificate` (`namespace/name`); overrides the flag when set.
@@ -44,6 +54,19 @@ pub struct Global {
     pub add_headers: super::HeaderList,
     /// `proxy-set-headers`: request headers of every upstream request.
     pub proxy_set_headers: super::HeaderList,
+}
+
+/// The `upstream-keepalive-*` keys (nginx `keepalive`, `keepalive_timeout`,
+/// `keepalive_requests` in each upstream block); `None` leaves the pool as the flags set it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpstreamKeepalive {
+    /// `upstream-keepalive-connections`: idle connections kept per endpoint and worker; `0`
+    /// keeps none (every upstream connection closes after its response).
+    pub connections: Option<usize>,
+    /// `upstream-keepalive-timeout`: overrides `--upstream-idle-timeout`.
+    pub timeout: Option<Duration>,
+    /// `upstream-keepalive-requests`: requests sent on one upstream connection.
+    pub requests: Option<u32>,
 }
 
 /// `large-client-header-buffers`: nginx's `number size`.
@@ -116,10 +139,14 @@ impl Default for Global {
             hsts: Some(hsts_value(HSTS_MAX_AGE, true, false)),
             server_tokens: false,
             ssl_redirect: None,
+            force_ssl_redirect: false,
             proxy_body_size: None,
             proxy_connect_timeout: None,
             proxy_read_timeout: None,
             large_client_header_buffers: None,
+            keep_alive: None,
+            keep_alive_requests: None,
+            upstream_keepalive: UpstreamKeepalive::default(),
             use_proxy_protocol: None,
             default_ssl_certificate: None,
             add_headers: Vec::new(),

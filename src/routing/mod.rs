@@ -8,7 +8,9 @@ pub mod normalize;
 mod policy;
 mod table;
 
-pub use global::{hsts_value, Cidr, ForwardedHeaders, Global, HeaderBuffers, HSTS_MAX_AGE};
+pub use global::{
+    hsts_value, Cidr, ForwardedHeaders, Global, HeaderBuffers, UpstreamKeepalive, HSTS_MAX_AGE,
+};
 pub use policy::{
     Balance, CustomHeaders, ErrorBackend, ErrorPages, HeaderList, Policy, Protocol, UpstreamTls,
 };

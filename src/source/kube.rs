@@ -368,9 +368,8 @@ fn config_maps(
 /// ConfigMaps are watched where Services are (the watched namespace, or all): annotations
 /// (`custom-headers`) and the controller ConfigMap's keys (`add-headers`,
 /// `proxy-set-headers`) name them as `namespace/name`, as ingress-nginx does, which watches
-/// them the same way. The controller ConfigMap (`configmap`, `--configmap`), when it lies
-/// outside the watched namespace, gets a watch of its own, field-selected by name
-/// (docs/decisions.md).
+/// them the same way. When the controller ConfigMap (`configmap`, `--configmap`) lies outside
+/// the watched namespace, the ConfigMaps of its namespace are watched too (docs/decisions.md).
 ///
 /// After the initial list, the source counts as synced
 /// (`portico_source_last_sync_age_seconds{source="kube"}`) whenever it sends a snapshot, and
@@ -406,11 +405,13 @@ pub async fn run(
     let secrets =
         namespaced::<Secret>(&client, ns, config().fields(SECRET_FIELD_SELECTOR), &shared);
     let maps = namespaced::<ConfigMap>(&client, ns, config(), &shared);
+    // The controller's own namespace, when it is not the watched one: its ConfigMap and the
+    // ones its keys usually name (`add-headers: ingress-nginx/custom-headers`) live there.
     let controller_map = match (ns, &configmap) {
-        (Some(watched), Some((cns, cname))) if watched != cns => Some(namespaced::<ConfigMap>(
+        (Some(watched), Some((cns, _))) if watched != cns => Some(namespaced::<ConfigMap>(
             &client,
             Some(cns),
-            config().fields(&format!("metadata.name={cname}")),
+            config(),
             &shared,
         )),
         _ => None,

@@ -22,6 +22,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "custom-http-errors",
     "default-ssl-certificate",
     "enable-real-ip",
+    "force-ssl-redirect",
     "forwarded-for-header",
     "generate-request-id",
     "global-allowed-response-headers",
@@ -29,6 +30,8 @@ pub const IMPLEMENTED: &[&str] = &[
     "hsts-include-subdomains",
     "hsts-max-age",
     "hsts-preload",
+    "keep-alive",
+    "keep-alive-requests",
     "large-client-header-buffers",
     "proxy-body-size",
     "proxy-connect-timeout",
@@ -37,6 +40,9 @@ pub const IMPLEMENTED: &[&str] = &[
     "proxy-set-headers",
     "server-tokens",
     "ssl-redirect",
+    "upstream-keepalive-connections",
+    "upstream-keepalive-requests",
+    "upstream-keepalive-timeout",
     "use-forwarded-headers",
     "use-proxy-protocol",
 ];
@@ -119,6 +125,11 @@ pub fn from_data(
         parsed
     };
     global.ssl_redirect = optional("ssl-redirect", &mut invalid);
+    boolean(
+        "force-ssl-redirect",
+        &mut global.force_ssl_redirect,
+        &mut invalid,
+    );
     global.use_proxy_protocol = optional("use-proxy-protocol", &mut invalid);
 
     let fwd = &mut global.forwarded;
@@ -169,6 +180,37 @@ pub fn from_data(
     }
     global.proxy_connect_timeout = seconds("proxy-connect-timeout", get, &mut invalid);
     global.proxy_read_timeout = seconds("proxy-read-timeout", get, &mut invalid);
+    // nginx `keepalive_timeout`: whole seconds, `0` turns keep-alive off.
+    if let Some(v) = get("keep-alive") {
+        match v.trim().parse::<u64>() {
+            Ok(n) => global.keep_alive = Some(Duration::from_secs(n)),
+            Err(_) => invalid("keep-alive", v, "is not a whole number of seconds"),
+        }
+    }
+    if let Some(v) = get("keep-alive-requests") {
+        match v.trim().parse::<u64>() {
+            Ok(n) if n > 0 => global.keep_alive_requests = Some(n),
+            _ => invalid("keep-alive-requests", v, "is not a positive whole number"),
+        }
+    }
+    let upstream = &mut global.upstream_keepalive;
+    if let Some(v) = get("upstream-keepalive-connections") {
+        match v.trim().parse::<usize>() {
+            Ok(n) => upstream.connections = Some(n),
+            Err(_) => invalid("upstream-keepalive-connections", v, "is not a whole number"),
+        }
+    }
+    upstream.timeout = seconds("upstream-keepalive-timeout", get, &mut invalid);
+    if let Some(v) = get("upstream-keepalive-requests") {
+        match v.trim().parse::<u32>() {
+            Ok(n) if n > 0 => upstream.requests = Some(n),
+            _ => invalid(
+                "upstream-keepalive-requests",
+                v,
+                "is not a positive whole number",
+            ),
+        }
+    }
     if let Some(v) = get("large-client-header-buffers") {
         match header_buffers(v) {
             Some(b) => global.large_client_header_buffers = Some(b),
@@ -282,10 +324,14 @@ fn namespaced(value: &str) -> Option<(String, String)> {
 /// `options` with what the ConfigMap overrides among the flags translate reads
 /// (`ingress-nginx.md` §4: the ConfigMap wins).
 pub fn effective_options(options: &Options, global: &Global) -> Option<Options> {
-    if global.ssl_redirect.is_none() && global.default_ssl_certificate.is_none() {
+    if global.ssl_redirect.is_none()
+        && global.default_ssl_certificate.is_none()
+        && !global.force_ssl_redirect
+    {
         return None;
     }
     let mut effective = options.clone();
+    effective.force_ssl_redirect = global.force_ssl_redirect;
     if let Some(b) = global.ssl_redirect {
         effective.ssl_redirect = b;
     }
@@ -529,8 +575,18 @@ mod keys {
             ("large-client-header-buffers", "4 16k"),
             ("use-proxy-protocol", "true"),
             ("ssl-redirect", "false"),
+            ("keep-alive", "0"),
+            ("keep-alive-requests", "100"),
+            ("upstream-keepalive-connections", "0"),
+            ("upstream-keepalive-timeout", "30"),
+            ("upstream-keepalive-requests", "5"),
         ]);
         assert!(c.is_empty(), "{c:?}");
+        assert_eq!(g.keep_alive, Some(Duration::ZERO));
+        assert_eq!(g.keep_alive_requests, Some(100));
+        assert_eq!(g.upstream_keepalive.connections, Some(0));
+        assert_eq!(g.upstream_keepalive.timeout, Some(Duration::from_secs(30)));
+        assert_eq!(g.upstream_keepalive.requests, Some(5));
         assert_eq!(g.proxy_body_size, Some(8 << 20));
         assert_eq!(g.proxy_connect_timeout, Some(Duration::from_secs(7)));
         assert_eq!(g.proxy_read_timeout, Some(Duration::from_secs(120)));
@@ -549,7 +605,13 @@ mod keys {
         rejects("large-client-header-buffers", "0 8k");
         rejects("large-client-header-buffers", "4 8k 2");
         rejects("use-proxy-protocol", "proxy");
+        rejects("keep-alive", "75s");
+        rejects("upstream-keepalive-connections", "-1");
+        rejects("upstream-keepalive-timeout", "0");
+        rejects("upstream-keepalive-requests", "0");
+        rejects("keep-alive-requests", "0");
         rejects("ssl-redirect", "sometimes");
+        rejects("force-ssl-redirect", "always");
         rejects("default-ssl-certificate", "no-namespace");
     }
 }

@@ -652,6 +652,7 @@ pub(super) fn build_vhost(
     host: &HostMatch,
     contributors: &[(&Part, &PartRule)],
     has_tls: bool,
+    force_ssl_redirect: bool,
 ) -> Built {
     let mut routes = Vec::new();
     let mut fallback = None;
@@ -671,14 +672,16 @@ pub(super) fn build_vhost(
             let mut route = route.clone();
             // spec §5.5: only vhosts whose host is bound to a certificate redirect; each
             // route keeps its own Ingress's choice.
-            route.ssl_redirect &= has_tls;
+            // The controller ConfigMap's `force-ssl-redirect` redirects every route, with TLS
+            // or not (nginx.tmpl: `or $location.Rewrite.ForceSSLRedirect (and cert SSLRedirect)`).
+            route.ssl_redirect = force_ssl_redirect || (route.ssl_redirect && has_tls);
             routes.push(route);
         }
     }
     // The misses follow the Ingress of the fallback, else the oldest contributing one.
     let miss_redirect = fallback_redirect.or(first_redirect).unwrap_or(false);
     let mut vhost = VirtualHost::new(host.clone(), routes, fallback);
-    vhost.ssl_redirect = has_tls && miss_redirect;
+    vhost.ssl_redirect = force_ssl_redirect || (has_tls && miss_redirect);
     // spec §3.6: identical match sets are decided by precedence; the losers are reported.
     let shadowed = vhost
         .shadowed()

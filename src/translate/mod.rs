@@ -59,6 +59,9 @@ pub struct Options {
     pub custom_headers: custom_headers::Settings,
     /// `--configmap`: the controller ConfigMap `namespace/name` (`ingress-nginx.md` §4).
     pub configmap: Option<(String, String)>,
+    /// The controller ConfigMap's `force-ssl-redirect` (no flag): redirect plain HTTP to HTTPS
+    /// on every route, hosts without TLS included. Set from the ConfigMap, never by a flag.
+    pub force_ssl_redirect: bool,
 }
 
 impl Default for Options {
@@ -75,6 +78,7 @@ impl Default for Options {
             error_pages: error_pages::Settings::default(),
             custom_headers: custom_headers::Settings::default(),
             configmap: None,
+            force_ssl_redirect: false,
         }
     }
 }
@@ -334,11 +338,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
     let mut ssl_redirects = Vec::with_capacity(parts.len());
     for part in &parts {
         conditions.extend_from_slice(&part.conditions);
-        ssl_redirects.push(SslRedirect {
-            ingress: part.object.clone(),
-            redirect: part.redirect,
-            set_by: part.set_by.to_string(),
-        });
+        ssl_redirects.push(ssl_redirect(part, options, &settings));
         if part.rule_less {
             // spec §3.7: only rule-less Ingresses provide the global default, the oldest wins.
             match (&part.default, &global) {
@@ -387,7 +387,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
         });
         let entry = match reusable {
             Some(entry) => entry,
-            None => incremental::build_vhost(host, &rules, has_tls),
+            None => incremental::build_vhost(host, &rules, has_tls, options.force_ssl_redirect),
         };
         conditions.extend_from_slice(&entry.shadowed);
         built.push(entry.vhost.clone());
@@ -427,6 +427,23 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
         owned,
         ssl_redirects,
         global: Arc::new(settings),
+    }
+}
+
+/// What decides an Ingress's HTTPS redirect, naming the controller ConfigMap's key when it is
+/// what replaced `--ssl-redirect`.
+fn ssl_redirect(part: &incremental::Part, options: &Options, settings: &Global) -> SslRedirect {
+    let (redirect, set_by) = if options.force_ssl_redirect {
+        (true, "ConfigMap force-ssl-redirect")
+    } else if part.set_by == tls::GLOBAL_SSL_REDIRECT && settings.ssl_redirect.is_some() {
+        (part.redirect, "ConfigMap ssl-redirect")
+    } else {
+        (part.redirect, part.set_by)
+    };
+    SslRedirect {
+        ingress: part.object.clone(),
+        redirect,
+        set_by: set_by.to_string(),
     }
 }
 
