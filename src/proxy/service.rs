@@ -179,7 +179,9 @@ pub(crate) async fn handle(
         version,
         nth,
     );
-    custom_headers::response(response.headers_mut(), global, route_headers.as_deref());
+    if route_headers.is_some() || !global.add_headers.is_empty() {
+        custom_headers::response(response.headers_mut(), global, route_headers.as_deref());
+    }
     drop(published);
     Ok(pending.finish(response))
 }
