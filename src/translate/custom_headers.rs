@@ -42,6 +42,25 @@ pub struct Settings {
     pub allowed_response_headers: Vec<String>,
 }
 
+/// Headers that frame a message or belong to one connection: Portico sets them itself, and
+/// one from a ConfigMap could desynchronise the framing between Portico and a client or an
+/// upstream (request smuggling). nginx computes most of these itself too.
+const MANAGED: &[&str] = &[
+    "connection",
+    "content-length",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Whether Portico refuses to take `name` from a ConfigMap (see [`MANAGED`]).
+fn managed(name: &str) -> bool {
+    MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name))
+}
+
 /// ingress-nginx's header-name rule for `custom-headers` and the allowed list
 /// (`customheaders.go`: `^[a-zA-Z\d\-_]+$`).
 fn nginx_header_name(name: &str) -> bool {
@@ -148,6 +167,13 @@ fn headers_of(
             ));
             continue;
         };
+        if managed(name) {
+            problems.push(format!(
+                "{what}: header {name} frames the message or belongs to the connection, which \
+                 Portico manages; skipped"
+            ));
+            continue;
+        }
         if expand {
             if let Some(variable) = nginx_variable(value) {
                 problems.push(format!(
@@ -273,6 +299,12 @@ pub(super) fn custom_headers(
                 clip(header)
             ));
         }
+        if managed(header) {
+            return denied(format!(
+                "ConfigMap {ns}/{name}: header {header} frames the message or belongs to the \
+                 connection, which Portico manages"
+            ));
+        }
         if !settings.allowed_response_headers.contains(header) {
             return denied(format!(
                 "ConfigMap {ns}/{name}: header {header} is not in the controller ConfigMap's \
@@ -344,12 +376,14 @@ mod tests {
             ("X Space".to_string(), "v".to_string()),
             ("X-Var".to_string(), "$host".to_string()),
             ("X-Break".to_string(), "a\r\nInjected: yes".to_string()),
+            ("Transfer-Encoding".to_string(), "chunked".to_string()),
+            ("content-length".to_string(), "5".to_string()),
         ]
         .into();
         let mut problems = Vec::new();
         let list = headers_of(&data, "add-headers", true, &mut problems);
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].0, "x-good");
-        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(problems.len(), 5, "{problems:?}");
     }
 }
