@@ -328,37 +328,43 @@ pub(super) fn rebind(
 ) -> Part {
     let mut part = part.clone();
     part.rev = rev;
-    // The error pages' backends may be among those whose endpoints changed.
+    // The error pages' backends may be among those whose endpoints changed: then the policy
+    // changes, and every backend of the Part carries the new one, malformed ones included.
+    let mut new_policy = false;
     if let Some(p) = &part.policy {
         if let Some(pages) = &p.error_pages {
             part.policy = Some(Arc::new(Policy {
                 error_pages: Some(Arc::new(error_pages::rebind(pages, backends))),
                 ..Policy::clone(p)
             }));
+            new_policy = true;
         }
     }
     let policy = part.policy.clone();
     let fails_closed = part.blocked;
-    let mut again = |reference: &BackendRef| {
-        let backend = backends.again(reference);
-        with_policy(
+    // `None` when the backend stays as it is.
+    let mut again = |reference: Option<&BackendRef>, current: &Arc<Backend>| {
+        let backend = match reference {
+            Some(reference) => backends.again(reference),
+            None if new_policy => current.clone(),
+            None => return None,
+        };
+        Some(with_policy(
             with_policies,
             fails_closed.then_some(&mut *blocked),
             &policy,
             backend,
-        )
+        ))
     };
-    if let Some(Slot {
-        backend,
-        reference: Some(reference),
-    }) = &mut part.default
-    {
-        *backend = again(reference);
+    if let Some(Slot { backend, reference }) = &mut part.default {
+        if let Some(b) = again(reference.as_ref(), backend) {
+            *backend = b;
+        }
     }
     for rule in &mut part.rules {
         for (route, reference) in &mut rule.routes {
-            if let Some(reference) = reference {
-                route.backend = again(reference);
+            if let Some(b) = again(reference.as_ref(), &route.backend) {
+                route.backend = b;
             }
         }
     }
