@@ -366,6 +366,9 @@ impl TranslateArgs {
             ipv6: ipv6_available(),
             default_ssl_certificate,
             ssl_redirect: self.ssl_redirect,
+            // Filled from the controller ConfigMap once one is read.
+            error_pages: Default::default(),
+            custom_headers: Default::default(),
         })
     }
 }

@@ -79,7 +79,7 @@ fn ingress_spec() -> impl Strategy<Value = IngressSpec> {
     (
         0..4usize,
         0..3usize,
-        (0..4usize, 0..3usize, 0..8usize),
+        (0..4usize, 0..3usize, 0..10usize),
         prop::collection::vec(rule, 0..3),
         prop::option::of((0..4usize, 0..4usize)),
         prop::collection::vec(tls, 0..2),
@@ -153,6 +153,18 @@ fn ingress(ns: &str, name: &str, spec: &IngressSpec) -> Ingress {
                 json!("https://elsewhere.example/"),
             );
         }
+        // Error pages hold backends of their own (`default-backend`, the global one).
+        8 => {
+            annotations.insert(
+                "nginx.ingress.kubernetes.io/custom-http-errors".into(),
+                json!("404,503"),
+            );
+            annotations.insert(
+                "nginx.ingress.kubernetes.io/default-backend".into(),
+                json!("s1"),
+            );
+        }
+        9 => drop(annotations.insert("portico.dev/default-backend".into(), json!("s2"))),
         _ => {}
     }
     if !annotations.is_empty() {
@@ -304,6 +316,9 @@ fn options(variant: usize) -> Options {
         default_backend_service: (variant & 16 != 0).then(|| ("a".into(), "s0".into())),
         default_ssl_certificate: (variant & 32 != 0).then(|| ("a".into(), "t1".into())),
         force_ssl_redirect: variant & 64 != 0,
+        error_pages: portico::translate::error_pages::Settings {
+            custom_http_errors: if variant % 3 == 0 { vec![502] } else { vec![] },
+        },
         ..Options::default()
     }
 }
@@ -315,7 +330,7 @@ fn edit() -> impl Strategy<Value = Edit> {
     (
         0..7usize,
         0..16usize,
-        prop::option::of(0..64usize),
+        prop::option::of(0..128usize),
         ingress_spec(),
     )
 }
@@ -458,7 +473,7 @@ proptest! {
     /// translating with a fresh cache: field for field, and as golden files print it.
     #[test]
     fn incremental_equals_fresh_after_every_edit(
-        start in 0..64usize,
+        start in 0..128usize,
         edits in prop::collection::vec(edit(), 1..48),
     ) {
         let mut world = World::default();

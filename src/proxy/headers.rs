@@ -25,12 +25,12 @@ const HOP_BY_HOP: [&str; 7] = [
     "http2-settings",
 ];
 
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 static X_ORIGINAL_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-original-forwarded-for");
-static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub(crate) static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Whether `Connection` lists `token` (comma-separated, case-insensitive).
@@ -361,7 +361,7 @@ pub fn authority_port(authority: &str) -> Option<u16> {
 
 /// 32 lowercase hex characters, written straight into the header value's bytes (no
 /// formatting machinery on the per-request path).
-fn request_id() -> HeaderValue {
+pub(crate) fn request_id() -> HeaderValue {
     HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(&hex32(fastrand::u128(..))))
         .unwrap_or_else(|_| HeaderValue::from_static("0"))
 }

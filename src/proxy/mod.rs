@@ -11,15 +11,17 @@
 
 mod balance;
 pub mod compress;
+mod custom_headers;
 mod error;
+mod error_pages;
 mod global;
 mod headers;
 mod observe;
 mod pool;
 mod proxy_protocol;
 mod redirect;
-mod rewrite;
 mod response_rewrite;
+mod rewrite;
 mod server;
 mod service;
 mod upstream;

@@ -4,7 +4,6 @@
 //! in `nginx.tmpl`). Whether a request is redirected is decided by translate (a flag on the
 //! route or vhost, a [`Redirect`] in the backend's policy); this builds the answer.
 
-
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, DATE, LOCATION, SERVER};
 use http::{HeaderMap, Response, StatusCode, Uri, Version};

@@ -19,7 +19,10 @@ use super::headers::{self, Forwarded};
 use super::observe::{Arrival, Pending, Seen};
 use super::pool::{Checkin, Pool};
 use super::upstream::{self, Clients, RetryBody, Upstream};
-use super::{redirect, response_rewrite, rewrite, ProxyBody, ProxyOptions, Scheme};
+use super::{
+    custom_headers, error_pages, redirect, response_rewrite, rewrite, ProxyBody, ProxyOptions,
+    Scheme,
+};
 use crate::publish::Shared;
 use crate::routing::{normalize, Decision, Protocol, Target};
 
@@ -55,7 +58,7 @@ pub(crate) struct Client {
 
 /// The random round-robin start of this process (spec §4.3: random offset per proxy worker),
 /// so replicas do not all hit the same endpoint first.
-fn process_offset() -> usize {
+pub(super) fn process_offset() -> usize {
     static OFFSET: OnceLock<usize> = OnceLock::new();
     *OFFSET.get_or_init(|| fastrand::usize(..))
 }
@@ -123,8 +126,22 @@ pub(crate) async fn handle(
     // Dropped without a response if the client goes away first: then logged as 499.
     let mut pending = Pending::new(&ctx.options.observe, arrival, active);
     let seen = &mut pending.seen;
-    let response = match proxy(&ctx, client, req, seen).await {
-        Ok(response) => response,
+    let mut intercept = None;
+    let mut route_headers = None;
+    let response = match proxy(&ctx, client, req, seen, &mut intercept, &mut route_headers).await {
+        // `custom-http-errors`: a listed status is answered by the error backend.
+        Ok(response) => match intercept.filter(|i| i.upstream_answer(response.status())) {
+            Some(i) => {
+                let status = response.status();
+                drop(response);
+                // The error location is another nginx location: no `custom-headers`.
+                route_headers = None;
+                error_pages::answer(&ctx, i, status, version)
+                    .await
+                    .unwrap_or_else(|err| err.to_response(version))
+            }
+            None => response,
+        },
         Err((err, backend)) => {
             let status = err.status();
             if let ProxyError::Client(fault) = &err {
@@ -154,21 +171,36 @@ pub(crate) async fn handle(
                     "request refused"
                 );
             }
-            err.to_response(version)
+            let client_fault = matches!(err, ProxyError::Client(_));
+            match intercept.filter(|i| !client_fault && i.own_answer(status)) {
+                Some(i) => {
+                    route_headers = None;
+                    error_pages::answer(&ctx, i, status, version)
+                        .await
+                        .unwrap_or_else(|err| err.to_response(version))
+                }
+                None => err.to_response(version),
+            }
         }
     };
     let mut response = response;
-    // The controller ConfigMap's response headers (HSTS, server-tokens); one lock-free load.
-    // Only an HTTP/1 answer can close its connection; a 101 keeps `Connection: upgrade` (the
-    // connection becomes the tunnel).
+    // The controller ConfigMap's response headers (HSTS, `add-headers`) and the Ingress's
+    // `custom-headers`; one lock-free load. Only an HTTP/1 answer can close its connection; a
+    // 101 keeps `Connection: upgrade` (the connection becomes the tunnel).
     let closable =
         version <= Version::HTTP_11 && response.status() != StatusCode::SWITCHING_PROTOCOLS;
+    let published = ctx.shared.load();
+    let global = &published.translation.global;
     super::global::finish(
         response.headers_mut(),
-        &ctx.shared.load().translation.global,
+        global,
         ctx.options.scheme,
         closable.then_some(nth),
     );
+    if route_headers.is_some() || !global.add_headers.is_empty() {
+        custom_headers::response(response.headers_mut(), global, route_headers.as_deref());
+    }
+    drop(published);
     Ok(pending.finish(response))
 }
 
@@ -241,6 +273,8 @@ async fn proxy(
     client: Client,
     mut req: Request<Incoming>,
     seen: &mut Seen,
+    intercept: &mut Option<error_pages::Intercept>,
+    route_headers: &mut Option<Arc<crate::routing::CustomHeaders>>,
 ) -> Result<Response<ProxyBody>, Failure> {
     let client_version = req.version();
     if headers::head_size(&req) > ctx.options.max_header_bytes {
@@ -285,8 +319,15 @@ async fn proxy(
         // The ConfigMap's `http-redirect-code` and `use-port-in-redirects`.
         let redirects = redirect::RedirectSettings::from_global(&published.translation.global);
         if let Some(to) = published.translation.table.www_redirect(&match_host) {
-            return redirect::to_www(to, host_value, &req, client.trusted, &ctx.options, &redirects)
-                .map_err(fail);
+            return redirect::to_www(
+                to,
+                host_value,
+                &req,
+                client.trusted,
+                &ctx.options,
+                &redirects,
+            )
+            .map_err(fail);
         }
         // issue 13: `app-root` is a server-level redirect in ingress-nginx, before any other.
         if let Some(vhost) = decision.vhost().filter(|v| v.app_root.is_some()) {
@@ -311,8 +352,7 @@ async fn proxy(
         {
             let uri = rewrite::redirect_uri(decision.route(), req.uri());
             let uri = uri.as_ref().unwrap_or(req.uri());
-            return redirect::to_https(host_value, uri, client_version, &redirects)
-                .map_err(fail);
+            return redirect::to_https(host_value, uri, client_version, &redirects).map_err(fail);
         }
         // issue 13: `rewrite-target` of the regex location that matched.
         if let Decision::Route {
@@ -336,6 +376,35 @@ async fn proxy(
         if headers::head_size(&req) as u64 > buffers.total() {
             return Err(fail(ProxyError::HeadersTooLarge));
         }
+    }
+
+    // ingress-nginx's `custom-headers` (custom_headers.rs): a ConfigMap it would deny the
+    // location for answers 503.
+    if let Some(headers) = &backend.policy.custom_headers {
+        if headers.denied {
+            return Err(fail(ProxyError::Unavailable(
+                crate::routing::Unavailable::LocationDenied,
+            )));
+        }
+        *route_headers = Some(headers.clone());
+    }
+    // ingress-nginx's `default-backend` / `custom-http-errors` (error_pages.rs); nothing to
+    // do for backends without them.
+    let mut backend = backend;
+    if let Some(pages) = &backend.policy.error_pages {
+        let mut i = error_pages::Intercept::new(
+            pages.clone(),
+            &backend,
+            &mut req,
+            client,
+            &host_header,
+            ctx.options.scheme,
+            &global,
+        );
+        if let Some(fallback) = i.fallback(&backend) {
+            backend = fallback;
+        }
+        *intercept = Some(i);
     }
 
     // Per-Ingress settings were typed at translate time; the controller ConfigMap, then the
@@ -450,6 +519,12 @@ async fn proxy(
     }
     if let Some(prefix) = forwarded_prefix {
         headers.insert(rewrite::X_FORWARDED_PREFIX.clone(), prefix);
+    }
+    if let Some(i) = intercept {
+        i.add_fallback_headers(&mut headers);
+    }
+    if !global.proxy_set_headers.is_empty() {
+        custom_headers::request(&mut headers, &global);
     }
 
     // What only the access log needs is kept only when there is one.
@@ -736,7 +811,7 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 /// unless the upstream also sent `Transfer-Encoding`: then its body was read by that framing
 /// and the `Content-Length` is wrong by definition (RFC 9112 §6.3: Transfer-Encoding
 /// overrides it, and a proxy must drop it), so the client gets hyper's chunked framing.
-fn finish_headers(headers: &mut HeaderMap, upgrade: bool) {
+pub(super) fn finish_headers(headers: &mut HeaderMap, upgrade: bool) {
     if headers.contains_key(http::header::TRANSFER_ENCODING) {
         headers.remove(http::header::CONTENT_LENGTH);
     }

@@ -330,6 +330,21 @@ impl RetryBody {
         }
     }
 
+    /// No body at all, for a request Portico makes itself (an error page's request,
+    /// `error_pages.rs`).
+    pub fn none() -> RetryBody {
+        let sent = Arc::new(Progress::default());
+        sent.sent.notify_one();
+        RetryBody {
+            state: State::Done,
+            sent,
+            limit: 0,
+            timeout: None,
+            idle: None,
+            armed: false,
+        }
+    }
+
     /// Resolves once the whole request body has been handed to the upstream connection.
     pub fn sent(&self) -> Arc<Progress> {
         self.sent.clone()

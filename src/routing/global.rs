@@ -61,6 +61,10 @@ pub struct Global {
     /// `log-format-upstream` (with `log-format-escape-json`/`-none`); `None`: Portico's own
     /// access log format.
     pub log_format: Option<std::sync::Arc<super::log_format::LogTemplate>>,
+    /// `add-headers`: response headers of every answer (`translate/custom_headers.rs`).
+    pub add_headers: super::HeaderList,
+    /// `proxy-set-headers`: request headers of every upstream request.
+    pub proxy_set_headers: super::HeaderList,
 }
 
 /// The `upstream-keepalive-*` keys (nginx `keepalive`, `keepalive_timeout`,
@@ -160,6 +164,8 @@ impl Default for Global {
             default_ssl_certificate: None,
             compression: None,
             log_format: None,
+            add_headers: Vec::new(),
+            proxy_set_headers: Vec::new(),
         }
     }
 }

@@ -15,8 +15,8 @@ pub use global::{
     hsts_value, Cidr, ForwardedHeaders, Global, HeaderBuffers, UpstreamKeepalive, HSTS_MAX_AGE,
 };
 pub use policy::{
-    Balance, Piece, Policy, Protocol, Redirect, Replace, ResponseRewrite, Rewrite, RewriteTarget,
-    UpstreamTls,
+    Balance, CustomHeaders, ErrorBackend, ErrorPages, HeaderList, Piece, Policy, Protocol,
+    Redirect, Replace, ResponseRewrite, Rewrite, RewriteTarget, UpstreamTls,
 };
 pub use regex_mode::{is_target_byte, rewrite_target, RegexLocation, RegexMode, RegexProblem};
 pub use table::{Decision, RouteTable, VirtualHost};
@@ -177,6 +177,9 @@ pub enum Unavailable {
     ExternalNameDisabled,
     /// The routing Ingress asks for access control Portico does not implement: fail closed.
     AccessControlUnsupported,
+    /// ingress-nginx would deny the routing Ingress's locations (a `custom-headers` ConfigMap
+    /// that is missing or sets a header `global-allowed-response-headers` does not allow).
+    LocationDenied,
 }
 
 /// Where a backend's traffic goes.

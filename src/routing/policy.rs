@@ -1,9 +1,12 @@
 //! Per-Ingress proxy settings parsed from annotations at translate time (typed, never per
 //! request). `None` fields mean "the controller's flag applies".
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
+
+use super::{Backend, Target};
 
 /// How a backend's endpoints are chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
@@ -121,6 +124,13 @@ pub struct Policy {
     /// `service-upstream` arrives (`None` will then mean "the global setting").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_upstream: Option<bool>,
+    /// ingress-nginx's `default-backend` and `custom-http-errors` (annotations) and the
+    /// ConfigMap's `custom-http-errors`: who answers instead of the routed Service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_pages: Option<Arc<ErrorPages>>,
+    /// ingress-nginx's `custom-headers`: response headers from a ConfigMap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_headers: Option<Arc<CustomHeaders>>,
 }
 
 /// The regex and rewrite annotations of one Ingress, typed at translate time
@@ -215,6 +225,121 @@ pub struct ResponseRewrite {
     /// The `Path` attribute of `Set-Cookie` (`proxy_cookie_path`): a prefix, case-sensitive.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cookie_path: Option<Replace>,
+}
+
+/// Header fields, validated at translate time, in the order they are applied.
+pub type HeaderList = Vec<(http::HeaderName, http::HeaderValue)>;
+
+/// The response headers of one Ingress's `custom-headers` (`translate/custom_headers.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CustomHeaders {
+    /// Set on every answer of the Ingress's paths, replacing the upstream's (nginx's
+    /// `more_set_headers`).
+    pub headers: HeaderList,
+    /// ingress-nginx would deny the location (ConfigMap missing, header not allowed): 503.
+    pub denied: bool,
+}
+
+impl Serialize for CustomHeaders {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        if self.denied {
+            return s.serialize_str("denied");
+        }
+        let mut map = s.serialize_map(Some(self.headers.len()))?;
+        for (name, value) in &self.headers {
+            map.serialize_entry(name.as_str(), &String::from_utf8_lossy(value.as_bytes()))?;
+        }
+        map.end()
+    }
+}
+
+/// Error pages of one Ingress (ingress-nginx's `error_page ... = @custom_...` locations,
+/// `rootfs/etc/nginx/template/nginx.tmpl` "CUSTOM_ERRORS"), typed by translate
+/// (`translate/error_pages.rs`) and read by `proxy/error_pages.rs` per request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorPages {
+    /// Statuses (sorted, 300–599) answered by [`ErrorPages::error_backend`]: the Ingress's
+    /// `custom-http-errors`, else the ConfigMap's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub codes: Vec<u16>,
+    /// Whether `codes` came from the annotation: then the `default-backend` annotation's
+    /// Service answers them when it has endpoints (ingress-nginx's `DefaultBackendUpstreamName`),
+    /// else the global one. The ConfigMap's list always goes to the global default backend
+    /// (its `error_page` sits at nginx's `http` level and names `upstream-default-backend`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub codes_from_annotation: bool,
+    /// `disable-proxy-intercept-errors: "true"`: upstream answers with a listed status pass
+    /// unchanged; Portico's own errors (502, 503, 504) are still answered by the error backend,
+    /// as nginx's `error_page` applies to its own errors whatever `proxy_intercept_errors` says.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub upstream_passes: bool,
+    /// The `default-backend` annotation's Service (first port, the Ingress's namespace): it
+    /// answers for a routed Service without endpoints.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom: Option<ErrorBackend>,
+    /// `--default-backend-service`, ingress-nginx's `upstream-default-backend`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub global: Option<ErrorBackend>,
+    /// `X-Namespace` and `X-Ingress-Name` sent to the error backend.
+    #[serde(skip)]
+    pub namespace: String,
+    #[serde(skip)]
+    pub ingress: String,
+}
+
+impl ErrorPages {
+    /// Whether `status` is one of `codes`.
+    pub fn lists(&self, status: u16) -> bool {
+        self.codes.binary_search(&status).is_ok()
+    }
+
+    /// The backend that answers listed statuses, if one can take traffic.
+    pub fn error_backend(&self) -> Option<&Arc<Backend>> {
+        let custom = self
+            .custom
+            .as_ref()
+            .filter(|_| self.codes_from_annotation)
+            .filter(|b| b.serves());
+        custom
+            .or(self.global.as_ref().filter(|b| b.serves()))
+            .map(|b| &b.0)
+    }
+
+    /// The `default-backend` annotation's Service, when it can take traffic.
+    pub fn fallback(&self) -> Option<&Arc<Backend>> {
+        self.custom.as_ref().filter(|b| b.serves()).map(|b| &b.0)
+    }
+}
+
+/// A backend inside a [`Policy`]: compared by value, hashed by reference (equal values have
+/// equal references, so the two agree), shown as its reference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorBackend(pub Arc<Backend>);
+
+// `Backend` holds no floating point: its equality is total.
+impl Eq for ErrorBackend {}
+
+impl std::hash::Hash for ErrorBackend {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.reference.hash(state);
+    }
+}
+
+impl Serialize for ErrorBackend {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0.reference)
+    }
+}
+
+impl ErrorBackend {
+    /// Whether it has endpoints: ingress-nginx uses a custom default backend only "if [it]
+    /// contains at least one endpoint" (`internal/ingress/controller/controller.go`). An
+    /// ExternalName Service is not used as an error backend.
+    pub fn serves(&self) -> bool {
+        matches!(self.0.target, Target::Endpoints(_))
+    }
 }
 
 impl Policy {

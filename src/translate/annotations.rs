@@ -10,8 +10,8 @@ use k8s_openapi::api::networking::v1::Ingress;
 
 use crate::routing::{Balance, Policy, Protocol, UpstreamTls};
 
-const NGINX: &str = "nginx.ingress.kubernetes.io/";
-const PORTICO: &str = "portico.dev/";
+pub(super) const NGINX: &str = "nginx.ingress.kubernetes.io/";
+pub(super) const PORTICO: &str = "portico.dev/";
 
 /// The annotation names, without prefix; each is read as `portico.dev/NAME`, then
 /// `nginx.ingress.kubernetes.io/NAME`.
@@ -25,9 +25,14 @@ pub const PROXY_SSL_SECRET: &str = "proxy-ssl-secret";
 pub const PROXY_SSL_VERIFY: &str = "proxy-ssl-verify";
 
 /// Every annotation name Portico reads under both prefixes (`ssl-redirect` is read by
-/// `tls.rs`). Anything else under either prefix is reported, never silently ignored.
+/// `tls.rs`, the error pages by `error_pages.rs`). Anything else under either prefix is
+/// reported, never silently ignored.
 pub(crate) const IMPLEMENTED: &[&str] = &[
     "ssl-redirect",
+    super::error_pages::DEFAULT_BACKEND,
+    super::error_pages::CUSTOM_HTTP_ERRORS,
+    super::error_pages::DISABLE_INTERCEPT,
+    super::custom_headers::CUSTOM_HEADERS,
     LOAD_BALANCE,
     NEXT_UPSTREAM_TRIES,
     CONNECT_TIMEOUT,

@@ -16,17 +16,20 @@ use super::{Condition, ObjectRef, Options, Reason};
 /// The keys Portico implements, sorted. Keys other modules parse from [`Global::data`] are
 /// added here by those modules' owners when they wire their `from_configmap`.
 pub const IMPLEMENTED: &[&str] = &[
+    "add-headers",
     "allow-snippet-annotations",
     "brotli-level",
     "brotli-min-length",
     "brotli-types",
     "compute-full-forwarded-for",
+    "custom-http-errors",
     "default-ssl-certificate",
     "enable-brotli",
     "enable-real-ip",
     "force-ssl-redirect",
     "forwarded-for-header",
     "generate-request-id",
+    "global-allowed-response-headers",
     "gzip-level",
     "gzip-min-length",
     "gzip-types",
@@ -45,6 +48,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "proxy-connect-timeout",
     "proxy-read-timeout",
     "proxy-real-ip-cidr",
+    "proxy-set-headers",
     "server-tokens",
     "ssl-redirect",
     "upstream-keepalive-connections",
@@ -282,6 +286,14 @@ pub fn from_data(
             message,
         });
     }
+    // Keys other modules own: each parser's messages start with its key.
+    let (_, mut problems) = super::error_pages::from_configmap(&data);
+    problems.extend(super::custom_headers::from_configmap(&data).1);
+    conditions.extend(problems.into_iter().map(|message| Condition {
+        object: object.clone(),
+        reason: Reason::InvalidConfigMapKey,
+        message,
+    }));
 
     let unsupported: Vec<&str> = data
         .keys()

@@ -11,12 +11,15 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 
 use super::backends::{Backends, Resolved, SERVICE_NAME_LABEL};
-use super::{annotations, paths, redirects, tls, Condition, ObjectRef, Options, Reason};
+use super::{
+    annotations, custom_headers, error_pages, paths, redirects, tls, Condition, ObjectRef, Options,
+    Reason,
+};
 use crate::routing::{
     Backend, BackendRef, HostMatch, Origin, Policy, Route, Target, Unavailable, VirtualHost,
 };
@@ -42,6 +45,7 @@ pub(super) struct State {
     services: HashMap<Key, Vec<Arc<Service>>>,
     slices: HashMap<Key, Vec<Arc<EndpointSlice>>>,
     secrets: HashMap<Key, Vec<Arc<Secret>>>,
+    config_maps: HashMap<Key, Vec<Arc<ConfigMap>>>,
     /// Resolved backends by reference, still valid for unchanged Services and slices.
     pub backends: HashMap<BackendRef, Resolved>,
     /// One `Arc` per backend and non-default policy (see `translate`).
@@ -66,6 +70,8 @@ pub(super) struct Changes {
     /// only endpoint sets depend on them.
     slices: HashSet<Key>,
     secrets: HashSet<Key>,
+    /// ConfigMaps (`custom-headers` reads them).
+    config_maps: HashSet<Key>,
 }
 
 impl State {
@@ -77,6 +83,7 @@ impl State {
         services: &[Arc<Service>],
         slices: &[Arc<EndpointSlice>],
         secrets: &[Arc<Secret>],
+        config_maps: &[Arc<ConfigMap>],
     ) -> Changes {
         if self.options.as_ref() != Some(options) {
             *self = State {
@@ -102,6 +109,13 @@ impl State {
                     m.name.as_deref().unwrap_or_default(),
                 ))
             }),
+            config_maps: diff(&mut self.config_maps, config_maps, |c| {
+                let m = &c.metadata;
+                Some((
+                    m.namespace.as_deref().unwrap_or_default(),
+                    m.name.as_deref().unwrap_or_default(),
+                ))
+            }),
         };
         if !changes.services.is_empty() || !changes.slices.is_empty() {
             let stale = |reference: &BackendRef| match reference {
@@ -114,8 +128,17 @@ impl State {
                 BackendRef::Resource { .. } => false,
             };
             self.backends.retain(|reference, _| !stale(reference));
+            // A policy's error pages hold backends too (`error_pages.rs`).
+            let stale_pages = |policy: &Policy| {
+                policy.error_pages.as_ref().is_some_and(|pages| {
+                    [&pages.custom, &pages.global]
+                        .into_iter()
+                        .flatten()
+                        .any(|b| stale(&b.0.reference))
+                })
+            };
             self.with_policies
-                .retain(|(reference, _), _| !stale(reference));
+                .retain(|(reference, policy), _| !stale(reference) && !stale_pages(policy));
         }
         changes
     }
@@ -139,6 +162,10 @@ pub(super) fn reuse(
     if !same(&part.ingress, ingress)
         || part.services.iter().any(|k| changes.services.contains(k))
         || part.secrets.iter().any(|k| changes.secrets.contains(k))
+        || part
+            .config_maps
+            .iter()
+            .any(|k| changes.config_maps.contains(k))
     {
         return None;
     }
@@ -218,6 +245,7 @@ pub(super) struct Part {
     /// The Services (with their EndpointSlices) and Secrets it reads.
     pub services: Vec<Key>,
     pub secrets: Vec<Key>,
+    pub config_maps: Vec<Key>,
     pub object: ObjectRef,
     /// spec §5.5: its redirect choice and what decided it.
     pub redirect: bool,
@@ -339,29 +367,46 @@ pub(super) fn rebind(
 ) -> Part {
     let mut part = part.clone();
     part.rev = rev;
+    // The error pages' backends may be among those whose endpoints changed: then the policy
+    // changes, and every backend of the Part carries the new one, malformed ones included.
+    let mut new_policy = false;
+    if let Some(p) = &part.policy {
+        if let Some(pages) = &p.error_pages {
+            part.policy = Some(Arc::new(Policy {
+                error_pages: Some(Arc::new(error_pages::rebind(pages, backends))),
+                ..Policy::clone(p)
+            }));
+            new_policy = true;
+        }
+    }
     let policy = part.policy.clone();
     let fails_closed = part.blocked;
-    let mut again = |reference: &BackendRef| {
-        let backend = backends.again(reference);
-        let (backend, _) = service_upstream(backends, &policy, backend);
-        with_policy(
+    // `None` when the backend stays as it is.
+    let mut again = |reference: Option<&BackendRef>, current: &Arc<Backend>| {
+        let backend = match reference {
+            Some(reference) => {
+                let backend = backends.again(reference);
+                service_upstream(backends, &policy, backend).0
+            }
+            None if new_policy => current.clone(),
+            None => return None,
+        };
+        Some(with_policy(
             with_policies,
             fails_closed.then_some(&mut *blocked),
             &policy,
             backend,
-        )
+        ))
     };
-    if let Some(Slot {
-        backend,
-        reference: Some(reference),
-    }) = &mut part.default
-    {
-        *backend = again(reference);
+    if let Some(Slot { backend, reference }) = &mut part.default {
+        if let Some(b) = again(reference.as_ref(), backend) {
+            *backend = b;
+        }
     }
     for rule in &mut part.rules {
         for (route, reference) in &mut rule.routes {
-            if let Some(reference) = reference {
-                route.backend = again(reference);
+            if let Some(b) = again(reference.as_ref(), &route.backend) {
+                route.backend = b;
             }
         }
     }
@@ -374,7 +419,8 @@ pub(super) fn derive(
     ingress: &Arc<Ingress>,
     rev: u64,
     options: &Options,
-    secrets: &[Arc<Secret>],
+    // Its Secrets and ConfigMaps (annotations name them).
+    snapshot: &crate::source::Snapshot,
     backends: &mut Backends<'_>,
     with_policies: &mut HashMap<(BackendRef, Arc<Policy>), Arc<Backend>>,
     blocked: &mut HashMap<BackendRef, Arc<Backend>>,
@@ -428,6 +474,7 @@ pub(super) fn derive(
             ingress: Arc::clone(ingress),
             services: Vec::new(),
             secrets: Vec::new(),
+            config_maps: Vec::new(),
             object,
             redirect: options.ssl_redirect,
             set_by: tls::GLOBAL_SSL_REDIRECT,
@@ -456,7 +503,7 @@ pub(super) fn derive(
     };
     // Proxy annotations, typed once here; a backend under non-default ones gets its own copy
     // carrying them.
-    let (mut policy, mut invalid) = annotations::policy(ingress, secrets);
+    let (mut policy, mut invalid) = annotations::policy(ingress, &snapshot.secrets);
     // Redirects, the upstream Host and response rewriting (issue 13).
     let asked = redirects::apply(ingress, &mut policy, &mut invalid);
     let force_ssl = asked.force_ssl.unwrap_or(options.force_ssl_redirect);
@@ -464,6 +511,31 @@ pub(super) fn derive(
     let aliases = redirects::server_aliases(ingress, &mut invalid);
     for message in invalid {
         condition(Reason::InvalidAnnotation, message);
+    }
+    // `default-backend` / `custom-http-errors`: error pages travel with the policy too.
+    let (pages, invalid) = error_pages::error_pages(
+        ingress,
+        &namespace,
+        &object.name,
+        options,
+        &options.error_pages.custom_http_errors,
+        backends,
+    );
+    for message in invalid {
+        condition(Reason::InvalidAnnotation, message);
+    }
+    policy.error_pages = pages.map(Arc::new);
+    // `custom-headers`: a ConfigMap ingress-nginx would deny the paths for makes them 503.
+    if let Some((headers, denied)) = custom_headers::custom_headers(
+        ingress,
+        &namespace,
+        &options.custom_headers,
+        &snapshot.config_maps,
+    ) {
+        if let Some(message) = denied {
+            condition(Reason::InvalidAnnotation, message);
+        }
+        policy.custom_headers = Some(Arc::new(headers));
     }
     let policy = (!policy.is_default()).then(|| Arc::new(policy));
     let spec = ingress.spec.as_ref();
@@ -568,8 +640,15 @@ pub(super) fn derive(
     Part {
         rev,
         ingress: Arc::clone(ingress),
-        services: services_read(ingress, &namespace),
+        services: {
+            let mut keys = services_read(ingress, &namespace);
+            keys.extend(error_pages::services_read(ingress, &namespace, options));
+            keys.sort();
+            keys.dedup();
+            keys
+        },
         secrets: secrets_read(ingress, &namespace),
+        config_maps: custom_headers::config_maps_read(ingress, &namespace),
         object,
         redirect,
         set_by,

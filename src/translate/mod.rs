@@ -7,10 +7,12 @@ mod annotations;
 mod backends;
 mod class;
 pub mod configmap;
+pub mod custom_headers;
+pub mod error_pages;
 mod incremental;
 mod paths;
-mod rewrite;
 mod redirects;
+mod rewrite;
 mod tls;
 
 pub use annotations::{parse_size, parse_timeout};
@@ -55,6 +57,10 @@ pub struct Options {
     /// Redirect plain HTTP to HTTPS for hosts with TLS unless an Ingress says otherwise
     /// (spec §5.5).
     pub ssl_redirect: bool,
+    /// The controller ConfigMap's keys for error pages (`custom-http-errors`).
+    pub error_pages: error_pages::Settings,
+    /// The controller ConfigMap's gate for `custom-headers` (`global-allowed-response-headers`).
+    pub custom_headers: custom_headers::Settings,
     /// `--configmap`: the controller ConfigMap `namespace/name` (`ingress-nginx.md` §4).
     pub configmap: Option<(String, String)>,
     /// The controller ConfigMap's `force-ssl-redirect`: the default of the annotation
@@ -74,6 +80,8 @@ impl Default for Options {
             ipv6: true,
             default_ssl_certificate: None,
             ssl_redirect: true,
+            error_pages: error_pages::Settings::default(),
+            custom_headers: custom_headers::Settings::default(),
             configmap: None,
             force_ssl_redirect: false,
         }
@@ -228,8 +236,47 @@ impl std::fmt::Debug for Cache {
 /// and only the vhosts with a changed contribution are rebuilt; the merge itself walks every
 /// owned Ingress in age order, as spec §3.6 and §3.8 define it.
 pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> Translation {
-    let (settings, mut conditions) = configmap::parse(snapshot, options);
-    let effective = configmap::effective_options(options, &settings);
+    let (mut settings, mut conditions) = configmap::parse(snapshot, options);
+    let mut effective = configmap::effective_options(options, &settings);
+    // `custom-http-errors` (error_pages.rs; `configmap::from_data` reported its problems): a
+    // key that is set replaces the options' list.
+    let (pages, _) = error_pages::from_configmap(settings.data());
+    if settings
+        .data()
+        .contains_key(error_pages::CONFIGMAP_CUSTOM_HTTP_ERRORS)
+        && pages != options.error_pages
+    {
+        let mut with_pages = effective.unwrap_or_else(|| options.clone());
+        with_pages.error_pages = pages;
+        effective = Some(with_pages);
+    }
+    // `global-allowed-response-headers` (custom_headers.rs) likewise.
+    let (gate, _) = custom_headers::from_configmap(settings.data());
+    if settings
+        .data()
+        .contains_key(custom_headers::ALLOWED_RESPONSE_HEADERS)
+        && gate != options.custom_headers
+    {
+        let mut with_gate = effective.unwrap_or_else(|| options.clone());
+        with_gate.custom_headers = gate;
+        effective = Some(with_gate);
+    }
+    // `add-headers`, `proxy-set-headers`: the ConfigMaps they name, read now.
+    let (add, set, problems) =
+        custom_headers::global_headers(settings.data(), &snapshot.config_maps);
+    settings.add_headers = add;
+    settings.proxy_set_headers = set;
+    if let Some((namespace, name)) = &options.configmap {
+        conditions.extend(problems.into_iter().map(|message| Condition {
+            object: ObjectRef {
+                kind: "ConfigMap".to_string(),
+                namespace: namespace.clone(),
+                name: name.clone(),
+            },
+            reason: Reason::InvalidConfigMapKey,
+            message,
+        }));
+    }
     let options = effective.as_ref().unwrap_or(options);
     let state = &mut cache.state;
     let changes = state.changes(
@@ -237,6 +284,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
         &snapshot.services,
         &snapshot.endpoint_slices,
         &snapshot.secrets,
+        &snapshot.config_maps,
     );
     let classes = Classes::new(&snapshot.ingress_classes, options);
     let ingresses = owned_in_age_order(&snapshot.ingresses, &classes, options);
@@ -274,7 +322,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
                     ingress,
                     rev,
                     options,
-                    &snapshot.secrets,
+                    snapshot,
                     &mut backends,
                     &mut state.with_policies,
                     &mut state.blocked,
@@ -362,6 +410,17 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
             .default_backend_service
             .as_ref()
             .map(|(ns, name)| backends.default_service(ns, name))
+            .map(|b| {
+                // The ConfigMap's `custom-http-errors` covers it too (nginx's `http` level).
+                let codes = &options.error_pages.custom_http_errors;
+                match error_pages::global_default(&b, codes) {
+                    Some(pages) => Arc::new(b.with_policy(Arc::new(crate::routing::Policy {
+                        error_pages: Some(Arc::new(pages)),
+                        ..crate::routing::Policy::clone(&b.policy)
+                    }))),
+                    None => b,
+                }
+            })
     });
     state.backends = backends.into_cache();
 
