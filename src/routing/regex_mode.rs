@@ -216,7 +216,8 @@ impl RegexMode {
                     continue;
                 }
             };
-            anchored &= starts_anchored(matcher.as_str());
+            let this_anchored = starts_anchored(matcher.as_str());
+            anchored &= this_anchored;
             let mut rewrites = spec.rewrites;
             let mut captures = None;
             let target = routes_by_age
@@ -227,7 +228,16 @@ impl RegexMode {
             if let Some(target) = target {
                 let wanted = target.max_group();
                 if wanted > 0 {
-                    match compile(&format!("(?i){}", spec.path)) {
+                    // nginx's `rewrite "(?i)PATH"` searches anywhere, but when the location
+                    // regex is anchored its leftmost match starts at 0, so the anchored form
+                    // gives the same groups without the reverse scan an unanchored search
+                    // needs.
+                    let source = if this_anchored {
+                        format!("(?i)^(?:{})", spec.path)
+                    } else {
+                        format!("(?i){}", spec.path)
+                    };
+                    match compile(&source) {
                         Ok(re) if re.captures_len() > wanted => captures = Some(re),
                         Ok(re) => {
                             rewrites = false;
