@@ -317,7 +317,11 @@ fn options(variant: usize) -> Options {
         default_ssl_certificate: (variant & 32 != 0).then(|| ("a".into(), "t1".into())),
         force_ssl_redirect: variant & 64 != 0,
         error_pages: portico::translate::error_pages::Settings {
-            custom_http_errors: if variant % 3 == 0 { vec![502] } else { vec![] },
+            custom_http_errors: if variant.is_multiple_of(3) {
+                vec![502]
+            } else {
+                vec![]
+            },
         },
         ..Options::default()
     }

@@ -173,8 +173,7 @@ async fn upstream_sees_http11_for_h2c_prior_knowledge_client() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.version(), http::Version::HTTP_2);
     assert!(response.headers().contains_key("date"));
-    // server-tokens: "false" (ingress-nginx's default) sends no Server header.
-    assert!(!response.headers().contains_key("server"));
+    assert_eq!(response.headers()["server"], "portico");
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(json["proto"], "HTTP/1.1");
@@ -346,8 +345,7 @@ async fn content_length_is_preserved_and_date_and_server_are_set() {
     assert_eq!(len, response.body.len());
     assert_eq!(response.header("content-type"), Some("application/json"));
     assert!(response.header("date").is_some());
-    // server-tokens: "false" (ingress-nginx's default) removes Server, the upstream's too.
-    assert!(response.header_all("server").is_empty());
+    assert_eq!(response.header_all("server"), ["portico"]);
 
     // An upstream that does not send a length is re-framed chunked.
     let response = proxy.get("x", "/?chunked=1").await;
@@ -395,8 +393,7 @@ fn assert_proxy_answer(response: &RawResponse, status: u16) {
     assert_eq!(len, response.body.len());
     assert!(!response.body.is_empty() && response.body.len() < 100);
     assert!(response.header("date").is_some());
-    // server-tokens: "false", ingress-nginx's default.
-    assert_eq!(response.header("server"), None);
+    assert_eq!(response.header("server"), Some("portico"));
 }
 
 #[tokio::test]

@@ -369,11 +369,12 @@ async fn plain_http_to_a_tls_host_is_redirected_with_308() {
     assert_eq!(response.status, 200);
     assert_eq!(response.json()["name"], "shop");
     // Wildcard-bound hosts redirect too; the HTTPS listener itself never redirects.
-    // ingress-nginx drops one trailing `/` of the request URI (`lua_ingress.lua`), so `/`
-    // redirects to the bare origin (test/e2e/annotations/forcesslredirect.go).
     let response = plain_get(&s.proxy, "en.docs.example", "/").await;
     assert_eq!(response.status, 308);
-    assert_eq!(response.header("location"), Some("https://en.docs.example"));
+    assert_eq!(
+        response.header("location"),
+        Some("https://en.docs.example/")
+    );
     let stream = connect(s.proxy.https, Some("shop.example"), &[b"http/1.1"]).await;
     let response = Client::new(stream).await.get("shop.example", "/").await;
     assert_eq!(response.status(), 200);

@@ -193,30 +193,30 @@ mod tests {
         response.headers()[LOCATION].to_str().unwrap().to_string()
     }
 
-    /// ingress-nginx `lua_ingress.lua` `rewrite`: the host without its port, the request URI
-    /// without one trailing slash; test/e2e/annotations/forcesslredirect.go "should redirect
-    /// to https" expects `https://forcesslredirect.bar.com` for `GET /`.
+    /// ingress-nginx `lua_ingress.lua` `rewrite`: the host without its port; the request URI
+    /// as received (spec §5.5: ingress-nginx's default trailing-slash stripping is
+    /// `preserve-trailing-slash: "false"`, applied before this by `proxy::rewrite`).
     #[test]
-    fn location_drops_the_port_and_one_trailing_slash() {
+    fn location_drops_the_port_and_keeps_the_target() {
         assert_eq!(
             location("shop.example:8080", "/a/b?x=1&y"),
             "https://shop.example/a/b?x=1&y"
         );
-        assert_eq!(location("Shop.Example.", "/"), "https://shop.example");
+        assert_eq!(location("Shop.Example.", "/"), "https://shop.example/");
         assert_eq!(
             location("shop.example", "/dir/"),
-            "https://shop.example/dir"
+            "https://shop.example/dir/"
         );
         assert_eq!(
             location("shop.example", "/dir/?q=/"),
-            "https://shop.example/dir/?q="
+            "https://shop.example/dir/?q=/"
         );
         assert_eq!(location("[::1]:8080", "/p"), "https://[::1]/p");
         assert_eq!(
             location("shop.example", "http://shop.example:80/abs?q"),
             "https://shop.example/abs?q"
         );
-        assert_eq!(location("shop.example", "*"), "https://shop.example");
+        assert_eq!(location("shop.example", "*"), "https://shop.example/");
     }
 
     #[test]
@@ -225,7 +225,6 @@ mod tests {
             use_port: true,
             https_port: 8443,
             code: StatusCode::MOVED_PERMANENTLY,
-            ..RedirectSettings::default()
         };
         assert_eq!(
             location_set("shop.example:8080", "/a", &settings),
