@@ -101,25 +101,10 @@ fn add(file: &str, index: usize, value: serde_json::Value, inventory: &mut Inven
         index,
         message,
     };
-    let Some(map) = value.as_object() else {
-        inventory
-            .problems
-            .push(problem("document is not a mapping".to_string()));
-        return;
+    let (api_version, kind) = match files::type_of(&value) {
+        Ok(found) => found,
+        Err(why) => return inventory.problems.push(problem(why.to_string())),
     };
-    let text = |key: &str| {
-        map.get(key)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string()
-    };
-    let (api_version, kind) = (text("apiVersion"), text("kind"));
-    if api_version.is_empty() || kind.is_empty() {
-        inventory
-            .problems
-            .push(problem("missing apiVersion or kind".to_string()));
-        return;
-    }
     if kind != "List" {
         inventory.objects += 1;
     }

@@ -147,36 +147,36 @@ pub fn split_documents(text: &str) -> Vec<&str> {
     documents
 }
 
-fn add_object(file: &str, index: usize, value: serde_json::Value, loaded: &mut Loaded) {
-    let doc_error = |message: String| LoadError::Document {
-        file: file.to_string(),
-        index,
-        message,
-    };
-    let Some(map) = value.as_object() else {
-        loaded
-            .errors
-            .push(doc_error("document is not a mapping".to_string()));
-        return;
-    };
+/// A document's `apiVersion` and `kind`, or why it has none (also read by `portico migrate`).
+pub fn type_of(value: &serde_json::Value) -> Result<(String, String), &'static str> {
+    let map = value.as_object().ok_or("document is not a mapping")?;
     let text = |key: &str| {
         map.get(key)
             .and_then(|v| v.as_str())
             .unwrap_or_default()
             .to_string()
     };
-    let api_version = text("apiVersion");
-    let kind = text("kind");
+    let (api_version, kind) = (text("apiVersion"), text("kind"));
     if kind.is_empty() || api_version.is_empty() {
-        loaded
-            .errors
-            .push(doc_error("missing apiVersion or kind".to_string()));
-        return;
+        return Err("missing apiVersion or kind");
     }
+    Ok((api_version, kind))
+}
+
+fn add_object(file: &str, index: usize, value: serde_json::Value, loaded: &mut Loaded) {
+    let doc_error = |message: String| LoadError::Document {
+        file: file.to_string(),
+        index,
+        message,
+    };
+    let (api_version, kind) = match type_of(&value) {
+        Ok(found) => found,
+        Err(why) => return loaded.errors.push(doc_error(why.to_string())),
+    };
     let snapshot = &mut loaded.snapshot;
     let result = match (api_version.as_str(), kind.as_str()) {
         ("v1", "List") => {
-            let items = map
+            let items = value
                 .get("items")
                 .and_then(|v| v.as_array())
                 .cloned()
