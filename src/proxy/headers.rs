@@ -226,7 +226,7 @@ pub fn add_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) -> Option<Hea
 
     // nginx.tmpl: `proxy_set_header X-Original-Forwarded-For {{ buildForwardedFor
     // $all.Cfg.ForwardedForHeader }}`, which template.go turns into `$http_<that header>`.
-    let original = joined(headers, forwarded_for_name(settings));
+    let original = joined(headers, &forwarded_for_name(settings));
     let xff = if extend {
         match joined(headers, &X_FORWARDED_FOR) {
             Some(incoming) => {
@@ -284,12 +284,15 @@ pub fn add_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) -> Option<Hea
     forwarded_host
 }
 
-/// The header `forwarded-for-header` names (the static one by default: no parse).
-fn forwarded_for_name(settings: &ForwardedHeaders) -> &str {
+/// The header `forwarded-for-header` names: the static one by default, so the default costs
+/// no parse per request (a `&str` key is parsed on every lookup); a configured one is parsed
+/// here (validated as a token when the ConfigMap was read).
+fn forwarded_for_name(settings: &ForwardedHeaders) -> HeaderName {
     if settings.forwarded_for_header == "x-forwarded-for" {
-        X_FORWARDED_FOR.as_str()
+        X_FORWARDED_FOR.clone()
     } else {
-        &settings.forwarded_for_header
+        HeaderName::from_bytes(settings.forwarded_for_header.as_bytes())
+            .unwrap_or_else(|_| X_FORWARDED_FOR.clone())
     }
 }
 
@@ -324,7 +327,7 @@ fn real_client(
 ) -> IpAddr {
     let mut client = peer;
     let name = forwarded_for_name(settings);
-    for value in headers.get_all(name).iter().rev() {
+    for value in headers.get_all(&name).iter().rev() {
         let Ok(text) = value.to_str() else {
             return client;
         };
