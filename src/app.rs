@@ -273,6 +273,7 @@ pub async fn run(
             max_header_bytes: config.max_header_bytes,
             connect_timeout: config.upstream_connect_timeout,
             response_timeout: config.upstream_response_timeout,
+            send_timeout: config.upstream_send_timeout,
             balance: config.load_balance,
             tries: config.tries,
             body_limit: config.body_limit,

@@ -105,6 +105,13 @@ pub struct Args {
     #[arg(long, env = "PORTICO_UPSTREAM_RESPONSE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub upstream_response_timeout: Duration,
 
+    /// While the request body is being sent, an upstream that takes nothing more of it for
+    /// this long (nginx `proxy_send_timeout`, between two writes, not for the whole body)
+    /// gets the request cut; expiry gives 504. A client that is slow to send is
+    /// `--client-body-timeout`'s business, not this.
+    #[arg(long, env = "PORTICO_UPSTREAM_SEND_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub upstream_send_timeout: Duration,
+
     /// Idle pooled upstream connections are closed after this.
     #[arg(long, env = "PORTICO_UPSTREAM_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub upstream_idle_timeout: Duration,
@@ -555,6 +562,7 @@ pub struct Config {
     pub max_header_bytes: usize,
     pub upstream_connect_timeout: Duration,
     pub upstream_response_timeout: Duration,
+    pub upstream_send_timeout: Duration,
     pub upstream_idle_timeout: Duration,
     pub client_header_timeout: Duration,
     pub client_body_timeout: Duration,
@@ -667,6 +675,9 @@ impl Args {
         if self.upstream_response_timeout.is_zero() {
             return Err(ConfigError::ZeroTimeout("--upstream-response-timeout"));
         }
+        if self.upstream_send_timeout.is_zero() {
+            return Err(ConfigError::ZeroTimeout("--upstream-send-timeout"));
+        }
         if self.tls_handshake_timeout.is_zero() {
             return Err(ConfigError::ZeroTimeout("--tls-handshake-timeout"));
         }
@@ -715,6 +726,7 @@ impl Args {
             max_header_bytes: self.max_header_bytes,
             upstream_connect_timeout: self.upstream_connect_timeout,
             upstream_response_timeout: self.upstream_response_timeout,
+            upstream_send_timeout: self.upstream_send_timeout,
             upstream_idle_timeout: self.upstream_idle_timeout,
             client_header_timeout: self.client_header_timeout,
             client_body_timeout: self.client_body_timeout,

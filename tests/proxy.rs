@@ -825,3 +825,84 @@ async fn slow_upload_is_not_a_response_timeout() {
     assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(response.json()["body_bytes"], 10);
 }
+
+/// Reads one response head from `read` (bounded) and returns its status.
+async fn status_of(read: &mut tokio::net::tcp::OwnedReadHalf) -> u16 {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    tokio::time::timeout(BOUND, async {
+        while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+            if read.read(&mut byte).await.unwrap() == 0 {
+                break;
+            }
+            head.push(byte[0]);
+        }
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&head);
+    text.split(' ')
+        .nth(1)
+        .unwrap_or_default()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// nginx `proxy_send_timeout` (ingress-nginx `proxy-send-timeout`, `--upstream-send-timeout`):
+/// an upstream that reads the head and then takes none of the body is cut off with 504 (the
+/// body is far larger than what the socket buffers between hold).
+#[tokio::test]
+async fn an_upstream_taking_none_of_the_body_is_504_after_the_send_timeout() {
+    let gated = gated_backend().await;
+    let proxy = Proxy::start_with(ProxyOptions {
+        send_timeout: Duration::from_millis(200),
+        body_limit: 0,
+        ..ProxyOptions::default()
+    })
+    .await;
+    publish_catch_all(&proxy.shared, endpoints(&[gated.addr]));
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    const CHUNK: usize = 64 << 10;
+    const CHUNKS: usize = 1024;
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        CHUNK * CHUNKS
+    );
+    write.write_all(head.as_bytes()).await.unwrap();
+    // The writer stalls once every buffer is full; the answer comes while it waits.
+    let writer = tokio::spawn(async move {
+        let chunk = vec![b'x'; CHUNK];
+        for _ in 0..CHUNKS {
+            if write.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    assert_eq!(status_of(&mut read).await, 504);
+    writer.abort();
+    drop(gated.release);
+}
+
+/// A client slow to send its body is not the upstream's fault: the send timeout only runs
+/// while the upstream has the body's next piece and does not take it.
+#[tokio::test]
+async fn a_client_pausing_its_body_is_not_a_send_timeout() {
+    let echo = start_echo("a").await;
+    let proxy = Proxy::start_with(ProxyOptions {
+        send_timeout: Duration::from_millis(100),
+        ..ProxyOptions::default()
+    })
+    .await;
+    publish_catch_all(&proxy.shared, endpoints(&[echo]));
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    write
+        .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
+        .await
+        .unwrap();
+    // Several send timeouts long, well under --client-body-timeout.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    write.write_all(b"world").await.unwrap();
+    assert_eq!(status_of(&mut read).await, 200);
+}

@@ -85,6 +85,9 @@ pub enum ProxyError {
     /// The upstream sent no response headers within `response_timeout`.
     #[error("upstream response timed out")]
     ResponseTimeout,
+    /// The upstream took none of the request body for `send_timeout`.
+    #[error("upstream took no request body for the send timeout")]
+    SendTimeout,
     /// The upstream connection failed after the request was (partly) sent, or answered
     /// something unusable.
     #[error("upstream failed")]
@@ -108,7 +111,9 @@ impl ProxyError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
-            ProxyError::ConnectTimeout | ProxyError::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::ConnectTimeout | ProxyError::ResponseTimeout | ProxyError::SendTimeout => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
         }
     }
 

@@ -87,6 +87,9 @@ pub struct ProxyOptions {
     /// Wait for the upstream's response headers, counted from when the request body has been
     /// sent (at once for bodiless requests); expiry answers 504.
     pub response_timeout: Duration,
+    /// While the request body is sent: the longest the upstream may take none of it (nginx
+    /// `proxy_send_timeout`); expiry answers 504.
+    pub send_timeout: Duration,
     /// Balancing when the Ingress does not say (`--load-balance`).
     pub balance: crate::routing::Balance,
     /// Attempts per request in all when the Ingress does not say
@@ -155,6 +158,7 @@ impl Default for ProxyOptions {
             max_header_bytes: 32 * 1024,
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
             balance: crate::routing::Balance::RoundRobin,
             tries: 3,
             body_limit: 1 << 20,

@@ -421,6 +421,10 @@ async fn proxy(
         .response_timeout
         .or(global.proxy_read_timeout)
         .unwrap_or(opts.response_timeout);
+    let send_timeout = policy
+        .send_timeout
+        .or(global.proxy_send_timeout)
+        .unwrap_or(opts.send_timeout);
     let body_limit = policy
         .body_limit
         .or(global.proxy_body_size)
@@ -610,7 +614,16 @@ async fn proxy(
         if logging {
             seen.upstream = Some(dest.to_string());
         }
-        let err = match send(&via, &dest, request, sent.clone(), response_timeout).await {
+        let err = match send(
+            &via,
+            &dest,
+            request,
+            sent.clone(),
+            response_timeout,
+            has_body.then_some(send_timeout),
+        )
+        .await
+        {
             Ok((response, checkin)) => {
                 if let Some(hold) = hold {
                     hold.succeeded();
@@ -759,6 +772,7 @@ async fn send(
     request: Request<RetryBody>,
     sent: Arc<super::upstream::Progress>,
     response_timeout: std::time::Duration,
+    send_timeout: Option<std::time::Duration>,
 ) -> Result<(Response<Incoming>, Option<Checkin>), ProxyError> {
     let response = async {
         match (via, dest) {
@@ -778,9 +792,33 @@ async fn send(
         }
     };
     tokio::pin!(response);
+    // nginx `proxy_send_timeout`: while the body is being sent, an upstream that has taken no
+    // frame for a whole `send_timeout` (checked every `send_timeout`, so it fires after one
+    // to two of them) while it was its turn is cut off. A client slow to send is not this
+    // (`upstream_turn` is false then): `--client-body-timeout` deals with it.
+    // `None` (a request without a body): no timer at all.
+    let stalled = async {
+        let Some(send_timeout) = send_timeout else {
+            return std::future::pending().await;
+        };
+        let mut last = sent.handed.load(std::sync::atomic::Ordering::Relaxed);
+        loop {
+            tokio::time::sleep(send_timeout).await;
+            let now = sent.handed.load(std::sync::atomic::Ordering::Relaxed);
+            if now == last
+                && sent
+                    .upstream_turn
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                return;
+            }
+            last = now;
+        }
+    };
     let early = tokio::select! {
         result = &mut response => Some(result),
         () = sent.sent.notified() => None,
+        () = stalled => return Err(ProxyError::SendTimeout),
     };
     match early {
         Some(result) => result,

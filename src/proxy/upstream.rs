@@ -212,6 +212,12 @@ pub struct Progress {
     pub received: std::sync::atomic::AtomicU64,
     /// The body went over the size limit while streaming; the answer is 413.
     pub too_large: std::sync::atomic::AtomicBool,
+    /// Body frames handed to the upstream connection so far.
+    pub handed: std::sync::atomic::AtomicU64,
+    /// Whether it is the upstream's turn: the last frame was handed over and the connection
+    /// has not asked for the next one yet (it is writing, or the upstream is not reading).
+    /// `false` while the proxy waits for the client. `proxy-send-timeout` watches this.
+    pub upstream_turn: std::sync::atomic::AtomicBool,
     /// The client's side of the body failed: `ClientFault` index + 1; 0 while it has not.
     /// Set before the error reaches the upstream connection, so whatever error the upstream
     /// client then reports, the attempt is blamed on the client (issue 10 item 2).
@@ -411,6 +417,10 @@ impl Body for RetryBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        // The connection asks for more: whatever comes next, it is not the upstream's turn.
+        self.sent
+            .upstream_turn
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         loop {
             match &mut self.state {
                 State::Parked(slot) => {
@@ -447,6 +457,13 @@ impl Body for RetryBody {
                             }
                             if finished {
                                 self.finish();
+                            } else {
+                                self.sent
+                                    .handed
+                                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                self.sent
+                                    .upstream_turn
+                                    .store(true, std::sync::atomic::Ordering::Relaxed);
                             }
                             Poll::Ready(Some(Ok(frame)))
                         }

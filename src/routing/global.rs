@@ -41,6 +41,8 @@ pub struct Global {
     pub proxy_connect_timeout: Option<Duration>,
     /// `proxy-read-timeout`; overrides `--proxy-read-timeout` when set.
     pub proxy_read_timeout: Option<Duration>,
+    /// `proxy-send-timeout`; overrides `--upstream-send-timeout` when set.
+    pub proxy_send_timeout: Option<Duration>,
     /// `large-client-header-buffers` (`4 8k`): the request head may not exceed number × size.
     pub large_client_header_buffers: Option<HeaderBuffers>,
     /// `keep-alive`: how long an idle client connection stays open (overrides
@@ -156,6 +158,7 @@ impl Default for Global {
             proxy_body_size: None,
             proxy_connect_timeout: None,
             proxy_read_timeout: None,
+            proxy_send_timeout: None,
             large_client_header_buffers: None,
             keep_alive: None,
             keep_alive_requests: None,

@@ -95,6 +95,9 @@ pub struct Policy {
     pub connect_timeout: Option<Duration>,
     #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration")]
     pub response_timeout: Option<Duration>,
+    /// `proxy-send-timeout`: while the body is sent, the longest the upstream may take none.
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration")]
+    pub send_timeout: Option<Duration>,
     /// Largest request body in bytes; `Some(0)` means no limit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body_limit: Option<u64>,

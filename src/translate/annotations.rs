@@ -19,6 +19,7 @@ pub const LOAD_BALANCE: &str = "load-balance";
 pub const NEXT_UPSTREAM_TRIES: &str = "proxy-next-upstream-tries";
 pub const CONNECT_TIMEOUT: &str = "proxy-connect-timeout";
 pub const READ_TIMEOUT: &str = "proxy-read-timeout";
+pub const SEND_TIMEOUT: &str = "proxy-send-timeout";
 pub const BODY_SIZE: &str = "proxy-body-size";
 pub const BACKEND_PROTOCOL: &str = "backend-protocol";
 pub const PROXY_SSL_SECRET: &str = "proxy-ssl-secret";
@@ -37,6 +38,7 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     NEXT_UPSTREAM_TRIES,
     CONNECT_TIMEOUT,
     READ_TIMEOUT,
+    SEND_TIMEOUT,
     BODY_SIZE,
     BACKEND_PROTOCOL,
     PROXY_SSL_SECRET,
@@ -187,6 +189,7 @@ pub(super) fn policy(
     for (name, slot) in [
         (CONNECT_TIMEOUT, &mut policy.connect_timeout),
         (READ_TIMEOUT, &mut policy.response_timeout),
+        (SEND_TIMEOUT, &mut policy.send_timeout),
     ] {
         if let Some((key, value)) = get(name) {
             match parse_timeout(value) {

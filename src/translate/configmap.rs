@@ -48,6 +48,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "proxy-connect-timeout",
     "proxy-read-timeout",
     "proxy-real-ip-cidr",
+    "proxy-send-timeout",
     "proxy-set-headers",
     "server-tokens",
     "ssl-redirect",
@@ -211,6 +212,7 @@ pub fn from_data(
     }
     global.proxy_connect_timeout = seconds("proxy-connect-timeout", get, &mut invalid);
     global.proxy_read_timeout = seconds("proxy-read-timeout", get, &mut invalid);
+    global.proxy_send_timeout = seconds("proxy-send-timeout", get, &mut invalid);
     // nginx `keepalive_timeout`: whole seconds, `0` turns keep-alive off.
     if let Some(v) = get("keep-alive") {
         match v.trim().parse::<u64>() {
@@ -649,6 +651,7 @@ mod keys {
             ("proxy-body-size", "8m"),
             ("proxy-connect-timeout", "7"),
             ("proxy-read-timeout", "120s"),
+            ("proxy-send-timeout", "30"),
             ("large-client-header-buffers", "4 16k"),
             ("use-proxy-protocol", "true"),
             ("ssl-redirect", "false"),
@@ -667,6 +670,7 @@ mod keys {
         assert_eq!(g.proxy_body_size, Some(8 << 20));
         assert_eq!(g.proxy_connect_timeout, Some(Duration::from_secs(7)));
         assert_eq!(g.proxy_read_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(g.proxy_send_timeout, Some(Duration::from_secs(30)));
         assert_eq!(
             g.large_client_header_buffers.map(|b| b.total()),
             Some(64 << 10)
