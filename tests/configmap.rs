@@ -515,3 +515,50 @@ async fn keep_alive_zero_leaves_an_upgrade_alone() {
         .collect();
     assert_eq!(connection, ["upgrade"]);
 }
+
+/// ingress-nginx e2e `settings/tls.go`, "should not use ports during the HTTP to HTTPS
+/// redirection" and "should not use ports or X-Forwarded-Host during the HTTP to HTTPS
+/// redirection": with `use-forwarded-headers`, the redirect goes to the trusted
+/// `X-Forwarded-Host` without its port; without it, the header is ignored. (ingress-nginx
+/// writes `https://example.com`: Portico keeps the `/` of the request-target, spec §5.5.)
+#[tokio::test]
+async fn the_https_redirect_follows_a_trusted_x_forwarded_host() {
+    let proxy = TlsProxy::start().await;
+    let backend = start_echo("secure").await;
+    let cert = cert(&["secure.example"]);
+    let mut docs = vec![
+        app_yaml(
+            "secure",
+            "secure",
+            "secure.example",
+            &["secure.example"],
+            "secure-tls",
+            backend,
+            &[],
+        ),
+        tls_secret("secure", "secure-tls", &cert),
+    ];
+    let get = || {
+        let addr = proxy.http;
+        async move {
+            let mut conn = Conn::connect(addr).await;
+            conn.send(
+                b"GET / HTTP/1.1\r\nHost: secure.example:8080\r\nX-Forwarded-Host: example.com:80\r\n\
+                  Connection: close\r\n\r\n",
+            )
+            .await;
+            conn.response().await
+        }
+    };
+    docs.push(config_map(&[]));
+    proxy.apply_with(&docs, &with_configmap());
+    let response = get().await;
+    assert_eq!(response.status, 308);
+    assert_eq!(response.header("location"), Some("https://secure.example/"));
+    docs.pop();
+    docs.push(config_map(&[("use-forwarded-headers", "true")]));
+    proxy.apply_with(&docs, &with_configmap());
+    let response = get().await;
+    assert_eq!(response.status, 308);
+    assert_eq!(response.header("location"), Some("https://example.com/"));
+}

@@ -481,7 +481,7 @@ pub static CONFIGMAP_KEYS: &[Entry] = &[
     e("upstream-keepalive-requests", Different, "Requests per upstream connection, then it is closed. Without the key, no limit (ingress-nginx: 10000). Plain HTTP/1.1 endpoints only."),
     e("upstream-keepalive-time", NotPlanned, "No issue yet: maximum upstream connection lifetime."),
     e("upstream-keepalive-timeout", Different, "Overrides `--upstream-idle-timeout` (60 s, as ingress-nginx) for plain HTTP/1.1 endpoints; TLS, HTTP/2 and ExternalName upstreams keep the flag's."),
-    e("use-forwarded-headers", Honoured, "Trust incoming `X-Forwarded-For`/`-Proto`/`-Host`/`-Port` from peers in `proxy-real-ip-cidr`; the first `X-Forwarded-Host` entry is also the upstream `Host` (as ingress-nginx). Default `false`."),
+    e("use-forwarded-headers", Honoured, "Trust incoming `X-Forwarded-For`/`-Proto`/`-Host`/`-Port` from peers in `proxy-real-ip-cidr`; the first `X-Forwarded-Host` entry is also the upstream `Host` and, without its port, the host of the HTTPS redirect (as ingress-nginx). Default `false`."),
     e("use-geoip", NotPlanned, "Removed from ingress-nginx's code (still in its table)."),
     e("use-geoip2", NotPlanned, "No issue yet: MaxMind GeoIP2 databases."),
     e("use-gzip", Different, "gzip by `Accept-Encoding` for 200/403/404 responses, never on encoded responses, ranges, HEAD, 204/304; streamed, flushed when the upstream pauses. `Accept-Encoding: *` also counts (nginx looks for `gzip` only)."),

@@ -215,7 +215,7 @@ pub fn add_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) -> Option<Hea
     let peer = fwd.client_ip;
     let in_cidr = || Cidr::any_contains(&settings.real_ip_from, peer);
     let by_config = settings.use_forwarded_headers && in_cidr();
-    let trusted = fwd.trusted || by_config;
+    let trusted = trusts(fwd.trusted, settings, peer);
     let extend = fwd.trusted || (by_config && settings.compute_full_forwarded_for);
     let client = if trusted || (settings.enable_real_ip && in_cidr()) {
         real_client(headers, settings, fwd.trusted_proxies, peer)
@@ -282,6 +282,27 @@ pub fn add_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) -> Option<Hea
         headers.insert(X_REQUEST_ID.clone(), request_id());
     }
     forwarded_host
+}
+
+/// Whether a peer's `X-Forwarded-Proto`/`-Host`/`-Port` are believed: it is in
+/// `--trusted-proxies` (`in_trusted_proxies`), or `use-forwarded-headers` is on and it is in
+/// `proxy-real-ip-cidr` (spec page §5).
+pub fn trusts(in_trusted_proxies: bool, settings: &ForwardedHeaders, peer: IpAddr) -> bool {
+    in_trusted_proxies
+        || (settings.use_forwarded_headers && Cidr::any_contains(&settings.real_ip_from, peer))
+}
+
+/// The first entry of the request's `X-Forwarded-Host` (ingress-nginx's `$best_http_host`
+/// when the peer is trusted), if it has a non-empty one.
+pub fn first_forwarded_host(headers: &HeaderMap) -> Option<&str> {
+    let first = headers
+        .get(&X_FORWARDED_HOST)?
+        .to_str()
+        .ok()?
+        .split(',')
+        .next()?
+        .trim();
+    (!first.is_empty()).then_some(first)
 }
 
 /// The header `forwarded-for-header` names: the static one by default, so the default costs

@@ -352,7 +352,16 @@ async fn proxy(
         {
             let uri = rewrite::redirect_uri(decision.route(), req.uri());
             let uri = uri.as_ref().unwrap_or(req.uri());
-            return redirect::to_https(host_value, uri, client_version, &redirects).map_err(fail);
+            // A trusted balancer's `X-Forwarded-Host` names the host the client used
+            // (ingress-nginx `$best_http_host`; e2e `settings/tls.go`, "should not use ports or
+            // X-Forwarded-Host during the HTTP to HTTPS redirection"); its port is dropped.
+            let peer = client.addr.ip().to_canonical();
+            let global = &published.translation.global;
+            let host = headers::trusts(client.trusted, &global.forwarded, peer)
+                .then(|| headers::first_forwarded_host(req.headers()))
+                .flatten()
+                .unwrap_or(host_value);
+            return redirect::to_https(host, uri, client_version, &redirects).map_err(fail);
         }
         // issue 13: `rewrite-target` of the regex location that matched.
         if let Decision::Route {
