@@ -246,10 +246,14 @@ pub fn add_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) -> Option<Hea
     }
     headers.insert(X_FORWARDED_FOR.clone(), xff);
 
+    // An untrusted peer's values are never looked up (three header-map probes per request).
     let kept = |headers: &HeaderMap, name: &HeaderName| {
+        if !trusted {
+            return None;
+        }
         headers
             .get(name)
-            .filter(|v| trusted && !v.as_bytes().trim_ascii().is_empty())
+            .filter(|v| !v.as_bytes().trim_ascii().is_empty())
             .cloned()
     };
     let proto = kept(headers, &X_FORWARDED_PROTO)
