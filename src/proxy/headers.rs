@@ -26,7 +26,7 @@ const HOP_BY_HOP: [&str; 7] = [
 ];
 
 pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 static X_ORIGINAL_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-original-forwarded-for");
@@ -261,12 +261,10 @@ pub fn add_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) -> Option<Hea
     headers.insert(X_FORWARDED_PROTO.clone(), proto);
     // ingress-nginx e2e `forwarded_headers.go`: "first entry in X-Forwarded-Host is used as
     // the best host" (for the upstream Host too).
-    let forwarded_host = kept(headers, &X_FORWARDED_HOST).and_then(|v| {
-        let first = v.to_str().ok()?.split(',').next()?.trim();
-        (!first.is_empty())
-            .then(|| HeaderValue::from_str(first).ok())
-            .flatten()
-    });
+    let forwarded_host = trusted
+        .then(|| first_forwarded_host(headers))
+        .flatten()
+        .and_then(|first| HeaderValue::from_str(first).ok());
     headers.insert(
         X_FORWARDED_HOST.clone(),
         forwarded_host

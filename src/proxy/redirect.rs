@@ -63,7 +63,7 @@ pub fn forwarded_https(headers: &HeaderMap, trusted: bool, options: &super::Prox
         return false;
     }
     headers
-        .get("x-forwarded-proto")
+        .get(&super::headers::X_FORWARDED_PROTO)
         .is_some_and(|proto| proto.as_bytes() != b"http")
 }
 

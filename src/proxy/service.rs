@@ -315,9 +315,10 @@ async fn proxy(
         let decision = published.translation.table.decide(&match_host, &match_path);
         let series = ctx.options.observe.metrics.decision(&decision);
         seen.series = Some(series);
+        // The ConfigMap's `http-redirect-code` and `use-port-in-redirects`, read only by the
+        // two redirects below that use them.
+        let redirects = || redirect::RedirectSettings::from_global(&published.translation.global);
         // `from-to-www-redirect`: the other spelling of a rule host redirects to it.
-        // The ConfigMap's `http-redirect-code` and `use-port-in-redirects`.
-        let redirects = redirect::RedirectSettings::from_global(&published.translation.global);
         if let Some(to) = published.translation.table.www_redirect(&match_host) {
             return redirect::to_www(
                 to,
@@ -325,7 +326,7 @@ async fn proxy(
                 &req,
                 client.trusted,
                 &ctx.options,
-                &redirects,
+                &redirects(),
             )
             .map_err(fail);
         }
@@ -361,7 +362,7 @@ async fn proxy(
                 .then(|| headers::first_forwarded_host(req.headers()))
                 .flatten()
                 .unwrap_or(host_value);
-            return redirect::to_https(host, uri, client_version, &redirects).map_err(fail);
+            return redirect::to_https(host, uri, client_version, &redirects()).map_err(fail);
         }
         // issue 13: `rewrite-target` of the regex location that matched.
         if let Decision::Route {
@@ -526,9 +527,7 @@ async fn proxy(
         headers.insert(HOST, host);
     }
     if let Some(vhost) = &policy.upstream_vhost {
-        if let Ok(value) = HeaderValue::from_str(vhost) {
-            headers.insert(HOST, value);
-        }
+        headers.insert(HOST, vhost.clone());
     }
     if let Some(prefix) = forwarded_prefix {
         headers.insert(rewrite::X_FORWARDED_PREFIX.clone(), prefix);

@@ -115,9 +115,13 @@ pub struct Policy {
     /// instead of proxying (ingress-nginx's `return CODE URL;`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redirect: Option<Redirect>,
-    /// `upstream-vhost`: the `Host` header the upstream sees, checked as a field value.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub upstream_vhost: Option<String>,
+    /// `upstream-vhost`: the `Host` header the upstream sees, made a header value once here
+    /// rather than per request.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_header_value"
+    )]
+    pub upstream_vhost: Option<http::HeaderValue>,
     /// `proxy-redirect-*`, `proxy-cookie-*`: response header rewriting (`proxy/response_rewrite`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rewrite_response: Option<ResponseRewrite>,
@@ -348,6 +352,16 @@ impl ErrorBackend {
 impl Policy {
     pub fn is_default(&self) -> bool {
         *self == Policy::default()
+    }
+}
+
+fn opt_header_value<S: serde::Serializer>(
+    v: &Option<http::HeaderValue>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.serialize_str(&String::from_utf8_lossy(v.as_bytes())),
+        None => s.serialize_none(),
     }
 }
 

@@ -131,7 +131,8 @@ pub(super) fn apply(ingress: &Ingress, policy: &mut Policy, errors: &mut Vec<Str
 
     if let Some((key, value)) = get(UPSTREAM_VHOST) {
         match upstream_vhost(value) {
-            Ok(host) => policy.upstream_vhost = Some(host),
+            // Checked by `upstream_vhost` (a host name and port): always a header value.
+            Ok(host) => policy.upstream_vhost = http::HeaderValue::from_str(&host).ok(),
             Err(why) => invalid(&key, value, why),
         }
     }
@@ -436,7 +437,10 @@ mod tests {
     fn upstream_vhost_is_a_host_name() {
         let (p, _, errors) = parse(&[(&n(UPSTREAM_VHOST), "upstreamvhost.bar.com")]);
         assert!(errors.is_empty());
-        assert_eq!(p.upstream_vhost.as_deref(), Some("upstreamvhost.bar.com"));
+        assert_eq!(
+            p.upstream_vhost.as_ref().and_then(|v| v.to_str().ok()),
+            Some("upstreamvhost.bar.com")
+        );
         for bad in ["$host", "a b", "x\r\ny", "", "a/b"] {
             let (p, _, errors) = parse(&[(&n(UPSTREAM_VHOST), bad)]);
             assert_eq!(p.upstream_vhost, None, "{bad:?}");
@@ -521,6 +525,9 @@ mod tests {
             ("portico.dev/upstream-vhost", "a.example"),
             (&n(UPSTREAM_VHOST), "b.example"),
         ]);
-        assert_eq!(p.upstream_vhost.as_deref(), Some("a.example"));
+        assert_eq!(
+            p.upstream_vhost.as_ref().and_then(|v| v.to_str().ok()),
+            Some("a.example")
+        );
     }
 }
