@@ -4,25 +4,30 @@
 use std::net::IpAddr;
 
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
+    TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use http::Request;
 
 use super::Scheme;
 use crate::routing::{Cidr, ForwardedHeaders};
 
-/// Fixed hop-by-hop headers (spec §6.1), besides `Connection` itself and `Upgrade`.
+/// Fixed hop-by-hop headers (spec §6.1), besides `Connection` itself, as static names (a
+/// `&str` key is parsed on every lookup).
 /// `HTTP2-Settings` belongs to the h2c upgrade (RFC 9113 §3.2 of its predecessor, RFC 7540
 /// §3.2.1: connection-specific), which is never tunnelled, so it is dropped even when a client
 /// leaves it out of `Connection`.
-const HOP_BY_HOP: [&str; 7] = [
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "transfer-encoding",
-    "te",
-    "http2-settings",
+static HOP_BY_HOP: [HeaderName; 9] = [
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TRANSFER_ENCODING,
+    TE,
+    HeaderName::from_static("http2-settings"),
+    TRAILER,
+    // Last: kept for an upgrade being proxied (`remove_hop_by_hop`).
+    UPGRADE,
 ];
 
 pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -136,32 +141,64 @@ pub fn upgrade_accepted(offered: &HeaderValue, response: &HeaderMap) -> bool {
 /// Removes hop-by-hop headers (spec §6.1, §6.3): `Connection` and every header it names, plus
 /// the fixed list. With `keep_upgrade` the `Upgrade` header survives and `Connection: upgrade`
 /// is put back, for a protocol upgrade being proxied.
+///
+/// Most heads carry none of them (a keep-alive HTTP/1.1 request has no `Connection`), so one
+/// pass over the names decides whether there is anything to remove before any lookup.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    if headers.contains_key(CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
-        headers.remove(CONNECTION);
-        for name in named {
-            if keep_upgrade && name == UPGRADE {
-                continue;
+    let fixed = if keep_upgrade {
+        &HOP_BY_HOP[..HOP_BY_HOP.len() - 1]
+    } else {
+        &HOP_BY_HOP[..]
+    };
+    let present = |headers: &HeaderMap, connection: bool| {
+        headers
+            .keys()
+            .any(|k| (connection && k == CONNECTION) || fixed.contains(k))
+    };
+    if present(headers, true) {
+        if headers.contains_key(CONNECTION) {
+            remove_connection(headers, keep_upgrade);
+        }
+        // What `Connection` named is gone; look again before the fixed names' lookups.
+        if present(headers, false) {
+            for name in fixed {
+                headers.remove(name);
             }
-            headers.remove(name);
         }
     }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-    headers.remove(TE);
-    headers.remove(TRAILER);
     if keep_upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(UPGRADE);
+    }
+}
+
+/// Removes `Connection` and every header its values name (`Upgrade` survives with
+/// `keep_upgrade`). Names are looked up as text, without building (allocating) header names.
+fn remove_connection(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let remove_named = |headers: &mut HeaderMap, value: &HeaderValue| {
+        for token in value.to_str().ok().into_iter().flat_map(|v| v.split(',')) {
+            let token = token.trim();
+            if token.is_empty() || (keep_upgrade && token.eq_ignore_ascii_case("upgrade")) {
+                continue;
+            }
+            // A `&str` key is matched case-insensitively; a token that is no header name
+            // names nothing.
+            headers.remove(token);
+        }
+    };
+    // Values are shared bytes: a clone is a reference count, not a copy.
+    let (first, more) = {
+        let mut values = headers.get_all(CONNECTION).iter();
+        (values.next().cloned(), values.next().is_some())
+    };
+    if more {
+        let values: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().cloned().collect();
+        headers.remove(CONNECTION);
+        for value in &values {
+            remove_named(headers, value);
+        }
+    } else if let Some(value) = first {
+        headers.remove(CONNECTION);
+        remove_named(headers, &value);
     }
 }
 
@@ -371,8 +408,33 @@ fn real_client(
 
 /// The client address as a header value (an address's text is always a valid value).
 fn ip_value(ip: IpAddr) -> HeaderValue {
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(ip.to_string()))
-        .unwrap_or_else(|_| HeaderValue::from_static(""))
+    let text = match ip {
+        // Written by hand: the formatter (`to_string`) costs about a thousand instructions per
+        // request for what is four numbers.
+        IpAddr::V4(v4) => {
+            let mut out = [0u8; 15];
+            let mut len = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out[len] = b'.';
+                    len += 1;
+                }
+                if octet >= 100 {
+                    out[len] = b'0' + octet / 100;
+                    len += 1;
+                }
+                if octet >= 10 {
+                    out[len] = b'0' + octet / 10 % 10;
+                    len += 1;
+                }
+                out[len] = b'0' + octet % 10;
+                len += 1;
+            }
+            bytes::Bytes::copy_from_slice(&out[..len])
+        }
+        IpAddr::V6(_) => bytes::Bytes::from(ip.to_string()),
+    };
+    HeaderValue::from_maybe_shared(text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// The port of an authority (`host:port`, `[v6]:port`), if it names a valid one.
@@ -702,6 +764,72 @@ mod tests {
             .as_bytes()
             .iter()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    }
+
+    #[test]
+    fn ip_value_writes_what_the_formatter_writes() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.9.99.100",
+            "203.0.113.7",
+            "255.255.255.255",
+            "1.20.100.249",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_value(ip).to_str().unwrap(), ip.to_string());
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_removal_keeps_end_to_end_headers() {
+        // Nothing hop-by-hop: nothing changes.
+        let mut h = HeaderMap::new();
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 2);
+        // Connection listing names in two values and in mixed case, and the fixed names.
+        let mut h = HeaderMap::new();
+        h.append(CONNECTION, HeaderValue::from_static("Keep-Alive, X-Gone"));
+        h.append(
+            CONNECTION,
+            HeaderValue::from_static("x-also-gone, , not a name"),
+        );
+        for (k, v) in [
+            ("keep-alive", "timeout=5"),
+            ("x-gone", "1"),
+            ("x-also-gone", "1"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers"),
+            ("trailer", "x"),
+            ("upgrade", "websocket"),
+            ("http2-settings", "AAA"),
+            ("x-keep", "1"),
+        ] {
+            h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(
+            h.keys().map(HeaderName::as_str).collect::<Vec<_>>(),
+            ["x-keep"]
+        );
+        // An upgrade being proxied keeps Upgrade and gets `Connection: upgrade` back.
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("Upgrade, x-gone"));
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("x-gone", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h, true);
+        assert_eq!(get(&h, "upgrade"), Some("websocket"));
+        assert_eq!(get(&h, "connection"), Some("upgrade"));
+        assert!(h.get("x-gone").is_none());
+        // Without an upgrade, a lone Upgrade header goes too.
+        let mut h = HeaderMap::new();
+        h.insert(UPGRADE, HeaderValue::from_static("h2c"));
+        remove_hop_by_hop(&mut h, false);
+        assert!(h.is_empty());
     }
 
     #[test]

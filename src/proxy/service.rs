@@ -128,7 +128,19 @@ pub(crate) async fn handle(
     let seen = &mut pending.seen;
     let mut intercept = None;
     let mut route_headers = None;
-    let response = match proxy(&ctx, client, req, seen, &mut intercept, &mut route_headers).await {
+    // The controller ConfigMap the request was routed with (`None` if it was answered first).
+    let mut routed_global = None;
+    let response = match proxy(
+        &ctx,
+        client,
+        req,
+        seen,
+        &mut intercept,
+        &mut route_headers,
+        &mut routed_global,
+    )
+    .await
+    {
         // `custom-http-errors`: a listed status is answered by the error backend.
         Ok(response) => match intercept.filter(|i| i.upstream_answer(response.status())) {
             Some(i) => {
@@ -185,12 +197,19 @@ pub(crate) async fn handle(
     };
     let mut response = response;
     // The controller ConfigMap's response headers (HSTS, `add-headers`) and the Ingress's
-    // `custom-headers`; one lock-free load. Only an HTTP/1 answer can close its connection; a
-    // 101 keeps `Connection: upgrade` (the connection becomes the tunnel).
+    // `custom-headers`: those the request was routed with, else one lock-free load. Only an
+    // HTTP/1 answer can close its connection; a 101 keeps `Connection: upgrade` (the connection
+    // becomes the tunnel).
     let closable =
         version <= Version::HTTP_11 && response.status() != StatusCode::SWITCHING_PROTOCOLS;
-    let published = ctx.shared.load();
-    let global = &published.translation.global;
+    let published;
+    let global = match &routed_global {
+        Some(global) => global,
+        None => {
+            published = ctx.shared.load();
+            &published.translation.global
+        }
+    };
     super::global::finish(
         response.headers_mut(),
         global,
@@ -200,7 +219,6 @@ pub(crate) async fn handle(
     if route_headers.is_some() || !global.add_headers.is_empty() {
         custom_headers::response(response.headers_mut(), global, route_headers.as_deref());
     }
-    drop(published);
     Ok(pending.finish(response))
 }
 
@@ -275,6 +293,7 @@ async fn proxy(
     seen: &mut Seen,
     intercept: &mut Option<error_pages::Intercept>,
     route_headers: &mut Option<Arc<crate::routing::CustomHeaders>>,
+    routed_global: &mut Option<Arc<crate::routing::Global>>,
 ) -> Result<Response<ProxyBody>, Failure> {
     let client_version = req.version();
     if headers::head_size(&req) > ctx.options.max_header_bytes {
@@ -380,6 +399,7 @@ async fn proxy(
             None => return Err(fail(ProxyError::NoRoute)),
         }
     };
+    let global = &*routed_global.insert(global);
     // `large-client-header-buffers` can only lower `--max-header-bytes` (hyper's read buffer
     // is sized from the flag when the connection opens).
     if let Some(buffers) = global.large_client_header_buffers {
