@@ -193,7 +193,9 @@ impl VirtualHost {
                 return Some(i);
             }
         }
-        for (slash, _) in path.rmatch_indices('/') {
+        // `memrchr`: `rmatch_indices('/')` compiled to a char searcher that cost a quarter more
+        // per lookup once this function was inlined differently (issue 13's benchmark).
+        for slash in memchr::memrchr_iter(b'/', path.as_bytes()) {
             if !may_hit(slash) {
                 continue;
             }
