@@ -619,6 +619,17 @@ async fn translation_rules_and_conditions() {
                 ],
             ),
             with_path("bad", "bad.example", "/", &[(ANNOTATION, "yes")]),
+            // Access control on another path of a passthrough host: the splice would bypass it.
+            with_path("open", "guarded.example", "/", &[(ANNOTATION, "true")]),
+            with_path(
+                "guard",
+                "guarded.example",
+                "/admin",
+                &[(
+                    "nginx.ingress.kubernetes.io/auth-url",
+                    "http://auth.example/check",
+                )],
+            ),
             with_path("off", "off.example", "/", &[(ANNOTATION, "false")]),
             // Portico's spelling wins over ingress-nginx's.
             with_path(
@@ -661,6 +672,11 @@ async fn translation_rules_and_conditions() {
         &t,
         Reason::InvalidAnnotation,
         "\"yes\" is not a boolean"
+    ));
+    assert!(has_condition(
+        &t,
+        Reason::InvalidAnnotation,
+        "Ingress default/guard sets nginx.ingress.kubernetes.io/auth-url on this host"
     ));
     // The host without passthrough keeps being terminated, its routes served over HTTP.
     assert!(t

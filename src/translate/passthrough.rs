@@ -183,24 +183,26 @@ pub(super) fn hosts(
             );
             continue;
         };
-        // The Ingress owning the `/` route may be another one: its access control counts too.
-        let owner = parts.iter().find(|p| {
-            p.object.namespace == route.origin.namespace && p.object.name == route.origin.name
+        // Every Ingress of the host counts: a spliced connection bypasses all their paths, so
+        // access control on any of them (not only on `/`) would silently not apply.
+        let guarded = parts.iter().filter(|p| p.serves).find_map(|p| {
+            let on_host = p
+                .rules
+                .iter()
+                .any(|r| matches!(&r.host, HostMatch::Exact(h) if h == host));
+            let (_, access) = others(&p.ingress);
+            (on_host && !access.is_empty()).then(|| (p, access.join(", ")))
         });
-        if let Some(owner) = owner {
-            let (_, access) = others(&owner.ingress);
-            if !access.is_empty() {
-                refuse(
-                    conditions,
-                    format!(
-                        "its / path belongs to {}, which sets {}; that cannot be enforced on a \
-                         spliced connection, so TLS is terminated",
-                        owner.object,
-                        access.join(", ")
-                    ),
-                );
-                continue;
-            }
+        if let Some((guarded, access)) = guarded {
+            refuse(
+                conditions,
+                format!(
+                    "{} sets {access} on this host, which cannot be enforced on a spliced \
+                     connection; TLS is terminated",
+                    guarded.object
+                ),
+            );
+            continue;
         }
         match &route.backend.target {
             Target::Unavailable(Unavailable::AccessControlUnsupported)
