@@ -39,7 +39,9 @@ use http_body_util::combinators::BoxBody;
 
 pub use balance::Balancer;
 pub use error::{ClientFault, ProxyError};
-pub use passthrough::IDLE_TIMEOUT as PASSTHROUGH_IDLE_TIMEOUT;
+pub use passthrough::{
+    parse as parse_client_hello, Hello as ClientHello, IDLE_TIMEOUT as PASSTHROUGH_IDLE_TIMEOUT,
+};
 pub use proxy_protocol::Cidr;
 /// The PROXY header parser, public for tests/fuzz.rs.
 pub use proxy_protocol::{read_header, ProxyHeaderError};
