@@ -897,6 +897,19 @@ mod tests {
     }
 
     #[test]
+    fn enable_ssl_passthrough_is_off_by_default() {
+        let c = parse(&["--manifests", "x"]).unwrap();
+        assert!(!c.translate.ssl_passthrough);
+        for on in [
+            &["--enable-ssl-passthrough"][..],
+            &["--enable-ssl-passthrough=true"],
+        ] {
+            let args: Vec<&str> = ["--manifests", "x"].iter().chain(on).copied().collect();
+            assert!(parse(&args).unwrap().translate.ssl_passthrough, "{on:?}");
+        }
+    }
+
+    #[test]
     fn tls_flags() {
         let c = parse(&[
             "--manifests",

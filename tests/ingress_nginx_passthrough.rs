@@ -407,6 +407,62 @@ async fn client_hello_split_over_segments_reaches_the_backend_whole() {
     assert_eq!(bytes, hello);
 }
 
+/// `hello` with a `padding` extension (RFC 7685) of `n` bytes added: a ClientHello larger than
+/// the first peek's buffer, as post-quantum key shares make them.
+fn padded(hello: &[u8], n: usize) -> Vec<u8> {
+    let be16 = |b: &[u8], at: usize| usize::from(u16::from_be_bytes([b[at], b[at + 1]]));
+    let mut out = hello.to_vec();
+    // record header (5), handshake header (4), version (2), random (32)
+    let mut at = 5 + 4 + 2 + 32;
+    at += 1 + usize::from(out[at]); // session id
+    at += 2 + be16(&out, at); // cipher suites
+    at += 1 + usize::from(out[at]); // compression methods
+    let extensions_len = at;
+    let grow = 4 + n;
+    let new_ext = u16::try_from(be16(&out, extensions_len) + grow).unwrap();
+    out[extensions_len..extensions_len + 2].copy_from_slice(&new_ext.to_be_bytes());
+    let new_record = u16::try_from(be16(&out, 3) + grow).unwrap();
+    out[3..5].copy_from_slice(&new_record.to_be_bytes());
+    let hs = (usize::from(out[6]) << 16 | usize::from(out[7]) << 8 | usize::from(out[8])) + grow;
+    out[6..9].copy_from_slice(&u32::try_from(hs).unwrap().to_be_bytes()[1..]);
+    out.extend_from_slice(&[0, 21]);
+    out.extend_from_slice(&u16::try_from(n).unwrap().to_be_bytes());
+    out.extend(std::iter::repeat_n(0u8, n));
+    out
+}
+
+/// A 6 KiB ClientHello (more than the peek's first buffer), in segments: still spliced whole.
+#[tokio::test]
+async fn large_client_hello_is_peeked_whole() {
+    let hello = padded(&client_hello("pass.example"), 6000);
+    assert!(hello.len() > 6000);
+    let (backend, mut seen) = silent_backend(hello.len()).await;
+    let portico = Portico::start(|_| {}).await;
+    portico.apply(
+        &[app_yaml(
+            "default",
+            "pass",
+            "pass.example",
+            &["pass.example"],
+            "pass-tls",
+            backend,
+            &[(ANNOTATION, "true")],
+        )],
+        &options(true),
+    );
+    let mut client = TcpStream::connect(portico.https).await.unwrap();
+    client.set_nodelay(true).unwrap();
+    for piece in hello.chunks(1500) {
+        client.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (bytes, _) = tokio::time::timeout(BOUND, seen.recv())
+        .await
+        .expect("within bound")
+        .expect("report");
+    assert_eq!(bytes, hello);
+}
+
 /// The PROXY protocol from a balancer is read before the peek and not passed on: ingress-nginx
 /// sends no PROXY header to passthrough backends (`nginx.go`: `ProxyProtocol: false`).
 #[tokio::test]
