@@ -241,11 +241,24 @@ pub(super) async fn divert(
     let Hello::Sni(name) = hello else {
         return Some(stream);
     };
-    let backend = shared.load().translation.passthrough.get(&name).cloned();
+    let (backend, connect_timeout) = {
+        let published = shared.load();
+        let translation = &published.translation;
+        let backend = translation.passthrough.get(&name).cloned();
+        // As for a request: the annotation, else the ConfigMap's, else the flag.
+        let global = translation.global.proxy_connect_timeout;
+        let connect_timeout = backend.as_ref().and_then(|b| b.policy.connect_timeout);
+        (
+            backend,
+            connect_timeout
+                .or(global)
+                .unwrap_or(options.connect_timeout),
+        )
+    };
     let Some(backend) = backend else {
         return Some(stream);
     };
-    splice(stream, client, &name, &backend, options).await;
+    splice(stream, client, &name, &backend, connect_timeout, options).await;
     None
 }
 
@@ -257,13 +270,13 @@ async fn splice(
     client_addr: SocketAddr,
     sni: &str,
     backend: &Backend,
+    connect_timeout: Duration,
     options: &ProxyOptions,
 ) {
     let metrics = &options.observe.metrics;
     let policy = &backend.policy;
     let balance = policy.balance.unwrap_or(options.balance);
     let tries = policy.tries.unwrap_or(options.tries).max(1);
-    let connect_timeout = policy.connect_timeout.unwrap_or(options.connect_timeout);
     let mut tried: Vec<SocketAddr> = Vec::new();
     let (mut upstream, addr) = loop {
         let Some(attempt) = options.balancer.pick(backend, balance, 0, &tried) else {
