@@ -94,6 +94,7 @@ pub fn respond(admin: &Admin, method: &Method, uri: &Uri, body: &[u8]) -> Respon
                 ssl_redirects: &published.translation.ssl_redirects,
                 conditions: &published.translation.conditions,
                 owned: &published.translation.owned,
+                passthrough: &published.translation.passthrough,
             };
             let mut body = serde_json::to_string_pretty(&view).unwrap_or_default();
             body.push('\n');
@@ -178,6 +179,13 @@ struct RoutesView<'a> {
     ssl_redirects: &'a [crate::translate::SslRedirect],
     conditions: &'a [crate::translate::Condition],
     owned: &'a [crate::translate::ObjectRef],
+    /// `ssl-passthrough` hosts and their backends (issue 15); absent when none.
+    #[serde(skip_serializing_if = "no_passthrough")]
+    passthrough: &'a crate::routing::Passthrough,
+}
+
+fn no_passthrough(passthrough: &&crate::routing::Passthrough) -> bool {
+    passthrough.is_empty()
 }
 
 /// A parsed query string: `application/x-www-form-urlencoded` pairs.

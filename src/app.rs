@@ -293,6 +293,8 @@ pub async fn run(
             balancer: balancer.clone(),
             observe: observe.clone(),
             path_rules: config.path_rules,
+            ssl_passthrough: config.translate.ssl_passthrough,
+            passthrough_idle_timeout: proxy::PASSTHROUGH_IDLE_TIMEOUT,
         })
     };
     // Graceful shutdown: unready at once, keep serving for the delay (balancers notice),

@@ -344,6 +344,18 @@ pub struct TranslateArgs {
         default_value = "true"
     )]
     pub enable_external_name: bool,
+
+    /// Splice TLS connections whose SNI names a host with the `ssl-passthrough` annotation to
+    /// its backend without terminating them (ingress-nginx's flag). Off: the annotation does
+    /// nothing but raise a condition, and the HTTPS listener never looks at a ClientHello.
+    #[arg(
+        long,
+        env = "PORTICO_ENABLE_SSL_PASSTHROUGH",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value = "false"
+    )]
+    pub enable_ssl_passthrough: bool,
 }
 
 impl TranslateArgs {
@@ -373,6 +385,7 @@ impl TranslateArgs {
             ipv6: ipv6_available(),
             default_ssl_certificate,
             ssl_redirect: self.ssl_redirect,
+            ssl_passthrough: self.enable_ssl_passthrough,
             // Filled from the controller ConfigMap once one is read.
             error_pages: Default::default(),
             custom_headers: Default::default(),
@@ -881,6 +894,19 @@ mod tests {
             parse(&["--manifests", "x", "--proxy-next-upstream-tries", "0"]),
             Err(ConfigError::Tries(0))
         ));
+    }
+
+    #[test]
+    fn enable_ssl_passthrough_is_off_by_default() {
+        let c = parse(&["--manifests", "x"]).unwrap();
+        assert!(!c.translate.ssl_passthrough);
+        for on in [
+            &["--enable-ssl-passthrough"][..],
+            &["--enable-ssl-passthrough=true"],
+        ] {
+            let args: Vec<&str> = ["--manifests", "x"].iter().chain(on).copied().collect();
+            assert!(parse(&args).unwrap().translate.ssl_passthrough, "{on:?}");
+        }
     }
 
     #[test]

@@ -104,6 +104,11 @@ struct FailureLabels {
     reason: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: &'static str,
+}
+
 /// A bound host (from the configuration, so bounded; empty for the `--default-ssl-certificate`)
 /// and the Secret its certificate comes from.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -244,6 +249,8 @@ pub struct Metrics {
     access_log_dropped: Counter,
     tls_handshakes: Family<VersionLabels, Counter>,
     tls_handshake_failures: Family<FailureLabels, Counter>,
+    passthrough_connections: Family<OutcomeLabels, Counter>,
+    passthrough_bytes: Family<DirectionLabels, Counter>,
     certificate_not_after: Family<CertificateLabels, Gauge>,
     ejections: Counter,
     client_errors: Family<FailureLabels, Counter>,
@@ -402,6 +409,18 @@ impl Metrics {
             "TLS handshakes that did not complete, by reason: timeout, closed (client went away), error",
             tls_handshake_failures.clone(),
         );
+        let passthrough_connections = Family::default();
+        registry.register(
+            "ssl_passthrough_connections",
+            "TLS connections spliced to a backend (--enable-ssl-passthrough), by outcome: spliced, no_endpoint, connect_failed",
+            passthrough_connections.clone(),
+        );
+        let passthrough_bytes = Family::default();
+        registry.register(
+            "ssl_passthrough_bytes",
+            "Bytes copied on spliced TLS connections, by direction: upstream (client to backend), downstream",
+            passthrough_bytes.clone(),
+        );
         let certificate_not_after = Family::default();
         registry.register_with_unit(
             "tls_certificate_not_after_timestamp",
@@ -426,6 +445,8 @@ impl Metrics {
             registry,
             tls_handshakes,
             tls_handshake_failures,
+            passthrough_connections,
+            passthrough_bytes,
             certificate_not_after,
             requests,
             request_duration,
@@ -594,6 +615,22 @@ impl Metrics {
         self.tls_handshake_failures
             .get_or_create(&FailureLabels { reason })
             .inc();
+    }
+
+    /// A TLS connection for a passthrough host: `spliced`, `no_endpoint` or `connect_failed`.
+    pub fn passthrough_connection(&self, outcome: &'static str) {
+        self.passthrough_connections
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// Bytes a spliced connection copied, when it ends.
+    pub fn passthrough_bytes(&self, upstream: u64, downstream: u64) {
+        for (direction, n) in [("upstream", upstream), ("downstream", downstream)] {
+            self.passthrough_bytes
+                .get_or_create(&DirectionLabels { direction })
+                .inc_by(n);
+        }
     }
 
     /// A request failed on the client's side; `reason` from [`crate::proxy::ClientFault`].

@@ -17,6 +17,7 @@ mod error_pages;
 mod global;
 mod headers;
 mod observe;
+mod passthrough;
 mod pool;
 mod proxy_protocol;
 mod redirect;
@@ -38,6 +39,9 @@ use http_body_util::combinators::BoxBody;
 
 pub use balance::Balancer;
 pub use error::{ClientFault, ProxyError};
+pub use passthrough::{
+    parse as parse_client_hello, Hello as ClientHello, IDLE_TIMEOUT as PASSTHROUGH_IDLE_TIMEOUT,
+};
 pub use proxy_protocol::Cidr;
 /// The PROXY header parser, public for tests/fuzz.rs.
 pub use proxy_protocol::{read_header, ProxyHeaderError};
@@ -141,6 +145,11 @@ pub struct ProxyOptions {
     pub observe: Observe,
     /// What the path checks let through (`--allow-encoded-slashes`, spec §6.1).
     pub path_rules: crate::routing::normalize::PathRules,
+    /// `--enable-ssl-passthrough`: the HTTPS listener reads each ClientHello's SNI (when some
+    /// host is passthrough) and splices those connections (`passthrough.rs`).
+    pub ssl_passthrough: bool,
+    /// A spliced connection with no byte either way for this long is closed.
+    pub passthrough_idle_timeout: Duration,
 }
 
 /// The metrics and access log one listener feeds. The default counts into a private
@@ -178,6 +187,8 @@ impl Default for ProxyOptions {
             balancer: Arc::default(),
             observe: Observe::default(),
             path_rules: Default::default(),
+            ssl_passthrough: false,
+            passthrough_idle_timeout: passthrough::IDLE_TIMEOUT,
         }
     }
 }

@@ -24,6 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use super::passthrough;
 use super::proxy_protocol::{self, Cidr};
 use super::service::{self, Context};
 use super::{ProxyOptions, MAX_HEADERS};
@@ -243,7 +244,21 @@ impl Conn {
             }
             Some(tls) => {
                 let metrics = &options.observe.metrics;
-                let Some(stream) = handshake(tls, stream, client_addr, metrics).await else {
+                // One deadline for the ClientHello peek (passthrough) and the handshake.
+                let deadline = tokio::time::Instant::now() + tls.handshake_timeout;
+                let stream = if options.ssl_passthrough {
+                    let shared = &self.ctx.shared;
+                    let diverted =
+                        passthrough::divert(stream, client_addr, shared, options, deadline);
+                    let Some(stream) = diverted.await else {
+                        return;
+                    };
+                    stream
+                } else {
+                    stream
+                };
+                let Some(stream) = handshake(tls, stream, client_addr, metrics, deadline).await
+                else {
                     return;
                 };
                 // The handshake has its own timeout; the first request's starts after it.
@@ -612,7 +627,7 @@ fn clock_base() -> tokio::time::Instant {
     *BASE.get_or_init(tokio::time::Instant::now)
 }
 
-/// The server side of a TLS handshake, bounded by the handshake timeout. Failures are the
+/// The server side of a TLS handshake, bounded by `deadline`. Failures are the
 /// client's business (wrong version, no common cipher, port scan): logged at debug only, and
 /// counted by reason class.
 async fn handshake(
@@ -620,8 +635,9 @@ async fn handshake(
     stream: TcpStream,
     client_addr: std::net::SocketAddr,
     metrics: &crate::metrics::Metrics,
+    deadline: tokio::time::Instant,
 ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
-    match tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream)).await {
+    match tokio::time::timeout_at(deadline, tls.acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
             metrics.tls_handshake(crate::tls::version_name(
                 stream.get_ref().1.protocol_version(),

@@ -7,6 +7,7 @@ pub mod compression;
 mod global;
 pub mod log_format;
 pub mod normalize;
+pub mod passthrough;
 mod policy;
 mod regex_mode;
 mod table;
@@ -14,6 +15,7 @@ mod table;
 pub use global::{
     hsts_value, Cidr, ForwardedHeaders, Global, HeaderBuffers, UpstreamKeepalive, HSTS_MAX_AGE,
 };
+pub use passthrough::Passthrough;
 pub use policy::{
     Balance, CustomHeaders, ErrorBackend, ErrorPages, HeaderList, Piece, Policy, Protocol,
     Redirect, Replace, ResponseRewrite, Rewrite, RewriteTarget, UpstreamTls,

@@ -62,6 +62,8 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     super::redirects::SERVICE_UPSTREAM,
     super::redirects::SERVER_ALIAS,
     super::redirects::FROM_TO_WWW_REDIRECT,
+    // Read by `passthrough.rs` (issue 15).
+    super::passthrough::SSL_PASSTHROUGH,
 ];
 
 /// ingress-nginx annotations that switch on access control (basic or external

@@ -10,12 +10,14 @@ pub mod configmap;
 pub mod custom_headers;
 pub mod error_pages;
 mod incremental;
+mod passthrough;
 mod paths;
 mod redirects;
 mod rewrite;
 mod tls;
 
 pub use annotations::{parse_size, parse_timeout};
+pub use passthrough::SSL_PASSTHROUGH;
 pub use paths::is_dns1123_subdomain;
 pub use tls::{certificate_validity, NGINX_SSL_REDIRECT, SSL_REDIRECT};
 // `portico migrate` judges names the way translate does (and its catalogue is tested against them).
@@ -67,6 +69,8 @@ pub struct Options {
     /// (redirect even without TLS). `false`, as ingress-nginx, unless the
     /// controller ConfigMap (`--configmap`) sets it.
     pub force_ssl_redirect: bool,
+    /// `--enable-ssl-passthrough`: hosts with `ssl-passthrough` are spliced, not terminated.
+    pub ssl_passthrough: bool,
 }
 
 impl Default for Options {
@@ -84,6 +88,7 @@ impl Default for Options {
             custom_headers: custom_headers::Settings::default(),
             configmap: None,
             force_ssl_redirect: false,
+            ssl_passthrough: false,
         }
     }
 }
@@ -193,6 +198,10 @@ pub struct Translation {
     /// connection from the same `Published` as the table.
     #[serde(skip)]
     pub global: Arc<Global>,
+    /// `ssl-passthrough` hosts (with `--enable-ssl-passthrough`), read by the HTTPS listener
+    /// once per connection.
+    #[serde(skip_serializing_if = "crate::routing::Passthrough::is_empty")]
+    pub passthrough: crate::routing::Passthrough,
 }
 
 /// Whether plain HTTP to an Ingress's TLS hosts is redirected, and what decided it.
@@ -401,6 +410,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
     }
     drop(previous);
 
+    let passthrough = passthrough::hosts(&parts, &built, options.ssl_passthrough, &mut conditions);
     let aliases = server_aliases(&contributors_hosts, &parts, &mut conditions);
     let www = www_redirects(&contributors_hosts, &parts);
 
@@ -438,6 +448,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
         owned,
         ssl_redirects,
         global: Arc::new(settings),
+        passthrough,
     }
 }
 

@@ -107,6 +107,7 @@ pub fn publish(shared: &Shared, vhosts: Vec<VirtualHost>, default: Option<Arc<Ba
             owned: vec![],
             ssl_redirects: vec![],
             global: Default::default(),
+            passthrough: Default::default(),
         }),
         snapshot: Default::default(),
     }));
