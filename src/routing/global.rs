@@ -67,6 +67,9 @@ pub struct Global {
     pub add_headers: super::HeaderList,
     /// `proxy-set-headers`: request headers of every upstream request.
     pub proxy_set_headers: super::HeaderList,
+    /// `block-cidrs`, `block-user-agents`, `block-referers` (issue 14, `routing/limits.rs`);
+    /// `None` when none is set, so the proxy's per-request check is one `Option`.
+    pub block: Option<std::sync::Arc<super::limits::Blocklist>>,
 }
 
 /// The `upstream-keepalive-*` keys (nginx `keepalive`, `keepalive_timeout`,
@@ -169,6 +172,7 @@ impl Default for Global {
             log_format: None,
             add_headers: Vec::new(),
             proxy_set_headers: Vec::new(),
+            block: None,
         }
     }
 }
@@ -190,7 +194,7 @@ impl Global {
 }
 
 /// An IP network, `10.0.0.0/8` or `2001:db8::/32`; a bare address is a /32 or /128.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cidr {
     net: IpAddr,
     bits: u8,
@@ -222,6 +226,18 @@ impl Cidr {
     /// Whether `ip` is in any of `list`.
     pub fn any_contains(list: &[Cidr], ip: IpAddr) -> bool {
         list.iter().any(|c| c.contains(ip))
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.net, self.bits)
+    }
+}
+
+impl serde::Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
