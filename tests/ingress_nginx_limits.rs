@@ -475,3 +475,28 @@ async fn limit_connections_counts_requests_in_progress() {
     assert!(again.is_finished(), "no answer in time");
     assert_eq!(again.await.unwrap(), 200);
 }
+
+/// limitrate.go "Check limit-rate annotation" (`limit_rate 90k;`): a response under the limit
+/// arrives whole and unchanged through the throttle (the pacing itself is tested on tokio's
+/// paused clock in `proxy/limits.rs`).
+#[tokio::test]
+async fn limit_rate_passes_the_response_through() {
+    let (proxy, translation) = serve(
+        &[ingress(
+            "rate",
+            "rate.example",
+            &[(n("limit-rate"), "90"), (n("limit-rate-after"), "1")],
+        )],
+        &[],
+    )
+    .await;
+    assert!(
+        translation.conditions.is_empty(),
+        "{:?}",
+        translation.conditions
+    );
+    let plain = proxy.get("rate.example", "/a/path").await;
+    assert_eq!(plain.status, 200);
+    let json = plain.json();
+    assert_eq!(json["path"], "/a/path", "{json}");
+}

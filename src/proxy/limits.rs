@@ -13,10 +13,18 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 
 use super::error::ProxyError;
-use crate::routing::limits::{Access, Blocklist, Rate, RateLimits};
+use super::ProxyBody;
+use crate::routing::limits::{Access, Bandwidth, Blocklist, Rate, RateLimits};
 use crate::routing::Cidr;
 
 /// Shards of the limiter's maps (a lock each).
@@ -290,6 +298,125 @@ pub(super) fn check(
     Ok(guard)
 }
 
+/// nginx's `limit_rate` / `limit_rate_after` on one response body: after `after` bytes, at
+/// most `bytes_per_second` (nginx allows `rate × (seconds since the start + 1)` beyond
+/// `after`, so the first second's worth goes at once). Frames larger than what may go now are
+/// split; the body waits on a timer, never blocks a thread.
+pub fn throttle(bandwidth: Bandwidth, body: ProxyBody) -> ProxyBody {
+    Throttled {
+        inner: body,
+        bandwidth,
+        sent: 0,
+        start: tokio::time::Instant::now(),
+        held: None,
+        sleep: None,
+    }
+    .boxed()
+}
+
+struct Throttled {
+    inner: ProxyBody,
+    bandwidth: Bandwidth,
+    sent: u64,
+    start: tokio::time::Instant,
+    /// The rest of a frame that could not all go yet.
+    held: Option<Bytes>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Throttled {
+    /// Bytes that may go now (`u64::MAX` before the limit applies).
+    fn allowance(&self) -> u64 {
+        let Bandwidth {
+            bytes_per_second: rate,
+            after,
+        } = self.bandwidth;
+        if self.sent < after {
+            return u64::MAX;
+        }
+        let elapsed = self.start.elapsed().as_millis();
+        let allowed = u128::from(rate) * (elapsed + 1000) / 1000;
+        let limited = u128::from(self.sent - after);
+        u64::try_from(allowed.saturating_sub(limited)).unwrap_or(u64::MAX)
+    }
+
+    /// When `bytes` more will be allowed.
+    fn when(&self, bytes: u64) -> tokio::time::Instant {
+        let Bandwidth {
+            bytes_per_second: rate,
+            after,
+        } = self.bandwidth;
+        let needed = u128::from(self.sent.saturating_sub(after)) + u128::from(bytes);
+        let ms = (needed * 1000)
+            .div_ceil(u128::from(rate.max(1)))
+            .saturating_sub(1000);
+        self.start + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+    }
+}
+
+impl Body for Throttled {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(sleep) = this.sleep.as_mut() {
+                std::task::ready!(sleep.as_mut().poll(cx));
+                this.sleep = None;
+            }
+            let mut data = match this.held.take() {
+                Some(data) => data,
+                None => match std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(data) => data,
+                        // Trailers go as they come.
+                        Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                    },
+                    other => return Poll::Ready(other),
+                },
+            };
+            if data.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            }
+            let allowance = this.allowance();
+            // A quarter second's worth at least, so a slow rate is not sent byte by byte.
+            let want = (data.len() as u64).min((this.bandwidth.bytes_per_second / 4).max(1));
+            if allowance < want {
+                let at = this.when(want);
+                this.held = Some(data);
+                this.sleep = Some(Box::pin(tokio::time::sleep_until(at)));
+                continue;
+            }
+            // Before `after`, only up to it goes unthrottled.
+            let until_after = this.bandwidth.after.saturating_sub(this.sent);
+            let now = if until_after > 0 {
+                until_after
+            } else {
+                allowance
+            };
+            let len = data.len() as u64;
+            if len > now {
+                let rest = data.split_off(usize::try_from(now).unwrap_or(usize::MAX));
+                this.held = Some(rest);
+            }
+            this.sent += data.len() as u64;
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.held.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 fn status(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
 }
@@ -411,6 +538,36 @@ mod tests {
         assert_eq!(l.in_progress(), 0);
     }
 
+    /// `limit-rate: 1` (1 KiB/s) after `limit-rate-after: 2` (2 KiB) on a 10 KiB body: the
+    /// first 2 KiB and the first second's KiB at once, the other 7 KiB one per second (on
+    /// tokio's paused clock: no wall-clock time is measured).
+    #[tokio::test(start_paused = true)]
+    async fn limit_rate_paces_the_body_after_limit_rate_after() {
+        let bandwidth = Bandwidth {
+            bytes_per_second: 1024,
+            after: 2048,
+        };
+        let chunks: Vec<Result<Frame<Bytes>, hyper::Error>> = (0..5)
+            .map(|_| Ok(Frame::data(Bytes::from(vec![b'x'; 2048]))))
+            .collect();
+        let inner = http_body_util::StreamBody::new(futures_util::stream::iter(chunks)).boxed();
+        let start = tokio::time::Instant::now();
+        let mut body = throttle(bandwidth, inner);
+        let mut got = 0usize;
+        let mut at_once = 0usize;
+        while let Some(frame) = body.frame().await {
+            let n = frame.unwrap().into_data().unwrap().len();
+            got += n;
+            if start.elapsed().is_zero() {
+                at_once += n;
+            }
+        }
+        assert_eq!(got, 10 * 1024);
+        assert_eq!(at_once, 3 * 1024);
+        let secs = start.elapsed().as_secs_f64();
+        assert!((6.9..=7.1).contains(&secs), "{secs}");
+    }
+
     #[test]
     fn allowlisted_addresses_are_not_limited_but_ranges_still_apply() {
         let l = Arc::new(Limiter::default());
@@ -422,6 +579,7 @@ mod tests {
                 allow: Vec::new(),
             }),
             limits: Some(z),
+            bandwidth: None,
         };
         let inside: IpAddr = "10.1.2.3".parse().unwrap();
         let outside: IpAddr = "11.1.2.3".parse().unwrap();

@@ -781,6 +781,11 @@ async fn proxy(
         }
         None => body,
     };
+    // issue 14: `limit-rate` / `limit-rate-after` (limits.rs).
+    let body = match policy.access.as_ref().and_then(|a| a.bandwidth) {
+        Some(bandwidth) => limits::throttle(bandwidth, body),
+        None => body,
+    };
     Ok(Response::from_parts(parts, body))
 }
 

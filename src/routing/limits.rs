@@ -22,6 +22,18 @@ pub struct Access {
     /// `limit-rps`, `limit-rpm`, `limit-connections` and what tunes them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limits: Option<RateLimits>,
+    /// `limit-rate` / `limit-rate-after` (or the ConfigMap's): response bandwidth.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<Bandwidth>,
+}
+
+/// nginx's `limit_rate` and `limit_rate_after` (ingress-nginx writes both in KiB): each
+/// response is sent at most at `bytes_per_second` once its first `after` bytes are out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bandwidth {
+    pub bytes_per_second: u64,
+    pub after: u64,
 }
 
 /// nginx's `deny CIDR; ... allow CIDR; ... deny all;` as ingress-nginx writes them in a

@@ -72,6 +72,8 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     super::limits::LIMIT_CONNECTIONS,
     super::limits::LIMIT_ALLOWLIST,
     super::limits::LIMIT_WHITELIST,
+    super::limits::LIMIT_RATE,
+    super::limits::LIMIT_RATE_AFTER,
 ];
 
 /// ingress-nginx annotations that switch on access control (basic or external

@@ -46,6 +46,8 @@ pub const IMPLEMENTED: &[&str] = &[
     "keep-alive-requests",
     "large-client-header-buffers",
     "limit-conn-status-code",
+    "limit-rate",
+    "limit-rate-after",
     "limit-req-status-code",
     "log-format-escape-json",
     "log-format-escape-none",

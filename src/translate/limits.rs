@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
 
-use crate::routing::limits::{Access, Blocklist, Patterns, Rate, RateLimits, SourceRanges};
+use crate::routing::limits::{
+    Access, Bandwidth, Blocklist, Patterns, Rate, RateLimits, SourceRanges,
+};
 use crate::routing::Cidr;
 
 use super::annotations::{NGINX, PORTICO};
@@ -28,6 +30,10 @@ pub const LIMIT_CONNECTIONS: &str = "limit-connections";
 pub const LIMIT_ALLOWLIST: &str = "limit-allowlist";
 /// ingress-nginx's older name of `limit-allowlist`.
 pub const LIMIT_WHITELIST: &str = "limit-whitelist";
+/// Response bandwidth in KiB per second (also a ConfigMap key: the default).
+pub const LIMIT_RATE: &str = "limit-rate";
+/// KiB of a response sent before `limit-rate` applies (also a ConfigMap key).
+pub const LIMIT_RATE_AFTER: &str = "limit-rate-after";
 
 /// The annotations read here (registered in `annotations::IMPLEMENTED`).
 pub const ANNOTATIONS: &[&str] = &[
@@ -40,6 +46,8 @@ pub const ANNOTATIONS: &[&str] = &[
     LIMIT_CONNECTIONS,
     LIMIT_ALLOWLIST,
     LIMIT_WHITELIST,
+    LIMIT_RATE,
+    LIMIT_RATE_AFTER,
 ];
 
 /// The controller ConfigMap's keys read here.
@@ -59,6 +67,8 @@ pub const CONFIGMAP_KEYS: &[&str] = &[
     LIMIT_CONN_STATUS_CODE,
     WHITELIST_SOURCE_RANGE,
     DENYLIST_SOURCE_RANGE,
+    LIMIT_RATE,
+    LIMIT_RATE_AFTER,
 ];
 
 /// ingress-nginx's `limit-burst-multiplier` default (`defBurst`).
@@ -79,6 +89,9 @@ pub struct Settings {
     /// The default lists with an entry that does not parse (their keys): the Ingresses that
     /// would use one fail closed.
     pub broken: Vec<&'static str>,
+    /// `limit-rate` and `limit-rate-after` in KiB: the defaults of the annotations.
+    pub rate: u64,
+    pub rate_after: u64,
 }
 
 impl Default for Settings {
@@ -89,6 +102,8 @@ impl Default for Settings {
             allow: Vec::new(),
             deny: Vec::new(),
             broken: Vec::new(),
+            rate: 0,
+            rate_after: 0,
         }
     }
 }
@@ -121,6 +136,19 @@ pub fn from_configmap(data: &BTreeMap<String, String>) -> (Settings, Vec<String>
                 Ok(code) if (400..=599).contains(&code) => *slot = code,
                 _ => problems.push(format!(
                     "{key}: {value:?} is not a status code from 400 to 599; the default applies"
+                )),
+            }
+        }
+    }
+    for (key, slot) in [
+        (LIMIT_RATE, &mut settings.rate),
+        (LIMIT_RATE_AFTER, &mut settings.rate_after),
+    ] {
+        if let Some(value) = data.get(key) {
+            match value.trim().parse::<u64>() {
+                Ok(n) => *slot = n,
+                Err(_) => problems.push(format!(
+                    "{key}: {value:?} is not a whole number of KiB; the default applies"
                 )),
             }
         }
@@ -349,9 +377,31 @@ pub fn access(ingress: &Ingress, settings: &Settings) -> Parsed {
             conn_status: settings.conn_status,
         }
     });
+    // ingress-nginx: an annotation that does not parse leaves the ConfigMap's value; 0 is off.
+    let mut kib = |name: &str, default: u64| -> u64 {
+        let Some((key, value)) = get(&[name]) else {
+            return default;
+        };
+        value.trim().parse::<u64>().unwrap_or_else(|_| {
+            parsed.invalid.push(format!(
+                "annotation {key}: {value:?} is not a whole number of KiB; using the default"
+            ));
+            default
+        })
+    };
+    let rate = kib(LIMIT_RATE, settings.rate);
+    let after = kib(LIMIT_RATE_AFTER, settings.rate_after);
+    let bandwidth = (rate > 0).then(|| Bandwidth {
+        bytes_per_second: rate.saturating_mul(1024),
+        after: after.saturating_mul(1024),
+    });
     let ranges = (!ranges.deny.is_empty() || !ranges.allow.is_empty()).then_some(ranges);
-    if ranges.is_some() || limits.is_some() {
-        parsed.access = Some(Access { ranges, limits });
+    if ranges.is_some() || limits.is_some() || bandwidth.is_some() {
+        parsed.access = Some(Access {
+            ranges,
+            limits,
+            bandwidth,
+        });
     }
     parsed
 }
@@ -539,6 +589,43 @@ mod tests {
         assert_eq!(limits.connections, None);
         assert_eq!(limits.allowlist.len(), 1);
         assert_eq!(limits.req_status, 503);
+    }
+
+    // ingress-nginx e2e `annotations/limitrate.go` "Check limit-rate annotation": `limit-rate:
+    // 90` is `limit_rate 90k;`; the ConfigMap's value is the default (`settings/limit_rate.go`).
+    #[test]
+    fn limit_rate_is_kib_per_second_after_kib() {
+        let parsed = access(
+            &ingress(&[
+                ("nginx.ingress.kubernetes.io/limit-rate", "90"),
+                ("nginx.ingress.kubernetes.io/limit-rate-after", "x"),
+            ]),
+            &Settings {
+                rate_after: 1,
+                ..Settings::default()
+            },
+        );
+        assert_eq!(parsed.invalid.len(), 1, "{:?}", parsed.invalid);
+        assert_eq!(
+            parsed.access.unwrap().bandwidth,
+            Some(Bandwidth {
+                bytes_per_second: 90 * 1024,
+                after: 1024
+            })
+        );
+        let data: BTreeMap<String, String> = [(LIMIT_RATE.to_string(), "5".to_string())].into();
+        let (settings, problems) = from_configmap(&data);
+        assert!(problems.is_empty());
+        let plain = access(&ingress(&[]), &settings);
+        assert_eq!(
+            plain.access.unwrap().bandwidth.unwrap().bytes_per_second,
+            5 * 1024
+        );
+        let off = access(
+            &ingress(&[("nginx.ingress.kubernetes.io/limit-rate", "0")]),
+            &settings,
+        );
+        assert!(off.access.is_none());
     }
 
     #[test]
