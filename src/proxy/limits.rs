@@ -241,11 +241,7 @@ impl Drop for ConnGuard {
 /// The controller ConfigMap's block lists (ingress-nginx: `deny` at `http` level, `if
 /// ($block_ua) { return 403; }` in every server): 403 when the client, its `User-Agent` or
 /// its `Referer` is listed; 503 when a list could not be read (fails closed).
-pub(super) fn blocked(
-    block: &Blocklist,
-    client: IpAddr,
-    headers: &HeaderMap,
-) -> Result<(), ProxyError> {
+pub fn blocked(block: &Blocklist, client: IpAddr, headers: &HeaderMap) -> Result<(), ProxyError> {
     if block.broken {
         return Err(ProxyError::Unavailable(
             crate::routing::Unavailable::AccessControlUnsupported,
@@ -268,7 +264,7 @@ pub(super) fn blocked(
 /// answered with the ConfigMap's status (503 by default), a denied address with 403. A
 /// request counted by `limit-connections` returns its guard, to be held until the response
 /// has ended.
-pub(super) fn check(
+pub fn check(
     limiter: &Arc<Limiter>,
     access: &Access,
     client: IpAddr,
