@@ -268,7 +268,7 @@ pub fn check(
     limiter: &Arc<Limiter>,
     access: &Access,
     client: IpAddr,
-) -> Result<Option<ConnGuard>, ProxyError> {
+) -> Result<Option<Box<ConnGuard>>, ProxyError> {
     let mut guard = None;
     if let Some(limits) = access
         .limits
@@ -279,11 +279,11 @@ pub fn check(
             return Err(ProxyError::Limited(status(limits.req_status)));
         }
         if let Some(max) = limits.connections {
-            guard = Some(
-                limiter
-                    .enter(limits.zone, client, max)
-                    .ok_or_else(|| ProxyError::Limited(status(limits.conn_status)))?,
-            );
+            let held = limiter
+                .enter(limits.zone, client, max)
+                .ok_or_else(|| ProxyError::Limited(status(limits.conn_status)))?;
+            // Boxed: the request's record carries one pointer, not the guard.
+            guard = Some(Box::new(held));
         }
     }
     if let Some(ranges) = &access.ranges {

@@ -34,7 +34,7 @@ pub(crate) struct Seen {
     pub request_id: Option<HeaderValue>,
     pub body: Option<Arc<Progress>>,
     /// `limit-connections`: the request counts as in progress until its response has ended.
-    pub limit: Option<super::limits::ConnGuard>,
+    pub limit: Option<Box<super::limits::ConnGuard>>,
 }
 
 impl Seen {

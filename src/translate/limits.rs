@@ -227,6 +227,10 @@ fn patterns(entries: Vec<String>) -> Result<Patterns, String> {
     let mut exact = Vec::new();
     let mut regexes = Vec::new();
     for entry in &entries {
+        // A header value holds no control character (but tab): such an entry never matches.
+        if entry.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(format!("{entry:?} holds a control character"));
+        }
         let pattern = if let Some(re) = entry.strip_prefix("~*") {
             format!("(?i){re}")
         } else if let Some(re) = entry.strip_prefix('~') {
