@@ -36,6 +36,61 @@ pub struct Bandwidth {
     pub after: u64,
 }
 
+impl Access {
+    /// One line for `portico explain`: who is refused, how much is allowed.
+    pub fn describe(&self) -> String {
+        let list = |l: &[Cidr]| {
+            l.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut parts = Vec::new();
+        if let Some(r) = &self.ranges {
+            if !r.deny.is_empty() {
+                parts.push(format!("403 for clients in {}", list(&r.deny)));
+            }
+            if !r.allow.is_empty() {
+                parts.push(format!("403 for clients outside {}", list(&r.allow)));
+            }
+        }
+        if let Some(l) = &self.limits {
+            let except = if l.allowlist.is_empty() {
+                String::new()
+            } else {
+                format!(" (not for {})", list(&l.allowlist))
+            };
+            for (name, rate) in [("minute", l.rpm), ("second", l.rps)] {
+                if let Some(r) = rate {
+                    let per = if name == "second" {
+                        r.per_minute / 60
+                    } else {
+                        r.per_minute
+                    };
+                    parts.push(format!(
+                        "{per} requests per {name} per client address, burst {}{except}: {} beyond",
+                        r.burst, l.req_status
+                    ));
+                }
+            }
+            if let Some(n) = l.connections {
+                parts.push(format!(
+                    "{n} requests at once per client address{except}: {} beyond",
+                    l.conn_status
+                ));
+            }
+        }
+        if let Some(b) = &self.bandwidth {
+            parts.push(format!(
+                "responses at {} KiB/s after {} KiB",
+                b.bytes_per_second / 1024,
+                b.after / 1024
+            ));
+        }
+        parts.join("; ")
+    }
+}
+
 /// nginx's `deny CIDR; ... allow CIDR; ... deny all;` as ingress-nginx writes them in a
 /// location (nginx.tmpl: the denylist first, then the allowlist and `deny all`): the first
 /// rule that matches decides.
