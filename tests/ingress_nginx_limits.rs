@@ -210,6 +210,46 @@ async fn an_untrusted_forwarded_for_is_not_the_client() {
     assert_eq!(get_from(&proxy, "allow.example", "18.1.2.3", "").await, 403);
 }
 
+/// The ConfigMap's `use-forwarded-headers` with `proxy-real-ip-cidr` (spec page §5): a peer
+/// in the CIDR is believed about `X-Forwarded-For`, one outside it is not (its own address is
+/// the client), without any `--trusted-proxies`.
+#[tokio::test]
+async fn use_forwarded_headers_decides_whose_address_counts() {
+    for (cidr, expected) in [("127.0.0.1/32", 200), ("10.0.0.0/8", 403)] {
+        let echo = start_echo("echo").await;
+        let docs = [
+            echo_service(echo),
+            config_map(&[
+                ("use-forwarded-headers", "true"),
+                ("proxy-real-ip-cidr", cidr),
+            ]),
+            ingress(
+                "allow",
+                "allow.example",
+                &[(n("allowlist-source-range"), "18.0.0.0/8")],
+            ),
+        ];
+        let mut loaded = Loaded::default();
+        parse_documents("test.yaml", &docs.join("---\n"), &mut loaded);
+        let options = Options {
+            configmap: Some(("portico".into(), "portico".into())),
+            ..Options::default()
+        };
+        let translation = translate(&loaded.snapshot, &options, &mut Cache::default());
+        let proxy = Proxy::start().await;
+        proxy.shared.store(Arc::new(Published {
+            version: 2,
+            translation: Arc::new(translation),
+            snapshot: Default::default(),
+        }));
+        assert_eq!(
+            get_from(&proxy, "allow.example", "18.1.2.3", "").await,
+            expected,
+            "proxy-real-ip-cidr {cidr}"
+        );
+    }
+}
+
 /// ipdenylist.go "should set valid ip denylist range when whitelist is set": `deny` first,
 /// then `allow` and `deny all`.
 #[tokio::test]
@@ -499,4 +539,37 @@ async fn limit_rate_passes_the_response_through() {
     assert_eq!(plain.status, 200);
     let json = plain.json();
     assert_eq!(json["path"], "/a/path", "{json}");
+}
+
+/// A ConfigMap block list or default source range that does not parse fails closed (spec
+/// page §3, docs/decisions.md): a bad `block-*` entry makes every request 503, a bad default
+/// source range the Ingresses that would use it; both are `InvalidConfigMapKey` conditions.
+#[tokio::test]
+async fn bad_configmap_lists_fail_closed() {
+    let (proxy, translation) = serve(
+        &[ingress("plain", "plain.example", &[])],
+        &[("block-user-agents", "~bot(?=x)")],
+    )
+    .await;
+    assert!(translation
+        .conditions
+        .iter()
+        .any(|c| c.reason == Reason::InvalidConfigMapKey && c.message.contains("look-around")));
+    assert_eq!(get_from(&proxy, "plain.example", "18.0.0.1", "").await, 503);
+
+    let (proxy, _) = serve(
+        &[
+            ingress("plain", "plain.example", &[]),
+            ingress(
+                "own",
+                "own.example",
+                &[(n("denylist-source-range"), "10.0.0.0/8")],
+            ),
+        ],
+        &[("denylist-source-range", "10.0.0.0/8, 300.0.0.0/8")],
+    )
+    .await;
+    assert_eq!(get_from(&proxy, "plain.example", "18.0.0.1", "").await, 503);
+    assert_eq!(get_from(&proxy, "own.example", "18.0.0.1", "").await, 200);
+    assert_eq!(get_from(&proxy, "own.example", "10.0.0.1", "").await, 403);
 }
