@@ -219,6 +219,8 @@ impl Cidr {
                     .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
+            // An IPv6 network never holds an IPv4 client (nginx compares families first); the
+            // IPv4-mapped block itself was made IPv4 when parsed.
             _ => false,
         }
     }
@@ -262,9 +264,38 @@ impl FromStr for Cidr {
                 .filter(|b| *b <= max)
                 .ok_or_else(|| format!("{s:?} has a bad prefix length"))?,
         };
-        Ok(Cidr {
-            net: net.to_canonical(),
-            bits,
-        })
+        // `::ffff:10.0.0.0/104` is `10.0.0.0/8`: IPv4-mapped networks are kept as IPv4 (with
+        // the prefix length counted in IPv4 bits) so IPv4 clients match them.
+        match (net, net.to_canonical()) {
+            (IpAddr::V6(_), IpAddr::V4(v4)) if bits >= 96 => Ok(Cidr {
+                net: IpAddr::V4(v4),
+                bits: bits - 96,
+            }),
+            _ => Ok(Cidr { net, bits }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod cidr_tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_mapped_networks_match_ipv4_clients() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mapped: Cidr = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(mapped, "10.0.0.0/8".parse().unwrap());
+        assert!(mapped.contains(ip("10.1.2.3")));
+        assert!(!mapped.contains(ip("11.1.2.3")), "not every address");
+        assert!(mapped.contains(ip("::ffff:10.1.2.3")));
+        let v4: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(v4.contains(ip("::ffff:10.9.9.9")));
+        let wide: Cidr = "::/0".parse().unwrap();
+        assert!(
+            !wide.contains(ip("10.1.2.3")),
+            "families differ, as in nginx"
+        );
+        let other: Cidr = "2001:db8::/32".parse().unwrap();
+        assert!(!other.contains(ip("10.1.2.3")));
     }
 }
