@@ -265,6 +265,7 @@ pub async fn run(
         handshake_timeout: config.tls_handshake_timeout,
     };
     let balancer = Arc::new(proxy::Balancer::default());
+    let limiter = Arc::new(proxy::limits::Limiter::default());
     let trusted_proxies = Arc::new(config.trusted_proxies.clone());
     let upgrade_protocols = Arc::new(config.allowed_upgrades.clone());
     let proxy_options = |scheme| {
@@ -291,6 +292,7 @@ pub async fn run(
             upgrade_protocols: upgrade_protocols.clone(),
             drain_timeout: config.shutdown_timeout,
             balancer: balancer.clone(),
+            limiter: limiter.clone(),
             observe: observe.clone(),
             path_rules: config.path_rules,
             ssl_passthrough: config.translate.ssl_passthrough,

@@ -773,6 +773,14 @@ fn explain_outcome(decision: &Decision<'_>) -> Outcome {
         }
         Some(Target::Unavailable(reason)) => format!("503 Service Unavailable ({reason:?})"),
     };
+    // Issue 14: source ranges and limits of a route that serves.
+    let answer = match backend.filter(|b| !matches!(b.target, Target::Unavailable(_))) {
+        Some(b) => match b.policy.access.as_deref() {
+            Some(access) => format!("{answer}; {}", access.describe()),
+            None => answer,
+        },
+        None => answer,
+    };
     Outcome {
         decision: name,
         backend: backend.map(|b| b.reference.to_string()),

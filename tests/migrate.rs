@@ -159,14 +159,18 @@ fn the_export_gets_the_verdicts_the_catalogue_gives() {
     };
     for item in &configmap.keys {
         if let Some(entry) = catalog::configmap_key(&item.name) {
-            if item.name != "whitelist-source-range" {
-                assert_eq!(item.verdict, entry.status.verdict(), "{}", item.key);
-            }
+            assert_eq!(item.verdict, entry.status.verdict(), "{}", item.key);
         }
     }
     assert_eq!(key("http-snippet").verdict, Dropped);
-    // Empty, it restricts nothing, so nothing is lost whatever its status.
-    assert_eq!(key("whitelist-source-range").verdict, Ignored);
+    // Enforced since issue 14 (empty, it restricts nothing either way).
+    assert_eq!(
+        key("whitelist-source-range").verdict,
+        catalog::configmap_key("whitelist-source-range")
+            .unwrap()
+            .status
+            .verdict()
+    );
     // Removed from ingress-nginx before its final release: unknown.
     assert_eq!(
         (
@@ -206,7 +210,7 @@ fn exit_codes_through_the_binary() {
     let clean = std::fs::read_to_string(format!("{ROOT}/clean/manifests/app.yaml")).unwrap();
 
     // The export: the golden text is what the binary prints, and the exit code the report's
-    // (1 today: auth-type and auth-url fail closed, block-cidrs is not enforced).
+    // (1 today: auth-type and auth-url fail closed).
     let inventory = load::load(Path::new(&export), &Limits::default()).expect("export");
     let report = migrate::report(&inventory, None).expect("report");
     let (code, out, _) = run(&["migrate", &export], "");

@@ -92,6 +92,12 @@ pub enum ProxyError {
     /// something unusable.
     #[error("upstream failed")]
     Upstream(#[source] BoxError),
+    /// A source range or the ConfigMap's block lists refuse the client (ingress-nginx: 403).
+    #[error("forbidden by a source range or block list")]
+    Forbidden,
+    /// A rate or connection limit (`limit-req-status-code` / `limit-conn-status-code`).
+    #[error("rate or connection limit reached")]
+    Limited(StatusCode),
 }
 
 impl ProxyError {
@@ -114,6 +120,8 @@ impl ProxyError {
             ProxyError::ConnectTimeout | ProxyError::ResponseTimeout | ProxyError::SendTimeout => {
                 StatusCode::GATEWAY_TIMEOUT
             }
+            ProxyError::Forbidden => StatusCode::FORBIDDEN,
+            ProxyError::Limited(status) => *status,
         }
     }
 

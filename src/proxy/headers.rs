@@ -323,6 +323,26 @@ pub fn add_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) -> Option<Hea
     forwarded_host
 }
 
+/// The client address as [`add_forwarded`] decides it (`X-Real-IP`): the peer, or for a
+/// trusted peer the last untrusted address of `forwarded-for-header` (nginx's `$remote_addr`
+/// after its realip module). For the source ranges and limits of issue 14, computed only on
+/// routes that have them.
+pub fn client_address(
+    headers: &HeaderMap,
+    in_trusted_proxies: bool,
+    settings: &ForwardedHeaders,
+    trusted_proxies: &[Cidr],
+    peer: IpAddr,
+) -> IpAddr {
+    let peer = peer.to_canonical();
+    let in_cidr = || Cidr::any_contains(&settings.real_ip_from, peer);
+    if trusts(in_trusted_proxies, settings, peer) || (settings.enable_real_ip && in_cidr()) {
+        real_client(headers, settings, trusted_proxies, peer)
+    } else {
+        peer
+    }
+}
+
 /// Whether a peer's `X-Forwarded-Proto`/`-Host`/`-Port` are believed: it is in
 /// `--trusted-proxies` (`in_trusted_proxies`), or `use-forwarded-headers` is on and it is in
 /// `proxy-real-ip-cidr` (spec page §5).

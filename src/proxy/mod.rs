@@ -16,6 +16,7 @@ mod error;
 mod error_pages;
 mod global;
 mod headers;
+pub mod limits;
 mod observe;
 mod passthrough;
 mod pool;
@@ -141,6 +142,8 @@ pub struct ProxyOptions {
     pub upgrade_protocols: Arc<Vec<String>>,
     /// Per-endpoint balancing and health state, shared by all listeners.
     pub balancer: Arc<Balancer>,
+    /// Per-address rate and connection limit state (issue 14), shared by all listeners.
+    pub limiter: Arc<limits::Limiter>,
     /// Where requests are counted and logged.
     pub observe: Observe,
     /// What the path checks let through (`--allow-encoded-slashes`, spec §6.1).
@@ -185,6 +188,7 @@ impl Default for ProxyOptions {
             drain_timeout: DRAIN_TIMEOUT,
             upgrade_protocols: Arc::new(vec!["websocket".to_string()]),
             balancer: Arc::default(),
+            limiter: Arc::default(),
             observe: Observe::default(),
             path_rules: Default::default(),
             ssl_passthrough: false,

@@ -33,6 +33,8 @@ pub(crate) struct Seen {
     pub upstream_duration: Option<std::time::Duration>,
     pub request_id: Option<HeaderValue>,
     pub body: Option<Arc<Progress>>,
+    /// `limit-connections`: the request counts as in progress until its response has ended.
+    pub limit: Option<Box<super::limits::ConnGuard>>,
 }
 
 impl Seen {

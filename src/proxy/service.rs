@@ -20,8 +20,8 @@ use super::observe::{Arrival, Pending, Seen};
 use super::pool::{Checkin, Pool};
 use super::upstream::{self, Clients, RetryBody, Upstream};
 use super::{
-    custom_headers, error_pages, redirect, response_rewrite, rewrite, ProxyBody, ProxyOptions,
-    Scheme,
+    custom_headers, error_pages, limits, redirect, response_rewrite, rewrite, ProxyBody,
+    ProxyOptions, Scheme,
 };
 use crate::publish::Shared;
 use crate::routing::{normalize, Decision, Protocol, Target};
@@ -228,6 +228,22 @@ fn fail(err: ProxyError) -> Failure {
     (err, None)
 }
 
+/// The client address the source ranges and limits see (issue 14).
+fn client_address<B>(
+    req: &Request<B>,
+    client: Client,
+    ctx: &Context,
+    global: &crate::routing::Global,
+) -> IpAddr {
+    headers::client_address(
+        req.headers(),
+        client.trusted,
+        &global.forwarded,
+        &ctx.options.trusted_proxies,
+        client.addr.ip(),
+    )
+}
+
 /// The authority of a request per spec §3.2 step 1, and whether it must be written into the
 /// upstream `Host` header.
 ///
@@ -334,6 +350,12 @@ async fn proxy(
         let decision = published.translation.table.decide(&match_host, &match_path);
         let series = ctx.options.observe.metrics.decision(&decision);
         seen.series = Some(series);
+        // issue 14: the ConfigMap's block lists, before any redirect (ingress-nginx's
+        // server-level `return 403`).
+        if let Some(block) = &published.translation.global.block {
+            let ip = client_address(&req, client, ctx, &published.translation.global);
+            limits::blocked(block, ip, req.headers()).map_err(fail)?;
+        }
         // The ConfigMap's `http-redirect-code` and `use-port-in-redirects`, read only by the
         // two redirects below that use them.
         let redirects = || redirect::RedirectSettings::from_global(&published.translation.global);
@@ -408,6 +430,11 @@ async fn proxy(
         }
     }
 
+    // issue 14: rate and connection limits, then source ranges (limits.rs).
+    if let Some(access) = &backend.policy.access {
+        let ip = client_address(&req, client, ctx, &global);
+        seen.limit = limits::check(&ctx.options.limiter, access, ip).map_err(fail)?;
+    }
     // ingress-nginx's `custom-headers` (custom_headers.rs): a ConfigMap it would deny the
     // location for answers 503.
     if let Some(headers) = &backend.policy.custom_headers {
@@ -772,6 +799,11 @@ async fn proxy(
         Some((settings, offer)) => {
             super::compress::apply(&settings, offer, parts.status, &mut parts.headers, body)
         }
+        None => body,
+    };
+    // issue 14: `limit-rate` / `limit-rate-after` (limits.rs).
+    let body = match policy.access.as_ref().and_then(|a| a.bandwidth) {
+        Some(bandwidth) => limits::throttle(bandwidth, body),
         None => body,
     };
     Ok(Response::from_parts(parts, body))

@@ -67,6 +67,9 @@ pub struct Global {
     pub add_headers: super::HeaderList,
     /// `proxy-set-headers`: request headers of every upstream request.
     pub proxy_set_headers: super::HeaderList,
+    /// `block-cidrs`, `block-user-agents`, `block-referers` (issue 14, `routing/limits.rs`);
+    /// `None` when none is set, so the proxy's per-request check is one `Option`.
+    pub block: Option<std::sync::Arc<super::limits::Blocklist>>,
 }
 
 /// The `upstream-keepalive-*` keys (nginx `keepalive`, `keepalive_timeout`,
@@ -169,6 +172,7 @@ impl Default for Global {
             log_format: None,
             add_headers: Vec::new(),
             proxy_set_headers: Vec::new(),
+            block: None,
         }
     }
 }
@@ -190,7 +194,7 @@ impl Global {
 }
 
 /// An IP network, `10.0.0.0/8` or `2001:db8::/32`; a bare address is a /32 or /128.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cidr {
     net: IpAddr,
     bits: u8,
@@ -215,6 +219,8 @@ impl Cidr {
                     .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
+            // An IPv6 network never holds an IPv4 client (nginx compares families first); the
+            // IPv4-mapped block itself was made IPv4 when parsed.
             _ => false,
         }
     }
@@ -222,6 +228,18 @@ impl Cidr {
     /// Whether `ip` is in any of `list`.
     pub fn any_contains(list: &[Cidr], ip: IpAddr) -> bool {
         list.iter().any(|c| c.contains(ip))
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.net, self.bits)
+    }
+}
+
+impl serde::Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -246,9 +264,38 @@ impl FromStr for Cidr {
                 .filter(|b| *b <= max)
                 .ok_or_else(|| format!("{s:?} has a bad prefix length"))?,
         };
-        Ok(Cidr {
-            net: net.to_canonical(),
-            bits,
-        })
+        // `::ffff:10.0.0.0/104` is `10.0.0.0/8`: IPv4-mapped networks are kept as IPv4 (with
+        // the prefix length counted in IPv4 bits) so IPv4 clients match them.
+        match (net, net.to_canonical()) {
+            (IpAddr::V6(_), IpAddr::V4(v4)) if bits >= 96 => Ok(Cidr {
+                net: IpAddr::V4(v4),
+                bits: bits - 96,
+            }),
+            _ => Ok(Cidr { net, bits }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod cidr_tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_mapped_networks_match_ipv4_clients() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mapped: Cidr = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(mapped, "10.0.0.0/8".parse().unwrap());
+        assert!(mapped.contains(ip("10.1.2.3")));
+        assert!(!mapped.contains(ip("11.1.2.3")), "not every address");
+        assert!(mapped.contains(ip("::ffff:10.1.2.3")));
+        let v4: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(v4.contains(ip("::ffff:10.9.9.9")));
+        let wide: Cidr = "::/0".parse().unwrap();
+        assert!(
+            !wide.contains(ip("10.1.2.3")),
+            "families differ, as in nginx"
+        );
+        let other: Cidr = "2001:db8::/32".parse().unwrap();
+        assert!(!other.contains(ip("10.1.2.3")));
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod compression;
 mod global;
+pub mod limits;
 pub mod log_format;
 pub mod normalize;
 pub mod passthrough;
@@ -20,6 +21,7 @@ pub use policy::{
     Balance, CustomHeaders, ErrorBackend, ErrorPages, HeaderList, Piece, Policy, Protocol,
     Redirect, Replace, ResponseRewrite, Rewrite, RewriteTarget, UpstreamTls,
 };
+pub(crate) use regex_mode::compile as compile_regex;
 pub use regex_mode::{is_target_byte, rewrite_target, RegexLocation, RegexMode, RegexProblem};
 pub use table::{Decision, RouteTable, VirtualHost};
 

@@ -138,6 +138,9 @@ pub struct Policy {
     /// ingress-nginx's `custom-headers`: response headers from a ConfigMap.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_headers: Option<Arc<CustomHeaders>>,
+    /// Source ranges, rate and connection limits (issue 14, `routing/limits.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<Arc<super::limits::Access>>,
 }
 
 /// The regex and rewrite annotations of one Ingress, typed at translate time

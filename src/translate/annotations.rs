@@ -64,23 +64,29 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     super::redirects::FROM_TO_WWW_REDIRECT,
     // Read by `passthrough.rs` (issue 15).
     super::passthrough::SSL_PASSTHROUGH,
+    // Read by `limits.rs` (issue 14: source ranges, rate and connection limits).
+    super::limits::ALLOWLIST_SOURCE_RANGE,
+    super::limits::WHITELIST_SOURCE_RANGE,
+    super::limits::DENYLIST_SOURCE_RANGE,
+    super::limits::LIMIT_RPS,
+    super::limits::LIMIT_RPM,
+    super::limits::LIMIT_BURST_MULTIPLIER,
+    super::limits::LIMIT_CONNECTIONS,
+    super::limits::LIMIT_ALLOWLIST,
+    super::limits::LIMIT_WHITELIST,
+    super::limits::LIMIT_RATE,
+    super::limits::LIMIT_RATE_AFTER,
 ];
 
 /// ingress-nginx annotations that switch on access control (basic or external
-/// authentication, client certificates, source ranges). Portico does not implement them yet,
+/// authentication, client certificates; source ranges are enforced by `limits.rs`). Portico
+/// does not implement them yet,
 /// so an Ingress carrying one fails closed: its paths answer 503 rather than serving without
 /// the protection its author asked for (`shared/spec/ingress-nginx.md` §3). The annotations that
 /// only tune these (`auth-realm`, `auth-tls-verify-depth`, ...) do nothing on their own in
 /// ingress-nginx either, and are reported as unsupported.
-pub(crate) const ACCESS_CONTROL: &[&str] = &[
-    "auth-type",
-    "auth-secret",
-    "auth-url",
-    "auth-tls-secret",
-    "whitelist-source-range",
-    "allowlist-source-range",
-    "denylist-source-range",
-];
+pub(crate) const ACCESS_CONTROL: &[&str] =
+    &["auth-type", "auth-secret", "auth-url", "auth-tls-secret"];
 
 /// The annotations of one Ingress that Portico does not implement, by what happens to them.
 #[derive(Debug, Default, PartialEq)]

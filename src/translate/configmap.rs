@@ -18,12 +18,16 @@ use super::{Condition, ObjectRef, Options, Reason};
 pub const IMPLEMENTED: &[&str] = &[
     "add-headers",
     "allow-snippet-annotations",
+    "block-cidrs",
+    "block-referers",
+    "block-user-agents",
     "brotli-level",
     "brotli-min-length",
     "brotli-types",
     "compute-full-forwarded-for",
     "custom-http-errors",
     "default-ssl-certificate",
+    "denylist-source-range",
     "enable-brotli",
     "enable-real-ip",
     "force-ssl-redirect",
@@ -41,6 +45,10 @@ pub const IMPLEMENTED: &[&str] = &[
     "keep-alive",
     "keep-alive-requests",
     "large-client-header-buffers",
+    "limit-conn-status-code",
+    "limit-rate",
+    "limit-rate-after",
+    "limit-req-status-code",
     "log-format-escape-json",
     "log-format-escape-none",
     "log-format-upstream",
@@ -59,6 +67,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "use-gzip",
     "use-port-in-redirects",
     "use-proxy-protocol",
+    "whitelist-source-range",
 ];
 
 /// How much of an invalid value a condition quotes.
@@ -291,6 +300,11 @@ pub fn from_data(
     // Keys other modules own: each parser's messages start with its key.
     let (_, mut problems) = super::error_pages::from_configmap(&data);
     problems.extend(super::custom_headers::from_configmap(&data).1);
+    // Issue 14 (limits.rs): status codes, default source ranges, block lists.
+    problems.extend(super::limits::from_configmap(&data).1);
+    let (block, block_problems) = super::limits::blocklist(&data);
+    global.block = block;
+    problems.extend(block_problems);
     conditions.extend(problems.into_iter().map(|message| Condition {
         object: object.clone(),
         reason: Reason::InvalidConfigMapKey,

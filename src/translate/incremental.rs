@@ -491,7 +491,12 @@ pub(super) fn derive(
             serves: false,
         };
     }
-    let fails_closed = unimplemented.blocks();
+    // Source ranges and limits (issue 14, limits.rs): an unusable source range fails closed.
+    let access = super::limits::access(ingress, &options.limits);
+    for message in access.invalid {
+        condition(Reason::InvalidAnnotation, message);
+    }
+    let fails_closed = unimplemented.blocks() || access.fails_closed;
     let mut blocked = fails_closed.then_some(blocked);
     // spec §5.5: whether this Ingress's routes on TLS hosts redirect plain HTTP.
     let (redirect, set_by) = match tls::ssl_redirect(ingress, options) {
@@ -537,6 +542,7 @@ pub(super) fn derive(
         }
         policy.custom_headers = Some(Arc::new(headers));
     }
+    policy.access = access.access.map(Arc::new);
     let policy = (!policy.is_default()).then(|| Arc::new(policy));
     let spec = ingress.spec.as_ref();
     let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();

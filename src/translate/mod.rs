@@ -11,6 +11,7 @@ pub mod custom_headers;
 pub mod error_pages;
 mod incremental;
 mod passthrough;
+pub mod limits;
 mod paths;
 mod redirects;
 mod rewrite;
@@ -63,6 +64,8 @@ pub struct Options {
     pub error_pages: error_pages::Settings,
     /// The controller ConfigMap's gate for `custom-headers` (`global-allowed-response-headers`).
     pub custom_headers: custom_headers::Settings,
+    /// The controller ConfigMap's limit status codes and default source ranges (issue 14).
+    pub limits: limits::Settings,
     /// `--configmap`: the controller ConfigMap `namespace/name` (`ingress-nginx.md` §4).
     pub configmap: Option<(String, String)>,
     /// The controller ConfigMap's `force-ssl-redirect`: the default of the annotation
@@ -86,6 +89,7 @@ impl Default for Options {
             ssl_redirect: true,
             error_pages: error_pages::Settings::default(),
             custom_headers: custom_headers::Settings::default(),
+            limits: limits::Settings::default(),
             configmap: None,
             force_ssl_redirect: false,
             ssl_passthrough: false,
@@ -269,6 +273,13 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
         let mut with_gate = effective.unwrap_or_else(|| options.clone());
         with_gate.custom_headers = gate;
         effective = Some(with_gate);
+    }
+    // Limit status codes and default source ranges (limits.rs) likewise.
+    let (limit_settings, _) = limits::from_configmap(settings.data());
+    if limit_settings != options.limits {
+        let mut with_limits = effective.unwrap_or_else(|| options.clone());
+        with_limits.limits = limit_settings;
+        effective = Some(with_limits);
     }
     // `add-headers`, `proxy-set-headers`: the ConfigMaps they name, read now.
     let (add, set, problems) =
