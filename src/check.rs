@@ -30,6 +30,7 @@ impl Severity {
             | Reason::TlsHostNotCovered
             | Reason::SnippetDropped
             | Reason::UnsupportedAnnotation
+            | Reason::CanaryWithoutMain
             | Reason::UnsupportedConfigMapKey => Severity::Warning,
             Reason::InvalidIngress
             | Reason::InvalidHost

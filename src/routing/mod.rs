@@ -3,6 +3,7 @@
 //! Knows neither kube nor hyper: hosts and paths come in as strings already normalised by
 //! [`normalize`], backends go out as addresses.
 
+pub mod canary;
 pub mod compression;
 mod global;
 pub mod log_format;
@@ -18,6 +19,7 @@ pub use policy::{
     Balance, CustomHeaders, ErrorBackend, ErrorPages, HeaderList, Piece, Policy, Protocol,
     Redirect, Replace, ResponseRewrite, Rewrite, RewriteTarget, UpstreamTls,
 };
+pub(crate) use regex_mode::compile as compile_regex;
 pub use regex_mode::{is_target_byte, rewrite_target, RegexLocation, RegexMode, RegexProblem};
 pub use table::{Decision, RouteTable, VirtualHost};
 

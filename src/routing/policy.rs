@@ -138,6 +138,10 @@ pub struct Policy {
     /// ingress-nginx's `custom-headers`: response headers from a ConfigMap.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_headers: Option<Arc<CustomHeaders>>,
+    /// A canary Ingress attached to this backend (issue 14, `routing::canary`); set by
+    /// translate's merge, never by the backend's own Ingress.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Arc<super::canary::Canary>>,
 }
 
 /// The regex and rewrite annotations of one Ingress, typed at translate time

@@ -62,6 +62,15 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     super::redirects::SERVICE_UPSTREAM,
     super::redirects::SERVER_ALIAS,
     super::redirects::FROM_TO_WWW_REDIRECT,
+    // Read by `canary.rs` (issue 14: canary Ingresses).
+    super::canary::CANARY,
+    super::canary::BY_HEADER,
+    super::canary::BY_HEADER_VALUE,
+    super::canary::BY_HEADER_PATTERN,
+    super::canary::BY_COOKIE,
+    super::canary::WEIGHT,
+    super::canary::WEIGHT_TOTAL,
+    super::canary::AFFINITY_CANARY_BEHAVIOR,
 ];
 
 /// ingress-nginx annotations that switch on access control (basic or external
@@ -89,9 +98,6 @@ pub(super) struct Unimplemented {
     pub snippets: Vec<String>,
     /// Everything else under either prefix: ignored, with a warning.
     pub ignored: Vec<String>,
-    /// `canary: "true"` (the key): canary Ingresses are not implemented yet; the Ingress
-    /// serves nothing, so the main Ingress keeps all the traffic.
-    pub canary: Option<String>,
 }
 
 impl Unimplemented {
@@ -107,7 +113,7 @@ pub(super) fn unimplemented(ingress: &Ingress) -> Unimplemented {
     let Some(annotations) = ingress.metadata.annotations.as_ref() else {
         return found;
     };
-    for (key, value) in annotations {
+    for key in annotations.keys() {
         let Some(name) = key
             .strip_prefix(PORTICO)
             .or_else(|| key.strip_prefix(NGINX))
@@ -121,8 +127,6 @@ pub(super) fn unimplemented(ingress: &Ingress) -> Unimplemented {
             found.blocking.push(key.clone());
         } else if name.ends_with("-snippet") {
             found.snippets.push(key.clone());
-        } else if name == "canary" && value.trim().eq_ignore_ascii_case("true") {
-            found.canary = Some(key.clone());
         } else {
             found.ignored.push(key.clone());
         }
