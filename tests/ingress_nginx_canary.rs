@@ -157,7 +157,10 @@ async fn who(proxy: &Proxy, host: &str, path: &str, headers: &[(&str, &str)]) ->
     if response.status != 200 {
         return response.status.to_string();
     }
-    response.json()["name"].as_str().unwrap_or_default().to_string()
+    response.json()["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn conditions_of(translation: &Translation, name: &str) -> Vec<(Reason, String)> {
@@ -272,7 +275,11 @@ async fn header_value_replaces_always() {
     let by = |v| [("CanaryByHeader", v)];
     assert_eq!(who(&proxy, "foo", "/info", &by("DoCanary")).await, "canary");
     for other in ["always", "never", "otherheadervalue"] {
-        assert_eq!(who(&proxy, "foo", "/info", &by(other)).await, "main", "{other}");
+        assert_eq!(
+            who(&proxy, "foo", "/info", &by(other)).await,
+            "main",
+            "{other}"
+        );
     }
 }
 
@@ -454,7 +461,10 @@ async fn weight_splits_traffic() {
                 other => panic!("answered {other}"),
             }
         }
-        assert!((80..=120).contains(&canary), "{canary} of 200 to the canary");
+        assert!(
+            (80..=120).contains(&canary),
+            "{canary} of 200 to the canary"
+        );
     }
 }
 

@@ -124,6 +124,27 @@ impl Shaping {
         self.draw(fastrand::u32(1..=self.total.max(1)))
     }
 
+    /// One line for `explain` and `check`: what sends a request to the canary, in order.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(header) = &self.header {
+            parts.push(match &self.rule {
+                HeaderRule::AlwaysNever => format!("header {header}: always/never"),
+                HeaderRule::Value(v) => {
+                    format!("header {header}: {:?}", String::from_utf8_lossy(v))
+                }
+                HeaderRule::Pattern(p) => format!("header {header} matching {:?}", p.as_str()),
+                HeaderRule::Unusable => format!("header {header} present: never"),
+            });
+        }
+        if let Some(cookie) = &self.cookie {
+            parts.push(format!("cookie {cookie}: always/never"));
+        }
+        let otherwise = if parts.is_empty() { "" } else { "else " };
+        parts.push(format!("{otherwise}weight {}/{}", self.weight, self.total));
+        parts.join(", ")
+    }
+
     /// `math.random(total) <= weight`, with the number drawn given.
     pub fn draw(&self, drawn: u32) -> bool {
         drawn <= self.weight
@@ -155,7 +176,10 @@ fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
             let Some(eq) = pair.iter().position(|&b| b == b'=') else {
                 continue;
             };
-            if pair[..eq].trim_ascii_end().eq_ignore_ascii_case(name.as_bytes()) {
+            if pair[..eq]
+                .trim_ascii_end()
+                .eq_ignore_ascii_case(name.as_bytes())
+            {
                 return Some(pair[eq + 1..].trim_ascii());
             }
         }
@@ -203,24 +227,39 @@ impl Hash for Canary {
 
 impl Serialize for Canary {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
+        /// What `/debug/routes` shows of a canary.
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct View<'a> {
+            ingress: &'a str,
+            backend: String,
+            target: &'a super::Target,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            header: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            header_rule: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            cookie: Option<&'a str>,
+            weight: String,
+            affinity_canary_behavior: AffinityBehavior,
+        }
         let shaping = &self.shaping;
-        let mut st = s.serialize_struct("Canary", 8)?;
-        st.serialize_field("ingress", &self.ingress)?;
-        st.serialize_field("backend", &self.backend.reference.to_string())?;
-        st.serialize_field("target", &self.backend.target)?;
-        st.serialize_field("header", &shaping.header.as_ref().map(HeaderName::as_str))?;
-        let rule = match &shaping.rule {
-            HeaderRule::AlwaysNever => None,
-            HeaderRule::Value(v) => Some(format!("value {:?}", String::from_utf8_lossy(v))),
-            HeaderRule::Pattern(p) => Some(format!("pattern {:?}", p.as_str())),
-            HeaderRule::Unusable => Some("unusable pattern: the main backend".to_string()),
-        };
-        st.serialize_field("headerRule", &rule)?;
-        st.serialize_field("cookie", &shaping.cookie)?;
-        st.serialize_field("weight", &format!("{}/{}", shaping.weight, shaping.total))?;
-        st.serialize_field("affinityCanaryBehavior", &shaping.affinity)?;
-        st.end()
+        View {
+            ingress: &self.ingress,
+            backend: self.backend.reference.to_string(),
+            target: &self.backend.target,
+            header: shaping.header.as_ref().map(HeaderName::as_str),
+            header_rule: match &shaping.rule {
+                HeaderRule::AlwaysNever => None,
+                HeaderRule::Value(v) => Some(format!("value {:?}", String::from_utf8_lossy(v))),
+                HeaderRule::Pattern(p) => Some(format!("pattern {:?}", p.as_str())),
+                HeaderRule::Unusable => Some("unusable pattern: the main backend".to_string()),
+            },
+            cookie: shaping.cookie.as_deref(),
+            weight: format!("{}/{}", shaping.weight, shaping.total),
+            affinity_canary_behavior: shaping.affinity,
+        }
+        .serialize(s)
     }
 }
 
@@ -313,7 +352,10 @@ mod tests {
     #[test]
     fn repeated_headers_are_joined_as_nginx_does() {
         let s = by_header(HeaderRule::Value(Box::from(&b"a, b"[..])));
-        assert!(s.takes(&headers(&[("CanaryByHeader", "a"), ("CanaryByHeader", "b")])));
+        assert!(s.takes(&headers(&[
+            ("CanaryByHeader", "a"),
+            ("CanaryByHeader", "b")
+        ])));
     }
 
     #[test]

@@ -90,7 +90,9 @@ pub(super) fn unused(ingress: &Ingress) -> Vec<String> {
         .iter()
         .filter_map(|name| get(ingress, name))
         .map(|(key, _)| {
-            format!("annotation {key}: ignored, the Ingress is not a canary (canary is not \"true\")")
+            format!(
+                "annotation {key}: ignored, the Ingress is not a canary (canary is not \"true\")"
+            )
         })
         .collect()
 }
@@ -109,7 +111,11 @@ pub(super) fn shaping(ingress: &Ingress) -> (Shaping, Vec<String>) {
         if !name.is_empty() {
             match HeaderName::from_bytes(name.as_bytes()) {
                 Ok(name) => shaping.header = Some(name),
-                Err(_) => bad(&key, value, "is not a header name; no header selects the canary"),
+                Err(_) => bad(
+                    &key,
+                    value,
+                    "is not a header name; no header selects the canary",
+                ),
             }
         }
     }
@@ -148,7 +154,11 @@ pub(super) fn shaping(ingress: &Ingress) -> (Shaping, Vec<String>) {
             if name.bytes().all(is_cookie_name_byte) {
                 shaping.cookie = Some(name.into());
             } else {
-                bad(&key, value, "is not a cookie name; no cookie selects the canary");
+                bad(
+                    &key,
+                    value,
+                    "is not a cookie name; no cookie selects the canary",
+                );
             }
         }
     }
@@ -190,7 +200,11 @@ pub(super) fn shaping(ingress: &Ingress) -> (Shaping, Vec<String>) {
         match value.trim() {
             "sticky" => shaping.affinity = AffinityBehavior::Sticky,
             "legacy" => shaping.affinity = AffinityBehavior::Legacy,
-            _ => bad(&key, value, "is neither \"sticky\" nor \"legacy\"; using sticky"),
+            _ => bad(
+                &key,
+                value,
+                "is neither \"sticky\" nor \"legacy\"; using sticky",
+            ),
         }
     }
     (shaping, invalid)
@@ -377,7 +391,11 @@ pub(super) fn attach(
             // the hostless rules' routes and the global default backend.
             let mut primaries: Vec<&Arc<Backend>> = global.into_iter().collect();
             if let Some(rules) = contributors.get(&HostMatch::Any) {
-                primaries.extend(rules.iter().flat_map(|(_, r)| r.routes.iter().map(|x| &x.0.backend)));
+                primaries.extend(
+                    rules
+                        .iter()
+                        .flat_map(|(_, r)| r.routes.iter().map(|x| &x.0.backend)),
+                );
             }
             let mut any = false;
             for primary in primaries {
@@ -395,9 +413,10 @@ pub(super) fn attach(
             // pathType, the oldest Ingress's (spec §3.6 step 4).
             let main = contributors.get(&path.host).and_then(|rules| {
                 rules.iter().find_map(|(_, rule)| {
-                    rule.routes.iter().map(|(r, _)| r).find(|r| {
-                        r.path == path.path && r.path_type == path.path_type
-                    })
+                    rule.routes
+                        .iter()
+                        .map(|(r, _)| r)
+                        .find(|r| r.path == path.path && r.path_type == path.path_type)
                 })
             });
             let what = format!(
