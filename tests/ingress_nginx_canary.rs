@@ -665,3 +665,53 @@ async fn the_attachment_shows_in_the_table() {
     assert!(text.contains("default/foo-canary"), "{text}");
     assert!(text.contains("30/100"), "{text}");
 }
+
+/// Fail closed stays closed: a main route that answers 503 for access control Portico does not
+/// enforce never hands requests to its canary (the canary would serve them unprotected).
+#[tokio::test]
+async fn a_failing_closed_main_route_never_reaches_the_canary() {
+    let (proxy, _) = serve(&[
+        main_ingress(&[(&n("auth-type"), "basic"), (&n("auth-secret"), "htpasswd")]),
+        canary_ingress(&[
+            (&n("canary-by-header"), "CanaryByHeader"),
+            (&n("canary-weight"), "100"),
+        ]),
+    ])
+    .await;
+    assert_eq!(
+        who(&proxy, "foo", "/info", &[("CanaryByHeader", "always")]).await,
+        "503"
+    );
+    assert_eq!(who(&proxy, "foo", "/info", &[]).await, "503");
+}
+
+/// Incremental translate (issue 11) gives what a fresh one gives while canaries come, change
+/// endpoints and go: the vhost of the main route is rebuilt when its canary changes.
+#[test]
+fn incremental_translate_follows_canary_changes() {
+    let main_addr: SocketAddr = "10.0.0.1:8080".parse().unwrap();
+    let canary_a: SocketAddr = "10.0.0.2:8080".parse().unwrap();
+    let canary_b: SocketAddr = "10.0.0.3:8080".parse().unwrap();
+    let base = vec![CLASS.to_string(), service("main", 80, main_addr), main_ingress(&[])];
+    let with = |addr: SocketAddr, weight: &str| {
+        let mut docs = base.clone();
+        docs.push(service("canary", 80, addr));
+        docs.push(canary_ingress(&[(&n("canary-weight"), weight)]));
+        docs
+    };
+    let steps = [
+        base.clone(),
+        with(canary_a, "30"),
+        with(canary_b, "30"),
+        with(canary_b, "60"),
+        base.clone(),
+    ];
+    let mut cache = Cache::default();
+    for (i, docs) in steps.iter().enumerate() {
+        let mut loaded = Loaded::default();
+        parse_documents("test.yaml", &docs.join("---\n"), &mut loaded);
+        let incremental = translate(&loaded.snapshot, &Options::default(), &mut cache);
+        let fresh = translate(&loaded.snapshot, &Options::default(), &mut Cache::default());
+        assert_eq!(incremental, fresh, "step {i}");
+    }
+}
