@@ -545,3 +545,106 @@ impl ObjectRef {
         format!("{}/{}", self.namespace, self.name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ingress(pairs: &[(&str, &str)]) -> Ingress {
+        let mut ing = Ingress::default();
+        ing.metadata.namespace = Some("default".into());
+        ing.metadata.annotations = Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (format!("{NGINX}{k}"), v.to_string()))
+                .collect(),
+        );
+        ing
+    }
+
+    #[test]
+    fn canary_takes_go_booleans() {
+        assert!(is_canary(&ingress(&[("canary", "True")])).0);
+        assert!(is_canary(&ingress(&[("canary", "1")])).0);
+        assert!(!is_canary(&ingress(&[("canary", "false")])).0);
+        let (on, why) = is_canary(&ingress(&[("canary", "yes")]));
+        assert!(!on);
+        assert!(why.unwrap().contains("not a boolean"));
+        assert_eq!(is_canary(&ingress(&[])), (false, None));
+    }
+
+    #[test]
+    fn weights_are_clamped_and_small_totals_count_as_100() {
+        let (s, errors) = shaping(&ingress(&[("canary-weight", "150")]));
+        assert_eq!((s.weight, s.total), (100, 100));
+        assert_eq!(errors.len(), 1);
+        let (s, errors) = shaping(&ingress(&[("canary-weight", "-3")]));
+        assert_eq!(s.weight, 0);
+        assert_eq!(errors.len(), 1);
+        let (s, errors) = shaping(&ingress(&[
+            ("canary-weight", "5"),
+            ("canary-weight-total", "10"),
+        ]));
+        assert_eq!((s.weight, s.total), (5, 100));
+        assert!(errors[0].contains("below 100"), "{errors:?}");
+        let (s, errors) = shaping(&ingress(&[
+            ("canary-weight", "100"),
+            ("canary-weight-total", "200"),
+        ]));
+        assert_eq!((s.weight, s.total), (100, 200));
+        assert!(errors.is_empty());
+    }
+
+    #[test]
+    fn header_names_read_underscores_as_dashes() {
+        let (s, errors) = shaping(&ingress(&[("canary-by-header", "X_Canary")]));
+        assert_eq!(s.header.unwrap().as_str(), "x-canary");
+        assert!(errors.is_empty());
+        let (s, errors) = shaping(&ingress(&[("canary-by-header", "bad header")]));
+        assert!(s.header.is_none());
+        assert_eq!(errors.len(), 1);
+    }
+
+    #[test]
+    fn value_wins_over_pattern_and_bad_patterns_are_unusable() {
+        let (s, _) = shaping(&ingress(&[
+            ("canary-by-header", "h"),
+            ("canary-by-header-value", "v"),
+            ("canary-by-header-pattern", "(?=x)"),
+        ]));
+        assert_eq!(s.rule, HeaderRule::Value(Box::from(&b"v"[..])));
+        let (s, errors) = shaping(&ingress(&[
+            ("canary-by-header", "h"),
+            ("canary-by-header-pattern", "a(?<=b)"),
+        ]));
+        assert_eq!(s.rule, HeaderRule::Unusable);
+        assert!(errors[0].contains("look-around"), "{errors:?}");
+        let (_, errors) = shaping(&ingress(&[("canary-by-header-value", "v")]));
+        assert!(errors[0].contains("without canary-by-header"), "{errors:?}");
+    }
+
+    #[test]
+    fn cookie_names_are_tokens_and_behaviour_is_checked() {
+        let (s, errors) = shaping(&ingress(&[
+            ("canary-by-cookie", "a;b"),
+            ("affinity-canary-behavior", "legacy"),
+        ]));
+        assert!(s.cookie.is_none());
+        assert_eq!(s.affinity, AffinityBehavior::Legacy);
+        assert_eq!(errors.len(), 1);
+        let (s, errors) = shaping(&ingress(&[("affinity-canary-behavior", "glue")]));
+        assert_eq!(s.affinity, AffinityBehavior::Sticky);
+        assert_eq!(errors.len(), 1);
+    }
+
+    #[test]
+    fn other_annotations_of_a_canary_are_named() {
+        let ignored = ignored_on_canary(&ingress(&[
+            ("canary", "true"),
+            ("canary-weight", "3"),
+            ("rewrite-target", "/"),
+        ]));
+        assert_eq!(ignored.len(), 1);
+        assert!(ignored[0].contains("rewrite-target"));
+    }
+}
