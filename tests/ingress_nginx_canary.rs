@@ -692,7 +692,11 @@ fn incremental_translate_follows_canary_changes() {
     let main_addr: SocketAddr = "10.0.0.1:8080".parse().unwrap();
     let canary_a: SocketAddr = "10.0.0.2:8080".parse().unwrap();
     let canary_b: SocketAddr = "10.0.0.3:8080".parse().unwrap();
-    let base = vec![CLASS.to_string(), service("main", 80, main_addr), main_ingress(&[])];
+    let base = vec![
+        CLASS.to_string(),
+        service("main", 80, main_addr),
+        main_ingress(&[]),
+    ];
     let with = |addr: SocketAddr, weight: &str| {
         let mut docs = base.clone();
         docs.push(service("canary", 80, addr));
