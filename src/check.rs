@@ -30,6 +30,7 @@ impl Severity {
             | Reason::TlsHostNotCovered
             | Reason::SnippetDropped
             | Reason::UnsupportedAnnotation
+            | Reason::CanaryWithoutMain
             | Reason::UnsupportedConfigMapKey => Severity::Warning,
             Reason::InvalidIngress
             | Reason::InvalidHost
@@ -107,6 +108,10 @@ pub fn report(loaded: &Loaded, translation: &Translation) -> Report {
         );
     }
     let table = &translation.table;
+    // issue 14: where each canary Ingress is attached.
+    for line in canary_attachments(translation) {
+        let _ = writeln!(text, "canary  {line}");
+    }
     let unserved = unavailable_routes(translation);
     let _ = writeln!(
         text,
@@ -129,6 +134,31 @@ pub fn report(loaded: &Loaded, translation: &Translation) -> Report {
         errors,
         warnings,
     }
+}
+
+/// One line per canary Ingress and main backend it is attached to, sorted.
+fn canary_attachments(translation: &Translation) -> Vec<String> {
+    let table = &translation.table;
+    let backends = table
+        .vhosts()
+        .iter()
+        .flat_map(|v| v.routes.iter().map(|r| &r.backend).chain(v.fallback.iter()))
+        .chain(table.default_backend());
+    let mut lines: Vec<String> = backends
+        .filter_map(|b| {
+            let c = b.policy.canary.as_deref()?;
+            Some(format!(
+                "Ingress {}: attached to {} (canary {}; {})",
+                c.ingress,
+                b.reference,
+                c.backend.reference,
+                c.shaping.describe()
+            ))
+        })
+        .collect();
+    lines.sort();
+    lines.dedup();
+    lines
 }
 
 /// Routes whose backend cannot take traffic (missing Service, no ready endpoints, ...).

@@ -781,6 +781,16 @@ fn explain_outcome(decision: &Decision<'_>) -> Outcome {
         },
         None => answer,
     };
+    // issue 14: a canary attached to the backend may take the request instead.
+    let answer = match backend.and_then(|b| b.policy.canary.as_deref()) {
+        Some(c) => format!(
+            "{answer}; or to canary {} of Ingress {} by {}",
+            c.backend.reference,
+            c.ingress,
+            c.shaping.describe()
+        ),
+        None => answer,
+    };
     Outcome {
         decision: name,
         backend: backend.map(|b| b.reference.to_string()),

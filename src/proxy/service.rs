@@ -422,6 +422,12 @@ async fn proxy(
         }
     };
     let global = &*routed_global.insert(global);
+    // issue 14: a canary attached to the main backend may take the request (proxy/canary.rs).
+    let backend = if backend.policy.canary.is_some() {
+        super::canary::choose(backend, req.headers())
+    } else {
+        backend
+    };
     // `large-client-header-buffers` can only lower `--max-header-bytes` (hyper's read buffer
     // is sized from the flag when the connection opens).
     if let Some(buffers) = global.large_client_header_buffers {

@@ -141,6 +141,10 @@ pub struct Policy {
     /// Source ranges, rate and connection limits (issue 14, `routing/limits.rs`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access: Option<Arc<super::limits::Access>>,
+    /// A canary Ingress attached to this backend (issue 14, `routing::canary`); set by
+    /// translate's merge, never by the backend's own Ingress.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Arc<super::canary::Canary>>,
 }
 
 /// The regex and rewrite annotations of one Ingress, typed at translate time

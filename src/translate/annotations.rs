@@ -76,6 +76,15 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     super::limits::LIMIT_WHITELIST,
     super::limits::LIMIT_RATE,
     super::limits::LIMIT_RATE_AFTER,
+    // Read by `canary.rs` (issue 14: canary Ingresses).
+    super::canary::CANARY,
+    super::canary::BY_HEADER,
+    super::canary::BY_HEADER_VALUE,
+    super::canary::BY_HEADER_PATTERN,
+    super::canary::BY_COOKIE,
+    super::canary::WEIGHT,
+    super::canary::WEIGHT_TOTAL,
+    super::canary::AFFINITY_CANARY_BEHAVIOR,
 ];
 
 /// ingress-nginx annotations that switch on access control (basic or external
@@ -97,9 +106,6 @@ pub(super) struct Unimplemented {
     pub snippets: Vec<String>,
     /// Everything else under either prefix: ignored, with a warning.
     pub ignored: Vec<String>,
-    /// `canary: "true"` (the key): canary Ingresses are not implemented yet; the Ingress
-    /// serves nothing, so the main Ingress keeps all the traffic.
-    pub canary: Option<String>,
 }
 
 impl Unimplemented {
@@ -115,7 +121,7 @@ pub(super) fn unimplemented(ingress: &Ingress) -> Unimplemented {
     let Some(annotations) = ingress.metadata.annotations.as_ref() else {
         return found;
     };
-    for (key, value) in annotations {
+    for key in annotations.keys() {
         let Some(name) = key
             .strip_prefix(PORTICO)
             .or_else(|| key.strip_prefix(NGINX))
@@ -129,8 +135,6 @@ pub(super) fn unimplemented(ingress: &Ingress) -> Unimplemented {
             found.blocking.push(key.clone());
         } else if name.ends_with("-snippet") {
             found.snippets.push(key.clone());
-        } else if name == "canary" && value.trim().eq_ignore_ascii_case("true") {
-            found.canary = Some(key.clone());
         } else {
             found.ignored.push(key.clone());
         }

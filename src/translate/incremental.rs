@@ -268,8 +268,10 @@ pub(super) struct Part {
     pub rules: Vec<PartRule>,
     /// An access-control annotation Portico cannot enforce: every backend is unavailable.
     pub blocked: bool,
-    /// `false` for a canary Ingress: it contributes nothing, not even TLS bindings.
+    /// `false` for a canary Ingress: it contributes no routes, not even TLS bindings.
     pub serves: bool,
+    /// A canary Ingress's shaping and backends, attached in the merge (`canary.rs`).
+    pub canary: Option<Arc<super::canary::CanaryPart>>,
 }
 
 #[derive(Clone)]
@@ -348,7 +350,7 @@ fn service_upstream(
 }
 
 /// A resolved backend and, when it came from the shared resolution, its reference.
-fn slot(resolved: &Resolved) -> Option<BackendRef> {
+pub(super) fn slot(resolved: &Resolved) -> Option<BackendRef> {
     let malformed = resolved
         .1
         .as_ref()
@@ -367,6 +369,10 @@ pub(super) fn rebind(
 ) -> Part {
     let mut part = part.clone();
     part.rev = rev;
+    if let Some(canary) = &part.canary {
+        part.canary = Some(Arc::new(super::canary::rebind(canary, backends)));
+        return part;
+    }
     // The error pages' backends may be among those whose endpoints changed: then the policy
     // changes, and every backend of the Part carries the new one, malformed ones included.
     let mut new_policy = false;
@@ -435,6 +441,37 @@ pub(super) fn derive(
             message,
         });
     };
+    // issue 14: a canary Ingress creates no routes; `canary.rs` keeps its shaping and
+    // backends for the merge, which attaches them to the main Ingress's backends.
+    let (is_canary, not_boolean) = super::canary::is_canary(ingress);
+    if let Some(message) = not_boolean {
+        condition(Reason::InvalidAnnotation, message);
+    }
+    if is_canary {
+        let canary = super::canary::derive(ingress, &namespace, backends, &mut condition);
+        return Part {
+            rev,
+            ingress: Arc::clone(ingress),
+            services: services_read(ingress, &namespace),
+            secrets: Vec::new(),
+            config_maps: Vec::new(),
+            object,
+            redirect: options.ssl_redirect,
+            set_by: tls::GLOBAL_SSL_REDIRECT,
+            force_ssl: false,
+            aliases: Vec::new(),
+            from_to_www: false,
+            conditions,
+            policy: None,
+            default: None,
+            rule_less: false,
+            rule_hosts: Vec::new(),
+            rules: Vec::new(),
+            blocked: false,
+            serves: false,
+            canary: Some(Arc::new(canary)),
+        };
+    }
     // ingress-nginx.md §3: what Portico does not implement is said, never silently ignored;
     // access control it cannot enforce fails closed.
     let unimplemented = annotations::unimplemented(ingress);
@@ -459,37 +496,8 @@ pub(super) fn derive(
             format!("annotation {key}: not implemented by Portico; ignored"),
         );
     }
-    if let Some(key) = &unimplemented.canary {
-        // ingress-nginx attaches a canary to its main Ingress; until Portico does, the canary
-        // must not take over the main Ingress's host and paths.
-        condition(
-            Reason::UnsupportedAnnotation,
-            format!(
-                "annotation {key}: canary Ingresses are not implemented yet; this Ingress \
-                 serves nothing and its main Ingress serves all the traffic"
-            ),
-        );
-        return Part {
-            rev,
-            ingress: Arc::clone(ingress),
-            services: Vec::new(),
-            secrets: Vec::new(),
-            config_maps: Vec::new(),
-            object,
-            redirect: options.ssl_redirect,
-            set_by: tls::GLOBAL_SSL_REDIRECT,
-            force_ssl: false,
-            aliases: Vec::new(),
-            from_to_www: false,
-            conditions,
-            policy: None,
-            default: None,
-            rule_less: false,
-            rule_hosts: Vec::new(),
-            rules: Vec::new(),
-            blocked: false,
-            serves: false,
-        };
+    for message in super::canary::unused(ingress) {
+        condition(Reason::InvalidAnnotation, message);
     }
     // Source ranges and limits (issue 14, limits.rs): an unusable source range fails closed.
     let access = super::limits::access(ingress, &options.limits);
@@ -669,6 +677,7 @@ pub(super) fn derive(
         rules: part_rules,
         blocked: fails_closed,
         serves: true,
+        canary: None,
     }
 }
 
@@ -726,6 +735,8 @@ pub(super) struct Built {
     /// `PathShadowed` conditions of its routes (spec §3.6), and the regex-mode problems of
     /// its paths (issue 13).
     pub shadowed: Vec<Condition>,
+    /// The canaries attached to its backends (issue 14): it is rebuilt when they change.
+    pub canaries: Vec<Arc<super::canary::Source>>,
 }
 
 /// Builds one vhost from its contributing rules, given oldest Ingress first (spec §3.6 step 4,
@@ -735,6 +746,7 @@ pub(super) fn build_vhost(
     contributors: &[(&Part, &PartRule)],
     has_tls: bool,
     force_ssl_redirect: bool,
+    (canaries, relevant): (&super::canary::Attachments, Vec<Arc<super::canary::Source>>),
 ) -> Built {
     let mut routes = Vec::new();
     let mut fallback = None;
@@ -745,13 +757,16 @@ pub(super) fn build_vhost(
         // Ingress that has one.
         if fallback.is_none() {
             if let Some(slot) = &part.default {
-                fallback = Some(slot.backend.clone());
+                fallback = Some(canaries.apply(&slot.backend));
                 fallback_redirect = Some(part.redirect);
             }
         }
         first_redirect.get_or_insert(part.redirect);
         for (route, _) in &rule.routes {
             let mut route = route.clone();
+            if !canaries.is_empty() {
+                route.backend = canaries.apply(&route.backend);
+            }
             // spec §5.5: only vhosts whose host is bound to a certificate redirect; each
             // route keeps its own Ingress's choice.
             // `force-ssl-redirect` (the annotation, else the ConfigMap key) redirects without
@@ -813,5 +828,6 @@ pub(super) fn build_vhost(
         has_tls,
         vhost: Arc::new(vhost),
         shadowed,
+        canaries: relevant,
     }
 }

@@ -5,6 +5,7 @@
 
 mod annotations;
 mod backends;
+mod canary;
 mod class;
 pub mod configmap;
 pub mod custom_headers;
@@ -169,8 +170,10 @@ pub enum Reason {
     /// A `*-snippet` annotation: nginx configuration text, never interpreted; dropped.
     SnippetDropped,
     /// An ingress-nginx (or `portico.dev/`) annotation Portico does not implement; ignored.
-    /// For `canary: "true"` the whole Ingress is left out (the main Ingress serves).
     UnsupportedAnnotation,
+    /// A canary Ingress path (or defaultBackend) with no main Ingress to attach to, or whose
+    /// main backend already has an older canary: that part of the canary takes no traffic.
+    CanaryWithoutMain,
     /// The certificate has expired; it is still served (spec §5.1). Set outside translate.
     TlsCertificateExpired,
     /// The certificate is not valid yet; it is still served (spec §5.1). Set outside translate.
@@ -383,7 +386,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
                 .push((part.as_ref(), rule));
         }
         // A rule-less Ingress has no rule hosts, but its listed tls hosts still bind. A canary
-        // Ingress binds nothing (it is left out until canaries are implemented).
+        // Ingress binds nothing: it only attaches to its main Ingress (`canary.rs`).
         if !part.serves {
             continue;
         }
@@ -398,13 +401,26 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
     cache.certs = certs;
 
     let contributors_hosts: Vec<HostMatch> = contributors.keys().map(|h| (*h).clone()).collect();
+    // issue 14: each canary Ingress attaches to the main backends of its hosts and paths.
+    let canaries = if parts.iter().any(|p| p.canary.is_some()) {
+        canary::attach(
+            &parts,
+            &contributors,
+            global.as_ref().map(|(_, b)| b),
+            &mut conditions,
+        )
+    } else {
+        canary::Attachments::default()
+    };
     // Each vhost, rebuilt only when its contributions or its TLS binding changed.
     let mut previous = std::mem::take(&mut state.vhosts);
     let mut built = Vec::with_capacity(contributors.len());
     for (host, rules) in contributors {
         let has_tls = tls.has_tls(host);
+        let relevant = canaries.relevant(&rules);
         let reusable = previous.remove(host).filter(|b| {
             b.has_tls == has_tls
+                && b.canaries == relevant
                 && b.revs.len() == rules.len()
                 && b.revs
                     .iter()
@@ -413,7 +429,13 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
         });
         let entry = match reusable {
             Some(entry) => entry,
-            None => incremental::build_vhost(host, &rules, has_tls, options.force_ssl_redirect),
+            None => incremental::build_vhost(
+                host,
+                &rules,
+                has_tls,
+                options.force_ssl_redirect,
+                (&canaries, relevant),
+            ),
         };
         conditions.extend_from_slice(&entry.shadowed);
         built.push(entry.vhost.clone());
@@ -426,7 +448,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
     let www = www_redirects(&contributors_hosts, &parts);
 
     // spec §3.7 step 2: the controller-configured default Service.
-    let default_backend = global.map(|(_, b)| b).or_else(|| {
+    let default_backend = global.map(|(_, b)| canaries.apply(&b)).or_else(|| {
         options
             .default_backend_service
             .as_ref()
