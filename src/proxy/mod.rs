@@ -11,6 +11,7 @@
 
 mod balance;
 pub mod compress;
+mod cors;
 mod custom_headers;
 mod error;
 mod error_pages;

@@ -20,8 +20,8 @@ use super::observe::{Arrival, Pending, Seen};
 use super::pool::{Checkin, Pool};
 use super::upstream::{self, Clients, RetryBody, Upstream};
 use super::{
-    custom_headers, error_pages, redirect, response_rewrite, rewrite, ProxyBody, ProxyOptions,
-    Scheme,
+    cors, custom_headers, error_pages, redirect, response_rewrite, rewrite, ProxyBody,
+    ProxyOptions, Scheme,
 };
 use crate::publish::Shared;
 use crate::routing::{normalize, Decision, Protocol, Target};
@@ -128,14 +128,26 @@ pub(crate) async fn handle(
     let seen = &mut pending.seen;
     let mut intercept = None;
     let mut route_headers = None;
-    let response = match proxy(&ctx, client, req, seen, &mut intercept, &mut route_headers).await {
+    let mut cors = None;
+    let response = match proxy(
+        &ctx,
+        client,
+        req,
+        seen,
+        &mut intercept,
+        &mut route_headers,
+        &mut cors,
+    )
+    .await
+    {
         // `custom-http-errors`: a listed status is answered by the error backend.
         Ok(response) => match intercept.filter(|i| i.upstream_answer(response.status())) {
             Some(i) => {
                 let status = response.status();
                 drop(response);
-                // The error location is another nginx location: no `custom-headers`.
+                // The error location is another nginx location: no `custom-headers`, no CORS.
                 route_headers = None;
+                cors = None;
                 error_pages::answer(&ctx, i, status, version)
                     .await
                     .unwrap_or_else(|err| err.to_response(version))
@@ -175,6 +187,7 @@ pub(crate) async fn handle(
             match intercept.filter(|i| !client_fault && i.own_answer(status)) {
                 Some(i) => {
                     route_headers = None;
+                    cors = None;
                     error_pages::answer(&ctx, i, status, version)
                         .await
                         .unwrap_or_else(|err| err.to_response(version))
@@ -201,6 +214,9 @@ pub(crate) async fn handle(
         custom_headers::response(response.headers_mut(), global, route_headers.as_deref());
     }
     drop(published);
+    if let Some(cors) = &cors {
+        cors.apply(response.headers_mut());
+    }
     Ok(pending.finish(response))
 }
 
@@ -275,6 +291,7 @@ async fn proxy(
     seen: &mut Seen,
     intercept: &mut Option<error_pages::Intercept>,
     route_headers: &mut Option<Arc<crate::routing::CustomHeaders>>,
+    cors_answer: &mut Option<cors::Answer>,
 ) -> Result<Response<ProxyBody>, Failure> {
     let client_version = req.version();
     if headers::head_size(&req) > ctx.options.max_header_bytes {
@@ -397,6 +414,13 @@ async fn proxy(
             )));
         }
         *route_headers = Some(headers.clone());
+    }
+    // issue 14: CORS (proxy/cors.rs); an allowed preflight is answered here, 204.
+    if let Some(c) = &backend.policy.cors {
+        *cors_answer = cors::check(c, req.headers());
+        if cors_answer.is_some() && req.method() == Method::OPTIONS {
+            return Ok(cors::preflight(client_version));
+        }
     }
     // ingress-nginx's `default-backend` / `custom-http-errors` (error_pages.rs); nothing to
     // do for backends without them.

@@ -138,6 +138,9 @@ pub struct Policy {
     /// ingress-nginx's `custom-headers`: response headers from a ConfigMap.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_headers: Option<Arc<CustomHeaders>>,
+    /// `enable-cors` and `cors-*` (issue 14, `translate/cors.rs`); `None` when CORS is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Arc<super::Cors>>,
 }
 
 /// The regex and rewrite annotations of one Ingress, typed at translate time

@@ -62,6 +62,14 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     super::redirects::SERVICE_UPSTREAM,
     super::redirects::SERVER_ALIAS,
     super::redirects::FROM_TO_WWW_REDIRECT,
+    // Read by `cors.rs` (issue 14).
+    super::cors::ENABLE_CORS,
+    super::cors::CORS_ALLOW_ORIGIN,
+    super::cors::CORS_ALLOW_METHODS,
+    super::cors::CORS_ALLOW_HEADERS,
+    super::cors::CORS_EXPOSE_HEADERS,
+    super::cors::CORS_ALLOW_CREDENTIALS,
+    super::cors::CORS_MAX_AGE,
 ];
 
 /// ingress-nginx annotations that switch on access control (basic or external
@@ -234,6 +242,8 @@ pub(super) fn policy(
     }
     // issue 13: regex paths and rewrites.
     policy.rewrite = super::rewrite::parse(&get, &mut invalid);
+    // issue 14: CORS.
+    policy.cors = super::cors::parse(&get, &mut invalid);
     (policy, errors)
 }
 

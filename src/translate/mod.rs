@@ -7,6 +7,7 @@ mod annotations;
 mod backends;
 mod class;
 pub mod configmap;
+mod cors;
 pub mod custom_headers;
 pub mod error_pages;
 mod incremental;
