@@ -33,6 +33,8 @@ pub(crate) struct Seen {
     pub upstream_duration: Option<std::time::Duration>,
     pub request_id: Option<HeaderValue>,
     pub body: Option<Arc<Progress>>,
+    /// The routing Ingress says `enable-access-log: "false"`: counted, not logged.
+    pub no_access_log: bool,
 }
 
 impl Seen {
@@ -235,7 +237,7 @@ impl Done {
             bytes_in,
             bytes_out,
         );
-        if let Some(log) = &done.observe {
+        if let Some(log) = done.observe.as_ref().filter(|_| !done.seen.no_access_log) {
             log.record(Entry {
                 time: done.arrival.time,
                 client: done.arrival.client,

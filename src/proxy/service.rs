@@ -24,7 +24,7 @@ use super::{
     ProxyOptions, Scheme,
 };
 use crate::publish::Shared;
-use crate::routing::{normalize, Decision, Protocol, Target};
+use crate::routing::{normalize, Decision, NextUpstream, Protocol, Target};
 
 /// Everything a request needs, shared by all connections of one listener.
 pub(crate) struct Context {
@@ -332,6 +332,8 @@ async fn proxy(
         let decision = published.translation.table.decide(&match_host, &match_path);
         let series = ctx.options.observe.metrics.decision(&decision);
         seen.series = Some(series);
+        // issue 14: `enable-access-log: "false"`.
+        seen.no_access_log = decision.backend().is_some_and(|b| b.policy.no_access_log);
         // The ConfigMap's `http-redirect-code` and `use-port-in-redirects`, read only by the
         // two redirects below that use them.
         let redirects = || redirect::RedirectSettings::from_global(&published.translation.global);
@@ -446,7 +448,24 @@ async fn proxy(
     let policy = &backend.policy;
     let opts = &ctx.options;
     let balance = policy.balance.unwrap_or(opts.balance);
-    let tries = policy.tries.unwrap_or(opts.tries).max(1);
+    let tries = policy
+        .tries
+        .or(global.proxy_next_upstream_tries)
+        .unwrap_or(opts.tries)
+        .max(1);
+    // issue 14: `proxy-next-upstream` (+ the ConfigMap's `retry-non-idempotent`) and
+    // `proxy-next-upstream-timeout`, typed at translate time.
+    let mut next = policy
+        .next_upstream
+        .or(global.proxy_next_upstream)
+        .unwrap_or_default();
+    if global.retry_non_idempotent {
+        next = next.with(NextUpstream::NON_IDEMPOTENT);
+    }
+    let retry_budget = policy
+        .next_upstream_timeout
+        .or(global.proxy_next_upstream_timeout)
+        .filter(|d| !d.is_zero());
     let connect_timeout = policy
         .connect_timeout
         .or(global.proxy_connect_timeout)
@@ -573,6 +592,9 @@ async fn proxy(
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     );
     let has_body = !body.is_end_stream();
+    // Replaying after bytes went out: idempotent methods, or all with `non_idempotent`; never
+    // a request with a body (it was streamed, not kept).
+    let replay_ok = !has_body && (idempotent || next.any(NextUpstream::NON_IDEMPOTENT));
     let mut template = Template {
         method: parts.method,
         path_and_query,
@@ -660,7 +682,37 @@ async fn proxy(
                 if let Some(hold) = hold {
                     hold.succeeded();
                 }
-                break (response, dest, checkin);
+                // `proxy-next-upstream http_NNN`: this answer goes to another endpoint when
+                // one is left and the request can be replayed; else it is the answer.
+                let status = response.status().as_u16();
+                let again = retry_body.filter(|_| {
+                    next.retries_status(status)
+                        && replay_ok
+                        && attempt < tries
+                        && external.is_none()
+                        && tried.len() < endpoint_count
+                        && retry_budget.is_none_or(|d| upstream_start.elapsed() < d)
+                });
+                let Some(next_body) = again else {
+                    break (response, dest, checkin);
+                };
+                drop((response, checkin));
+                if let Some(series) = &seen.series {
+                    series.retry();
+                }
+                tracing::debug!(
+                    client.addr = %client.addr,
+                    http.host = host_value,
+                    backend.addr = %dest,
+                    status,
+                    "upstream answered a proxy-next-upstream status; retrying on another endpoint"
+                );
+                body = next_body;
+                last = Some((
+                    ProxyError::Upstream(format!("answered {status}").into()),
+                    dest,
+                ));
+                continue;
             }
             Err(err) => err,
         };
@@ -691,10 +743,25 @@ async fn proxy(
         }
         // spec §4.4: a connect failure (nothing sent) retries for any method; a failure after
         // bytes went out only for idempotent requests without a body, which can be replayed.
-        let replayable = err.is_retryable_connect()
-            || (matches!(err, ProxyError::Upstream(_)) && idempotent && !has_body);
+        // `proxy-next-upstream` says which failures retry at all (default `error timeout`).
+        let condition = match &err {
+            ProxyError::Connect(_) => NextUpstream::ERROR,
+            ProxyError::Upstream(_) => NextUpstream::ERROR.with(NextUpstream::INVALID_HEADER),
+            ProxyError::ConnectTimeout | ProxyError::ResponseTimeout | ProxyError::SendTimeout => {
+                NextUpstream::TIMEOUT
+            }
+            _ => NextUpstream::OFF,
+        };
+        let replayable = next.any(condition) && (err.is_retryable_connect() || replay_ok);
         let next_body = match retry_body {
-            Some(b) if replayable && attempt < tries && external.is_none() => b,
+            Some(b)
+                if replayable
+                    && attempt < tries
+                    && external.is_none()
+                    && retry_budget.is_none_or(|d| upstream_start.elapsed() < d) =>
+            {
+                b
+            }
             _ => return Err((err, Some(dest))),
         };
         if tried.len() >= endpoint_count {

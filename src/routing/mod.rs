@@ -10,6 +10,7 @@ pub mod log_format;
 pub mod normalize;
 mod policy;
 mod regex_mode;
+mod retry;
 mod table;
 
 pub use cors::{AllowOrigin, Cors, OriginPattern};
@@ -21,6 +22,7 @@ pub use policy::{
     Redirect, Replace, ResponseRewrite, Rewrite, RewriteTarget, UpstreamTls,
 };
 pub use regex_mode::{is_target_byte, rewrite_target, RegexLocation, RegexMode, RegexProblem};
+pub use retry::NextUpstream;
 pub use table::{Decision, RouteTable, VirtualHost};
 
 use std::net::SocketAddr;

@@ -141,6 +141,17 @@ pub struct Policy {
     /// `enable-cors` and `cors-*` (issue 14, `translate/cors.rs`); `None` when CORS is off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cors: Option<Arc<super::Cors>>,
+    /// `proxy-next-upstream` (issue 14): when a failed attempt goes to another endpoint;
+    /// `None`: the ConfigMap's, else ingress-nginx's default `error timeout`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_upstream: Option<super::NextUpstream>,
+    /// `proxy-next-upstream-timeout`: no new attempt once this long has passed since the
+    /// first began; `Some(ZERO)`: no limit.
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration")]
+    pub next_upstream_timeout: Option<Duration>,
+    /// `enable-access-log: "false"`: this Ingress's requests write no access log line.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_access_log: bool,
 }
 
 /// The regex and rewrite annotations of one Ingress, typed at translate time

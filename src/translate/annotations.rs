@@ -62,6 +62,13 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     super::redirects::SERVICE_UPSTREAM,
     super::redirects::SERVER_ALIAS,
     super::redirects::FROM_TO_WWW_REDIRECT,
+    // Read by `proxying.rs` (issue 14).
+    super::proxying::ENABLE_ACCESS_LOG,
+    super::proxying::NEXT_UPSTREAM,
+    super::proxying::NEXT_UPSTREAM_TIMEOUT,
+    super::proxying::PROXY_BUFFERING,
+    super::proxying::PROXY_BUFFER_SIZE,
+    super::proxying::PROXY_MAX_TEMP_FILE_SIZE,
     // Read by `cors.rs` (issue 14).
     super::cors::ENABLE_CORS,
     super::cors::CORS_ALLOW_ORIGIN,
@@ -148,6 +155,15 @@ pub(super) fn reads_secret(key: &str) -> bool {
 /// Most attempts an annotation may ask for.
 const MAX_TRIES: u32 = 10;
 
+/// ingress-nginx: 0 tries means "no limit"; Portico bounds it, and any number, at 10.
+pub(super) fn bounded_tries(n: u32) -> u32 {
+    if n == 0 {
+        MAX_TRIES
+    } else {
+        n.min(MAX_TRIES)
+    }
+}
+
 /// The Ingress's policy and one message per invalid annotation.
 pub(super) fn policy(
     ingress: &Ingress,
@@ -187,11 +203,11 @@ pub(super) fn policy(
         }
     }
     if let Some((key, value)) = get(NEXT_UPSTREAM_TRIES) {
+        // ingress-nginx takes any number (e2e annotations/proxy.go "should build proxy next
+        // upstream" sets 888888); Portico bounds it at 10.
         match value.trim().parse::<u32>() {
-            Ok(n) if (1..=MAX_TRIES).contains(&n) => policy.tries = Some(n),
-            // ingress-nginx: 0 means "no limit"; Portico bounds it.
-            Ok(0) => policy.tries = Some(MAX_TRIES),
-            _ => invalid(&key, value, "is not a number of tries from 0 to 10"),
+            Ok(n) => policy.tries = Some(bounded_tries(n)),
+            _ => invalid(&key, value, "is not a whole number of tries"),
         }
     }
     for (name, slot) in [
@@ -244,6 +260,7 @@ pub(super) fn policy(
     policy.rewrite = super::rewrite::parse(&get, &mut invalid);
     // issue 14: CORS.
     policy.cors = super::cors::parse(&get, &mut invalid);
+    super::proxying::parse(&get, &mut invalid, &mut policy);
     (policy, errors)
 }
 
