@@ -483,6 +483,16 @@ async fn proxy(
         .or(global.proxy_body_size)
         .unwrap_or(opts.body_limit);
     let protocol = backend.protocol();
+    // issue 14: `proxy-http-version: "1.0"`; an HTTP/1.0 request cannot carry a body of
+    // unknown length (hyper would send it empty), and Portico does not buffer one to count it.
+    let http10 = !protocol.is_http2()
+        && policy
+            .upstream_http10
+            .or(global.proxy_http10)
+            .unwrap_or(false);
+    if http10 && !req.body().is_end_stream() && content_length(req.headers()).is_none() {
+        return Err(fail(ProxyError::LengthRequired));
+    }
     if body_limit > 0 && content_length(req.headers()).is_some_and(|n| n > body_limit) {
         return Err(fail(ProxyError::PayloadTooLarge));
     }
@@ -600,6 +610,7 @@ async fn proxy(
         path_and_query,
         headers,
         protocol,
+        http10,
     };
     // A verified upstream certificate must name the Service (`name.namespace.svc`): endpoints
     // are dialled by IP. ExternalNames are verified against their own name.
@@ -965,6 +976,8 @@ struct Template {
     path_and_query: PathAndQuery,
     headers: HeaderMap,
     protocol: Protocol,
+    /// `proxy-http-version: "1.0"`.
+    http10: bool,
 }
 
 impl Template {
@@ -991,6 +1004,8 @@ impl Template {
         *request.uri_mut() = uri;
         *request.version_mut() = if self.protocol.is_http2() {
             Version::HTTP_2
+        } else if self.http10 {
+            Version::HTTP_10
         } else {
             Version::HTTP_11
         };

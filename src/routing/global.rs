@@ -51,6 +51,8 @@ pub struct Global {
     pub proxy_next_upstream_tries: Option<u32>,
     /// `retry-non-idempotent`: every location's conditions get `non_idempotent`.
     pub retry_non_idempotent: bool,
+    /// `proxy-http-version: "1.0"`: HTTP/1.0 to HTTP/1.x upstreams.
+    pub proxy_http10: Option<bool>,
     /// `large-client-header-buffers` (`4 8k`): the request head may not exceed number × size.
     pub large_client_header_buffers: Option<HeaderBuffers>,
     /// `keep-alive`: how long an idle client connection stays open (overrides
@@ -171,6 +173,7 @@ impl Default for Global {
             proxy_next_upstream_timeout: None,
             proxy_next_upstream_tries: None,
             retry_non_idempotent: false,
+            proxy_http10: None,
             large_client_header_buffers: None,
             keep_alive: None,
             keep_alive_requests: None,

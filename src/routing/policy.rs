@@ -149,6 +149,10 @@ pub struct Policy {
     /// first began; `Some(ZERO)`: no limit.
     #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration")]
     pub next_upstream_timeout: Option<Duration>,
+    /// `proxy-http-version`: `Some(true)` for `1.0`, `Some(false)` for `1.1`; HTTP/1.x
+    /// upstreams only (`backend-protocol` HTTP/2 ones keep HTTP/2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_http10: Option<bool>,
     /// `enable-access-log: "false"`: this Ingress's requests write no access log line.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_access_log: bool,

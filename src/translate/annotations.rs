@@ -69,6 +69,7 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     super::proxying::PROXY_BUFFERING,
     super::proxying::PROXY_BUFFER_SIZE,
     super::proxying::PROXY_MAX_TEMP_FILE_SIZE,
+    super::proxying::PROXY_HTTP_VERSION,
     // Read by `cors.rs` (issue 14).
     super::cors::ENABLE_CORS,
     super::cors::CORS_ALLOW_ORIGIN,

@@ -48,6 +48,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "proxy-buffer-size",
     "proxy-buffering",
     "proxy-connect-timeout",
+    "proxy-http-version",
     "proxy-next-upstream",
     "proxy-next-upstream-timeout",
     "proxy-next-upstream-tries",

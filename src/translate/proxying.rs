@@ -23,6 +23,7 @@ pub const NEXT_UPSTREAM_TIMEOUT: &str = "proxy-next-upstream-timeout";
 pub const PROXY_BUFFERING: &str = "proxy-buffering";
 pub const PROXY_BUFFER_SIZE: &str = "proxy-buffer-size";
 pub const PROXY_MAX_TEMP_FILE_SIZE: &str = "proxy-max-temp-file-size";
+pub const PROXY_HTTP_VERSION: &str = "proxy-http-version";
 
 const CONDITIONS: &str = "is not a list of error, timeout, invalid_header, http_500, http_502, http_503, http_504, http_403, http_404, http_429, non_idempotent or off";
 
@@ -51,6 +52,12 @@ pub(super) fn parse<'a>(
             Err(_) => invalid(&key, value, "is not a whole number of seconds"),
         }
     }
+    if let Some((key, value)) = get(PROXY_HTTP_VERSION) {
+        match http10(value) {
+            Some(b) => policy.upstream_http10 = Some(b),
+            None => invalid(&key, value, "is neither \"1.0\" nor \"1.1\""),
+        }
+    }
     if let Some((key, value)) = get(PROXY_BUFFERING) {
         if !on_off(value) {
             invalid(&key, value, "is neither \"on\" nor \"off\"");
@@ -62,6 +69,15 @@ pub(super) fn parse<'a>(
                 invalid(&key, value, "is not a size (4k, 8k, 1m)");
             }
         }
+    }
+}
+
+/// `1.0` → true, `1.1` → false (ingress-nginx `ValidateOptions(["1.0", "1.1"])`).
+fn http10(value: &str) -> Option<bool> {
+    match value.trim() {
+        "1.0" => Some(true),
+        "1.1" => Some(false),
+        _ => None,
     }
 }
 
@@ -106,6 +122,12 @@ pub(super) fn from_configmap(
         match parse_bool(v.trim()) {
             Some(b) => global.retry_non_idempotent = b,
             None => invalid("retry-non-idempotent", v, "is not a boolean"),
+        }
+    }
+    if let Some(v) = get("proxy-http-version") {
+        match http10(v) {
+            Some(b) => global.proxy_http10 = Some(b),
+            None => invalid("proxy-http-version", v, "is neither \"1.0\" nor \"1.1\""),
         }
     }
     if let Some(v) = get("proxy-buffering") {
@@ -153,9 +175,11 @@ mod tests {
             ("proxy-buffering", "on"),
             ("proxy-buffer-size", "8k"),
             ("proxy-max-temp-file-size", "1024m"),
+            ("proxy-http-version", "1.0"),
         ]);
         assert!(errors.is_empty(), "{errors:?}");
         assert!(p.no_access_log);
+        assert_eq!(p.upstream_http10, Some(true));
         assert_eq!(p.next_upstream, NextUpstream::parse("error http_502"));
         assert_eq!(p.next_upstream_timeout, Some(Duration::from_secs(7)));
     }
@@ -222,8 +246,9 @@ mod tests {
             ("proxy-next-upstream-timeout", "5s"),
             ("proxy-buffering", "maybe"),
             ("proxy-buffer-size", "big"),
+            ("proxy-http-version", "2.0"),
         ]);
-        assert_eq!(errors.len(), 5, "{errors:?}");
+        assert_eq!(errors.len(), 6, "{errors:?}");
         assert!(p.is_default());
     }
 }

@@ -1,5 +1,6 @@
-//! ingress-nginx's retry and access-log annotations over real sockets (issue 14):
-//! `proxy-next-upstream`, `proxy-next-upstream-timeout`, `enable-access-log`. Ingresses are
+//! ingress-nginx's retry, upstream-protocol and access-log annotations over real sockets
+//! (issue 14): `proxy-next-upstream`, `proxy-next-upstream-timeout`, `proxy-http-version`,
+//! `enable-access-log`. Ingresses are
 //! translated from YAML and published to a proxy on 127.0.0.1; upstreams are small servers on
 //! 127.0.0.1 that answer a fixed status (or never). ingress-nginx has no e2e case for these
 //! annotations beyond its template tests; the cases follow nginx's `proxy_next_upstream`
@@ -404,4 +405,49 @@ async fn enable_access_log_false_drops_the_lines() {
         .expect("the log is open");
     assert_eq!(entry.host, "loud.example");
     assert!(rx.try_recv().is_err());
+}
+
+/// e2e annotations/proxy.go "should change the default proxy HTTP version" (`1.0` in
+/// nginx.conf): the upstream is asked in HTTP/1.0, and a body of unknown length, which
+/// HTTP/1.0 cannot frame (nginx would have buffered it to count it), is refused with 411.
+#[tokio::test]
+async fn proxy_http_version_1_0_speaks_http_1_0() {
+    let echo = start_echo("echo").await;
+    let (proxy, translation) = serve(
+        &[echo],
+        &[("proxy-http-version", "1.0")],
+        ProxyOptions::default(),
+    )
+    .await;
+    assert!(
+        translation.conditions.is_empty(),
+        "{:?}",
+        translation.conditions
+    );
+    for _ in 0..2 {
+        let response = proxy.get("retry.example", "/").await;
+        assert_eq!(response.status, 200);
+        assert_eq!(response.json()["proto"], "HTTP/1.0");
+    }
+    let response = proxy
+        .raw("POST / HTTP/1.1\r\nHost: retry.example\r\ncontent-length: 4\r\n\r\nbody")
+        .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.json()["body_bytes"], 4);
+    let response = proxy
+        .raw("POST / HTTP/1.1\r\nHost: retry.example\r\ntransfer-encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n\r\n")
+        .await;
+    assert_eq!(response.status, 411);
+    // `1.1` (and no annotation): HTTP/1.1, chunked bodies stream.
+    let (proxy, _) = serve(
+        &[echo],
+        &[("proxy-http-version", "1.1")],
+        ProxyOptions::default(),
+    )
+    .await;
+    let response = proxy
+        .raw("POST / HTTP/1.1\r\nHost: retry.example\r\ntransfer-encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n\r\n")
+        .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.json()["proto"], "HTTP/1.1");
 }
