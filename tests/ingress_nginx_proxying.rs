@@ -10,7 +10,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use portico::access_log::AccessLog;
@@ -450,4 +450,201 @@ async fn proxy_http_version_1_0_speaks_http_1_0() {
         .await;
     assert_eq!(response.status, 200);
     assert_eq!(response.json()["proto"], "HTTP/1.1");
+}
+
+/// A mirror target: records each request head it gets (and its body length by
+/// `content-length`), answers 200, or never with `answer: false`.
+struct Recorder {
+    addr: SocketAddr,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+async fn recorder(answer: bool) -> Recorder {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16384 {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).to_lowercase());
+                if !answer {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    return;
+                }
+                let _ = socket
+                    .write_all(b"HTTP/1.1 500 Mirror\r\ncontent-length: 6\r\nconnection: close\r\n\r\nmirror")
+                    .await;
+            });
+        }
+    });
+    Recorder { addr, heads }
+}
+
+impl Recorder {
+    /// Waits (bounded) until `n` heads have arrived.
+    async fn wait_for(&self, n: usize) -> Vec<String> {
+        for _ in 0..500 {
+            let heads = self.heads.lock().unwrap().clone();
+            if heads.len() >= n {
+                return heads;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "expected {n} mirrored requests, got {:?}",
+            self.heads.lock().unwrap()
+        );
+    }
+}
+
+/// e2e annotations/mirror.go "should set mirror-target to https://test.env.com/$request_uri"
+/// (nginx.conf there; here what nginx does with it): a copy of the request goes to the
+/// target with `$request_uri` filled in and `Host` the target's host; the client gets the
+/// upstream's answer, never the mirror's (which answers 500 here).
+#[tokio::test]
+async fn mirror_target_gets_a_copy_and_its_answer_is_discarded() {
+    let echo = start_echo("echo").await;
+    let mirror = recorder(true).await;
+    let target = format!("http://{}/$request_uri", mirror.addr);
+    let (proxy, translation) = serve(
+        &[echo],
+        &[("mirror-target", target.as_str())],
+        ProxyOptions::default(),
+    )
+    .await;
+    assert!(
+        translation.conditions.is_empty(),
+        "{:?}",
+        translation.conditions
+    );
+    let response = proxy.get("retry.example", "/a/b?q=1").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.json()["path"], "/a/b?q=1");
+    let heads = mirror.wait_for(1).await;
+    assert!(
+        heads[0].starts_with("get //a/b?q=1 http/1.1\r\n"),
+        "{heads:?}"
+    );
+    assert!(heads[0].contains("\r\nhost: 127.0.0.1\r\n"), "{heads:?}");
+}
+
+/// e2e annotations/mirror.go "should set mirror-target to http://localhost/mirror" and
+/// "should disable mirror-request-body": a literal path gets the request's query; a request
+/// with a body is mirrored only with `mirror-request-body: "off"`, then without the body;
+/// `mirror-host` sets the copy's `Host`.
+#[tokio::test]
+async fn mirror_host_and_request_body() {
+    let echo = start_echo("echo").await;
+    let mirror = recorder(true).await;
+    let target = format!("http://{}/mirror", mirror.addr);
+    let (proxy, _) = serve(
+        &[echo],
+        &[
+            ("mirror-target", target.as_str()),
+            ("mirror-host", "copy.example"),
+            ("mirror-request-body", "off"),
+        ],
+        ProxyOptions::default(),
+    )
+    .await;
+    let response = proxy
+        .raw("POST /p?x=1 HTTP/1.1\r\nHost: retry.example\r\ncontent-length: 4\r\n\r\nbody")
+        .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.json()["body_bytes"], 4);
+    let heads = mirror.wait_for(1).await;
+    assert!(
+        heads[0].starts_with("post /mirror?x=1 http/1.1\r\n"),
+        "{heads:?}"
+    );
+    assert!(heads[0].contains("\r\nhost: copy.example\r\n"), "{heads:?}");
+    assert!(!heads[0].contains("content-length: 4"), "{heads:?}");
+
+    // Default `mirror-request-body: on`: Portico keeps no body to copy, so a request with a
+    // body is not mirrored (counted as skipped); one without is.
+    let mirror = recorder(true).await;
+    let target = format!("http://{}/mirror", mirror.addr);
+    let (proxy, _) = serve(
+        &[echo],
+        &[("mirror-target", target.as_str())],
+        ProxyOptions::default(),
+    )
+    .await;
+    let response = proxy
+        .raw("POST /p HTTP/1.1\r\nHost: retry.example\r\ncontent-length: 4\r\n\r\nbody")
+        .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(proxy.get("retry.example", "/after").await.status, 200);
+    let heads = mirror.wait_for(1).await;
+    assert!(
+        heads[0].starts_with("get /mirror http/1.1\r\n"),
+        "{heads:?}"
+    );
+    assert_eq!(mirror.heads.lock().unwrap().len(), 1);
+}
+
+/// A mirror that never answers does not hold up the main requests (each is bounded here at
+/// 5 s, against the mirror's 10 s timeout).
+#[tokio::test]
+async fn a_hanging_mirror_never_slows_the_main_request() {
+    let echo = start_echo("echo").await;
+    let mirror = recorder(false).await;
+    let target = format!("http://{}/", mirror.addr);
+    let (proxy, _) = serve(
+        &[echo],
+        &[("mirror-target", target.as_str())],
+        ProxyOptions::default(),
+    )
+    .await;
+    for i in 0..3 {
+        let response = tokio::time::timeout(
+            Duration::from_secs(5),
+            proxy.get("retry.example", &format!("/{i}")),
+        )
+        .await
+        .expect("the main request is answered while the mirror hangs");
+        assert_eq!(response.status, 200);
+    }
+    mirror.wait_for(3).await;
+}
+
+/// An unusable target (an unknown variable, a metadata address) is a condition naming the
+/// Ingress and the key; the Ingress is served without mirroring.
+#[tokio::test]
+async fn unusable_mirror_targets_are_conditions() {
+    let echo = start_echo("echo").await;
+    for target in ["http://m.example/$remote_addr", "http://169.254.169.254/"] {
+        let (proxy, translation) = serve(
+            &[echo],
+            &[("mirror-target", target)],
+            ProxyOptions::default(),
+        )
+        .await;
+        let invalid: Vec<String> = translation
+            .conditions
+            .iter()
+            .map(|c| format!("{}: {}", c.object.name, c.message))
+            .collect();
+        assert_eq!(invalid.len(), 1, "{invalid:?}");
+        assert!(
+            invalid[0].starts_with("retry: annotation nginx.ingress.kubernetes.io/mirror-target"),
+            "{invalid:?}"
+        );
+        assert_eq!(proxy.get("retry.example", "/").await.status, 200);
+    }
 }

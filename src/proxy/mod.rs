@@ -17,6 +17,7 @@ mod error;
 mod error_pages;
 mod global;
 mod headers;
+mod mirror;
 mod observe;
 mod pool;
 mod proxy_protocol;

@@ -605,6 +605,18 @@ async fn proxy(
     // Replaying after bytes went out: idempotent methods, or all with `non_idempotent`; never
     // a request with a body (it was streamed, not kept).
     let replay_ok = !has_body && (idempotent || next.any(NextUpstream::NON_IDEMPOTENT));
+    // issue 14: `mirror-target` (proxy/mirror.rs): a copy on its own task, never waited for.
+    if let Some(m) = policy.mirror.as_ref().filter(|_| upgrade.is_none()) {
+        let original = super::mirror::Original {
+            method: &parts.method,
+            uri: &parts.uri,
+            path: path_and_query.path(),
+            host: &match_host,
+            headers: &headers,
+            has_body,
+        };
+        super::mirror::send(ctx, m, original);
+    }
     let mut template = Template {
         method: parts.method,
         path_and_query,

@@ -7,6 +7,7 @@ pub mod compression;
 mod cors;
 mod global;
 pub mod log_format;
+mod mirror;
 pub mod normalize;
 mod policy;
 mod regex_mode;
@@ -17,6 +18,7 @@ pub use cors::{AllowOrigin, Cors, OriginPattern};
 pub use global::{
     hsts_value, Cidr, ForwardedHeaders, Global, HeaderBuffers, UpstreamKeepalive, HSTS_MAX_AGE,
 };
+pub use mirror::{Mirror, MirrorPart};
 pub use policy::{
     Balance, CustomHeaders, ErrorBackend, ErrorPages, HeaderList, Piece, Policy, Protocol,
     Redirect, Replace, ResponseRewrite, Rewrite, RewriteTarget, UpstreamTls,

@@ -153,6 +153,9 @@ pub struct Policy {
     /// upstreams only (`backend-protocol` HTTP/2 ones keep HTTP/2).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_http10: Option<bool>,
+    /// `mirror-target`, `mirror-host`, `mirror-request-body` (issue 14, `translate/mirror.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<Arc<super::Mirror>>,
     /// `enable-access-log: "false"`: this Ingress's requests write no access log line.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_access_log: bool,

@@ -70,6 +70,10 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     super::proxying::PROXY_BUFFER_SIZE,
     super::proxying::PROXY_MAX_TEMP_FILE_SIZE,
     super::proxying::PROXY_HTTP_VERSION,
+    // Read by `mirror.rs` (issue 14).
+    super::mirror::MIRROR_TARGET,
+    super::mirror::MIRROR_HOST,
+    super::mirror::MIRROR_REQUEST_BODY,
     // Read by `cors.rs` (issue 14).
     super::cors::ENABLE_CORS,
     super::cors::CORS_ALLOW_ORIGIN,
@@ -262,6 +266,7 @@ pub(super) fn policy(
     // issue 14: CORS.
     policy.cors = super::cors::parse(&get, &mut invalid);
     super::proxying::parse(&get, &mut invalid, &mut policy);
+    policy.mirror = super::mirror::parse(&get, &mut invalid);
     (policy, errors)
 }
 

@@ -11,6 +11,7 @@ mod cors;
 pub mod custom_headers;
 pub mod error_pages;
 mod incremental;
+mod mirror;
 mod paths;
 mod proxying;
 mod redirects;
