@@ -254,6 +254,7 @@ pub struct Metrics {
     certificate_not_after: Family<CertificateLabels, Gauge>,
     ejections: Counter,
     client_errors: Family<FailureLabels, Counter>,
+    mirror: Family<FailureLabels, Counter>,
     series: ArcSwap<SeriesMap>,
     /// Serialises inserts into `series` (copy-on-write); never taken by a request whose series
     /// already exists.
@@ -440,8 +441,15 @@ impl Metrics {
             "Requests that failed on the client's side, by reason: malformed_body (400), aborted (499: the client went away), body_timeout (408); never counted against an endpoint",
             client_errors.clone(),
         );
+        let mirror = Family::default();
+        registry.register(
+            "mirror_requests",
+            "Copies of requests for mirror-target, by result: sent, failed (error or timeout), dropped (too many in flight), skipped (a body Portico does not copy)",
+            mirror.clone(),
+        );
         Metrics {
             client_errors,
+            mirror,
             registry,
             tls_handshakes,
             tls_handshake_failures,
@@ -637,6 +645,13 @@ impl Metrics {
     pub fn client_error(&self, reason: &'static str) {
         self.client_errors
             .get_or_create(&FailureLabels { reason })
+            .inc();
+    }
+
+    /// A mirror copy's fate (`proxy/mirror.rs`): `sent`, `failed`, `dropped`, `skipped`.
+    pub fn mirror(&self, result: &'static str) {
+        self.mirror
+            .get_or_create(&FailureLabels { reason: result })
             .inc();
     }
 

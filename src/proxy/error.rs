@@ -58,6 +58,10 @@ pub enum ProxyError {
     /// Request line plus headers over `max_header_bytes`.
     #[error("request header fields too large")]
     HeadersTooLarge,
+    /// A body of unknown length (chunked) to an upstream spoken to in HTTP/1.0
+    /// (`proxy-http-version: "1.0"`), which cannot frame it: 411.
+    #[error("length required")]
+    LengthRequired,
     /// The request body is over `proxy-body-size` (by `Content-Length`, or while streaming).
     #[error("request body too large")]
     PayloadTooLarge,
@@ -113,6 +117,7 @@ impl ProxyError {
             ProxyError::Client(ClientFault::Aborted) => client_closed_request(),
             ProxyError::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::LengthRequired => StatusCode::LENGTH_REQUIRED,
             ProxyError::Unavailable(_) | ProxyError::ExternalNameRefused(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -12,12 +12,14 @@
 mod balance;
 mod canary;
 pub mod compress;
+mod cors;
 mod custom_headers;
 mod error;
 mod error_pages;
 mod global;
 mod headers;
 pub mod limits;
+mod mirror;
 mod observe;
 mod passthrough;
 mod pool;

@@ -35,6 +35,8 @@ pub(crate) struct Seen {
     pub body: Option<Arc<Progress>>,
     /// `limit-connections`: the request counts as in progress until its response has ended.
     pub limit: Option<Box<super::limits::ConnGuard>>,
+    /// The routing Ingress says `enable-access-log: "false"`: counted, not logged.
+    pub no_access_log: bool,
 }
 
 impl Seen {
@@ -237,7 +239,7 @@ impl Done {
             bytes_in,
             bytes_out,
         );
-        if let Some(log) = &done.observe {
+        if let Some(log) = done.observe.as_ref().filter(|_| !done.seen.no_access_log) {
             log.record(Entry {
                 time: done.arrival.time,
                 client: done.arrival.client,

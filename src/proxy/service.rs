@@ -20,11 +20,11 @@ use super::observe::{Arrival, Pending, Seen};
 use super::pool::{Checkin, Pool};
 use super::upstream::{self, Clients, RetryBody, Upstream};
 use super::{
-    custom_headers, error_pages, limits, redirect, response_rewrite, rewrite, ProxyBody,
+    cors, custom_headers, error_pages, limits, redirect, response_rewrite, rewrite, ProxyBody,
     ProxyOptions, Scheme,
 };
 use crate::publish::Shared;
-use crate::routing::{normalize, Decision, Protocol, Target};
+use crate::routing::{normalize, Decision, NextUpstream, Protocol, Target};
 
 /// Everything a request needs, shared by all connections of one listener.
 pub(crate) struct Context {
@@ -130,6 +130,7 @@ pub(crate) async fn handle(
     let mut route_headers = None;
     // The controller ConfigMap the request was routed with (`None` if it was answered first).
     let mut routed_global = None;
+    let mut cors = None;
     let response = match proxy(
         &ctx,
         client,
@@ -138,6 +139,7 @@ pub(crate) async fn handle(
         &mut intercept,
         &mut route_headers,
         &mut routed_global,
+        &mut cors,
     )
     .await
     {
@@ -146,8 +148,9 @@ pub(crate) async fn handle(
             Some(i) => {
                 let status = response.status();
                 drop(response);
-                // The error location is another nginx location: no `custom-headers`.
+                // The error location is another nginx location: no `custom-headers`, no CORS.
                 route_headers = None;
+                cors = None;
                 error_pages::answer(&ctx, i, status, version)
                     .await
                     .unwrap_or_else(|err| err.to_response(version))
@@ -187,6 +190,7 @@ pub(crate) async fn handle(
             match intercept.filter(|i| !client_fault && i.own_answer(status)) {
                 Some(i) => {
                     route_headers = None;
+                    cors = None;
                     error_pages::answer(&ctx, i, status, version)
                         .await
                         .unwrap_or_else(|err| err.to_response(version))
@@ -218,6 +222,9 @@ pub(crate) async fn handle(
     );
     if route_headers.is_some() || !global.add_headers.is_empty() {
         custom_headers::response(response.headers_mut(), global, route_headers.as_deref());
+    }
+    if let Some(cors) = &cors {
+        cors.apply(response.headers_mut());
     }
     Ok(pending.finish(response))
 }
@@ -310,6 +317,7 @@ async fn proxy(
     intercept: &mut Option<error_pages::Intercept>,
     route_headers: &mut Option<Arc<crate::routing::CustomHeaders>>,
     routed_global: &mut Option<Arc<crate::routing::Global>>,
+    cors_answer: &mut Option<cors::Answer>,
 ) -> Result<Response<ProxyBody>, Failure> {
     let client_version = req.version();
     if headers::head_size(&req) > ctx.options.max_header_bytes {
@@ -356,6 +364,8 @@ async fn proxy(
             let ip = client_address(&req, client, ctx, &published.translation.global);
             limits::blocked(block, ip, req.headers()).map_err(fail)?;
         }
+        // issue 14: `enable-access-log: "false"`.
+        seen.no_access_log = decision.backend().is_some_and(|b| b.policy.no_access_log);
         // The ConfigMap's `http-redirect-code` and `use-port-in-redirects`, read only by the
         // two redirects below that use them.
         let redirects = || redirect::RedirectSettings::from_global(&published.translation.global);
@@ -451,6 +461,13 @@ async fn proxy(
         }
         *route_headers = Some(headers.clone());
     }
+    // issue 14: CORS (proxy/cors.rs); an allowed preflight is answered here, 204.
+    if let Some(c) = &backend.policy.cors {
+        *cors_answer = cors::check(c, req.headers());
+        if cors_answer.is_some() && req.method() == Method::OPTIONS {
+            return Ok(cors::preflight(client_version));
+        }
+    }
     // ingress-nginx's `default-backend` / `custom-http-errors` (error_pages.rs); nothing to
     // do for backends without them.
     let mut backend = backend;
@@ -475,7 +492,24 @@ async fn proxy(
     let policy = &backend.policy;
     let opts = &ctx.options;
     let balance = policy.balance.unwrap_or(opts.balance);
-    let tries = policy.tries.unwrap_or(opts.tries).max(1);
+    let tries = policy
+        .tries
+        .or(global.proxy_next_upstream_tries)
+        .unwrap_or(opts.tries)
+        .max(1);
+    // issue 14: `proxy-next-upstream` (+ the ConfigMap's `retry-non-idempotent`) and
+    // `proxy-next-upstream-timeout`, typed at translate time.
+    let mut next = policy
+        .next_upstream
+        .or(global.proxy_next_upstream)
+        .unwrap_or_default();
+    if global.retry_non_idempotent {
+        next = next.with(NextUpstream::NON_IDEMPOTENT);
+    }
+    let retry_budget = policy
+        .next_upstream_timeout
+        .or(global.proxy_next_upstream_timeout)
+        .filter(|d| !d.is_zero());
     let connect_timeout = policy
         .connect_timeout
         .or(global.proxy_connect_timeout)
@@ -493,6 +527,16 @@ async fn proxy(
         .or(global.proxy_body_size)
         .unwrap_or(opts.body_limit);
     let protocol = backend.protocol();
+    // issue 14: `proxy-http-version: "1.0"`; an HTTP/1.0 request cannot carry a body of
+    // unknown length (hyper would send it empty), and Portico does not buffer one to count it.
+    let http10 = !protocol.is_http2()
+        && policy
+            .upstream_http10
+            .or(global.proxy_http10)
+            .unwrap_or(false);
+    if http10 && !req.body().is_end_stream() && content_length(req.headers()).is_none() {
+        return Err(fail(ProxyError::LengthRequired));
+    }
     if body_limit > 0 && content_length(req.headers()).is_some_and(|n| n > body_limit) {
         return Err(fail(ProxyError::PayloadTooLarge));
     }
@@ -602,11 +646,27 @@ async fn proxy(
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     );
     let has_body = !body.is_end_stream();
+    // Replaying after bytes went out: idempotent methods, or all with `non_idempotent`; never
+    // a request with a body (it was streamed, not kept).
+    let replay_ok = !has_body && (idempotent || next.any(NextUpstream::NON_IDEMPOTENT));
+    // issue 14: `mirror-target` (proxy/mirror.rs): a copy on its own task, never waited for.
+    if let Some(m) = policy.mirror.as_ref().filter(|_| upgrade.is_none()) {
+        let original = super::mirror::Original {
+            method: &parts.method,
+            uri: &parts.uri,
+            path: path_and_query.path(),
+            host: &match_host,
+            headers: &headers,
+            has_body,
+        };
+        super::mirror::send(ctx, m, original);
+    }
     let mut template = Template {
         method: parts.method,
         path_and_query,
         headers,
         protocol,
+        http10,
     };
     // A verified upstream certificate must name the Service (`name.namespace.svc`): endpoints
     // are dialled by IP. ExternalNames are verified against their own name.
@@ -689,7 +749,37 @@ async fn proxy(
                 if let Some(hold) = hold {
                     hold.succeeded();
                 }
-                break (response, dest, checkin);
+                // `proxy-next-upstream http_NNN`: this answer goes to another endpoint when
+                // one is left and the request can be replayed; else it is the answer.
+                let status = response.status().as_u16();
+                let again = retry_body.filter(|_| {
+                    next.retries_status(status)
+                        && replay_ok
+                        && attempt < tries
+                        && external.is_none()
+                        && tried.len() < endpoint_count
+                        && retry_budget.is_none_or(|d| upstream_start.elapsed() < d)
+                });
+                let Some(next_body) = again else {
+                    break (response, dest, checkin);
+                };
+                drop((response, checkin));
+                if let Some(series) = &seen.series {
+                    series.retry();
+                }
+                tracing::debug!(
+                    client.addr = %client.addr,
+                    http.host = host_value,
+                    backend.addr = %dest,
+                    status,
+                    "upstream answered a proxy-next-upstream status; retrying on another endpoint"
+                );
+                body = next_body;
+                last = Some((
+                    ProxyError::Upstream(format!("answered {status}").into()),
+                    dest,
+                ));
+                continue;
             }
             Err(err) => err,
         };
@@ -720,10 +810,25 @@ async fn proxy(
         }
         // spec §4.4: a connect failure (nothing sent) retries for any method; a failure after
         // bytes went out only for idempotent requests without a body, which can be replayed.
-        let replayable = err.is_retryable_connect()
-            || (matches!(err, ProxyError::Upstream(_)) && idempotent && !has_body);
+        // `proxy-next-upstream` says which failures retry at all (default `error timeout`).
+        let condition = match &err {
+            ProxyError::Connect(_) => NextUpstream::ERROR,
+            ProxyError::Upstream(_) => NextUpstream::ERROR.with(NextUpstream::INVALID_HEADER),
+            ProxyError::ConnectTimeout | ProxyError::ResponseTimeout | ProxyError::SendTimeout => {
+                NextUpstream::TIMEOUT
+            }
+            _ => NextUpstream::OFF,
+        };
+        let replayable = next.any(condition) && (err.is_retryable_connect() || replay_ok);
         let next_body = match retry_body {
-            Some(b) if replayable && attempt < tries && external.is_none() => b,
+            Some(b)
+                if replayable
+                    && attempt < tries
+                    && external.is_none()
+                    && retry_budget.is_none_or(|d| upstream_start.elapsed() < d) =>
+            {
+                b
+            }
             _ => return Err((err, Some(dest))),
         };
         if tried.len() >= endpoint_count {
@@ -932,6 +1037,8 @@ struct Template {
     path_and_query: PathAndQuery,
     headers: HeaderMap,
     protocol: Protocol,
+    /// `proxy-http-version: "1.0"`.
+    http10: bool,
 }
 
 impl Template {
@@ -958,6 +1065,8 @@ impl Template {
         *request.uri_mut() = uri;
         *request.version_mut() = if self.protocol.is_http2() {
             Version::HTTP_2
+        } else if self.http10 {
+            Version::HTTP_10
         } else {
             Version::HTTP_11
         };

@@ -43,6 +43,16 @@ pub struct Global {
     pub proxy_read_timeout: Option<Duration>,
     /// `proxy-send-timeout`; overrides `--upstream-send-timeout` when set.
     pub proxy_send_timeout: Option<Duration>,
+    /// `proxy-next-upstream` (issue 14); `None`: ingress-nginx's default `error timeout`.
+    pub proxy_next_upstream: Option<super::NextUpstream>,
+    /// `proxy-next-upstream-timeout`; `Some(ZERO)` and `None`: no limit.
+    pub proxy_next_upstream_timeout: Option<Duration>,
+    /// `proxy-next-upstream-tries`; overrides `--proxy-next-upstream-tries` when set.
+    pub proxy_next_upstream_tries: Option<u32>,
+    /// `retry-non-idempotent`: every location's conditions get `non_idempotent`.
+    pub retry_non_idempotent: bool,
+    /// `proxy-http-version: "1.0"`: HTTP/1.0 to HTTP/1.x upstreams.
+    pub proxy_http10: Option<bool>,
     /// `large-client-header-buffers` (`4 8k`): the request head may not exceed number × size.
     pub large_client_header_buffers: Option<HeaderBuffers>,
     /// `keep-alive`: how long an idle client connection stays open (overrides
@@ -162,6 +172,11 @@ impl Default for Global {
             proxy_connect_timeout: None,
             proxy_read_timeout: None,
             proxy_send_timeout: None,
+            proxy_next_upstream: None,
+            proxy_next_upstream_timeout: None,
+            proxy_next_upstream_tries: None,
+            retry_non_idempotent: false,
+            proxy_http10: None,
             large_client_header_buffers: None,
             keep_alive: None,
             keep_alive_requests: None,

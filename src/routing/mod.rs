@@ -5,25 +5,31 @@
 
 pub mod canary;
 pub mod compression;
+mod cors;
 mod global;
 pub mod limits;
 pub mod log_format;
+mod mirror;
 pub mod normalize;
 pub mod passthrough;
 mod policy;
 mod regex_mode;
+mod retry;
 mod table;
 
+pub use cors::{AllowOrigin, Cors, OriginPattern};
 pub use global::{
     hsts_value, Cidr, ForwardedHeaders, Global, HeaderBuffers, UpstreamKeepalive, HSTS_MAX_AGE,
 };
 pub use passthrough::Passthrough;
+pub use mirror::{Mirror, MirrorPart};
 pub use policy::{
     Balance, CustomHeaders, ErrorBackend, ErrorPages, HeaderList, Piece, Policy, Protocol,
     Redirect, Replace, ResponseRewrite, Rewrite, RewriteTarget, UpstreamTls,
 };
 pub(crate) use regex_mode::compile as compile_regex;
 pub use regex_mode::{is_target_byte, rewrite_target, RegexLocation, RegexMode, RegexProblem};
+pub use retry::NextUpstream;
 pub use table::{Decision, RouteTable, VirtualHost};
 
 use std::net::SocketAddr;

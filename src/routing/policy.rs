@@ -145,6 +145,27 @@ pub struct Policy {
     /// translate's merge, never by the backend's own Ingress.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canary: Option<Arc<super::canary::Canary>>,
+    /// `enable-cors` and `cors-*` (issue 14, `translate/cors.rs`); `None` when CORS is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Arc<super::Cors>>,
+    /// `proxy-next-upstream` (issue 14): when a failed attempt goes to another endpoint;
+    /// `None`: the ConfigMap's, else ingress-nginx's default `error timeout`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_upstream: Option<super::NextUpstream>,
+    /// `proxy-next-upstream-timeout`: no new attempt once this long has passed since the
+    /// first began; `Some(ZERO)`: no limit.
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration")]
+    pub next_upstream_timeout: Option<Duration>,
+    /// `proxy-http-version`: `Some(true)` for `1.0`, `Some(false)` for `1.1`; HTTP/1.x
+    /// upstreams only (`backend-protocol` HTTP/2 ones keep HTTP/2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_http10: Option<bool>,
+    /// `mirror-target`, `mirror-host`, `mirror-request-body` (issue 14, `translate/mirror.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<Arc<super::Mirror>>,
+    /// `enable-access-log: "false"`: this Ingress's requests write no access log line.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_access_log: bool,
 }
 
 /// The regex and rewrite annotations of one Ingress, typed at translate time

@@ -85,6 +85,26 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     super::canary::WEIGHT,
     super::canary::WEIGHT_TOTAL,
     super::canary::AFFINITY_CANARY_BEHAVIOR,
+    // Read by `proxying.rs` (issue 14).
+    super::proxying::ENABLE_ACCESS_LOG,
+    super::proxying::NEXT_UPSTREAM,
+    super::proxying::NEXT_UPSTREAM_TIMEOUT,
+    super::proxying::PROXY_BUFFERING,
+    super::proxying::PROXY_BUFFER_SIZE,
+    super::proxying::PROXY_MAX_TEMP_FILE_SIZE,
+    super::proxying::PROXY_HTTP_VERSION,
+    // Read by `mirror.rs` (issue 14).
+    super::mirror::MIRROR_TARGET,
+    super::mirror::MIRROR_HOST,
+    super::mirror::MIRROR_REQUEST_BODY,
+    // Read by `cors.rs` (issue 14).
+    super::cors::ENABLE_CORS,
+    super::cors::CORS_ALLOW_ORIGIN,
+    super::cors::CORS_ALLOW_METHODS,
+    super::cors::CORS_ALLOW_HEADERS,
+    super::cors::CORS_EXPOSE_HEADERS,
+    super::cors::CORS_ALLOW_CREDENTIALS,
+    super::cors::CORS_MAX_AGE,
 ];
 
 /// ingress-nginx annotations that switch on access control (basic or external
@@ -152,6 +172,15 @@ pub(super) fn reads_secret(key: &str) -> bool {
 /// Most attempts an annotation may ask for.
 const MAX_TRIES: u32 = 10;
 
+/// ingress-nginx: 0 tries means "no limit"; Portico bounds it, and any number, at 10.
+pub(super) fn bounded_tries(n: u32) -> u32 {
+    if n == 0 {
+        MAX_TRIES
+    } else {
+        n.min(MAX_TRIES)
+    }
+}
+
 /// The Ingress's policy and one message per invalid annotation.
 pub(super) fn policy(
     ingress: &Ingress,
@@ -191,11 +220,11 @@ pub(super) fn policy(
         }
     }
     if let Some((key, value)) = get(NEXT_UPSTREAM_TRIES) {
+        // ingress-nginx takes any number (e2e annotations/proxy.go "should build proxy next
+        // upstream" sets 888888); Portico bounds it at 10.
         match value.trim().parse::<u32>() {
-            Ok(n) if (1..=MAX_TRIES).contains(&n) => policy.tries = Some(n),
-            // ingress-nginx: 0 means "no limit"; Portico bounds it.
-            Ok(0) => policy.tries = Some(MAX_TRIES),
-            _ => invalid(&key, value, "is not a number of tries from 0 to 10"),
+            Ok(n) => policy.tries = Some(bounded_tries(n)),
+            _ => invalid(&key, value, "is not a whole number of tries"),
         }
     }
     for (name, slot) in [
@@ -246,6 +275,10 @@ pub(super) fn policy(
     }
     // issue 13: regex paths and rewrites.
     policy.rewrite = super::rewrite::parse(&get, &mut invalid);
+    // issue 14: CORS.
+    policy.cors = super::cors::parse(&get, &mut invalid);
+    super::proxying::parse(&get, &mut invalid, &mut policy);
+    policy.mirror = super::mirror::parse(&get, &mut invalid);
     (policy, errors)
 }
 

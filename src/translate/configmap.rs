@@ -53,11 +53,18 @@ pub const IMPLEMENTED: &[&str] = &[
     "log-format-escape-none",
     "log-format-upstream",
     "proxy-body-size",
+    "proxy-buffer-size",
+    "proxy-buffering",
     "proxy-connect-timeout",
+    "proxy-http-version",
+    "proxy-next-upstream",
+    "proxy-next-upstream-timeout",
+    "proxy-next-upstream-tries",
     "proxy-read-timeout",
     "proxy-real-ip-cidr",
     "proxy-send-timeout",
     "proxy-set-headers",
+    "retry-non-idempotent",
     "server-tokens",
     "ssl-redirect",
     "upstream-keepalive-connections",
@@ -222,6 +229,8 @@ pub fn from_data(
     global.proxy_connect_timeout = seconds("proxy-connect-timeout", get, &mut invalid);
     global.proxy_read_timeout = seconds("proxy-read-timeout", get, &mut invalid);
     global.proxy_send_timeout = seconds("proxy-send-timeout", get, &mut invalid);
+    // Retries and buffering (issue 14, `proxying.rs`).
+    super::proxying::from_configmap(&data, &mut global, &mut invalid);
     // nginx `keepalive_timeout`: whole seconds, `0` turns keep-alive off.
     if let Some(v) = get("keep-alive") {
         match v.trim().parse::<u64>() {

@@ -90,7 +90,7 @@ pub(super) fn parse<'a>(
 }
 
 /// `value`, cut to 120 bytes for a message.
-fn shorten(value: &str) -> String {
+pub(super) fn shorten(value: &str) -> String {
     const MAX: usize = 120;
     if value.len() <= MAX {
         return value.to_string();
@@ -103,7 +103,7 @@ fn shorten(value: &str) -> String {
 }
 
 /// Go's `strconv.ParseBool`, which ingress-nginx's `GetBoolAnnotation` uses.
-fn parse_bool(value: &str) -> Option<bool> {
+pub(super) fn parse_bool(value: &str) -> Option<bool> {
     match value {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
