@@ -300,6 +300,20 @@ impl Balancer {
         })
     }
 
+    /// An attempt on `addr`, chosen by the caller (request hashing and session affinity,
+    /// `proxy/affinity.rs`), counted in flight like one from [`Balancer::pick`].
+    pub fn attempt(&self, addr: SocketAddr) -> Attempt {
+        let now = Instant::now();
+        let endpoint = self.endpoint(addr, now);
+        endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
+        Attempt {
+            addr,
+            endpoint,
+            start: now,
+            done: false,
+        }
+    }
+
     /// Whether `addr` is ejected now (for tests and /debug).
     pub fn is_ejected(&self, addr: SocketAddr) -> bool {
         self.endpoints

@@ -9,6 +9,7 @@
 //! `ArcSwap`, matches synchronously, keeps the chosen backend's `Arc` and drops the guard before
 //! any `.await`, so a table swap never waits for and never disturbs in-flight requests.
 
+pub mod affinity;
 mod balance;
 pub mod compress;
 mod custom_headers;
@@ -36,7 +37,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 
-pub use balance::Balancer;
+pub use balance::{Attempt, Balancer};
 pub use error::{ClientFault, ProxyError};
 pub use proxy_protocol::Cidr;
 /// The PROXY header parser, public for tests/fuzz.rs.

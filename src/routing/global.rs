@@ -67,6 +67,9 @@ pub struct Global {
     pub add_headers: super::HeaderList,
     /// `proxy-set-headers`: request headers of every upstream request.
     pub proxy_set_headers: super::HeaderList,
+    /// `load-balance`: the balancer of backends whose Service sets none; overrides
+    /// `--load-balance` when set.
+    pub load_balance: Option<super::Balance>,
 }
 
 /// The `upstream-keepalive-*` keys (nginx `keepalive`, `keepalive_timeout`,
@@ -159,6 +162,7 @@ impl Default for Global {
             proxy_connect_timeout: None,
             proxy_read_timeout: None,
             proxy_send_timeout: None,
+            load_balance: None,
             large_client_header_buffers: None,
             keep_alive: None,
             keep_alive_requests: None,

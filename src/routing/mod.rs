@@ -10,6 +10,7 @@ pub mod normalize;
 mod policy;
 mod regex_mode;
 mod table;
+pub mod traffic;
 
 pub use global::{
     hsts_value, Cidr, ForwardedHeaders, Global, HeaderBuffers, UpstreamKeepalive, HSTS_MAX_AGE,
@@ -20,6 +21,7 @@ pub use policy::{
 };
 pub use regex_mode::{is_target_byte, rewrite_target, RegexLocation, RegexMode, RegexProblem};
 pub use table::{Decision, RouteTable, VirtualHost};
+pub use traffic::Traffic;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

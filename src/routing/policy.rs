@@ -138,6 +138,10 @@ pub struct Policy {
     /// ingress-nginx's `custom-headers`: response headers from a ConfigMap.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_headers: Option<Arc<CustomHeaders>>,
+    /// issue 14: `upstream-hash-by*` and cookie `affinity` of the backend's Service, from the
+    /// Ingresses ingress-nginx takes them from (`translate/affinity.rs`); `None`: neither.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Arc<super::Traffic>>,
 }
 
 /// The regex and rewrite annotations of one Ingress, typed at translate time

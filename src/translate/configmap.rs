@@ -41,6 +41,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "keep-alive",
     "keep-alive-requests",
     "large-client-header-buffers",
+    "load-balance",
     "log-format-escape-json",
     "log-format-escape-none",
     "log-format-upstream",
@@ -213,6 +214,14 @@ pub fn from_data(
     global.proxy_connect_timeout = seconds("proxy-connect-timeout", get, &mut invalid);
     global.proxy_read_timeout = seconds("proxy-read-timeout", get, &mut invalid);
     global.proxy_send_timeout = seconds("proxy-send-timeout", get, &mut invalid);
+    // issue 14: the default balancer (annotations and hashing/affinity win).
+    if let Some(v) = get("load-balance") {
+        match v.trim() {
+            "round_robin" => global.load_balance = Some(crate::routing::Balance::RoundRobin),
+            "ewma" => global.load_balance = Some(crate::routing::Balance::Ewma),
+            other => invalid("load-balance", v, super::affinity::refused_balance(other)),
+        }
+    }
     // nginx `keepalive_timeout`: whole seconds, `0` turns keep-alive off.
     if let Some(v) = get("keep-alive") {
         match v.trim().parse::<u64>() {

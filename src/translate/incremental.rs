@@ -17,7 +17,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 
 use super::backends::{Backends, Resolved, SERVICE_NAME_LABEL};
 use super::{
-    annotations, custom_headers, error_pages, paths, redirects, tls, Condition, ObjectRef, Options,
+    affinity, annotations, custom_headers, error_pages, paths, redirects, tls, Condition, ObjectRef, Options,
     Reason,
 };
 use crate::routing::{
@@ -270,6 +270,8 @@ pub(super) struct Part {
     pub blocked: bool,
     /// `false` for a canary Ingress: it contributes nothing, not even TLS bindings.
     pub serves: bool,
+    /// issue 14: the Service-scoped settings its backends were given (`affinity::Scope`).
+    pub scoped: affinity::View,
 }
 
 #[derive(Clone)]
@@ -421,6 +423,7 @@ pub(super) fn derive(
     options: &Options,
     // Its Secrets and ConfigMaps (annotations name them).
     snapshot: &crate::source::Snapshot,
+    (scope, scoped): (&affinity::Scope, affinity::View),
     backends: &mut Backends<'_>,
     with_policies: &mut HashMap<(BackendRef, Arc<Policy>), Arc<Backend>>,
     blocked: &mut HashMap<BackendRef, Arc<Backend>>,
@@ -489,6 +492,7 @@ pub(super) fn derive(
             rules: Vec::new(),
             blocked: false,
             serves: false,
+            scoped,
         };
     }
     let fails_closed = unimplemented.blocks();
@@ -504,6 +508,9 @@ pub(super) fn derive(
     // Proxy annotations, typed once here; a backend under non-default ones gets its own copy
     // carrying them.
     let (mut policy, mut invalid) = annotations::policy(ingress, &snapshot.secrets);
+    // issue 14: `load-balance` is the Service's, from the scope (`policy_for` below).
+    policy.balance = None;
+    let issues = affinity::issues_cookie(ingress);
     // Redirects, the upstream Host and response rewriting (issue 13).
     let asked = redirects::apply(ingress, &mut policy, &mut invalid);
     let force_ssl = asked.force_ssl.unwrap_or(options.force_ssl_redirect);
@@ -550,9 +557,10 @@ pub(super) fn derive(
         let reference = slot(&resolved);
         let (backend, why) = service_upstream(backends, &policy, resolved.0);
         upstream_notes.extend(why);
+        let scoped = scope.policy_for(&policy, &backend.reference, issues);
         Slot {
             reference,
-            backend: with_policy(with_policies, blocked.as_deref_mut(), &policy, backend),
+            backend: with_policy(with_policies, blocked.as_deref_mut(), &scoped, backend),
         }
     });
     if rules.is_empty() && default.is_none() {
@@ -606,7 +614,8 @@ pub(super) fn derive(
             let reference = slot(&resolved);
             let (backend, why) = service_upstream(backends, &policy, resolved.0);
             upstream_notes.extend(why);
-            let backend = with_policy(with_policies, blocked.as_deref_mut(), &policy, backend);
+            let scoped = scope.policy_for(&policy, &backend.reference, issues);
+            let backend = with_policy(with_policies, blocked.as_deref_mut(), &scoped, backend);
             routes.push((
                 Route {
                     path: normalised,
@@ -663,6 +672,7 @@ pub(super) fn derive(
         rules: part_rules,
         blocked: fails_closed,
         serves: true,
+        scoped,
     }
 }
 
