@@ -16,7 +16,9 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, HeaderValue, Request};
 
 use super::balance::{Attempt, Balancer};
-use crate::routing::traffic::{mix, stable_hash, Affinity, HashBy, HashPiece, SameSite, StableHasher};
+use crate::routing::traffic::{
+    mix, stable_hash, Affinity, HashBy, HashPiece, SameSite, StableHasher,
+};
 use crate::routing::{Backend, Balance, Decision, Target, Traffic};
 
 /// How many random session keys a new balanced session tries before giving up (ingress-nginx
@@ -26,7 +28,13 @@ const MAX_KEY_TRIES: usize = 20;
 /// The path a cookie issued on this route gets when `session-cookie-path` is not set
 /// (nginx's `location_path`); `None` without affinity, so other routes copy nothing.
 pub(super) fn location(decision: &Decision<'_>) -> Option<String> {
-    let affinity = decision.backend()?.policy.traffic.as_ref()?.affinity.as_ref()?;
+    let affinity = decision
+        .backend()?
+        .policy
+        .traffic
+        .as_ref()?
+        .affinity
+        .as_ref()?;
     if !affinity.issues || affinity.path.is_some() {
         return None;
     }
@@ -124,7 +132,11 @@ impl<'a> Sticky<'a> {
         all: &[SocketAddr],
         tried: &[SocketAddr],
     ) -> Option<Attempt> {
-        if let Some(addr) = self.session.as_deref().and_then(|s| session_endpoint(affinity, s, all)) {
+        if let Some(addr) = self
+            .session
+            .as_deref()
+            .and_then(|s| session_endpoint(affinity, s, all))
+        {
             let keep = !affinity.change_on_failure
                 || (!tried.contains(&addr) && !balancer.is_ejected(addr));
             if keep {
@@ -233,7 +245,11 @@ pub fn subset_pick(
 
 fn random_eligible(all: &[SocketAddr], eligible: impl Fn(SocketAddr) -> u8) -> Option<SocketAddr> {
     for want in [2, 1] {
-        let usable: Vec<SocketAddr> = all.iter().copied().filter(|a| eligible(*a) >= want).collect();
+        let usable: Vec<SocketAddr> = all
+            .iter()
+            .copied()
+            .filter(|a| eligible(*a) >= want)
+            .collect();
         if !usable.is_empty() {
             return Some(usable[fastrand::usize(..usable.len())]);
         }
@@ -266,7 +282,9 @@ fn new_balanced_session(
 fn session_endpoint(affinity: &Affinity, session: &str, all: &[SocketAddr]) -> Option<SocketAddr> {
     if affinity.persistent {
         // ingress-nginx `util/nodemap.lua`: a salted hash of each endpoint, never the address.
-        all.iter().copied().find(|a| endpoint_key(affinity, *a) == session)
+        all.iter()
+            .copied()
+            .find(|a| endpoint_key(affinity, *a) == session)
     } else {
         if session.is_empty() {
             return None;
@@ -437,7 +455,11 @@ mod tests {
 
     fn endpoints(n: usize) -> Vec<SocketAddr> {
         (1..=n)
-            .map(|i| format!("10.0.{}.{}:8080", i / 200, i % 200 + 1).parse().unwrap())
+            .map(|i| {
+                format!("10.0.{}.{}:8080", i / 200, i % 200 + 1)
+                    .parse()
+                    .unwrap()
+            })
             .collect()
     }
 
@@ -468,7 +490,9 @@ mod tests {
         let mut counts = std::collections::HashMap::new();
         for k in 0..10_000u64 {
             let key = stable_hash(&k.to_be_bytes());
-            *counts.entry(rendezvous(key, &all, |_| 2).unwrap()).or_insert(0) += 1;
+            *counts
+                .entry(rendezvous(key, &all, |_| 2).unwrap())
+                .or_insert(0) += 1;
         }
         assert_eq!(counts.len(), 10);
         assert!(counts.values().all(|c| *c > 700 && *c < 1300), "{counts:?}");
@@ -562,7 +586,10 @@ mod tests {
         let full = full.to_str().unwrap();
         assert!(full.contains("; Path=/foo/bar"), "{full}");
         assert!(full.contains("; Domain=foo.bar"), "{full}");
-        assert!(full.contains("; Expires=Fri, 16 Nov 2023 22:13:20 GMT"), "{full}");
+        assert!(
+            full.contains("; Expires=Thu, 16 Nov 2023 22:13:20 GMT"),
+            "{full}"
+        );
         assert!(full.contains("; Max-Age=259200"), "{full}");
         assert!(full.contains("; SameSite=None"), "{full}");
         let old = set_cookie(&a, "k", None, false, false, now).unwrap();
@@ -583,7 +610,10 @@ mod tests {
     #[test]
     fn cookies_and_args_are_found_by_exact_name() {
         let mut h = HeaderMap::new();
-        h.append(http::header::COOKIE, HeaderValue::from_static("a=1; SERVERID=x|y"));
+        h.append(
+            http::header::COOKIE,
+            HeaderValue::from_static("a=1; SERVERID=x|y"),
+        );
         assert_eq!(cookie(&h, "SERVERID"), Some("x|y"));
         assert_eq!(cookie(&h, "serverid"), None);
         assert_eq!(arg("a=1&id=7&id=8", "id"), Some("7"));

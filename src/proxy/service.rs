@@ -20,8 +20,8 @@ use super::observe::{Arrival, Pending, Seen};
 use super::pool::{Checkin, Pool};
 use super::upstream::{self, Clients, RetryBody, Upstream};
 use super::{
-    affinity, custom_headers, error_pages, redirect, response_rewrite, rewrite, ProxyBody, ProxyOptions,
-    Scheme,
+    affinity, custom_headers, error_pages, redirect, response_rewrite, rewrite, ProxyBody,
+    ProxyOptions, Scheme,
 };
 use crate::publish::Shared;
 use crate::routing::{normalize, Decision, Protocol, Target};

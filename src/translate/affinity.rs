@@ -136,8 +136,8 @@ pub(super) fn parse(ingress: &Ingress, invalid: &mut dyn FnMut(&str, &str, &str)
     if let Some((key, value)) = get(HASH_BY) {
         match parse_template(value) {
             Ok(pieces) => {
-                let subset = boolean(HASH_BY_SUBSET, invalid).then(|| {
-                    match get(HASH_BY_SUBSET_SIZE) {
+                let subset =
+                    boolean(HASH_BY_SUBSET, invalid).then(|| match get(HASH_BY_SUBSET_SIZE) {
                         None => DEFAULT_SUBSET_SIZE,
                         Some((key, v)) => match v.trim().parse::<usize>() {
                             Ok(n) if (1..=MAX_SUBSET_SIZE).contains(&n) => n,
@@ -146,8 +146,7 @@ pub(super) fn parse(ingress: &Ingress, invalid: &mut dyn FnMut(&str, &str, &str)
                                 DEFAULT_SUBSET_SIZE
                             }
                         },
-                    }
-                });
+                    });
                 own.hash_by = Some(HashBy {
                     text: value.to_string(),
                     pieces,
@@ -191,7 +190,11 @@ pub(super) fn parse(ingress: &Ingress, invalid: &mut dyn FnMut(&str, &str, &str)
         if !v.is_empty() && v.len() <= MAX_LEN && v.bytes().all(is_token_byte) {
             cookie.name = v.to_string();
         } else {
-            invalid(&key, v, "is not a cookie name (letters, digits, !#$%&'*+-.^_`|~)");
+            invalid(
+                &key,
+                v,
+                "is not a cookie name (letters, digits, !#$%&'*+-.^_`|~)",
+            );
         }
     }
     if let Some((key, v)) = get(COOKIE_PATH) {
@@ -199,7 +202,11 @@ pub(super) fn parse(ingress: &Ingress, invalid: &mut dyn FnMut(&str, &str, &str)
         if v.starts_with('/') && v.len() <= MAX_LEN && v.bytes().all(is_attribute_byte) {
             cookie.path = Some(v.to_string());
         } else {
-            invalid(&key, v, "is not a cookie path (starts with /, no ; or spaces)");
+            invalid(
+                &key,
+                v,
+                "is not a cookie path (starts with /, no ; or spaces)",
+            );
         }
     }
     if let Some((key, v)) = get(COOKIE_DOMAIN) {
@@ -550,7 +557,10 @@ mod tests {
         );
         assert_eq!(
             parse_template("${request_uri}-text-value").unwrap(),
-            vec![HashPiece::RequestUri, HashPiece::Literal("-text-value".into())]
+            vec![
+                HashPiece::RequestUri,
+                HashPiece::Literal("-text-value".into())
+            ]
         );
         assert_eq!(
             parse_template("$request_uri$host").unwrap(),

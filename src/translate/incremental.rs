@@ -17,8 +17,8 @@ use k8s_openapi::api::networking::v1::Ingress;
 
 use super::backends::{Backends, Resolved, SERVICE_NAME_LABEL};
 use super::{
-    affinity, annotations, custom_headers, error_pages, paths, redirects, tls, Condition, ObjectRef, Options,
-    Reason,
+    affinity, annotations, custom_headers, error_pages, paths, redirects, tls, Condition,
+    ObjectRef, Options, Reason,
 };
 use crate::routing::{
     Backend, BackendRef, HostMatch, Origin, Policy, Route, Target, Unavailable, VirtualHost,
