@@ -756,6 +756,9 @@ async fn proxy(
         });
         let (mut parts, _) = response.into_parts();
         finish_headers(&mut parts.headers, true);
+        if let Some(cookie) = sticky.and_then(|s| s.issued) {
+            parts.headers.append(http::header::SET_COOKIE, cookie);
+        }
         parts.version = response_version(client_version);
         let body = Empty::new().map_err(|never| match never {}).boxed();
         return Ok(Response::from_parts(parts, body));
