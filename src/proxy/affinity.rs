@@ -282,9 +282,12 @@ fn new_balanced_session(
 fn session_endpoint(affinity: &Affinity, session: &str, all: &[SocketAddr]) -> Option<SocketAddr> {
     if affinity.persistent {
         // ingress-nginx `util/nodemap.lua`: a salted hash of each endpoint, never the address.
+        let want = u64::from_str_radix(session, 16)
+            .ok()
+            .filter(|_| session.len() == 16)?;
         all.iter()
             .copied()
-            .find(|a| endpoint_key(affinity, *a) == session)
+            .find(|a| endpoint_hash(affinity, *a) == want)
     } else {
         if session.is_empty() {
             return None;
@@ -296,10 +299,14 @@ fn session_endpoint(affinity: &Affinity, session: &str, all: &[SocketAddr]) -> O
 /// A persistent session's key: a hash of the endpoint salted with the backend, so the cookie
 /// names no address.
 fn endpoint_key(affinity: &Affinity, addr: SocketAddr) -> String {
+    format!("{:016x}", endpoint_hash(affinity, addr))
+}
+
+fn endpoint_hash(affinity: &Affinity, addr: SocketAddr) -> u64 {
     let mut h = StableHasher::default();
     h.write(affinity.backend_key.as_bytes());
     h.write(&addr_hash(addr).to_be_bytes());
-    format!("{:016x}", h.finish())
+    h.finish()
 }
 
 /// `Set-Cookie: NAME=KEY|BACKEND; Path; Domain; Expires; Max-Age; Secure; HttpOnly; SameSite`
