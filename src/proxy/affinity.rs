@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderValue, Request};
 
-use super::balance::{Attempt, Balancer};
+use super::balance::{Attempt, Balancer, Health};
 use crate::routing::traffic::{
     mix, stable_hash, Affinity, HashBy, HashPiece, SameSite, StableHasher,
 };
@@ -113,10 +113,12 @@ impl<'a> Sticky<'a> {
             return self.pick_session(affinity, balancer, all, tried);
         }
         if let (Some(hash_by), Some(key)) = (&self.traffic.hash_by, self.key) {
+            let health = balancer.health();
             let addr = match hash_by.subset {
-                None => rendezvous(key, all, |a| eligible(balancer, tried, a)),
-                Some(size) => subset_pick(key, size, all, |a| eligible(balancer, tried, a)),
+                None => rendezvous(key, all, |a| eligible(&health, tried, a)),
+                Some(size) => subset_pick(key, size, all, |a| eligible(&health, tried, a)),
             }?;
+            drop(health);
             return Some(balancer.attempt(addr));
         }
         balancer.pick(backend, balance, offset, tried)
@@ -132,22 +134,23 @@ impl<'a> Sticky<'a> {
         all: &[SocketAddr],
         tried: &[SocketAddr],
     ) -> Option<Attempt> {
+        let health = balancer.health();
         if let Some(addr) = self
             .session
             .as_deref()
             .and_then(|s| session_endpoint(affinity, s, all))
         {
-            let keep = !affinity.change_on_failure
-                || (!tried.contains(&addr) && !balancer.is_ejected(addr));
+            let keep =
+                !affinity.change_on_failure || (!tried.contains(&addr) && !health.is_ejected(addr));
             if keep {
                 return Some(balancer.attempt(addr));
             }
         }
         let (addr, key) = if affinity.persistent {
-            let addr = random_eligible(all, |a| eligible(balancer, tried, a))?;
+            let addr = random_eligible(all, |a| eligible(&health, tried, a))?;
             (addr, endpoint_key(affinity, addr))
         } else {
-            new_balanced_session(all, |a| eligible(balancer, tried, a))?
+            new_balanced_session(all, |a| eligible(&health, tried, a))?
         };
         if affinity.issues {
             self.issued = set_cookie(
@@ -181,10 +184,10 @@ pub(super) fn pick(
 }
 
 /// How eligible an endpoint is: 2 untried and healthy, 1 untried but ejected, 0 tried.
-fn eligible(balancer: &Balancer, tried: &[SocketAddr], addr: SocketAddr) -> u8 {
+fn eligible(health: &Health, tried: &[SocketAddr], addr: SocketAddr) -> u8 {
     if tried.contains(&addr) {
         0
-    } else if balancer.is_ejected(addr) {
+    } else if health.is_ejected(addr) {
         1
     } else {
         2

@@ -37,7 +37,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 
-pub use balance::{Attempt, Balancer};
+pub use balance::{Attempt, Balancer, Health};
 pub use error::{ClientFault, ProxyError};
 pub use proxy_protocol::Cidr;
 /// The PROXY header parser, public for tests/fuzz.rs.
