@@ -79,7 +79,7 @@ fn ingress_spec() -> impl Strategy<Value = IngressSpec> {
     (
         0..4usize,
         0..3usize,
-        (0..4usize, 0..3usize, 0..10usize),
+        (0..4usize, 0..3usize, 0..12usize),
         prop::collection::vec(rule, 0..3),
         prop::option::of((0..4usize, 0..4usize)),
         prop::collection::vec(tls, 0..2),
@@ -165,6 +165,21 @@ fn ingress(ns: &str, name: &str, spec: &IngressSpec) -> Ingress {
             );
         }
         9 => drop(annotations.insert("portico.dev/default-backend".into(), json!("s2"))),
+        // Issue 14: affinity and hashing are the Service's, decided across Ingresses.
+        10 => {
+            annotations.insert(
+                "nginx.ingress.kubernetes.io/affinity".into(),
+                json!("cookie"),
+            );
+            annotations.insert(
+                "nginx.ingress.kubernetes.io/session-cookie-name".into(),
+                json!(format!("C{name}")),
+            );
+        }
+        11 => drop(annotations.insert(
+            "nginx.ingress.kubernetes.io/upstream-hash-by".into(),
+            json!("$request_uri"),
+        )),
         _ => {}
     }
     if !annotations.is_empty() {

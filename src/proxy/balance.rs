@@ -300,12 +300,49 @@ impl Balancer {
         })
     }
 
+    /// An attempt on `addr`, chosen by the caller (request hashing and session affinity,
+    /// `proxy/affinity.rs`), counted in flight like one from [`Balancer::pick`].
+    pub fn attempt(&self, addr: SocketAddr) -> Attempt {
+        let now = Instant::now();
+        let endpoint = self.endpoint(addr, now);
+        endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
+        Attempt {
+            addr,
+            endpoint,
+            start: now,
+            done: false,
+        }
+    }
+
+    /// One load of the endpoint states, to ask about many endpoints of one pick
+    /// (`proxy/affinity.rs` ranks every endpoint).
+    pub fn health(&self) -> Health {
+        Health {
+            endpoints: self.endpoints.load(),
+            now: nanos_since_base(Instant::now()),
+        }
+    }
+
     /// Whether `addr` is ejected now (for tests and /debug).
     pub fn is_ejected(&self, addr: SocketAddr) -> bool {
         self.endpoints
             .load()
             .get(&addr)
             .is_some_and(|e| e.is_ejected(nanos_since_base(Instant::now())))
+    }
+}
+
+/// A snapshot of which endpoints are ejected (see [`Balancer::health`]); held for one pick.
+pub struct Health {
+    endpoints: arc_swap::Guard<Arc<HashMap<SocketAddr, Arc<Endpoint>>>>,
+    now: u64,
+}
+
+impl Health {
+    pub fn is_ejected(&self, addr: SocketAddr) -> bool {
+        self.endpoints
+            .get(&addr)
+            .is_some_and(|e| e.is_ejected(self.now))
     }
 }
 

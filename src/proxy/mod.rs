@@ -9,6 +9,7 @@
 //! `ArcSwap`, matches synchronously, keeps the chosen backend's `Arc` and drops the guard before
 //! any `.await`, so a table swap never waits for and never disturbs in-flight requests.
 
+pub mod affinity;
 mod balance;
 mod canary;
 pub mod compress;
@@ -41,7 +42,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 
-pub use balance::Balancer;
+pub use balance::{Attempt, Balancer, Health};
 pub use error::{ClientFault, ProxyError};
 pub use passthrough::{
     parse as parse_client_hello, Hello as ClientHello, IDLE_TIMEOUT as PASSTHROUGH_IDLE_TIMEOUT,

@@ -20,7 +20,8 @@ use super::observe::{Arrival, Pending, Seen};
 use super::pool::{Checkin, Pool};
 use super::upstream::{self, Clients, RetryBody, Upstream};
 use super::{
-    cors, custom_headers, error_pages, limits, redirect, response_rewrite, rewrite, ProxyBody,
+    affinity, cors, custom_headers, error_pages, limits, redirect, response_rewrite, rewrite,
+    ProxyBody,
     ProxyOptions, Scheme,
 };
 use crate::publish::Shared;
@@ -353,6 +354,7 @@ async fn proxy(
 
     // spec §3.3–3.7; the guard is dropped at the end of this block, before any await.
     let mut rewritten = None;
+    let location;
     let (backend, global) = {
         let published = ctx.shared.load();
         let decision = published.translation.table.decide(&match_host, &match_path);
@@ -426,6 +428,8 @@ async fn proxy(
                 rewritten = Some(r.map_err(fail)?);
             }
         }
+        // issue 14: the route path an affinity cookie is issued for (`None` without one).
+        location = affinity::location(&decision);
         match decision.backend() {
             Some(backend) => (backend.clone(), published.translation.global.clone()),
             None => return Err(fail(ProxyError::NoRoute)),
@@ -491,7 +495,10 @@ async fn proxy(
     // flags fill the gaps (`ingress-nginx.md` §4: the ConfigMap wins over a flag).
     let policy = &backend.policy;
     let opts = &ctx.options;
-    let balance = policy.balance.unwrap_or(opts.balance);
+    let balance = policy
+        .balance
+        .or(global.load_balance)
+        .unwrap_or(opts.balance);
     let tries = policy
         .tries
         .or(global.proxy_next_upstream_tries)
@@ -573,6 +580,16 @@ async fn proxy(
 
     // ConfigMap `use-gzip`/`enable-brotli`: what the request offers, read only when on.
     let compression = super::compress::prepare(global.compression.as_ref(), &req);
+    // issue 14: `upstream-hash-by` / `affinity` (proxy/affinity.rs), only when set.
+    let mut sticky = policy.traffic.as_deref().map(|traffic| {
+        let view = affinity::RequestView {
+            host: &match_host,
+            path: req.uri().path(),
+            client_ip: client.addr.ip(),
+            https: ctx.options.scheme == Scheme::Https,
+        };
+        affinity::Sticky::new(traffic, &req, &view, location)
+    });
 
     let (parts, body) = req.into_parts();
     let mut forwarded_prefix = None;
@@ -707,7 +724,14 @@ async fn proxy(
         // nothing else is left.
         let (dest, hold) = match &external {
             Some(dest) => (dest.clone(), None),
-            None => match opts.balancer.pick(&backend, balance, offset, &tried) {
+            None => match affinity::pick(
+                sticky.as_mut(),
+                &opts.balancer,
+                &backend,
+                balance,
+                offset,
+                &tried,
+            ) {
                 Some(hold) => (Dest::Endpoint(hold.addr), Some(hold)),
                 None => match last {
                     Some((err, dest)) => return Err((err, Some(dest))),
@@ -891,6 +915,9 @@ async fn proxy(
         });
         let (mut parts, _) = response.into_parts();
         finish_headers(&mut parts.headers, true);
+        if let Some(cookie) = sticky.and_then(|s| s.issued) {
+            parts.headers.append(http::header::SET_COOKIE, cookie);
+        }
         parts.version = response_version(client_version);
         let body = Empty::new().map_err(|never| match never {}).boxed();
         return Ok(Response::from_parts(parts, body));
@@ -898,6 +925,9 @@ async fn proxy(
 
     let (mut parts, body) = response.into_parts();
     finish_headers(&mut parts.headers, false);
+    if let Some(cookie) = sticky.and_then(|s| s.issued) {
+        parts.headers.append(http::header::SET_COOKIE, cookie);
+    }
     if let Some(rewrite) = &policy.rewrite_response {
         response_rewrite::apply(rewrite, &mut parts.headers);
     }

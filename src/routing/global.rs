@@ -80,6 +80,9 @@ pub struct Global {
     /// `block-cidrs`, `block-user-agents`, `block-referers` (issue 14, `routing/limits.rs`);
     /// `None` when none is set, so the proxy's per-request check is one `Option`.
     pub block: Option<std::sync::Arc<super::limits::Blocklist>>,
+    /// `load-balance`: the balancer of backends whose Service sets none; overrides
+    /// `--load-balance` when set.
+    pub load_balance: Option<super::Balance>,
 }
 
 /// The `upstream-keepalive-*` keys (nginx `keepalive`, `keepalive_timeout`,
@@ -177,6 +180,7 @@ impl Default for Global {
             proxy_next_upstream_tries: None,
             retry_non_idempotent: false,
             proxy_http10: None,
+            load_balance: None,
             large_client_header_buffers: None,
             keep_alive: None,
             keep_alive_requests: None,

@@ -16,6 +16,7 @@ mod policy;
 mod regex_mode;
 mod retry;
 mod table;
+pub mod traffic;
 
 pub use cors::{AllowOrigin, Cors, OriginPattern};
 pub use global::{
@@ -31,6 +32,7 @@ pub(crate) use regex_mode::compile as compile_regex;
 pub use regex_mode::{is_target_byte, rewrite_target, RegexLocation, RegexMode, RegexProblem};
 pub use retry::NextUpstream;
 pub use table::{Decision, RouteTable, VirtualHost};
+pub use traffic::Traffic;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -166,6 +166,10 @@ pub struct Policy {
     /// `enable-access-log: "false"`: this Ingress's requests write no access log line.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_access_log: bool,
+    /// issue 14: `upstream-hash-by*` and cookie `affinity` of the backend's Service, from the
+    /// Ingresses ingress-nginx takes them from (`translate/affinity.rs`); `None`: neither.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Arc<super::Traffic>>,
 }
 
 /// The regex and rewrite annotations of one Ingress, typed at translate time

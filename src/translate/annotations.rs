@@ -105,6 +105,21 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     super::cors::CORS_EXPOSE_HEADERS,
     super::cors::CORS_ALLOW_CREDENTIALS,
     super::cors::CORS_MAX_AGE,
+    // Read by `affinity.rs` (issue 14: session affinity, consistent hashing).
+    super::affinity::AFFINITY,
+    super::affinity::AFFINITY_MODE,
+    super::affinity::COOKIE_NAME,
+    super::affinity::COOKIE_PATH,
+    super::affinity::COOKIE_DOMAIN,
+    super::affinity::COOKIE_SAMESITE,
+    super::affinity::COOKIE_CONDITIONAL_SAMESITE_NONE,
+    super::affinity::COOKIE_SECURE,
+    super::affinity::COOKIE_MAX_AGE,
+    super::affinity::COOKIE_EXPIRES,
+    super::affinity::COOKIE_CHANGE_ON_FAILURE,
+    super::affinity::HASH_BY,
+    super::affinity::HASH_BY_SUBSET,
+    super::affinity::HASH_BY_SUBSET_SIZE,
 ];
 
 /// ingress-nginx annotations that switch on access control (basic or external
@@ -216,7 +231,7 @@ pub(super) fn policy(
         match value.trim().to_ascii_lowercase().as_str() {
             "round_robin" | "round-robin" => policy.balance = Some(Balance::RoundRobin),
             "ewma" => policy.balance = Some(Balance::Ewma),
-            _ => invalid(&key, value, "is neither \"round_robin\" nor \"ewma\""),
+            other => invalid(&key, value, super::affinity::refused_balance(other)),
         }
     }
     if let Some((key, value)) = get(NEXT_UPSTREAM_TRIES) {
@@ -279,6 +294,8 @@ pub(super) fn policy(
     policy.cors = super::cors::parse(&get, &mut invalid);
     super::proxying::parse(&get, &mut invalid, &mut policy);
     policy.mirror = super::mirror::parse(&get, &mut invalid);
+    // issue 14: affinity and hashing are the Service's (`affinity::Scope`); reported here.
+    super::affinity::parse(ingress, &mut invalid);
     (policy, errors)
 }
 

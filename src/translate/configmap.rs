@@ -49,6 +49,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "limit-rate",
     "limit-rate-after",
     "limit-req-status-code",
+    "load-balance",
     "log-format-escape-json",
     "log-format-escape-none",
     "log-format-upstream",
@@ -231,6 +232,14 @@ pub fn from_data(
     global.proxy_send_timeout = seconds("proxy-send-timeout", get, &mut invalid);
     // Retries and buffering (issue 14, `proxying.rs`).
     super::proxying::from_configmap(&data, &mut global, &mut invalid);
+    // issue 14: the default balancer (annotations and hashing/affinity win).
+    if let Some(v) = get("load-balance") {
+        match v.trim() {
+            "round_robin" => global.load_balance = Some(crate::routing::Balance::RoundRobin),
+            "ewma" => global.load_balance = Some(crate::routing::Balance::Ewma),
+            other => invalid("load-balance", v, super::affinity::refused_balance(other)),
+        }
+    }
     // nginx `keepalive_timeout`: whole seconds, `0` turns keep-alive off.
     if let Some(v) = get("keep-alive") {
         match v.trim().parse::<u64>() {

@@ -17,8 +17,8 @@ use k8s_openapi::api::networking::v1::Ingress;
 
 use super::backends::{Backends, Resolved, SERVICE_NAME_LABEL};
 use super::{
-    annotations, custom_headers, error_pages, paths, redirects, tls, Condition, ObjectRef, Options,
-    Reason,
+    affinity, annotations, custom_headers, error_pages, paths, redirects, tls, Condition,
+    ObjectRef, Options, Reason,
 };
 use crate::routing::{
     Backend, BackendRef, HostMatch, Origin, Policy, Route, Target, Unavailable, VirtualHost,
@@ -272,6 +272,8 @@ pub(super) struct Part {
     pub serves: bool,
     /// A canary Ingress's shaping and backends, attached in the merge (`canary.rs`).
     pub canary: Option<Arc<super::canary::CanaryPart>>,
+    /// issue 14: the Service-scoped settings its backends were given (`affinity::Scope`).
+    pub scoped: affinity::View,
 }
 
 #[derive(Clone)]
@@ -421,12 +423,15 @@ pub(super) fn rebind(
 
 /// Derives one owned Ingress's Part (spec §1.1, §3.4–3.7, §4, §5.5): everything translate
 /// does for an Ingress except what depends on other Ingresses.
+// issue 14 added the Service scope to the inputs: one more than clippy's default.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn derive(
     ingress: &Arc<Ingress>,
     rev: u64,
     options: &Options,
     // Its Secrets and ConfigMaps (annotations name them).
     snapshot: &crate::source::Snapshot,
+    (scope, scoped): (&affinity::Scope, affinity::View),
     backends: &mut Backends<'_>,
     with_policies: &mut HashMap<(BackendRef, Arc<Policy>), Arc<Backend>>,
     blocked: &mut HashMap<BackendRef, Arc<Backend>>,
@@ -470,6 +475,7 @@ pub(super) fn derive(
             blocked: false,
             serves: false,
             canary: Some(Arc::new(canary)),
+            scoped,
         };
     }
     // ingress-nginx.md §3: what Portico does not implement is said, never silently ignored;
@@ -517,6 +523,9 @@ pub(super) fn derive(
     // Proxy annotations, typed once here; a backend under non-default ones gets its own copy
     // carrying them.
     let (mut policy, mut invalid) = annotations::policy(ingress, &snapshot.secrets);
+    // issue 14: `load-balance` is the Service's, from the scope (`policy_for` below).
+    policy.balance = None;
+    let issues = affinity::issues_cookie(ingress);
     // Redirects, the upstream Host and response rewriting (issue 13).
     let asked = redirects::apply(ingress, &mut policy, &mut invalid);
     let force_ssl = asked.force_ssl.unwrap_or(options.force_ssl_redirect);
@@ -564,9 +573,10 @@ pub(super) fn derive(
         let reference = slot(&resolved);
         let (backend, why) = service_upstream(backends, &policy, resolved.0);
         upstream_notes.extend(why);
+        let scoped = scope.policy_for(&policy, &backend.reference, issues);
         Slot {
             reference,
-            backend: with_policy(with_policies, blocked.as_deref_mut(), &policy, backend),
+            backend: with_policy(with_policies, blocked.as_deref_mut(), &scoped, backend),
         }
     });
     if rules.is_empty() && default.is_none() {
@@ -620,7 +630,8 @@ pub(super) fn derive(
             let reference = slot(&resolved);
             let (backend, why) = service_upstream(backends, &policy, resolved.0);
             upstream_notes.extend(why);
-            let backend = with_policy(with_policies, blocked.as_deref_mut(), &policy, backend);
+            let scoped = scope.policy_for(&policy, &backend.reference, issues);
+            let backend = with_policy(with_policies, blocked.as_deref_mut(), &scoped, backend);
             routes.push((
                 Route {
                     path: normalised,
@@ -678,6 +689,7 @@ pub(super) fn derive(
         blocked: fails_closed,
         serves: true,
         canary: None,
+        scoped,
     }
 }
 

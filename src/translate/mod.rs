@@ -3,6 +3,7 @@
 //! No I/O, no clock, no randomness; the output does not depend on the order of objects in the
 //! snapshot. Problems with an object are conditions in the output, never a failed build.
 
+mod affinity;
 mod annotations;
 mod backends;
 mod canary;
@@ -314,6 +315,8 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
     );
     let classes = Classes::new(&snapshot.ingress_classes, options);
     let ingresses = owned_in_age_order(&snapshot.ingresses, &classes, options);
+    // issue 14: `load-balance`, `upstream-hash-by*`, `affinity` are the Service's.
+    let scope = affinity::Scope::new(&ingresses);
     let mut backends = Backends::new(
         &snapshot.services,
         &snapshot.endpoint_slices,
@@ -330,9 +333,10 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
             ingress.metadata.namespace.clone().unwrap_or_default(),
             ingress.metadata.name.clone().unwrap_or_default(),
         );
+        let view = scope.view(ingress);
         let part = match incremental::reuse(&previous, &key, ingress, &changes) {
-            Some(incremental::Reuse::Same(part)) => part,
-            Some(incremental::Reuse::Rebind(part)) => {
+            Some(incremental::Reuse::Same(part)) if part.scoped == view => part,
+            Some(incremental::Reuse::Rebind(part)) if part.scoped.is_empty() && view.is_empty() => {
                 let rev = state.next_rev();
                 Arc::new(incremental::rebind(
                     &part,
@@ -342,13 +346,14 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
                     &mut state.blocked,
                 ))
             }
-            None => {
+            _ => {
                 let rev = state.next_rev();
                 Arc::new(incremental::derive(
                     ingress,
                     rev,
                     options,
                     snapshot,
+                    (&scope, view),
                     &mut backends,
                     &mut state.with_policies,
                     &mut state.blocked,
