@@ -719,3 +719,78 @@ fn incremental_translate_follows_canary_changes() {
         assert_eq!(incremental, fresh, "step {i}");
     }
 }
+
+/// The answer to `GET /info` on `foo` with extra headers: who served and its `Set-Cookie`.
+async fn who_and_cookie(proxy: &Proxy, headers: &[(&str, &str)]) -> (String, Option<String>) {
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    let response = proxy
+        .raw(&format!("GET /info HTTP/1.1\r\nHost: foo\r\n{extra}\r\n"))
+        .await;
+    let name = response.json()["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let cookie = response
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .map(str::to_string);
+    (name, cookie)
+}
+
+/// `affinity-canary-behavior` (balancer.lua `route_to_alternative_balancer`, controller.go
+/// `mergeAlternativeBackends`): with cookie affinity on the main backend, a client the canary
+/// served once stays on the canary under `sticky` (the default), and a client the main backend
+/// served stays there, whatever the weight draws; under `legacy` the canary issues no affinity
+/// cookie of its own, so its clients are shaped afresh on every request.
+#[tokio::test]
+async fn affinity_canary_behavior_sticky_and_legacy() {
+    for behavior in ["sticky", "legacy"] {
+        let (proxy, translation) = serve(&[
+            main_ingress(&[(&n("affinity"), "cookie")]),
+            canary_ingress(&[
+                (&n("canary-weight"), "50"),
+                (&n("affinity-canary-behavior"), behavior),
+            ]),
+        ])
+        .await;
+        assert!(
+            conditions_of(&translation, "foo").is_empty(),
+            "{:?}",
+            translation.conditions
+        );
+        // Fresh clients until each backend has answered once (weight 50: bounded draws).
+        let (mut main_cookie, mut canary_seen) = (None, None);
+        for _ in 0..200 {
+            let (name, cookie) = who_and_cookie(&proxy, &[]).await;
+            match name.as_str() {
+                "main" if main_cookie.is_none() => main_cookie = cookie,
+                "canary" if canary_seen.is_none() => canary_seen = Some(cookie),
+                _ => {}
+            }
+            if main_cookie.is_some() && canary_seen.is_some() {
+                break;
+            }
+        }
+        let main_cookie = main_cookie.expect("the main backend issues an affinity cookie");
+        let canary_cookie = canary_seen.expect("the canary answered one of 200 draws at 50 %");
+        // The main backend's cookie keeps its client on the main backend.
+        for _ in 0..20 {
+            let (name, _) = who_and_cookie(&proxy, &[("cookie", &main_cookie)]).await;
+            assert_eq!(name, "main", "{behavior}: pinned to main");
+        }
+        match behavior {
+            "sticky" => {
+                let canary_cookie = canary_cookie.expect("sticky: the canary issues a cookie");
+                assert_ne!(canary_cookie, main_cookie);
+                for _ in 0..20 {
+                    let (name, _) = who_and_cookie(&proxy, &[("cookie", &canary_cookie)]).await;
+                    assert_eq!(name, "canary", "sticky: pinned to the canary");
+                }
+            }
+            _ => assert_eq!(canary_cookie, None, "legacy: the canary issues no cookie"),
+        }
+    }
+}

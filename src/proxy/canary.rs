@@ -11,9 +11,27 @@ use crate::routing::Backend;
 /// The backend that serves: the canary's when its header, cookie or weight says so. The
 /// canary backend carries the main route's policy, so every location setting stays the main
 /// Ingress's, as in ingress-nginx (only the upstream changes).
+///
+/// Cookie affinity comes first (`balancer.lua` `route_to_alternative_balancer`): a request
+/// whose affinity cookie names the main backend stays there, one whose cookie names the canary
+/// (`affinity-canary-behavior: sticky`, translate gave the canary its own backend key) goes to
+/// it; only a request with neither is shaped by header, cookie and weight.
 pub(super) fn choose(main: Arc<Backend>, headers: &HeaderMap) -> Arc<Backend> {
-    match &main.policy.canary {
-        Some(canary) if canary.takes(headers) => canary.backend.clone(),
-        _ => main,
+    let Some(canary) = &main.policy.canary else {
+        return main;
+    };
+    let pinned = |backend: &Backend| {
+        backend
+            .policy
+            .traffic
+            .as_deref()
+            .is_some_and(|t| super::affinity::affinitized(t, headers))
+    };
+    if pinned(&main) {
+        return main;
     }
+    if pinned(&canary.backend) || canary.takes(headers) {
+        return canary.backend.clone();
+    }
+    main
 }

@@ -21,8 +21,7 @@ use super::pool::{Checkin, Pool};
 use super::upstream::{self, Clients, RetryBody, Upstream};
 use super::{
     affinity, cors, custom_headers, error_pages, limits, redirect, response_rewrite, rewrite,
-    ProxyBody,
-    ProxyOptions, Scheme,
+    ProxyBody, ProxyOptions, Scheme,
 };
 use crate::publish::Shared;
 use crate::routing::{normalize, Decision, NextUpstream, Protocol, Target};

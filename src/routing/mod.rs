@@ -22,8 +22,8 @@ pub use cors::{AllowOrigin, Cors, OriginPattern};
 pub use global::{
     hsts_value, Cidr, ForwardedHeaders, Global, HeaderBuffers, UpstreamKeepalive, HSTS_MAX_AGE,
 };
-pub use passthrough::Passthrough;
 pub use mirror::{Mirror, MirrorPart};
+pub use passthrough::Passthrough;
 pub use policy::{
     Balance, CustomHeaders, ErrorBackend, ErrorPages, HeaderList, Piece, Policy, Protocol,
     Redirect, Replace, ResponseRewrite, Rewrite, RewriteTarget, UpstreamTls,

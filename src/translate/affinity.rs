@@ -541,7 +541,7 @@ fn reference(namespace: &str, backend: &IngressBackend) -> Option<BackendRef> {
 
 /// ingress-nginx's `backend_key` is an MD5 of the upstream name; a stable hash of Portico's
 /// name for it does the same job (tell backends apart in the cookie) without naming it.
-fn backend_key(reference: &BackendRef) -> String {
+pub(super) fn backend_key(reference: &BackendRef) -> String {
     format!("{:016x}", stable_hash(reference.to_string().as_bytes()))
 }
 

@@ -529,7 +529,11 @@ impl Attachments {
         }
         let canary = Canary {
             ingress: source.ingress.to_string_short(),
-            backend: Arc::new(source.backend.with_policy(backend.policy.clone())),
+            backend: Arc::new(source.backend.with_policy(canary_policy(
+                &backend.policy,
+                &source.backend.reference,
+                source.shaping.affinity,
+            ))),
             shaping: source.shaping.clone(),
         };
         Arc::new(backend.with_policy(Arc::new(Policy {
@@ -537,6 +541,37 @@ impl Attachments {
             ..Policy::clone(&backend.policy)
         })))
     }
+}
+
+/// The canary backend's policy: the main route's (every location setting stays the main
+/// Ingress's), with its cookie affinity as `affinity-canary-behavior` says. ingress-nginx
+/// (`controller.go` `mergeAlternativeBackends`): `sticky` gives the canary the main backend's
+/// affinity settings, so a client the canary served carries a cookie naming the canary and
+/// stays there (`balancer.lua` `route_to_alternative_balancer`); `legacy` keeps the canary's
+/// own, and a canary Ingress's other annotations are not read (docs/decisions.md), so none.
+fn canary_policy(
+    main: &Arc<Policy>,
+    canary: &BackendRef,
+    behavior: AffinityBehavior,
+) -> Arc<Policy> {
+    let Some(traffic) = main.traffic.as_deref().filter(|t| t.affinity.is_some()) else {
+        return main.clone();
+    };
+    let mut traffic = traffic.clone();
+    match behavior {
+        AffinityBehavior::Sticky => {
+            if let Some(affinity) = traffic.affinity.as_mut() {
+                affinity.backend_key = super::affinity::backend_key(canary);
+            }
+        }
+        AffinityBehavior::Legacy => traffic.affinity = None,
+    }
+    let traffic =
+        (traffic.affinity.is_some() || traffic.hash_by.is_some()).then(|| Arc::new(traffic));
+    Arc::new(Policy {
+        traffic,
+        ..Policy::clone(main)
+    })
 }
 
 impl ObjectRef {
