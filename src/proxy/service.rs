@@ -388,6 +388,12 @@ async fn proxy(
         }
     }
 
+    // `auth-type: basic` (basic_auth.rs): nginx's access phase, after the redirects.
+    if let Some(auth) = &backend.policy.basic_auth {
+        if let Some(denied) = super::basic_auth::check(auth, req.headers(), client_version).await {
+            return Ok(denied);
+        }
+    }
     // ingress-nginx's `custom-headers` (custom_headers.rs): a ConfigMap it would deny the
     // location for answers 503.
     if let Some(headers) = &backend.policy.custom_headers {

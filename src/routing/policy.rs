@@ -138,6 +138,10 @@ pub struct Policy {
     /// ingress-nginx's `custom-headers`: response headers from a ConfigMap.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_headers: Option<Arc<CustomHeaders>>,
+    /// ingress-nginx's `auth-type: basic` with `auth-secret` (`translate/basic_auth.rs`,
+    /// checked by `proxy/basic_auth.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<Arc<super::basic_auth::BasicAuth>>,
 }
 
 /// The regex and rewrite annotations of one Ingress, typed at translate time

@@ -75,8 +75,18 @@ impl Snapshot {
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The Secret keys translate reads (spec §5.1 `tls.crt`/`tls.key`; `ca.crt` for the backend CA
-/// annotation). Everything else in a Secret is someone else's and is not kept in memory.
-pub const SECRET_KEYS: [&str; 3] = ["tls.crt", "tls.key", "ca.crt"];
+/// annotation; `auth` for basic authentication's htpasswd content). Everything else in a
+/// Secret is someone else's and is not kept in memory, except in `Opaque` Secrets (see
+/// [`keeps_every_key`]).
+pub const SECRET_KEYS: [&str; 4] = ["tls.crt", "tls.key", "ca.crt", "auth"];
+
+/// Whether a Secret keeps all its keys: `Opaque` ones (or untyped ones from a manifest) may be
+/// an `auth-secret-type: auth-map`, whose keys are user names (issue 15). Helm releases,
+/// service-account tokens and registry credentials have types of their own and stay trimmed;
+/// the kube source watches only `kubernetes.io/tls` Secrets anyway (docs/decisions.md).
+pub fn keeps_every_key(secret: &Secret) -> bool {
+    matches!(secret.type_.as_deref(), None | Some("Opaque"))
+}
 
 /// What each kind keeps in memory, and which changes matter to translate.
 ///
@@ -187,6 +197,9 @@ impl Trim for EndpointSlice {
 impl Trim for Secret {
     fn trim(&mut self) {
         trim_meta(&mut self.metadata);
+        if keeps_every_key(self) {
+            return;
+        }
         if let Some(data) = self.data.as_mut() {
             data.retain(|k, _| SECRET_KEYS.contains(&k.as_str()));
         }

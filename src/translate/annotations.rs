@@ -62,6 +62,11 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     super::redirects::SERVICE_UPSTREAM,
     super::redirects::SERVER_ALIAS,
     super::redirects::FROM_TO_WWW_REDIRECT,
+    // Read by `basic_auth.rs` (issue 15: basic authentication).
+    super::basic_auth::AUTH_TYPE,
+    super::basic_auth::AUTH_SECRET,
+    super::basic_auth::AUTH_SECRET_TYPE,
+    super::basic_auth::AUTH_REALM,
 ];
 
 /// ingress-nginx annotations that switch on access control (basic or external
@@ -71,8 +76,6 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
 /// only tune these (`auth-realm`, `auth-tls-verify-depth`, ...) do nothing on their own in
 /// ingress-nginx either, and are reported as unsupported.
 pub(crate) const ACCESS_CONTROL: &[&str] = &[
-    "auth-type",
-    "auth-secret",
     "auth-url",
     "auth-tls-secret",
     "whitelist-source-range",
@@ -134,7 +137,7 @@ pub(super) fn unimplemented(ingress: &Ingress) -> Unimplemented {
 pub(super) fn reads_secret(key: &str) -> bool {
     key.strip_prefix(PORTICO)
         .or_else(|| key.strip_prefix(NGINX))
-        .is_some_and(|name| name == PROXY_SSL_SECRET)
+        .is_some_and(|name| name == PROXY_SSL_SECRET || name == super::basic_auth::AUTH_SECRET)
 }
 
 /// Most attempts an annotation may ask for.

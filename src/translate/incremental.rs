@@ -17,8 +17,8 @@ use k8s_openapi::api::networking::v1::Ingress;
 
 use super::backends::{Backends, Resolved, SERVICE_NAME_LABEL};
 use super::{
-    annotations, custom_headers, error_pages, paths, redirects, tls, Condition, ObjectRef, Options,
-    Reason,
+    annotations, basic_auth, custom_headers, error_pages, paths, redirects, tls, Condition,
+    ObjectRef, Options, Reason,
 };
 use crate::routing::{
     Backend, BackendRef, HostMatch, Origin, Policy, Route, Target, Unavailable, VirtualHost,
@@ -491,7 +491,12 @@ pub(super) fn derive(
             serves: false,
         };
     }
-    let fails_closed = unimplemented.blocks();
+    // Basic authentication (issue 15): what it cannot enforce fails closed like the above.
+    let auth = basic_auth::parse(ingress, &namespace, &snapshot.secrets);
+    for message in auth.warnings.iter().chain(&auth.denied) {
+        condition(Reason::InvalidAnnotation, message.clone());
+    }
+    let fails_closed = unimplemented.blocks() || auth.denied.is_some();
     let mut blocked = fails_closed.then_some(blocked);
     // spec §5.5: whether this Ingress's routes on TLS hosts redirect plain HTTP.
     let (redirect, set_by) = match tls::ssl_redirect(ingress, options) {
@@ -537,6 +542,7 @@ pub(super) fn derive(
         }
         policy.custom_headers = Some(Arc::new(headers));
     }
+    policy.basic_auth = auth.auth;
     let policy = (!policy.is_default()).then(|| Arc::new(policy));
     let spec = ingress.spec.as_ref();
     let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();

@@ -5,6 +5,7 @@
 
 mod annotations;
 mod backends;
+mod basic_auth;
 mod class;
 pub mod configmap;
 pub mod custom_headers;
