@@ -30,6 +30,7 @@ impl Severity {
             | Reason::TlsHostNotCovered
             | Reason::SnippetDropped
             | Reason::UnsupportedAnnotation
+            | Reason::BasicAuthUserUnusable
             | Reason::UnsupportedConfigMapKey => Severity::Warning,
             Reason::InvalidIngress
             | Reason::InvalidHost

@@ -309,6 +309,7 @@ async fn good_lines_work_among_garbage() {
         .conditions
         .iter()
         .filter(|c| c.object.name == "auth")
+        .inspect(|c| assert_eq!(c.reason, Reason::BasicAuthUserUnusable))
         .map(|c| c.message.as_str())
         .collect();
     assert_eq!(warnings.len(), 2, "{warnings:?}");

@@ -323,6 +323,27 @@ mod tests {
     }
 
     #[test]
+    fn opaque_secrets_keep_every_key_for_auth_maps() {
+        let secret = |type_: &str| -> Secret {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "s", "namespace": "n"},
+                "type": type_,
+                "data": {"auth": "YQ==", "alice": "Yg==", "release": "Yw=="}
+            }))
+            .unwrap()
+        };
+        let mut opaque = secret("Opaque");
+        opaque.trim();
+        assert_eq!(opaque.data.as_ref().unwrap().len(), 3);
+        let mut helm = secret("helm.sh/release.v1");
+        helm.trim();
+        assert_eq!(
+            helm.data.as_ref().unwrap().keys().collect::<Vec<_>>(),
+            ["auth"]
+        );
+    }
+
+    #[test]
     fn status_and_resource_version_do_not_matter_to_translate() {
         let ingress = |rv: &str, ip: &str| -> Ingress {
             serde_json::from_value(serde_json::json!({

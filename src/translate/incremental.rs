@@ -493,7 +493,10 @@ pub(super) fn derive(
     }
     // Basic authentication (issue 15): what it cannot enforce fails closed like the above.
     let auth = basic_auth::parse(ingress, &namespace, &snapshot.secrets);
-    for message in auth.warnings.iter().chain(&auth.denied) {
+    for message in &auth.warnings {
+        condition(Reason::BasicAuthUserUnusable, message.clone());
+    }
+    if let Some(message) = &auth.denied {
         condition(Reason::InvalidAnnotation, message.clone());
     }
     let fails_closed = unimplemented.blocks() || auth.denied.is_some();
