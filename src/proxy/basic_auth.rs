@@ -86,12 +86,16 @@ async fn verified(auth: &Arc<BasicAuth>, headers: &HeaderMap) -> bool {
         return true;
     }
     // The semaphore is never closed; without a permit nothing is checked (fail closed).
-    let Ok(_permit) = hashing().acquire().await else {
+    let Ok(permit) = hashing().acquire().await else {
         return false;
     };
     let owned = auth.clone();
+    // The permit moves into the blocking task: a client that goes away mid-check does not
+    // free its slot before the hash is done, so disconnects cannot pile up hashing threads.
     let ok = tokio::task::spawn_blocking(move || {
-        owned.credential(&user).is_some_and(|c| c.verify(&password))
+        let ok = owned.credential(&user).is_some_and(|c| c.verify(&password));
+        drop(permit);
+        ok
     })
     .await
     .unwrap_or(false);
