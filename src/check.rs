@@ -31,6 +31,7 @@ impl Severity {
             | Reason::SnippetDropped
             | Reason::UnsupportedAnnotation
             | Reason::CanaryWithoutMain
+            | Reason::BasicAuthUserUnusable
             | Reason::UnsupportedConfigMapKey => Severity::Warning,
             Reason::InvalidIngress
             | Reason::InvalidHost

@@ -1084,3 +1084,79 @@ async fn controller_configmap_problems_are_events_on_the_configmap() {
     assert_calls_are_in_rbac(&api);
     portico.stop().await;
 }
+
+/// Issue 15 (basic authentication): the kube source delivers `Opaque` Secrets (an
+/// `auth-secret`) with every key (an `auth-map`'s keys are its users) next to the TLS ones,
+/// and never the Secrets of other types (Helm releases, service-account tokens).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kube_source_delivers_opaque_secrets_for_basic_auth() {
+    use k8s_openapi::api::core::v1::Secret;
+    use portico::source::Snapshot;
+    use std::sync::Arc;
+    const FIRST: Duration = Duration::from_secs(20);
+
+    let secret = |name: &str, type_: &str| -> Secret {
+        from_json(json!({
+            "metadata": {"name": name, "namespace": "apps"},
+            "type": type_,
+            "data": {"auth": "YQ==", "alice": "Yg=="}
+        }))
+    };
+    let api = FakeApi::start().await;
+    base(&api);
+    api.apply(&secret("users", "Opaque"));
+    api.apply(&secret("release", "helm.sh/release.v1"));
+    api.apply(&secret("token", "kubernetes.io/service-account-token"));
+    let kubeconfig = temp_file("kubeconfig");
+    api.write_kubeconfig(&kubeconfig);
+    let client = portico::source::kube::client(Some(&kubeconfig))
+        .await
+        .expect("client");
+    let (tx, mut rx) = tokio::sync::watch::channel(Arc::new(Snapshot::default()));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let source = tokio::spawn(portico::source::kube::run(
+        client,
+        None,
+        None,
+        tx,
+        Arc::new(portico::metrics::Metrics::new()),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    tokio::time::timeout(FIRST, rx.changed())
+        .await
+        .expect("a first snapshot")
+        .expect("source running");
+    let secrets = |snapshot: &Snapshot| -> Vec<(String, usize)> {
+        let mut found: Vec<(String, usize)> = snapshot
+            .secrets
+            .iter()
+            .map(|s| {
+                (
+                    s.metadata.name.clone().unwrap_or_default(),
+                    s.data.as_ref().map_or(0, |d| d.len()),
+                )
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    assert_eq!(secrets(&rx.borrow_and_update()), [("users".to_string(), 2)]);
+    // A change to the Opaque Secret arrives like any other.
+    let mut changed = secret("users", "Opaque");
+    changed
+        .data
+        .as_mut()
+        .expect("data")
+        .insert("bob".into(), k8s_openapi::ByteString(b"c".to_vec()));
+    api.apply(&changed);
+    tokio::time::timeout(FIRST, rx.changed())
+        .await
+        .expect("a snapshot for the change")
+        .expect("source running");
+    assert_eq!(secrets(&rx.borrow_and_update()), [("users".to_string(), 3)]);
+    assert_calls_are_in_rbac(&api);
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(FIRST, source).await;
+}

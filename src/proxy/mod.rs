@@ -12,6 +12,7 @@
 pub mod affinity;
 mod balance;
 mod canary;
+pub mod basic_auth;
 pub mod compress;
 mod cors;
 mod custom_headers;

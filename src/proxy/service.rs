@@ -449,10 +449,27 @@ async fn proxy(
         }
     }
 
-    // issue 14: rate and connection limits, then source ranges (limits.rs).
+    // issue 14: CORS (proxy/cors.rs); an allowed preflight is answered here, 204. First, as
+    // ingress-nginx's `if ($request_method = 'OPTIONS') { return 204; }` runs in nginx's rewrite
+    // phase, before `limit_req` and the access phase: a browser's preflight carries no
+    // credentials, so basic or external authentication would otherwise refuse it.
+    if let Some(c) = &backend.policy.cors {
+        *cors_answer = cors::check(c, req.headers());
+        if cors_answer.is_some() && req.method() == Method::OPTIONS {
+            return Ok(cors::preflight(client_version));
+        }
+    }
+    // issue 14: rate and connection limits, then source ranges (limits.rs): nginx's preaccess
+    // and access phases.
     if let Some(access) = &backend.policy.access {
-        let ip = client_address(&req, client, ctx, &global);
+        let ip = client_address(&req, client, ctx, global);
         seen.limit = limits::check(&ctx.options.limiter, access, ip).map_err(fail)?;
+    }
+    // `auth-type: basic` (basic_auth.rs): nginx's access phase, after the redirects.
+    if let Some(auth) = &backend.policy.basic_auth {
+        if let Some(denied) = super::basic_auth::check(auth, req.headers(), client_version).await {
+            return Ok(denied);
+        }
     }
     // ingress-nginx's `custom-headers` (custom_headers.rs): a ConfigMap it would deny the
     // location for answers 503.
@@ -463,13 +480,6 @@ async fn proxy(
             )));
         }
         *route_headers = Some(headers.clone());
-    }
-    // issue 14: CORS (proxy/cors.rs); an allowed preflight is answered here, 204.
-    if let Some(c) = &backend.policy.cors {
-        *cors_answer = cors::check(c, req.headers());
-        if cors_answer.is_some() && req.method() == Method::OPTIONS {
-            return Ok(cors::preflight(client_version));
-        }
     }
     // ingress-nginx's `default-backend` / `custom-http-errors` (error_pages.rs); nothing to
     // do for backends without them.

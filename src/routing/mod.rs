@@ -4,6 +4,7 @@
 //! [`normalize`], backends go out as addresses.
 
 pub mod canary;
+pub mod basic_auth;
 pub mod compression;
 mod cors;
 mod global;

@@ -170,6 +170,10 @@ pub struct Policy {
     /// Ingresses ingress-nginx takes them from (`translate/affinity.rs`); `None`: neither.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traffic: Option<Arc<super::Traffic>>,
+    /// ingress-nginx's `auth-type: basic` with `auth-secret` (`translate/basic_auth.rs`,
+    /// checked by `proxy/basic_auth.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<Arc<super::basic_auth::BasicAuth>>,
 }
 
 /// The regex and rewrite annotations of one Ingress, typed at translate time

@@ -39,8 +39,10 @@ pub const SOURCE: &str = "kube";
 
 use super::LAST_APPLIED;
 
-/// Only TLS Secrets are watched (spec §5.1); see docs/decisions.md for Opaque ones.
+/// TLS Secrets are watched (spec §5.1), and `Opaque` ones in a second watch: basic
+/// authentication's `auth-secret` (issue 15); see docs/decisions.md for their memory.
 pub const SECRET_FIELD_SELECTOR: &str = "type=kubernetes.io/tls";
+pub const OPAQUE_SECRET_FIELD_SELECTOR: &str = "type=Opaque";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
@@ -344,6 +346,22 @@ fn objects<K: Resource<DynamicType = ()> + Clone>(
     }
 }
 
+/// The TLS Secrets and the `Opaque` ones (two field-selected watches).
+fn all_secrets(
+    tls: &Kind<Secret>,
+    opaque: &Kind<Secret>,
+    previous: &[Arc<Secret>],
+) -> Vec<Arc<Secret>> {
+    let dirty =
+        tls.dirty.swap(false, Ordering::SeqCst) | opaque.dirty.swap(false, Ordering::SeqCst);
+    if !dirty {
+        return previous.to_vec();
+    }
+    let mut all = tls.store.state();
+    all.extend(opaque.store.state());
+    all
+}
+
 /// The ConfigMaps of `kind` and, when it is watched apart, of `controller`.
 fn config_maps(
     kind: &Kind<ConfigMap>,
@@ -404,6 +422,12 @@ pub async fn run(
     let slices = namespaced::<EndpointSlice>(&client, ns, config(), &shared);
     let secrets =
         namespaced::<Secret>(&client, ns, config().fields(SECRET_FIELD_SELECTOR), &shared);
+    let opaque = namespaced::<Secret>(
+        &client,
+        ns,
+        config().fields(OPAQUE_SECRET_FIELD_SELECTOR),
+        &shared,
+    );
     let maps = namespaced::<ConfigMap>(&client, ns, config(), &shared);
     // The controller's own namespace, when it is not the watched one: its ConfigMap and the
     // ones its keys usually name (`add-headers: ingress-nginx/custom-headers`) live there.
@@ -424,6 +448,7 @@ pub async fn run(
             services.store.wait_until_ready(),
             slices.store.wait_until_ready(),
             secrets.store.wait_until_ready(),
+            opaque.store.wait_until_ready(),
             maps.store.wait_until_ready(),
             async {
                 match &controller_map {
@@ -459,6 +484,7 @@ pub async fn run(
         &services.dirty,
         &slices.dirty,
         &secrets.dirty,
+        &opaque.dirty,
         &maps.dirty,
     ] {
         dirty.store(true, Ordering::SeqCst);
@@ -470,7 +496,7 @@ pub async fn run(
             ingress_classes: objects(&classes, &current.ingress_classes),
             services: objects(&services, &current.services),
             endpoint_slices: objects(&slices, &current.endpoint_slices),
-            secrets: objects(&secrets, &current.secrets),
+            secrets: all_secrets(&secrets, &opaque, &current.secrets),
             config_maps: config_maps(&maps, controller_map.as_ref(), &current.config_maps),
         };
         current = Arc::new(snapshot);

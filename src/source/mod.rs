@@ -75,8 +75,18 @@ impl Snapshot {
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The Secret keys translate reads (spec §5.1 `tls.crt`/`tls.key`; `ca.crt` for the backend CA
-/// annotation). Everything else in a Secret is someone else's and is not kept in memory.
-pub const SECRET_KEYS: [&str; 3] = ["tls.crt", "tls.key", "ca.crt"];
+/// annotation; `auth` for basic authentication's htpasswd content). Everything else in a
+/// Secret is someone else's and is not kept in memory, except in `Opaque` Secrets (see
+/// [`keeps_every_key`]).
+pub const SECRET_KEYS: [&str; 4] = ["tls.crt", "tls.key", "ca.crt", "auth"];
+
+/// Whether a Secret keeps all its keys: `Opaque` ones (or untyped ones from a manifest) may be
+/// an `auth-secret-type: auth-map`, whose keys are user names (issue 15). Helm releases,
+/// service-account tokens and registry credentials have types of their own and stay trimmed;
+/// the kube source watches only `kubernetes.io/tls` Secrets anyway (docs/decisions.md).
+pub fn keeps_every_key(secret: &Secret) -> bool {
+    matches!(secret.type_.as_deref(), None | Some("Opaque"))
+}
 
 /// What each kind keeps in memory, and which changes matter to translate.
 ///
@@ -187,6 +197,9 @@ impl Trim for EndpointSlice {
 impl Trim for Secret {
     fn trim(&mut self) {
         trim_meta(&mut self.metadata);
+        if keeps_every_key(self) {
+            return;
+        }
         if let Some(data) = self.data.as_mut() {
             data.retain(|k, _| SECRET_KEYS.contains(&k.as_str()));
         }
@@ -307,6 +320,27 @@ mod tests {
         assert!(config.same_for_translate(&renewed));
         renewed.data = Some([("hsts".to_string(), "true".to_string())].into());
         assert!(!config.same_for_translate(&renewed));
+    }
+
+    #[test]
+    fn opaque_secrets_keep_every_key_for_auth_maps() {
+        let secret = |type_: &str| -> Secret {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "s", "namespace": "n"},
+                "type": type_,
+                "data": {"auth": "YQ==", "alice": "Yg==", "release": "Yw=="}
+            }))
+            .unwrap()
+        };
+        let mut opaque = secret("Opaque");
+        opaque.trim();
+        assert_eq!(opaque.data.as_ref().unwrap().len(), 3);
+        let mut helm = secret("helm.sh/release.v1");
+        helm.trim();
+        assert_eq!(
+            helm.data.as_ref().unwrap().keys().collect::<Vec<_>>(),
+            ["auth"]
+        );
     }
 
     #[test]

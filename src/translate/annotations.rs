@@ -120,17 +120,19 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     super::affinity::HASH_BY,
     super::affinity::HASH_BY_SUBSET,
     super::affinity::HASH_BY_SUBSET_SIZE,
+    // Read by `basic_auth.rs` (issue 15: basic authentication).
+    super::basic_auth::AUTH_TYPE,
+    super::basic_auth::AUTH_SECRET,
+    super::basic_auth::AUTH_SECRET_TYPE,
+    super::basic_auth::AUTH_REALM,
 ];
 
-/// ingress-nginx annotations that switch on access control (basic or external
-/// authentication, client certificates; source ranges are enforced by `limits.rs`). Portico
-/// does not implement them yet,
-/// so an Ingress carrying one fails closed: its paths answer 503 rather than serving without
-/// the protection its author asked for (`shared/spec/ingress-nginx.md` §3). The annotations that
-/// only tune these (`auth-realm`, `auth-tls-verify-depth`, ...) do nothing on their own in
-/// ingress-nginx either, and are reported as unsupported.
-pub(crate) const ACCESS_CONTROL: &[&str] =
-    &["auth-type", "auth-secret", "auth-url", "auth-tls-secret"];
+/// ingress-nginx annotations that switch on access control Portico does not enforce yet
+/// (basic authentication is `basic_auth.rs`'s, source ranges `limits.rs`'s). An Ingress carrying
+/// one fails closed: its paths answer 503 rather than serving without the protection its author
+/// asked for (`shared/spec/ingress-nginx.md` §3). The annotations that only tune these do
+/// nothing on their own in ingress-nginx either, and are reported as unsupported.
+pub(crate) const ACCESS_CONTROL: &[&str] = &["auth-url", "auth-tls-secret"];
 
 /// The annotations of one Ingress that Portico does not implement, by what happens to them.
 #[derive(Debug, Default, PartialEq)]
@@ -181,7 +183,7 @@ pub(super) fn unimplemented(ingress: &Ingress) -> Unimplemented {
 pub(super) fn reads_secret(key: &str) -> bool {
     key.strip_prefix(PORTICO)
         .or_else(|| key.strip_prefix(NGINX))
-        .is_some_and(|name| name == PROXY_SSL_SECRET)
+        .is_some_and(|name| name == PROXY_SSL_SECRET || name == super::basic_auth::AUTH_SECRET)
 }
 
 /// Most attempts an annotation may ask for.

@@ -17,7 +17,8 @@ use k8s_openapi::api::networking::v1::Ingress;
 
 use super::backends::{Backends, Resolved, SERVICE_NAME_LABEL};
 use super::{
-    affinity, annotations, custom_headers, error_pages, paths, redirects, tls, Condition,
+    affinity, annotations, basic_auth, custom_headers, error_pages, paths, redirects, tls,
+    Condition,
     ObjectRef, Options, Reason,
 };
 use crate::routing::{
@@ -510,7 +511,15 @@ pub(super) fn derive(
     for message in access.invalid {
         condition(Reason::InvalidAnnotation, message);
     }
-    let fails_closed = unimplemented.blocks() || access.fails_closed;
+    // Basic authentication (issue 15): what it cannot enforce fails closed like the above.
+    let auth = basic_auth::parse(ingress, &namespace, &snapshot.secrets);
+    for message in &auth.warnings {
+        condition(Reason::BasicAuthUserUnusable, message.clone());
+    }
+    if let Some(message) = &auth.denied {
+        condition(Reason::InvalidAnnotation, message.clone());
+    }
+    let fails_closed = unimplemented.blocks() || access.fails_closed || auth.denied.is_some();
     let mut blocked = fails_closed.then_some(blocked);
     // spec §5.5: whether this Ingress's routes on TLS hosts redirect plain HTTP.
     let (redirect, set_by) = match tls::ssl_redirect(ingress, options) {
@@ -560,6 +569,7 @@ pub(super) fn derive(
         policy.custom_headers = Some(Arc::new(headers));
     }
     policy.access = access.access.map(Arc::new);
+    policy.basic_auth = auth.auth;
     let policy = (!policy.is_default()).then(|| Arc::new(policy));
     let spec = ingress.spec.as_ref();
     let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();

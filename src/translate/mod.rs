@@ -7,6 +7,7 @@ mod affinity;
 mod annotations;
 mod backends;
 mod canary;
+mod basic_auth;
 mod class;
 pub mod configmap;
 mod cors;
@@ -164,6 +165,10 @@ pub enum Reason {
     /// (authentication, client certificates, source ranges): every path of the Ingress
     /// answers 503 instead of serving unprotected (`ingress-nginx.md` §3, fail closed).
     AccessControlUnsupported,
+    /// A user of a basic-auth Secret whose line or hash Portico cannot use (DES crypt, a cost
+    /// over the limit, garbage), or a Secret without any usable user: that user (everyone)
+    /// gets 401; the other users still log in (issue 15).
+    BasicAuthUserUnusable,
     /// `--configmap` names a ConfigMap that does not exist: ingress-nginx's defaults apply.
     ConfigMapNotFound,
     /// A controller ConfigMap key's value is unusable; the default applies.
