@@ -10,6 +10,7 @@
 //! any `.await`, so a table swap never waits for and never disturbs in-flight requests.
 
 mod balance;
+mod client_auth;
 pub mod compress;
 mod custom_headers;
 mod error;

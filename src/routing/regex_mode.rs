@@ -300,7 +300,7 @@ impl RegexMode {
     }
 }
 
-fn compile(pattern: &str) -> Result<regex::Regex, String> {
+pub(crate) fn compile(pattern: &str) -> Result<regex::Regex, String> {
     if let Some(construct) = pcre_only(pattern) {
         return Err(format!(
             "{construct} is a PCRE construct Rust's regex does not support"

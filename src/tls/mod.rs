@@ -3,6 +3,7 @@
 //! published store (`resolver`), and the server configuration (TLS 1.2 and 1.3, ALPN `h2` and
 //! `http/1.1`).
 
+pub mod client_auth;
 mod resolver;
 mod store;
 
@@ -76,6 +77,9 @@ pub struct TlsInfo {
     /// `TLSv1.3`, `TLSv1.2`.
     pub version: &'static str,
     pub sni: Option<String>,
+    /// Only on a handshake for a host with `auth-tls-*` that asks for a certificate: what the
+    /// client presented, verified once (issue 15).
+    pub client_cert: Option<Arc<client_auth::PeerCert>>,
 }
 
 /// A finished handshake's version and SNI, kept per connection for the access log.
@@ -83,6 +87,7 @@ pub fn connection_info(conn: &rustls::ServerConnection) -> TlsInfo {
     TlsInfo {
         version: version_name(conn.protocol_version()),
         sni: conn.server_name().map(str::to_string),
+        client_cert: None,
     }
 }
 

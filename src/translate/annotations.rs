@@ -62,6 +62,13 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     super::redirects::SERVICE_UPSTREAM,
     super::redirects::SERVER_ALIAS,
     super::redirects::FROM_TO_WWW_REDIRECT,
+    // Read by `client_auth.rs` (issue 15: client certificates).
+    super::client_auth::AUTH_TLS_SECRET,
+    super::client_auth::AUTH_TLS_VERIFY_CLIENT,
+    super::client_auth::AUTH_TLS_VERIFY_DEPTH,
+    super::client_auth::AUTH_TLS_ERROR_PAGE,
+    super::client_auth::AUTH_TLS_PASS_CERTIFICATE,
+    super::client_auth::AUTH_TLS_MATCH_CN,
 ];
 
 /// ingress-nginx annotations that switch on access control (basic or external
@@ -74,7 +81,6 @@ pub(crate) const ACCESS_CONTROL: &[&str] = &[
     "auth-type",
     "auth-secret",
     "auth-url",
-    "auth-tls-secret",
     "whitelist-source-range",
     "allowlist-source-range",
     "denylist-source-range",
@@ -134,7 +140,7 @@ pub(super) fn unimplemented(ingress: &Ingress) -> Unimplemented {
 pub(super) fn reads_secret(key: &str) -> bool {
     key.strip_prefix(PORTICO)
         .or_else(|| key.strip_prefix(NGINX))
-        .is_some_and(|name| name == PROXY_SSL_SECRET)
+        .is_some_and(|name| name == PROXY_SSL_SECRET || name == super::client_auth::AUTH_TLS_SECRET)
 }
 
 /// Most attempts an annotation may ask for.

@@ -17,8 +17,8 @@ use k8s_openapi::api::networking::v1::Ingress;
 
 use super::backends::{Backends, Resolved, SERVICE_NAME_LABEL};
 use super::{
-    annotations, custom_headers, error_pages, paths, redirects, tls, Condition, ObjectRef, Options,
-    Reason,
+    annotations, client_auth, custom_headers, error_pages, paths, redirects, tls, Condition,
+    ObjectRef, Options, Reason,
 };
 use crate::routing::{
     Backend, BackendRef, HostMatch, Origin, Policy, Route, Target, Unavailable, VirtualHost,
@@ -270,6 +270,8 @@ pub(super) struct Part {
     pub blocked: bool,
     /// `false` for a canary Ingress: it contributes nothing, not even TLS bindings.
     pub serves: bool,
+    /// `auth-tls-*`: client certificates for its hosts (the oldest Ingress of a host decides).
+    pub client_auth: Option<Arc<crate::tls::client_auth::ClientAuth>>,
 }
 
 #[derive(Clone)]
@@ -489,9 +491,18 @@ pub(super) fn derive(
             rules: Vec::new(),
             blocked: false,
             serves: false,
+            client_auth: None,
         };
     }
-    let fails_closed = unimplemented.blocks();
+    // issue 15: client certificates; unusable ones fail closed.
+    let client_auth = client_auth::parse(ingress, &snapshot.secrets);
+    for message in &client_auth.invalid {
+        condition(Reason::InvalidAnnotation, message.clone());
+    }
+    if let Some(message) = &client_auth.denied {
+        condition(Reason::InvalidAnnotation, message.clone());
+    }
+    let fails_closed = unimplemented.blocks() || client_auth.denied.is_some();
     let mut blocked = fails_closed.then_some(blocked);
     // spec §5.5: whether this Ingress's routes on TLS hosts redirect plain HTTP.
     let (redirect, set_by) = match tls::ssl_redirect(ingress, options) {
@@ -663,6 +674,7 @@ pub(super) fn derive(
         rules: part_rules,
         blocked: fails_closed,
         serves: true,
+        client_auth: client_auth.auth,
     }
 }
 
@@ -758,6 +770,10 @@ pub(super) fn build_vhost(
     // The misses follow the Ingress of the fallback, else the oldest contributing one.
     let miss_redirect = fallback_redirect.or(first_redirect).unwrap_or(false);
     let mut vhost = VirtualHost::new(host.clone(), routes, fallback);
+    // ingress-nginx `createServers`: the first Ingress of the host with `auth-tls-secret`.
+    vhost.client_auth = contributors
+        .iter()
+        .find_map(|(part, _)| part.client_auth.clone());
     vhost.ssl_redirect = force_ssl_redirect || (has_tls && miss_redirect);
     // spec §3.6: identical match sets are decided by precedence; the losers are reported.
     let mut shadowed: Vec<Condition> = vhost

@@ -6,6 +6,7 @@
 mod annotations;
 mod backends;
 mod class;
+pub mod client_auth;
 pub mod configmap;
 pub mod custom_headers;
 pub mod error_pages;
