@@ -76,7 +76,7 @@ pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration
 
 /// The Secret keys translate reads (spec §5.1 `tls.crt`/`tls.key`; `ca.crt` for the backend CA
 /// annotation). Everything else in a Secret is someone else's and is not kept in memory.
-pub const SECRET_KEYS: [&str; 3] = ["tls.crt", "tls.key", "ca.crt"];
+pub const SECRET_KEYS: [&str; 4] = ["tls.crt", "tls.key", "ca.crt", "ca.crl"];
 
 /// What each kind keeps in memory, and which changes matter to translate.
 ///

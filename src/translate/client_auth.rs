@@ -128,22 +128,18 @@ pub(super) fn parse(ingress: &Ingress, secrets: &[Arc<Secret>]) -> Parsed {
     let secret = secrets.iter().find(|s| {
         s.metadata.namespace.as_deref() == Some(ns) && s.metadata.name.as_deref() == Some(name)
     });
-    let Some(data) = secret.and_then(|s| s.data.as_ref()) else {
-        parsed.denied = deny(
-            &secret_key,
-            secret_value,
-            "names no Secret (or an empty one)",
-        );
+    let Some(secret) = secret else {
+        parsed.denied = deny(&secret_key, secret_value, "names no Secret");
         return parsed;
     };
-    let Some(ca) = data.get("ca.crt") else {
+    let Some(ca) = value(secret, "ca.crt") else {
         parsed.denied = deny(&secret_key, secret_value, "names a Secret without ca.crt");
         return parsed;
     };
     let spec = ClientAuthSpec {
         secret: format!("{ns}/{name}"),
-        ca_pem: &ca.0,
-        crl_pem: data.get("ca.crl").map(|c| c.0.as_slice()),
+        ca_pem: ca,
+        crl_pem: value(secret, "ca.crl"),
         verify,
         depth,
         error_page,
@@ -161,6 +157,18 @@ pub(super) fn parse(ingress: &Ingress, secrets: &[Arc<Secret>]) -> Parsed {
         }
     }
     parsed
+}
+
+/// A Secret's value for `key`: `stringData` over `data`, as the API server merges them.
+fn value<'s>(secret: &'s Secret, key: &str) -> Option<&'s [u8]> {
+    if let Some(v) = secret.string_data.as_ref().and_then(|d| d.get(key)) {
+        return Some(v.as_bytes());
+    }
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|v| v.0.as_slice())
 }
 
 /// `auth-tls-error-page`: nginx's `error_page 495 496 = URL` answers a 302 to an absolute
