@@ -583,14 +583,18 @@ async fn proxy(
     };
     // A verified upstream certificate must name the Service (`name.namespace.svc`): endpoints
     // are dialled by IP. ExternalNames are verified against their own name.
+    // `proxy-ssl-name` replaces it; `proxy-ssl-server-name: on` sends it without verifying.
     let server_name = match (&policy.upstream_tls, &backend.reference, &external) {
+        (Some(tls), ..) if tls.name.is_some() => tls.name.clone(),
         (
-            Some(_),
+            Some(tls),
             crate::routing::BackendRef::Service {
                 namespace, name, ..
             },
             None,
-        ) => Some(format!("{name}.{namespace}.svc")),
+        ) if tls.verifies() || tls.server_name == Some(true) => {
+            Some(format!("{name}.{namespace}.svc"))
+        }
         _ => None,
     };
     // Plain HTTP/1.1 to endpoint IPs takes this worker's own pool; TLS, HTTP/2 and

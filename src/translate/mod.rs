@@ -12,6 +12,7 @@ pub mod custom_headers;
 pub mod error_pages;
 mod incremental;
 mod paths;
+mod proxy_ssl;
 mod redirects;
 mod rewrite;
 mod tls;
