@@ -619,3 +619,50 @@ async fn plain_get(addr: std::net::SocketAddr) -> support::RawResponse {
         .await;
     conn.response().await
 }
+
+/// ingress-nginx puts `auth-tls-*` on the nginx `server`: another Ingress of the same host,
+/// without any annotation, is protected too.
+#[tokio::test]
+async fn the_whole_host_is_protected() {
+    let ca = ca("ca");
+    let proxy = setup(&[("auth-tls-secret", "ca")], &ca.pem, None).await;
+    let backend = start_echo("other").await;
+    let server = support::tls::cert(&[HOST, "plain.foo.com"]);
+    let other = serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "other", "namespace": "default"},
+        "spec": {"rules": [{"host": HOST, "http": {"paths": [{"path": "/other",
+            "pathType": "Prefix", "backend": {"service": {"name": "mtls-svc",
+            "port": {"number": 80}}}}]}}]},
+    })
+    .to_string();
+    proxy.apply(&[
+        tls_secret("default", "server", &server),
+        ca_secret("ca", &ca.pem, None),
+        app_yaml(
+            "default",
+            "mtls",
+            HOST,
+            &[HOST],
+            "server",
+            backend,
+            &[("nginx.ingress.kubernetes.io/auth-tls-secret", "ca")],
+        ),
+        other,
+    ]);
+    let stream = connect_with(proxy.https, Some(HOST), anonymous())
+        .await
+        .unwrap();
+    let response = Client::new(stream).await.get(HOST, "/other").await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let client = client_cert(&ca, "c", 1);
+    let stream = connect_with(proxy.https, Some(HOST), with_client_cert(&client))
+        .await
+        .unwrap();
+    let response = Client::new(stream).await.get(HOST, "/other").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        header(&json(&response), "ssl-client-verify"),
+        Some("SUCCESS")
+    );
+}
