@@ -551,7 +551,9 @@ async fn unusable_settings_fail_closed() {
         "{}-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
         ca.pem
     );
-    let cases: [(&[(&str, &str)], &str, &str); 4] = [
+    // (annotations, ca.crt, what the condition names)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case; 4] = [
         (
             &[("auth-tls-secret", "missing")],
             &ca.pem,

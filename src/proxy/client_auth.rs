@@ -91,13 +91,13 @@ pub(crate) struct Checked {
 /// then the `server`-level `if ($ssl_client_s_dn !~ ...)` of ingress-nginx's template).
 /// `tls`: the connection's TLS side, `None` on plain HTTP (no certificate: ingress-nginx
 /// would serve it unverified; Portico treats it as a missing certificate). `host`: the
-/// normalised request host. `Err` is the answer.
+/// normalised request host. `Err` is the answer (boxed: it is rare).
 pub(crate) fn check(
     auth: &Arc<ClientAuth>,
     tls: Option<&TlsInfo>,
     host: &str,
     version: Version,
-) -> Result<Checked, Response<ProxyBody>> {
+) -> Result<Checked, Box<Response<ProxyBody>>> {
     let mut peer = None;
     if let Some(info) = tls {
         if auth.verify.asks() {
@@ -105,7 +105,11 @@ pub(crate) fn check(
                 // nginx: "client attempted to request the server name different from the
                 // one that was negotiated" (421), for servers that verify clients.
                 if !sni.eq_ignore_ascii_case(host) {
-                    return Err(answer(StatusCode::MISDIRECTED_REQUEST, None, version));
+                    return Err(Box::new(answer(
+                        StatusCode::MISDIRECTED_REQUEST,
+                        None,
+                        version,
+                    )));
                 }
                 match &info.client_cert {
                     Some(p) if Arc::ptr_eq(&p.auth, auth) || *p.auth == **auth => {
@@ -113,7 +117,13 @@ pub(crate) fn check(
                     }
                     // The handshake verified against other settings, or did not ask (the
                     // host's settings changed since): a new connection will.
-                    _ => return Err(answer(StatusCode::MISDIRECTED_REQUEST, None, version)),
+                    _ => {
+                        return Err(Box::new(answer(
+                            StatusCode::MISDIRECTED_REQUEST,
+                            None,
+                            version,
+                        )))
+                    }
                 }
             }
         }
@@ -134,12 +144,12 @@ pub(crate) fn check(
             Some(_) => StatusCode::FOUND,
             None => StatusCode::BAD_REQUEST,
         };
-        return Err(answer(status, location, version));
+        return Err(Box::new(answer(status, location, version)));
     }
     if let Some(cn) = &auth.match_cn {
         let dn = peer.as_ref().map_or("", |p| p.subject_dn.as_str());
         if !cn.is_match(dn) {
-            return Err(answer(StatusCode::FORBIDDEN, None, version));
+            return Err(Box::new(answer(StatusCode::FORBIDDEN, None, version)));
         }
     }
     Ok(Checked {

@@ -355,7 +355,7 @@ async fn proxy(
             if !to_https {
                 match super::client_auth::check(auth, tls, &match_host, client_version) {
                     Ok(checked) => client_cert = Some(checked),
-                    Err(answer) => return Ok(answer),
+                    Err(answer) => return Ok(*answer),
                 }
             }
         }
