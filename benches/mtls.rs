@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use portico::tls::client_auth::{ClientAuth, ClientAuthSpec, PeerCert, VerifyClient};
+use portico::routing::client_auth::{ClientAuth, ClientAuthSpec, PeerCert, VerifyClient};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection};
 

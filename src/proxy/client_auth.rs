@@ -17,8 +17,8 @@ use rustls::server::{ClientHello, NoServerSessionStorage, ServerConfig};
 use super::error::{date_now, response_version};
 use super::ProxyBody;
 use crate::publish::Shared;
+use crate::routing::client_auth::{ClientAuth, PeerCert, Verified, VerifyClient};
 use crate::routing::normalize;
-use crate::tls::client_auth::{ClientAuth, PeerCert, Verified, VerifyClient};
 use crate::tls::TlsInfo;
 
 pub static SSL_CLIENT_CERT: HeaderName = HeaderName::from_static("ssl-client-cert");

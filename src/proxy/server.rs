@@ -635,7 +635,7 @@ async fn handshake(
     metrics: &crate::metrics::Metrics,
 ) -> Option<(
     tokio_rustls::server::TlsStream<TcpStream>,
-    Option<Arc<crate::tls::client_auth::ClientAuth>>,
+    Option<Arc<crate::routing::client_auth::ClientAuth>>,
 )> {
     let accept = async {
         let acceptor = rustls::server::Acceptor::default();

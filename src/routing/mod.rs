@@ -3,6 +3,7 @@
 //! Knows neither kube nor hyper: hosts and paths come in as strings already normalised by
 //! [`normalize`], backends go out as addresses.
 
+pub mod client_auth;
 pub mod compression;
 mod global;
 pub mod log_format;

@@ -52,7 +52,7 @@ pub struct VirtualHost {
     /// `auth-tls-*` (issue 15): client certificates for the whole host, from its oldest
     /// Ingress that sets them. Set by translate after `new`.
     #[serde(rename = "clientAuth", skip_serializing_if = "Option::is_none")]
-    pub client_auth: Option<Arc<crate::tls::client_auth::ClientAuth>>,
+    pub client_auth: Option<Arc<super::client_auth::ClientAuth>>,
     /// Paths and rewrite targets regex mode could not use; translate reports them.
     #[serde(skip)]
     regex_problems: Vec<RegexProblem>,

@@ -3,7 +3,6 @@
 //! published store (`resolver`), and the server configuration (TLS 1.2 and 1.3, ALPN `h2` and
 //! `http/1.1`).
 
-pub mod client_auth;
 mod resolver;
 mod store;
 
@@ -105,7 +104,7 @@ pub struct TlsInfo {
     pub sni: Option<String>,
     /// Only on a handshake for a host with `auth-tls-*` that asks for a certificate: what the
     /// client presented, verified once (issue 15).
-    pub client_cert: Option<Arc<client_auth::PeerCert>>,
+    pub client_cert: Option<Arc<crate::routing::client_auth::PeerCert>>,
 }
 
 /// A finished handshake's version and SNI, kept per connection for the access log.

@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
 
 use super::annotations::{NGINX, PORTICO};
-use crate::tls::client_auth::{ClientAuth, ClientAuthSpec, VerifyClient};
+use crate::routing::client_auth::{ClientAuth, ClientAuthSpec, VerifyClient};
 
 pub const AUTH_TLS_SECRET: &str = "auth-tls-secret";
 pub const AUTH_TLS_VERIFY_CLIENT: &str = "auth-tls-verify-client";

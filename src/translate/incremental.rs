@@ -271,7 +271,7 @@ pub(super) struct Part {
     /// `false` for a canary Ingress: it contributes nothing, not even TLS bindings.
     pub serves: bool,
     /// `auth-tls-*`: client certificates for its hosts (the oldest Ingress of a host decides).
-    pub client_auth: Option<Arc<crate::tls::client_auth::ClientAuth>>,
+    pub client_auth: Option<Arc<crate::routing::client_auth::ClientAuth>>,
 }
 
 #[derive(Clone)]

@@ -157,12 +157,14 @@ impl ClientAuth {
                 return Err("ca.crl holds no PEM CRL".to_string());
             }
         }
-        let verifier =
-            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), super::provider())
-                .with_crls(crl_der.iter().cloned())
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| format!("the CA bundle or CRL is unusable ({e})"))?;
+        let verifier = WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .with_crls(crl_der.iter().cloned())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| format!("the CA bundle or CRL is unusable ({e})"))?;
         Ok(ClientAuth {
             secret: spec.secret,
             verify: spec.verify,
