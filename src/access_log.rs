@@ -685,6 +685,7 @@ mod tests {
         e.tls = Some(Arc::new(TlsInfo {
             version: "TLSv1.3",
             sni: Some("shop.example".into()),
+            client_cert: None,
         }));
         format_entry(Format::Json, &e, &mut line);
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();

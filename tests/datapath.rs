@@ -594,6 +594,7 @@ async fn https_backend_verified_against_a_ca_for_the_service_name() {
         upstream_tls: Some(portico::routing::UpstreamTls {
             ca_pem: ca.as_bytes().to_vec(),
             secret: "default/ca".into(),
+            ..Default::default()
         }),
         ..Policy::default()
     };

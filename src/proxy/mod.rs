@@ -13,6 +13,7 @@ pub mod affinity;
 mod balance;
 mod canary;
 pub mod basic_auth;
+mod client_auth;
 pub mod compress;
 mod cors;
 mod custom_headers;

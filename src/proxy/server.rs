@@ -246,8 +246,8 @@ impl Conn {
                 let metrics = &options.observe.metrics;
                 // One deadline for the ClientHello peek (passthrough) and the handshake.
                 let deadline = tokio::time::Instant::now() + tls.handshake_timeout;
+                let shared = &self.ctx.shared;
                 let stream = if options.ssl_passthrough {
-                    let shared = &self.ctx.shared;
                     let diverted =
                         passthrough::divert(stream, client_addr, shared, options, deadline);
                     let Some(stream) = diverted.await else {
@@ -257,14 +257,20 @@ impl Conn {
                 } else {
                     stream
                 };
-                let Some(stream) = handshake(tls, stream, client_addr, metrics, deadline).await
+                let Some((stream, auth)) =
+                    handshake(tls, shared, stream, client_addr, metrics, deadline).await
                 else {
                     return;
                 };
                 // The handshake has its own timeout; the first request's starts after it.
                 let first_by = tokio::time::Instant::now() + options.header_read_timeout;
-                // Per connection, for the access log of each of its requests.
-                let info = Arc::new(crate::tls::connection_info(stream.get_ref().1));
+                // Per connection, for the access log of each of its requests (and, on a host
+                // with `auth-tls-*`, the client certificate verified once).
+                let mut info = crate::tls::connection_info(stream.get_ref().1);
+                if let Some(auth) = auth {
+                    info.client_cert = Some(super::client_auth::peer(auth, stream.get_ref().1));
+                }
+                let info = Arc::new(info);
                 let stream = Watched::new(stream, activity.clone());
                 self.serve(stream, client, Some(info), activity, first_by)
                     .await;
@@ -630,19 +636,39 @@ fn clock_base() -> tokio::time::Instant {
 /// The server side of a TLS handshake, bounded by `deadline`. Failures are the
 /// client's business (wrong version, no common cipher, port scan): logged at debug only, and
 /// counted by reason class.
+///
+/// The ClientHello is read first: its SNI picks the configuration (a host with `auth-tls-*`
+/// asks for a client certificate, `client_auth::handshake_config`); the settings to verify
+/// the client's chain against come back with the stream.
 async fn handshake(
     tls: &TlsListener,
+    shared: &Shared,
     stream: TcpStream,
     client_addr: std::net::SocketAddr,
     metrics: &crate::metrics::Metrics,
     deadline: tokio::time::Instant,
-) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
-    match tokio::time::timeout_at(deadline, tls.acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => {
+) -> Option<(
+    tokio_rustls::server::TlsStream<TcpStream>,
+    Option<Arc<crate::routing::client_auth::ClientAuth>>,
+)> {
+    let accept = async {
+        let acceptor = rustls::server::Acceptor::default();
+        let start = tokio_rustls::LazyConfigAcceptor::new(acceptor, stream).await?;
+        let (config, auth) = super::client_auth::handshake_config(
+            shared,
+            tls.acceptor.config(),
+            &start.client_hello(),
+        )
+        .ok_or_else(|| std::io::Error::other("no configuration for the host"))?;
+        let stream = start.into_stream(config).await?;
+        Ok::<_, std::io::Error>((stream, auth))
+    };
+    match tokio::time::timeout_at(deadline, accept).await {
+        Ok(Ok((stream, auth))) => {
             metrics.tls_handshake(crate::tls::version_name(
                 stream.get_ref().1.protocol_version(),
             ));
-            Some(stream)
+            Some((stream, auth))
         }
         Ok(Err(e)) => {
             tracing::debug!(client.addr = %client_addr, error = %e, "TLS handshake failed");

@@ -131,9 +131,11 @@ pub(crate) async fn handle(
     // The controller ConfigMap the request was routed with (`None` if it was answered first).
     let mut routed_global = None;
     let mut cors = None;
+    let tls_info = tls.as_deref();
     let response = match proxy(
         &ctx,
         client,
+        tls_info,
         req,
         seen,
         &mut intercept,
@@ -312,6 +314,7 @@ fn request_authority<B>(req: &Request<B>) -> Result<(HeaderValue, bool), ProxyEr
 async fn proxy(
     ctx: &Context,
     client: Client,
+    tls: Option<&crate::access_log::TlsInfo>,
     mut req: Request<Incoming>,
     seen: &mut Seen,
     intercept: &mut Option<error_pages::Intercept>,
@@ -354,6 +357,7 @@ async fn proxy(
     // spec §3.3–3.7; the guard is dropped at the end of this block, before any await.
     let mut rewritten = None;
     let location;
+    let mut client_cert = None;
     let (backend, global) = {
         let published = ctx.shared.load();
         let decision = published.translation.table.decide(&match_host, &match_path);
@@ -382,6 +386,22 @@ async fn proxy(
             )
             .map_err(fail);
         }
+        // spec §5.5: translate decided which routes redirect; ACME challenges never do, nor
+        // requests a trusted balancer says arrived over HTTPS.
+        let to_https = ctx.options.scheme == Scheme::Http
+            && decision.ssl_redirect()
+            && !redirect::is_acme_challenge(&match_path)
+            && !redirect::forwarded_https(req.headers(), client.trusted, &ctx.options);
+        // issue 15: client certificates, checked by nginx before anything else of the server
+        // (a plain-HTTP request about to be redirected to HTTPS is checked there).
+        if let Some(auth) = decision.vhost().and_then(|v| v.client_auth.as_ref()) {
+            if !to_https {
+                match super::client_auth::check(auth, tls, &match_host, client_version) {
+                    Ok(checked) => client_cert = Some(checked),
+                    Err(answer) => return Ok(*answer),
+                }
+            }
+        }
         // issue 13: `app-root` is a server-level redirect in ingress-nginx, before any other.
         if let Some(vhost) = decision.vhost().filter(|v| v.app_root.is_some()) {
             let scheme = ctx.options.scheme;
@@ -396,13 +416,7 @@ async fn proxy(
         if let Some(fixed) = decision.backend().and_then(|b| b.policy.redirect.as_ref()) {
             return redirect::fixed(fixed, client_version).map_err(fail);
         }
-        // spec §5.5: translate decided which routes redirect; ACME challenges never do, nor
-        // requests a trusted balancer says arrived over HTTPS.
-        if ctx.options.scheme == Scheme::Http
-            && decision.ssl_redirect()
-            && !redirect::is_acme_challenge(&match_path)
-            && !redirect::forwarded_https(req.headers(), client.trusted, &ctx.options)
-        {
+        if to_https {
             let uri = rewrite::redirect_uri(decision.route(), req.uri());
             let uri = uri.as_ref().unwrap_or(req.uri());
             // A trusted balancer's `X-Forwarded-Host` names the host the client used
@@ -658,6 +672,9 @@ async fn proxy(
     if let Some(i) = intercept {
         i.add_fallback_headers(&mut headers);
     }
+    if let Some(checked) = &client_cert {
+        super::client_auth::add_headers(&mut headers, checked);
+    }
     if !global.proxy_set_headers.is_empty() {
         custom_headers::request(&mut headers, &global);
     }
@@ -696,14 +713,18 @@ async fn proxy(
     };
     // A verified upstream certificate must name the Service (`name.namespace.svc`): endpoints
     // are dialled by IP. ExternalNames are verified against their own name.
+    // `proxy-ssl-name` replaces it; `proxy-ssl-server-name: on` sends it without verifying.
     let server_name = match (&policy.upstream_tls, &backend.reference, &external) {
+        (Some(tls), ..) if tls.name.is_some() => tls.name.clone(),
         (
-            Some(_),
+            Some(tls),
             crate::routing::BackendRef::Service {
                 namespace, name, ..
             },
             None,
-        ) => Some(format!("{name}.{namespace}.svc")),
+        ) if tls.verifies() || tls.server_name == Some(true) => {
+            Some(format!("{name}.{namespace}.svc"))
+        }
         _ => None,
     };
     // Plain HTTP/1.1 to endpoint IPs takes this worker's own pool; TLS, HTTP/2 and

@@ -35,7 +35,8 @@ pub type Upstream = Client<HttpsConnector<HttpConnector<SafeResolver>>, RetryBod
 struct Key {
     protocol: Protocol,
     connect_timeout: Duration,
-    /// Hash of the CA bundle that verifies the upstream; `None`: no verification.
+    /// Hash of the upstream TLS settings (CA bundle, client certificate, name, versions);
+    /// `None`: none.
     ca: Option<u64>,
     /// The name the certificate must carry when verified (endpoints are dialled by IP).
     server_name: Option<String>,
@@ -70,7 +71,7 @@ impl Clients {
         let verify = verify.filter(|_| protocol.is_tls());
         let ca = verify.map(|v| {
             let mut h = std::collections::hash_map::DefaultHasher::new();
-            v.ca_pem.hash(&mut h);
+            v.hash(&mut h);
             h.finish()
         });
         let key = Key {

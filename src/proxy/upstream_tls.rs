@@ -12,12 +12,22 @@ use crate::routing::{Protocol, UpstreamTls};
 
 /// The rustls client configuration for one protocol: ALPN `h2` for GRPCS, `http/1.1` for
 /// HTTPS (hyper-rustls sets ALPN from the enabled versions).
+///
+/// `verify` (`proxy-ssl-*`, issue 15) adds: the CA bundle, the versions, the client
+/// certificate, whether SNI is sent and the chain depth.
 pub fn client_config(protocol: Protocol, verify: Option<&UpstreamTls>) -> ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verify = verify.filter(|_| protocol.is_tls());
+    let versions: &[&'static rustls::SupportedProtocolVersion] =
+        match verify.and_then(|v| v.tls13_only) {
+            Some(true) => &[&rustls::version::TLS13],
+            Some(false) => &[&rustls::version::TLS12],
+            None => rustls::DEFAULT_VERSIONS,
+        };
     let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions");
-    let roots = verify.filter(|_| protocol.is_tls()).map(|v| {
+        .with_protocol_versions(versions)
+        .expect("ring supports TLS 1.2 and 1.3");
+    let roots = verify.map(|v| {
         let mut roots = RootCertStore::empty();
         for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(&v.ca_pem).flatten() {
             let cert: CertificateDer<'static> = cert;
@@ -25,14 +35,91 @@ pub fn client_config(protocol: Protocol, verify: Option<&UpstreamTls>) -> Client
         }
         roots
     });
-    match roots {
+    let verifier: Arc<dyn ServerCertVerifier> = match roots {
         Some(roots) if !roots.is_empty() => {
-            builder.with_root_certificates(roots).with_no_client_auth()
+            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            )
+            .build()
+            .expect("a non-empty root store builds");
+            match verify.and_then(|v| v.verify_depth) {
+                Some(depth) => Arc::new(DepthBound {
+                    inner: webpki,
+                    depth,
+                }),
+                None => webpki,
+            }
         }
-        _ => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
-            .with_no_client_auth(),
+        _ => Arc::new(NoVerification(provider)),
+    };
+    let builder = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let client = verify
+        .and_then(|v| v.client_pem.as_ref())
+        .and_then(|(crt, key)| crate::tls::client_certificate(crt, key).ok());
+    let mut config = match client {
+        Some((chain, key)) => match builder.clone().with_client_auth_cert(chain, key) {
+            Ok(config) => config,
+            // Checked at translate time; never expected.
+            Err(_) => builder.with_no_client_auth(),
+        },
+        None => builder.with_no_client_auth(),
+    };
+    // `proxy-ssl-server-name: off` keeps the name for verification only.
+    if verify.and_then(|v| v.server_name) == Some(false) {
+        config.enable_sni = false;
+    }
+    config
+}
+
+/// `proxy-ssl-verify-depth` (nginx `proxy_ssl_verify_depth`): the upstream may send at most
+/// `depth - 1` certificates above its own (the CA makes `depth`), then webpki verifies.
+#[derive(Debug)]
+struct DepthBound {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    depth: u32,
+}
+
+impl ServerCertVerifier for DepthBound {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if intermediates.len() + 1 > self.depth as usize {
+            return Err(rustls::Error::General(
+                "upstream certificate chain longer than proxy-ssl-verify-depth".to_string(),
+            ));
+        }
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod canary;
 pub mod basic_auth;
+pub mod client_auth;
 pub mod compression;
 mod cors;
 mod global;

@@ -71,15 +71,40 @@ impl Protocol {
     }
 }
 
-/// How to verify an HTTPS/GRPCS upstream's certificate.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+/// TLS to an HTTPS/GRPCS upstream (`proxy-ssl-*`): how to verify its certificate, which
+/// certificate to show it, which name and versions to use.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct UpstreamTls {
-    /// PEM CA bundle from the `proxy-ssl-secret` Secret (`ca.crt`).
+    /// PEM CA bundle from the `proxy-ssl-secret` Secret (`ca.crt`); empty: the upstream's
+    /// certificate is not verified (issue 15: the client certificate alone may be asked).
     #[serde(skip)]
     pub ca_pem: Vec<u8>,
     /// The Secret it came from, `namespace/name` (for /debug/routes).
     pub secret: String,
+    /// `tls.crt` and `tls.key` of that Secret: the client certificate shown to the upstream.
+    #[serde(skip)]
+    pub client_pem: Option<(Vec<u8>, Vec<u8>)>,
+    /// `proxy-ssl-name`: the name verified (and sent as SNI) instead of
+    /// `SERVICE.NAMESPACE.svc`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `proxy-ssl-server-name`: send the name as SNI (`None`: when verifying, as before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<bool>,
+    /// `proxy-ssl-protocols`: `Some(true)` TLS 1.3 only, `Some(false)` TLS 1.2 only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls13_only: Option<bool>,
+    /// `proxy-ssl-verify-depth`: most certificates above the upstream's, the CA included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_depth: Option<u32>,
+}
+
+impl UpstreamTls {
+    /// Whether the upstream's certificate is verified (a CA bundle was given).
+    pub fn verifies(&self) -> bool {
+        !self.ca_pem.is_empty()
+    }
 }
 
 /// Settings an Ingress sets for its own routes through annotations.

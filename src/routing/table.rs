@@ -49,6 +49,10 @@ pub struct VirtualHost {
     /// the redirect at server level, so it applies whichever location would match).
     #[serde(rename = "appRoot", skip_serializing_if = "Option::is_none")]
     pub app_root: Option<Box<str>>,
+    /// `auth-tls-*` (issue 15): client certificates for the whole host, from its oldest
+    /// Ingress that sets them. Set by translate after `new`.
+    #[serde(rename = "clientAuth", skip_serializing_if = "Option::is_none")]
+    pub client_auth: Option<Arc<super::client_auth::ClientAuth>>,
     /// Paths and rewrite targets regex mode could not use; translate reports them.
     #[serde(skip)]
     regex_problems: Vec<RegexProblem>,
@@ -133,6 +137,7 @@ impl VirtualHost {
             prefix_lengths,
             regex,
             app_root,
+            client_auth: None,
             regex_problems,
         }
     }

@@ -75,10 +75,11 @@ impl Snapshot {
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The Secret keys translate reads (spec §5.1 `tls.crt`/`tls.key`; `ca.crt` for the backend CA
-/// annotation; `auth` for basic authentication's htpasswd content). Everything else in a
+/// annotation, with `ca.crl` for client certificates; `auth` for basic authentication's htpasswd
+/// content). Everything else in a
 /// Secret is someone else's and is not kept in memory, except in `Opaque` Secrets (see
 /// [`keeps_every_key`]).
-pub const SECRET_KEYS: [&str; 4] = ["tls.crt", "tls.key", "ca.crt", "auth"];
+pub const SECRET_KEYS: [&str; 5] = ["tls.crt", "tls.key", "ca.crt", "ca.crl", "auth"];
 
 /// Whether a Secret keeps all its keys: `Opaque` ones (or untyped ones from a manifest) may be
 /// an `auth-secret-type: auth-map`, whose keys are user names (issue 15). Helm releases,

@@ -59,6 +59,32 @@ pub fn generated_default() -> Result<Arc<CertifiedKey>, TlsError> {
     Ok(Arc::new(certified))
 }
 
+/// A client certificate chain and its key from PEM (`tls.crt`, `tls.key`): what Portico shows
+/// an upstream that asks (`proxy-ssl-secret`, issue 15). The error is the reason.
+pub fn client_certificate(
+    crt: &[u8],
+    key: &[u8],
+) -> Result<
+    (
+        Vec<rustls_pki_types::CertificateDer<'static>>,
+        PrivateKeyDer<'static>,
+    ),
+    String,
+> {
+    use rustls_pki_types::pem::PemObject;
+    let chain: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(crt)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("tls.crt: {e}"))?;
+    if chain.is_empty() {
+        return Err("tls.crt holds no PEM certificate".to_string());
+    }
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("tls.key: {e}"))?;
+    // The key must match the leaf, or every handshake would fail.
+    CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider())
+        .map_err(|e| format!("the key does not fit the certificate ({e})"))?;
+    Ok((chain, key))
+}
+
 /// The negotiated protocol as the access log and metrics name it: `TLSv1.3`, `TLSv1.2`, else
 /// `other` (never: only 1.2 and 1.3 are enabled). A bounded label.
 pub fn version_name(version: Option<rustls::ProtocolVersion>) -> &'static str {
@@ -76,6 +102,9 @@ pub struct TlsInfo {
     /// `TLSv1.3`, `TLSv1.2`.
     pub version: &'static str,
     pub sni: Option<String>,
+    /// Only on a handshake for a host with `auth-tls-*` that asks for a certificate: what the
+    /// client presented, verified once (issue 15).
+    pub client_cert: Option<Arc<crate::routing::client_auth::PeerCert>>,
 }
 
 /// A finished handshake's version and SNI, kept per connection for the access log.
@@ -83,6 +112,7 @@ pub fn connection_info(conn: &rustls::ServerConnection) -> TlsInfo {
     TlsInfo {
         version: version_name(conn.protocol_version()),
         sni: conn.server_name().map(str::to_string),
+        client_cert: None,
     }
 }
 

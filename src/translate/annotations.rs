@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
 
-use crate::routing::{Balance, Policy, Protocol, UpstreamTls};
+use crate::routing::{Balance, Policy, Protocol};
 
 pub(super) const NGINX: &str = "nginx.ingress.kubernetes.io/";
 pub(super) const PORTICO: &str = "portico.dev/";
@@ -125,14 +125,28 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     super::basic_auth::AUTH_SECRET,
     super::basic_auth::AUTH_SECRET_TYPE,
     super::basic_auth::AUTH_REALM,
+    // Read by `client_auth.rs` (issue 15: client certificates).
+    super::client_auth::AUTH_TLS_SECRET,
+    super::client_auth::AUTH_TLS_VERIFY_CLIENT,
+    super::client_auth::AUTH_TLS_VERIFY_DEPTH,
+    super::client_auth::AUTH_TLS_ERROR_PAGE,
+    super::client_auth::AUTH_TLS_PASS_CERTIFICATE,
+    super::client_auth::AUTH_TLS_MATCH_CN,
+    // Read by `proxy_ssl.rs` (issue 15: backend TLS).
+    super::proxy_ssl::PROXY_SSL_NAME,
+    super::proxy_ssl::PROXY_SSL_SERVER_NAME,
+    super::proxy_ssl::PROXY_SSL_PROTOCOLS,
+    super::proxy_ssl::PROXY_SSL_VERIFY_DEPTH,
+    super::proxy_ssl::PROXY_SSL_CIPHERS,
 ];
 
 /// ingress-nginx annotations that switch on access control Portico does not enforce yet
-/// (basic authentication is `basic_auth.rs`'s, source ranges `limits.rs`'s). An Ingress carrying
-/// one fails closed: its paths answer 503 rather than serving without the protection its author
-/// asked for (`shared/spec/ingress-nginx.md` §3). The annotations that only tune these do
-/// nothing on their own in ingress-nginx either, and are reported as unsupported.
-pub(crate) const ACCESS_CONTROL: &[&str] = &["auth-url", "auth-tls-secret"];
+/// (basic authentication is `basic_auth.rs`'s, client certificates `client_auth.rs`'s, source
+/// ranges `limits.rs`'s). An Ingress carrying one fails closed: its paths answer 503 rather than
+/// serving without the protection its author asked for (`shared/spec/ingress-nginx.md` §3).
+/// The annotations that only tune these do nothing on their own in ingress-nginx either, and
+/// are reported as unsupported.
+pub(crate) const ACCESS_CONTROL: &[&str] = &["auth-url"];
 
 /// The annotations of one Ingress that Portico does not implement, by what happens to them.
 #[derive(Debug, Default, PartialEq)]
@@ -183,7 +197,11 @@ pub(super) fn unimplemented(ingress: &Ingress) -> Unimplemented {
 pub(super) fn reads_secret(key: &str) -> bool {
     key.strip_prefix(PORTICO)
         .or_else(|| key.strip_prefix(NGINX))
-        .is_some_and(|name| name == PROXY_SSL_SECRET || name == super::basic_auth::AUTH_SECRET)
+        .is_some_and(|name| {
+            name == PROXY_SSL_SECRET
+                || name == super::basic_auth::AUTH_SECRET
+                || name == super::client_auth::AUTH_TLS_SECRET
+        })
 }
 
 /// Most attempts an annotation may ask for.
@@ -268,28 +286,8 @@ pub(super) fn policy(
             None => invalid(&key, value, "is not one of HTTP, HTTPS, H2C, GRPC, GRPCS"),
         }
     }
-    let verify = match get(PROXY_SSL_VERIFY) {
-        None => None,
-        Some((key, value)) => match value.trim().to_ascii_lowercase().as_str() {
-            "on" | "true" => Some(true),
-            "off" | "false" => Some(false),
-            _ => {
-                invalid(&key, value, "is neither \"on\" nor \"off\"");
-                None
-            }
-        },
-    };
-    if let Some((key, value)) = get(PROXY_SSL_SECRET) {
-        // Portico's own annotation verifies by itself; ingress-nginx's needs verify=on.
-        let wanted = verify.unwrap_or(key.starts_with(PORTICO));
-        if wanted {
-            let namespace = ingress.metadata.namespace.as_deref().unwrap_or("default");
-            match ca_from_secret(value, namespace, secrets) {
-                Ok(tls) => policy.upstream_tls = Some(tls),
-                Err(why) => invalid(&key, value, &why),
-            }
-        }
-    }
+    // `proxy-ssl-*` (issue 15: backend TLS).
+    policy.upstream_tls = super::proxy_ssl::parse(&get, &mut invalid, ingress, secrets);
     // issue 13: regex paths and rewrites.
     policy.rewrite = super::rewrite::parse(&get, &mut invalid);
     // issue 14: CORS.
@@ -323,44 +321,6 @@ pub fn parse_size(value: &str) -> Option<u64> {
         _ => (value.as_str(), 1),
     };
     digits.parse::<u64>().ok()?.checked_mul(unit)
-}
-
-/// `namespace/name` (or `name` in the Ingress's namespace) of a Secret with a `ca.crt`. Only
-/// the Ingress's own namespace is allowed, like TLS Secrets (spec §5.1).
-fn ca_from_secret(
-    value: &str,
-    namespace: &str,
-    secrets: &[std::sync::Arc<Secret>],
-) -> Result<UpstreamTls, String> {
-    let (ns, name) = match value.trim().split_once('/') {
-        Some((ns, name)) => (ns, name),
-        None => (namespace, value.trim()),
-    };
-    if ns != namespace {
-        return Err("names a Secret in another namespace".to_string());
-    }
-    let secret = secrets
-        .iter()
-        .find(|s| {
-            s.metadata.namespace.as_deref() == Some(ns) && s.metadata.name.as_deref() == Some(name)
-        })
-        .ok_or_else(|| "names no Secret".to_string())?;
-    let ca = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get("ca.crt"))
-        .ok_or_else(|| "names a Secret without ca.crt".to_string())?;
-    if !ca
-        .0
-        .windows(27)
-        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
-    {
-        return Err("names a Secret whose ca.crt holds no PEM certificate".to_string());
-    }
-    Ok(UpstreamTls {
-        ca_pem: ca.0.clone(),
-        secret: format!("{ns}/{name}"),
-    })
 }
 
 #[cfg(test)]

@@ -17,8 +17,8 @@ use k8s_openapi::api::networking::v1::Ingress;
 
 use super::backends::{Backends, Resolved, SERVICE_NAME_LABEL};
 use super::{
-    affinity, annotations, basic_auth, custom_headers, error_pages, paths, redirects, tls,
-    Condition,
+    affinity, annotations, basic_auth, client_auth, custom_headers, error_pages, paths,
+    redirects, tls, Condition,
     ObjectRef, Options, Reason,
 };
 use crate::routing::{
@@ -275,6 +275,8 @@ pub(super) struct Part {
     pub canary: Option<Arc<super::canary::CanaryPart>>,
     /// issue 14: the Service-scoped settings its backends were given (`affinity::Scope`).
     pub scoped: affinity::View,
+    /// `auth-tls-*`: client certificates for its hosts (the oldest Ingress of a host decides).
+    pub client_auth: Option<Arc<crate::routing::client_auth::ClientAuth>>,
 }
 
 #[derive(Clone)]
@@ -477,6 +479,7 @@ pub(super) fn derive(
             serves: false,
             canary: Some(Arc::new(canary)),
             scoped,
+            client_auth: None,
         };
     }
     // ingress-nginx.md §3: what Portico does not implement is said, never silently ignored;
@@ -519,7 +522,18 @@ pub(super) fn derive(
     if let Some(message) = &auth.denied {
         condition(Reason::InvalidAnnotation, message.clone());
     }
-    let fails_closed = unimplemented.blocks() || access.fails_closed || auth.denied.is_some();
+    // issue 15: client certificates; unusable ones fail closed.
+    let client_auth = client_auth::parse(ingress, &snapshot.secrets);
+    for message in &client_auth.invalid {
+        condition(Reason::InvalidAnnotation, message.clone());
+    }
+    if let Some(message) = &client_auth.denied {
+        condition(Reason::InvalidAnnotation, message.clone());
+    }
+    let fails_closed = unimplemented.blocks()
+        || access.fails_closed
+        || auth.denied.is_some()
+        || client_auth.denied.is_some();
     let mut blocked = fails_closed.then_some(blocked);
     // spec §5.5: whether this Ingress's routes on TLS hosts redirect plain HTTP.
     let (redirect, set_by) = match tls::ssl_redirect(ingress, options) {
@@ -700,6 +714,7 @@ pub(super) fn derive(
         serves: true,
         canary: None,
         scoped,
+        client_auth: client_auth.auth,
     }
 }
 
@@ -801,6 +816,10 @@ pub(super) fn build_vhost(
     // The misses follow the Ingress of the fallback, else the oldest contributing one.
     let miss_redirect = fallback_redirect.or(first_redirect).unwrap_or(false);
     let mut vhost = VirtualHost::new(host.clone(), routes, fallback);
+    // ingress-nginx `createServers`: the first Ingress of the host with `auth-tls-secret`.
+    vhost.client_auth = contributors
+        .iter()
+        .find_map(|(part, _)| part.client_auth.clone());
     vhost.ssl_redirect = force_ssl_redirect || (has_tls && miss_redirect);
     // spec §3.6: identical match sets are decided by precedence; the losers are reported.
     let mut shadowed: Vec<Condition> = vhost
