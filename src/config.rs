@@ -376,6 +376,7 @@ impl TranslateArgs {
             // Filled from the controller ConfigMap once one is read.
             error_pages: Default::default(),
             custom_headers: Default::default(),
+            ext_auth: Default::default(),
         })
     }
 }

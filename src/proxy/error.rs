@@ -1,6 +1,6 @@
 //! The one place where proxy failures become HTTP responses (spec §3.7, §4.4).
 //!
-//! Every answer the proxy makes up itself (400, 404, 405, 408, 413, 431, 499, 501, 502, 503, 504) is built here: a short
+//! Every answer the proxy makes up itself (400, 401, 403, 404, 405, 408, 413, 431, 499, 500, 501, 502, 503, 504) is built here: a short
 //! `text/plain` body with `Content-Length`, `Date` and `Server`.
 
 use std::error::Error as StdError;
@@ -92,6 +92,16 @@ pub enum ProxyError {
     /// something unusable.
     #[error("upstream failed")]
     Upstream(#[source] BoxError),
+    /// The external auth service answered 401 or 403 (issue 15): that status to the client.
+    #[error("external authentication refused the request ({0})")]
+    AuthDenied(StatusCode),
+    /// The external auth service failed, timed out or answered another status: 500, as
+    /// nginx's `auth_request` does.
+    #[error("external authentication failed: {0}")]
+    AuthFailed(String),
+    /// A request that is itself an auth request reached a route that asks for one: a loop.
+    #[error("external authentication loops back to a route that asks for it")]
+    AuthLoop,
 }
 
 impl ProxyError {
@@ -114,6 +124,9 @@ impl ProxyError {
             ProxyError::ConnectTimeout | ProxyError::ResponseTimeout | ProxyError::SendTimeout => {
                 StatusCode::GATEWAY_TIMEOUT
             }
+            ProxyError::AuthDenied(status) => *status,
+            ProxyError::AuthFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::AuthLoop => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

@@ -14,6 +14,7 @@ pub mod compress;
 mod custom_headers;
 mod error;
 mod error_pages;
+mod ext_auth;
 mod global;
 mod headers;
 mod observe;

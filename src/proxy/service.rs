@@ -20,8 +20,8 @@ use super::observe::{Arrival, Pending, Seen};
 use super::pool::{Checkin, Pool};
 use super::upstream::{self, Clients, RetryBody, Upstream};
 use super::{
-    custom_headers, error_pages, redirect, response_rewrite, rewrite, ProxyBody, ProxyOptions,
-    Scheme,
+    custom_headers, error_pages, ext_auth, redirect, response_rewrite, rewrite, ProxyBody,
+    ProxyOptions, Scheme,
 };
 use crate::publish::Shared;
 use crate::routing::{normalize, Decision, Protocol, Target};
@@ -398,6 +398,16 @@ async fn proxy(
         }
         *route_headers = Some(headers.clone());
     }
+    // issue 15: external authentication (ext_auth.rs); nothing to do for backends without it.
+    let mut granted = None;
+    if let Some(auth) = &backend.policy.ext_auth {
+        let policy = &backend.policy;
+        match ext_auth::check(ctx, auth, &mut req, client, &host_header, &global, policy).await {
+            Ok(ext_auth::Outcome::Granted(g)) => granted = Some(g),
+            Ok(ext_auth::Outcome::Answer(answer)) => return Ok(answer),
+            Err(err) => return Err(fail(err)),
+        }
+    }
     // ingress-nginx's `default-backend` / `custom-http-errors` (error_pages.rs); nothing to
     // do for backends without them.
     let mut backend = backend;
@@ -537,6 +547,9 @@ async fn proxy(
     }
     if !global.proxy_set_headers.is_empty() {
         custom_headers::request(&mut headers, &global);
+    }
+    if let Some(g) = granted.as_mut() {
+        g.request(&mut headers);
     }
 
     // What only the access log needs is kept only when there is one.
@@ -742,6 +755,9 @@ async fn proxy(
     finish_headers(&mut parts.headers, false);
     if let Some(rewrite) = &policy.rewrite_response {
         response_rewrite::apply(rewrite, &mut parts.headers);
+    }
+    if let Some(g) = &granted {
+        g.response(&mut parts.headers, parts.status);
     }
     parts.version = response_version(client_version);
     let body = match checkin {

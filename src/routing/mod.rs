@@ -4,6 +4,7 @@
 //! [`normalize`], backends go out as addresses.
 
 pub mod compression;
+mod ext_auth;
 mod global;
 pub mod log_format;
 pub mod normalize;
@@ -11,6 +12,7 @@ mod policy;
 mod regex_mode;
 mod table;
 
+pub use ext_auth::{unreserved, ExtAuth, Signin, SigninPiece, SigninVar};
 pub use global::{
     hsts_value, Cidr, ForwardedHeaders, Global, HeaderBuffers, UpstreamKeepalive, HSTS_MAX_AGE,
 };

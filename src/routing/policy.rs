@@ -138,6 +138,10 @@ pub struct Policy {
     /// ingress-nginx's `custom-headers`: response headers from a ConfigMap.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_headers: Option<Arc<CustomHeaders>>,
+    /// ingress-nginx's `auth-url` family (or the ConfigMap's `global-auth-*`): ask this
+    /// auth service before proxying (`proxy/ext_auth.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ext_auth: Option<Arc<super::ExtAuth>>,
 }
 
 /// The regex and rewrite annotations of one Ingress, typed at translate time

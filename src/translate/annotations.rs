@@ -62,6 +62,20 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     super::redirects::SERVICE_UPSTREAM,
     super::redirects::SERVER_ALIAS,
     super::redirects::FROM_TO_WWW_REDIRECT,
+    // Read by `ext_auth.rs` (issue 15: external authentication).
+    super::ext_auth::AUTH_URL,
+    super::ext_auth::AUTH_METHOD,
+    super::ext_auth::AUTH_SIGNIN,
+    super::ext_auth::AUTH_SIGNIN_REDIRECT_PARAM,
+    super::ext_auth::AUTH_RESPONSE_HEADERS,
+    super::ext_auth::AUTH_REQUEST_REDIRECT,
+    super::ext_auth::AUTH_ALWAYS_SET_COOKIE,
+    super::ext_auth::AUTH_PROXY_SET_HEADERS,
+    super::ext_auth::AUTH_KEEPALIVE,
+    super::ext_auth::AUTH_KEEPALIVE_REQUESTS,
+    super::ext_auth::AUTH_KEEPALIVE_TIMEOUT,
+    super::ext_auth::AUTH_KEEPALIVE_SHARE_VARS,
+    super::ext_auth::ENABLE_GLOBAL_AUTH,
 ];
 
 /// ingress-nginx annotations that switch on access control (basic or external
@@ -73,7 +87,6 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
 pub(crate) const ACCESS_CONTROL: &[&str] = &[
     "auth-type",
     "auth-secret",
-    "auth-url",
     "auth-tls-secret",
     "whitelist-source-range",
     "allowlist-source-range",

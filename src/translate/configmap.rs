@@ -30,6 +30,13 @@ pub const IMPLEMENTED: &[&str] = &[
     "forwarded-for-header",
     "generate-request-id",
     "global-allowed-response-headers",
+    "global-auth-always-set-cookie",
+    "global-auth-method",
+    "global-auth-request-redirect",
+    "global-auth-response-headers",
+    "global-auth-signin",
+    "global-auth-signin-redirect-param",
+    "global-auth-url",
     "gzip-level",
     "gzip-min-length",
     "gzip-types",
@@ -44,6 +51,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "log-format-escape-json",
     "log-format-escape-none",
     "log-format-upstream",
+    "no-auth-locations",
     "proxy-body-size",
     "proxy-connect-timeout",
     "proxy-read-timeout",
@@ -291,6 +299,7 @@ pub fn from_data(
     // Keys other modules own: each parser's messages start with its key.
     let (_, mut problems) = super::error_pages::from_configmap(&data);
     problems.extend(super::custom_headers::from_configmap(&data).1);
+    problems.extend(super::ext_auth::from_configmap(&data).1);
     conditions.extend(problems.into_iter().map(|message| Condition {
         object: object.clone(),
         reason: Reason::InvalidConfigMapKey,

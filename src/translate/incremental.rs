@@ -17,8 +17,8 @@ use k8s_openapi::api::networking::v1::Ingress;
 
 use super::backends::{Backends, Resolved, SERVICE_NAME_LABEL};
 use super::{
-    annotations, custom_headers, error_pages, paths, redirects, tls, Condition, ObjectRef, Options,
-    Reason,
+    annotations, custom_headers, error_pages, ext_auth, paths, redirects, tls, Condition,
+    ObjectRef, Options, Reason,
 };
 use crate::routing::{
     Backend, BackendRef, HostMatch, Origin, Policy, Route, Target, Unavailable, VirtualHost,
@@ -380,13 +380,19 @@ pub(super) fn rebind(
         }
     }
     let policy = part.policy.clone();
+    let exempt = ext_auth::exempt_policy(&policy);
     let fails_closed = part.blocked;
     // `None` when the backend stays as it is.
     let mut again = |reference: Option<&BackendRef>, current: &Arc<Backend>| {
+        // A path `no-auth-locations` exempts keeps its policy without external auth.
+        let policy = match &exempt {
+            Some(without) if current.policy.ext_auth.is_none() => without,
+            _ => &policy,
+        };
         let backend = match reference {
             Some(reference) => {
                 let backend = backends.again(reference);
-                service_upstream(backends, &policy, backend).0
+                service_upstream(backends, policy, backend).0
             }
             None if new_policy => current.clone(),
             None => return None,
@@ -394,7 +400,7 @@ pub(super) fn rebind(
         Some(with_policy(
             with_policies,
             fails_closed.then_some(&mut *blocked),
-            &policy,
+            policy,
             backend,
         ))
     };
@@ -491,7 +497,25 @@ pub(super) fn derive(
             serves: false,
         };
     }
-    let fails_closed = unimplemented.blocks();
+    // External authentication (issue 15): what Portico cannot use fails closed.
+    let auth = ext_auth::parse(
+        ingress,
+        &namespace,
+        &options.ext_auth,
+        &snapshot.config_maps,
+    );
+    for why in &auth.denied {
+        condition(
+            Reason::InvalidAnnotation,
+            format!(
+                "{why}; every path of this Ingress answers 503 rather than serving unauthenticated"
+            ),
+        );
+    }
+    for message in &auth.invalid {
+        condition(Reason::InvalidAnnotation, message.clone());
+    }
+    let fails_closed = unimplemented.blocks() || !auth.denied.is_empty();
     let mut blocked = fails_closed.then_some(blocked);
     // spec §5.5: whether this Ingress's routes on TLS hosts redirect plain HTTP.
     let (redirect, set_by) = match tls::ssl_redirect(ingress, options) {
@@ -537,7 +561,10 @@ pub(super) fn derive(
         }
         policy.custom_headers = Some(Arc::new(headers));
     }
+    policy.ext_auth = auth.auth;
     let policy = (!policy.is_default()).then(|| Arc::new(policy));
+    // `no-auth-locations`: the paths it exempts get the policy without external auth.
+    let exempt = ext_auth::exempt_policy(&policy);
     let spec = ingress.spec.as_ref();
     let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();
     // `service-upstream` problems, once per Service (reported after the rules).
@@ -606,7 +633,15 @@ pub(super) fn derive(
             let reference = slot(&resolved);
             let (backend, why) = service_upstream(backends, &policy, resolved.0);
             upstream_notes.extend(why);
-            let backend = with_policy(with_policies, blocked.as_deref_mut(), &policy, backend);
+            let route_policy = match &exempt {
+                Some(without)
+                    if ext_auth::exempt(path.path.as_deref().unwrap_or("/"), &options.ext_auth) =>
+                {
+                    without
+                }
+                _ => &policy,
+            };
+            let backend = with_policy(with_policies, blocked.as_deref_mut(), route_policy, backend);
             routes.push((
                 Route {
                     path: normalised,
@@ -648,7 +683,11 @@ pub(super) fn derive(
             keys
         },
         secrets: secrets_read(ingress, &namespace),
-        config_maps: custom_headers::config_maps_read(ingress, &namespace),
+        config_maps: {
+            let mut keys = custom_headers::config_maps_read(ingress, &namespace);
+            keys.extend(ext_auth::config_maps_read(ingress, &namespace));
+            keys
+        },
         object,
         redirect,
         set_by,

@@ -9,6 +9,7 @@ mod class;
 pub mod configmap;
 pub mod custom_headers;
 pub mod error_pages;
+pub mod ext_auth;
 mod incremental;
 mod paths;
 mod redirects;
@@ -67,6 +68,8 @@ pub struct Options {
     /// (redirect even without TLS). `false`, as ingress-nginx, unless the
     /// controller ConfigMap (`--configmap`) sets it.
     pub force_ssl_redirect: bool,
+    /// The controller ConfigMap's `global-auth-*` and `no-auth-locations` (issue 15).
+    pub ext_auth: ext_auth::Settings,
 }
 
 impl Default for Options {
@@ -84,6 +87,7 @@ impl Default for Options {
             custom_headers: custom_headers::Settings::default(),
             configmap: None,
             force_ssl_redirect: false,
+            ext_auth: ext_auth::Settings::default(),
         }
     }
 }
@@ -260,6 +264,13 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
         let mut with_gate = effective.unwrap_or_else(|| options.clone());
         with_gate.custom_headers = gate;
         effective = Some(with_gate);
+    }
+    // `global-auth-*`, `no-auth-locations` (ext_auth.rs) likewise.
+    let (auth, _) = ext_auth::from_configmap(settings.data());
+    if auth != options.ext_auth {
+        let mut with_auth = effective.unwrap_or_else(|| options.clone());
+        with_auth.ext_auth = auth;
+        effective = Some(with_auth);
     }
     // `add-headers`, `proxy-set-headers`: the ConfigMaps they name, read now.
     let (add, set, problems) =
