@@ -580,10 +580,7 @@ mod tests {
     fn an_ingress_given_twice_is_reported_once_as_the_last_copy() {
         let inventory = Inventory {
             ingresses: vec![
-                ingress(
-                    &[("nginx.ingress.kubernetes.io/auth-url", "http://a")],
-                    None,
-                ),
+                ingress(&[("nginx.ingress.kubernetes.io/auth-type", "basic")], None),
                 ingress(&[("nginx.ingress.kubernetes.io/use-regex", "true")], None),
             ],
             ..Default::default()
@@ -602,7 +599,7 @@ mod tests {
                 ("portico.dev/load-balance", "round_robin"),
                 ("portico.dev/server-snippet", "x"),
                 ("portico.dev/made-up-snippet", "x"),
-                ("nginx.ingress.kubernetes.io/auth-url", "http://a"),
+                ("nginx.ingress.kubernetes.io/auth-type", "basic"),
                 ("example.com/other", "x"),
             ],
             Some("portico"),
@@ -617,7 +614,7 @@ mod tests {
             got,
             [
                 (
-                    "nginx.ingress.kubernetes.io/auth-url",
+                    "nginx.ingress.kubernetes.io/auth-type",
                     Verdict::Blocks,
                     false
                 ),
