@@ -61,52 +61,69 @@ async fn start_auth() -> (SocketAddr, Seen) {
                             req.headers().clone(),
                         ));
                         let mut response = Response::new(Full::new(Bytes::new()));
-                        let status = match path.as_str() {
-                            "/basic-auth" => {
-                                // "user:password"
-                                let ok = req
-                                    .headers()
-                                    .get("authorization")
-                                    .is_some_and(|v| v.as_bytes() == b"Basic dXNlcjpwYXNzd29yZA==");
-                                if !ok {
-                                    response.headers_mut().insert(
-                                        "www-authenticate",
-                                        "Basic realm=\"Fake Realm\"".parse().unwrap(),
-                                    );
+                        let status =
+                            match path.as_str() {
+                                "/basic-auth" => {
+                                    // "user:password"
+                                    let ok = req.headers().get("authorization").is_some_and(|v| {
+                                        v.as_bytes() == b"Basic dXNlcjpwYXNzd29yZA=="
+                                    });
+                                    if !ok {
+                                        response.headers_mut().insert(
+                                            "www-authenticate",
+                                            "Basic realm=\"Fake Realm\"".parse().unwrap(),
+                                        );
+                                    }
+                                    if ok {
+                                        200
+                                    } else {
+                                        401
+                                    }
                                 }
-                                if ok {
+                                "/user" => {
+                                    response
+                                        .headers_mut()
+                                        .insert("x-user", "alice".parse().unwrap());
                                     200
-                                } else {
+                                }
+                                "/cookies" => {
+                                    response
+                                        .headers_mut()
+                                        .insert("set-cookie", "alma=armud".parse().unwrap());
+                                    200
+                                }
+                                "/cookie-401" => {
+                                    response
+                                        .headers_mut()
+                                        .insert("set-cookie", "session=gone".parse().unwrap());
                                     401
                                 }
-                            }
-                            "/user" => {
-                                response
-                                    .headers_mut()
-                                    .insert("x-user", "alice".parse().unwrap());
-                                200
-                            }
-                            "/cookies" => {
-                                response
-                                    .headers_mut()
-                                    .insert("set-cookie", "alma=armud".parse().unwrap());
-                                200
-                            }
-                            "/cookie-401" => {
-                                response
-                                    .headers_mut()
-                                    .insert("set-cookie", "session=gone".parse().unwrap());
-                                401
-                            }
-                            "/forbidden" => 403,
-                            "/teapot" => 418,
-                            "/error" => 503,
-                            "/hang" => {
-                                tokio::time::sleep(Duration::from_secs(30)).await;
-                                200
-                            }
-                            _ => 404,
-                        };
+                                // Up for its first request only ("auth backend is deleted").
+                                "/once" => {
+                                    let asked = log
+                                        .lock()
+                                        .unwrap()
+                                        .iter()
+                                        .filter(|r| r.1 == "/once")
+                                        .count();
+                                    let ok = req.headers().get("authorization").is_some_and(|v| {
+                                        v.as_bytes() == b"Basic dXNlcjpwYXNzd29yZA=="
+                                    });
+                                    match (asked, ok) {
+                                        (1, true) => 200,
+                                        (1, false) => 401,
+                                        _ => 502,
+                                    }
+                                }
+                                "/forbidden" => 403,
+                                "/teapot" => 418,
+                                "/error" => 503,
+                                "/hang" => {
+                                    tokio::time::sleep(Duration::from_secs(30)).await;
+                                    200
+                                }
+                                _ => 404,
+                            };
                         *response.status_mut() = StatusCode::from_u16(status).unwrap();
                         Ok::<_, Infallible>(response)
                     }
@@ -673,4 +690,77 @@ data:
         .map(|c| (c.object.name.clone(), c.message.clone()))
         .collect();
     assert!(unsupported.is_empty(), "{unsupported:?}");
+}
+
+const USER_PASSWORD: &str = "Authorization: Basic dXNlcjpwYXNzd29yZA==\r\n";
+
+/// auth.go "when external authentication with caching is configured" (`auth-cache-key:
+/// fixed`, `auth-cache-duration: 200 201 401 30m`, Ingresses for /foo and /bar on two hosts):
+/// "should return status code 200 when signed in after auth backend is deleted", "should deny
+/// login for different location on same server", "should deny login for different servers".
+#[tokio::test]
+async fn cached_auth_answers_are_kept_per_host_and_path() {
+    let w = serve(|auth| {
+        let a = [
+            (n("auth-url"), format!("{auth}/once")),
+            (n("auth-signin"), "http://$host/auth/start".to_string()),
+            (n("auth-cache-key"), "fixed".to_string()),
+            (n("auth-cache-duration"), "200 201 401 30m".to_string()),
+        ];
+        let refs: Vec<(&str, &str)> = a.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut all = Vec::new();
+        for host in ["auth", "different"] {
+            all.push(ingress(&format!("foo-{host}"), host, "/foo", "echo", &refs));
+            all.push(ingress(&format!("bar-{host}"), host, "/bar", "echo", &refs));
+        }
+        all
+    })
+    .await;
+    let r = w.proxy.raw(&get("auth", "/foo", USER_PASSWORD)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The auth service is gone now; the kept answer still signs in /foo on this host.
+    let r = w.proxy.raw(&get("auth", "/foo", USER_PASSWORD)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = w.proxy.raw(&get("auth", "/bar", USER_PASSWORD)).await;
+    assert_eq!(r.status, 500, "another location is not signed in");
+    let r = w.proxy.raw(&get("different", "/foo", USER_PASSWORD)).await;
+    assert_eq!(r.status, 500, "another server is not signed in");
+    let asked = w.seen.lock().unwrap().len();
+    assert_eq!(asked, 3);
+}
+
+/// A key with `$http_authorization` keeps one answer per credential: another user is asked
+/// about, never served the first one's answer.
+#[tokio::test]
+async fn the_cache_key_separates_credentials() {
+    let w = serve(|auth| {
+        vec![ingress(
+            "auth",
+            "auth",
+            "/",
+            "echo",
+            &[
+                (&n("auth-url"), &format!("{auth}/basic-auth")),
+                (&n("auth-cache-key"), "$remote_user$http_authorization"),
+            ],
+        )]
+    })
+    .await;
+    for _ in 0..3 {
+        let r = w.proxy.raw(&get("auth", "/", USER_PASSWORD)).await;
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(w.seen.lock().unwrap().len(), 1, "answered from the cache");
+    let r = w
+        .proxy
+        .raw(&get("auth", "/", "Authorization: Basic bWFsbG9yeTp4\r\n"))
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(w.seen.lock().unwrap().len(), 2);
+    // 401 is kept too (the default durations: 200 202 401 5m).
+    let r = w.proxy.get("auth", "/").await;
+    assert_eq!(r.status, 401);
+    let r = w.proxy.get("auth", "/").await;
+    assert_eq!(r.status, 401);
+    assert_eq!(w.seen.lock().unwrap().len(), 3);
 }

@@ -32,7 +32,12 @@ use super::headers::{self, X_FORWARDED_FOR, X_FORWARDED_PROTO, X_REAL_IP, X_REQU
 use super::service::{Client, Context};
 use super::upstream::RetryBody;
 use super::{ProxyBody, Scheme};
-use crate::routing::{ExtAuth, Global, Policy, Protocol, Redirect, SigninPiece, SigninVar};
+use std::time::Instant;
+
+use crate::routing::{
+    AuthCache, CachedAnswer, ExtAuth, Global, KeyPiece, Policy, Protocol, Redirect, SigninPiece,
+    SigninVar,
+};
 
 /// Sent on every auth request; a route that asks for external auth refuses a request carrying
 /// it (the auth URL leads back into Portico, onto a route that asks again: a loop).
@@ -102,6 +107,7 @@ pub(super) async fn check(
     host: &HeaderValue,
     global: &Global,
     policy: &Policy,
+    scope: Option<&str>,
 ) -> Result<Outcome, ProxyError> {
     if req.headers().contains_key(&HOP) {
         return Err(ProxyError::AuthLoop);
@@ -125,6 +131,20 @@ pub(super) async fn check(
         } else {
             scheme
         };
+    let version = req.version();
+    // `auth-cache-key`: a kept answer decides without asking (nginx `proxy_cache`), keyed by
+    // host, Ingress path and the filled template (ingress-nginx: server name, auth location,
+    // key).
+    let cache_key = auth
+        .cache
+        .as_ref()
+        .map(|cache| (cache, cache_key(cache, req, client, host, scope)));
+    let now = Instant::now();
+    if let Some((cache, key)) = &cache_key {
+        if let Some(kept) = cache.store.get(key, now) {
+            return Ok(decide(auth, kept, req, host, scheme, pass_access_scheme));
+        }
+    }
     let request = auth_request(
         auth,
         req,
@@ -151,7 +171,6 @@ pub(super) async fn check(
     let upstream = ctx.clients.get(protocol, connect_timeout, None, None);
     let answer =
         tokio::time::timeout(connect_timeout + read_timeout, upstream.request(request)).await;
-    let version = req.version();
     let response = match answer {
         Ok(Ok(response)) => response,
         Ok(Err(err)) => {
@@ -163,44 +182,73 @@ pub(super) async fn check(
         }
         Err(_) => return Ok(failed(auth, "timed out", version)),
     };
-    let status = response.status();
-    let answer_headers = response.headers();
-    let cookies: Vec<HeaderValue> = answer_headers.get_all(SET_COOKIE).iter().cloned().collect();
+    let h = response.headers();
+    let all = |name: &HeaderName| -> Vec<HeaderValue> { h.get_all(name).iter().cloned().collect() };
+    let answer = CachedAnswer {
+        status: response.status(),
+        headers: auth.response_headers.iter().map(all).collect(),
+        cookies: all(&SET_COOKIE),
+        www_authenticate: all(&WWW_AUTHENTICATE),
+    };
+    // The body is never read: dropping the response closes its connection unless it was empty.
+    drop(response);
+    if let Some((cache, key)) = cache_key {
+        if let Some(ttl) = cache.ttl(answer.status) {
+            cache.store.put(key, answer.clone(), now, now + ttl);
+        }
+    }
+    Ok(decide(auth, answer, req, host, scheme, pass_access_scheme))
+}
+
+/// The outcome of an auth answer, fresh or kept.
+fn decide(
+    auth: &ExtAuth,
+    answer: CachedAnswer,
+    req: &Request<Incoming>,
+    host: &HeaderValue,
+    scheme: Scheme,
+    pass_access_scheme: Scheme,
+) -> Outcome {
+    let version = req.version();
+    let status = answer.status;
     if status.is_success() {
         let headers = auth
             .response_headers
             .iter()
-            .map(|name| {
-                let values = answer_headers.get_all(name).iter().cloned().collect();
-                (name.clone(), values)
-            })
+            .cloned()
+            .zip(answer.headers)
             .collect();
-        return Ok(Outcome::Granted(Granted {
+        return Outcome::Granted(Granted {
             headers,
-            cookies,
+            cookies: answer.cookies,
             always: auth.always_set_cookie,
-        }));
+        });
     }
-    let mut answer = match status {
+    let mut response = match status {
         StatusCode::UNAUTHORIZED => {
             if let Some(signin) = &auth.signin {
                 let url = signin_url(&signin.pieces, req, host, scheme, pass_access_scheme);
-                let mut answer = match super::redirect::fixed(&Redirect { code: 302, url }, version)
-                {
-                    Ok(answer) => answer,
-                    Err(_) => {
-                        return Ok(failed(auth, "sign-in URL is not a header value", version))
-                    }
-                };
+                let mut response =
+                    match super::redirect::fixed(&Redirect { code: 302, url }, version) {
+                        Ok(response) => response,
+                        Err(_) => {
+                            return failed(auth, "sign-in URL is not a header value", version)
+                        }
+                    };
                 // The sign-in location's `add_header Set-Cookie $auth_cookie` (a 302).
-                add_cookies(answer.headers_mut(), &cookies, false, StatusCode::FOUND);
-                return Ok(Outcome::Answer(answer));
+                add_cookies(
+                    response.headers_mut(),
+                    &answer.cookies,
+                    false,
+                    StatusCode::FOUND,
+                );
+                return Outcome::Answer(response);
             }
-            let mut answer = ProxyError::AuthDenied(status).to_response(version);
-            for value in answer_headers.get_all(WWW_AUTHENTICATE) {
-                answer.headers_mut().append(WWW_AUTHENTICATE, value.clone());
+            let mut response = ProxyError::AuthDenied(status).to_response(version);
+            for value in answer.www_authenticate {
+                response.headers_mut().append(WWW_AUTHENTICATE, value);
             }
-            answer
+            response
         }
         StatusCode::FORBIDDEN => ProxyError::AuthDenied(status).to_response(version),
         _ => {
@@ -208,14 +256,93 @@ pub(super) async fn check(
             ProxyError::AuthFailed(format!("status {status}")).to_response(version)
         }
     };
-    let status = answer.status();
+    let status = response.status();
     add_cookies(
-        answer.headers_mut(),
-        &cookies,
+        response.headers_mut(),
+        &answer.cookies,
         auth.always_set_cookie,
         status,
     );
-    Ok(Outcome::Answer(answer))
+    Outcome::Answer(response)
+}
+
+/// The cache key of a request: the host, the Ingress path (`scope`), then the template filled
+/// from the request, each part ended by a NUL (which no header value, host or path holds).
+fn cache_key(
+    cache: &AuthCache,
+    req: &Request<Incoming>,
+    client: Client,
+    host: &HeaderValue,
+    scope: Option<&str>,
+) -> Vec<u8> {
+    let mut key = Vec::with_capacity(128);
+    let host = crate::routing::normalize::host(host.to_str().unwrap_or_default());
+    key.extend_from_slice(host.as_bytes());
+    key.push(0);
+    key.extend_from_slice(scope.unwrap_or_default().as_bytes());
+    key.push(0);
+    let headers = req.headers();
+    for piece in &cache.key {
+        match piece {
+            KeyPiece::Literal(text) => key.extend_from_slice(text.as_bytes()),
+            KeyPiece::Header(name) => {
+                for (i, value) in headers.get_all(name).iter().enumerate() {
+                    if i > 0 {
+                        key.extend_from_slice(b", ");
+                    }
+                    key.extend_from_slice(value.as_bytes());
+                }
+            }
+            KeyPiece::RemoteUser => {
+                if let Some(value) = headers.get(http::header::AUTHORIZATION) {
+                    key.extend_from_slice(value.as_bytes());
+                }
+            }
+            KeyPiece::Cookie(name) => {
+                let found = headers
+                    .get_all(http::header::COOKIE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(|v| v.split(';'))
+                    .filter_map(|pair| pair.trim().split_once('='))
+                    .find(|(k, _)| k == name);
+                if let Some((_, value)) = found {
+                    key.extend_from_slice(value.as_bytes());
+                }
+            }
+            KeyPiece::Arg(name) => {
+                let found = req
+                    .uri()
+                    .query()
+                    .unwrap_or_default()
+                    .split('&')
+                    .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+                    .find(|(k, _)| k == name);
+                if let Some((_, value)) = found {
+                    key.extend_from_slice(value.as_bytes());
+                }
+            }
+            KeyPiece::RemoteAddr => {
+                key.extend_from_slice(client.addr.ip().to_canonical().to_string().as_bytes())
+            }
+            KeyPiece::Host => key.extend_from_slice(host.as_bytes()),
+            KeyPiece::RequestUri => key.extend_from_slice(
+                req.uri()
+                    .path_and_query()
+                    .map_or("/", |pq| pq.as_str())
+                    .as_bytes(),
+            ),
+            KeyPiece::Uri => key.extend_from_slice(req.uri().path().as_bytes()),
+        }
+        key.push(0);
+    }
+    key
+}
+
+/// The Ingress path whose auth answers a request shares: only looked at when the backend
+/// caches auth answers.
+pub(super) fn scope(decision: &crate::routing::Decision<'_>) -> Option<String> {
+    decision.route().map(|route| route.path.clone())
 }
 
 /// 500 for a failed auth request.

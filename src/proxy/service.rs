@@ -310,6 +310,7 @@ async fn proxy(
 
     // spec §3.3–3.7; the guard is dropped at the end of this block, before any await.
     let mut rewritten = None;
+    let mut auth_scope = None;
     let (backend, global) = {
         let published = ctx.shared.load();
         let decision = published.translation.table.decide(&match_host, &match_path);
@@ -376,7 +377,18 @@ async fn proxy(
             }
         }
         match decision.backend() {
-            Some(backend) => (backend.clone(), published.translation.global.clone()),
+            Some(backend) => {
+                // issue 15: cached auth answers are per Ingress path.
+                if backend
+                    .policy
+                    .ext_auth
+                    .as_ref()
+                    .is_some_and(|a| a.cache.is_some())
+                {
+                    auth_scope = ext_auth::scope(&decision);
+                }
+                (backend.clone(), published.translation.global.clone())
+            }
             None => return Err(fail(ProxyError::NoRoute)),
         }
     };
@@ -402,7 +414,19 @@ async fn proxy(
     let mut granted = None;
     if let Some(auth) = &backend.policy.ext_auth {
         let policy = &backend.policy;
-        match ext_auth::check(ctx, auth, &mut req, client, &host_header, &global, policy).await {
+        let scope = auth_scope.as_deref();
+        match ext_auth::check(
+            ctx,
+            auth,
+            &mut req,
+            client,
+            &host_header,
+            &global,
+            policy,
+            scope,
+        )
+        .await
+        {
             Ok(ext_auth::Outcome::Granted(g)) => granted = Some(g),
             Ok(ext_auth::Outcome::Answer(answer)) => return Ok(answer),
             Err(err) => return Err(fail(err)),

@@ -3,8 +3,12 @@
 //! proxy (`proxy/ext_auth.rs`) asks the auth service per request. Nothing here is evaluated:
 //! the sign-in URL's few nginx variables are parsed into [`SigninPiece`]s once.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use http::header::{HeaderName, HeaderValue};
-use http::{Method, Uri};
+use http::{Method, StatusCode, Uri};
 use serde::Serialize;
 
 use super::HeaderList;
@@ -35,6 +39,8 @@ pub struct ExtAuth {
     pub proxy_set_headers: HeaderList,
     /// Where it came from: the Ingress's annotation or the ConfigMap's `global-auth-url`.
     pub global: bool,
+    /// `auth-cache-key` with `auth-cache-duration`: auth answers kept per key.
+    pub cache: Option<AuthCache>,
 }
 
 impl Serialize for ExtAuth {
@@ -57,6 +63,9 @@ impl Serialize for ExtAuth {
         }
         if self.always_set_cookie {
             map.serialize_entry("alwaysSetCookie", &true)?;
+        }
+        if let Some(cache) = &self.cache {
+            map.serialize_entry("cacheKey", &cache.key_text)?;
         }
         if !self.proxy_set_headers.is_empty() {
             let names: Vec<&str> = self
@@ -122,4 +131,135 @@ impl SigninVar {
 /// sign-in redirect parameter's name may hold.
 pub fn unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// `auth-cache-key` (a template of nginx variables, parsed, filled per request from the
+/// request) and `auth-cache-duration` (which statuses are kept how long), with the store of
+/// one Ingress's (or the global) auth answers. Compared and hashed by its settings only.
+#[derive(Debug, Clone)]
+pub struct AuthCache {
+    pub key: Vec<KeyPiece>,
+    /// The annotation as written.
+    pub key_text: String,
+    /// nginx `proxy_cache_valid` lines, first match wins.
+    pub valid: Vec<CacheValid>,
+    pub store: Arc<AuthStore>,
+}
+
+impl PartialEq for AuthCache {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key && self.valid == other.valid
+    }
+}
+
+impl Eq for AuthCache {}
+
+impl std::hash::Hash for AuthCache {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+        self.valid.hash(state);
+    }
+}
+
+impl AuthCache {
+    /// How long an answer with `status` is kept; `None`: not kept.
+    pub fn ttl(&self, status: StatusCode) -> Option<Duration> {
+        let code = status.as_u16();
+        self.valid
+            .iter()
+            .find(|v| match &v.codes {
+                CacheCodes::Any => true,
+                CacheCodes::List(codes) => codes.contains(&code),
+            })
+            .map(|v| v.ttl)
+    }
+}
+
+/// One piece of a cache key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum KeyPiece {
+    Literal(String),
+    /// `$http_NAME`: the request header (`_` read as `-`), values joined.
+    Header(HeaderName),
+    /// `$cookie_NAME`: that cookie of the `Cookie` header.
+    Cookie(String),
+    /// `$arg_NAME`: that query parameter.
+    Arg(String),
+    /// `$remote_addr`: the client address.
+    RemoteAddr,
+    /// `$host`: the request's host, lowercase, without port.
+    Host,
+    /// `$request_uri`: the request-target as sent.
+    RequestUri,
+    /// `$uri`: its path.
+    Uri,
+    /// `$remote_user`: read as the whole `Authorization` header (which names the user and
+    /// more), so the key is never coarser than nginx's.
+    RemoteUser,
+}
+
+/// Which statuses a `proxy_cache_valid` line covers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CacheCodes {
+    Any,
+    List(Vec<u16>),
+}
+
+/// `[code ...] time ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheValid {
+    pub codes: CacheCodes,
+    pub ttl: Duration,
+}
+
+/// A kept auth answer: what deciding again from it needs.
+#[derive(Debug, Clone)]
+pub struct CachedAnswer {
+    pub status: StatusCode,
+    /// The `auth-response-headers` values, in their order.
+    pub headers: Vec<Vec<HeaderValue>>,
+    pub cookies: Vec<HeaderValue>,
+    pub www_authenticate: Vec<HeaderValue>,
+}
+
+/// Bounded store of auth answers: at most [`AuthStore::MAX_ENTRIES`]; when full, expired
+/// entries are dropped, and a new answer that still does not fit is not kept.
+#[derive(Debug, Default)]
+pub struct AuthStore {
+    entries: Mutex<HashMap<Vec<u8>, (Instant, CachedAnswer)>>,
+}
+
+impl AuthStore {
+    pub const MAX_ENTRIES: usize = 10_000;
+
+    /// The answer kept under `key`, if it has not expired at `now`.
+    pub fn get(&self, key: &[u8], now: Instant) -> Option<CachedAnswer> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(key)
+            .filter(|(expires, _)| *expires > now)
+            .map(|(_, answer)| answer.clone())
+    }
+
+    /// Keeps `answer` under `key` until `expires`.
+    pub fn put(&self, key: Vec<u8>, answer: CachedAnswer, now: Instant, expires: Instant) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if entries.len() >= Self::MAX_ENTRIES && !entries.contains_key(&key) {
+            entries.retain(|_, (e, _)| *e > now);
+            if entries.len() >= Self::MAX_ENTRIES {
+                return;
+            }
+        }
+        entries.insert(key, (expires, answer));
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().map(|e| e.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }

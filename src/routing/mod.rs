@@ -12,7 +12,10 @@ mod policy;
 mod regex_mode;
 mod table;
 
-pub use ext_auth::{unreserved, ExtAuth, Signin, SigninPiece, SigninVar};
+pub use ext_auth::{
+    unreserved, AuthCache, AuthStore, CacheCodes, CacheValid, CachedAnswer, ExtAuth, KeyPiece,
+    Signin, SigninPiece, SigninVar,
+};
 pub use global::{
     hsts_value, Cidr, ForwardedHeaders, Global, HeaderBuffers, UpstreamKeepalive, HSTS_MAX_AGE,
 };

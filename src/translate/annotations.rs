@@ -76,6 +76,8 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     super::ext_auth::AUTH_KEEPALIVE_TIMEOUT,
     super::ext_auth::AUTH_KEEPALIVE_SHARE_VARS,
     super::ext_auth::ENABLE_GLOBAL_AUTH,
+    super::ext_auth::AUTH_CACHE_KEY,
+    super::ext_auth::AUTH_CACHE_DURATION,
 ];
 
 /// ingress-nginx annotations that switch on access control (basic or external

@@ -31,6 +31,8 @@ pub const IMPLEMENTED: &[&str] = &[
     "generate-request-id",
     "global-allowed-response-headers",
     "global-auth-always-set-cookie",
+    "global-auth-cache-duration",
+    "global-auth-cache-key",
     "global-auth-method",
     "global-auth-request-redirect",
     "global-auth-response-headers",

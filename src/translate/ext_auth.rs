@@ -27,7 +27,10 @@ use k8s_openapi::api::networking::v1::Ingress;
 use super::annotations::{NGINX, PORTICO};
 use super::custom_headers::{find, managed, namespaced, nginx_header_name, nginx_variable};
 use super::incremental::Key;
-use crate::routing::{unreserved, ExtAuth, Signin, SigninPiece, SigninVar};
+use crate::routing::{
+    unreserved, AuthCache, CacheCodes, CacheValid, ExtAuth, KeyPiece, Signin, SigninPiece,
+    SigninVar,
+};
 
 /// The annotation names, without prefix.
 pub const AUTH_URL: &str = "auth-url";
@@ -43,6 +46,11 @@ pub const AUTH_KEEPALIVE_REQUESTS: &str = "auth-keepalive-requests";
 pub const AUTH_KEEPALIVE_TIMEOUT: &str = "auth-keepalive-timeout";
 pub const AUTH_KEEPALIVE_SHARE_VARS: &str = "auth-keepalive-share-vars";
 pub const ENABLE_GLOBAL_AUTH: &str = "enable-global-auth";
+pub const AUTH_CACHE_KEY: &str = "auth-cache-key";
+pub const AUTH_CACHE_DURATION: &str = "auth-cache-duration";
+
+/// ingress-nginx's `DefaultCacheDuration`.
+const DEFAULT_CACHE_DURATION: &str = "200 202 401 5m";
 
 /// The annotations this module reads (`annotations::IMPLEMENTED` lists them).
 pub const ANNOTATIONS: &[&str] = &[
@@ -59,6 +67,8 @@ pub const ANNOTATIONS: &[&str] = &[
     AUTH_KEEPALIVE_TIMEOUT,
     AUTH_KEEPALIVE_SHARE_VARS,
     ENABLE_GLOBAL_AUTH,
+    AUTH_CACHE_KEY,
+    AUTH_CACHE_DURATION,
 ];
 
 /// The controller ConfigMap's keys this module reads: `global-` and an annotation's name.
@@ -96,6 +106,8 @@ impl Default for Settings {
 /// The ConfigMap keys this module reads, for `configmap::IMPLEMENTED` (sorted there).
 pub const CONFIGMAP_KEYS: &[&str] = &[
     "global-auth-always-set-cookie",
+    "global-auth-cache-duration",
+    "global-auth-cache-key",
     "global-auth-method",
     "global-auth-request-redirect",
     "global-auth-response-headers",
@@ -288,6 +300,7 @@ fn build(
         always_set_cookie: false,
         proxy_set_headers: Vec::new(),
         global,
+        cache: None,
     };
     if let Some((key, v)) = get(AUTH_METHOD) {
         let v = v.trim();
@@ -383,7 +396,158 @@ fn build(
             Err(why) => denied.push(format!("{}: {:?} {why}", what(&key), clip(&v))),
         }
     }
+    // ingress-nginx denies the location for an invalid duration, cache key or not.
+    let durations = match get(AUTH_CACHE_DURATION) {
+        None => cache_durations(DEFAULT_CACHE_DURATION).map_err(|_| ()),
+        Some((key, v)) => cache_durations(&v).map_err(|why| {
+            denied.push(format!("{}: {:?} {why}", what(&key), clip(&v)));
+        }),
+    };
+    if let (Some((key, v)), Ok(valid)) = (get(AUTH_CACHE_KEY), durations) {
+        if !v.trim().is_empty() {
+            match cache_key(v.trim()) {
+                Ok(pieces) => {
+                    auth.cache = Some(AuthCache {
+                        key: pieces,
+                        key_text: v.trim().to_string(),
+                        valid,
+                        store: Arc::default(),
+                    })
+                }
+                Err(why) => invalid.push(format!(
+                    "{}: {:?} {why}; auth answers are not cached",
+                    what(&key),
+                    clip(&v)
+                )),
+            }
+        }
+    }
     Some(auth)
+}
+
+/// `auth-cache-key`: literal text and the nginx variables Portico fills from the request.
+fn cache_key(value: &str) -> Result<Vec<KeyPiece>, String> {
+    let mut pieces = Vec::new();
+    let mut literal = String::new();
+    let mut rest = value;
+    while let Some(at) = rest.find('$') {
+        literal.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let (name, consumed) = match after.strip_prefix('{') {
+            Some(braced) => match braced.find('}') {
+                Some(end) => (&braced[..end], end + 2),
+                None => return Err("has an unterminated ${".to_string()),
+            },
+            None => {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], end)
+            }
+        };
+        if name.is_empty() {
+            literal.push('$');
+            rest = after;
+            continue;
+        }
+        let piece = if let Some(header) = name.strip_prefix("http_") {
+            let header = header.replace('_', "-").to_ascii_lowercase();
+            KeyPiece::Header(
+                HeaderName::from_bytes(header.as_bytes())
+                    .map_err(|_| format!("names the header ${name}, which is not a header name"))?,
+            )
+        } else if let Some(cookie) = name.strip_prefix("cookie_") {
+            KeyPiece::Cookie(cookie.to_string())
+        } else if let Some(arg) = name.strip_prefix("arg_") {
+            KeyPiece::Arg(arg.to_string())
+        } else {
+            match name {
+                "remote_addr" => KeyPiece::RemoteAddr,
+                "host" => KeyPiece::Host,
+                "request_uri" => KeyPiece::RequestUri,
+                "uri" => KeyPiece::Uri,
+                "remote_user" => KeyPiece::RemoteUser,
+                _ => {
+                    return Err(format!(
+                        "uses the nginx variable ${name}, which Portico does not fill"
+                    ))
+                }
+            }
+        };
+        if !literal.is_empty() {
+            pieces.push(KeyPiece::Literal(std::mem::take(&mut literal)));
+        }
+        pieces.push(piece);
+        rest = &after[consumed..];
+    }
+    literal.push_str(rest);
+    if !literal.is_empty() {
+        pieces.push(KeyPiece::Literal(literal));
+    }
+    Ok(pieces)
+}
+
+/// `auth-cache-duration`: comma-separated nginx `proxy_cache_valid` lines, `[code ...] time
+/// ...` (ingress-nginx `ValidCacheDuration`: three-digit codes, then times such as `5m` or
+/// `1h 30m`; `any` for every code). Without codes, nginx's 200, 301 and 302.
+fn cache_durations(value: &str) -> Result<Vec<CacheValid>, String> {
+    let mut lines = Vec::new();
+    for line in value.split(',').map(str::trim).filter(|l| !l.is_empty()) {
+        let mut codes = Vec::new();
+        let mut any = false;
+        let mut ttl = std::time::Duration::ZERO;
+        let mut seen_time = false;
+        for token in line.split(' ').filter(|t| !t.is_empty()) {
+            if token.len() == 3 && token.bytes().all(|b| b.is_ascii_digit()) && !seen_time {
+                codes.push(
+                    token
+                        .parse::<u16>()
+                        .map_err(|_| "is not a cache duration")?,
+                );
+            } else if token == "any" && !seen_time {
+                any = true;
+            } else if let Some(d) = nginx_time(token) {
+                ttl += d;
+                seen_time = true;
+            } else {
+                return Err(format!("is not a cache duration ({token:?})"));
+            }
+        }
+        if !seen_time {
+            return Err("is not a cache duration (no time)".to_string());
+        }
+        let codes = if any {
+            CacheCodes::Any
+        } else if codes.is_empty() {
+            CacheCodes::List(vec![200, 301, 302])
+        } else {
+            CacheCodes::List(codes)
+        };
+        lines.push(CacheValid { codes, ttl });
+    }
+    if lines.is_empty() {
+        return cache_durations(DEFAULT_CACHE_DURATION);
+    }
+    Ok(lines)
+}
+
+/// One nginx time (`500ms`, `30s`, `5m`, `1h`, `2d`, `1w`, `1M`, `1y`).
+fn nginx_time(token: &str) -> Option<std::time::Duration> {
+    let split = token.find(|c: char| !c.is_ascii_digit())?;
+    let (digits, unit) = token.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let secs = match unit {
+        "ms" => return Some(std::time::Duration::from_millis(n)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        "M" => 30 * 86_400,
+        "y" => 365 * 86_400,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(n.checked_mul(secs)?))
 }
 
 /// `auth-url`: an absolute `http`/`https` URL naming a host (ingress-nginx `StringToURL`,
@@ -746,6 +910,44 @@ mod tests {
         assert!(a.auth.is_none() && a.denied.len() == 1, "{:?}", a.denied);
         let a = asked(&[(AUTH_URL, "http://other.example/oauth2/auth")]);
         assert!(a.auth.is_some());
+    }
+
+    /// auth.go `should set cache_key when external auth cache is configured` and the caching
+    /// context's `200 201 401 30m`.
+    #[test]
+    fn cache_key_and_durations_are_parsed() {
+        let a = asked(&[
+            (AUTH_URL, "http://auth/"),
+            (AUTH_CACHE_KEY, "$remote_user$http_authorization"),
+            (AUTH_CACHE_DURATION, "200 201 401 30m, 500 1h 30s"),
+        ]);
+        let cache = a.auth.unwrap().cache.clone().unwrap();
+        assert_eq!(
+            cache.key,
+            vec![
+                KeyPiece::RemoteUser,
+                KeyPiece::Header(HeaderName::from_static("authorization"))
+            ]
+        );
+        let ttl = |c: u16| cache.ttl(http::StatusCode::from_u16(c).unwrap());
+        assert_eq!(ttl(201), Some(std::time::Duration::from_secs(1800)));
+        assert_eq!(ttl(500), Some(std::time::Duration::from_secs(3630)));
+        assert_eq!(ttl(202), None);
+        // The default durations: 200 202 401 for 5m.
+        let a = asked(&[(AUTH_URL, "http://auth/"), (AUTH_CACHE_KEY, "fixed")]);
+        let cache = a.auth.unwrap().cache.clone().unwrap();
+        assert_eq!(
+            cache.ttl(http::StatusCode::ACCEPTED),
+            Some(std::time::Duration::from_secs(300))
+        );
+        // An invalid duration denies (ingress-nginx), an unknown variable only disables caching.
+        let a = asked(&[(AUTH_URL, "http://auth/"), (AUTH_CACHE_DURATION, "200 5x")]);
+        assert!(a.auth.is_none() && a.denied.len() == 1);
+        let a = asked(&[
+            (AUTH_URL, "http://auth/"),
+            (AUTH_CACHE_KEY, "$ssl_client_s_dn"),
+        ]);
+        assert!(a.auth.unwrap().cache.is_none() && a.invalid.len() == 1);
     }
 
     #[test]
