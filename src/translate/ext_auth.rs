@@ -122,18 +122,38 @@ pub fn from_configmap(data: &BTreeMap<String, String>) -> (Settings, Vec<String>
     let mut settings = Settings::default();
     let mut problems = Vec::new();
     if let Some(v) = data.get(NO_AUTH_LOCATIONS) {
-        settings.no_auth_locations = v
+        let paths: Vec<String> = v
             .split(',')
             .map(str::trim)
             .filter(|p| !p.is_empty())
             .map(str::to_string)
             .collect();
+        if paths
+            .iter()
+            .all(|p| p.starts_with('/') && !p.chars().any(char::is_control))
+        {
+            settings.no_auth_locations = paths;
+        } else {
+            problems.push(format!(
+                "{NO_AUTH_LOCATIONS}: {:?} is not a comma-separated list of paths; the default \
+                 applies",
+                clip(v)
+            ));
+        }
     }
     let get = |name: &str| {
         let key = format!("{GLOBAL_PREFIX}{name}");
         data.get(&key).map(|v| (key, v.clone()))
     };
     if get(AUTH_URL).is_none() {
+        // The companions alone do nothing (as in ingress-nginx), but a bad value is still said.
+        let with_url = |name: &str| match name {
+            AUTH_URL => Some((String::new(), "http://unset/".to_string())),
+            _ => get(name),
+        };
+        let mut denied = Vec::new();
+        build(&with_url, true, None, &mut denied, &mut problems);
+        problems.extend(denied);
         return (settings, problems);
     }
     let mut denied = Vec::new();
@@ -427,6 +447,9 @@ fn build(
 
 /// `auth-cache-key`: literal text and the nginx variables Portico fills from the request.
 fn cache_key(value: &str) -> Result<Vec<KeyPiece>, String> {
+    if value.chars().any(char::is_control) {
+        return Err("holds control characters".to_string());
+    }
     let mut pieces = Vec::new();
     let mut literal = String::new();
     let mut rest = value;
