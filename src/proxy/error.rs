@@ -1,7 +1,8 @@
 //! The one place where proxy failures become HTTP responses (spec §3.7, §4.4).
 //!
-//! Every answer the proxy makes up itself (400, 401, 403, 404, 405, 408, 413, 431, 499, 500, 501, 502, 503, 504) is built here: a short
-//! `text/plain` body with `Content-Length`, `Date` and `Server`.
+//! Every answer the proxy makes up itself (400, 401, 403, 404, 405, 408, 413, 431, 499, 500,
+//! 501, 502, 503, 504) is built here: a short `text/plain` body with `Content-Length`, `Date`
+//! and `Server`.
 
 use std::error::Error as StdError;
 use std::time::SystemTime;

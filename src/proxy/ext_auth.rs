@@ -99,6 +99,7 @@ pub(super) enum Outcome {
 
 /// Asks the auth service about `req`. An `Err` is a loop (503); every other refusal is an
 /// [`Outcome::Answer`], which carries the auth answer's cookies where nginx adds them.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn check(
     ctx: &Context,
     auth: &ExtAuth,
@@ -339,9 +340,15 @@ fn cache_key(
     key
 }
 
-/// The Ingress path whose auth answers a request shares: only looked at when the backend
-/// caches auth answers.
-pub(super) fn scope(decision: &crate::routing::Decision<'_>) -> Option<String> {
+/// The Ingress path whose kept auth answers a request shares; `None` (one `Option` check)
+/// unless the backend caches auth answers.
+#[inline]
+pub(super) fn scope(
+    decision: &crate::routing::Decision<'_>,
+    backend: &crate::routing::Backend,
+) -> Option<String> {
+    let auth = backend.policy.ext_auth.as_ref()?;
+    auth.cache.as_ref()?;
     decision.route().map(|route| route.path.clone())
 }
 

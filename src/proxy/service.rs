@@ -310,7 +310,7 @@ async fn proxy(
 
     // spec §3.3–3.7; the guard is dropped at the end of this block, before any await.
     let mut rewritten = None;
-    let mut auth_scope = None;
+    let auth_scope;
     let (backend, global) = {
         let published = ctx.shared.load();
         let decision = published.translation.table.decide(&match_host, &match_path);
@@ -379,14 +379,7 @@ async fn proxy(
         match decision.backend() {
             Some(backend) => {
                 // issue 15: cached auth answers are per Ingress path.
-                if backend
-                    .policy
-                    .ext_auth
-                    .as_ref()
-                    .is_some_and(|a| a.cache.is_some())
-                {
-                    auth_scope = ext_auth::scope(&decision);
-                }
+                auth_scope = ext_auth::scope(&decision, backend);
                 (backend.clone(), published.translation.global.clone())
             }
             None => return Err(fail(ProxyError::NoRoute)),
