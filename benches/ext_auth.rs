@@ -9,7 +9,7 @@
 //! `cargo bench --bench ext_auth`
 
 #[path = "../examples/support/echo.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod echo;
 
 use std::convert::Infallible;
