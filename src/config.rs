@@ -390,6 +390,7 @@ impl TranslateArgs {
             error_pages: Default::default(),
             custom_headers: Default::default(),
             limits: Default::default(),
+            ext_auth: Default::default(),
         })
     }
 }

@@ -210,7 +210,7 @@ fn exit_codes_through_the_binary() {
     let clean = std::fs::read_to_string(format!("{ROOT}/clean/manifests/app.yaml")).unwrap();
 
     // The export: the golden text is what the binary prints, and the exit code the report's
-    // (1 today: auth-type and auth-url fail closed).
+    // (what the report says: 1 when something still blocks).
     let inventory = load::load(Path::new(&export), &Limits::default()).expect("export");
     let report = migrate::report(&inventory, None).expect("report");
     let (code, out, _) = run(&["migrate", &export], "");

@@ -1,7 +1,8 @@
 //! The one place where proxy failures become HTTP responses (spec §3.7, §4.4).
 //!
-//! Every answer the proxy makes up itself (400, 404, 405, 408, 413, 431, 499, 501, 502, 503, 504) is built here: a short
-//! `text/plain` body with `Content-Length`, `Date` and `Server`.
+//! Every answer the proxy makes up itself (400, 401, 403, 404, 405, 408, 413, 431, 499, 500,
+//! 501, 502, 503, 504) is built here: a short `text/plain` body with `Content-Length`, `Date`
+//! and `Server`.
 
 use std::error::Error as StdError;
 use std::time::SystemTime;
@@ -102,6 +103,16 @@ pub enum ProxyError {
     /// A rate or connection limit (`limit-req-status-code` / `limit-conn-status-code`).
     #[error("rate or connection limit reached")]
     Limited(StatusCode),
+    /// The external auth service answered 401 or 403 (issue 15): that status to the client.
+    #[error("external authentication refused the request ({0})")]
+    AuthDenied(StatusCode),
+    /// The external auth service failed, timed out or answered another status: 500, as
+    /// nginx's `auth_request` does.
+    #[error("external authentication failed: {0}")]
+    AuthFailed(String),
+    /// A request that is itself an auth request reached a route that asks for one: a loop.
+    #[error("external authentication loops back to a route that asks for it")]
+    AuthLoop,
 }
 
 impl ProxyError {
@@ -127,6 +138,9 @@ impl ProxyError {
             }
             ProxyError::Forbidden => StatusCode::FORBIDDEN,
             ProxyError::Limited(status) => *status,
+            ProxyError::AuthDenied(status) => *status,
+            ProxyError::AuthFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::AuthLoop => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

@@ -19,6 +19,7 @@ mod cors;
 mod custom_headers;
 mod error;
 mod error_pages;
+mod ext_auth;
 mod global;
 mod headers;
 pub mod limits;

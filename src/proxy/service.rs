@@ -20,8 +20,8 @@ use super::observe::{Arrival, Pending, Seen};
 use super::pool::{Checkin, Pool};
 use super::upstream::{self, Clients, RetryBody, Upstream};
 use super::{
-    affinity, cors, custom_headers, error_pages, limits, redirect, response_rewrite, rewrite,
-    ProxyBody, ProxyOptions, Scheme,
+    affinity, cors, custom_headers, error_pages, ext_auth, limits, redirect, response_rewrite,
+    rewrite, ProxyBody, ProxyOptions, Scheme,
 };
 use crate::publish::Shared;
 use crate::routing::{normalize, Decision, NextUpstream, Protocol, Target};
@@ -358,6 +358,7 @@ async fn proxy(
     let mut rewritten = None;
     let location;
     let mut client_cert = None;
+    let auth_scope;
     let (backend, global) = {
         let published = ctx.shared.load();
         let decision = published.translation.table.decide(&match_host, &match_path);
@@ -444,7 +445,11 @@ async fn proxy(
         // issue 14: the route path an affinity cookie is issued for (`None` without one).
         location = affinity::location(&decision);
         match decision.backend() {
-            Some(backend) => (backend.clone(), published.translation.global.clone()),
+            Some(backend) => {
+                // issue 15: cached auth answers are per Ingress path.
+                auth_scope = ext_auth::scope(&decision, backend);
+                (backend.clone(), published.translation.global.clone())
+            }
             None => return Err(fail(ProxyError::NoRoute)),
         }
     };
@@ -494,6 +499,28 @@ async fn proxy(
             )));
         }
         *route_headers = Some(headers.clone());
+    }
+    // issue 15: external authentication (ext_auth.rs); nothing to do for backends without it.
+    let mut granted = None;
+    if let Some(auth) = &backend.policy.ext_auth {
+        let policy = &backend.policy;
+        let scope = auth_scope.as_deref();
+        match ext_auth::check(
+            ctx,
+            auth,
+            &mut req,
+            client,
+            &host_header,
+            &global,
+            policy,
+            scope,
+        )
+        .await
+        {
+            Ok(ext_auth::Outcome::Granted(g)) => granted = Some(g),
+            Ok(ext_auth::Outcome::Answer(answer)) => return Ok(answer),
+            Err(err) => return Err(fail(err)),
+        }
     }
     // ingress-nginx's `default-backend` / `custom-http-errors` (error_pages.rs); nothing to
     // do for backends without them.
@@ -677,6 +704,9 @@ async fn proxy(
     }
     if !global.proxy_set_headers.is_empty() {
         custom_headers::request(&mut headers, &global);
+    }
+    if let Some(g) = granted.as_mut() {
+        g.request(&mut headers);
     }
 
     // What only the access log needs is kept only when there is one.
@@ -960,6 +990,9 @@ async fn proxy(
     }
     if let Some(rewrite) = &policy.rewrite_response {
         response_rewrite::apply(rewrite, &mut parts.headers);
+    }
+    if let Some(g) = &granted {
+        g.response(&mut parts.headers, parts.status);
     }
     parts.version = response_version(client_version);
     let body = match checkin {

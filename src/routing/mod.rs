@@ -8,6 +8,7 @@ pub mod basic_auth;
 pub mod client_auth;
 pub mod compression;
 mod cors;
+mod ext_auth;
 mod global;
 pub mod limits;
 pub mod log_format;
@@ -21,6 +22,10 @@ mod table;
 pub mod traffic;
 
 pub use cors::{AllowOrigin, Cors, OriginPattern};
+pub use ext_auth::{
+    unreserved, AuthCache, AuthStore, CacheCodes, CacheValid, CachedAnswer, ExtAuth, KeyPiece,
+    Signin, SigninPiece, SigninVar,
+};
 pub use global::{
     hsts_value, Cidr, ForwardedHeaders, Global, HeaderBuffers, UpstreamKeepalive, HSTS_MAX_AGE,
 };

@@ -199,6 +199,10 @@ pub struct Policy {
     /// checked by `proxy/basic_auth.rs`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<Arc<super::basic_auth::BasicAuth>>,
+    /// ingress-nginx's `auth-url` family (or the ConfigMap's `global-auth-*`): ask this
+    /// auth service before proxying (`proxy/ext_auth.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ext_auth: Option<Arc<super::ExtAuth>>,
 }
 
 /// The regex and rewrite annotations of one Ingress, typed at translate time

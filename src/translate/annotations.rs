@@ -138,15 +138,31 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     super::proxy_ssl::PROXY_SSL_PROTOCOLS,
     super::proxy_ssl::PROXY_SSL_VERIFY_DEPTH,
     super::proxy_ssl::PROXY_SSL_CIPHERS,
+    // Read by `ext_auth.rs` (issue 15: external authentication).
+    super::ext_auth::AUTH_URL,
+    super::ext_auth::AUTH_METHOD,
+    super::ext_auth::AUTH_SIGNIN,
+    super::ext_auth::AUTH_SIGNIN_REDIRECT_PARAM,
+    super::ext_auth::AUTH_RESPONSE_HEADERS,
+    super::ext_auth::AUTH_REQUEST_REDIRECT,
+    super::ext_auth::AUTH_ALWAYS_SET_COOKIE,
+    super::ext_auth::AUTH_PROXY_SET_HEADERS,
+    super::ext_auth::AUTH_KEEPALIVE,
+    super::ext_auth::AUTH_KEEPALIVE_REQUESTS,
+    super::ext_auth::AUTH_KEEPALIVE_TIMEOUT,
+    super::ext_auth::AUTH_KEEPALIVE_SHARE_VARS,
+    super::ext_auth::ENABLE_GLOBAL_AUTH,
+    super::ext_auth::AUTH_CACHE_KEY,
+    super::ext_auth::AUTH_CACHE_DURATION,
 ];
 
-/// ingress-nginx annotations that switch on access control Portico does not enforce yet
-/// (basic authentication is `basic_auth.rs`'s, client certificates `client_auth.rs`'s, source
-/// ranges `limits.rs`'s). An Ingress carrying one fails closed: its paths answer 503 rather than
-/// serving without the protection its author asked for (`shared/spec/ingress-nginx.md` §3).
-/// The annotations that only tune these do nothing on their own in ingress-nginx either, and
-/// are reported as unsupported.
-pub(crate) const ACCESS_CONTROL: &[&str] = &["auth-url"];
+/// ingress-nginx annotations that switch on access control Portico does not enforce. Since
+/// issues 14 and 15 every one is enforced (basic and external authentication, client
+/// certificates, source ranges: each module fails closed on what it cannot use), so the list is
+/// empty; an access-control annotation ingress-nginx adds later belongs here until it is
+/// enforced: an Ingress carrying one fails closed, its paths answering 503 rather than serving
+/// without the protection its author asked for (`shared/spec/ingress-nginx.md` §3).
+pub(crate) const ACCESS_CONTROL: &[&str] = &[];
 
 /// The annotations of one Ingress that Portico does not implement, by what happens to them.
 #[derive(Debug, Default, PartialEq)]

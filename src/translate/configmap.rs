@@ -34,6 +34,15 @@ pub const IMPLEMENTED: &[&str] = &[
     "forwarded-for-header",
     "generate-request-id",
     "global-allowed-response-headers",
+    "global-auth-always-set-cookie",
+    "global-auth-cache-duration",
+    "global-auth-cache-key",
+    "global-auth-method",
+    "global-auth-request-redirect",
+    "global-auth-response-headers",
+    "global-auth-signin",
+    "global-auth-signin-redirect-param",
+    "global-auth-url",
     "gzip-level",
     "gzip-min-length",
     "gzip-types",
@@ -53,6 +62,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "log-format-escape-json",
     "log-format-escape-none",
     "log-format-upstream",
+    "no-auth-locations",
     "proxy-body-size",
     "proxy-buffer-size",
     "proxy-buffering",
@@ -323,6 +333,7 @@ pub fn from_data(
     let (block, block_problems) = super::limits::blocklist(&data);
     global.block = block;
     problems.extend(block_problems);
+    problems.extend(super::ext_auth::from_configmap(&data).1);
     conditions.extend(problems.into_iter().map(|message| Condition {
         object: object.clone(),
         reason: Reason::InvalidConfigMapKey,

@@ -57,13 +57,13 @@ const MANAGED: &[&str] = &[
 ];
 
 /// Whether Portico refuses to take `name` from a ConfigMap (see [`MANAGED`]).
-fn managed(name: &str) -> bool {
+pub(super) fn managed(name: &str) -> bool {
     MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name))
 }
 
 /// ingress-nginx's header-name rule for `custom-headers` and the allowed list
 /// (`customheaders.go`: `^[a-zA-Z\d\-_]+$`).
-fn nginx_header_name(name: &str) -> bool {
+pub(super) fn nginx_header_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()
@@ -79,7 +79,7 @@ fn clip(value: &str) -> String {
 }
 
 /// `namespace/name`, both DNS names (what ingress-nginx's store keys are).
-fn namespaced(value: &str) -> Option<(String, String)> {
+pub(super) fn namespaced(value: &str) -> Option<(String, String)> {
     let (ns, name) = value.trim().split_once('/')?;
     (super::is_dns1123_subdomain(ns) && super::is_dns1123_subdomain(name))
         .then(|| (ns.to_string(), name.to_string()))
@@ -123,7 +123,11 @@ pub fn from_configmap(data: &BTreeMap<String, String>) -> (Settings, Vec<String>
 }
 
 /// The ConfigMap `namespace/name` among `config_maps`.
-fn find<'a>(config_maps: &'a [Arc<ConfigMap>], ns: &str, name: &str) -> Option<&'a ConfigMap> {
+pub(super) fn find<'a>(
+    config_maps: &'a [Arc<ConfigMap>],
+    ns: &str,
+    name: &str,
+) -> Option<&'a ConfigMap> {
     config_maps
         .iter()
         .find(|c| {
@@ -133,7 +137,7 @@ fn find<'a>(config_maps: &'a [Arc<ConfigMap>], ns: &str, name: &str) -> Option<&
 }
 
 /// Whether a value holds what nginx would read as a variable (`$host`, `${msec}`).
-fn nginx_variable(value: &str) -> Option<&str> {
+pub(super) fn nginx_variable(value: &str) -> Option<&str> {
     let at = value
         .match_indices('$')
         .map(|(i, _)| &value[i..])

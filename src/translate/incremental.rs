@@ -8,6 +8,10 @@
 //! same. What is cached is always keyed by what it was computed from, so the result equals a
 //! translate from scratch (`tests/incremental.rs` drives random edit sequences to check it).
 
+// A `Policy` holds the external-auth answer store (`routing::AuthStore`, a `Mutex`), which its
+// `Eq` and `Hash` leave out: it is a sound key of `with_policies` (issue 15).
+#![allow(clippy::mutable_key_type)]
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -17,8 +21,8 @@ use k8s_openapi::api::networking::v1::Ingress;
 
 use super::backends::{Backends, Resolved, SERVICE_NAME_LABEL};
 use super::{
-    affinity, annotations, basic_auth, client_auth, custom_headers, error_pages, paths,
-    redirects, tls, Condition,
+    affinity, annotations, basic_auth, client_auth, custom_headers, error_pages, ext_auth,
+    paths, redirects, tls, Condition,
     ObjectRef, Options, Reason,
 };
 use crate::routing::{
@@ -391,13 +395,19 @@ pub(super) fn rebind(
         }
     }
     let policy = part.policy.clone();
+    let exempt = ext_auth::exempt_policy(&policy);
     let fails_closed = part.blocked;
     // `None` when the backend stays as it is.
     let mut again = |reference: Option<&BackendRef>, current: &Arc<Backend>| {
+        // A path `no-auth-locations` exempts keeps its policy without external auth.
+        let policy = match &exempt {
+            Some(without) if current.policy.ext_auth.is_none() => without,
+            _ => &policy,
+        };
         let backend = match reference {
             Some(reference) => {
                 let backend = backends.again(reference);
-                service_upstream(backends, &policy, backend).0
+                service_upstream(backends, policy, backend).0
             }
             None if new_policy => current.clone(),
             None => return None,
@@ -405,7 +415,7 @@ pub(super) fn rebind(
         Some(with_policy(
             with_policies,
             fails_closed.then_some(&mut *blocked),
-            &policy,
+            policy,
             backend,
         ))
     };
@@ -530,10 +540,29 @@ pub(super) fn derive(
     if let Some(message) = &client_auth.denied {
         condition(Reason::InvalidAnnotation, message.clone());
     }
+    // External authentication (issue 15): what Portico cannot use fails closed.
+    let ext = ext_auth::parse(
+        ingress,
+        &namespace,
+        &options.ext_auth,
+        &snapshot.config_maps,
+    );
+    for why in &ext.denied {
+        condition(
+            Reason::InvalidAnnotation,
+            format!(
+                "{why}; every path of this Ingress answers 503 rather than serving unauthenticated"
+            ),
+        );
+    }
+    for message in &ext.invalid {
+        condition(Reason::InvalidAnnotation, message.clone());
+    }
     let fails_closed = unimplemented.blocks()
         || access.fails_closed
         || auth.denied.is_some()
-        || client_auth.denied.is_some();
+        || client_auth.denied.is_some()
+        || !ext.denied.is_empty();
     let mut blocked = fails_closed.then_some(blocked);
     // spec §5.5: whether this Ingress's routes on TLS hosts redirect plain HTTP.
     let (redirect, set_by) = match tls::ssl_redirect(ingress, options) {
@@ -584,7 +613,10 @@ pub(super) fn derive(
     }
     policy.access = access.access.map(Arc::new);
     policy.basic_auth = auth.auth;
+    policy.ext_auth = ext.auth;
     let policy = (!policy.is_default()).then(|| Arc::new(policy));
+    // `no-auth-locations`: the paths it exempts get the policy without external auth.
+    let exempt = ext_auth::exempt_policy(&policy);
     let spec = ingress.spec.as_ref();
     let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();
     // `service-upstream` problems, once per Service (reported after the rules).
@@ -654,7 +686,15 @@ pub(super) fn derive(
             let reference = slot(&resolved);
             let (backend, why) = service_upstream(backends, &policy, resolved.0);
             upstream_notes.extend(why);
-            let scoped = scope.policy_for(&policy, &backend.reference, issues);
+            let route_policy = match &exempt {
+                Some(without)
+                    if ext_auth::exempt(path.path.as_deref().unwrap_or("/"), &options.ext_auth) =>
+                {
+                    without
+                }
+                _ => &policy,
+            };
+            let scoped = scope.policy_for(route_policy, &backend.reference, issues);
             let backend = with_policy(with_policies, blocked.as_deref_mut(), &scoped, backend);
             routes.push((
                 Route {
@@ -697,7 +737,11 @@ pub(super) fn derive(
             keys
         },
         secrets: secrets_read(ingress, &namespace),
-        config_maps: custom_headers::config_maps_read(ingress, &namespace),
+        config_maps: {
+            let mut keys = custom_headers::config_maps_read(ingress, &namespace);
+            keys.extend(ext_auth::config_maps_read(ingress, &namespace));
+            keys
+        },
         object,
         redirect,
         set_by,

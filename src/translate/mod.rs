@@ -14,6 +14,7 @@ pub mod configmap;
 mod cors;
 pub mod custom_headers;
 pub mod error_pages;
+pub mod ext_auth;
 mod incremental;
 pub mod limits;
 mod mirror;
@@ -82,6 +83,8 @@ pub struct Options {
     pub force_ssl_redirect: bool,
     /// `--enable-ssl-passthrough`: hosts with `ssl-passthrough` are spliced, not terminated.
     pub ssl_passthrough: bool,
+    /// The controller ConfigMap's `global-auth-*` and `no-auth-locations` (issue 15).
+    pub ext_auth: ext_auth::Settings,
 }
 
 impl Default for Options {
@@ -101,6 +104,7 @@ impl Default for Options {
             configmap: None,
             force_ssl_redirect: false,
             ssl_passthrough: false,
+            ext_auth: ext_auth::Settings::default(),
         }
     }
 }
@@ -294,6 +298,13 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
         let mut with_limits = effective.unwrap_or_else(|| options.clone());
         with_limits.limits = limit_settings;
         effective = Some(with_limits);
+    }
+    // `global-auth-*`, `no-auth-locations` (ext_auth.rs) likewise.
+    let (auth, _) = ext_auth::from_configmap(settings.data());
+    if auth != options.ext_auth {
+        let mut with_auth = effective.unwrap_or_else(|| options.clone());
+        with_auth.ext_auth = auth;
+        effective = Some(with_auth);
     }
     // `add-headers`, `proxy-set-headers`: the ConfigMaps they name, read now.
     let (add, set, problems) =
