@@ -311,6 +311,9 @@ fn request_authority<B>(req: &Request<B>) -> Result<(HeaderValue, bool), ProxyEr
     }
 }
 
+// The out-parameters are what `handle` needs after the answer (error pages, response headers,
+// CORS); one per feature, so a route without them pays nothing.
+#[allow(clippy::too_many_arguments)]
 async fn proxy(
     ctx: &Context,
     client: Client,
@@ -511,7 +514,7 @@ async fn proxy(
             &mut req,
             client,
             &host_header,
-            &global,
+            global,
             policy,
             scope,
         )
@@ -533,7 +536,7 @@ async fn proxy(
             client,
             &host_header,
             ctx.options.scheme,
-            &global,
+            global,
         );
         if let Some(fallback) = i.fallback(&backend) {
             backend = fallback;
@@ -703,7 +706,7 @@ async fn proxy(
         super::client_auth::add_headers(&mut headers, checked);
     }
     if !global.proxy_set_headers.is_empty() {
-        custom_headers::request(&mut headers, &global);
+        custom_headers::request(&mut headers, global);
     }
     if let Some(g) = granted.as_mut() {
         g.request(&mut headers);
