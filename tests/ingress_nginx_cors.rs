@@ -440,3 +440,48 @@ async fn without_cors_nothing_changes_and_portico_spelling_wins() {
         assert_eq!(allow_origin(&response), None, "{host}");
     }
 }
+
+/// A browser's preflight carries no credentials: ingress-nginx answers it in nginx's rewrite
+/// phase (`if ($request_method = 'OPTIONS') { ... return 204; }` in the location), before the
+/// access phase where `auth_basic` / `auth_request` run, so a CORS API behind authentication
+/// still works. Portico answers it before limits and authentication too; the request itself
+/// still needs the credentials.
+#[tokio::test]
+async fn a_preflight_is_answered_before_authentication() {
+    let secret = "apiVersion: v1
+kind: Secret
+metadata: {name: users, namespace: default}
+type: Opaque
+data: {auth: dXNlcjp7UExBSU59cGFzcw==}
+"
+    .to_string();
+    let annotations = [
+        (n("enable-cors"), "true"),
+        (n("auth-type"), "basic"),
+        (n("auth-secret"), "users"),
+    ];
+    let pairs: Vec<(&str, &str)> = annotations.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let (proxy, translation) = serve(
+        &[secret, ingress("cors", "cors.foo.com", "/", &pairs)],
+        ProxyOptions::default(),
+    )
+    .await;
+    assert!(
+        translation.conditions.is_empty(),
+        "{:?}",
+        translation.conditions
+    );
+    let response = preflight(&proxy, Some("https://app.example")).await;
+    assert_eq!(response.status, 204);
+    assert_eq!(allow_origin(&response), Some("*"));
+    let response = get_with_origin(&proxy, "https://app.example").await;
+    assert_eq!(response.status, 401);
+    let response = proxy
+        .raw(
+            "GET / HTTP/1.1\r\nHost: cors.foo.com\r\nOrigin: https://app.example\r\n\
+             Authorization: Basic dXNlcjpwYXNz\r\n\r\n",
+        )
+        .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.json()["name"], "echo");
+}
