@@ -8,14 +8,11 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use portico::proxy::ProxyOptions;
-use portico::publish::Published;
 use portico::routing::traffic::stable_hash;
-use portico::source::files::{parse_documents, Loaded};
-use portico::translate::{translate, Cache, Options, Translation};
+use portico::translate::{Options, Translation};
 use support::Proxy;
 use tokio::net::TcpListener;
 
@@ -133,17 +130,11 @@ metadata:
 }
 
 fn translate_yaml(documents: &[String], options: &Options) -> Translation {
-    let mut loaded = Loaded::default();
-    parse_documents("test.yaml", &documents.join("---\n"), &mut loaded);
-    translate(&loaded.snapshot, options, &mut Cache::default())
+    support::translate_documents(documents, options)
 }
 
 fn publish(proxy: &Proxy, translation: Translation) {
-    proxy.shared.store(Arc::new(Published {
-        version: proxy.shared.load().version + 1,
-        translation: Arc::new(translation),
-        snapshot: Default::default(),
-    }));
+    proxy.publish_translation(translation);
 }
 
 async fn new_proxy() -> Proxy {

@@ -8,12 +8,10 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use portico::proxy::ProxyOptions;
-use portico::publish::Published;
 use portico::source::files::{parse_documents, Loaded};
 use portico::translate::{translate, Cache, Options, Reason, Translation};
 use support::{start_echo, Proxy, RawResponse};
@@ -114,11 +112,7 @@ fn translate_with(documents: &[String], cache: &mut Cache) -> Translation {
 }
 
 fn publish(proxy: &Proxy, translation: Translation) {
-    proxy.shared.store(Arc::new(Published {
-        version: proxy.shared.load().version + 1,
-        translation: Arc::new(translation),
-        snapshot: Default::default(),
-    }));
+    proxy.publish_translation(translation);
 }
 
 /// A proxy serving `documents` after the echo Service; the echo's address for later

@@ -109,9 +109,7 @@ spec: {controller: portico.dev/ingress-controller}
 ";
 
 fn translate_yaml(documents: &[String]) -> Translation {
-    let mut loaded = Loaded::default();
-    parse_documents("test.yaml", &documents.join("---\n"), &mut loaded);
-    translate(&loaded.snapshot, &Options::default(), &mut Cache::default())
+    support::translate_documents(documents, &Options::default())
 }
 
 /// A proxy serving `ingresses` with the Services `main` (port 80) and `canary` (port

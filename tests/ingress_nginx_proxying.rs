@@ -16,9 +16,7 @@ use std::time::Duration;
 use portico::access_log::AccessLog;
 use portico::metrics::Metrics;
 use portico::proxy::{Observe, ProxyOptions};
-use portico::publish::Published;
-use portico::source::files::{parse_documents, Loaded};
-use portico::translate::{translate, Cache, Options, Translation};
+use portico::translate::{Options, Translation};
 use support::{closed_port, start_echo, Proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -92,17 +90,11 @@ endpoints:
 }
 
 fn translate_yaml(documents: &[String], options: &Options) -> Translation {
-    let mut loaded = Loaded::default();
-    parse_documents("test.yaml", &documents.join("---\n"), &mut loaded);
-    translate(&loaded.snapshot, options, &mut Cache::default())
+    support::translate_documents(documents, options)
 }
 
 fn publish(proxy: &Proxy, translation: Translation) {
-    proxy.shared.store(Arc::new(Published {
-        version: proxy.shared.load().version + 1,
-        translation: Arc::new(translation),
-        snapshot: Default::default(),
-    }));
+    proxy.publish_translation(translation);
 }
 
 const N: &str = "nginx.ingress.kubernetes.io/";

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portico::proxy::{Cidr, ProxyOptions};
-use portico::publish::Published;
 use portico::source::files::{parse_documents, Loaded};
 use portico::translate::{translate, Cache, Options, Translation};
 use support::{start_echo, Proxy};
@@ -78,17 +77,11 @@ endpoints:
 }
 
 fn translate_yaml(documents: &[String]) -> Translation {
-    let mut loaded = Loaded::default();
-    parse_documents("test.yaml", &documents.join("---\n"), &mut loaded);
-    translate(&loaded.snapshot, &Options::default(), &mut Cache::default())
+    support::translate_documents(documents, &Options::default())
 }
 
 fn publish(proxy: &Proxy, translation: Translation) {
-    proxy.shared.store(Arc::new(Published {
-        version: proxy.shared.load().version + 1,
-        translation: Arc::new(translation),
-        snapshot: Default::default(),
-    }));
+    proxy.publish_translation(translation);
 }
 
 /// A proxy serving `ingresses` (and the echo Service) with `options`.

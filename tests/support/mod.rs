@@ -22,6 +22,21 @@ use tokio::task::JoinHandle;
 pub mod echo;
 pub mod tls;
 
+/// Translates YAML `documents` (joined into one multi-document file, as the manifests source
+/// reads one) with `options`: what the ingress-nginx compatibility tests serve.
+pub fn translate_documents(
+    documents: &[String],
+    options: &portico::translate::Options,
+) -> Translation {
+    let mut loaded = portico::source::files::Loaded::default();
+    portico::source::files::parse_documents("test.yaml", &documents.join("---\n"), &mut loaded);
+    portico::translate::translate(
+        &loaded.snapshot,
+        options,
+        &mut portico::translate::Cache::default(),
+    )
+}
+
 /// Upper bound for any single wait in a test, so a bug fails instead of hanging.
 pub const BOUND: Duration = Duration::from_secs(20);
 
@@ -133,6 +148,15 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// Publishes `translation` as the next version, as the publisher would.
+    pub fn publish_translation(&self, translation: Translation) {
+        self.shared.store(Arc::new(Published {
+            version: self.shared.load().version + 1,
+            translation: Arc::new(translation),
+            snapshot: Default::default(),
+        }));
+    }
+
     pub async fn start() -> Proxy {
         Proxy::start_with(ProxyOptions {
             response_timeout: Duration::from_secs(10),
