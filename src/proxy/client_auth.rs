@@ -40,7 +40,10 @@ pub(crate) fn handshake_config(
     let policy = published.translation.global.tls_policy.as_ref();
     let listener = || match policy {
         None => Some((default.clone(), None)),
-        Some(p) => Some((p.server_config(default).unwrap_or_else(|| default.clone()), None)),
+        Some(p) => Some((
+            p.server_config(default).unwrap_or_else(|| default.clone()),
+            None,
+        )),
     };
     let Some(sni) = hello.server_name() else {
         return listener();

@@ -11,8 +11,8 @@
 
 pub mod affinity;
 mod balance;
-mod canary;
 pub mod basic_auth;
+mod canary;
 mod client_auth;
 pub mod compress;
 mod cors;

@@ -133,7 +133,9 @@ pub fn from_configmap(
             match v {
                 "true" => *into = true,
                 "false" => *into = false,
-                _ => problems.push(format!("{key}: {v:?} is not a boolean; the default applies")),
+                _ => problems.push(format!(
+                    "{key}: {v:?} is not a boolean; the default applies"
+                )),
             }
         }
     };
@@ -142,7 +144,11 @@ pub fn from_configmap(
         &mut policy.prefer_server_ciphers,
         &mut problems,
     );
-    boolean("ssl-session-tickets", &mut policy.session_tickets, &mut problems);
+    boolean(
+        "ssl-session-tickets",
+        &mut policy.session_tickets,
+        &mut problems,
+    );
     let mut cache_on = true;
     boolean("ssl-session-cache", &mut cache_on, &mut problems);
     if let Some(v) = get("ssl-session-cache-size") {
@@ -367,7 +373,10 @@ mod tests {
         let p = p.unwrap();
         assert_eq!(p.tls12_suites.as_ref().unwrap().len(), 6);
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].contains("DHE-RSA-AES128-GCM-SHA256"), "{problems:?}");
+        assert!(
+            problems[0].contains("DHE-RSA-AES128-GCM-SHA256"),
+            "{problems:?}"
+        );
     }
 
     #[test]
