@@ -130,9 +130,10 @@ pub fn from_configmap(
     }
     let boolean = |key: &str, into: &mut bool, problems: &mut Vec<String>| {
         if let Some(v) = get(key) {
+            // Go's `strconv.ParseBool` spellings, as the other ConfigMap booleans.
             match v {
-                "true" => *into = true,
-                "false" => *into = false,
+                "1" | "t" | "T" | "true" | "TRUE" | "True" => *into = true,
+                "0" | "f" | "F" | "false" | "FALSE" | "False" => *into = false,
                 _ => problems.push(format!(
                     "{key}: {v:?} is not a boolean; the default applies"
                 )),
