@@ -151,3 +151,63 @@ async fn bad_values_keep_the_secure_default() {
         .await
         .is_ok());
 }
+
+// Hosts with client certificates (`auth-tls-*`) get the policy's versions too: with
+// `ssl-protocols: TLSv1.3`, a TLS 1.2 client is refused for such a host as for the others.
+#[tokio::test]
+async fn client_certificate_hosts_follow_the_policy() {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "policy-ca");
+    let ca_pem = params.self_signed(&key).unwrap().pem();
+    let ca_secret = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "ca", "namespace": "default"},
+        "type": "Opaque",
+        "stringData": {"ca.crt": ca_pem},
+    })
+    .to_string();
+    let backend = support::start_echo("mtls").await;
+    let proxy = TlsProxy::start().await;
+    let server = cert(&["mtls.example"]);
+    let docs = |cm: &[(&str, &str)]| {
+        vec![
+            tls_secret("default", "server", &server),
+            ca_secret.clone(),
+            app_yaml(
+                "default",
+                "mtls",
+                "mtls.example",
+                &["mtls.example"],
+                "server",
+                backend,
+                &[
+                    ("nginx.ingress.kubernetes.io/auth-tls-secret", "default/ca"),
+                    (
+                        "nginx.ingress.kubernetes.io/auth-tls-verify-client",
+                        "optional",
+                    ),
+                ],
+            ),
+            configmap(cm),
+        ]
+    };
+    let tls12 = client_config(&[b"http/1.1"], &[&rustls::version::TLS12]);
+    proxy.apply_with(&docs(&[]), &with_configmap());
+    assert!(
+        connect_with(proxy.https, Some("mtls.example"), tls12.clone())
+            .await
+            .is_ok()
+    );
+    proxy.apply_with(&docs(&[("ssl-protocols", "TLSv1.3")]), &with_configmap());
+    assert!(connect_with(proxy.https, Some("mtls.example"), tls12)
+        .await
+        .is_err());
+    let tls13 = client_config(&[b"http/1.1"], &[&rustls::version::TLS13]);
+    assert!(connect_with(proxy.https, Some("mtls.example"), tls13)
+        .await
+        .is_ok());
+}
