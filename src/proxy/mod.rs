@@ -11,8 +11,8 @@
 
 pub mod affinity;
 mod balance;
-pub mod basic_auth;
 mod canary;
+pub mod basic_auth;
 mod client_auth;
 pub mod compress;
 mod cors;
