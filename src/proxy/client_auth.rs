@@ -35,11 +35,20 @@ pub(crate) fn handshake_config(
     default: &Arc<ServerConfig>,
     hello: &ClientHello<'_>,
 ) -> Option<(Arc<ServerConfig>, Option<Arc<ClientAuth>>)> {
+    let published = shared.load();
+    // `ssl-protocols`, `ssl-ciphers`... (routing/tls_policy.rs): one `Option` when unset.
+    let policy = published.translation.global.tls_policy.as_ref();
+    let listener = || match policy {
+        None => Some((default.clone(), None)),
+        Some(p) => Some((
+            p.server_config(default).unwrap_or_else(|| default.clone()),
+            None,
+        )),
+    };
     let Some(sni) = hello.server_name() else {
-        return Some((default.clone(), None));
+        return listener();
     };
     let auth = {
-        let published = shared.load();
         let host = normalize::host(sni);
         published
             .translation
@@ -49,14 +58,21 @@ pub(crate) fn handshake_config(
             .filter(|a| a.verify.asks())
     };
     let Some(auth) = auth else {
-        return Some((default.clone(), None));
+        return listener();
     };
-    let config = match auth.config.get() {
-        Some(config) => config.clone(),
-        None => {
-            let built = Arc::new(server_config(default, &auth)?);
-            auth.config.get_or_init(|| built).clone()
-        }
+    let config = match policy {
+        // The TLS policy's versions and suites apply to these hosts too (cached per policy).
+        Some(p) => p.client_auth_config(&auth, || {
+            let (provider, versions) = p.provider_and_versions();
+            server_config_with(default, &auth, provider, &versions)
+        })?,
+        None => match auth.config.get() {
+            Some(config) => config.clone(),
+            None => {
+                let built = Arc::new(server_config(default, &auth)?);
+                auth.config.get_or_init(|| built).clone()
+            }
+        },
     };
     Some((config, Some(auth)))
 }
@@ -65,8 +81,23 @@ pub(crate) fn handshake_config(
 /// resumption: a resumed session would skip the certificate (and tickets are shared with
 /// hosts that never asked for one).
 fn server_config(default: &ServerConfig, auth: &ClientAuth) -> Option<ServerConfig> {
-    let mut config = ServerConfig::builder_with_provider(crate::tls::provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    server_config_with(
+        default,
+        auth,
+        crate::tls::provider(),
+        &[&rustls::version::TLS13, &rustls::version::TLS12],
+    )
+}
+
+/// [`server_config`] with a TLS policy's provider (cipher suites) and versions.
+fn server_config_with(
+    default: &ServerConfig,
+    auth: &ClientAuth,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Option<ServerConfig> {
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
         .ok()?
         .with_client_cert_verifier(auth.handshake_verifier())
         .with_cert_resolver(default.cert_resolver.clone());

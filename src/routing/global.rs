@@ -83,6 +83,9 @@ pub struct Global {
     /// `load-balance`: the balancer of backends whose Service sets none; overrides
     /// `--load-balance` when set.
     pub load_balance: Option<super::Balance>,
+    /// `ssl-protocols`, `ssl-ciphers`, `ssl-prefer-server-ciphers`, `ssl-session-*` (issue 15,
+    /// `routing/tls_policy.rs`); `None`: the listener's built-in configuration.
+    pub tls_policy: Option<std::sync::Arc<super::tls_policy::TlsPolicy>>,
 }
 
 /// The `upstream-keepalive-*` keys (nginx `keepalive`, `keepalive_timeout`,
@@ -192,6 +195,7 @@ impl Default for Global {
             add_headers: Vec::new(),
             proxy_set_headers: Vec::new(),
             block: None,
+            tls_policy: None,
         }
     }
 }

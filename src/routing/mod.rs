@@ -19,6 +19,7 @@ mod policy;
 mod regex_mode;
 mod retry;
 mod table;
+pub mod tls_policy;
 pub mod traffic;
 
 pub use cors::{AllowOrigin, Cors, OriginPattern};

@@ -77,7 +77,13 @@ pub const IMPLEMENTED: &[&str] = &[
     "proxy-set-headers",
     "retry-non-idempotent",
     "server-tokens",
+    "ssl-ciphers",
+    "ssl-prefer-server-ciphers",
+    "ssl-protocols",
     "ssl-redirect",
+    "ssl-session-cache",
+    "ssl-session-cache-size",
+    "ssl-session-tickets",
     "upstream-keepalive-connections",
     "upstream-keepalive-requests",
     "upstream-keepalive-timeout",
@@ -334,6 +340,9 @@ pub fn from_data(
     global.block = block;
     problems.extend(block_problems);
     problems.extend(super::ext_auth::from_configmap(&data).1);
+    let (tls_policy, tls_problems) = crate::routing::tls_policy::from_configmap(&data);
+    global.tls_policy = tls_policy;
+    problems.extend(tls_problems);
     conditions.extend(problems.into_iter().map(|message| Condition {
         object: object.clone(),
         reason: Reason::InvalidConfigMapKey,
