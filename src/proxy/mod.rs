@@ -11,8 +11,9 @@
 
 pub mod affinity;
 mod balance;
-mod canary;
 pub mod basic_auth;
+mod buffering;
+mod canary;
 mod client_auth;
 pub mod compress;
 mod cors;
