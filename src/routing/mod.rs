@@ -3,8 +3,8 @@
 //! Knows neither kube nor hyper: hosts and paths come in as strings already normalised by
 //! [`normalize`], backends go out as addresses.
 
-pub mod basic_auth;
 pub mod canary;
+pub mod basic_auth;
 pub mod client_auth;
 pub mod compression;
 mod cors;

@@ -21,8 +21,9 @@ use k8s_openapi::api::networking::v1::Ingress;
 
 use super::backends::{Backends, Resolved, SERVICE_NAME_LABEL};
 use super::{
-    affinity, annotations, basic_auth, client_auth, custom_headers, error_pages, ext_auth, paths,
-    redirects, tls, Condition, ObjectRef, Options, Reason,
+    affinity, annotations, basic_auth, client_auth, custom_headers, error_pages, ext_auth,
+    paths, redirects, tls, Condition,
+    ObjectRef, Options, Reason,
 };
 use crate::routing::{
     Backend, BackendRef, HostMatch, Origin, Policy, Route, Target, Unavailable, VirtualHost,
