@@ -376,3 +376,22 @@ async fn values_are_validated() {
     assert_eq!(response.status, 200);
     assert_eq!(response.json()["body_bytes"], 4);
 }
+
+/// `proxy-send-timeout` still watches a buffered body: an upstream that takes none of it is
+/// cut off (504), as with a streamed one (tests/proxy.rs has the streamed case).
+#[tokio::test]
+async fn a_buffered_body_the_upstream_does_not_take_is_504() {
+    let gated = support::gated_backend().await;
+    let (proxy, _) = serve(
+        &[gated.addr],
+        &[("proxy-send-timeout", "1"), ("proxy-body-size", "0")],
+    ).await;
+    const LEN: usize = 16 << 20;
+    let mut conn = proxy.connect().await;
+    let head = format!("POST / HTTP/1.1\r\nHost: buf.example\r\ncontent-length: {LEN}\r\n\r\n");
+    conn.send(head.as_bytes()).await;
+    conn.send(&vec![b'x'; LEN]).await;
+    let (_, status, _) = conn.head().await;
+    assert_eq!(status, 504);
+    drop(gated.release);
+}

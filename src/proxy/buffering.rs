@@ -8,14 +8,17 @@
 //! `proxy-body-size` (413 beyond it, as when streaming) and across the process by
 //! [`BUDGET`]: a request whose body would not fit in what is left of it (or whose size is
 //! bounded by nothing: no `Content-Length` and `proxy-body-size: 0`) is streamed, as with
-//! `off` (docs/decisions.md, docs/security.md).
+//! `off` (docs/decisions.md, docs/security.md). HTTP/2 upstreams (`backend-protocol` GRPC,
+//! GRPCS, H2C) always stream: nginx's `grpc_pass` has no request buffering, and a streaming
+//! RPC cannot wait for the client's end.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use http_body_util::BodyExt;
 
 use super::error::ProxyError;
-use super::upstream::RetryBody;
+use super::upstream::{Progress, RetryBody};
 
 /// Most request-body bytes held in memory at once by all buffered requests of the process.
 pub const BUDGET: u64 = 256 * 1024 * 1024;
@@ -73,7 +76,13 @@ pub async fn read(
                 http::header::CONTENT_LENGTH,
                 http::HeaderValue::from(bytes.len()),
             );
-            *body = RetryBody::buffered(bytes, sent);
+            // A fresh progress record: reading the body to its end signalled `sent.sent`,
+            // which must wait for the upstream connection to take the body.
+            let fresh = Arc::new(Progress::default());
+            fresh
+                .received
+                .store(sent.received.load(Ordering::Relaxed), Ordering::Relaxed);
+            *body = RetryBody::buffered(bytes, fresh);
             Ok(Some(reservation))
         }
         Err(_) if sent.too_large.load(Ordering::Relaxed) => Err(ProxyError::PayloadTooLarge),

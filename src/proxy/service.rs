@@ -585,11 +585,12 @@ async fn proxy(
         .unwrap_or(opts.body_limit);
     let protocol = backend.protocol();
     // issue 14: `proxy-request-buffering` (proxy/buffering.rs): `on` (ingress-nginx's default)
-    // reads the whole body before the upstream is used.
-    let buffer = policy
-        .request_buffering
-        .or(global.proxy_request_buffering)
-        .unwrap_or(true);
+    // reads the whole body before the upstream is used; HTTP/2 (gRPC) upstreams stream.
+    let buffer = !protocol.is_http2()
+        && policy
+            .request_buffering
+            .or(global.proxy_request_buffering)
+            .unwrap_or(true);
     // issue 14: `proxy-http-version: "1.0"`; an HTTP/1.0 request cannot carry a body of
     // unknown length (hyper would send it empty) unless it is buffered to count it.
     let http10 = !protocol.is_http2()

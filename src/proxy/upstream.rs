@@ -297,6 +297,9 @@ fn classify(err: &hyper::Error) -> ClientFault {
 #[error("request body larger than {0} bytes")]
 pub struct BodyTooLarge(pub u64);
 
+/// Largest piece of a buffered body handed to the upstream connection at once.
+const BUFFERED_FRAME: usize = 64 * 1024;
+
 enum State {
     Parked(Arc<Mutex<Option<Incoming>>>),
     Streaming(Incoming),
@@ -499,6 +502,18 @@ impl Body for RetryBody {
                     };
                 }
                 State::Buffered(bytes) => {
+                    // Handed over in pieces (no copy), as a streamed body would be, so
+                    // `proxy-send-timeout` sees an upstream that stops taking them.
+                    if bytes.len() > BUFFERED_FRAME {
+                        let piece = bytes.split_to(BUFFERED_FRAME);
+                        self.sent
+                            .handed
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.sent
+                            .upstream_turn
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                        return Poll::Ready(Some(Ok(Frame::data(piece))));
+                    }
                     let bytes = std::mem::take(bytes);
                     self.finish();
                     return if bytes.is_empty() {

@@ -69,6 +69,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "proxy-buffering",
     "proxy-connect-timeout",
     "proxy-http-version",
+    "proxy-max-temp-file-size",
     "proxy-request-buffering",
     "proxy-next-upstream",
     "proxy-next-upstream-timeout",

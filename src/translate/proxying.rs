@@ -166,7 +166,11 @@ pub(super) fn from_configmap(
             ),
         }
     }
-    for key in ["proxy-buffer-size", "client-body-buffer-size"] {
+    for key in [
+        "proxy-buffer-size",
+        "client-body-buffer-size",
+        "proxy-max-temp-file-size",
+    ] {
         if let Some(v) = get(key) {
             if parse_size(v).is_none() {
                 invalid(key, v, "is not a size (4k, 8k, 1m)");
