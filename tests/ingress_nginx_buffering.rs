@@ -385,7 +385,8 @@ async fn a_buffered_body_the_upstream_does_not_take_is_504() {
     let (proxy, _) = serve(
         &[gated.addr],
         &[("proxy-send-timeout", "1"), ("proxy-body-size", "0")],
-    ).await;
+    )
+    .await;
     const LEN: usize = 16 << 20;
     let mut conn = proxy.connect().await;
     let head = format!("POST / HTTP/1.1\r\nHost: buf.example\r\ncontent-length: {LEN}\r\n\r\n");

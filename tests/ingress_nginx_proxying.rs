@@ -578,13 +578,35 @@ async fn mirror_host_and_request_body() {
     assert!(heads[0].contains("\r\nhost: copy.example\r\n"), "{heads:?}");
     assert!(!heads[0].contains("content-length: 4"), "{heads:?}");
 
-    // Default `mirror-request-body: on`: Portico keeps no body to copy, so a request with a
-    // body is not mirrored (counted as skipped); one without is.
+    // Default `mirror-request-body: on`: a buffered body (`proxy-request-buffering` `on`) is
+    // copied too (the recorder sees its length); a streamed one (`off`) is not kept, so that
+    // request is not mirrored (counted as skipped); one without a body is.
+    let copied = recorder(true).await;
+    let target = format!("http://{}/mirror", copied.addr);
+    let (proxy, _) = serve(
+        &[echo],
+        &[("mirror-target", target.as_str())],
+        ProxyOptions::default(),
+    )
+    .await;
+    let response = proxy
+        .raw("POST /p HTTP/1.1\r\nHost: retry.example\r\ncontent-length: 4\r\n\r\nbody")
+        .await;
+    assert_eq!(response.status, 200);
+    let heads = copied.wait_for(1).await;
+    assert!(
+        heads[0].starts_with("post /mirror http/1.1\r\n"),
+        "{heads:?}"
+    );
+    assert!(heads[0].contains("content-length: 4"), "{heads:?}");
     let mirror = recorder(true).await;
     let target = format!("http://{}/mirror", mirror.addr);
     let (proxy, _) = serve(
         &[echo],
-        &[("mirror-target", target.as_str())],
+        &[
+            ("mirror-target", target.as_str()),
+            ("proxy-request-buffering", "off"),
+        ],
         ProxyOptions::default(),
     )
     .await;

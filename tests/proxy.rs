@@ -19,7 +19,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// A proxy with one echo backend behind the catch-all route.
 /// `backend` with `proxy-request-buffering: off`: request bodies stream.
-fn streamed(backend: std::sync::Arc<portico::routing::Backend>) -> std::sync::Arc<portico::routing::Backend> {
+fn streamed(
+    backend: std::sync::Arc<portico::routing::Backend>,
+) -> std::sync::Arc<portico::routing::Backend> {
     let policy = portico::routing::Policy {
         request_buffering: Some(false),
         ..Default::default()

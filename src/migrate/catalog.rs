@@ -218,7 +218,7 @@ pub static ANNOTATIONS: &[Entry] = &[
     e("limit-whitelist", Honoured, "Alias of `limit-allowlist`."),
     e("load-balance", Different, "`round_robin`, `ewma` (also `round-robin`). Difference: applies to this Ingress's paths; ingress-nginx applies it to the Service, from the first Ingress that configures it."),
     e("mirror-host", Honoured, "`Host` of the mirrored request; default the target's host name."),
-    e("mirror-request-body", Different, "Default `on`. Difference: Portico copies no body (it streams bodies, keeps none), so with `on` a request with a body is not mirrored (counted); `off` mirrors it without its body, as nginx."),
+    e("mirror-request-body", Different, "Default `on`. Difference: a streamed body (`proxy-request-buffering: off`, or over the buffering budget) is not kept, so with `on` such a request is not mirrored (counted); a buffered body (the default) is copied; `off` mirrors without the body, as nginx."),
     e("mirror-target", Different, "Copy of each request to an `http(s)://` URL, answer discarded, on its own task: never slows or fails the main request; at most 256 in flight (more are dropped and counted), 10 s each. `$request_uri`, `$uri`, `$args`, `$is_args`, `$host` filled in, never evaluated; other variables and link-local targets are a condition. Difference: a target without a path gets the request's path (nginx: `/_mirror-UID`)."),
     e("modsecurity-snippet", Dropped, "Never interpreted; no WAF (see `enable-modsecurity`)."),
     e("modsecurity-transaction-id", NotPlanned, "ModSecurity: out of scope."),

@@ -756,6 +756,7 @@ async fn proxy(
             host: &match_host,
             headers: &headers,
             has_body,
+            body: buffered.as_ref().and_then(|_| body.copy()),
         };
         super::mirror::send(ctx, m, original);
     }

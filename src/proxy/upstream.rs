@@ -371,6 +371,18 @@ impl RetryBody {
         }
     }
 
+    /// A buffered body's bytes for another request (a mirror copy), with its own progress
+    /// record; `None` unless the body is buffered.
+    pub fn copy(&self) -> Option<RetryBody> {
+        match &self.state {
+            State::Buffered(bytes) => Some(RetryBody::buffered(
+                bytes.clone(),
+                Arc::new(Progress::default()),
+            )),
+            _ => None,
+        }
+    }
+
     /// Resolves once the whole request body has been handed to the upstream connection.
     pub fn sent(&self) -> Arc<Progress> {
         self.sent.clone()
