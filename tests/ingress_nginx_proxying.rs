@@ -215,7 +215,7 @@ async fn http_502_goes_to_the_next_endpoint() {
         assert_eq!(response.text(), "good");
     }
     assert!(bad.hits.load(Ordering::SeqCst) >= 1);
-    // A request with a body was streamed, not kept: never replayed, the 502 is the answer.
+    // POST is not idempotent (no `non_idempotent`): never replayed, the 502 is the answer.
     assert!(statuses(&proxy, "POST", 4).await.contains(&502));
 }
 
@@ -426,10 +426,13 @@ async fn proxy_http_version_1_0_speaks_http_1_0() {
         .await;
     assert_eq!(response.status, 200);
     assert_eq!(response.json()["body_bytes"], 4);
+    // A chunked body is buffered (`proxy-request-buffering` `on`) and sent with its length;
+    // streamed (`off`) it cannot be framed for HTTP/1.0: 411 (tests/ingress_nginx_buffering.rs).
     let response = proxy
         .raw("POST / HTTP/1.1\r\nHost: retry.example\r\ntransfer-encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n\r\n")
         .await;
-    assert_eq!(response.status, 411);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.json()["body_bytes"], 4);
     // `1.1` (and no annotation): HTTP/1.1, chunked bodies stream.
     let (proxy, _) = serve(
         &[echo],
@@ -567,13 +570,35 @@ async fn mirror_host_and_request_body() {
     assert!(heads[0].contains("\r\nhost: copy.example\r\n"), "{heads:?}");
     assert!(!heads[0].contains("content-length: 4"), "{heads:?}");
 
-    // Default `mirror-request-body: on`: Portico keeps no body to copy, so a request with a
-    // body is not mirrored (counted as skipped); one without is.
+    // Default `mirror-request-body: on`: a buffered body (`proxy-request-buffering` `on`) is
+    // copied too (the recorder sees its length); a streamed one (`off`) is not kept, so that
+    // request is not mirrored (counted as skipped); one without a body is.
+    let copied = recorder(true).await;
+    let target = format!("http://{}/mirror", copied.addr);
+    let (proxy, _) = serve(
+        &[echo],
+        &[("mirror-target", target.as_str())],
+        ProxyOptions::default(),
+    )
+    .await;
+    let response = proxy
+        .raw("POST /p HTTP/1.1\r\nHost: retry.example\r\ncontent-length: 4\r\n\r\nbody")
+        .await;
+    assert_eq!(response.status, 200);
+    let heads = copied.wait_for(1).await;
+    assert!(
+        heads[0].starts_with("post /mirror http/1.1\r\n"),
+        "{heads:?}"
+    );
+    assert!(heads[0].contains("content-length: 4"), "{heads:?}");
     let mirror = recorder(true).await;
     let target = format!("http://{}/mirror", mirror.addr);
     let (proxy, _) = serve(
         &[echo],
-        &[("mirror-target", target.as_str())],
+        &[
+            ("mirror-target", target.as_str()),
+            ("proxy-request-buffering", "off"),
+        ],
         ProxyOptions::default(),
     )
     .await;

@@ -18,6 +18,17 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 /// A proxy with one echo backend behind the catch-all route.
+/// `backend` with `proxy-request-buffering: off`: request bodies stream.
+fn streamed(
+    backend: std::sync::Arc<portico::routing::Backend>,
+) -> std::sync::Arc<portico::routing::Backend> {
+    let policy = portico::routing::Policy {
+        request_buffering: Some(false),
+        ..Default::default()
+    };
+    std::sync::Arc::new(backend.with_policy(std::sync::Arc::new(policy)))
+}
+
 async fn proxy_with_echo(name: &str) -> Proxy {
     let echo = start_echo(name).await;
     let proxy = Proxy::start().await;
@@ -356,7 +367,10 @@ async fn content_length_is_preserved_and_date_and_server_are_set() {
 
 #[tokio::test]
 async fn bodies_are_streamed_both_ways() {
-    let proxy = proxy_with_echo("a").await;
+    // Streaming is `proxy-request-buffering: off` (the default `on` reads the body first).
+    let echo = start_echo("a").await;
+    let proxy = Proxy::start().await;
+    publish_catch_all(&proxy.shared, streamed(endpoints(&[echo])));
     let mut conn = proxy.connect().await;
     conn.send(b"POST /?echo_body=1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
         .await;
@@ -860,7 +874,7 @@ async fn an_upstream_taking_none_of_the_body_is_504_after_the_send_timeout() {
         ..ProxyOptions::default()
     })
     .await;
-    publish_catch_all(&proxy.shared, endpoints(&[gated.addr]));
+    publish_catch_all(&proxy.shared, streamed(endpoints(&[gated.addr])));
     let stream = TcpStream::connect(proxy.addr).await.unwrap();
     let (mut read, mut write) = stream.into_split();
     const CHUNK: usize = 64 << 10;

@@ -5,9 +5,9 @@
 //! in time ([`TIMEOUT`], connect included), and its answer is discarded unread. A route
 //! without a mirror pays one `Option` check.
 //!
-//! Bodies are not copied (docs/decisions.md): Portico streams the main request's body to its
-//! upstream and keeps none. A request with a body is mirrored only with
-//! `mirror-request-body: "off"` (the copy then goes without its body, as nginx's
+//! A buffered body (`proxy-request-buffering: on`, proxy/buffering.rs) is copied with the
+//! request (the same bytes, no copy). A streamed one is not kept: such a request is mirrored
+//! only with `mirror-request-body: "off"` (the copy then goes without its body, as nginx's
 //! `mirror_request_body off`); otherwise it is skipped and counted.
 
 use std::sync::Arc;
@@ -41,12 +41,14 @@ pub(super) struct Original<'a> {
     /// The upstream request's headers, as prepared.
     pub headers: &'a HeaderMap,
     pub has_body: bool,
+    /// The body when it was buffered (`proxy-request-buffering: on`): the copy gets it.
+    pub body: Option<RetryBody>,
 }
 
 /// Spawns the copy of this request, or counts why not.
 pub(super) fn send(ctx: &Context, mirror: &Arc<Mirror>, original: Original<'_>) {
     let metrics = &ctx.options.observe.metrics;
-    if original.has_body && mirror.request_body {
+    if original.has_body && mirror.request_body && original.body.is_none() {
         metrics.mirror("skipped");
         return;
     }
@@ -60,11 +62,17 @@ pub(super) fn send(ctx: &Context, mirror: &Arc<Mirror>, original: Original<'_>) 
     };
     let mut headers = original.headers.clone();
     headers.insert(HOST, mirror.host.clone());
-    if original.has_body {
-        headers.remove(CONTENT_LENGTH);
-        headers.remove(TRANSFER_ENCODING);
-    }
-    let mut request = Request::new(RetryBody::none());
+    let body = match original.body.filter(|_| mirror.request_body) {
+        Some(body) => body,
+        None => {
+            if original.has_body {
+                headers.remove(CONTENT_LENGTH);
+                headers.remove(TRANSFER_ENCODING);
+            }
+            RetryBody::none()
+        }
+    };
+    let mut request = Request::new(body);
     *request.method_mut() = original.method.clone();
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
@@ -147,6 +155,7 @@ mod tests {
             host: "app.example",
             headers: &headers,
             has_body: false,
+            body: None,
         };
         target(m, &original).unwrap().to_string()
     }

@@ -12,6 +12,7 @@
 pub mod affinity;
 mod balance;
 pub mod basic_auth;
+mod buffering;
 mod canary;
 mod client_auth;
 pub mod compress;

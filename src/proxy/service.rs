@@ -587,14 +587,21 @@ async fn proxy(
         .or(global.proxy_body_size)
         .unwrap_or(opts.body_limit);
     let protocol = backend.protocol();
+    // issue 14: `proxy-request-buffering` (proxy/buffering.rs): `on` (ingress-nginx's default)
+    // reads the whole body before the upstream is used; HTTP/2 (gRPC) upstreams stream.
+    let buffer = !protocol.is_http2()
+        && policy
+            .request_buffering
+            .or(global.proxy_request_buffering)
+            .unwrap_or(true);
     // issue 14: `proxy-http-version: "1.0"`; an HTTP/1.0 request cannot carry a body of
-    // unknown length (hyper would send it empty), and Portico does not buffer one to count it.
+    // unknown length (hyper would send it empty) unless it is buffered to count it.
     let http10 = !protocol.is_http2()
         && policy
             .upstream_http10
             .or(global.proxy_http10)
             .unwrap_or(false);
-    if http10 && !req.body().is_end_stream() && content_length(req.headers()).is_none() {
+    if http10 && !buffer && !req.body().is_end_stream() && content_length(req.headers()).is_none() {
         return Err(fail(ProxyError::LengthRequired));
     }
     if body_limit > 0 && content_length(req.headers()).is_some_and(|n| n > body_limit) {
@@ -722,9 +729,27 @@ async fn proxy(
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     );
     let has_body = !body.is_end_stream();
+    let mut body = RetryBody::new(body, body_limit, opts.client_body_timeout);
+    // Held until the upstream exchange ends: this request's share of the buffering budget.
+    let buffered = if has_body && buffer {
+        super::buffering::read(
+            &mut body,
+            content_length(&headers),
+            body_limit,
+            &mut headers,
+        )
+        .await
+        .map_err(fail)?
+    } else {
+        None
+    };
+    if http10 && has_body && buffered.is_none() && content_length(&headers).is_none() {
+        return Err(fail(ProxyError::LengthRequired));
+    }
     // Replaying after bytes went out: idempotent methods, or all with `non_idempotent`; never
-    // a request with a body (it was streamed, not kept).
-    let replay_ok = !has_body && (idempotent || next.any(NextUpstream::NON_IDEMPOTENT));
+    // a request with a body that was streamed, not kept.
+    let replay_ok =
+        (!has_body || buffered.is_some()) && (idempotent || next.any(NextUpstream::NON_IDEMPOTENT));
     // issue 14: `mirror-target` (proxy/mirror.rs): a copy on its own task, never waited for.
     if let Some(m) = policy.mirror.as_ref().filter(|_| upgrade.is_none()) {
         let original = super::mirror::Original {
@@ -734,6 +759,7 @@ async fn proxy(
             host: &match_host,
             headers: &headers,
             has_body,
+            body: buffered.as_ref().and_then(|_| body.copy()),
         };
         super::mirror::send(ctx, m, original);
     }
@@ -773,7 +799,6 @@ async fn proxy(
         )))
     };
     let origin_form = matches!(via, Via::Pool(..));
-    let mut body = RetryBody::new(body, body_limit, opts.client_body_timeout);
     let sent = body.sent();
     seen.body = Some(sent.clone());
     let upstream_start = std::time::Instant::now();

@@ -297,9 +297,15 @@ fn classify(err: &hyper::Error) -> ClientFault {
 #[error("request body larger than {0} bytes")]
 pub struct BodyTooLarge(pub u64);
 
+/// Largest piece of a buffered body handed to the upstream connection at once.
+const BUFFERED_FRAME: usize = 64 * 1024;
+
 enum State {
     Parked(Arc<Mutex<Option<Incoming>>>),
     Streaming(Incoming),
+    /// `proxy-request-buffering: on` (proxy/buffering.rs): the whole body, read before the
+    /// first attempt; every attempt gets the same bytes.
+    Buffered(Bytes),
     Done,
 }
 
@@ -352,6 +358,31 @@ impl RetryBody {
         }
     }
 
+    /// The body read completely (`proxy-request-buffering: on`, proxy/buffering.rs), with the
+    /// same progress record, so the access log and the 413/client-fault checks still see it.
+    pub fn buffered(bytes: Bytes, sent: Arc<Progress>) -> RetryBody {
+        RetryBody {
+            state: State::Buffered(bytes),
+            sent,
+            limit: 0,
+            timeout: None,
+            idle: None,
+            armed: false,
+        }
+    }
+
+    /// A buffered body's bytes for another request (a mirror copy), with its own progress
+    /// record; `None` unless the body is buffered.
+    pub fn copy(&self) -> Option<RetryBody> {
+        match &self.state {
+            State::Buffered(bytes) => Some(RetryBody::buffered(
+                bytes.clone(),
+                Arc::new(Progress::default()),
+            )),
+            _ => None,
+        }
+    }
+
     /// Resolves once the whole request body has been handed to the upstream connection.
     pub fn sent(&self) -> Arc<Progress> {
         self.sent.clone()
@@ -368,6 +399,7 @@ impl RetryBody {
                 idle: None,
                 armed: false,
             }),
+            State::Buffered(bytes) => Some(RetryBody::buffered(bytes.clone(), self.sent.clone())),
             _ => None,
         }
     }
@@ -481,6 +513,27 @@ impl Body for RetryBody {
                         }
                     };
                 }
+                State::Buffered(bytes) => {
+                    // Handed over in pieces (no copy), as a streamed body would be, so
+                    // `proxy-send-timeout` sees an upstream that stops taking them.
+                    if bytes.len() > BUFFERED_FRAME {
+                        let piece = bytes.split_to(BUFFERED_FRAME);
+                        self.sent
+                            .handed
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.sent
+                            .upstream_turn
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                        return Poll::Ready(Some(Ok(Frame::data(piece))));
+                    }
+                    let bytes = std::mem::take(bytes);
+                    self.finish();
+                    return if bytes.is_empty() {
+                        Poll::Ready(None)
+                    } else {
+                        Poll::Ready(Some(Ok(Frame::data(bytes))))
+                    };
+                }
                 State::Done => {
                     self.sent.sent.notify_one();
                     return Poll::Ready(None);
@@ -493,6 +546,7 @@ impl Body for RetryBody {
         match &self.state {
             State::Parked(slot) => lock(slot).as_ref().is_none_or(|b| b.is_end_stream()),
             State::Streaming(body) => body.is_end_stream(),
+            State::Buffered(bytes) => bytes.is_empty(),
             State::Done => true,
         }
     }
@@ -503,6 +557,9 @@ impl Body for RetryBody {
                 .as_ref()
                 .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint()),
             State::Streaming(body) => body.size_hint(),
+            State::Buffered(bytes) => {
+                SizeHint::with_exact(u64::try_from(bytes.len()).unwrap_or(u64::MAX))
+            }
             State::Done => SizeHint::with_exact(0),
         }
     }

@@ -53,6 +53,8 @@ pub struct Global {
     pub retry_non_idempotent: bool,
     /// `proxy-http-version: "1.0"`: HTTP/1.0 to HTTP/1.x upstreams.
     pub proxy_http10: Option<bool>,
+    /// `proxy-request-buffering`: `Some(false)`: stream request bodies; `None`: `on`.
+    pub proxy_request_buffering: Option<bool>,
     /// `large-client-header-buffers` (`4 8k`): the request head may not exceed number × size.
     pub large_client_header_buffers: Option<HeaderBuffers>,
     /// `keep-alive`: how long an idle client connection stays open (overrides
@@ -183,6 +185,7 @@ impl Default for Global {
             proxy_next_upstream_tries: None,
             retry_non_idempotent: false,
             proxy_http10: None,
+            proxy_request_buffering: None,
             load_balance: None,
             large_client_header_buffers: None,
             keep_alive: None,

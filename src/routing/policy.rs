@@ -185,6 +185,10 @@ pub struct Policy {
     /// upstreams only (`backend-protocol` HTTP/2 ones keep HTTP/2).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_http10: Option<bool>,
+    /// `proxy-request-buffering`: `Some(false)` for `off` (stream the request body);
+    /// `None`: the ConfigMap's, else `on` (proxy/buffering.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_buffering: Option<bool>,
     /// `mirror-target`, `mirror-host`, `mirror-request-body` (issue 14, `translate/mirror.rs`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mirror: Option<Arc<super::Mirror>>,

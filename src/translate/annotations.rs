@@ -93,6 +93,8 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     super::proxying::PROXY_BUFFER_SIZE,
     super::proxying::PROXY_MAX_TEMP_FILE_SIZE,
     super::proxying::PROXY_HTTP_VERSION,
+    super::proxying::PROXY_REQUEST_BUFFERING,
+    super::proxying::CLIENT_BODY_BUFFER_SIZE,
     // Read by `mirror.rs` (issue 14).
     super::mirror::MIRROR_TARGET,
     super::mirror::MIRROR_HOST,

@@ -24,6 +24,8 @@ pub const PROXY_BUFFERING: &str = "proxy-buffering";
 pub const PROXY_BUFFER_SIZE: &str = "proxy-buffer-size";
 pub const PROXY_MAX_TEMP_FILE_SIZE: &str = "proxy-max-temp-file-size";
 pub const PROXY_HTTP_VERSION: &str = "proxy-http-version";
+pub const PROXY_REQUEST_BUFFERING: &str = "proxy-request-buffering";
+pub const CLIENT_BODY_BUFFER_SIZE: &str = "client-body-buffer-size";
 
 const CONDITIONS: &str = "is not a list of error, timeout, invalid_header, http_500, http_502, http_503, http_504, http_403, http_404, http_429, non_idempotent or off";
 
@@ -58,12 +60,22 @@ pub(super) fn parse<'a>(
             None => invalid(&key, value, "is neither \"1.0\" nor \"1.1\""),
         }
     }
+    if let Some((key, value)) = get(PROXY_REQUEST_BUFFERING) {
+        match on(value) {
+            Some(b) => policy.request_buffering = Some(b),
+            None => invalid(&key, value, "is neither \"on\" nor \"off\""),
+        }
+    }
     if let Some((key, value)) = get(PROXY_BUFFERING) {
         if !on_off(value) {
             invalid(&key, value, "is neither \"on\" nor \"off\"");
         }
     }
-    for name in [PROXY_BUFFER_SIZE, PROXY_MAX_TEMP_FILE_SIZE] {
+    for name in [
+        PROXY_BUFFER_SIZE,
+        PROXY_MAX_TEMP_FILE_SIZE,
+        CLIENT_BODY_BUFFER_SIZE,
+    ] {
         if let Some((key, value)) = get(name) {
             if parse_size(value).is_none() {
                 invalid(&key, value, "is not a size (4k, 8k, 1m)");
@@ -82,7 +94,16 @@ fn http10(value: &str) -> Option<bool> {
 }
 
 fn on_off(value: &str) -> bool {
-    matches!(value.trim().to_ascii_lowercase().as_str(), "on" | "off")
+    on(value).is_some()
+}
+
+/// `on` → true, `off` → false, any case (ingress-nginx `ValidateOptions(["on", "off"])`).
+fn on(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "on" => Some(true),
+        "off" => Some(false),
+        _ => None,
+    }
 }
 
 /// The ConfigMap keys of this module into `global`; `invalid(key, value, why)` reports one.
@@ -135,9 +156,25 @@ pub(super) fn from_configmap(
             invalid("proxy-buffering", v, "is neither \"on\" nor \"off\"");
         }
     }
-    if let Some(v) = get("proxy-buffer-size") {
-        if parse_size(v).is_none() {
-            invalid("proxy-buffer-size", v, "is not a size (4k, 8k, 1m)");
+    if let Some(v) = get("proxy-request-buffering") {
+        match on(v) {
+            Some(b) => global.proxy_request_buffering = Some(b),
+            None => invalid(
+                "proxy-request-buffering",
+                v,
+                "is neither \"on\" nor \"off\"",
+            ),
+        }
+    }
+    for key in [
+        "proxy-buffer-size",
+        "client-body-buffer-size",
+        "proxy-max-temp-file-size",
+    ] {
+        if let Some(v) = get(key) {
+            if parse_size(v).is_none() {
+                invalid(key, v, "is not a size (4k, 8k, 1m)");
+            }
         }
     }
 }
