@@ -630,6 +630,40 @@ mod tests {
     }
 
     #[test]
+    fn session_timeout_and_ticket_key() {
+        let (p, problems) = parse(&[("ssl-session-timeout", "1h")]);
+        assert_eq!(p.unwrap().session_timeout, Duration::from_secs(3600));
+        assert!(problems.is_empty());
+        assert_eq!(nginx_time("600"), Some(Duration::from_secs(600)));
+        assert_eq!(nginx_time("2d"), Some(Duration::from_secs(172_800)));
+        assert_eq!(nginx_time("0"), None);
+        assert_eq!(nginx_time("5x"), None);
+        // The default value is the listener's: nothing to build.
+        let (p, problems) = parse(&[("ssl-session-timeout", "10m")]);
+        assert!(p.is_none() && problems.is_empty());
+        let (p, problems) = parse(&[("ssl-session-timeout", "later")]);
+        assert!(p.is_none());
+        assert!(
+            problems[0].contains("the default 10m applies"),
+            "{problems:?}"
+        );
+        // ingress-nginx's e2e value (80 bytes).
+        let key = "WW9gcPHgfcrw6DNqY5VE2NjM6gtgUhJ4Vn6ZwRGi/7+A9TNFa4Fvfe1cmlPec9bxDoenN70aMBeZBlcrKshnKT4WJxFNLCuTHhfn4loTOEo=";
+        let (a, problems) = parse(&[("ssl-session-ticket-key", key)]);
+        assert!(problems.is_empty());
+        let (b, _) = parse(&[("ssl-session-ticket-key", key)]);
+        // Equal values, equal policies (no republish); another value differs.
+        assert!(a.as_ref().unwrap().ticket_key.is_some());
+        assert!(a == b);
+        let (c, _) = parse(&[("ssl-session-ticket-key", &key.replace('W', "X"))]);
+        assert!(a != c);
+        let (p, problems) = parse(&[("ssl-session-ticket-key", "c2VjcmV0")]);
+        assert!(p.is_none());
+        assert_eq!(problems.len(), 1);
+        assert!(!problems[0].contains("c2VjcmV0"), "{problems:?}");
+    }
+
+    #[test]
     fn builds_a_config_once() {
         let (p, _) = parse(&[("ssl-protocols", "TLSv1.3")]);
         let p = p.unwrap();
