@@ -56,7 +56,10 @@ pub struct VirtualHost {
     /// What the host changes in its handshake (client certificates, `ssl-ciphers`,
     /// `ssl-prefer-server-ciphers`; issue 15): `None` keeps the shared configuration. Set by
     /// translate after `new`.
-    #[serde(rename = "tls", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tls",
+        skip_serializing_if = "super::tls_policy::HostTls::unshown"
+    )]
     pub tls: Option<Arc<super::tls_policy::HostTls>>,
     /// Paths and rewrite targets regex mode could not use; translate reports them.
     #[serde(skip)]

@@ -549,6 +549,12 @@ impl HostTls {
         }))
     }
 
+    /// Nothing to show beside the vhost's `clientAuth` (serialisation).
+    pub fn unshown(tls: &Option<Arc<HostTls>>) -> bool {
+        tls.as_ref()
+            .is_none_or(|t| t.tls12_suites.is_none() && t.prefer_server_ciphers.is_none())
+    }
+
     /// The host's configuration over the listener's (no ConfigMap policy): built once.
     pub fn server_config(&self, listener: &ServerConfig) -> Option<Arc<ServerConfig>> {
         if let Some(c) = self.config.get() {
