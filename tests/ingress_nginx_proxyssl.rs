@@ -284,10 +284,10 @@ async fn protocols_choose_the_version() {
 }
 
 /// proxyssl.go "should set valid proxy-ssl-secret, proxy-ssl-ciphers to HIGH:!AES": an
-/// OpenSSL cipher string cannot be honoured; the condition says so and the request is served
-/// with rustls's suites.
+/// OpenSSL alias (`HIGH`) is not mapped; the condition says so and the request is served with
+/// rustls's default suites (never weaker).
 #[tokio::test]
-async fn ciphers_are_reported_not_honoured() {
+async fn unmapped_cipher_names_keep_the_default_suites() {
     let ours = pki("proxy-ca");
     let (_, server_der, server_key) = leaf(&ours, "backend", &["backend.internal"]);
     let backend = upstream(server_der, &server_key, None).await;
@@ -375,4 +375,189 @@ async fn upstream_chain(
         }
     });
     addr
+}
+
+/// An HTTPS upstream speaking TLS 1.2 with `suite` only; answers `suite=<name>`.
+async fn upstream_with_suite(
+    cert: CertificateDer<'static>,
+    key_pem: &str,
+    suite: rustls::CipherSuite,
+) -> SocketAddr {
+    use rustls::pki_types::pem::PemObject;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let base = rustls::crypto::ring::default_provider();
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: base
+            .cipher_suites
+            .iter()
+            .filter(|s| s.suite() == suite)
+            .copied()
+            .collect(),
+        ..base
+    };
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let text = format!(
+                    "suite={:?}",
+                    tls.get_ref().1.negotiated_cipher_suite().map(|s| s.suite())
+                );
+                let svc = service_fn(move |_req: Request<Incoming>| {
+                    let text = text.clone();
+                    async move { Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from(text)))) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// `proxy-ssl-ciphers` (nginx `proxy_ssl_ciphers`, mapped like `ssl-ciphers`): the backend
+/// handshake offers only the named TLS 1.2 suites. A backend that only speaks another one
+/// fails the handshake (502); one that speaks a named one is served. A list with a name
+/// rustls does not implement falls back to the default suites, with a condition.
+#[tokio::test]
+async fn ciphers_restrict_the_backend_handshake() {
+    let ours = pki("proxy-ca");
+    let (_, server_der, server_key) = leaf(&ours, "backend", &["backend.internal"]);
+    let backend = upstream_with_suite(
+        server_der,
+        &server_key,
+        rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    )
+    .await;
+    let secret = || proxy_secret(&ours.ca_pem, None);
+    let refused = setup(
+        backend,
+        &[("proxy-ssl-ciphers", "ECDHE-ECDSA-AES256-GCM-SHA384")],
+        secret(),
+    )
+    .await;
+    assert_eq!(get(&refused).await.0, 502);
+    assert!(
+        !conditions(&refused).iter().any(|m| m.contains("proxy-ssl")),
+        "{:?}",
+        conditions(&refused)
+    );
+    let matching = setup(
+        backend,
+        &[(
+            "proxy-ssl-ciphers",
+            "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256",
+        )],
+        secret(),
+    )
+    .await;
+    let (status, body) = get(&matching).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, "suite=Some(TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)");
+    let unmapped = setup(
+        backend,
+        &[(
+            "proxy-ssl-ciphers",
+            "ECDHE-ECDSA-AES256-GCM-SHA384:AES128-SHA",
+        )],
+        secret(),
+    )
+    .await;
+    assert_eq!(get(&unmapped).await.0, 200);
+    assert!(conditions(&unmapped)
+        .iter()
+        .any(|m| m.contains("proxy-ssl-ciphers") && m.contains("AES128-SHA")));
+}
+
+/// ingress-nginx `annotations/proxyssl/main.go`: a `proxy-ssl-secret` the store cannot load
+/// (missing, in another namespace, with neither a key pair nor a CA, or an unusable key
+/// pair) is `LocationDenied`, and a denied location answers 503. Portico fails closed the
+/// same way, with a condition, rather than reach the backend without the certificate.
+#[tokio::test]
+async fn an_unusable_proxy_ssl_secret_fails_closed() {
+    let ours = pki("proxy-ca");
+    let (_, server_der, server_key) = leaf(&ours, "backend", &["backend.internal"]);
+    let backend = upstream(server_der, &server_key, None).await;
+    let opaque = |data: serde_json::Value| {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "proxyssl", "namespace": "default"},
+            "type": "Opaque",
+            "stringData": data,
+        })
+        .to_string()
+    };
+    let cases = [
+        (
+            "default/missing",
+            proxy_secret(&ours.ca_pem, None),
+            "names no Secret",
+        ),
+        (
+            "other/proxyssl",
+            proxy_secret(&ours.ca_pem, None),
+            "another namespace",
+        ),
+        (
+            "default/proxyssl",
+            opaque(serde_json::json!({"auth": "user:hash"})),
+            "neither ca.crt nor tls.crt",
+        ),
+        (
+            "default/proxyssl",
+            opaque(serde_json::json!({"tls.crt": "garbage", "tls.key": "garbage"})),
+            "tls.crt/tls.key are unusable",
+        ),
+    ];
+    for (value, secret, why) in cases {
+        let proxy = setup(backend, &[("proxy-ssl-secret", value)], secret).await;
+        assert_eq!(get(&proxy).await.0, 503, "{value}");
+        let messages = conditions(&proxy);
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains(why) && m.contains("503")),
+            "{value}: {messages:?}"
+        );
+    }
+    // Portico's spelling (verification against the Secret's CA) fails closed too.
+    let proxy = TlsProxy::start().await;
+    proxy.apply(&[app_yaml(
+        "default",
+        "app",
+        "app.example",
+        &[],
+        "none",
+        backend,
+        &[
+            ("portico.dev/proxy-ssl-secret", "missing"),
+            (&format!("{NGINX}backend-protocol"), "HTTPS"),
+            (&format!("{NGINX}ssl-redirect"), "false"),
+        ],
+    )]);
+    assert_eq!(get(&proxy).await.0, 503);
+    // The control: the same Ingress with a usable Secret is served.
+    let fine = setup(
+        backend,
+        &[("proxy-ssl-secret", "default/proxyssl")],
+        proxy_secret(&ours.ca_pem, None),
+    )
+    .await;
+    assert_eq!(get(&fine).await.0, 200);
 }

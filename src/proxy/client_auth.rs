@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, DATE, LOCATION, SERVER};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
-use rustls::server::{ClientHello, NoServerSessionStorage, ServerConfig};
+use rustls::server::{ClientHello, ServerConfig};
 
 use super::error::{date_now, response_version};
 use super::ProxyBody;
@@ -26,10 +26,12 @@ pub static SSL_CLIENT_VERIFY: HeaderName = HeaderName::from_static("ssl-client-v
 pub static SSL_CLIENT_SUBJECT_DN: HeaderName = HeaderName::from_static("ssl-client-subject-dn");
 pub static SSL_CLIENT_ISSUER_DN: HeaderName = HeaderName::from_static("ssl-client-issuer-dn");
 
-/// The configuration for a handshake: the listener's own (`default`), unless the SNI names a
-/// host whose `auth-tls-verify-client` asks for a certificate; then that host's (built once
-/// per published `ClientAuth`) and the settings to verify the chain against afterwards.
-/// `None`: the host's configuration cannot be built (never expected): refuse the handshake.
+/// The configuration for a handshake: the listener's own (`default`, or the ConfigMap TLS
+/// policy's), unless the SNI names a host with its own handshake settings (`auth-tls-*` asking
+/// for a certificate, `ssl-ciphers`, `ssl-prefer-server-ciphers`: `routing::tls_policy::HostTls`);
+/// then that host's (built once per published settings) and the client certificate settings
+/// to verify the chain against afterwards. `None`: the host's configuration cannot be built
+/// (never expected): refuse the handshake rather than serve it with weaker settings.
 pub(crate) fn handshake_config(
     shared: &Shared,
     default: &Arc<ServerConfig>,
@@ -38,73 +40,26 @@ pub(crate) fn handshake_config(
     let published = shared.load();
     // `ssl-protocols`, `ssl-ciphers`... (routing/tls_policy.rs): one `Option` when unset.
     let policy = published.translation.global.tls_policy.as_ref();
-    let listener = || match policy {
-        None => Some((default.clone(), None)),
-        Some(p) => Some((
-            p.server_config(default).unwrap_or_else(|| default.clone()),
-            None,
-        )),
-    };
-    let Some(sni) = hello.server_name() else {
-        return listener();
-    };
-    let auth = {
-        let host = normalize::host(sni);
+    let host = hello.server_name().and_then(|sni| {
         published
             .translation
             .table
-            .select_vhost(&host)
-            .and_then(|v| v.client_auth.clone())
-            .filter(|a| a.verify.asks())
-    };
-    let Some(auth) = auth else {
-        return listener();
+            .select_vhost(&normalize::host(sni))
+            .and_then(|v| v.tls.clone())
+    });
+    let Some(host) = host else {
+        let config = match policy {
+            None => default.clone(),
+            Some(p) => p.server_config(default).unwrap_or_else(|| default.clone()),
+        };
+        return Some((config, None));
     };
     let config = match policy {
-        // The TLS policy's versions and suites apply to these hosts too (cached per policy).
-        Some(p) => p.client_auth_config(&auth, || {
-            let (provider, versions) = p.provider_and_versions();
-            server_config_with(default, &auth, provider, &versions)
-        })?,
-        None => match auth.config.get() {
-            Some(config) => config.clone(),
-            None => {
-                let built = Arc::new(server_config(default, &auth)?);
-                auth.config.get_or_init(|| built).clone()
-            }
-        },
+        // The TLS policy's versions and sessions apply to these hosts too (cached per policy).
+        Some(p) => p.host_config(&host, default)?,
+        None => host.server_config(default)?,
     };
-    Some((config, Some(auth)))
-}
-
-/// The listener's configuration with this host's client certificate verifier. No session
-/// resumption: a resumed session would skip the certificate (and tickets are shared with
-/// hosts that never asked for one).
-fn server_config(default: &ServerConfig, auth: &ClientAuth) -> Option<ServerConfig> {
-    server_config_with(
-        default,
-        auth,
-        crate::tls::provider(),
-        &[&rustls::version::TLS13, &rustls::version::TLS12],
-    )
-}
-
-/// [`server_config`] with a TLS policy's provider (cipher suites) and versions.
-fn server_config_with(
-    default: &ServerConfig,
-    auth: &ClientAuth,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-    versions: &[&'static rustls::SupportedProtocolVersion],
-) -> Option<ServerConfig> {
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
-        .ok()?
-        .with_client_cert_verifier(auth.handshake_verifier())
-        .with_cert_resolver(default.cert_resolver.clone());
-    config.alpn_protocols = default.alpn_protocols.clone();
-    config.session_storage = Arc::new(NoServerSessionStorage {});
-    config.send_tls13_tickets = 0;
-    Some(config)
+    Some((config, host.client_auth.clone()))
 }
 
 /// Verifies what a finished handshake's client presented, when the handshake asked.

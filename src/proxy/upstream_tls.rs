@@ -13,11 +13,21 @@ use crate::routing::{Protocol, UpstreamTls};
 /// The rustls client configuration for one protocol: ALPN `h2` for GRPCS, `http/1.1` for
 /// HTTPS (hyper-rustls sets ALPN from the enabled versions).
 ///
-/// `verify` (`proxy-ssl-*`, issue 15) adds: the CA bundle, the versions, the client
-/// certificate, whether SNI is sent and the chain depth.
+/// `verify` (`proxy-ssl-*`, issue 15) adds: the CA bundle, the versions, the TLS 1.2 suites,
+/// the client certificate, whether SNI is sent and the chain depth.
 pub fn client_config(protocol: Protocol, verify: Option<&UpstreamTls>) -> ClientConfig {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verify = verify.filter(|_| protocol.is_tls());
+    // `proxy-ssl-ciphers`: the named TLS 1.2 suites only.
+    let provider = match verify.and_then(|v| v.ciphers.as_deref()) {
+        Some(names) => {
+            let suites: Vec<_> = names
+                .iter()
+                .filter_map(|n| crate::routing::tls_policy::suite_named(n))
+                .collect();
+            crate::routing::tls_policy::provider_with(Some(&suites))
+        }
+        None => Arc::new(rustls::crypto::ring::default_provider()),
+    };
     let versions: &[&'static rustls::SupportedProtocolVersion] =
         match verify.and_then(|v| v.tls13_only) {
             Some(true) => &[&rustls::version::TLS13],

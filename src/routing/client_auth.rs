@@ -10,12 +10,12 @@
 //! key: the `CertificateVerify` signature), and the chain is verified against the CA bundle
 //! (and CRL) right after the handshake.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ServerConfig, WebPkiClientVerifier};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use serde::Serialize;
 
@@ -78,10 +78,6 @@ pub struct ClientAuth {
     /// Verifies a client chain against the bundle (and CRL), after the handshake.
     #[serde(skip)]
     verifier: Arc<dyn ClientCertVerifier>,
-    /// The rustls configuration of this host's handshakes, built on first use from the
-    /// listener's (see `proxy::client_auth`).
-    #[serde(skip)]
-    pub config: OnceLock<Arc<ServerConfig>>,
 }
 
 fn regex_text<S: serde::Serializer>(r: &Option<regex::Regex>, s: S) -> Result<S::Ok, S::Error> {
@@ -176,7 +172,6 @@ impl ClientAuth {
             ca_der,
             crl_der,
             verifier,
-            config: OnceLock::new(),
         })
     }
 

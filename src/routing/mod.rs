@@ -20,6 +20,7 @@ mod regex_mode;
 mod retry;
 mod table;
 pub mod tls_policy;
+pub mod tls_session;
 pub mod traffic;
 
 pub use cors::{AllowOrigin, Cors, OriginPattern};

@@ -98,6 +98,10 @@ pub struct UpstreamTls {
     /// `proxy-ssl-verify-depth`: most certificates above the upstream's, the CA included.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verify_depth: Option<u32>,
+    /// `proxy-ssl-ciphers`: the TLS 1.2 suites offered, by OpenSSL name (`None`: all of
+    /// rustls's; TLS 1.3 suites are never restricted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ciphers: Option<Vec<&'static str>>,
 }
 
 impl UpstreamTls {

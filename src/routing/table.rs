@@ -53,6 +53,14 @@ pub struct VirtualHost {
     /// Ingress that sets them. Set by translate after `new`.
     #[serde(rename = "clientAuth", skip_serializing_if = "Option::is_none")]
     pub client_auth: Option<Arc<super::client_auth::ClientAuth>>,
+    /// What the host changes in its handshake (client certificates, `ssl-ciphers`,
+    /// `ssl-prefer-server-ciphers`; issue 15): `None` keeps the shared configuration. Set by
+    /// translate after `new`.
+    #[serde(
+        rename = "tls",
+        skip_serializing_if = "super::tls_policy::HostTls::unshown"
+    )]
+    pub tls: Option<Arc<super::tls_policy::HostTls>>,
     /// Paths and rewrite targets regex mode could not use; translate reports them.
     #[serde(skip)]
     regex_problems: Vec<RegexProblem>,
@@ -138,6 +146,7 @@ impl VirtualHost {
             regex,
             app_root,
             client_auth: None,
+            tls: None,
             regex_problems,
         }
     }

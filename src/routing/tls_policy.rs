@@ -1,16 +1,25 @@
 //! TLS policy of the HTTPS listener (issue 15): the controller ConfigMap's `ssl-protocols`,
-//! `ssl-ciphers`, `ssl-prefer-server-ciphers`, `ssl-session-cache`, `ssl-session-cache-size`
-//! and `ssl-session-tickets`, parsed once at translate time. `None` in `Global` when every key
-//! is absent or at ingress-nginx's default, so a handshake pays one `Option` check and keeps
-//! the listener's own configuration. The rustls configuration is built once per published
-//! policy (on the first handshake that needs it) and cached here, never per handshake.
+//! `ssl-ciphers`, `ssl-prefer-server-ciphers`, `ssl-session-cache`, `ssl-session-cache-size`,
+//! `ssl-session-tickets`, `ssl-session-timeout` and `ssl-session-ticket-key`, parsed once at
+//! translate time. `None` in `Global` when every key is absent or at ingress-nginx's default,
+//! so a handshake pays one `Option` check and keeps the listener's own configuration. The
+//! rustls configuration is built once per published policy (on the first handshake that
+//! needs it) and cached here, never per handshake.
+//!
+//! [`HostTls`] is what one host (nginx `server`) changes in its handshake: client
+//! certificates (`auth-tls-*`) and the `ssl-ciphers` / `ssl-prefer-server-ciphers`
+//! annotations. A host with one gets its own configuration, chosen by SNI; the others keep the
+//! shared one.
 
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use super::client_auth::ClientAuth;
+use super::tls_session::{KeyedTicketer, TimedSessions, TimedTickets, DEFAULT_TIMEOUT};
 
-use rustls::server::ServerConfig;
+use rustls::server::{ProducesTickets, ServerConfig, StoresServerSessions};
 use rustls::{CipherSuite, ProtocolVersion};
+use serde::Serialize;
 
 /// ingress-nginx's `ssl-session-cache-size` default (`10m`, in nginx's shared-cache size): a
 /// megabyte holds about 4000 sessions, so the listener's 4096-entry cache is the same order.
@@ -32,14 +41,28 @@ pub struct TlsPolicy {
     /// `ssl-session-tickets` (default `false` in ingress-nginx; Portico keeps its listener's
     /// `true` unless the key says `false`: docs/decisions.md).
     pub session_tickets: bool,
+    /// `ssl-session-timeout` (default 10m): sessions older than this are not resumed.
+    pub session_timeout: Duration,
+    /// `ssl-session-ticket-key`: tickets sealed with a key derived from it; `None`: random
+    /// keys (rustls's ticketer, rotated every 6 hours).
+    pub ticket_key: Option<Arc<KeyedTicketer>>,
     config: OnceLock<Arc<ServerConfig>>,
-    /// The configurations of hosts with client certificates under this policy, built once
-    /// each (bounded: cleared when full). Only handshakes of such hosts lock it.
-    client_auth: Mutex<Vec<(Arc<ClientAuth>, Arc<ServerConfig>)>>,
+    /// The session cache and ticketer every configuration of this policy shares (so a
+    /// session made on one host's configuration is found from another's; rustls still
+    /// checks the SNI and the suite before resuming).
+    sessions: OnceLock<Sessions>,
+    /// The configurations of hosts with their own handshake settings under this policy,
+    /// built once each (bounded: cleared when full). Only handshakes of such hosts lock it.
+    hosts: Mutex<Vec<(Arc<HostTls>, Arc<ServerConfig>)>>,
 }
 
-/// How many host configurations with client certificates one policy caches.
-const MAX_CLIENT_AUTH_CONFIGS: usize = 1024;
+type Sessions = (
+    Arc<dyn StoresServerSessions>,
+    Option<Arc<dyn ProducesTickets>>,
+);
+
+/// How many host configurations one policy caches.
+const MAX_HOST_CONFIGS: usize = 1024;
 
 impl PartialEq for TlsPolicy {
     fn eq(&self, other: &Self) -> bool {
@@ -48,6 +71,28 @@ impl PartialEq for TlsPolicy {
             && self.prefer_server_ciphers == other.prefer_server_ciphers
             && self.session_cache == other.session_cache
             && self.session_tickets == other.session_tickets
+            && self.session_timeout == other.session_timeout
+            && self.ticket_key.as_ref().map(|k| k.name())
+                == other.ticket_key.as_ref().map(|k| k.name())
+    }
+}
+
+impl TlsPolicy {
+    /// What the listener does without any key (`tls::server_config`): TLS 1.3 and 1.2, every
+    /// suite, the server's order, a 4096-session cache, tickets, 10 minutes.
+    fn builtin() -> TlsPolicy {
+        TlsPolicy {
+            versions: vec![ProtocolVersion::TLSv1_3, ProtocolVersion::TLSv1_2],
+            tls12_suites: None,
+            prefer_server_ciphers: true,
+            session_cache: DEFAULT_SESSION_CACHE,
+            session_tickets: true,
+            session_timeout: DEFAULT_TIMEOUT,
+            ticket_key: None,
+            config: OnceLock::new(),
+            sessions: OnceLock::new(),
+            hosts: Mutex::new(Vec::new()),
+        }
     }
 }
 
@@ -86,15 +131,7 @@ pub fn from_configmap(
 ) -> (Option<Arc<TlsPolicy>>, Vec<String>) {
     let mut problems = Vec::new();
     let get = |k: &str| data.get(k).map(|v| v.trim());
-    let mut policy = TlsPolicy {
-        versions: vec![ProtocolVersion::TLSv1_3, ProtocolVersion::TLSv1_2],
-        tls12_suites: None,
-        prefer_server_ciphers: true,
-        session_cache: DEFAULT_SESSION_CACHE,
-        session_tickets: true,
-        config: OnceLock::new(),
-        client_auth: Mutex::new(Vec::new()),
-    };
+    let mut policy = TlsPolicy::builtin();
     if let Some(v) = get("ssl-protocols") {
         let (versions, refused) = protocols(v);
         if !refused.is_empty() {
@@ -164,15 +201,25 @@ pub fn from_configmap(
     if !cache_on {
         policy.session_cache = 0;
     }
-    let builtin = TlsPolicy {
-        versions: vec![ProtocolVersion::TLSv1_3, ProtocolVersion::TLSv1_2],
-        tls12_suites: None,
-        prefer_server_ciphers: true,
-        session_cache: DEFAULT_SESSION_CACHE,
-        session_tickets: true,
-        config: OnceLock::new(),
-        client_auth: Mutex::new(Vec::new()),
-    };
+    if let Some(v) = get("ssl-session-timeout") {
+        match nginx_time(v) {
+            Some(timeout) => policy.session_timeout = timeout,
+            None => problems.push(format!(
+                "ssl-session-timeout: {:?} is not a time (e.g. 10m, 1h, 600); the default 10m applies",
+                v.chars().take(32).collect::<String>()
+            )),
+        }
+    }
+    if let Some(v) = get("ssl-session-ticket-key").filter(|v| !v.is_empty()) {
+        // Never echo the value: it is a secret.
+        match KeyedTicketer::from_base64(v) {
+            Ok(key) => policy.ticket_key = Some(Arc::new(key)),
+            Err(why) => problems.push(format!(
+                "ssl-session-ticket-key: the value {why}; tickets use random keys"
+            )),
+        }
+    }
+    let builtin = TlsPolicy::builtin();
     // The listener's built-in configuration is already this: nothing to build unless a key
     // says otherwise.
     let any_key = [
@@ -182,6 +229,8 @@ pub fn from_configmap(
         "ssl-session-cache",
         "ssl-session-cache-size",
         "ssl-session-tickets",
+        "ssl-session-timeout",
+        "ssl-session-ticket-key",
     ]
     .iter()
     .any(|k| data.contains_key(*k));
@@ -213,8 +262,9 @@ fn protocols(v: &str) -> (Vec<ProtocolVersion>, Vec<String>) {
 
 /// `ssl-ciphers`: an OpenSSL cipher list (`:`, `,` or space separated). Names rustls lacks and
 /// OpenSSL operators (`!aNULL`, `+X`, `@STRENGTH`, aliases such as `HIGH`) are refused: a
-/// list means exactly the suites it names.
-fn ciphers(v: &str) -> (Vec<CipherSuite>, Vec<String>) {
+/// list means exactly the suites it names. Also the `ssl-ciphers` and `proxy-ssl-ciphers`
+/// annotations' mapping.
+pub fn ciphers(v: &str) -> (Vec<CipherSuite>, Vec<String>) {
     let mut suites = Vec::new();
     let mut refused = Vec::new();
     for name in v.split([':', ',', ' ']).filter(|s| !s.is_empty()) {
@@ -233,6 +283,42 @@ fn ciphers(v: &str) -> (Vec<CipherSuite>, Vec<String>) {
         }
     }
     (suites, refused)
+}
+
+/// The OpenSSL name of a TLS 1.2 suite of the mapping.
+pub fn openssl_name(suite: CipherSuite) -> Option<&'static str> {
+    OPENSSL_NAMES
+        .iter()
+        .find(|(_, s)| *s == suite)
+        .map(|(n, _)| *n)
+}
+
+/// The suite an OpenSSL name of the mapping stands for.
+pub fn suite_named(name: &str) -> Option<CipherSuite> {
+    OPENSSL_NAMES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| *s)
+}
+
+/// nginx times: `10m`, `1h`, `30s`, `1d`, `600` (seconds); at least one second.
+fn nginx_time(v: &str) -> Option<Duration> {
+    let (digits, unit) = match v.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&v[..i], c.to_ascii_lowercase()),
+        _ => (v, 's'),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let factor = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs)
 }
 
 /// nginx sizes: `10m`, `512k`, `1048576`.
@@ -260,87 +346,222 @@ impl TlsPolicy {
         if let Some(c) = self.config.get() {
             return Some(c.clone());
         }
-        let built = Arc::new(self.build(listener)?);
+        let built = Arc::new(build(listener, Some(self), None)?);
         Some(self.config.get_or_init(|| built).clone())
     }
 
-    /// The configuration of a host with client certificates under this policy: built by
-    /// `build` on first use per (policy, host settings), then cached.
-    pub fn client_auth_config(
+    /// The configuration of a host with its own handshake settings under this policy: built
+    /// on first use per (policy, host settings), then cached.
+    pub fn host_config(
         &self,
-        auth: &Arc<ClientAuth>,
-        build: impl FnOnce() -> Option<ServerConfig>,
+        host: &Arc<HostTls>,
+        listener: &ServerConfig,
     ) -> Option<Arc<ServerConfig>> {
-        let mut cache = self.client_auth.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, c)) = cache.iter().find(|(a, _)| Arc::ptr_eq(a, auth)) {
+        let mut cache = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, c)) = cache.iter().find(|(h, _)| Arc::ptr_eq(h, host)) {
             return Some(c.clone());
         }
-        let built = Arc::new(build()?);
-        if cache.len() >= MAX_CLIENT_AUTH_CONFIGS {
+        let built = Arc::new(build(listener, Some(self), Some(host))?);
+        if cache.len() >= MAX_HOST_CONFIGS {
             cache.clear();
         }
-        cache.push((auth.clone(), built.clone()));
+        cache.push((host.clone(), built.clone()));
         Some(built)
     }
 
-    /// The crypto provider (its cipher suites filtered by `ssl-ciphers`) and the versions.
-    pub fn provider_and_versions(
-        &self,
-    ) -> (
-        Arc<rustls::crypto::CryptoProvider>,
-        Vec<&'static rustls::SupportedProtocolVersion>,
-    ) {
-        let base = rustls::crypto::ring::default_provider();
-        let cipher_suites = match &self.tls12_suites {
-            None => base.cipher_suites.clone(),
-            Some(wanted) => {
-                // TLS 1.3 suites first (the provider's order), then the listed TLS 1.2 ones
-                // in the listed order.
-                let mut suites: Vec<_> = base
-                    .cipher_suites
-                    .iter()
-                    .filter(|s| s.version() == &rustls::version::TLS13)
-                    .copied()
-                    .collect();
-                for w in wanted {
-                    suites.extend(base.cipher_suites.iter().filter(|s| s.suite() == *w));
-                }
-                suites
+    /// The session cache and ticketer of this policy, made once (with the listener's clock).
+    fn sessions(&self, listener: &ServerConfig) -> Sessions {
+        self.sessions
+            .get_or_init(|| {
+                let time = listener.time_provider.clone();
+                let storage: Arc<dyn StoresServerSessions> = if self.session_cache == 0 {
+                    Arc::new(rustls::server::NoServerSessionStorage {})
+                } else {
+                    Arc::new(TimedSessions::new(
+                        rustls::server::ServerSessionMemoryCache::new(self.session_cache),
+                        self.session_timeout,
+                        time.clone(),
+                    ))
+                };
+                let ticketer = if self.session_tickets {
+                    let inner: Option<Arc<dyn ProducesTickets>> = match &self.ticket_key {
+                        Some(key) => Some(key.clone()),
+                        None => rustls::crypto::ring::Ticketer::new().ok(),
+                    };
+                    inner.map(|inner| {
+                        Arc::new(TimedTickets::new(inner, self.session_timeout, time))
+                            as Arc<dyn ProducesTickets>
+                    })
+                } else {
+                    None
+                };
+                (storage, ticketer)
+            })
+            .clone()
+    }
+}
+
+/// A crypto provider with every TLS 1.3 suite and, of TLS 1.2, `tls12` in its order (`None`:
+/// all of them).
+pub fn provider_with(tls12: Option<&[CipherSuite]>) -> Arc<rustls::crypto::CryptoProvider> {
+    let base = rustls::crypto::ring::default_provider();
+    let cipher_suites = match tls12 {
+        None => base.cipher_suites.clone(),
+        Some(wanted) => {
+            // TLS 1.3 suites first (the provider's order), then the listed TLS 1.2 ones in
+            // the listed order.
+            let mut suites: Vec<_> = base
+                .cipher_suites
+                .iter()
+                .filter(|s| s.version() == &rustls::version::TLS13)
+                .copied()
+                .collect();
+            for w in wanted {
+                suites.extend(base.cipher_suites.iter().filter(|s| s.suite() == *w));
             }
-        };
-        let provider = rustls::crypto::CryptoProvider {
-            cipher_suites,
-            ..base
-        };
-        let versions = self
+            suites
+        }
+    };
+    Arc::new(rustls::crypto::CryptoProvider {
+        cipher_suites,
+        ..base
+    })
+}
+
+/// One handshake configuration: the listener's certificates, ALPN and clock; the policy's
+/// versions, suites, order and sessions (the listener's own without a policy); the host's
+/// client certificates and suites over them.
+fn build(
+    listener: &ServerConfig,
+    policy: Option<&TlsPolicy>,
+    host: Option<&HostTls>,
+) -> Option<ServerConfig> {
+    let suites = host
+        .and_then(|h| h.tls12_suites.as_deref())
+        .or_else(|| policy.and_then(|p| p.tls12_suites.as_deref()));
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> = match policy {
+        None => vec![&rustls::version::TLS13, &rustls::version::TLS12],
+        Some(p) => p
             .versions
             .iter()
             .map(|v| match v {
                 ProtocolVersion::TLSv1_2 => &rustls::version::TLS12,
                 _ => &rustls::version::TLS13,
             })
-            .collect();
-        (Arc::new(provider), versions)
+            .collect(),
+    };
+    let builder =
+        ServerConfig::builder_with_details(provider_with(suites), listener.time_provider.clone())
+            .with_protocol_versions(&versions)
+            .ok()?;
+    let auth = host.and_then(|h| h.client_auth.as_ref());
+    let mut config = match auth {
+        Some(auth) => builder.with_client_cert_verifier(auth.handshake_verifier()),
+        None => builder.with_no_client_auth(),
+    }
+    .with_cert_resolver(listener.cert_resolver.clone());
+    config.alpn_protocols = listener.alpn_protocols.clone();
+    config.ignore_client_order = host
+        .and_then(|h| h.prefer_server_ciphers)
+        .unwrap_or(policy.map_or(listener.ignore_client_order, |p| p.prefer_server_ciphers));
+    if auth.is_some() {
+        // No session resumption: a resumed session would skip the certificate (and sessions
+        // are shared with hosts that never asked for one).
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+    } else if let Some(p) = policy {
+        let (storage, ticketer) = p.sessions(listener);
+        config.session_storage = storage;
+        if let Some(ticketer) = ticketer {
+            config.ticketer = ticketer;
+        }
+    } else {
+        config.session_storage = listener.session_storage.clone();
+        config.ticketer = listener.ticketer.clone();
+    }
+    Some(config)
+}
+
+/// What one host changes in its handshake (nginx `server`-level settings, issue 15): client
+/// certificates when `auth-tls-verify-client` asks for one, and the `ssl-ciphers` /
+/// `ssl-prefer-server-ciphers` annotations of its oldest Ingress that sets each. Equality
+/// ignores the built configuration.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostTls {
+    /// Shown under the vhost's `clientAuth`.
+    #[serde(skip)]
+    pub client_auth: Option<Arc<ClientAuth>>,
+    /// `ssl-ciphers`: the TLS 1.2 suites (TLS 1.3 is never restricted, as nginx's).
+    #[serde(
+        rename = "sslCiphers",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "suite_names"
+    )]
+    pub tls12_suites: Option<Vec<CipherSuite>>,
+    /// `ssl-prefer-server-ciphers`: rustls `ignore_client_order`.
+    #[serde(
+        rename = "sslPreferServerCiphers",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prefer_server_ciphers: Option<bool>,
+    /// Without a ConfigMap policy: the configuration, built on the first handshake.
+    #[serde(skip)]
+    config: OnceLock<Arc<ServerConfig>>,
+}
+
+impl PartialEq for HostTls {
+    fn eq(&self, other: &Self) -> bool {
+        self.client_auth == other.client_auth
+            && self.tls12_suites == other.tls12_suites
+            && self.prefer_server_ciphers == other.prefer_server_ciphers
+    }
+}
+
+fn suite_names<S: serde::Serializer>(
+    suites: &Option<Vec<CipherSuite>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let names: Vec<&str> = suites
+        .iter()
+        .flatten()
+        .filter_map(|suite| openssl_name(*suite))
+        .collect();
+    names.serialize(s)
+}
+
+impl HostTls {
+    /// `None` when the host changes nothing (its handshakes keep the shared configuration).
+    pub fn new(
+        client_auth: Option<Arc<ClientAuth>>,
+        tls12_suites: Option<Vec<CipherSuite>>,
+        prefer_server_ciphers: Option<bool>,
+    ) -> Option<Arc<HostTls>> {
+        let client_auth = client_auth.filter(|a| a.verify.asks());
+        if client_auth.is_none() && tls12_suites.is_none() && prefer_server_ciphers.is_none() {
+            return None;
+        }
+        Some(Arc::new(HostTls {
+            client_auth,
+            tls12_suites,
+            prefer_server_ciphers,
+            config: OnceLock::new(),
+        }))
     }
 
-    fn build(&self, listener: &ServerConfig) -> Option<ServerConfig> {
-        let (provider, versions) = self.provider_and_versions();
-        let mut config = ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&versions)
-            .ok()?
-            .with_no_client_auth()
-            .with_cert_resolver(listener.cert_resolver.clone());
-        config.alpn_protocols = listener.alpn_protocols.clone();
-        config.ignore_client_order = self.prefer_server_ciphers;
-        config.session_storage = if self.session_cache == 0 {
-            Arc::new(rustls::server::NoServerSessionStorage {})
-        } else {
-            rustls::server::ServerSessionMemoryCache::new(self.session_cache)
-        };
-        if self.session_tickets {
-            config.ticketer = rustls::crypto::ring::Ticketer::new().ok()?;
+    /// Nothing to show beside the vhost's `clientAuth` (serialisation).
+    pub fn unshown(tls: &Option<Arc<HostTls>>) -> bool {
+        tls.as_ref()
+            .is_none_or(|t| t.tls12_suites.is_none() && t.prefer_server_ciphers.is_none())
+    }
+
+    /// The host's configuration over the listener's (no ConfigMap policy): built once.
+    pub fn server_config(&self, listener: &ServerConfig) -> Option<Arc<ServerConfig>> {
+        if let Some(c) = self.config.get() {
+            return Some(c.clone());
         }
-        Some(config)
+        let built = Arc::new(build(listener, None, Some(self))?);
+        Some(self.config.get_or_init(|| built).clone())
     }
 }
 
@@ -412,6 +633,40 @@ mod tests {
         assert_eq!(p.unwrap().session_cache, 8192);
         let (_, problems) = parse(&[("ssl-session-cache-size", "lots")]);
         assert_eq!(problems.len(), 1);
+    }
+
+    #[test]
+    fn session_timeout_and_ticket_key() {
+        let (p, problems) = parse(&[("ssl-session-timeout", "1h")]);
+        assert_eq!(p.unwrap().session_timeout, Duration::from_secs(3600));
+        assert!(problems.is_empty());
+        assert_eq!(nginx_time("600"), Some(Duration::from_secs(600)));
+        assert_eq!(nginx_time("2d"), Some(Duration::from_secs(172_800)));
+        assert_eq!(nginx_time("0"), None);
+        assert_eq!(nginx_time("5x"), None);
+        // The default value is the listener's: nothing to build.
+        let (p, problems) = parse(&[("ssl-session-timeout", "10m")]);
+        assert!(p.is_none() && problems.is_empty());
+        let (p, problems) = parse(&[("ssl-session-timeout", "later")]);
+        assert!(p.is_none());
+        assert!(
+            problems[0].contains("the default 10m applies"),
+            "{problems:?}"
+        );
+        // ingress-nginx's e2e value (80 bytes).
+        let key = "WW9gcPHgfcrw6DNqY5VE2NjM6gtgUhJ4Vn6ZwRGi/7+A9TNFa4Fvfe1cmlPec9bxDoenN70aMBeZBlcrKshnKT4WJxFNLCuTHhfn4loTOEo=";
+        let (a, problems) = parse(&[("ssl-session-ticket-key", key)]);
+        assert!(problems.is_empty());
+        let (b, _) = parse(&[("ssl-session-ticket-key", key)]);
+        // Equal values, equal policies (no republish); another value differs.
+        assert!(a.as_ref().unwrap().ticket_key.is_some());
+        assert!(a == b);
+        let (c, _) = parse(&[("ssl-session-ticket-key", &key.replace('W', "X"))]);
+        assert!(a != c);
+        let (p, problems) = parse(&[("ssl-session-ticket-key", "c2VjcmV0")]);
+        assert!(p.is_none());
+        assert_eq!(problems.len(), 1);
+        assert!(!problems[0].contains("c2VjcmV0"), "{problems:?}");
     }
 
     #[test]

@@ -117,15 +117,39 @@ pub fn connection_info(conn: &rustls::ServerConnection) -> TlsInfo {
 }
 
 /// The rustls server configuration for the HTTPS listener (spec §5.4): TLS 1.3 and 1.2 with
-/// the provider's AEAD suites, ALPN `h2` then `http/1.1`, no client certificates, session
-/// resumption by tickets and by a session cache, certificates from `resolver`.
+/// the provider's AEAD suites in the server's order (ingress-nginx's default
+/// `ssl-prefer-server-ciphers: true`), ALPN `h2` then `http/1.1`, no client certificates,
+/// session resumption by tickets and by a session cache, both for 10 minutes
+/// (ingress-nginx's default `ssl-session-timeout`), certificates from `resolver`.
 pub fn server_config(resolver: Arc<Resolver>) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut config = ServerConfig::builder_with_provider(provider())
+    server_config_with_clock(
+        resolver,
+        Arc::new(rustls::time_provider::DefaultTimeProvider),
+    )
+}
+
+/// [`server_config`] with the clock that dates sessions and tickets (and verifies client
+/// certificates); every configuration derived from it (TLS policy, per host) keeps it.
+pub fn server_config_with_clock(
+    resolver: Arc<Resolver>,
+    time: Arc<dyn rustls::time_provider::TimeProvider>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    use crate::routing::tls_session::{TimedSessions, TimedTickets, DEFAULT_TIMEOUT};
+    let mut config = ServerConfig::builder_with_details(provider(), time.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
-    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
-    config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
+    config.ignore_client_order = true;
+    config.ticketer = Arc::new(TimedTickets::new(
+        rustls::crypto::ring::Ticketer::new()?,
+        DEFAULT_TIMEOUT,
+        time.clone(),
+    ));
+    config.session_storage = Arc::new(TimedSessions::new(
+        rustls::server::ServerSessionMemoryCache::new(4096),
+        DEFAULT_TIMEOUT,
+        time,
+    ));
     Ok(Arc::new(config))
 }

@@ -140,6 +140,9 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     super::proxy_ssl::PROXY_SSL_PROTOCOLS,
     super::proxy_ssl::PROXY_SSL_VERIFY_DEPTH,
     super::proxy_ssl::PROXY_SSL_CIPHERS,
+    // Read by `ssl_ciphers.rs` (issue 15: per-host TLS policy).
+    super::ssl_ciphers::SSL_CIPHERS,
+    super::ssl_ciphers::SSL_PREFER_SERVER_CIPHERS,
     // Read by `ext_auth.rs` (issue 15: external authentication).
     super::ext_auth::AUTH_URL,
     super::ext_auth::AUTH_METHOD,

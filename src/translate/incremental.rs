@@ -22,7 +22,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use super::backends::{Backends, Resolved, SERVICE_NAME_LABEL};
 use super::{
     affinity, annotations, basic_auth, client_auth, custom_headers, error_pages, ext_auth, paths,
-    redirects, tls, Condition, ObjectRef, Options, Reason,
+    redirects, ssl_ciphers, tls, Condition, ObjectRef, Options, Reason,
 };
 use crate::routing::{
     Backend, BackendRef, HostMatch, Origin, Policy, Route, Target, Unavailable, VirtualHost,
@@ -280,6 +280,11 @@ pub(super) struct Part {
     pub scoped: affinity::View,
     /// `auth-tls-*`: client certificates for its hosts (the oldest Ingress of a host decides).
     pub client_auth: Option<Arc<crate::routing::client_auth::ClientAuth>>,
+    /// `ssl-ciphers`: TLS 1.2 suites for its hosts (the oldest Ingress of a host that sets it
+    /// decides).
+    pub ssl_ciphers: Option<Vec<rustls::CipherSuite>>,
+    /// `ssl-prefer-server-ciphers` (likewise, separately).
+    pub prefer_server_ciphers: Option<bool>,
 }
 
 #[derive(Clone)]
@@ -489,6 +494,8 @@ pub(super) fn derive(
             canary: Some(Arc::new(canary)),
             scoped,
             client_auth: None,
+            ssl_ciphers: None,
+            prefer_server_ciphers: None,
         };
     }
     // ingress-nginx.md §3: what Portico does not implement is said, never silently ignored;
@@ -539,6 +546,16 @@ pub(super) fn derive(
     if let Some(message) = &client_auth.denied {
         condition(Reason::InvalidAnnotation, message.clone());
     }
+    // issue 15: a `proxy-ssl-secret` naming no usable Secret fails closed.
+    let upstream_denied = super::proxy_ssl::denied(ingress, &snapshot.secrets);
+    if let Some(message) = &upstream_denied {
+        condition(Reason::InvalidAnnotation, message.clone());
+    }
+    // issue 15: the host's TLS 1.2 suites and their order.
+    let ciphers = ssl_ciphers::parse(ingress);
+    for message in &ciphers.invalid {
+        condition(Reason::InvalidAnnotation, message.clone());
+    }
     // External authentication (issue 15): what Portico cannot use fails closed.
     let ext = ext_auth::parse(
         ingress,
@@ -561,6 +578,7 @@ pub(super) fn derive(
         || access.fails_closed
         || auth.denied.is_some()
         || client_auth.denied.is_some()
+        || upstream_denied.is_some()
         || !ext.denied.is_empty();
     let mut blocked = fails_closed.then_some(blocked);
     // spec §5.5: whether this Ingress's routes on TLS hosts redirect plain HTTP.
@@ -758,6 +776,8 @@ pub(super) fn derive(
         canary: None,
         scoped,
         client_auth: client_auth.auth,
+        ssl_ciphers: ciphers.suites,
+        prefer_server_ciphers: ciphers.prefer_server_ciphers,
     }
 }
 
@@ -863,6 +883,17 @@ pub(super) fn build_vhost(
     vhost.client_auth = contributors
         .iter()
         .find_map(|(part, _)| part.client_auth.clone());
+    // `createServers` again: `ssl-ciphers` and `ssl-prefer-server-ciphers` each from the first
+    // Ingress of the host that sets it.
+    vhost.tls = crate::routing::tls_policy::HostTls::new(
+        vhost.client_auth.clone(),
+        contributors
+            .iter()
+            .find_map(|(part, _)| part.ssl_ciphers.clone()),
+        contributors
+            .iter()
+            .find_map(|(part, _)| part.prefer_server_ciphers),
+    );
     vhost.ssl_redirect = force_ssl_redirect || (has_tls && miss_redirect);
     // spec §3.6: identical match sets are decided by precedence; the losers are reported.
     let mut shadowed: Vec<Condition> = vhost

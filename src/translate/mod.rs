@@ -24,6 +24,7 @@ mod proxy_ssl;
 mod proxying;
 mod redirects;
 mod rewrite;
+mod ssl_ciphers;
 mod tls;
 
 pub use annotations::{parse_size, parse_timeout};

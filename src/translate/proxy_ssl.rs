@@ -9,8 +9,9 @@
 //! - `proxy-ssl-name`, `proxy-ssl-server-name`, `proxy-ssl-protocols`,
 //!   `proxy-ssl-verify-depth`, `proxy-ssl-ciphers`: see `docs/annotations.md`.
 //!
-//! Invalid values are `InvalidAnnotation` conditions and the default applies (backend TLS is
-//! not access control).
+//! Invalid values are `InvalidAnnotation` conditions and the default applies, except a
+//! `proxy-ssl-secret` that names no usable Secret: the Ingress fails closed (`denied`), as
+//! ingress-nginx denies its locations.
 
 use std::sync::Arc;
 
@@ -49,23 +50,17 @@ pub(super) fn parse<'a>(
         // Portico's own annotation verifies by itself; ingress-nginx's needs verify=on.
         let wanted = verify.unwrap_or(key.starts_with(PORTICO));
         let namespace = ingress.metadata.namespace.as_deref().unwrap_or("default");
-        match from_secret(value, namespace, secrets) {
-            Ok(found) => {
-                tls.secret = found.secret;
-                tls.client_pem = found.client_pem;
-                if wanted {
-                    match found.ca_pem {
-                        Some(ca) => tls.ca_pem = ca,
-                        None => invalid(&key, value, "names a Secret without ca.crt"),
-                    }
-                }
-                if let Some(why) = found.client_problem {
-                    invalid(&key, value, &why);
+        // A Secret that is missing or unusable is reported by `denied` (the Ingress fails
+        // closed).
+        if let Ok(found) = from_secret(value, namespace, secrets) {
+            tls.secret = found.secret;
+            tls.client_pem = found.client_pem;
+            if wanted {
+                match found.ca_pem {
+                    Some(ca) => tls.ca_pem = ca,
+                    None => invalid(&key, value, "names a Secret without ca.crt"),
                 }
             }
-            // Reported only when it was going to be used for verification, as before.
-            Err(why) if wanted => invalid(&key, value, &why),
-            Err(_) => {}
         }
     }
     if let Some((key, value)) = get(PROXY_SSL_NAME) {
@@ -113,17 +108,67 @@ pub(super) fn parse<'a>(
         }
     }
     if let Some((key, value)) = get(PROXY_SSL_CIPHERS) {
-        // OpenSSL cipher strings have no rustls equivalent; rustls offers only AEAD suites
-        // with forward secrecy. nginx's default is accepted silently.
-        if value.trim() != "DEFAULT" {
-            invalid(
-                &key,
-                value,
-                "cannot be honoured: rustls's own modern cipher suites are used",
-            );
+        // nginx's default `DEFAULT` is rustls's own suites. Otherwise the TLS 1.2 suites
+        // named, by the `ssl-ciphers` mapping; a name rustls does not implement makes the whole
+        // list fall back to the default suites (all AEAD with forward secrecy: never weaker).
+        // TLS 1.3 suites are not restricted (nginx's `proxy_ssl_ciphers` does not either).
+        let value_trimmed = value.trim();
+        if value_trimmed != "DEFAULT" {
+            let (suites, refused) = crate::routing::tls_policy::ciphers(value_trimmed);
+            if !refused.is_empty() {
+                invalid(
+                    &key,
+                    value,
+                    &format!(
+                        "lists {} (not implemented by rustls: only ECDHE with AES-GCM or \
+                         CHACHA20-POLY1305)",
+                        refused.join(", ")
+                    ),
+                );
+            } else if suites.is_empty() {
+                invalid(&key, value, "names no cipher suite");
+            } else {
+                tls.ciphers = Some(
+                    suites
+                        .into_iter()
+                        .filter_map(crate::routing::tls_policy::openssl_name)
+                        .collect(),
+                );
+            }
         }
     }
     (tls != UpstreamTls::default()).then_some(tls)
+}
+
+/// Why the Ingress fails closed, if its `proxy-ssl-secret` names a Secret that is missing, in
+/// another namespace, or holds neither a usable `ca.crt` nor a usable `tls.crt`/`tls.key` pair.
+/// ingress-nginx `proxyssl/main.go` answers these with `NewLocationDenied` /
+/// `LocationDeniedError` (the store's `GetAuthCertificate` fails), and nginx answers 503 for a
+/// denied location; Portico does the same rather than talk to the backend without the
+/// certificate (or the verification) its author asked for.
+pub(super) fn denied(ingress: &Ingress, secrets: &[Arc<Secret>]) -> Option<String> {
+    let annotations = ingress.metadata.annotations.as_ref()?;
+    let (key, value) = [PORTICO, super::annotations::NGINX]
+        .into_iter()
+        .find_map(|prefix| {
+            let key = format!("{prefix}{PROXY_SSL_SECRET}");
+            annotations.get(&key).map(|v| (key, v))
+        })?;
+    let namespace = ingress.metadata.namespace.as_deref().unwrap_or("default");
+    let why = match from_secret(value, namespace, secrets) {
+        Err(why) => why,
+        Ok(found) => match found.client_problem {
+            Some(problem) => problem,
+            None if found.ca_pem.is_none() && found.client_pem.is_none() => {
+                "names a Secret with neither ca.crt nor tls.crt and tls.key".to_string()
+            }
+            None => return None,
+        },
+    };
+    Some(format!(
+        "annotation {key}: {value:?} {why}; every path of this Ingress answers 503 (ingress-nginx \
+         denies the location) rather than proxying without it"
+    ))
 }
 
 /// What a `proxy-ssl-secret` Secret holds.
@@ -163,7 +208,7 @@ fn from_secret(value: &str, namespace: &str, secrets: &[Arc<Secret>]) -> Result<
             Ok(_) => client_pem = Some((crt.to_vec(), key.to_vec())),
             Err(why) => {
                 client_problem = Some(format!(
-                    "names a Secret whose tls.crt/tls.key are unusable ({why}); no client certificate is sent"
+                    "names a Secret whose tls.crt/tls.key are unusable ({why})"
                 ))
             }
         }

@@ -164,12 +164,27 @@ impl TlsProxy {
 
     /// Both listeners counting into and logging to `observe`.
     pub async fn start_observed(handshake_timeout: Duration, observe: proxy::Observe) -> TlsProxy {
+        let clock = Arc::new(rustls::time_provider::DefaultTimeProvider);
+        TlsProxy::start_full(handshake_timeout, observe, clock).await
+    }
+
+    /// With `clock` dating TLS sessions and tickets (a test clock that moves on demand).
+    pub async fn start_with_clock(clock: Arc<dyn rustls::time_provider::TimeProvider>) -> TlsProxy {
+        TlsProxy::start_full(Duration::from_secs(10), proxy::Observe::default(), clock).await
+    }
+
+    async fn start_full(
+        handshake_timeout: Duration,
+        observe: proxy::Observe,
+        clock: Arc<dyn rustls::time_provider::TimeProvider>,
+    ) -> TlsProxy {
         let publisher = Publisher::new(observe.metrics.clone());
         let shared = publisher.shared().clone();
         let generated = portico::tls::generated_default().expect("generate");
         let generated_der = generated.cert[0].clone();
         let resolver = portico::tls::Resolver::new(shared.clone(), generated);
-        let config = portico::tls::server_config(Arc::new(resolver)).expect("server config");
+        let config = portico::tls::server_config_with_clock(Arc::new(resolver), clock)
+            .expect("server config");
         let tls = TlsListener {
             acceptor: config.into(),
             handshake_timeout,
