@@ -326,7 +326,7 @@ impl<'a> Decision<'a> {
 }
 
 /// The whole routing table: virtual hosts plus the global default backend.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteTable {
     /// Sorted: exact hosts, then wildcards, then the hostless vhost. Behind `Arc` so that an
@@ -350,6 +350,28 @@ pub struct RouteTable {
         skip_serializing_if = "std::collections::BTreeMap::is_empty"
     )]
     www: std::collections::BTreeMap<Box<str>, Box<str>>,
+}
+
+/// Equal routing: the same vhosts, default backend, aliases and www redirects. The host maps
+/// are functions of those and are not compared. A vhost (or backend) shared with the other
+/// table is equal by pointer: an incremental translate reuses every vhost a change did not
+/// touch, so comparing a new table with the published one costs pointers, not routes (issue 11).
+impl PartialEq for RouteTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.vhosts.len() == other.vhosts.len()
+            && self
+                .vhosts
+                .iter()
+                .zip(&other.vhosts)
+                .all(|(a, b)| Arc::ptr_eq(a, b) || a == b)
+            && match (&self.default_backend, &other.default_backend) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                (None, None) => true,
+                _ => false,
+            }
+            && self.aliases == other.aliases
+            && self.www == other.www
+    }
 }
 
 impl RouteTable {

@@ -332,28 +332,54 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
         &snapshot.config_maps,
     );
     let classes = Classes::new(&snapshot.ingress_classes, options);
-    let ingresses = owned_in_age_order(&snapshot.ingresses, &classes, options);
+    let owned = state.owned(
+        &snapshot.ingresses,
+        &snapshot.ingress_classes,
+        &classes,
+        options,
+    );
+    let ingresses: Vec<&Arc<Ingress>> = owned.entries.iter().map(|(i, _)| i).collect();
     // issue 14: `load-balance`, `upstream-hash-by*`, `affinity` are the Service's.
     let scope = affinity::Scope::new(&ingresses);
+    // The Services and slices by name, as `changes` keeps them: borrowed by the resolver
+    // while the state is updated, then put back.
+    let (services, slices) = state.take_indexes();
     let mut backends = Backends::new(
-        &snapshot.services,
-        &snapshot.endpoint_slices,
+        &services,
+        &slices,
         options,
         std::mem::take(&mut state.backends),
     );
     let mut tls = TlsBuilder::new(&snapshot.secrets, std::mem::take(&mut cache.certs));
 
     // Each owned Ingress's contribution, oldest first: reused, rebound or derived again.
-    let mut previous = std::mem::take(&mut state.parts);
     let mut parts: Vec<Arc<incremental::Part>> = Vec::with_capacity(ingresses.len());
-    for ingress in &ingresses {
-        let key = (
-            ingress.metadata.namespace.clone().unwrap_or_default(),
-            ingress.metadata.name.clone().unwrap_or_default(),
-        );
+    // The Parts that are not the previous translate's Part of the same Ingress object.
+    let mut replaced: Vec<Arc<incremental::Part>> = Vec::new();
+    for (ingress, previous) in &owned.entries {
         let view = scope.view(ingress);
-        let part = match incremental::reuse(&previous, &key, ingress, &changes) {
-            Some(incremental::Reuse::Same(part)) if part.scoped == view => part,
+        let found = match previous {
+            Some(part) => incremental::reuse_part(part, &changes),
+            None => {
+                let key = (
+                    ingress.metadata.namespace.clone().unwrap_or_default(),
+                    ingress.metadata.name.clone().unwrap_or_default(),
+                );
+                incremental::reuse(&state.parts, &key, ingress, &changes)
+            }
+        };
+        let part = match found {
+            Some(incremental::Reuse::Same(part)) if part.scoped == view => {
+                if Arc::ptr_eq(&part.ingress, ingress) {
+                    part
+                } else {
+                    // An equal object: the Part holds the snapshot's own (see `State::owned`).
+                    Arc::new(incremental::Part {
+                        ingress: Arc::clone(ingress),
+                        ..incremental::Part::clone(&part)
+                    })
+                }
+            }
             Some(incremental::Reuse::Rebind(part)) if part.scoped.is_empty() && view.is_empty() => {
                 let rev = state.next_rev();
                 Arc::new(incremental::rebind(
@@ -378,21 +404,53 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
                 ))
             }
         };
-        previous.remove(&key);
-        state.parts.insert(key, part.clone());
+        if previous.as_ref().is_none_or(|p| !Arc::ptr_eq(p, &part)) {
+            replaced.push(part.clone());
+        }
         parts.push(part);
     }
-    drop(previous);
+    let key = |part: &incremental::Part| (part.object.namespace.clone(), part.object.name.clone());
+    match &owned.removed {
+        // Selected again: the Parts by name are exactly these.
+        None => {
+            state.parts = parts.iter().map(|p| (key(p), p.clone())).collect();
+            state.by_name.clone_from(&parts);
+            state.by_name.sort_by(|a, b| a.object.cmp(&b.object));
+        }
+        Some(removed) => {
+            let at = |by_name: &[Arc<incremental::Part>], part: &incremental::Part| {
+                by_name.binary_search_by(|p| p.object.cmp(&part.object))
+            };
+            for part in removed {
+                let k = key(part);
+                if state.parts.get(&k).is_some_and(|p| Arc::ptr_eq(p, part)) {
+                    state.parts.remove(&k);
+                }
+                if let Ok(i) = at(&state.by_name, part) {
+                    if Arc::ptr_eq(&state.by_name[i], part) {
+                        state.by_name.remove(i);
+                    }
+                }
+            }
+            for part in &replaced {
+                state.parts.insert(key(part), part.clone());
+                match at(&state.by_name, part) {
+                    Ok(i) => state.by_name[i] = part.clone(),
+                    Err(i) => state.by_name.insert(i, part.clone()),
+                }
+            }
+        }
+    }
+    drop(replaced);
+    state.order.clone_from(&parts);
 
     // The merge, oldest Ingress first (spec §0): the global default (spec §3.7), the TLS
     // bindings (spec §5.2) and which rules contribute to which vhost (spec §3.8).
     let mut global: Option<(&ObjectRef, Arc<Backend>)> = None;
     let mut contributors: BTreeMap<&HostMatch, Vec<(&incremental::Part, &incremental::PartRule)>> =
         BTreeMap::new();
-    let mut ssl_redirects = Vec::with_capacity(parts.len());
     for part in &parts {
         conditions.extend_from_slice(&part.conditions);
-        ssl_redirects.push(ssl_redirect(part, options, &settings));
         if part.rule_less {
             // spec §3.7: only rule-less Ingresses provide the global default, the oldest wins.
             match (&part.default, &global) {
@@ -492,12 +550,17 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
             })
     });
     state.backends = backends.into_cache();
+    state.put_indexes(services, slices);
 
     conditions.sort();
     conditions.dedup();
-    let mut owned: Vec<ObjectRef> = parts.iter().map(|p| p.object.clone()).collect();
-    owned.sort();
-    ssl_redirects.sort_by(|a, b| a.ingress.cmp(&b.ingress));
+    // Both sorted by Ingress: the Parts in name order, kept from one translate to the next.
+    let owned: Vec<ObjectRef> = state.by_name.iter().map(|p| p.object.clone()).collect();
+    let ssl_redirects: Vec<SslRedirect> = state
+        .by_name
+        .iter()
+        .map(|p| ssl_redirect(p, options, &settings))
+        .collect();
     Translation {
         table: RouteTable::from_shared(built, default_backend)
             .with_aliases(aliases)
