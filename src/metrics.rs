@@ -987,6 +987,71 @@ mod tests {
         );
     }
 
+    /// The endpoint gauge and pruning count only the vhosts that differ from the last table
+    /// (issue 11): after tables that share, replace, add and drop vhosts, both are what
+    /// counting the table from scratch gives.
+    #[test]
+    fn counts_follow_the_vhosts_that_changed() {
+        use crate::routing::{BackendRef, HostMatch, Origin, PathType, PortRef, Route, VirtualHost};
+        let backend = |service: &str, ips: &[&str]| {
+            Arc::new(Backend::new(
+                BackendRef::Service {
+                    namespace: "default".into(),
+                    name: service.into(),
+                    port: PortRef::Number(80),
+                },
+                Target::Endpoints(ips.iter().map(|ip| format!("{ip}:80").parse().unwrap()).collect()),
+            ))
+        };
+        let vhost = |host: &str, ingress: &str, backend: Arc<Backend>| {
+            Arc::new(VirtualHost::new(
+                HostMatch::Exact(host.into()),
+                vec![Route {
+                    path: "/".into(),
+                    path_type: PathType::Prefix,
+                    backend,
+                    origin: Origin {
+                        namespace: "default".into(),
+                        name: ingress.into(),
+                        rule: 0,
+                        path: 0,
+                    },
+                    ssl_redirect: false,
+                }],
+                None,
+            ))
+        };
+        let a = vhost("a.test", "a", backend("s", &["10.0.0.1", "10.0.0.2"]));
+        let b = vhost("b.test", "b", backend("s", &["10.0.0.2"]));
+        let c = vhost("c.test", "c", backend("t", &["10.0.0.3"]));
+        let c2 = vhost("c.test", "c2", backend("t", &["10.0.0.4"]));
+        let tables = [
+            vec![a.clone(), b.clone(), c.clone()],
+            vec![a.clone(), c2.clone()],
+            vec![b.clone(), c2.clone()],
+            vec![],
+            vec![a.clone(), b.clone(), c.clone()],
+        ];
+        let m = Metrics::new();
+        for (version, vhosts) in tables.into_iter().enumerate() {
+            for ingress in ["a", "b", "c", "c2"] {
+                let service = if ingress.starts_with('c') { "t" } else { "s" };
+                m.route("default", ingress, service)
+                    .request(0, 200, Duration::ZERO, 0, 0);
+            }
+            let table = RouteTable::from_shared(vhosts.clone(), None);
+            m.configuration(version as u64 + 1, &table, &TlsTable::default(), HashMap::new());
+            let text = m.encode();
+            let gauge = format!("portico_config_endpoints {}\n", endpoint_count(&table));
+            assert!(text.contains(&gauge), "version {version}: {gauge} in {text}");
+            for ingress in ["a", "b", "c", "c2"] {
+                let live = vhosts.iter().any(|v| v.routes[0].origin.name == ingress);
+                let label = format!("ingress=\"{ingress}\"");
+                assert_eq!(text.contains(&label), live, "version {version}: {label}");
+            }
+        }
+    }
+
     #[test]
     fn series_of_deleted_ingresses_are_pruned_when_a_version_is_published() {
         use crate::routing::{BackendRef, Origin, PathType, PortRef, Route, VirtualHost};

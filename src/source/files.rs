@@ -804,7 +804,7 @@ pub fn record_load(metrics: &crate::metrics::Metrics, loaded: &Loaded, changed: 
 
 /// How long the directory must stay quiet before a reload, so an editor's save (several events)
 /// or a `cp -r` becomes one rebuild.
-const SETTLE: std::time::Duration = std::time::Duration::from_millis(10);
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(2);
 /// Longest a reload waits for quiet during a continuous stream of changes.
 const SETTLE_MAX: std::time::Duration = std::time::Duration::from_millis(300);
 /// A full rescan even without events: covers a directory that appears later, or filesystems

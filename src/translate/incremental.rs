@@ -65,15 +65,25 @@ pub(super) struct State {
     /// The same Parts sorted by Ingress `namespace/name` (the order of `owned` and
     /// `ssl_redirects` in the translation), kept rather than sorted again.
     pub by_name: Vec<Arc<Part>>,
+    /// The previous translation's `owned`, and its `ssl_redirects` with the controller
+    /// ConfigMap's `ssl-redirect` presence they were made with.
+    pub owned: Option<Arc<[ObjectRef]>>,
+    pub ssl_redirects: Option<(bool, Arc<[super::SslRedirect]>)>,
     /// The snapshot's Ingresses in its order, to find by pointer which ones changed.
     ingresses: Vec<Arc<Ingress>>,
     /// The IngressClasses `order` was selected with (`None`: select again).
     classes: Option<Vec<Arc<IngressClass>>>,
     /// Each vhost as last built, by host.
-    pub vhosts: HashMap<HostMatch, Built>,
+    pub vhosts: HashMap<HostMatch, Built, foldhash::fast::RandomState>,
+    /// The same hosts, sorted: the order the table keeps its vhosts in.
+    pub hosts: Vec<HostMatch>,
     /// Source of [`Part::rev`].
     next_rev: u64,
 }
+
+/// Each host's contributing rules, oldest Ingress first (spec §3.8).
+pub(super) type Contributors<'a> =
+    HashMap<&'a HostMatch, Vec<(&'a Part, &'a PartRule)>, foldhash::fast::RandomState>;
 
 /// The owned Ingresses of a translate, from [`State::owned`].
 pub(super) struct Owned {
@@ -275,6 +285,42 @@ impl State {
     pub fn put_indexes(&mut self, services: Index<Service>, slices: Index<EndpointSlice>) {
         self.services.groups = services;
         self.slices.groups = slices;
+    }
+
+    /// The hosts of `contributors` with their rules, sorted: the previous order less the hosts
+    /// that went, with the new ones (those `vhosts` does not know) sorted and merged in.
+    pub fn host_order<'c, 'a>(
+        &mut self,
+        contributors: &'c Contributors<'a>,
+    ) -> Vec<(&'a HostMatch, &'c Vec<(&'a Part, &'a PartRule)>)> {
+        let mut order: Vec<(&'a HostMatch, &'c Vec<(&'a Part, &'a PartRule)>)> = self
+            .hosts
+            .iter()
+            .filter_map(|h| contributors.get_key_value(h).map(|(k, v)| (*k, v)))
+            .collect();
+        let gone = order.len() < self.hosts.len();
+        if order.len() < contributors.len() {
+            let mut new: Vec<(&'a HostMatch, &'c Vec<(&'a Part, &'a PartRule)>)> = contributors
+                .iter()
+                .filter(|(h, _)| !self.vhosts.contains_key(**h))
+                .map(|(k, v)| (*k, v))
+                .collect();
+            new.sort_by(|a, b| a.0.cmp(b.0));
+            let mut merged = Vec::with_capacity(order.len() + new.len());
+            let mut new = new.into_iter().peekable();
+            for entry in order {
+                while let Some(next) = new.next_if(|n| n.0 < entry.0) {
+                    merged.push(next);
+                }
+                merged.push(entry);
+            }
+            merged.extend(new);
+            order = merged;
+        } else if !gone {
+            return order;
+        }
+        self.hosts = order.iter().map(|(h, _)| (*h).clone()).collect();
+        order
     }
 
     pub fn next_rev(&mut self) -> u64 {

@@ -211,11 +211,14 @@ pub struct Translation {
     pub tls: TlsTable,
     /// Sorted by object, then reason, then message.
     pub conditions: Vec<Condition>,
-    /// The Ingresses this controller owns (spec §2), sorted.
-    pub owned: Vec<ObjectRef>,
+    /// The Ingresses this controller owns (spec §2), sorted. Shared from one translation to
+    /// the next while the set of names stays the same (issue 11: a change to one Ingress
+    /// copies no list of every Ingress).
+    pub owned: Arc<[ObjectRef]>,
     /// Each owned Ingress's HTTPS-redirect setting and where it came from (spec §5.5), sorted
-    /// by Ingress; `explain` reads it to say why a request is or is not redirected.
-    pub ssl_redirects: Vec<SslRedirect>,
+    /// by Ingress; `explain` reads it to say why a request is or is not redirected. Shared
+    /// like `owned`.
+    pub ssl_redirects: Arc<[SslRedirect]>,
     /// The controller ConfigMap's settings (`--configmap`), read by the proxy per request or
     /// connection from the same `Published` as the table.
     #[serde(skip)]
@@ -410,17 +413,37 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
         parts.push(part);
     }
     let key = |part: &incremental::Part| (part.object.namespace.clone(), part.object.name.clone());
+    // Whether `owned` and `ssl_redirects` differ from the previous translation's.
+    let mut names_changed = false;
+    let mut redirects_changed = false;
     match &owned.removed {
         // Selected again: the Parts by name are exactly these.
         None => {
+            names_changed = true;
             state.parts = parts.iter().map(|p| (key(p), p.clone())).collect();
             state.by_name.clone_from(&parts);
             state.by_name.sort_by(|a, b| a.object.cmp(&b.object));
         }
+        // The new Parts replace those of their names, then the Parts of Ingresses that went
+        // away (and whose names nobody took) leave.
         Some(removed) => {
             let at = |by_name: &[Arc<incremental::Part>], part: &incremental::Part| {
                 by_name.binary_search_by(|p| p.object.cmp(&part.object))
             };
+            for part in &replaced {
+                state.parts.insert(key(part), part.clone());
+                match at(&state.by_name, part) {
+                    Ok(i) => {
+                        let before = ssl_redirect(&state.by_name[i], options, &settings);
+                        redirects_changed |= before != ssl_redirect(part, options, &settings);
+                        state.by_name[i] = part.clone();
+                    }
+                    Err(i) => {
+                        names_changed = true;
+                        state.by_name.insert(i, part.clone());
+                    }
+                }
+            }
             for part in removed {
                 let k = key(part);
                 if state.parts.get(&k).is_some_and(|p| Arc::ptr_eq(p, part)) {
@@ -428,15 +451,9 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
                 }
                 if let Ok(i) = at(&state.by_name, part) {
                     if Arc::ptr_eq(&state.by_name[i], part) {
+                        names_changed = true;
                         state.by_name.remove(i);
                     }
-                }
-            }
-            for part in &replaced {
-                state.parts.insert(key(part), part.clone());
-                match at(&state.by_name, part) {
-                    Ok(i) => state.by_name[i] = part.clone(),
-                    Err(i) => state.by_name.insert(i, part.clone()),
                 }
             }
         }
@@ -447,8 +464,10 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
     // The merge, oldest Ingress first (spec §0): the global default (spec §3.7), the TLS
     // bindings (spec §5.2) and which rules contribute to which vhost (spec §3.8).
     let mut global: Option<(&ObjectRef, Arc<Backend>)> = None;
-    let mut contributors: BTreeMap<&HostMatch, Vec<(&incremental::Part, &incremental::PartRule)>> =
-        BTreeMap::new();
+    let mut contributors = incremental::Contributors::with_capacity_and_hasher(
+        state.hosts.len(),
+        Default::default(),
+    );
     for part in &parts {
         conditions.extend_from_slice(&part.conditions);
         if part.rule_less {
@@ -484,7 +503,16 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
     let (tls, certs) = tls.finish(options, &mut conditions);
     cache.certs = certs;
 
-    let contributors_hosts: Vec<HostMatch> = contributors.keys().map(|h| (*h).clone()).collect();
+    // The hosts in order: the previous translate's, less those that went, with new ones merged
+    // in (no sort of every host per change).
+    let order = state.host_order(&contributors);
+    // `server-alias` and `from-to-www-redirect` need the host list; nothing else does.
+    let contributors_hosts: Vec<HostMatch> =
+        if parts.iter().any(|p| !p.aliases.is_empty() || p.from_to_www) {
+            order.iter().map(|(h, _)| (*h).clone()).collect()
+        } else {
+            Vec::new()
+        };
     // issue 14: each canary Ingress attaches to the main backends of its hosts and paths.
     let canaries = if parts.iter().any(|p| p.canary.is_some()) {
         canary::attach(
@@ -497,35 +525,37 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
         canary::Attachments::default()
     };
     // Each vhost, rebuilt only when its contributions or its TLS binding changed.
-    let mut previous = std::mem::take(&mut state.vhosts);
-    let mut built = Vec::with_capacity(contributors.len());
-    for (host, rules) in contributors {
+    let mut built = Vec::with_capacity(order.len());
+    for (host, rules) in &order {
+        let host: &HostMatch = host;
         let has_tls = tls.has_tls(host);
-        let relevant = canaries.relevant(&rules);
-        let reusable = previous.remove(host).filter(|b| {
+        let relevant = canaries.relevant(rules);
+        let reusable = state.vhosts.get(host).is_some_and(|b| {
             b.has_tls == has_tls
                 && b.canaries == relevant
                 && b.revs.len() == rules.len()
                 && b.revs
                     .iter()
-                    .zip(&rules)
+                    .zip(rules.iter())
                     .all(|(rev, (part, _))| *rev == part.rev)
         });
-        let entry = match reusable {
-            Some(entry) => entry,
-            None => incremental::build_vhost(
+        if !reusable {
+            let entry = incremental::build_vhost(
                 host,
-                &rules,
+                rules,
                 has_tls,
                 options.force_ssl_redirect,
                 (&canaries, relevant),
-            ),
-        };
+            );
+            state.vhosts.insert(host.clone(), entry);
+        }
+        let entry = &state.vhosts[host];
         conditions.extend_from_slice(&entry.shadowed);
         built.push(entry.vhost.clone());
-        state.vhosts.insert(host.clone(), entry);
     }
-    drop(previous);
+    if state.vhosts.len() > order.len() {
+        state.vhosts.retain(|host, _| contributors.contains_key(host));
+    }
 
     let passthrough = passthrough::hosts(&parts, &built, options.ssl_passthrough, &mut conditions);
     let aliases = server_aliases(&contributors_hosts, &parts, &mut conditions);
@@ -554,13 +584,25 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
 
     conditions.sort();
     conditions.dedup();
-    // Both sorted by Ingress: the Parts in name order, kept from one translate to the next.
-    let owned: Vec<ObjectRef> = state.by_name.iter().map(|p| p.object.clone()).collect();
-    let ssl_redirects: Vec<SslRedirect> = state
-        .by_name
-        .iter()
-        .map(|p| ssl_redirect(p, options, &settings))
-        .collect();
+    // Both sorted by Ingress: the Parts in name order, kept from one translate to the next;
+    // the lists themselves are the previous translation's while nothing in them changed.
+    let global_redirect = settings.ssl_redirect.is_some();
+    let owned = match &state.owned {
+        Some(owned) if !names_changed => owned.clone(),
+        _ => state.by_name.iter().map(|p| p.object.clone()).collect(),
+    };
+    let ssl_redirects = match &state.ssl_redirects {
+        Some((global, list)) if !names_changed && !redirects_changed && *global == global_redirect => {
+            list.clone()
+        }
+        _ => state
+            .by_name
+            .iter()
+            .map(|p| ssl_redirect(p, options, &settings))
+            .collect(),
+    };
+    state.owned = Some(Arc::clone(&owned));
+    state.ssl_redirects = Some((global_redirect, Arc::clone(&ssl_redirects)));
     Translation {
         table: RouteTable::from_shared(built, default_backend)
             .with_aliases(aliases)
