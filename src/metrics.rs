@@ -992,7 +992,9 @@ mod tests {
     /// counting the table from scratch gives.
     #[test]
     fn counts_follow_the_vhosts_that_changed() {
-        use crate::routing::{BackendRef, HostMatch, Origin, PathType, PortRef, Route, VirtualHost};
+        use crate::routing::{
+            BackendRef, HostMatch, Origin, PathType, PortRef, Route, VirtualHost,
+        };
         let backend = |service: &str, ips: &[&str]| {
             Arc::new(Backend::new(
                 BackendRef::Service {
@@ -1000,7 +1002,11 @@ mod tests {
                     name: service.into(),
                     port: PortRef::Number(80),
                 },
-                Target::Endpoints(ips.iter().map(|ip| format!("{ip}:80").parse().unwrap()).collect()),
+                Target::Endpoints(
+                    ips.iter()
+                        .map(|ip| format!("{ip}:80").parse().unwrap())
+                        .collect(),
+                ),
             ))
         };
         let vhost = |host: &str, ingress: &str, backend: Arc<Backend>| {
@@ -1040,10 +1046,18 @@ mod tests {
                     .request(0, 200, Duration::ZERO, 0, 0);
             }
             let table = RouteTable::from_shared(vhosts.clone(), None);
-            m.configuration(version as u64 + 1, &table, &TlsTable::default(), HashMap::new());
+            m.configuration(
+                version as u64 + 1,
+                &table,
+                &TlsTable::default(),
+                HashMap::new(),
+            );
             let text = m.encode();
             let gauge = format!("portico_config_endpoints {}\n", endpoint_count(&table));
-            assert!(text.contains(&gauge), "version {version}: {gauge} in {text}");
+            assert!(
+                text.contains(&gauge),
+                "version {version}: {gauge} in {text}"
+            );
             for ingress in ["a", "b", "c", "c2"] {
                 let live = vhosts.iter().any(|v| v.routes[0].origin.name == ingress);
                 let label = format!("ingress=\"{ingress}\"");

@@ -571,7 +571,14 @@ fn a_name_delivered_twice_translates_as_from_scratch() {
 #[test]
 fn one_change_at_a_time_reuses_every_untouched_vhost() {
     let spec = |host: usize, time: usize, path: usize| -> IngressSpec {
-        (time, 0, (0, 0, 0), vec![(host, vec![(path, 1, host % 3, 0)])], None, vec![])
+        (
+            time,
+            0,
+            (0, 0, 0),
+            vec![(host, vec![(path, 1, host % 3, 0)])],
+            None,
+            vec![],
+        )
     };
     let mut world = World::default();
     let mut options = options(1);
@@ -580,7 +587,10 @@ fn one_change_at_a_time_reuses_every_untouched_vhost() {
         world.apply(&(1, service * 2, Some(0), spec(1, 1, 1)), &mut options);
     }
     for slot in 0..8 {
-        world.apply(&(0, slot, Some(0), spec(1 + slot % 3, slot % 4, 1)), &mut options);
+        world.apply(
+            &(0, slot, Some(0), spec(1 + slot % 3, slot % 4, 1)),
+            &mut options,
+        );
     }
     let mut cache = Cache::default();
     let mut previous = translate(&world.snapshot(false, false), &options, &mut cache);

@@ -77,6 +77,8 @@ pub(super) struct State {
     pub vhosts: HashMap<HostMatch, Built, foldhash::fast::RandomState>,
     /// The same hosts, sorted: the order the table keeps its vhosts in.
     pub hosts: Vec<HostMatch>,
+    /// The last table's host index (before aliases), shared by the next table if it fits.
+    pub host_index: Option<Arc<crate::routing::HostIndex>>,
     /// Source of [`Part::rev`].
     next_rev: u64,
 }
@@ -261,7 +263,9 @@ impl State {
                 removed.push(part.clone());
                 continue;
             }
-            while let Some(next) = fresh.next_if(|f| super::age_key(f) < super::age_key(&part.ingress)) {
+            while let Some(next) =
+                fresh.next_if(|f| super::age_key(f) < super::age_key(&part.ingress))
+            {
                 entries.push((next, None));
             }
             entries.push((part.ingress.clone(), Some(part.clone())));

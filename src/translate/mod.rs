@@ -464,10 +464,8 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
     // The merge, oldest Ingress first (spec §0): the global default (spec §3.7), the TLS
     // bindings (spec §5.2) and which rules contribute to which vhost (spec §3.8).
     let mut global: Option<(&ObjectRef, Arc<Backend>)> = None;
-    let mut contributors = incremental::Contributors::with_capacity_and_hasher(
-        state.hosts.len(),
-        Default::default(),
-    );
+    let mut contributors =
+        incremental::Contributors::with_capacity_and_hasher(state.hosts.len(), Default::default());
     for part in &parts {
         conditions.extend_from_slice(&part.conditions);
         if part.rule_less {
@@ -554,7 +552,9 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
         built.push(entry.vhost.clone());
     }
     if state.vhosts.len() > order.len() {
-        state.vhosts.retain(|host, _| contributors.contains_key(host));
+        state
+            .vhosts
+            .retain(|host, _| contributors.contains_key(host));
     }
 
     let passthrough = passthrough::hosts(&parts, &built, options.ssl_passthrough, &mut conditions);
@@ -592,7 +592,9 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
         _ => state.by_name.iter().map(|p| p.object.clone()).collect(),
     };
     let ssl_redirects = match &state.ssl_redirects {
-        Some((global, list)) if !names_changed && !redirects_changed && *global == global_redirect => {
+        Some((global, list))
+            if !names_changed && !redirects_changed && *global == global_redirect =>
+        {
             list.clone()
         }
         _ => state
@@ -603,10 +605,11 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
     };
     state.owned = Some(Arc::clone(&owned));
     state.ssl_redirects = Some((global_redirect, Arc::clone(&ssl_redirects)));
+    // The host index is the previous table's while the hosts are the same (checked).
+    let table = RouteTable::from_shared_with(built, default_backend, state.host_index.take());
+    state.host_index = Some(table.host_index());
     Translation {
-        table: RouteTable::from_shared(built, default_backend)
-            .with_aliases(aliases)
-            .with_www_redirects(www),
+        table: table.with_aliases(aliases).with_www_redirects(www),
         tls,
         conditions,
         owned,
