@@ -96,17 +96,20 @@ pub(super) struct Owned {
     pub removed: Option<Vec<Arc<Part>>>,
 }
 
+/// Keys probed once per owned Ingress (foldhash: SipHash was most of that probe).
+type KeySet = HashSet<Key, foldhash::fast::RandomState>;
+
 /// The keys whose objects changed since the previous translate.
 #[derive(Default)]
 pub(super) struct Changes {
     /// Service objects (the backend's port, type, `appProtocol` and problems depend on them).
-    services: HashSet<Key>,
+    services: KeySet,
     /// EndpointSlices, by `namespace` and the Service named by their label (spec §4.2 step 1):
     /// only endpoint sets depend on them.
-    slices: HashSet<Key>,
-    secrets: HashSet<Key>,
+    slices: KeySet,
+    secrets: KeySet,
     /// ConfigMaps (`custom-headers` reads them).
-    config_maps: HashSet<Key>,
+    config_maps: KeySet,
 }
 
 impl State {
@@ -153,13 +156,17 @@ impl State {
             }),
         };
         if !changes.services.is_empty() || !changes.slices.is_empty() {
+            // Looked up without allocating: this runs over every resolved backend.
+            let changed: HashSet<(&str, &str)> = changes
+                .services
+                .iter()
+                .chain(&changes.slices)
+                .map(|(ns, name)| (ns.as_str(), name.as_str()))
+                .collect();
             let stale = |reference: &BackendRef| match reference {
                 BackendRef::Service {
                     namespace, name, ..
-                } => {
-                    let key = (namespace.clone(), name.clone());
-                    changes.services.contains(&key) || changes.slices.contains(&key)
-                }
+                } => changed.contains(&(namespace.as_str(), name.as_str())),
                 BackendRef::Resource { .. } => false,
             };
             self.backends.retain(|reference, _| !stale(reference));
@@ -408,8 +415,8 @@ fn diff<T: PartialEq>(
     seen: &mut Seen<T>,
     current: &[Arc<T>],
     key: impl Fn(&T) -> Option<(&str, &str)>,
-) -> HashSet<Key> {
-    let mut changed = HashSet::new();
+) -> KeySet {
+    let mut changed = KeySet::default();
     let (gone, new) = window(&mut seen.order, current);
     if gone.is_empty() && new.is_empty() {
         return changed;
