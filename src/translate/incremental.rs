@@ -84,8 +84,36 @@ pub(super) struct State {
 }
 
 /// Each host's contributing rules, oldest Ingress first (spec §3.8).
-pub(super) type Contributors<'a> =
-    HashMap<&'a HostMatch, Vec<(&'a Part, &'a PartRule)>, foldhash::fast::RandomState>;
+pub(super) type Contributors<'a> = HashMap<&'a HostMatch, Rules<'a>, foldhash::fast::RandomState>;
+
+/// One host's contributing rules, oldest Ingress first. Most hosts have one, kept inline: a
+/// `Vec` per host was an allocation per host per translate.
+pub(super) enum Rules<'a> {
+    One([(&'a Part, &'a PartRule); 1]),
+    Many(Vec<(&'a Part, &'a PartRule)>),
+}
+
+impl<'a> Rules<'a> {
+    pub fn push(&mut self, rule: (&'a Part, &'a PartRule)) {
+        match self {
+            Rules::One([first]) => *self = Rules::Many(vec![*first, rule]),
+            Rules::Many(rules) => rules.push(rule),
+        }
+    }
+}
+
+impl<'a> std::ops::Deref for Rules<'a> {
+    type Target = [(&'a Part, &'a PartRule)];
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Rules::One(one) => one,
+            Rules::Many(rules) => rules,
+        }
+    }
+}
+
+/// Object addresses (see [`address`]), probed once per Ingress per translate.
+type AddrSet = HashSet<usize, foldhash::fast::RandomState>;
 
 /// The owned Ingresses of a translate, from [`State::owned`].
 pub(super) struct Owned {
@@ -229,7 +257,7 @@ impl State {
         selected: &super::class::Classes,
         options: &Options,
     ) -> Option<Owned> {
-        let gone: HashSet<usize> = gone.iter().map(address).collect();
+        let gone: AddrSet = gone.iter().map(address).collect();
         let mut fresh: Vec<Arc<Ingress>> = arrived
             .into_iter()
             .filter(|i| i.metadata.name.as_deref().is_some_and(|n| !n.is_empty()))
@@ -303,15 +331,15 @@ impl State {
     pub fn host_order<'c, 'a>(
         &mut self,
         contributors: &'c Contributors<'a>,
-    ) -> Vec<(&'a HostMatch, &'c Vec<(&'a Part, &'a PartRule)>)> {
-        let mut order: Vec<(&'a HostMatch, &'c Vec<(&'a Part, &'a PartRule)>)> = self
+    ) -> Vec<(&'a HostMatch, &'c Rules<'a>)> {
+        let mut order: Vec<(&'a HostMatch, &'c Rules<'a>)> = self
             .hosts
             .iter()
             .filter_map(|h| contributors.get_key_value(h).map(|(k, v)| (*k, v)))
             .collect();
         let gone = order.len() < self.hosts.len();
         if order.len() < contributors.len() {
-            let mut new: Vec<(&'a HostMatch, &'c Vec<(&'a Part, &'a PartRule)>)> = contributors
+            let mut new: Vec<(&'a HostMatch, &'c Rules<'a>)> = contributors
                 .iter()
                 .filter(|(h, _)| !self.vhosts.contains_key(**h))
                 .map(|(k, v)| (*k, v))
@@ -421,7 +449,7 @@ fn diff<T: PartialEq>(
     if gone.is_empty() && new.is_empty() {
         return changed;
     }
-    let gone_set: HashSet<usize> = gone.iter().map(address).collect();
+    let gone_set: AddrSet = gone.iter().map(address).collect();
     let mut arrived: HashMap<Key, Vec<Arc<T>>> = HashMap::new();
     for object in new {
         if let Some((ns, name)) = key(object.as_ref()) {
@@ -498,8 +526,8 @@ fn window<T>(order: &mut Vec<Arc<T>>, current: &[Arc<T>]) -> (Vec<Arc<T>>, Vec<A
     if old.is_empty() && new.is_empty() {
         return (Vec::new(), Vec::new());
     }
-    let old_set: HashSet<usize> = old.iter().map(address).collect();
-    let new_set: HashSet<usize> = new.iter().map(address).collect();
+    let old_set: AddrSet = old.iter().map(address).collect();
+    let new_set: AddrSet = new.iter().map(address).collect();
     let gone = old
         .iter()
         .filter(|o| !new_set.contains(&address(o)))

@@ -481,10 +481,14 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
             }
         }
         for rule in &part.rules {
-            contributors
-                .entry(&rule.host)
-                .or_default()
-                .push((part.as_ref(), rule));
+            match contributors.entry(&rule.host) {
+                std::collections::hash_map::Entry::Occupied(mut rules) => {
+                    rules.get_mut().push((part.as_ref(), rule))
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(incremental::Rules::One([(part.as_ref(), rule)]));
+                }
+            }
         }
         // A rule-less Ingress has no rule hosts, but its listed tls hosts still bind. A canary
         // Ingress binds nothing: it only attaches to its main Ingress (`canary.rs`).
