@@ -271,8 +271,11 @@ struct Counted {
     vhosts: Vec<Arc<crate::routing::VirtualHost>>,
     default: Option<Arc<Backend>>,
     endpoints: HashMap<std::net::SocketAddr, usize>,
-    live: HashMap<Box<str>, HashMap<Box<str>, HashMap<Box<str>, usize>>>,
+    live: LabelUses,
 }
+
+/// namespace → ingress → service → uses.
+type LabelUses = HashMap<Box<str>, HashMap<Box<str>, HashMap<Box<str>, usize>>>;
 
 impl Counted {
     fn backend(&mut self, backend: &Backend, labels: Option<(&str, &str)>, add: bool) {

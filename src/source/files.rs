@@ -831,9 +831,7 @@ fn splice(
             &previous.config_maps,
             cursor[5]..start[5],
         );
-        for k in 0..6 {
-            cursor[k] = start[k] + len[k];
-        }
+        cursor = std::array::from_fn(|k| start[k] + len[k]);
         if let Some((hash, objects)) = w.now.take() {
             let at = counts(snapshot);
             let n = counts(&objects);
@@ -887,18 +885,15 @@ fn splice(
                 .iter()
                 .find(|e| e.0 == i)
                 .map_or([0; 6], |e| e.2);
-            let mut d = [0isize; 6];
-            for k in 0..6 {
-                d[k] = now[k] as isize - len[k] as isize;
-            }
+            let d: [isize; 6] = std::array::from_fn(|k| now[k] as isize - len[k] as isize);
             (w.path, d)
         })
         .collect();
     for (path, entry) in cache.files.iter_mut() {
         for (changed, d) in &growth {
             if *changed < path {
-                for k in 0..6 {
-                    entry.start[k] = entry.start[k].wrapping_add_signed(d[k]);
+                for (start, d) in entry.start.iter_mut().zip(d) {
+                    *start = start.wrapping_add_signed(*d);
                 }
             }
         }
@@ -1553,7 +1548,8 @@ mod tests {
         let mut cache = Cache::default();
         let mut current = load_cached(&dir, &limits, &mut cache, &Snapshot::default());
         assert!(current.errors.is_empty() && current.skipped.is_empty());
-        let steps: Vec<(Vec<&str>, Box<dyn Fn()>)> = vec![
+        type Step<'a> = (Vec<&'a str>, Box<dyn Fn() + 'a>);
+        let steps: Vec<Step<'_>> = vec![
             (vec!["b.yaml"], Box::new(|| write("b.yaml", &service("b3")))),
             (
                 vec!["aa.yaml", "m.yaml"],
