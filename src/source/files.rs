@@ -430,8 +430,10 @@ pub struct Cache {
     /// read, so that a reload of only the paths inotify names ([`load_changed`]) knows the rest.
     listing: Option<Vec<PathBuf>>,
     failed: std::collections::HashMap<PathBuf, LoadError>,
-    /// The last load had no errors and skipped nothing: [`splice`] may run.
+    /// The last load had no errors: [`splice`] may run.
     clean: bool,
+    /// Some file of the last load holds kinds Portico does not read.
+    skipping: bool,
 }
 
 #[derive(Debug)]
@@ -717,7 +719,8 @@ fn load_files(
     cache.files = seen;
     cache.counts = counts(&loaded.snapshot);
     cache.listing = Some(listing);
-    cache.clean = loaded.errors.is_empty() && loaded.skipped.is_empty();
+    cache.clean = loaded.errors.is_empty();
+    cache.skipping = !loaded.skipped.is_empty();
     loaded
 }
 
@@ -726,13 +729,13 @@ struct Spliced<'p> {
     path: &'p PathBuf,
     /// Its position in the listing: `Ok` where it was, `Err` where it goes.
     at: Result<usize, usize>,
-    /// Its text's hash and objects; `None`: the file is gone.
-    now: Option<(u64, Snapshot)>,
+    /// Its text's hash, objects and skipped documents; `None`: the file is gone.
+    now: Option<(u64, Snapshot, Vec<Skipped>)>,
 }
 
 /// [`load_changed`] in time proportional to the change, for the common case: the last load was
-/// clean (nothing failed or skipped), and each named path is gone or is a manifest file that
-/// reads and parses cleanly. The new snapshot is the previous one with the named files' objects
+/// clean (nothing failed), and each named path is gone or is a manifest file that reads and
+/// parses without errors. The new snapshot is the previous one with the named files' objects
 /// spliced in or out (pointer copies), and no other file is looked at (at 20,000 files the full
 /// bookkeeping of a targeted reload, a set and a map of every path, cost more than the change).
 /// `None`, with the cache untouched: not that case; the caller does the full bookkeeping, which
@@ -767,13 +770,13 @@ fn splice(
         }
         let mut parsed = Loaded::default();
         parse_documents(&path.display().to_string(), &text, &mut parsed);
-        if !parsed.errors.is_empty() || !parsed.skipped.is_empty() {
+        if !parsed.errors.is_empty() {
             return None;
         }
         work.push(Spliced {
             path,
             at,
-            now: Some((hash, parsed.snapshot)),
+            now: Some((hash, parsed.snapshot, parsed.skipped)),
         });
     }
     // Where each named file's objects sit in `previous`: its own entry, or (a new file) where
@@ -799,7 +802,7 @@ fn splice(
     let mut loaded = Loaded::default();
     let snapshot = &mut loaded.snapshot;
     let mut cursor = [0usize; 6];
-    let mut new_entries: Vec<(usize, [usize; 6], [usize; 6], u64)> = Vec::new();
+    let mut new_entries: Vec<(usize, [usize; 6], [usize; 6], u64, Vec<Skipped>)> = Vec::new();
     for (i, (w, (start, len))) in work.iter_mut().zip(&places).enumerate() {
         take(
             &mut snapshot.ingresses,
@@ -832,7 +835,7 @@ fn splice(
             cursor[5]..start[5],
         );
         cursor = std::array::from_fn(|k| start[k] + len[k]);
-        if let Some((hash, objects)) = w.now.take() {
+        if let Some((hash, objects, skipped)) = w.now.take() {
             let at = counts(snapshot);
             let n = counts(&objects);
             snapshot.ingresses.extend(objects.ingresses);
@@ -841,7 +844,7 @@ fn splice(
             snapshot.endpoint_slices.extend(objects.endpoint_slices);
             snapshot.secrets.extend(objects.secrets);
             snapshot.config_maps.extend(objects.config_maps);
-            new_entries.push((i, at, n, hash));
+            new_entries.push((i, at, n, hash, skipped));
         }
     }
     take(
@@ -899,16 +902,22 @@ fn splice(
         }
     }
     let listing = cache.listing.get_or_insert_with(Vec::new);
+    let mut skipping = cache.skipping;
     for (i, w) in work.iter().enumerate().rev() {
-        match (w.at, new_entries.iter().find(|e| e.0 == i)) {
+        let new = new_entries
+            .iter()
+            .position(|e| e.0 == i)
+            .map(|p| new_entries.swap_remove(p));
+        match (w.at, new) {
             (Ok(at), None) => {
                 listing.remove(at);
                 cache.files.remove(w.path);
             }
-            (at, Some(&(_, start, len, hash))) => {
+            (at, Some((_, start, len, hash, skipped))) => {
                 if let Err(at) = at {
                     listing.insert(at, w.path.clone());
                 }
+                skipping |= !skipped.is_empty();
                 cache.files.insert(
                     w.path.clone(),
                     Entry {
@@ -916,12 +925,22 @@ fn splice(
                         start,
                         len,
                         errors: Vec::new(),
-                        skipped: Vec::new(),
+                        skipped,
                     },
                 );
             }
             (Err(_), None) => {}
         }
+    }
+    // The skipped kinds, in file order as a full load lists them: only a directory that has
+    // some pays this walk.
+    if skipping {
+        loaded.skipped = listing
+            .iter()
+            .filter_map(|path| cache.files.get(path))
+            .flat_map(|entry| entry.skipped.iter().cloned())
+            .collect();
+        cache.skipping = !loaded.skipped.is_empty();
     }
     cache.counts = counts(&loaded.snapshot);
     Some(loaded)
@@ -1544,10 +1563,14 @@ mod tests {
         write("empty.yaml", "");
         write("m.yaml", &service("m"));
         write("sub/d.yaml", &service("d"));
+        // A kind Portico does not read, beside the ones it does.
+        let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x\n";
+        write("k.yaml", &format!("{deployment}---\n{}", service("k")));
         let limits = Limits::default();
         let mut cache = Cache::default();
         let mut current = load_cached(&dir, &limits, &mut cache, &Snapshot::default());
-        assert!(current.errors.is_empty() && current.skipped.is_empty());
+        assert!(current.errors.is_empty());
+        assert_eq!(current.skipped.len(), 1);
         type Step<'a> = (Vec<&'a str>, Box<dyn Fn() + 'a>);
         let steps: Vec<Step<'_>> = vec![
             (vec!["b.yaml"], Box::new(|| write("b.yaml", &service("b3")))),
@@ -1576,6 +1599,17 @@ mod tests {
                     std::fs::remove_file(dir.join("b.yaml")).unwrap();
                     write("zz.yaml", &service("zz"));
                 }),
+            ),
+            (
+                vec!["k.yaml", "j.yaml"],
+                Box::new(|| {
+                    write("k.yaml", &service("k"));
+                    write("j.yaml", &format!("{deployment}---\n{deployment}"));
+                }),
+            ),
+            (
+                vec!["j.yaml"],
+                Box::new(|| std::fs::remove_file(dir.join("j.yaml")).unwrap()),
             ),
         ];
         for (step, (names, edit)) in steps.into_iter().enumerate() {
