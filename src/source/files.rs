@@ -802,7 +802,9 @@ fn splice(
     let mut loaded = Loaded::default();
     let snapshot = &mut loaded.snapshot;
     let mut cursor = [0usize; 6];
-    let mut new_entries: Vec<(usize, [usize; 6], [usize; 6], u64, Vec<Skipped>)> = Vec::new();
+    // (index in `work`, start, len, hash, skipped) of each file with objects now.
+    type NewEntry = (usize, [usize; 6], [usize; 6], u64, Vec<Skipped>);
+    let mut new_entries: Vec<NewEntry> = Vec::new();
     for (i, (w, (start, len))) in work.iter_mut().zip(&places).enumerate() {
         take(
             &mut snapshot.ingresses,
