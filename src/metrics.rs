@@ -259,6 +259,120 @@ pub struct Metrics {
     /// Serialises inserts into `series` (copy-on-write); never taken by a request whose series
     /// already exists.
     series_insert: Mutex<()>,
+    /// What the configuration gauges and the pruning last counted (issue 11: a new table is
+    /// counted by the vhosts that differ from the previous one, not route by route).
+    counted: Mutex<Counted>,
+}
+
+/// The last configuration's vhosts, and over them the uses of each endpoint address and of
+/// each (namespace, ingress, service) label set requests can have.
+#[derive(Default)]
+struct Counted {
+    vhosts: Vec<Arc<crate::routing::VirtualHost>>,
+    default: Option<Arc<Backend>>,
+    endpoints: HashMap<std::net::SocketAddr, usize>,
+    live: LabelUses,
+}
+
+/// namespace → ingress → service → uses.
+type LabelUses = HashMap<Box<str>, HashMap<Box<str>, HashMap<Box<str>, usize>>>;
+
+impl Counted {
+    fn backend(&mut self, backend: &Backend, labels: Option<(&str, &str)>, add: bool) {
+        if let Target::Endpoints(addrs) = &backend.target {
+            for addr in addrs {
+                count(&mut self.endpoints, *addr, add);
+            }
+        }
+        let (namespace, ingress) = labels.unwrap_or_else(|| {
+            let namespace = match &backend.reference {
+                BackendRef::Service { namespace, .. } | BackendRef::Resource { namespace, .. } => {
+                    namespace.as_str()
+                }
+            };
+            (namespace, "")
+        });
+        let by_ingress = self.live.entry(namespace.into()).or_default();
+        let by_service = by_ingress.entry(ingress.into()).or_default();
+        count(by_service, service_label(backend).into(), add);
+        if by_service.is_empty() {
+            by_ingress.remove(ingress);
+            if by_ingress.is_empty() {
+                self.live.remove(namespace);
+            }
+        }
+    }
+
+    fn vhost(&mut self, vhost: &crate::routing::VirtualHost, add: bool) {
+        for route in &vhost.routes {
+            let labels = (route.origin.namespace.as_str(), route.origin.name.as_str());
+            self.backend(&route.backend, Some(labels), add);
+        }
+        if let Some(b) = &vhost.fallback {
+            self.backend(b, None, add);
+        }
+    }
+
+    /// Counts `table` instead of the last one: only the vhosts that are not the same `Arc`.
+    fn update(&mut self, table: &RouteTable) {
+        let previous = std::mem::take(&mut self.vhosts);
+        let (mut old, mut new) = (previous.iter().peekable(), table.vhosts().iter().peekable());
+        // Both sorted by host, each host once.
+        loop {
+            match (old.peek(), new.peek()) {
+                (Some(a), Some(b)) if Arc::ptr_eq(a, b) => {
+                    old.next();
+                    new.next();
+                }
+                (Some(a), Some(b)) if a.host == b.host => {
+                    self.vhost(a, false);
+                    self.vhost(b, true);
+                    old.next();
+                    new.next();
+                }
+                (Some(a), Some(b)) if a.host < b.host => {
+                    self.vhost(a, false);
+                    old.next();
+                }
+                (_, Some(b)) => {
+                    self.vhost(b, true);
+                    new.next();
+                }
+                (Some(a), None) => {
+                    self.vhost(a, false);
+                    old.next();
+                }
+                (None, None) => break,
+            }
+        }
+        if let Some(b) = self.default.take() {
+            self.backend(&b, None, false);
+        }
+        if let Some(b) = table.default_backend() {
+            self.backend(b, None, true);
+            self.default = Some(b.clone());
+        }
+        self.vhosts = table.vhosts().to_vec();
+    }
+
+    fn is_live(&self, namespace: &str, ingress: &str, service: &str) -> bool {
+        self.live
+            .get(namespace)
+            .and_then(|m| m.get(ingress))
+            .is_some_and(|m| m.contains_key(service))
+    }
+}
+
+/// Adds or removes one use of `key`; a key without uses leaves the map.
+fn count<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: K, add: bool) {
+    if add {
+        *map.entry(key).or_default() += 1;
+    } else if let std::collections::hash_map::Entry::Occupied(mut e) = map.entry(key) {
+        *e.get_mut() -= 1;
+        if *e.get() == 0 {
+            e.remove();
+        }
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -479,6 +593,7 @@ impl Metrics {
             ejections,
             series: ArcSwap::from_pointee(SeriesMap::new()),
             series_insert: Mutex::new(()),
+            counted: Mutex::default(),
         }
     }
 
@@ -680,7 +795,12 @@ impl Metrics {
         self.version.set(i64::try_from(version).unwrap_or(i64::MAX));
         self.vhosts.set(to_i64(table.vhosts().len()));
         self.routes.set(to_i64(table.route_count()));
-        self.endpoints.set(to_i64(endpoint_count(table)));
+        let mut counted = self
+            .counted
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        counted.update(table);
+        self.endpoints.set(to_i64(counted.endpoints.len()));
         // Reasons that went away read 0 rather than keeping their last count.
         self.conditions.clear();
         for (reason, n) in conditions {
@@ -708,7 +828,7 @@ impl Metrics {
                 })
                 .set(c.info.not_after);
         }
-        self.prune(table);
+        self.prune(&counted);
     }
 
     /// OpenMetrics text for `/metrics`. Reads only: the sync ages from the clock at scrape
@@ -735,9 +855,9 @@ impl Metrics {
 }
 
 impl Metrics {
-    /// Drops the series of (namespace, ingress, service) label sets `table` does not have.
-    fn prune(&self, table: &RouteTable) {
-        let live = live_labels(table);
+    /// Drops the series of (namespace, ingress, service) label sets the counted table does
+    /// not have. Walks the series that exist (those requests created), not the table.
+    fn prune(&self, live: &Counted) {
         let current = self.series.load_full();
         let stale: Vec<Arc<RouteSeries>> = current
             .values()
@@ -746,13 +866,7 @@ impl Metrics {
             .filter(|s| {
                 let l = &s.labels;
                 let key = (l.namespace.as_str(), l.ingress.as_str(), l.service.as_str());
-                key != ("", "", "")
-                    && !live.contains(&key)
-                    && !live.contains(&(
-                        l.namespace.as_str(),
-                        l.ingress.as_str(),
-                        l.service.as_str(),
-                    ))
+                key != ("", "", "") && !live.is_live(key.0, key.1, key.2)
             })
             .cloned()
             .collect();
@@ -797,35 +911,6 @@ impl Metrics {
         }
         self.series.store(Arc::new(next));
     }
-}
-
-/// The (namespace, ingress, service) label sets requests to `table` can have.
-fn live_labels(table: &RouteTable) -> HashSet<(&str, &str, &str)> {
-    fn fallback(backend: &Backend) -> (&str, &str, &str) {
-        let namespace = match &backend.reference {
-            BackendRef::Service { namespace, .. } | BackendRef::Resource { namespace, .. } => {
-                namespace.as_str()
-            }
-        };
-        (namespace, "", service_label(backend))
-    }
-    let mut live = HashSet::new();
-    for vhost in table.vhosts() {
-        for route in &vhost.routes {
-            live.insert((
-                route.origin.namespace.as_str(),
-                route.origin.name.as_str(),
-                service_label(&route.backend),
-            ));
-        }
-        if let Some(b) = &vhost.fallback {
-            live.insert(fallback(b));
-        }
-    }
-    if let Some(b) = table.default_backend() {
-        live.insert(fallback(b));
-    }
-    live
 }
 
 fn to_i64(n: usize) -> i64 {
@@ -903,6 +988,85 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    /// The endpoint gauge and pruning count only the vhosts that differ from the last table
+    /// (issue 11): after tables that share, replace, add and drop vhosts, both are what
+    /// counting the table from scratch gives.
+    #[test]
+    fn counts_follow_the_vhosts_that_changed() {
+        use crate::routing::{
+            BackendRef, HostMatch, Origin, PathType, PortRef, Route, VirtualHost,
+        };
+        let backend = |service: &str, ips: &[&str]| {
+            Arc::new(Backend::new(
+                BackendRef::Service {
+                    namespace: "default".into(),
+                    name: service.into(),
+                    port: PortRef::Number(80),
+                },
+                Target::Endpoints(
+                    ips.iter()
+                        .map(|ip| format!("{ip}:80").parse().unwrap())
+                        .collect(),
+                ),
+            ))
+        };
+        let vhost = |host: &str, ingress: &str, backend: Arc<Backend>| {
+            Arc::new(VirtualHost::new(
+                HostMatch::Exact(host.into()),
+                vec![Route {
+                    path: "/".into(),
+                    path_type: PathType::Prefix,
+                    backend,
+                    origin: Origin {
+                        namespace: "default".into(),
+                        name: ingress.into(),
+                        rule: 0,
+                        path: 0,
+                    },
+                    ssl_redirect: false,
+                }],
+                None,
+            ))
+        };
+        let a = vhost("a.test", "a", backend("s", &["10.0.0.1", "10.0.0.2"]));
+        let b = vhost("b.test", "b", backend("s", &["10.0.0.2"]));
+        let c = vhost("c.test", "c", backend("t", &["10.0.0.3"]));
+        let c2 = vhost("c.test", "c2", backend("t", &["10.0.0.4"]));
+        let tables = [
+            vec![a.clone(), b.clone(), c.clone()],
+            vec![a.clone(), c2.clone()],
+            vec![b.clone(), c2.clone()],
+            vec![],
+            vec![a.clone(), b.clone(), c.clone()],
+        ];
+        let m = Metrics::new();
+        for (version, vhosts) in tables.into_iter().enumerate() {
+            for ingress in ["a", "b", "c", "c2"] {
+                let service = if ingress.starts_with('c') { "t" } else { "s" };
+                m.route("default", ingress, service)
+                    .request(0, 200, Duration::ZERO, 0, 0);
+            }
+            let table = RouteTable::from_shared(vhosts.clone(), None);
+            m.configuration(
+                version as u64 + 1,
+                &table,
+                &TlsTable::default(),
+                HashMap::new(),
+            );
+            let text = m.encode();
+            let gauge = format!("portico_config_endpoints {}\n", endpoint_count(&table));
+            assert!(
+                text.contains(&gauge),
+                "version {version}: {gauge} in {text}"
+            );
+            for ingress in ["a", "b", "c", "c2"] {
+                let live = vhosts.iter().any(|v| v.routes[0].origin.name == ingress);
+                let label = format!("ingress=\"{ingress}\"");
+                assert_eq!(text.contains(&label), live, "version {version}: {label}");
+            }
+        }
     }
 
     #[test]

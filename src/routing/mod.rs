@@ -40,7 +40,7 @@ pub use policy::{
 pub(crate) use regex_mode::compile as compile_regex;
 pub use regex_mode::{is_target_byte, rewrite_target, RegexLocation, RegexMode, RegexProblem};
 pub use retry::NextUpstream;
-pub use table::{Decision, RouteTable, VirtualHost};
+pub use table::{Decision, HostIndex, RouteTable, VirtualHost};
 pub use traffic::Traffic;
 
 use std::net::SocketAddr;

@@ -335,7 +335,7 @@ impl<'a> Decision<'a> {
 }
 
 /// The whole routing table: virtual hosts plus the global default backend.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteTable {
     /// Sorted: exact hosts, then wildcards, then the hostless vhost. Behind `Arc` so that an
@@ -344,12 +344,7 @@ pub struct RouteTable {
     #[serde(skip_serializing_if = "Option::is_none")]
     default_backend: Option<Arc<Backend>>,
     #[serde(skip)]
-    exact: HashMap<Box<str>, usize>,
-    /// Keyed by the suffix after `*.`.
-    #[serde(skip)]
-    wildcard: HashMap<Box<str>, usize>,
-    #[serde(skip)]
-    hostless: Option<usize>,
+    hosts: Arc<HostIndex>,
     /// `server-alias`: `(alias, rule host)`; the alias selects the rule host's vhost.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     aliases: Vec<(HostMatch, HostMatch)>,
@@ -361,6 +356,71 @@ pub struct RouteTable {
     www: std::collections::BTreeMap<Box<str>, Box<str>>,
 }
 
+/// Host name → index of its vhost: what `select_vhost` probes per request. Behind an `Arc` so
+/// that a table with the same hosts as an earlier one shares it: a change to one Ingress does
+/// not rebuild a map of every host (issue 11).
+#[derive(Debug, Clone, Default)]
+pub struct HostIndex {
+    exact: HashMap<Box<str>, usize>,
+    /// Keyed by the suffix after `*.`.
+    wildcard: HashMap<Box<str>, usize>,
+    hostless: Option<usize>,
+}
+
+impl HostIndex {
+    fn new(vhosts: &[Arc<VirtualHost>]) -> Self {
+        let mut index = HostIndex::default();
+        for (i, vhost) in vhosts.iter().enumerate() {
+            match &vhost.host {
+                HostMatch::Exact(h) => {
+                    index.exact.insert(h.as_str().into(), i);
+                }
+                HostMatch::Wildcard(s) => {
+                    index.wildcard.insert(s.as_str().into(), i);
+                }
+                HostMatch::Any => index.hostless = Some(i),
+            }
+        }
+        index
+    }
+
+    /// Whether this is exactly the index of `vhosts` (a probe per host, no allocation).
+    fn indexes(&self, vhosts: &[Arc<VirtualHost>]) -> bool {
+        let len = self.exact.len() + self.wildcard.len() + usize::from(self.hostless.is_some());
+        len == vhosts.len()
+            && vhosts
+                .iter()
+                .enumerate()
+                .all(|(i, vhost)| match &vhost.host {
+                    HostMatch::Exact(h) => self.exact.get(h.as_str()) == Some(&i),
+                    HostMatch::Wildcard(s) => self.wildcard.get(s.as_str()) == Some(&i),
+                    HostMatch::Any => self.hostless == Some(i),
+                })
+    }
+}
+
+/// Equal routing: the same vhosts, default backend, aliases and www redirects. The host maps
+/// are functions of those and are not compared. A vhost (or backend) shared with the other
+/// table is equal by pointer: an incremental translate reuses every vhost a change did not
+/// touch, so comparing a new table with the published one costs pointers, not routes (issue 11).
+impl PartialEq for RouteTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.vhosts.len() == other.vhosts.len()
+            && self
+                .vhosts
+                .iter()
+                .zip(&other.vhosts)
+                .all(|(a, b)| Arc::ptr_eq(a, b) || a == b)
+            && match (&self.default_backend, &other.default_backend) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                (None, None) => true,
+                _ => false,
+            }
+            && self.aliases == other.aliases
+            && self.www == other.www
+    }
+}
+
 impl RouteTable {
     /// Builds the table. Each host should appear once (translate merges); if one repeats, the
     /// first wins.
@@ -370,32 +430,38 @@ impl RouteTable {
 
     /// [`RouteTable::new`] from vhosts that may be shared with an earlier table.
     pub fn from_shared(
+        vhosts: Vec<Arc<VirtualHost>>,
+        default_backend: Option<Arc<Backend>>,
+    ) -> Self {
+        RouteTable::from_shared_with(vhosts, default_backend, None)
+    }
+
+    /// [`RouteTable::from_shared`], sharing `index` (an earlier table's [`RouteTable::host_index`])
+    /// when it is exactly the index of these vhosts, which is checked.
+    pub fn from_shared_with(
         mut vhosts: Vec<Arc<VirtualHost>>,
         default_backend: Option<Arc<Backend>>,
+        index: Option<Arc<HostIndex>>,
     ) -> Self {
         vhosts.sort_by(|a, b| a.host.cmp(&b.host));
         vhosts.dedup_by(|later, first| later.host == first.host);
-        let mut table = RouteTable {
+        let hosts = match index {
+            Some(index) if index.indexes(&vhosts) => index,
+            _ => Arc::new(HostIndex::new(&vhosts)),
+        };
+        RouteTable {
             vhosts,
             default_backend,
-            exact: HashMap::default(),
-            wildcard: HashMap::default(),
-            hostless: None,
+            hosts,
             aliases: Vec::new(),
             www: Default::default(),
-        };
-        for (i, vhost) in table.vhosts.iter().enumerate() {
-            match &vhost.host {
-                HostMatch::Exact(h) => {
-                    table.exact.insert(h.as_str().into(), i);
-                }
-                HostMatch::Wildcard(s) => {
-                    table.wildcard.insert(s.as_str().into(), i);
-                }
-                HostMatch::Any => table.hostless = Some(i),
-            }
         }
-        table
+    }
+
+    /// The host index, for [`RouteTable::from_shared_with`]; take it before
+    /// [`RouteTable::with_aliases`], which adds the aliases to it.
+    pub fn host_index(&self) -> Arc<HostIndex> {
+        self.hosts.clone()
     }
 
     /// Adds `(alias, rule host)` names: an alias selects its rule host's vhost, exactly as
@@ -406,17 +472,18 @@ impl RouteTable {
             return self;
         }
         let mut kept = Vec::with_capacity(aliases.len());
+        let index = Arc::make_mut(&mut self.hosts);
         for (alias, host) in aliases {
             let Ok(i) = self.vhosts.binary_search_by(|v| v.host.cmp(&host)) else {
                 continue;
             };
             let added = match &alias {
-                HostMatch::Exact(h) if !self.exact.contains_key(h.as_str()) => {
-                    self.exact.insert(h.as_str().into(), i);
+                HostMatch::Exact(h) if !index.exact.contains_key(h.as_str()) => {
+                    index.exact.insert(h.as_str().into(), i);
                     true
                 }
-                HostMatch::Wildcard(s) if !self.wildcard.contains_key(s.as_str()) => {
-                    self.wildcard.insert(s.as_str().into(), i);
+                HostMatch::Wildcard(s) if !index.wildcard.contains_key(s.as_str()) => {
+                    index.wildcard.insert(s.as_str().into(), i);
                     true
                 }
                 _ => false,
@@ -468,19 +535,20 @@ impl RouteTable {
     /// The vhost for a normalised match host: exact, then one-label wildcard, then hostless
     /// (spec §3.3).
     pub fn select_vhost(&self, host: &str) -> Option<&VirtualHost> {
-        if let Some(&i) = self.exact.get(host) {
+        let index = &*self.hosts;
+        if let Some(&i) = index.exact.get(host) {
             return Some(&self.vhosts[i]);
         }
-        if !self.wildcard.is_empty() {
+        if !index.wildcard.is_empty() {
             if let Some(dot) = host.find('.') {
                 if dot > 0 {
-                    if let Some(&i) = self.wildcard.get(&host[dot + 1..]) {
+                    if let Some(&i) = index.wildcard.get(&host[dot + 1..]) {
                         return Some(&self.vhosts[i]);
                     }
                 }
             }
         }
-        self.hostless.map(|i| &*self.vhosts[i])
+        index.hostless.map(|i| &*self.vhosts[i])
     }
 
     /// The decision for a normalised match host and path (spec §3.3–3.7).

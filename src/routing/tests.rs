@@ -370,3 +370,51 @@ mod properties {
         }
     }
 }
+
+/// A table with the same hosts as an earlier one shares its host index (issue 11); one with
+/// other hosts gets its own, and both select the right vhost.
+#[test]
+fn the_host_index_is_shared_only_by_the_same_hosts() {
+    let host = |h: &str, name: &str| {
+        Arc::new(VirtualHost::new(
+            HostMatch::Exact(h.into()),
+            vec![route("/", Prefix, name)],
+            None,
+        ))
+    };
+    let wild = Arc::new(VirtualHost::new(
+        HostMatch::Wildcard("w.test".into()),
+        vec![route("/", Prefix, "w")],
+        None,
+    ));
+    let first = RouteTable::from_shared(vec![host("a.test", "a"), wild.clone()], None);
+    let same = RouteTable::from_shared_with(
+        vec![wild.clone(), host("a.test", "a2")],
+        None,
+        Some(first.host_index()),
+    );
+    assert!(Arc::ptr_eq(&first.host_index(), &same.host_index()));
+    let other = RouteTable::from_shared_with(
+        vec![host("b.test", "b"), wild.clone()],
+        None,
+        Some(first.host_index()),
+    );
+    assert!(!Arc::ptr_eq(&first.host_index(), &other.host_index()));
+    let picked = |t: &RouteTable, h: &str| t.select_vhost(h).map(|v| v.host.to_string());
+    assert_eq!(picked(&same, "a.test").as_deref(), Some("a.test"));
+    assert_eq!(picked(&same, "x.w.test").as_deref(), Some("*.w.test"));
+    assert_eq!(picked(&other, "a.test"), None);
+    assert_eq!(picked(&other, "b.test").as_deref(), Some("b.test"));
+    // Aliases go into the table's own copy, never into the shared index.
+    let aliased = RouteTable::from_shared_with(
+        vec![host("a.test", "a3"), wild],
+        None,
+        Some(first.host_index()),
+    )
+    .with_aliases(vec![(
+        HostMatch::Exact("alias.test".into()),
+        HostMatch::Exact("a.test".into()),
+    )]);
+    assert_eq!(picked(&aliased, "alias.test").as_deref(), Some("a.test"));
+    assert_eq!(picked(&first, "alias.test"), None);
+}

@@ -413,7 +413,7 @@ async fn write_loop(
     let mut ever_owned: HashSet<ObjectRef> = HashSet::new();
     let mut ours: HashSet<Address> = HashSet::new();
     let mut pending: HashMap<ObjectRef, (String, Vec<Address>)> = HashMap::new();
-    let mut seen_version = 0;
+    let mut seen_owned: Option<Arc<[ObjectRef]>> = None;
     let mut wake_at: Option<Instant> = None;
     // When each owned Ingress was first seen in a published configuration.
     let mut first_live: HashMap<ObjectRef, Instant> = HashMap::new();
@@ -422,8 +422,13 @@ async fn write_loop(
         let desired = addresses.borrow_and_update().clone();
         let is_leader = *leader.borrow_and_update();
         // Every replica tracks ownership, so a new leader knows what the old one wrote.
-        if published.version != seen_version {
-            seen_version = published.version;
+        // The same `owned` list (translate shares it while no name comes or goes) changes
+        // neither set: skip the pass over every Ingress.
+        let same_owned = seen_owned
+            .as_ref()
+            .is_some_and(|o| Arc::ptr_eq(o, &published.translation.owned));
+        if !same_owned {
+            seen_owned = Some(published.translation.owned.clone());
             ever_owned.extend(published.translation.owned.iter().cloned());
             let now = Instant::now();
             let owned: HashSet<&ObjectRef> = published.translation.owned.iter().collect();

@@ -1,7 +1,7 @@
 //! Backend resolution (spec §4.1, §4.2, §4.5, §4.6): an Ingress backend reference plus the
 //! snapshot's Services and EndpointSlices become a shared `Arc<Backend>`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
@@ -33,66 +33,52 @@ impl Problem {
 /// A resolved backend and what is wrong with it, if anything.
 pub type Resolved = (Arc<Backend>, Option<Problem>);
 
+/// Services or EndpointSlices by `(namespace, name)` (slices by the Service their label
+/// names), as the incremental state keeps them from one translate to the next.
+pub type Index<T> = HashMap<(String, String), Vec<Arc<T>>>;
+
 /// Resolves backend references against one snapshot, sharing one `Arc` per distinct reference.
 pub struct Backends<'a> {
     options: &'a Options,
-    /// `(namespace, name)` → Service.
-    services: BTreeMap<(&'a str, &'a str), &'a Service>,
+    /// `(namespace, name)` → Service; looked up only for the backends resolved now, so a
+    /// translate that resolves few pays for few (issue 11).
+    services: &'a Index<Service>,
     /// `(namespace, service-name label)` → slices.
-    slices: BTreeMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+    slices: &'a Index<EndpointSlice>,
     cache: HashMap<BackendRef, Resolved>,
 }
 
 impl<'a> Backends<'a> {
-    /// `cache` holds resolutions still valid for these Services and slices (see
+    /// `services` and `slices` index the snapshot's objects (`incremental::State` keeps them
+    /// up to date); `cache` holds resolutions still valid for them (see
     /// `incremental::State::changes`); [`Backends::into_cache`] gives it back.
     pub fn new(
-        services: &'a [std::sync::Arc<Service>],
-        endpoint_slices: &'a [std::sync::Arc<EndpointSlice>],
+        services: &'a Index<Service>,
+        slices: &'a Index<EndpointSlice>,
         options: &'a Options,
         cache: HashMap<BackendRef, Resolved>,
     ) -> Self {
-        let mut by_name: BTreeMap<(&str, &str), &Service> = BTreeMap::new();
-        for service in services {
-            let (Some(ns), Some(name)) = (
-                service.metadata.namespace.as_deref(),
-                service.metadata.name.as_deref(),
-            ) else {
-                continue;
-            };
-            // Two Services with one name cannot exist in a cluster; should a source deliver
-            // them, keep the one with the smaller serialised form so the input order is moot.
-            by_name
-                .entry((ns, name))
-                .and_modify(|kept| {
-                    if canonical(service) < canonical(kept) {
-                        *kept = service;
-                    }
-                })
-                .or_insert(service);
-        }
-        let mut slices: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
-        for slice in endpoint_slices {
-            let ns = slice.metadata.namespace.as_deref().unwrap_or_default();
-            // spec §4.2 step 1: only the label links a slice to its Service.
-            let Some(service) = slice
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SERVICE_NAME_LABEL))
-            else {
-                continue;
-            };
-            slices
-                .entry((ns, service.as_str()))
-                .or_default()
-                .push(slice);
-        }
         Backends {
             options,
-            services: by_name,
+            services,
             slices,
             cache,
+        }
+    }
+
+    /// The Service `namespace/name`. Two Services with one name cannot exist in a cluster;
+    /// should a source deliver them, the one with the smaller serialised form is used, so the
+    /// input order is moot.
+    fn find_service(&self, namespace: &str, name: &str) -> Option<&'a Service> {
+        let group = self
+            .services
+            .get(&(namespace.to_string(), name.to_string()))?;
+        match group.as_slice() {
+            [one] => Some(one),
+            many => many
+                .iter()
+                .min_by(|a, b| canonical(a.as_ref()).cmp(&canonical(b.as_ref())))
+                .map(|s| s.as_ref()),
         }
     }
 
@@ -181,8 +167,7 @@ impl<'a> Backends<'a> {
     /// The controller-configured default Service (spec §3.7 step 2), on its first port.
     pub fn default_service(&mut self, namespace: &str, name: &str) -> Arc<Backend> {
         let first_port = self
-            .services
-            .get(&(namespace, name))
+            .find_service(namespace, name)
             .and_then(|s| s.spec.as_ref())
             .and_then(|s| s.ports.as_ref())
             .and_then(|p| p.first());
@@ -237,8 +222,7 @@ impl<'a> Backends<'a> {
             return Err("the backend is not a Service".to_string());
         };
         let service = self
-            .services
-            .get(&(namespace.as_str(), name.as_str()))
+            .find_service(namespace, name)
             .ok_or_else(|| format!("service {namespace}/{name} not found"))?;
         let spec = service.spec.as_ref();
         let ip = spec
@@ -274,7 +258,7 @@ impl<'a> Backends<'a> {
         else {
             return None;
         };
-        let service = self.services.get(&(namespace.as_str(), name.as_str()))?;
+        let service = self.find_service(namespace, name)?;
         service
             .spec
             .as_ref()?
@@ -297,7 +281,7 @@ impl<'a> Backends<'a> {
         port: &PortRef,
     ) -> (Target, Option<Problem>) {
         // spec §4.1 step 1.
-        let Some(service) = self.services.get(&(namespace, name)) else {
+        let Some(service) = self.find_service(namespace, name) else {
             return (
                 Target::Unavailable(Unavailable::ServiceNotFound),
                 Problem::new(
@@ -340,12 +324,14 @@ impl<'a> Backends<'a> {
             let external = spec.and_then(|s| s.external_name.as_deref());
             return self.external_name(namespace, name, external, service_port);
         }
-        let slices = self
+        let slices: Vec<&EndpointSlice> = self
             .slices
-            .get(&(namespace, name))
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        (endpoints(slices, service_port, self.options.ipv6), None)
+            .get(&(namespace.to_string(), name.to_string()))
+            .into_iter()
+            .flatten()
+            .map(|s| s.as_ref())
+            .collect();
+        (endpoints(&slices, service_port, self.options.ipv6), None)
     }
 
     /// spec §4.5.

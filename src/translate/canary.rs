@@ -11,7 +11,7 @@
 //! backend consults the canary; a backend takes one canary, the oldest (`balancer.lua` only
 //! reads `alternative_backends[1]`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::header::HeaderName;
@@ -370,7 +370,7 @@ pub(super) struct Attachments {
 /// host in age order; `global`: the global default backend (spec §3.7).
 pub(super) fn attach(
     parts: &[Arc<Part>],
-    contributors: &BTreeMap<&HostMatch, Vec<(&Part, &PartRule)>>,
+    contributors: &super::incremental::Contributors<'_>,
     global: Option<&Arc<Backend>>,
     conditions: &mut Vec<Condition>,
 ) -> Attachments {

@@ -17,9 +17,9 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
-use super::backends::{Backends, Resolved, SERVICE_NAME_LABEL};
+use super::backends::{Backends, Index, Resolved, SERVICE_NAME_LABEL};
 use super::{
     affinity, annotations, basic_auth, client_auth, custom_headers, error_pages, ext_auth, paths,
     redirects, ssl_ciphers, tls, Condition, ObjectRef, Options, Reason,
@@ -45,11 +45,11 @@ fn same<T: PartialEq>(previous: &Arc<T>, current: &Arc<T>) -> bool {
 pub(super) struct State {
     /// The options everything below was computed under.
     options: Option<Options>,
-    /// Copies of the previous snapshot's objects, by key, to tell what changed.
-    services: HashMap<Key, Vec<Arc<Service>>>,
-    slices: HashMap<Key, Vec<Arc<EndpointSlice>>>,
-    secrets: HashMap<Key, Vec<Arc<Secret>>>,
-    config_maps: HashMap<Key, Vec<Arc<ConfigMap>>>,
+    /// The previous snapshot's objects, in its order and by key, to tell what changed.
+    services: Seen<Service>,
+    slices: Seen<EndpointSlice>,
+    secrets: Seen<Secret>,
+    config_maps: Seen<ConfigMap>,
     /// Resolved backends by reference, still valid for unchanged Services and slices.
     pub backends: HashMap<BackendRef, Resolved>,
     /// One `Arc` per backend and non-default policy (see `translate`).
@@ -59,23 +59,85 @@ pub(super) struct State {
     pub blocked: HashMap<BackendRef, Arc<Backend>>,
     /// Each owned Ingress's contribution, by `namespace/name`.
     pub parts: HashMap<Key, Arc<Part>>,
+    /// The same Parts in age order (spec §0), as the last translate merged them; each holds
+    /// the very `Arc<Ingress>` of the snapshot it was merged from.
+    pub order: Vec<Arc<Part>>,
+    /// The same Parts sorted by Ingress `namespace/name` (the order of `owned` and
+    /// `ssl_redirects` in the translation), kept rather than sorted again.
+    pub by_name: Vec<Arc<Part>>,
+    /// The previous translation's `owned`, and its `ssl_redirects` with the controller
+    /// ConfigMap's `ssl-redirect` presence they were made with.
+    pub owned: Option<Arc<[ObjectRef]>>,
+    pub ssl_redirects: Option<(bool, Arc<[super::SslRedirect]>)>,
+    /// The snapshot's Ingresses in its order, to find by pointer which ones changed.
+    ingresses: Vec<Arc<Ingress>>,
+    /// The IngressClasses `order` was selected with (`None`: select again).
+    classes: Option<Vec<Arc<IngressClass>>>,
     /// Each vhost as last built, by host.
-    pub vhosts: HashMap<HostMatch, Built>,
+    pub vhosts: HashMap<HostMatch, Built, foldhash::fast::RandomState>,
+    /// The same hosts, sorted: the order the table keeps its vhosts in.
+    pub hosts: Vec<HostMatch>,
+    /// The last table's host index (before aliases), shared by the next table if it fits.
+    pub host_index: Option<Arc<crate::routing::HostIndex>>,
     /// Source of [`Part::rev`].
     next_rev: u64,
 }
+
+/// Each host's contributing rules, oldest Ingress first (spec §3.8).
+pub(super) type Contributors<'a> = HashMap<&'a HostMatch, Rules<'a>, foldhash::fast::RandomState>;
+
+/// One host's contributing rules, oldest Ingress first. Most hosts have one, kept inline: a
+/// `Vec` per host was an allocation per host per translate.
+pub(super) enum Rules<'a> {
+    One([(&'a Part, &'a PartRule); 1]),
+    Many(Vec<(&'a Part, &'a PartRule)>),
+}
+
+impl<'a> Rules<'a> {
+    pub fn push(&mut self, rule: (&'a Part, &'a PartRule)) {
+        match self {
+            Rules::One([first]) => *self = Rules::Many(vec![*first, rule]),
+            Rules::Many(rules) => rules.push(rule),
+        }
+    }
+}
+
+impl<'a> std::ops::Deref for Rules<'a> {
+    type Target = [(&'a Part, &'a PartRule)];
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Rules::One(one) => one,
+            Rules::Many(rules) => rules,
+        }
+    }
+}
+
+/// Object addresses (see [`address`]), probed once per Ingress per translate.
+type AddrSet = HashSet<usize, foldhash::fast::RandomState>;
+
+/// The owned Ingresses of a translate, from [`State::owned`].
+pub(super) struct Owned {
+    /// Oldest first, each with its previous Part when it is the same Ingress object.
+    pub entries: Vec<(Arc<Ingress>, Option<Arc<Part>>)>,
+    /// The previous Parts whose Ingress went away; `None` when every owned Ingress was
+    /// selected again (then the Parts by name are rebuilt too).
+    pub removed: Option<Vec<Arc<Part>>>,
+}
+
+/// Keys probed once per owned Ingress (foldhash: SipHash was most of that probe).
+type KeySet = HashSet<Key, foldhash::fast::RandomState>;
 
 /// The keys whose objects changed since the previous translate.
 #[derive(Default)]
 pub(super) struct Changes {
     /// Service objects (the backend's port, type, `appProtocol` and problems depend on them).
-    services: HashSet<Key>,
+    services: KeySet,
     /// EndpointSlices, by `namespace` and the Service named by their label (spec §4.2 step 1):
     /// only endpoint sets depend on them.
-    slices: HashSet<Key>,
-    secrets: HashSet<Key>,
+    slices: KeySet,
+    secrets: KeySet,
     /// ConfigMaps (`custom-headers` reads them).
-    config_maps: HashSet<Key>,
+    config_maps: KeySet,
 }
 
 impl State {
@@ -122,13 +184,17 @@ impl State {
             }),
         };
         if !changes.services.is_empty() || !changes.slices.is_empty() {
+            // Looked up without allocating: this runs over every resolved backend.
+            let changed: HashSet<(&str, &str)> = changes
+                .services
+                .iter()
+                .chain(&changes.slices)
+                .map(|(ns, name)| (ns.as_str(), name.as_str()))
+                .collect();
             let stale = |reference: &BackendRef| match reference {
                 BackendRef::Service {
                     namespace, name, ..
-                } => {
-                    let key = (namespace.clone(), name.clone());
-                    changes.services.contains(&key) || changes.slices.contains(&key)
-                }
+                } => changed.contains(&(namespace.as_str(), name.as_str())),
                 BackendRef::Resource { .. } => false,
             };
             self.backends.retain(|reference, _| !stale(reference));
@@ -147,6 +213,155 @@ impl State {
         changes
     }
 
+    /// The owned Ingresses (spec §2), one per `namespace/name`, oldest first, each with its
+    /// previous Part when the Ingress object is the very one that Part was derived from.
+    ///
+    /// When the IngressClasses are the same objects as last time, the previous order is kept:
+    /// Ingresses that went away leave it, new ones are selected and merged in by age, so one
+    /// change costs pointers and a merge, not a selection and a sort of every Ingress. A new
+    /// Ingress whose `namespace/name` another still holds (a source delivering one name twice)
+    /// sends everything through the full selection, which decides between them by content.
+    pub fn owned(
+        &mut self,
+        ingresses: &[Arc<Ingress>],
+        classes: &[Arc<IngressClass>],
+        selected: &super::class::Classes,
+        options: &Options,
+    ) -> Owned {
+        let (gone, arrived) = window(&mut self.ingresses, ingresses);
+        let same_classes = self.classes.as_ref().is_some_and(|previous| {
+            previous.len() == classes.len()
+                && previous.iter().zip(classes).all(|(a, b)| Arc::ptr_eq(a, b))
+        });
+        if same_classes {
+            if let Some(entries) = self.merged(&gone, arrived, selected, options) {
+                return entries;
+            }
+        }
+        self.classes = Some(classes.to_vec());
+        Owned {
+            entries: super::owned_in_age_order(ingresses, selected, options)
+                .into_iter()
+                .map(|ingress| (ingress.clone(), None))
+                .collect(),
+            removed: None,
+        }
+    }
+
+    /// The previous order without the `gone` Ingresses and with the owned `arrived` ones merged
+    /// in by age; `None` when a name would be held twice.
+    fn merged(
+        &mut self,
+        gone: &[Arc<Ingress>],
+        arrived: Vec<Arc<Ingress>>,
+        selected: &super::class::Classes,
+        options: &Options,
+    ) -> Option<Owned> {
+        let gone: AddrSet = gone.iter().map(address).collect();
+        let mut fresh: Vec<Arc<Ingress>> = arrived
+            .into_iter()
+            .filter(|i| i.metadata.name.as_deref().is_some_and(|n| !n.is_empty()))
+            .filter(|i| selected.owns(i, options))
+            .collect();
+        fresh.sort_by(|a, b| {
+            let key = |i: &Arc<Ingress>| {
+                (
+                    i.metadata.namespace.clone().unwrap_or_default(),
+                    i.metadata.name.clone().unwrap_or_default(),
+                )
+            };
+            key(a).cmp(&key(b))
+        });
+        for (i, ingress) in fresh.iter().enumerate() {
+            let key = (
+                ingress.metadata.namespace.clone().unwrap_or_default(),
+                ingress.metadata.name.clone().unwrap_or_default(),
+            );
+            let twice = fresh.get(i + 1).is_some_and(|next| {
+                next.metadata.namespace == ingress.metadata.namespace
+                    && next.metadata.name == ingress.metadata.name
+            });
+            let held = self
+                .parts
+                .get(&key)
+                .is_some_and(|p| !gone.contains(&address(&p.ingress)));
+            if twice || held {
+                return None;
+            }
+        }
+        fresh.sort_by(|a, b| super::age_key(a).cmp(&super::age_key(b)));
+        let mut entries = Vec::with_capacity(self.order.len() + fresh.len());
+        let mut removed = Vec::new();
+        let mut fresh = fresh.into_iter().peekable();
+        for part in &self.order {
+            if gone.contains(&address(&part.ingress)) {
+                removed.push(part.clone());
+                continue;
+            }
+            while let Some(next) =
+                fresh.next_if(|f| super::age_key(f) < super::age_key(&part.ingress))
+            {
+                entries.push((next, None));
+            }
+            entries.push((part.ingress.clone(), Some(part.clone())));
+        }
+        entries.extend(fresh.map(|f| (f, None)));
+        Some(Owned {
+            entries,
+            removed: Some(removed),
+        })
+    }
+
+    /// The Services and EndpointSlices by name, lent to the backend resolver; give them back
+    /// with [`State::put_indexes`].
+    pub fn take_indexes(&mut self) -> (Index<Service>, Index<EndpointSlice>) {
+        (
+            std::mem::take(&mut self.services.groups),
+            std::mem::take(&mut self.slices.groups),
+        )
+    }
+
+    pub fn put_indexes(&mut self, services: Index<Service>, slices: Index<EndpointSlice>) {
+        self.services.groups = services;
+        self.slices.groups = slices;
+    }
+
+    /// The hosts of `contributors` with their rules, sorted: the previous order less the hosts
+    /// that went, with the new ones (those `vhosts` does not know) sorted and merged in.
+    pub fn host_order<'c, 'a>(
+        &mut self,
+        contributors: &'c Contributors<'a>,
+    ) -> Vec<(&'a HostMatch, &'c Rules<'a>)> {
+        let mut order: Vec<(&'a HostMatch, &'c Rules<'a>)> = self
+            .hosts
+            .iter()
+            .filter_map(|h| contributors.get_key_value(h).map(|(k, v)| (*k, v)))
+            .collect();
+        let gone = order.len() < self.hosts.len();
+        if order.len() < contributors.len() {
+            let mut new: Vec<(&'a HostMatch, &'c Rules<'a>)> = contributors
+                .iter()
+                .filter(|(h, _)| !self.vhosts.contains_key(**h))
+                .map(|(k, v)| (*k, v))
+                .collect();
+            new.sort_by(|a, b| a.0.cmp(b.0));
+            let mut merged = Vec::with_capacity(order.len() + new.len());
+            let mut new = new.into_iter().peekable();
+            for entry in order {
+                while let Some(next) = new.next_if(|n| n.0 < entry.0) {
+                    merged.push(next);
+                }
+                merged.push(entry);
+            }
+            merged.extend(new);
+            order = merged;
+        } else if !gone {
+            return order;
+        }
+        self.hosts = order.iter().map(|(h, _)| (*h).clone()).collect();
+        order
+    }
+
     pub fn next_rev(&mut self) -> u64 {
         self.next_rev += 1;
         self.next_rev
@@ -163,8 +378,15 @@ pub(super) fn reuse(
     changes: &Changes,
 ) -> Option<Reuse> {
     let part = parts.get(key)?;
-    if !same(&part.ingress, ingress)
-        || part.services.iter().any(|k| changes.services.contains(k))
+    if !same(&part.ingress, ingress) {
+        return None;
+    }
+    reuse_part(part, changes)
+}
+
+/// [`reuse`] for a Part derived from the very Ingress object translated now.
+pub(super) fn reuse_part(part: &Arc<Part>, changes: &Changes) -> Option<Reuse> {
+    if part.services.iter().any(|k| changes.services.contains(k))
         || part.secrets.iter().any(|k| changes.secrets.contains(k))
         || part
             .config_maps
@@ -186,40 +408,78 @@ pub(super) enum Reuse {
     Rebind(Arc<Part>),
 }
 
-/// Groups `current` by key, compares each group with the stored copy (order within a group
-/// does not matter), stores the new copies and returns the keys that changed, appeared or
-/// went away. A key held by two objects at once (no real cluster has one) always counts as
-/// changed: that costs work, never correctness.
-fn diff<'a, T: PartialEq>(
-    stored: &mut HashMap<Key, Vec<Arc<T>>>,
-    current: &'a [Arc<T>],
-    key: impl Fn(&'a T) -> Option<(&'a str, &'a str)>,
-) -> HashSet<Key> {
-    let mut groups: HashMap<(&str, &str), Vec<&Arc<T>>> = HashMap::with_capacity(current.len());
-    for object in current {
-        if let Some(k) = key(object.as_ref()) {
-            groups.entry(k).or_default().push(object);
+/// The objects of one kind as the previous translate saw them: in the snapshot's order (to
+/// find what changed by pointer) and grouped by key (to tell whether a key's objects changed).
+pub(super) struct Seen<T> {
+    order: Vec<Arc<T>>,
+    groups: HashMap<Key, Vec<Arc<T>>>,
+}
+
+impl<T> Default for Seen<T> {
+    fn default() -> Self {
+        Seen {
+            order: Vec::new(),
+            groups: HashMap::new(),
         }
     }
-    let mut changed = HashSet::new();
-    stored.retain(|(ns, name), _| {
-        let keep = groups.contains_key(&(ns.as_str(), name.as_str()));
-        if !keep {
-            changed.insert((ns.clone(), name.clone()));
+}
+
+/// The address of an object, as an identity: `Seen` holds every `Arc` it compares with, so an
+/// address cannot be reused while it is compared.
+fn address<T>(object: &Arc<T>) -> usize {
+    Arc::as_ptr(object) as usize
+}
+
+/// Compares `current` with what `seen` holds, stores it and returns the keys whose objects
+/// changed, appeared or went away (order within a key does not matter).
+///
+/// Cost in proportion to the change, not to the cluster: the sources hand on the same `Arc`
+/// for an object they did not touch, so [`window`] finds the objects that went and came by
+/// pointer, and only their keys are compared. A source that reorders everything costs one pass
+/// of address hashing, never a wrong answer. An object a source rebuilt equal to the stored one
+/// (content equality) is no change. A key held by two objects at once (no real cluster has one)
+/// is compared as a multiset: at worst that costs work, never correctness.
+fn diff<T: PartialEq>(
+    seen: &mut Seen<T>,
+    current: &[Arc<T>],
+    key: impl Fn(&T) -> Option<(&str, &str)>,
+) -> KeySet {
+    let mut changed = KeySet::default();
+    let (gone, new) = window(&mut seen.order, current);
+    if gone.is_empty() && new.is_empty() {
+        return changed;
+    }
+    let gone_set: AddrSet = gone.iter().map(address).collect();
+    let mut arrived: HashMap<Key, Vec<Arc<T>>> = HashMap::new();
+    for object in new {
+        if let Some((ns, name)) = key(object.as_ref()) {
+            arrived
+                .entry((ns.to_string(), name.to_string()))
+                .or_default()
+                .push(object.clone());
         }
-        keep
-    });
-    for ((ns, name), group) in groups {
-        let key = (ns.to_string(), name.to_string());
-        let unchanged = match stored.get(&key) {
-            Some(previous) if previous.len() == group.len() && group.len() == 1 => {
-                same(&previous[0], group[0])
-            }
+    }
+    let mut touched: HashSet<Key> = arrived.keys().cloned().collect();
+    for object in &gone {
+        if let Some((ns, name)) = key(object.as_ref()) {
+            touched.insert((ns.to_string(), name.to_string()));
+        }
+    }
+    for k in touched {
+        let before = seen.groups.get(&k);
+        let mut group: Vec<Arc<T>> = before
+            .into_iter()
+            .flatten()
+            .filter(|o| !gone_set.contains(&address(o)))
+            .cloned()
+            .collect();
+        group.extend(arrived.remove(&k).unwrap_or_default());
+        let unchanged = match before {
             Some(previous) if previous.len() == group.len() => {
                 // Several EndpointSlices per Service are normal: equal as multisets.
                 let mut unmatched: Vec<&Arc<T>> = previous.iter().collect();
                 group.iter().all(
-                    |object| match unmatched.iter().position(|p| same(*p, *object)) {
+                    |object| match unmatched.iter().position(|p| same(p, object)) {
                         Some(i) => {
                             unmatched.swap_remove(i);
                             true
@@ -228,14 +488,59 @@ fn diff<'a, T: PartialEq>(
                     },
                 )
             }
-            _ => false,
+            None => group.is_empty(),
+            Some(_) => false,
         };
+        if group.is_empty() {
+            seen.groups.remove(&k);
+        } else {
+            seen.groups.insert(k.clone(), group);
+        }
         if !unchanged {
-            stored.insert(key.clone(), group.into_iter().cloned().collect());
-            changed.insert(key);
+            changed.insert(k);
         }
     }
     changed
+}
+
+/// What differs between `order` (the previous snapshot's objects of one kind) and `current`,
+/// by pointer: the objects that went away and those that arrived. Stores `current` in `order`.
+///
+/// Compared from both ends first: the sources keep their order (files in path order, a
+/// reflector store its map's), so after one change only the objects between the first and the
+/// last difference are hashed by address; objects that only moved are neither gone nor new.
+fn window<T>(order: &mut Vec<Arc<T>>, current: &[Arc<T>]) -> (Vec<Arc<T>>, Vec<Arc<T>>) {
+    let prefix = order
+        .iter()
+        .zip(current)
+        .take_while(|(a, b)| Arc::ptr_eq(a, b))
+        .count();
+    let suffix = order[prefix..]
+        .iter()
+        .rev()
+        .zip(current[prefix..].iter().rev())
+        .take_while(|(a, b)| Arc::ptr_eq(a, b))
+        .count();
+    let old = &order[prefix..order.len() - suffix];
+    let new = &current[prefix..current.len() - suffix];
+    if old.is_empty() && new.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let old_set: AddrSet = old.iter().map(address).collect();
+    let new_set: AddrSet = new.iter().map(address).collect();
+    let gone = old
+        .iter()
+        .filter(|o| !new_set.contains(&address(o)))
+        .cloned()
+        .collect();
+    let arrived = new
+        .iter()
+        .filter(|o| !old_set.contains(&address(o)))
+        .cloned()
+        .collect();
+    // Only the window changed: the ends are the same pointers already.
+    order.splice(prefix..order.len() - suffix, new.iter().cloned());
+    (gone, arrived)
 }
 
 /// One owned Ingress's contribution to the table, derived from the Ingress and the objects it

@@ -212,11 +212,14 @@ pub struct Translation {
     pub tls: TlsTable,
     /// Sorted by object, then reason, then message.
     pub conditions: Vec<Condition>,
-    /// The Ingresses this controller owns (spec §2), sorted.
-    pub owned: Vec<ObjectRef>,
+    /// The Ingresses this controller owns (spec §2), sorted. Shared from one translation to
+    /// the next while the set of names stays the same (issue 11: a change to one Ingress
+    /// copies no list of every Ingress).
+    pub owned: Arc<[ObjectRef]>,
     /// Each owned Ingress's HTTPS-redirect setting and where it came from (spec §5.5), sorted
-    /// by Ingress; `explain` reads it to say why a request is or is not redirected.
-    pub ssl_redirects: Vec<SslRedirect>,
+    /// by Ingress; `explain` reads it to say why a request is or is not redirected. Shared
+    /// like `owned`.
+    pub ssl_redirects: Arc<[SslRedirect]>,
     /// The controller ConfigMap's settings (`--configmap`), read by the proxy per request or
     /// connection from the same `Published` as the table.
     #[serde(skip)]
@@ -333,28 +336,54 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
         &snapshot.config_maps,
     );
     let classes = Classes::new(&snapshot.ingress_classes, options);
-    let ingresses = owned_in_age_order(&snapshot.ingresses, &classes, options);
+    let owned = state.owned(
+        &snapshot.ingresses,
+        &snapshot.ingress_classes,
+        &classes,
+        options,
+    );
+    let ingresses: Vec<&Arc<Ingress>> = owned.entries.iter().map(|(i, _)| i).collect();
     // issue 14: `load-balance`, `upstream-hash-by*`, `affinity` are the Service's.
     let scope = affinity::Scope::new(&ingresses);
+    // The Services and slices by name, as `changes` keeps them: borrowed by the resolver
+    // while the state is updated, then put back.
+    let (services, slices) = state.take_indexes();
     let mut backends = Backends::new(
-        &snapshot.services,
-        &snapshot.endpoint_slices,
+        &services,
+        &slices,
         options,
         std::mem::take(&mut state.backends),
     );
     let mut tls = TlsBuilder::new(&snapshot.secrets, std::mem::take(&mut cache.certs));
 
     // Each owned Ingress's contribution, oldest first: reused, rebound or derived again.
-    let mut previous = std::mem::take(&mut state.parts);
     let mut parts: Vec<Arc<incremental::Part>> = Vec::with_capacity(ingresses.len());
-    for ingress in &ingresses {
-        let key = (
-            ingress.metadata.namespace.clone().unwrap_or_default(),
-            ingress.metadata.name.clone().unwrap_or_default(),
-        );
+    // The Parts that are not the previous translate's Part of the same Ingress object.
+    let mut replaced: Vec<Arc<incremental::Part>> = Vec::new();
+    for (ingress, previous) in &owned.entries {
         let view = scope.view(ingress);
-        let part = match incremental::reuse(&previous, &key, ingress, &changes) {
-            Some(incremental::Reuse::Same(part)) if part.scoped == view => part,
+        let found = match previous {
+            Some(part) => incremental::reuse_part(part, &changes),
+            None => {
+                let key = (
+                    ingress.metadata.namespace.clone().unwrap_or_default(),
+                    ingress.metadata.name.clone().unwrap_or_default(),
+                );
+                incremental::reuse(&state.parts, &key, ingress, &changes)
+            }
+        };
+        let part = match found {
+            Some(incremental::Reuse::Same(part)) if part.scoped == view => {
+                if Arc::ptr_eq(&part.ingress, ingress) {
+                    part
+                } else {
+                    // An equal object: the Part holds the snapshot's own (see `State::owned`).
+                    Arc::new(incremental::Part {
+                        ingress: Arc::clone(ingress),
+                        ..incremental::Part::clone(&part)
+                    })
+                }
+            }
             Some(incremental::Reuse::Rebind(part)) if part.scoped.is_empty() && view.is_empty() => {
                 let rev = state.next_rev();
                 Arc::new(incremental::rebind(
@@ -379,21 +408,67 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
                 ))
             }
         };
-        previous.remove(&key);
-        state.parts.insert(key, part.clone());
+        if previous.as_ref().is_none_or(|p| !Arc::ptr_eq(p, &part)) {
+            replaced.push(part.clone());
+        }
         parts.push(part);
     }
-    drop(previous);
+    let key = |part: &incremental::Part| (part.object.namespace.clone(), part.object.name.clone());
+    // Whether `owned` and `ssl_redirects` differ from the previous translation's.
+    let mut names_changed = false;
+    let mut redirects_changed = false;
+    match &owned.removed {
+        // Selected again: the Parts by name are exactly these.
+        None => {
+            names_changed = true;
+            state.parts = parts.iter().map(|p| (key(p), p.clone())).collect();
+            state.by_name.clone_from(&parts);
+            state.by_name.sort_by(|a, b| a.object.cmp(&b.object));
+        }
+        // The new Parts replace those of their names, then the Parts of Ingresses that went
+        // away (and whose names nobody took) leave.
+        Some(removed) => {
+            let at = |by_name: &[Arc<incremental::Part>], part: &incremental::Part| {
+                by_name.binary_search_by(|p| p.object.cmp(&part.object))
+            };
+            for part in &replaced {
+                state.parts.insert(key(part), part.clone());
+                match at(&state.by_name, part) {
+                    Ok(i) => {
+                        let before = ssl_redirect(&state.by_name[i], options, &settings);
+                        redirects_changed |= before != ssl_redirect(part, options, &settings);
+                        state.by_name[i] = part.clone();
+                    }
+                    Err(i) => {
+                        names_changed = true;
+                        state.by_name.insert(i, part.clone());
+                    }
+                }
+            }
+            for part in removed {
+                let k = key(part);
+                if state.parts.get(&k).is_some_and(|p| Arc::ptr_eq(p, part)) {
+                    state.parts.remove(&k);
+                }
+                if let Ok(i) = at(&state.by_name, part) {
+                    if Arc::ptr_eq(&state.by_name[i], part) {
+                        names_changed = true;
+                        state.by_name.remove(i);
+                    }
+                }
+            }
+        }
+    }
+    drop(replaced);
+    state.order.clone_from(&parts);
 
     // The merge, oldest Ingress first (spec §0): the global default (spec §3.7), the TLS
     // bindings (spec §5.2) and which rules contribute to which vhost (spec §3.8).
     let mut global: Option<(&ObjectRef, Arc<Backend>)> = None;
-    let mut contributors: BTreeMap<&HostMatch, Vec<(&incremental::Part, &incremental::PartRule)>> =
-        BTreeMap::new();
-    let mut ssl_redirects = Vec::with_capacity(parts.len());
+    let mut contributors =
+        incremental::Contributors::with_capacity_and_hasher(state.hosts.len(), Default::default());
     for part in &parts {
         conditions.extend_from_slice(&part.conditions);
-        ssl_redirects.push(ssl_redirect(part, options, &settings));
         if part.rule_less {
             // spec §3.7: only rule-less Ingresses provide the global default, the oldest wins.
             match (&part.default, &global) {
@@ -407,10 +482,14 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
             }
         }
         for rule in &part.rules {
-            contributors
-                .entry(&rule.host)
-                .or_default()
-                .push((part.as_ref(), rule));
+            match contributors.entry(&rule.host) {
+                std::collections::hash_map::Entry::Occupied(mut rules) => {
+                    rules.get_mut().push((part.as_ref(), rule))
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(incremental::Rules::One([(part.as_ref(), rule)]));
+                }
+            }
         }
         // A rule-less Ingress has no rule hosts, but its listed tls hosts still bind. A canary
         // Ingress binds nothing: it only attaches to its main Ingress (`canary.rs`).
@@ -427,7 +506,16 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
     let (tls, certs) = tls.finish(options, &mut conditions);
     cache.certs = certs;
 
-    let contributors_hosts: Vec<HostMatch> = contributors.keys().map(|h| (*h).clone()).collect();
+    // The hosts in order: the previous translate's, less those that went, with new ones merged
+    // in (no sort of every host per change).
+    let order = state.host_order(&contributors);
+    // `server-alias` and `from-to-www-redirect` need the host list; nothing else does.
+    let contributors_hosts: Vec<HostMatch> =
+        if parts.iter().any(|p| !p.aliases.is_empty() || p.from_to_www) {
+            order.iter().map(|(h, _)| (*h).clone()).collect()
+        } else {
+            Vec::new()
+        };
     // issue 14: each canary Ingress attaches to the main backends of its hosts and paths.
     let canaries = if parts.iter().any(|p| p.canary.is_some()) {
         canary::attach(
@@ -440,35 +528,39 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
         canary::Attachments::default()
     };
     // Each vhost, rebuilt only when its contributions or its TLS binding changed.
-    let mut previous = std::mem::take(&mut state.vhosts);
-    let mut built = Vec::with_capacity(contributors.len());
-    for (host, rules) in contributors {
+    let mut built = Vec::with_capacity(order.len());
+    for (host, rules) in &order {
+        let host: &HostMatch = host;
         let has_tls = tls.has_tls(host);
-        let relevant = canaries.relevant(&rules);
-        let reusable = previous.remove(host).filter(|b| {
+        let relevant = canaries.relevant(rules);
+        let reusable = state.vhosts.get(host).is_some_and(|b| {
             b.has_tls == has_tls
                 && b.canaries == relevant
                 && b.revs.len() == rules.len()
                 && b.revs
                     .iter()
-                    .zip(&rules)
+                    .zip(rules.iter())
                     .all(|(rev, (part, _))| *rev == part.rev)
         });
-        let entry = match reusable {
-            Some(entry) => entry,
-            None => incremental::build_vhost(
+        if !reusable {
+            let entry = incremental::build_vhost(
                 host,
-                &rules,
+                rules,
                 has_tls,
                 options.force_ssl_redirect,
                 (&canaries, relevant),
-            ),
-        };
+            );
+            state.vhosts.insert(host.clone(), entry);
+        }
+        let entry = &state.vhosts[host];
         conditions.extend_from_slice(&entry.shadowed);
         built.push(entry.vhost.clone());
-        state.vhosts.insert(host.clone(), entry);
     }
-    drop(previous);
+    if state.vhosts.len() > order.len() {
+        state
+            .vhosts
+            .retain(|host, _| contributors.contains_key(host));
+    }
 
     let passthrough = passthrough::hosts(&parts, &built, options.ssl_passthrough, &mut conditions);
     let aliases = server_aliases(&contributors_hosts, &parts, &mut conditions);
@@ -493,16 +585,36 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
             })
     });
     state.backends = backends.into_cache();
+    state.put_indexes(services, slices);
 
     conditions.sort();
     conditions.dedup();
-    let mut owned: Vec<ObjectRef> = parts.iter().map(|p| p.object.clone()).collect();
-    owned.sort();
-    ssl_redirects.sort_by(|a, b| a.ingress.cmp(&b.ingress));
+    // Both sorted by Ingress: the Parts in name order, kept from one translate to the next;
+    // the lists themselves are the previous translation's while nothing in them changed.
+    let global_redirect = settings.ssl_redirect.is_some();
+    let owned = match &state.owned {
+        Some(owned) if !names_changed => owned.clone(),
+        _ => state.by_name.iter().map(|p| p.object.clone()).collect(),
+    };
+    let ssl_redirects = match &state.ssl_redirects {
+        Some((global, list))
+            if !names_changed && !redirects_changed && *global == global_redirect =>
+        {
+            list.clone()
+        }
+        _ => state
+            .by_name
+            .iter()
+            .map(|p| ssl_redirect(p, options, &settings))
+            .collect(),
+    };
+    state.owned = Some(Arc::clone(&owned));
+    state.ssl_redirects = Some((global_redirect, Arc::clone(&ssl_redirects)));
+    // The host index is the previous table's while the hosts are the same (checked).
+    let table = RouteTable::from_shared_with(built, default_backend, state.host_index.take());
+    state.host_index = Some(table.host_index());
     Translation {
-        table: RouteTable::from_shared(built, default_backend)
-            .with_aliases(aliases)
-            .with_www_redirects(www),
+        table: table.with_aliases(aliases).with_www_redirects(www),
         tls,
         conditions,
         owned,
