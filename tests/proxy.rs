@@ -574,6 +574,28 @@ async fn oversized_headers_are_431() {
     assert_eq!(status, 431);
 }
 
+/// hyper's header-line limit (`MAX_HEADERS`, its default, which keeps the parse on the
+/// stack): that many lines pass, one more is a bare 431 from hyper.
+#[tokio::test]
+async fn header_lines_up_to_the_limit_pass() {
+    let proxy = proxy_with_echo("a").await;
+    let lines = |n: usize| -> String { (0..n).map(|i| format!("X-H{i}: v\r\n")).collect() };
+    let max = portico::proxy::MAX_HEADERS;
+    // `Host` is one of the lines.
+    let response = proxy
+        .raw(&format!(
+            "GET / HTTP/1.1\r\nHost: x\r\n{}\r\n",
+            lines(max - 1)
+        ))
+        .await;
+    assert_eq!(response.status, 200);
+    let mut conn = proxy.connect().await;
+    conn.send(format!("GET / HTTP/1.1\r\nHost: x\r\n{}\r\n", lines(max)).as_bytes())
+        .await;
+    let (_, status, _) = conn.head().await;
+    assert_eq!(status, 431);
+}
+
 #[tokio::test]
 async fn hostile_input_does_not_take_the_proxy_down() {
     let proxy = proxy_with_echo("a").await;
