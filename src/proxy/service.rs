@@ -132,7 +132,10 @@ pub(crate) async fn handle(
     let mut routed_global = None;
     let mut cors = None;
     let tls_info = tls.as_deref();
-    let response = match proxy(
+    // Boxed: `proxy`'s state is ~5 KiB (every await point's locals), and hyper moves this
+    // future twice before polling it (a memcpy of its whole size each time); one allocation
+    // and one copy into it are cheaper (docs/performance.md).
+    let response = match Box::pin(proxy(
         &ctx,
         client,
         tls_info,
@@ -142,7 +145,7 @@ pub(crate) async fn handle(
         &mut route_headers,
         &mut routed_global,
         &mut cors,
-    )
+    ))
     .await
     {
         // `custom-http-errors`: a listed status is answered by the error backend.
@@ -153,7 +156,8 @@ pub(crate) async fn handle(
                 // The error location is another nginx location: no `custom-headers`, no CORS.
                 route_headers = None;
                 cors = None;
-                error_pages::answer(&ctx, i, status, version)
+                // Boxed: only routes with error pages pay for its state.
+                Box::pin(error_pages::answer(&ctx, i, status, version))
                     .await
                     .unwrap_or_else(|err| err.to_response(version))
             }
@@ -193,7 +197,7 @@ pub(crate) async fn handle(
                 Some(i) => {
                     route_headers = None;
                     cors = None;
-                    error_pages::answer(&ctx, i, status, version)
+                    Box::pin(error_pages::answer(&ctx, i, status, version))
                         .await
                         .unwrap_or_else(|err| err.to_response(version))
                 }
@@ -489,7 +493,14 @@ async fn proxy(
     }
     // `auth-type: basic` (basic_auth.rs): nginx's access phase, after the redirects.
     if let Some(auth) = &backend.policy.basic_auth {
-        if let Some(denied) = super::basic_auth::check(auth, req.headers(), client_version).await {
+        // Boxed (as the other features' awaits below): only routes that use it pay for its
+        // state; inline it would enlarge every request's future.
+        let check = Box::pin(super::basic_auth::check(
+            auth,
+            req.headers(),
+            client_version,
+        ));
+        if let Some(denied) = check.await {
             return Ok(denied);
         }
     }
@@ -508,7 +519,7 @@ async fn proxy(
     if let Some(auth) = &backend.policy.ext_auth {
         let policy = &backend.policy;
         let scope = auth_scope.as_deref();
-        match ext_auth::check(
+        match Box::pin(ext_auth::check(
             ctx,
             auth,
             &mut req,
@@ -517,7 +528,7 @@ async fn proxy(
             global,
             policy,
             scope,
-        )
+        ))
         .await
         {
             Ok(ext_auth::Outcome::Granted(g)) => granted = Some(g),
@@ -732,12 +743,13 @@ async fn proxy(
     let mut body = RetryBody::new(body, body_limit, opts.client_body_timeout);
     // Held until the upstream exchange ends: this request's share of the buffering budget.
     let buffered = if has_body && buffer {
-        super::buffering::read(
+        // Boxed: a request without a body never builds it.
+        Box::pin(super::buffering::read(
             &mut body,
             content_length(&headers),
             body_limit,
             &mut headers,
-        )
+        ))
         .await
         .map_err(fail)?
     } else {
