@@ -4,8 +4,8 @@
 use std::net::IpAddr;
 
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
-    TRAILER, TRANSFER_ENCODING, UPGRADE,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use http::Request;
 
@@ -46,6 +46,38 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Which framing and connection headers a request head carries, from one pass over its names
+/// (comparing a standard name is a byte compare): a lookup of an absent header still costs a
+/// hash and a probe, and most requests carry none of these.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Framing {
+    pub connection: bool,
+    pub transfer_encoding: bool,
+    pub content_length: bool,
+}
+
+impl Framing {
+    pub fn of(headers: &HeaderMap) -> Framing {
+        let mut framing = Framing::default();
+        for name in headers.keys() {
+            if *name == CONNECTION {
+                framing.connection = true;
+            } else if *name == TRANSFER_ENCODING {
+                framing.transfer_encoding = true;
+            } else if *name == CONTENT_LENGTH {
+                framing.content_length = true;
+            }
+        }
+        framing
+    }
+}
+
+/// Whether `headers` has `name`, by one pass over the names rather than a hashed lookup (for
+/// standard names on short heads, where the pass is several times cheaper).
+pub fn has_standard(headers: &HeaderMap, name: &HeaderName) -> bool {
+    headers.keys().any(|k| k == name)
 }
 
 /// Whether the request's `TE` is exactly `trailers` (what gRPC sends).
@@ -552,6 +584,22 @@ mod tests {
         assert!(!h.contains_key("keep-alive"));
         assert!(!h.contains_key(UPGRADE));
         assert!(h.contains_key("x-bar"));
+    }
+
+    #[test]
+    fn framing_names_what_the_head_has() {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::HOST, HeaderValue::from_static("x"));
+        let none = Framing::of(&h);
+        assert!(!none.connection && !none.transfer_encoding && !none.content_length);
+        h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        h.append(TRANSFER_ENCODING, HeaderValue::from_static("gzip"));
+        h.append(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(CONTENT_LENGTH, HeaderValue::from_static("1"));
+        let all = Framing::of(&h);
+        assert!(all.connection && all.transfer_encoding && all.content_length);
+        assert!(has_standard(&h, &CONTENT_LENGTH));
+        assert!(!has_standard(&h, &http::header::DATE));
     }
 
     #[test]

@@ -336,7 +336,10 @@ async fn proxy(
     if req.method() == Method::CONNECT {
         return Err(fail(ProxyError::ConnectMethod));
     }
-    if headers::unsupported_transfer_coding(req.headers()) {
+    // Connection, Transfer-Encoding and Content-Length, found in one pass; the lookups below
+    // run only for the headers there are. (Later steps add only `X-Request-ID`.)
+    let framing = headers::Framing::of(req.headers());
+    if framing.transfer_encoding && headers::unsupported_transfer_coding(req.headers()) {
         return Err(fail(ProxyError::UnsupportedTransferCoding));
     }
     let (host_header, set_host) = request_authority(&req).map_err(fail)?;
@@ -612,10 +615,15 @@ async fn proxy(
             .upstream_http10
             .or(global.proxy_http10)
             .unwrap_or(false);
-    if http10 && !buffer && !req.body().is_end_stream() && content_length(req.headers()).is_none() {
+    let request_length = if framing.content_length {
+        content_length(req.headers())
+    } else {
+        None
+    };
+    if http10 && !buffer && !req.body().is_end_stream() && request_length.is_none() {
         return Err(fail(ProxyError::LengthRequired));
     }
-    if body_limit > 0 && content_length(req.headers()).is_some_and(|n| n > body_limit) {
+    if body_limit > 0 && request_length.is_some_and(|n| n > body_limit) {
         return Err(fail(ProxyError::PayloadTooLarge));
     }
 
@@ -646,7 +654,11 @@ async fn proxy(
     // Protocol upgrade (spec §6.1): only the protocols the operator allows (WebSocket by
     // default); any other `Upgrade` (h2c above all) is dropped and the request forwarded as
     // a plain one. Take the client side's upgrade handle before the request is consumed.
-    let upgrade = headers::allowed_upgrade(&req, &ctx.options.upgrade_protocols);
+    let upgrade = if framing.connection {
+        headers::allowed_upgrade(&req, &ctx.options.upgrade_protocols)
+    } else {
+        None
+    };
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
     // ConfigMap `use-gzip`/`enable-brotli`: what the request offers, read only when on.
@@ -1154,11 +1166,12 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 /// and the `Content-Length` is wrong by definition (RFC 9112 §6.3: Transfer-Encoding
 /// overrides it, and a proxy must drop it), so the client gets hyper's chunked framing.
 pub(super) fn finish_headers(headers: &mut HeaderMap, upgrade: bool) {
-    if headers.contains_key(http::header::TRANSFER_ENCODING) {
+    // Passes over the few names of a response head, cheaper than hashed lookups.
+    if headers::has_standard(headers, &http::header::TRANSFER_ENCODING) {
         headers.remove(http::header::CONTENT_LENGTH);
     }
     headers::remove_hop_by_hop(headers, upgrade);
-    if !headers.contains_key(DATE) {
+    if !headers::has_standard(headers, &DATE) {
         headers.insert(DATE, date_now());
     }
     headers.insert(SERVER, HeaderValue::from_static(super::SERVER));
