@@ -9,7 +9,6 @@
 //! only when a key is seen for the first time; keys gone from every table are pruned when a
 //! map grows (see `prune`).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -19,6 +18,10 @@ use arc_swap::ArcSwap;
 use tokio::time::Instant;
 
 use crate::routing::{Backend, BackendRef, Balance, Target};
+
+/// Keys come from the configuration (endpoint addresses, backend names), never from a client,
+/// so foldhash's fast hasher is safe here; SipHash was ~900 instructions per request.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// First ejection; doubles per consecutive failure up to [`MAX_EJECTION`].
 pub const BASE_EJECTION: Duration = Duration::from_secs(1);
@@ -112,6 +115,17 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// Counts the request in flight on `endpoint` (the state of `addr`) from `now`.
+    fn begin(addr: SocketAddr, endpoint: Arc<Endpoint>, now: Instant) -> Attempt {
+        endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
+        Attempt {
+            addr,
+            endpoint,
+            start: now,
+            done: false,
+        }
+    }
+
     /// Response headers arrived: the endpoint is healthy and its latency is sampled.
     pub fn succeeded(mut self) {
         let now = Instant::now();
@@ -249,13 +263,16 @@ impl Balancer {
                 let mut fallback = None;
                 let mut chosen = None;
                 for a in order.filter(untried) {
-                    if !self.endpoint(a, now).is_ejected(now_nanos) {
-                        chosen = Some(a);
+                    let endpoint = self.endpoint(a, now);
+                    if !endpoint.is_ejected(now_nanos) {
+                        chosen = Some((a, endpoint));
                         break;
                     }
-                    fallback.get_or_insert(a);
+                    fallback.get_or_insert((a, endpoint));
                 }
-                chosen.or(fallback)?
+                // The state just looked up is the one counted in flight (no second lookup).
+                let (addr, endpoint) = chosen.or(fallback)?;
+                return Some(Attempt::begin(addr, endpoint, now));
             }
             Balance::Ewma => {
                 let states: Vec<(SocketAddr, Arc<Endpoint>)> = all
@@ -290,28 +307,14 @@ impl Balancer {
                 }
             }
         };
-        let endpoint = self.endpoint(addr, now);
-        endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
-        Some(Attempt {
-            addr,
-            endpoint,
-            start: now,
-            done: false,
-        })
+        Some(Attempt::begin(addr, self.endpoint(addr, now), now))
     }
 
     /// An attempt on `addr`, chosen by the caller (request hashing and session affinity,
     /// `proxy/affinity.rs`), counted in flight like one from [`Balancer::pick`].
     pub fn attempt(&self, addr: SocketAddr) -> Attempt {
         let now = Instant::now();
-        let endpoint = self.endpoint(addr, now);
-        endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
-        Attempt {
-            addr,
-            endpoint,
-            start: now,
-            done: false,
-        }
+        Attempt::begin(addr, self.endpoint(addr, now), now)
     }
 
     /// One load of the endpoint states, to ask about many endpoints of one pick

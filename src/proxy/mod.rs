@@ -205,8 +205,10 @@ impl Default for ProxyOptions {
     }
 }
 
-/// Most header lines hyper parses in one HTTP/1 request; more is answered 431 by hyper.
-pub const MAX_HEADERS: usize = 256;
+/// Most header lines hyper parses in one HTTP/1 request; more is answered 431 by hyper. This
+/// is hyper's own default (the server builder does not set it): setting any limit, even this
+/// one, makes hyper allocate and fill two vectors of that many entries per request.
+pub const MAX_HEADERS: usize = 100;
 
 /// How long `serve` lets in-flight requests finish after shutdown is requested, by default.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);

@@ -27,7 +27,7 @@ use tokio_rustls::TlsAcceptor;
 use super::passthrough;
 use super::proxy_protocol::{self, Cidr};
 use super::service::{self, Context};
-use super::{ProxyOptions, MAX_HEADERS};
+use super::ProxyOptions;
 use crate::publish::Shared;
 
 /// hyper's read buffer is this much larger than `max_header_bytes`, so that our own check in
@@ -89,7 +89,9 @@ async fn serve_inner(
         .http1()
         .timer(TokioTimer::new())
         .max_buf_size(buf_size)
-        .max_headers(MAX_HEADERS)
+        // No `.max_headers(..)`: hyper's default, `MAX_HEADERS` (100) header lines, parses into
+        // arrays on the stack; any explicit limit makes hyper build two heap vectors of that
+        // many entries per request (~3,300 instructions per request at 256; docs/decisions.md).
         // Slowloris: the whole request head within this, counted from the connection's start
         // or the end of the previous response (hyper's one knob also bounds keep-alive idle).
         .header_read_timeout(ctx.options.header_read_timeout)

@@ -132,7 +132,10 @@ pub(crate) async fn handle(
     let mut routed_global = None;
     let mut cors = None;
     let tls_info = tls.as_deref();
-    let response = match proxy(
+    // Boxed: `proxy`'s state is ~5 KiB (every await point's locals), and hyper moves this
+    // future twice before polling it (a memcpy of its whole size each time); one allocation
+    // and one copy into it are cheaper (docs/performance.md).
+    let response = match Box::pin(proxy(
         &ctx,
         client,
         tls_info,
@@ -142,7 +145,7 @@ pub(crate) async fn handle(
         &mut route_headers,
         &mut routed_global,
         &mut cors,
-    )
+    ))
     .await
     {
         // `custom-http-errors`: a listed status is answered by the error backend.
@@ -153,7 +156,8 @@ pub(crate) async fn handle(
                 // The error location is another nginx location: no `custom-headers`, no CORS.
                 route_headers = None;
                 cors = None;
-                error_pages::answer(&ctx, i, status, version)
+                // Boxed: only routes with error pages pay for its state.
+                Box::pin(error_pages::answer(&ctx, i, status, version))
                     .await
                     .unwrap_or_else(|err| err.to_response(version))
             }
@@ -193,7 +197,7 @@ pub(crate) async fn handle(
                 Some(i) => {
                     route_headers = None;
                     cors = None;
-                    error_pages::answer(&ctx, i, status, version)
+                    Box::pin(error_pages::answer(&ctx, i, status, version))
                         .await
                         .unwrap_or_else(|err| err.to_response(version))
                 }
@@ -332,7 +336,10 @@ async fn proxy(
     if req.method() == Method::CONNECT {
         return Err(fail(ProxyError::ConnectMethod));
     }
-    if headers::unsupported_transfer_coding(req.headers()) {
+    // Connection, Transfer-Encoding and Content-Length, found in one pass; the lookups below
+    // run only for the headers there are. (Later steps add only `X-Request-ID`.)
+    let framing = headers::Framing::of(req.headers());
+    if framing.transfer_encoding && headers::unsupported_transfer_coding(req.headers()) {
         return Err(fail(ProxyError::UnsupportedTransferCoding));
     }
     let (host_header, set_host) = request_authority(&req).map_err(fail)?;
@@ -489,7 +496,14 @@ async fn proxy(
     }
     // `auth-type: basic` (basic_auth.rs): nginx's access phase, after the redirects.
     if let Some(auth) = &backend.policy.basic_auth {
-        if let Some(denied) = super::basic_auth::check(auth, req.headers(), client_version).await {
+        // Boxed (as the other features' awaits below): only routes that use it pay for its
+        // state; inline it would enlarge every request's future.
+        let check = Box::pin(super::basic_auth::check(
+            auth,
+            req.headers(),
+            client_version,
+        ));
+        if let Some(denied) = check.await {
             return Ok(denied);
         }
     }
@@ -508,7 +522,7 @@ async fn proxy(
     if let Some(auth) = &backend.policy.ext_auth {
         let policy = &backend.policy;
         let scope = auth_scope.as_deref();
-        match ext_auth::check(
+        match Box::pin(ext_auth::check(
             ctx,
             auth,
             &mut req,
@@ -517,7 +531,7 @@ async fn proxy(
             global,
             policy,
             scope,
-        )
+        ))
         .await
         {
             Ok(ext_auth::Outcome::Granted(g)) => granted = Some(g),
@@ -601,10 +615,15 @@ async fn proxy(
             .upstream_http10
             .or(global.proxy_http10)
             .unwrap_or(false);
-    if http10 && !buffer && !req.body().is_end_stream() && content_length(req.headers()).is_none() {
+    let request_length = if framing.content_length {
+        content_length(req.headers())
+    } else {
+        None
+    };
+    if http10 && !buffer && !req.body().is_end_stream() && request_length.is_none() {
         return Err(fail(ProxyError::LengthRequired));
     }
-    if body_limit > 0 && content_length(req.headers()).is_some_and(|n| n > body_limit) {
+    if body_limit > 0 && request_length.is_some_and(|n| n > body_limit) {
         return Err(fail(ProxyError::PayloadTooLarge));
     }
 
@@ -635,7 +654,11 @@ async fn proxy(
     // Protocol upgrade (spec §6.1): only the protocols the operator allows (WebSocket by
     // default); any other `Upgrade` (h2c above all) is dropped and the request forwarded as
     // a plain one. Take the client side's upgrade handle before the request is consumed.
-    let upgrade = headers::allowed_upgrade(&req, &ctx.options.upgrade_protocols);
+    let upgrade = if framing.connection {
+        headers::allowed_upgrade(&req, &ctx.options.upgrade_protocols)
+    } else {
+        None
+    };
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
     // ConfigMap `use-gzip`/`enable-brotli`: what the request offers, read only when on.
@@ -732,12 +755,13 @@ async fn proxy(
     let mut body = RetryBody::new(body, body_limit, opts.client_body_timeout);
     // Held until the upstream exchange ends: this request's share of the buffering budget.
     let buffered = if has_body && buffer {
-        super::buffering::read(
+        // Boxed: a request without a body never builds it.
+        Box::pin(super::buffering::read(
             &mut body,
             content_length(&headers),
             body_limit,
             &mut headers,
-        )
+        ))
         .await
         .map_err(fail)?
     } else {
@@ -1142,11 +1166,12 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 /// and the `Content-Length` is wrong by definition (RFC 9112 §6.3: Transfer-Encoding
 /// overrides it, and a proxy must drop it), so the client gets hyper's chunked framing.
 pub(super) fn finish_headers(headers: &mut HeaderMap, upgrade: bool) {
-    if headers.contains_key(http::header::TRANSFER_ENCODING) {
+    // Passes over the few names of a response head, cheaper than hashed lookups.
+    if headers::has_standard(headers, &http::header::TRANSFER_ENCODING) {
         headers.remove(http::header::CONTENT_LENGTH);
     }
     headers::remove_hop_by_hop(headers, upgrade);
-    if !headers.contains_key(DATE) {
+    if !headers::has_standard(headers, &DATE) {
         headers.insert(DATE, date_now());
     }
     headers.insert(SERVER, HeaderValue::from_static(super::SERVER));
