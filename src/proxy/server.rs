@@ -22,7 +22,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -96,7 +96,7 @@ async fn serve_inner(
         // or the end of the previous response (hyper's one knob also bounds keep-alive idle).
         .header_read_timeout(ctx.options.header_read_timeout)
         .keep_alive(true);
-    let mut http2 = http2::Builder::new(TokioExecutor::new());
+    let mut http2 = http2::Builder::new(BoxedExecutor);
     http2
         .timer(TokioTimer::new())
         .max_header_list_size(list_size)
@@ -159,8 +159,11 @@ async fn serve_inner(
             stop: stop_rx.clone(),
             _done: done_tx.clone(),
         };
+        // The connection's future (PROXY header, handshake, hyper's connection) is large:
+        // boxed once here, so that spawning moves a few words instead of copying all of it
+        // into the task several times, and the task's end does not copy it again.
         tokio::spawn(async move {
-            conn.run(stream, peer).await;
+            Box::pin(conn.run(stream, peer)).await;
             drop(permit);
         });
     }
@@ -186,7 +189,23 @@ const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
 /// hyper's two servers, configured once per listener.
 struct Protocols {
     http1: http1::Builder,
-    http2: http2::Builder<TokioExecutor>,
+    http2: http2::Builder<BoxedExecutor>,
+}
+
+/// Runs hyper's HTTP/2 stream tasks (one per request, holding the whole proxy future) boxed:
+/// spawning then moves a pointer instead of copying the large future into the task several
+/// times, and the task's end does not copy it again (what `TokioExecutor` does).
+#[derive(Debug, Clone, Copy)]
+struct BoxedExecutor;
+
+impl<F> hyper::rt::Executor<F> for BoxedExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        tokio::spawn(Box::pin(future));
+    }
 }
 
 /// What a client speaks, when known before its first byte: TLS ALPN said it.
@@ -227,14 +246,14 @@ where
     }
 }
 
-impl<I, S, B> Graceful for http2::Connection<I, S, TokioExecutor>
+impl<I, S, B> Graceful for http2::Connection<I, S, BoxedExecutor>
 where
     S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     I: hyper::rt::Read + hyper::rt::Write + Unpin,
     B: hyper::body::Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    TokioExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+    BoxedExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
 {
     fn shut_down(self: Pin<&mut Self>) {
         self.graceful_shutdown();
