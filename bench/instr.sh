@@ -157,7 +157,9 @@ run() { # name http_port https_port count cmd...
         echo "$name: $(grep '^ok=' "$load")" >&2 ;;
     esac
   fi
-  kill -INT $vp 2>/dev/null; for i in $(seq 1 150); do kill -0 $vp 2>/dev/null || break; sleep 0.2; done
+  # strace detaches on a signal of its own: stop the proxy it runs instead (its child).
+  local target=$vp; [ "$tool" = strace ] && target=$(pgrep -P $vp | head -1)
+  kill -INT ${target:-$vp} 2>/dev/null; for i in $(seq 1 150); do kill -0 $vp 2>/dev/null || break; sleep 0.2; done
   kill -TERM $vp 2>/dev/null; wait $vp 2>/dev/null
   local cost
   if [ "$tool" = strace ]; then cost=$(awk '$NF == "total" {print $(NF-2); exit}' "$out")
@@ -170,7 +172,7 @@ for name in $proxies; do
   else hport=$po_http; sport=$po_https; cmd="$bin --manifests $w/m --http-addr 127.0.0.1:$po_http --https-addr 127.0.0.1:$po_https --admin-addr 127.0.0.1:$po_admin --access-log off --log-level warn --worker-threads 1"; fi
   read base _ < <(run $name $hport $sport 0 $cmd)
   read full reqs < <(run $name $hport $sport "$n" $cmd)
-  per=$(python3 -c "print(round(($full-$base)/max($reqs,1)))")
+  per=$(python3 -c "print(round(($full-$base)/max($reqs,1), 1 if \"$tool\" == \"strace\" else None))")
   echo "$scenario $name: $per $unit per request (base $base, with $reqs requests $full)"
   eval "per_$name=$per"
 done
