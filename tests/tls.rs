@@ -135,6 +135,29 @@ async fn h2_is_negotiated_by_alpn_and_routed_like_http1() {
 }
 
 #[tokio::test]
+async fn without_alpn_the_first_bytes_tell_http2_from_http1() {
+    // ALPN decides when the client offers it (no read-ahead then); a client that offers none
+    // is served whichever it speaks, HTTP/2 with prior knowledge (RFC 9113 §3.3) or HTTP/1.1.
+    let s = site().await;
+    for h2 in [true, false] {
+        let stream = connect(s.proxy.https, Some("shop.example"), &[]).await;
+        assert_eq!(stream.get_ref().1.alpn_protocol(), None);
+        let mut client = Client::speaking(stream, h2).await;
+        for _ in 0..2 {
+            let response = client.get("shop.example", "/p").await;
+            assert_eq!(response.status(), 200);
+            let version = if h2 {
+                http::Version::HTTP_2
+            } else {
+                http::Version::HTTP_11
+            };
+            assert_eq!(response.version(), version);
+            assert_eq!(json(&response)["name"], "shop");
+        }
+    }
+}
+
+#[tokio::test]
 async fn tls12_is_served_and_tls11_is_refused() {
     let s = site().await;
     let config = client_config(&[b"http/1.1"], &[&rustls::version::TLS12]);

@@ -1,6 +1,8 @@
-//! Accept loop: one hyper-util auto connection (HTTP/1.1, HTTP/1.0, or HTTP/2 with prior
-//! knowledge) per client socket, with upgrades enabled, all watched for graceful shutdown and
-//! for idleness; at most `max_connections` at once. With `--proxy-protocol` a PROXY header is
+//! Accept loop: one hyper connection (HTTP/1.1 and HTTP/1.0 with upgrades enabled, or HTTP/2)
+//! per client socket, all watched for graceful shutdown and for idleness; at most
+//! `max_connections` at once. The protocol is the one TLS ALPN agreed on; without ALPN (plain
+//! HTTP, or a TLS client that offered none) the client's first bytes tell HTTP/2 prior
+//! knowledge from HTTP/1. With `--proxy-protocol` a PROXY header is
 //! read first. On the HTTPS listener each connection first completes a TLS handshake, in its own task and
 //! within a timeout, so slow or idle handshakes never hold up the accept loop.
 //!
@@ -17,9 +19,10 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use bytes::{Buf, Bytes, BytesMut};
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -84,9 +87,8 @@ async fn serve_inner(
     let max_connections = options.max_connections;
     let ctx = Arc::new(Context::new(shared, options));
 
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+    let mut http1 = http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         .max_buf_size(buf_size)
         // No `.max_headers(..)`: hyper's default, `MAX_HEADERS` (100) header lines, parses into
@@ -96,8 +98,8 @@ async fn serve_inner(
         // or the end of the previous response (hyper's one knob also bounds keep-alive idle).
         .header_read_timeout(ctx.options.header_read_timeout)
         .keep_alive(true);
-    builder
-        .http2()
+    let mut http2 = http2::Builder::new(BoxedExecutor);
+    http2
         .timer(TokioTimer::new())
         .max_header_list_size(list_size)
         .max_concurrent_streams(ctx.options.h2_max_concurrent_streams)
@@ -110,7 +112,7 @@ async fn serve_inner(
         .keep_alive_interval(Some(ctx.options.h2_keepalive_interval))
         .keep_alive_timeout(ctx.options.h2_keepalive_timeout);
 
-    let builder = Arc::new(builder);
+    let builder = Arc::new(Protocols { http1, http2 });
     // Connections watch `stop` and shut down gracefully (HTTP/1 `Connection: close` after the
     // in-flight response, HTTP/2 GOAWAY); each holds a clone of `done_tx`, so `done_rx`
     // yields `None` once every connection has ended.
@@ -159,8 +161,11 @@ async fn serve_inner(
             stop: stop_rx.clone(),
             _done: done_tx.clone(),
         };
+        // The connection's future (PROXY header, handshake, hyper's connection) is large:
+        // boxed once here, so that spawning moves a few words instead of copying all of it
+        // into the task several times, and the task's end does not copy it again.
         tokio::spawn(async move {
-            conn.run(stream, peer).await;
+            Box::pin(conn.run(stream, peer)).await;
             drop(permit);
         });
     }
@@ -183,10 +188,84 @@ const H2_MAX_PENDING_RESETS: usize = 20;
 /// Resets the server may send because of client errors before it closes the connection.
 const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
 
+/// hyper's two servers, configured once per listener.
+struct Protocols {
+    http1: http1::Builder,
+    http2: http2::Builder<BoxedExecutor>,
+}
+
+/// Runs hyper's HTTP/2 stream tasks (one per request, holding the whole proxy future) boxed:
+/// spawning then moves a pointer instead of copying the large future into the task several
+/// times, and the task's end does not copy it again (what `TokioExecutor` does).
+#[derive(Debug, Clone, Copy)]
+struct BoxedExecutor;
+
+impl<F> hyper::rt::Executor<F> for BoxedExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        tokio::spawn(Box::pin(future));
+    }
+}
+
+/// What a client speaks, when known before its first byte: TLS ALPN said it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Speaks {
+    Http1,
+    Http2,
+    /// Plain HTTP, or TLS without ALPN: its first bytes tell.
+    Unknown,
+}
+
+impl Speaks {
+    fn from_alpn(alpn: Option<&[u8]>) -> Speaks {
+        match alpn {
+            Some(b"h2") => Speaks::Http2,
+            Some(b"http/1.1") => Speaks::Http1,
+            _ => Speaks::Unknown,
+        }
+    }
+}
+
+/// A hyper connection the loop in [`Conn::serve`] drives: HTTP/1 (with upgrades) or HTTP/2.
+trait Graceful: Future<Output = hyper::Result<()>> {
+    /// HTTP/1: `Connection: close` after the response in flight; HTTP/2: GOAWAY.
+    fn shut_down(self: Pin<&mut Self>);
+}
+
+impl<I, S, B> Graceful for http1::UpgradeableConnection<I, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shut_down(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, B> Graceful for http2::Connection<I, S, BoxedExecutor>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    BoxedExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn shut_down(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
 /// One client connection's share of the listener.
 struct Conn {
     ctx: Arc<Context>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: Arc<Protocols>,
     tls: Option<TlsListener>,
     stop: watch::Receiver<bool>,
     /// Held until the connection ends; the drain waits for every clone to drop.
@@ -241,8 +320,8 @@ impl Conn {
         match &self.tls {
             None => {
                 let first_by = accepted + options.header_read_timeout;
-                let stream = Watched::new(stream, activity.clone());
-                self.serve(stream, client, None, activity, first_by).await;
+                self.serve(stream, client, None, activity, first_by, Speaks::Unknown)
+                    .await;
             }
             Some(tls) => {
                 let metrics = &options.observe.metrics;
@@ -273,8 +352,9 @@ impl Conn {
                     info.client_cert = Some(super::client_auth::peer(auth, stream.get_ref().1));
                 }
                 let info = Arc::new(info);
-                let stream = Watched::new(stream, activity.clone());
-                self.serve(stream, client, Some(info), activity, first_by)
+                // ALPN said which protocol follows: no read-ahead to find out.
+                let speaks = Speaks::from_alpn(stream.get_ref().1.alpn_protocol());
+                self.serve(stream, client, Some(info), activity, first_by, speaks)
                     .await;
             }
         }
@@ -282,30 +362,70 @@ impl Conn {
     }
 
     /// Serves HTTP on `io`; `tls` is the connection's TLS version and SNI on the HTTPS
-    /// listener, for the access log.
-    ///
-    /// The connection ends when hyper is done with it, or is dropped (closed at once) when:
-    /// no request has started by `first_by`; an HTTP/2 header block has been arriving for
-    /// longer than the header timeout; a graceful shutdown (idle or listener stop) has not
-    /// finished after its grace. `client.addr` is logged for each.
-    async fn serve<I>(
+    /// listener, for the access log; `speaks` what ALPN agreed on, if anything.
+    async fn serve<T>(
         &self,
-        io: I,
+        io: T,
         client: service::Client,
         tls: Option<Arc<crate::access_log::TlsInfo>>,
         activity: Arc<Activity>,
         first_by: tokio::time::Instant,
+        speaks: Speaks,
     ) where
-        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
+        let mut io = Watched::new(io, activity.clone(), speaks);
+        let speaks = match speaks {
+            Speaks::Unknown => {
+                let mut stop = self.stop.clone();
+                // Bounded like the first request: the header timeout from accept (or from the
+                // handshake's end), and the listener's stop.
+                let sniffed = tokio::select! {
+                    sniffed = io.sniff() => sniffed,
+                    _ = stop.wait_for(|stop| *stop) => return,
+                    () = tokio::time::sleep_until(first_by) => {
+                        tracing::debug!(client.addr = %client.addr, reason = "no request within the header timeout", "connection closed");
+                        return;
+                    }
+                };
+                match sniffed {
+                    Ok(speaks) => speaks,
+                    Err(e) => {
+                        tracing::debug!(client.addr = %client.addr, error = %e, "connection closed");
+                        return;
+                    }
+                }
+            }
+            known => known,
+        };
         let ctx = self.ctx.clone();
         let requests = activity.clone();
         let svc = service_fn(move |req| {
             service::handle(ctx.clone(), client, tls.clone(), requests.begin(), req)
         });
-        let conn = self
-            .builder
-            .serve_connection_with_upgrades(TokioIo::new(io), svc);
+        let io = TokioIo::new(io);
+        if speaks == Speaks::Http2 {
+            let conn = self.builder.http2.serve_connection(io, svc);
+            self.drive(conn, client, activity, first_by).await;
+        } else {
+            let conn = self.builder.http1.serve_connection(io, svc).with_upgrades();
+            self.drive(conn, client, activity, first_by).await;
+        }
+    }
+
+    /// Drives one hyper connection to its end.
+    ///
+    /// The connection ends when hyper is done with it, or is dropped (closed at once) when:
+    /// no request has started by `first_by`; an HTTP/2 header block has been arriving for
+    /// longer than the header timeout; a graceful shutdown (idle or listener stop) has not
+    /// finished after its grace. `client.addr` is logged for each.
+    async fn drive<C: Graceful>(
+        &self,
+        conn: C,
+        client: service::Client,
+        activity: Arc<Activity>,
+        first_by: tokio::time::Instant,
+    ) {
         tokio::pin!(conn);
         let mut stop = self.stop.clone();
         let options = &self.ctx.options;
@@ -329,7 +449,7 @@ impl Conn {
             tokio::select! {
                 result = conn.as_mut() => break result.err().map(|e| e.to_string()),
                 _ = stop.wait_for(|stop| *stop), if !stopping => {
-                    conn.as_mut().graceful_shutdown();
+                    conn.as_mut().shut_down();
                     stopping = true;
                     draining = true;
                     force_at = Some(tokio::time::Instant::now() + self.drain_timeout());
@@ -358,7 +478,7 @@ impl Conn {
                     let now = tokio::time::Instant::now();
                     let in_flight = activity.in_flight.load(Ordering::Relaxed);
                     if in_flight == 0 && activity.last() + idle <= now {
-                        conn.as_mut().graceful_shutdown();
+                        conn.as_mut().shut_down();
                         stopping = true;
                         force_at = Some(now + options.h2_keepalive_timeout);
                     } else if in_flight > 0 {
@@ -484,13 +604,19 @@ impl Drop for Active {
 /// The client connection as hyper reads it (after TLS), with an eye on the HTTP/2 frames the
 /// client sends: only far enough to see when a header block (HEADERS, then CONTINUATION up to
 /// END_HEADERS) is arriving, so the connection loop can bound it. Not a parser: h2 still
-/// checks every frame. HTTP/1 connections fail the preface check after a few bytes and are
-/// not looked at again.
+/// checks every frame. HTTP/1 connections (ALPN said so, or the first bytes are not the
+/// preface) are not looked at.
 struct Watched<S> {
     inner: S,
     activity: Arc<Activity>,
     frames: FrameWatch,
+    /// What [`Watched::sniff`] read, handed to hyper before anything more is read.
+    prefix: Bytes,
 }
+
+/// How much the protocol sniff reads at most: a whole request head, usually, so that hyper
+/// reads the socket once for it, not once for the 24 bytes of a preface and again for the rest.
+const SNIFF_BYTES: usize = 4096;
 
 /// Where the client's byte stream is, frame-wise (RFC 9113 §3.4, §4.1).
 #[derive(Debug)]
@@ -569,12 +695,38 @@ impl FrameWatch {
 }
 
 impl<S> Watched<S> {
-    fn new(inner: S, activity: Arc<Activity>) -> Self {
+    fn new(inner: S, activity: Arc<Activity>, speaks: Speaks) -> Self {
         Watched {
             inner,
             activity,
-            frames: FrameWatch::Preface(0),
+            // A connection known to be HTTP/1 is never looked at.
+            frames: match speaks {
+                Speaks::Http1 => FrameWatch::Off,
+                Speaks::Http2 | Speaks::Unknown => FrameWatch::Preface(0),
+            },
+            prefix: Bytes::new(),
         }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> Watched<S> {
+    /// Reads the client's first bytes, until they are the HTTP/2 connection preface (prior
+    /// knowledge, RFC 9113 §3.3) or cannot be; keeps them for hyper. End of stream is HTTP/1
+    /// (hyper then sees the bytes and the end).
+    async fn sniff(&mut self) -> std::io::Result<Speaks> {
+        let mut buf = BytesMut::with_capacity(SNIFF_BYTES);
+        let speaks = loop {
+            let read = tokio::io::AsyncReadExt::read_buf(self, &mut buf).await?;
+            let have = buf.len().min(H2_PREFACE.len());
+            if read == 0 || buf[..have] != H2_PREFACE[..have] {
+                break Speaks::Http1;
+            }
+            if have == H2_PREFACE.len() {
+                break Speaks::Http2;
+            }
+        };
+        self.prefix = buf.freeze();
+        Ok(speaks)
     }
 }
 
@@ -584,6 +736,17 @@ impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<S> {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            // Already seen by the frame watch when the sniff read it.
+            let take = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..take]);
+            if take == self.prefix.len() {
+                self.prefix = Bytes::new();
+            } else {
+                self.prefix.advance(take);
+            }
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if !matches!(self.frames, FrameWatch::Off) && buf.filled().len() > before {
@@ -682,5 +845,74 @@ async fn handshake(
             metrics.tls_handshake_failed("timeout");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Sniffs what `chunks` (written one at a time, then the end) say; returns the verdict and
+    /// every byte hyper would then read.
+    async fn sniffed(chunks: &[&[u8]]) -> (Speaks, Vec<u8>) {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let chunks: Vec<Vec<u8>> = chunks.iter().map(|c| c.to_vec()).collect();
+        let writer = tokio::spawn(async move {
+            for chunk in chunks {
+                client.write_all(&chunk).await.expect("write");
+                tokio::task::yield_now().await;
+            }
+            drop(client);
+        });
+        let activity = Arc::new(Activity::new());
+        let mut io = Watched::new(server, activity, Speaks::Unknown);
+        let speaks = io.sniff().await.expect("sniff");
+        let mut all = Vec::new();
+        io.read_to_end(&mut all).await.expect("read");
+        writer.await.expect("writer");
+        (speaks, all)
+    }
+
+    #[tokio::test]
+    async fn a_request_line_is_http1_after_one_read_and_kept_whole() {
+        let request = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(sniffed(&[request]).await, (Speaks::Http1, request.to_vec()));
+    }
+
+    #[tokio::test]
+    async fn the_preface_dribbled_byte_by_byte_is_http2() {
+        let mut stream = H2_PREFACE.to_vec();
+        stream.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]); // an empty SETTINGS frame
+        let chunks: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(sniffed(&chunks).await, (Speaks::Http2, stream.clone()));
+    }
+
+    #[tokio::test]
+    async fn a_near_preface_is_http1() {
+        let near = b"PRI * HTTP/1.1\r\n\r\n";
+        assert_eq!(
+            sniffed(&[&near[..5], &near[5..]]).await,
+            (Speaks::Http1, near.to_vec())
+        );
+    }
+
+    #[tokio::test]
+    async fn an_immediate_end_is_http1_with_nothing_to_read() {
+        assert_eq!(sniffed(&[]).await, (Speaks::Http1, Vec::new()));
+    }
+
+    #[tokio::test]
+    async fn more_than_the_sniff_reads_is_all_handed_on() {
+        let big = vec![b'G'; SNIFF_BYTES * 3];
+        assert_eq!(sniffed(&[&big]).await, (Speaks::Http1, big.clone()));
+    }
+
+    #[test]
+    fn alpn_names_the_protocol() {
+        assert_eq!(Speaks::from_alpn(Some(b"h2")), Speaks::Http2);
+        assert_eq!(Speaks::from_alpn(Some(b"http/1.1")), Speaks::Http1);
+        assert_eq!(Speaks::from_alpn(Some(b"http/1.0")), Speaks::Unknown);
+        assert_eq!(Speaks::from_alpn(None), Speaks::Unknown);
     }
 }

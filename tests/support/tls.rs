@@ -303,6 +303,11 @@ pub enum Client {
 impl Client {
     pub async fn new(stream: TlsStream<TcpStream>) -> Client {
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        Client::speaking(stream, h2).await
+    }
+
+    /// HTTP/2 (`h2`) or HTTP/1.1 whatever ALPN said (or did not say).
+    pub async fn speaking(stream: TlsStream<TcpStream>, h2: bool) -> Client {
         let io = TokioIo::new(stream);
         if h2 {
             let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
