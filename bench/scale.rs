@@ -1229,7 +1229,10 @@ fn report_main(args: &[String]) -> Result<(), Error> {
             let p = pingora.map_or_else(|| "?".to_string(), |p| format!("{p:.3}"));
             dat += &format!("{scenario} {n:.3} {h:.3} {p}\n");
             rows += 1;
-            top = top.max(n * 1.15).max(h * 1.15).max(pingora.unwrap_or(0.0) * 1.15);
+            top = top
+                .max(n * 1.15)
+                .max(h * 1.15)
+                .max(pingora.unwrap_or(0.0) * 1.15);
         }
     }
     std::fs::create_dir_all(&out)?;
