@@ -1020,6 +1020,8 @@ fn report_main(args: &[String]) -> Result<(), Error> {
     let date = flag_or(args, "--date", "undated".to_string())?;
     let machine = flag_or(args, "--machine", String::new())?;
     let mode = flag_or(args, "--mode", "full".to_string())?;
+    // Why a peer is missing (e.g. Pingora did not build here): printed under the tables.
+    let note = flag(args, "--note").unwrap_or("").trim().to_string();
     let runs: Vec<Value> = raw
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -1030,7 +1032,7 @@ fn report_main(args: &[String]) -> Result<(), Error> {
         .filter_map(|r| r["round"].as_u64())
         .max()
         .unwrap_or(0);
-    let proxies = ["direct", "portico", "nginx", "haproxy"];
+    let proxies = ["direct", "portico", "nginx", "haproxy", "pingora"];
     let mut medians = serde_json::Map::new();
     for (scenario, _) in SCENARIO_NAMES {
         let mut per_proxy = serde_json::Map::new();
@@ -1095,8 +1097,13 @@ fn report_main(args: &[String]) -> Result<(), Error> {
                    "p99_vs_haproxy": ratio(scenario, "haproxy", "p99_ms"),
                    "cpu_per_request_vs_nginx": ratio(scenario, "nginx", "cpu_us_per_request"),
                    "cpu_per_request_vs_haproxy": ratio(scenario, "haproxy", "cpu_us_per_request"),
+                   "rps_vs_pingora": ratio(scenario, "pingora", "rps"),
+                   "p99_vs_pingora": ratio(scenario, "pingora", "p99_ms"),
+                   "cpu_per_request_vs_pingora": ratio(scenario, "pingora", "cpu_us_per_request"),
                    "idle_kib_per_conn_vs_nginx": ratio(scenario, "nginx", "idle_kib_per_conn"),
-                   "active_kib_per_conn_vs_nginx": ratio(scenario, "nginx", "active_kib_per_conn")}),
+                   "active_kib_per_conn_vs_nginx": ratio(scenario, "nginx", "active_kib_per_conn"),
+                   "idle_kib_per_conn_vs_pingora": ratio(scenario, "pingora", "idle_kib_per_conn"),
+                   "active_kib_per_conn_vs_pingora": ratio(scenario, "pingora", "active_kib_per_conn")}),
         );
     }
 
@@ -1123,7 +1130,7 @@ fn report_main(args: &[String]) -> Result<(), Error> {
             );
         }
     }
-    md += "\n| Scenario | req/s Portico/nginx | req/s Portico/HAProxy | p99 Portico/nginx | p99 Portico/HAProxy | CPU per request Portico/nginx | CPU per request Portico/HAProxy |\n|---|---:|---:|---:|---:|---:|---:|\n";
+    md += "\n| Scenario | req/s Portico/nginx | req/s Portico/HAProxy | req/s Portico/Pingora | p99 Portico/nginx | p99 Portico/HAProxy | p99 Portico/Pingora | CPU per request Portico/nginx | CPU per request Portico/HAProxy | CPU per request Portico/Pingora |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     let show = |v: &Value| {
         v.as_f64()
             .map(|x| format!("{x:.2}"))
@@ -1133,13 +1140,16 @@ fn report_main(args: &[String]) -> Result<(), Error> {
         let r = &ratios[scenario];
         if medians.contains_key(scenario) && scenario != "mem_10k" {
             md += &format!(
-                "| {label} | {} | {} | {} | {} | {} | {} |\n",
+                "| {label} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 show(&r["rps_vs_nginx"]),
                 show(&r["rps_vs_haproxy"]),
+                show(&r["rps_vs_pingora"]),
                 show(&r["p99_vs_nginx"]),
                 show(&r["p99_vs_haproxy"]),
+                show(&r["p99_vs_pingora"]),
                 show(&r["cpu_per_request_vs_nginx"]),
-                show(&r["cpu_per_request_vs_haproxy"])
+                show(&r["cpu_per_request_vs_haproxy"]),
+                show(&r["cpu_per_request_vs_pingora"])
             );
         }
     }
@@ -1162,6 +1172,16 @@ fn report_main(args: &[String]) -> Result<(), Error> {
             show(&r["idle_kib_per_conn_vs_nginx"]),
             show(&r["active_kib_per_conn_vs_nginx"])
         );
+        if mem.get("pingora").is_some() {
+            md += &format!(
+                "Portico ÷ Pingora per connection: idle {}, active {}.\n",
+                show(&r["idle_kib_per_conn_vs_pingora"]),
+                show(&r["active_kib_per_conn_vs_pingora"])
+            );
+        }
+    }
+    if !note.is_empty() {
+        md += &format!("\nNote: {note}\n");
     }
     if let Some(sizes) = scale["sizes"].as_array() {
         md += "\n## Control plane\n\n| Ingresses | load dir ms | cached reload ms | translate ms | publish ms (1 change) | match ns/req | RSS after load MiB | peak RSS MiB | propagation (files) p50 / p99 ms | propagation (API) p50 / p99 ms | changes |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
@@ -1199,31 +1219,45 @@ fn report_main(args: &[String]) -> Result<(), Error> {
     }
 
     // Chart: req/s ratios per scenario, a line at 1.
-    let mut dat = String::from("# scenario nginx haproxy\n");
-    let (mut rows, mut top) = (0usize, 1.2f64);
+    let mut dat = String::from("# scenario nginx haproxy pingora ('?': not measured)\n");
+    let (mut rows, mut top, mut any_pingora) = (0usize, 1.2f64, false);
     for (scenario, _) in SCENARIO_NAMES {
         let r = &ratios[scenario];
         if let (Some(n), Some(h)) = (r["rps_vs_nginx"].as_f64(), r["rps_vs_haproxy"].as_f64()) {
-            dat += &format!("{scenario} {n:.3} {h:.3}\n");
+            let pingora = r["rps_vs_pingora"].as_f64();
+            any_pingora |= pingora.is_some();
+            let p = pingora.map_or_else(|| "?".to_string(), |p| format!("{p:.3}"));
+            dat += &format!("{scenario} {n:.3} {h:.3} {p}\n");
             rows += 1;
-            top = top.max(n * 1.15).max(h * 1.15);
+            top = top
+                .max(n * 1.15)
+                .max(h * 1.15)
+                .max(pingora.unwrap_or(0.0) * 1.15);
         }
     }
     std::fs::create_dir_all(&out)?;
     let dat_path = out.join(format!("{date}.dat"));
     std::fs::write(&dat_path, dat)?;
     let png = out.join(format!("{date}.png"));
+    let (peers, pingora_series) = if any_pingora {
+        (
+            "nginx, HAProxy and Pingora",
+            ", '' using 4 title 'Portico / Pingora'",
+        )
+    } else {
+        ("nginx and HAProxy", "")
+    };
     let gp = format!(
-        "set terminal pngcairo size 900,480 noenhanced\nset output '{}'\nset title 'Portico req/s relative to nginx and HAProxy ({date}, medians)'\n\
+        "set terminal pngcairo size 900,480 noenhanced\nset output '{}'\nset title 'Portico req/s relative to {peers} ({date}, medians)'\n\
          set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8 border -1\nset xrange [-0.6:{:.1}]\nset yrange [0:{top:.2}]\n\
-         set ylabel 'Portico req/s / other req/s'\nset xtics rotate by -20\nset key top left\nset grid ytics\n\
-         plot '{}' using 2:xtic(1) title 'Portico / nginx', '' using 3 title 'Portico / HAProxy', 1 with lines lc rgb 'black' title 'parity'\n",
+         set ylabel 'Portico req/s / other req/s'\nset xtics rotate by -20\nset key top left\nset grid ytics\nset datafile missing '?'\n\
+         plot '{}' using 2:xtic(1) title 'Portico / nginx', '' using 3 title 'Portico / HAProxy'{pingora_series}, 1 with lines lc rgb 'black' title 'parity'\n",
         png.display(),
         rows as f64 - 0.4,
         dat_path.display()
     );
     std::fs::write(out.join(format!("{date}.gnuplot")), gp)?;
-    let doc = json!({"date": date, "mode": mode, "machine": machine, "rounds": rounds,
+    let doc = json!({"date": date, "mode": mode, "machine": machine, "rounds": rounds, "note": note,
                      "medians": medians, "ratios": ratios, "scale": scale, "runs": runs});
     std::fs::write(
         out.join(format!("{date}.json")),
