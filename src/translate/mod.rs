@@ -492,6 +492,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
             })
     });
     state.backends = backends.into_cache();
+    state.forget_unused();
 
     conditions.sort();
     conditions.dedup();
