@@ -362,6 +362,18 @@ impl State {
         order
     }
 
+    /// Drops the shared backends no Part (and no published table) holds any more: those of
+    /// deleted Ingresses, of Ingresses whose annotations changed, of references no Ingress
+    /// makes now. Without this they stayed until their Service changed, so every annotation
+    /// edit left one entry behind for good (issue 11: flat under changes). Any entry may go:
+    /// each is keyed by what it was computed from, so a miss only costs a recomputation.
+    pub fn forget_unused(&mut self) {
+        let used = |backend: &Arc<Backend>| Arc::strong_count(backend) > 1;
+        self.backends.retain(|_, resolved| used(&resolved.0));
+        self.with_policies.retain(|_, backend| used(backend));
+        self.blocked.retain(|_, backend| used(backend));
+    }
+
     pub fn next_rev(&mut self) -> u64 {
         self.next_rev += 1;
         self.next_rev
@@ -1249,5 +1261,74 @@ pub(super) fn build_vhost(
         vhost: Arc::new(vhost),
         shadowed,
         canaries: relevant,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::Snapshot;
+    use crate::translate::{translate, Cache};
+
+    fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Arc<T> {
+        Arc::new(serde_json::from_value(value).expect("a valid object"))
+    }
+
+    fn ingress(name: &str, timeout: &str) -> Arc<Ingress> {
+        object(serde_json::json!({
+            "metadata": {"name": name, "namespace": "n", "annotations": {
+                "nginx.ingress.kubernetes.io/proxy-read-timeout": timeout}},
+            "spec": {"rules": [{"host": format!("{name}.example"), "http": {"paths": [{
+                "path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "s", "port": {"number": 80}}}}]}}]}
+        }))
+    }
+
+    /// issue 11: shared backends of Ingresses that went away, or whose annotations changed,
+    /// do not stay in the cache for good (they did until their Service changed).
+    #[test]
+    fn backends_nobody_uses_are_forgotten() {
+        let service = object::<Service>(serde_json::json!({
+            "metadata": {"name": "s", "namespace": "n"},
+            "spec": {"ports": [{"port": 80, "targetPort": 8080}]}
+        }));
+        let slice = object::<EndpointSlice>(serde_json::json!({
+            "metadata": {"name": "s-1", "namespace": "n",
+                         "labels": {"kubernetes.io/service-name": "s"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.0.0.1"], "conditions": {"ready": true}}],
+            "ports": [{"port": 8080}]
+        }));
+        let snapshot = |ingresses: Vec<Arc<Ingress>>| Snapshot {
+            ingresses,
+            services: vec![service.clone()],
+            endpoint_slices: vec![slice.clone()],
+            ..Snapshot::default()
+        };
+        let options = crate::translate::Options {
+            watch_without_class: true,
+            ..Default::default()
+        };
+        let mut cache = Cache::default();
+        let mut keep = Vec::new();
+        for timeout in 1..=20 {
+            let translation = translate(
+                &snapshot(vec![ingress("a", &timeout.to_string()), ingress("b", "99")]),
+                &options,
+                &mut cache,
+            );
+            assert_eq!(translation.table.route_count(), 2);
+            keep.push(translation);
+        }
+        // Every earlier table is still held: nothing it uses may be forgotten yet.
+        assert_eq!(cache.state.with_policies.len(), 21);
+        keep.clear();
+        translate(&snapshot(vec![ingress("b", "99")]), &options, &mut cache);
+        // The last table is dropped: only what "b" uses remains.
+        assert_eq!(cache.state.with_policies.len(), 1);
+        translate(&snapshot(vec![]), &options, &mut cache);
+        assert!(cache.state.with_policies.is_empty());
+        assert!(cache.state.backends.is_empty());
+        assert!(cache.state.blocked.is_empty());
     }
 }

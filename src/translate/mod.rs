@@ -586,6 +586,7 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
     });
     state.backends = backends.into_cache();
     state.put_indexes(services, slices);
+    state.forget_unused();
 
     conditions.sort();
     conditions.dedup();
