@@ -352,29 +352,7 @@ async fn upstream_chain(
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(stream).await else {
-                    return;
-                };
-                let svc = service_fn(|_req: Request<Incoming>| async {
-                    Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from_static(b"ok"))))
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), svc)
-                    .await;
-            });
-        }
-    });
-    addr
+    serve_tls(config).await
 }
 
 /// An HTTPS upstream speaking TLS 1.2 with `suite` only; answers `suite=<name>`.
@@ -401,6 +379,11 @@ async fn upstream_with_suite(
         .with_no_client_auth()
         .with_single_cert(vec![cert], key)
         .unwrap();
+    serve_tls(config).await
+}
+
+/// An HTTPS upstream on 127.0.0.1 with `config`; answers `suite=<negotiated suite>`.
+async fn serve_tls(config: rustls::ServerConfig) -> SocketAddr {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
