@@ -1074,6 +1074,7 @@ fn report_main(args: &[String]) -> Result<(), Error> {
                        "p999_ms": field("p999_ms"), "cpu_us_per_request": cpu, "peak_rss_mib": rss,
                        "idle_kib_per_conn": field("idle_kib_per_conn"),
                        "active_kib_per_conn": field("active_kib_per_conn"),
+                       "requests": field("requests"),
                        "non_2xx": sum("non_2xx"), "socket_errors": sum("socket_errors"),
                        "runs": mine.len()}),
             );
@@ -1154,7 +1155,25 @@ fn report_main(args: &[String]) -> Result<(), Error> {
         }
     }
     if let Some(mem) = medians.get("mem_10k") {
-        md += "\n## Memory: 10,000 keep-alive connections\n\nRSS growth over the idle process divided by the connections: idle (each connection made one request, then waits) and active (wrk keeps all 10,000 busy).\n\n| Target | idle KiB per connection | active KiB per connection | peak RSS MiB |\n|---|---:|---:|---:|\n";
+        // The memory run records its connection count as `requests` (bench/run lowers it to
+        // what the descriptor limit allows).
+        let conns = mem
+            .values()
+            .filter_map(|m| m["requests"].as_f64())
+            .fold(0.0, f64::max);
+        let conns = {
+            let digits = (conns as u64).to_string();
+            let mut out = String::new();
+            for (i, c) in digits.chars().enumerate() {
+                if i > 0 && (digits.len() - i) % 3 == 0 {
+                    out.push(',');
+                }
+                out.push(c);
+            }
+            out
+        };
+        md += &format!("\n## Memory: {conns} keep-alive connections\n\nRSS growth over the idle process divided by the connections: idle (each connection made one request, then waits) and active (wrk keeps all {conns} busy).\n\n");
+        md += "| Target | idle KiB per connection | active KiB per connection | peak RSS MiB |\n|---|---:|---:|---:|\n";
         for proxy in proxies {
             if let Some(m) = mem.get(proxy) {
                 let f = |k: &str| m[k].as_f64().unwrap_or(0.0);
