@@ -1158,7 +1158,9 @@ fn report_main(args: &[String]) -> Result<(), Error> {
         // The memory run records its connection count as `requests` (bench/run lowers it to
         // what the descriptor limit allows).
         let conns = mem
-            .values()
+            .as_object()
+            .into_iter()
+            .flat_map(|o| o.values())
             .filter_map(|m| m["requests"].as_f64())
             .fold(0.0, f64::max);
         let conns = {
