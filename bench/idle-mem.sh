@@ -6,7 +6,8 @@
 here=$(cd "$(dirname "$0")" && pwd); bin=$(readlink -f $1); n=$2; tls=${3:-}
 w=$(KEEP=1 PROXIES=" " PORT_BASE=9700 $here/instr.sh $bin h1-keepalive 10 2>&1 | sed -n 's/^kept //p')
 sed -i 's/worker_connections 4096/worker_connections 32768/' $w/nginxproxy.conf
-nginx -c $w/upstream.conf -p $w 2>/dev/null
+# Our own upstream in the foreground (instr.sh stopped its own on exit): killed by its pid at the end.
+sleep 1; nginx -c $w/upstream.conf -p $w -g "daemon off;" 2>/dev/null & up=$!
 rss() { awk '/^VmRSS/ {print $2}' /proc/$1/status; }
 for name in nginx portico; do
   if [ $name = nginx ]; then nginx -c $w/nginxproxy.conf -p $w & pid=$!; hp=9711; sp=9712
@@ -22,4 +23,4 @@ for name in nginx portico; do
   echo "$name ${tls:-plain} $n conns: base $base KiB idle $idle KiB -> $(python3 -c "print(round(($idle-$base)/$n,2))") KiB/conn ($(cat $w/hold.out))"
   kill -INT $pid; wait $pid 2>/dev/null
 done
-kill $(cat $w/upstream.pid); rm -rf $w
+kill $up; wait $up 2>/dev/null; rm -rf $w
