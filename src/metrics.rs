@@ -672,12 +672,17 @@ impl Metrics {
     /// A client connection opened on a listener of `protocol` (`http`, `https`); the gauge
     /// goes down when the returned guard is dropped.
     pub fn connection(&self, protocol: &'static str) -> ConnectionGuard {
-        let gauge = self
-            .connections
-            .get_or_create(&ProtocolLabels { protocol })
-            .clone();
-        gauge.inc();
-        ConnectionGuard(gauge)
+        self.connection_gauge(protocol).open()
+    }
+
+    /// The gauge [`Metrics::connection`] counts in, found once (by a listener) so that each
+    /// connection does not look its series up by label (a hash and a lock).
+    pub fn connection_gauge(&self, protocol: &'static str) -> ConnectionGauge {
+        ConnectionGauge(
+            self.connections
+                .get_or_create(&ProtocolLabels { protocol })
+                .clone(),
+        )
     }
 
     /// One translate-and-publish run; `published` is false when the result equalled the
@@ -948,6 +953,18 @@ pub fn endpoint_count(table: &RouteTable) -> usize {
         add(b);
     }
     seen.len()
+}
+
+/// One listener's series of `portico_client_connections`.
+#[derive(Debug, Clone)]
+pub struct ConnectionGauge(Gauge);
+
+impl ConnectionGauge {
+    /// A client connection opened; the gauge goes down when the returned guard is dropped.
+    pub fn open(&self) -> ConnectionGuard {
+        self.0.inc();
+        ConnectionGuard(self.0.clone())
+    }
 }
 
 /// Keeps one client connection counted in `portico_client_connections`.

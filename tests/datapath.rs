@@ -174,6 +174,37 @@ async fn slowloris_client_is_cut_off() {
     assert_eq!(proxy.get("x", "/").await.status, 200);
 }
 
+// The header timeout also bounds the next head on a kept-alive connection, counted from the end
+// of the previous response (the connection loop's timer does this; hyper's own is off).
+#[tokio::test(start_paused = true)]
+async fn slowloris_on_a_kept_alive_connection_is_cut_off() {
+    let echo = start_echo("e").await;
+    let proxy = Proxy::start().await;
+    publish_catch_all(&proxy.shared, endpoints(&[echo]));
+    let mut conn = proxy.connect().await;
+    conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(conn.response().await.status, 200);
+    // The next head, a line every 2 s for 24 s: past the 10 s header timeout, well within the
+    // 75 s idle timeout. Writes after the close may fail; only the close matters.
+    let _ = conn
+        .reader
+        .get_mut()
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await;
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let _ = conn.reader.get_mut().write_all(b"X-Slow: 1\r\n").await;
+    }
+    let mut buf = Vec::new();
+    let read =
+        tokio::time::timeout(Duration::from_secs(5), conn.reader.read_to_end(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(_)) | Ok(Err(_))),
+        "connection still open"
+    );
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+}
+
 #[tokio::test]
 async fn bodies_over_the_limit_are_413_by_length_and_while_streaming() {
     let echo = start_echo("e").await;
