@@ -323,12 +323,23 @@ pub fn add_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) -> Option<Hea
         peer
     };
     let ip = ip_value(client);
+    // Which of the headers looked up below the client sent: most send none, and a lookup of
+    // an absent custom name still hashes it and probes.
+    let sent = Sent::of(headers);
 
     // nginx.tmpl: `proxy_set_header X-Original-Forwarded-For {{ buildForwardedFor
     // $all.Cfg.ForwardedForHeader }}`, which template.go turns into `$http_<that header>`.
-    let original = joined(headers, &forwarded_for_name(settings));
+    let original = if settings.forwarded_for_header == "x-forwarded-for" && !sent.forwarded_for {
+        None
+    } else {
+        joined(headers, &forwarded_for_name(settings))
+    };
     let xff = if extend {
-        match joined(headers, &X_FORWARDED_FOR) {
+        match sent
+            .forwarded_for
+            .then(|| joined(headers, &X_FORWARDED_FOR))
+            .flatten()
+        {
             Some(incoming) => {
                 let mut text = String::with_capacity(incoming.len() + 2 + 39);
                 text.push_str(incoming.to_str().unwrap_or_default());
@@ -380,10 +391,32 @@ pub fn add_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) -> Option<Hea
     });
     headers.insert(X_FORWARDED_PORT.clone(), port);
     headers.insert(X_REAL_IP.clone(), ip);
-    if fwd.generate_request_id && !headers.contains_key(&X_REQUEST_ID) {
+    if fwd.generate_request_id && !sent.request_id {
         headers.insert(X_REQUEST_ID.clone(), request_id());
     }
     forwarded_host
+}
+
+/// Which of the request headers [`add_forwarded`] reads the client sent, from one pass over
+/// the names (a `match` on the text: a few instructions per name).
+#[derive(Debug, Clone, Copy, Default)]
+struct Sent {
+    forwarded_for: bool,
+    request_id: bool,
+}
+
+impl Sent {
+    fn of(headers: &HeaderMap) -> Sent {
+        let mut sent = Sent::default();
+        for name in headers.keys() {
+            match name.as_str() {
+                "x-forwarded-for" => sent.forwarded_for = true,
+                "x-request-id" => sent.request_id = true,
+                _ => {}
+            }
+        }
+        sent
+    }
 }
 
 /// The client address as [`add_forwarded`] decides it (`X-Real-IP`): the peer, or for a
@@ -539,15 +572,34 @@ pub(crate) fn request_id() -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
-/// `n` as 32 lowercase hex digits, most significant first (what `{:032x}` prints).
+/// `n` as 32 lowercase hex digits, most significant first (what `{:032x}` prints): eight
+/// digits at a time in a `u64` (each nibble spread into its own byte, then turned into its
+/// ASCII digit by adding `'0'`, plus `'a' - '0' - 10` where it is above 9), ~4× fewer
+/// instructions than a loop over the 32 nibbles.
 fn hex32(n: u128) -> [u8; 32] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        let shift = 124 - 4 * i;
-        *byte = DIGITS[usize::from(u8::try_from((n >> shift) & 0xf).unwrap_or(0))];
+    for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
+        let shift = 96 - 32 * i;
+        // Truncation intended: the 32 bits at `shift`.
+        #[allow(clippy::cast_possible_truncation)]
+        let word = (n >> shift) as u32;
+        chunk.copy_from_slice(&hex8(word));
     }
     out
+}
+
+/// `x` as 8 lowercase hex digits, most significant first.
+fn hex8(x: u32) -> [u8; 8] {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let mut x = u64::from(x);
+    // Nibble `k` (from the top) ends in byte `k` (from the top): 0x1234_5678 → 0x0102_..._0708.
+    x = (x | (x << 16)) & 0x0000_ffff_0000_ffff;
+    x = (x | (x << 8)) & 0x00ff_00ff_00ff_00ff;
+    x = (x | (x << 4)) & 0x0f0f_0f0f_0f0f_0f0f;
+    // 1 in the bytes whose digit is 10 or more (a byte plus 6 carries into its high nibble;
+    // never into the next byte).
+    let letters = ((x + 6 * ONES) >> 4) & ONES;
+    (x + u64::from(b'0') * ONES + letters * u64::from(b'a' - b'0' - 10)).to_be_bytes()
 }
 
 /// Approximate size of the request line plus header block as sent on the wire (HTTP/1 framing),
@@ -879,6 +931,12 @@ mod tests {
             u128::MAX,
             0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
         ] {
+            assert_eq!(hex32(n).as_slice(), format!("{n:032x}").as_bytes());
+        }
+        // Every digit in every position, from a fixed seed.
+        let mut rng = fastrand::Rng::with_seed(12);
+        for _ in 0..1000 {
+            let n = rng.u128(..);
             assert_eq!(hex32(n).as_slice(), format!("{n:032x}").as_bytes());
         }
         let id = request_id();
