@@ -1170,12 +1170,13 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 /// and the `Content-Length` is wrong by definition (RFC 9112 §6.3: Transfer-Encoding
 /// overrides it, and a proxy must drop it), so the client gets hyper's chunked framing.
 pub(super) fn finish_headers(headers: &mut HeaderMap, upgrade: bool) {
-    // Passes over the few names of a response head, cheaper than hashed lookups.
-    if headers::has_standard(headers, &http::header::TRANSFER_ENCODING) {
+    // One pass over the few names of a response head, cheaper than hashed lookups.
+    let found = headers::HopByHop::of(headers);
+    if found.transfer_encoding() {
         headers.remove(http::header::CONTENT_LENGTH);
     }
-    headers::remove_hop_by_hop(headers, upgrade);
-    if !headers::has_standard(headers, &DATE) {
+    found.remove(headers, upgrade);
+    if !found.date {
         headers.insert(DATE, date_now());
     }
     headers.insert(SERVER, HeaderValue::from_static(super::SERVER));
