@@ -67,12 +67,7 @@ unsafe impl std::alloc::GlobalAlloc for Allocator {
     }
 
     #[inline]
-    unsafe fn realloc(
-        &self,
-        ptr: *mut u8,
-        layout: std::alloc::Layout,
-        new_size: usize,
-    ) -> *mut u8 {
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
         if layout.align() <= MI_MAX_ALIGN_SIZE && layout.align() <= new_size {
             unsafe { libmimalloc_sys::mi_realloc(ptr.cast(), new_size).cast() }
         } else {
