@@ -127,8 +127,13 @@ impl Attempt {
     }
 
     /// Response headers arrived: the endpoint is healthy and its latency is sampled.
-    pub fn succeeded(mut self) {
-        let now = Instant::now();
+    pub fn succeeded(self) {
+        self.succeeded_at(Instant::now());
+    }
+
+    /// [`Attempt::succeeded`] with the clock the caller has just read (one read per response
+    /// serves this and the upstream duration).
+    pub fn succeeded_at(mut self, now: Instant) {
         self.endpoint.observe(now - self.start, now);
         self.endpoint.failures.store(0, Ordering::Relaxed);
         self.endpoint.ejected_until.store(0, Ordering::Relaxed);

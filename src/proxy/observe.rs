@@ -52,6 +52,7 @@ impl Seen {
 /// What is known when the request arrives.
 pub(crate) struct Arrival {
     pub start: Instant,
+    /// The wall clock at arrival; the epoch when there is no access log (nothing reads it).
     pub time: SystemTime,
     pub client: SocketAddr,
     pub method: Method,
@@ -74,7 +75,13 @@ impl Arrival {
     ) -> Self {
         Arrival {
             start: Instant::now(),
-            time: SystemTime::now(),
+            // Only the access log reads the wall clock: one clock read less per request
+            // without it.
+            time: if observe.access_log.is_some() {
+                SystemTime::now()
+            } else {
+                SystemTime::UNIX_EPOCH
+            },
             client,
             method: req.method().clone(),
             version: req.version(),

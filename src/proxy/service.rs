@@ -830,7 +830,7 @@ async fn proxy(
     let mut tried: Vec<SocketAddr> = Vec::new();
     let mut attempt: u32 = 0;
     let mut last: Option<(ProxyError, Dest)> = None;
-    let (mut response, dest, checkin) = loop {
+    let (mut response, dest, checkin, answered) = loop {
         attempt += 1;
         // spec §4.3: choose among the endpoints not tried yet; ejected ones only when
         // nothing else is left.
@@ -882,8 +882,10 @@ async fn proxy(
         .await
         {
             Ok((response, checkin)) => {
+                // One clock read for the latency sample and the upstream duration.
+                let answered = tokio::time::Instant::now();
                 if let Some(hold) = hold {
-                    hold.succeeded();
+                    hold.succeeded_at(answered);
                 }
                 // `proxy-next-upstream http_NNN`: this answer goes to another endpoint when
                 // one is left and the request can be replayed; else it is the answer.
@@ -897,7 +899,7 @@ async fn proxy(
                         && retry_budget.is_none_or(|d| upstream_start.elapsed() < d)
                 });
                 let Some(next_body) = again else {
-                    break (response, dest, checkin);
+                    break (response, dest, checkin, answered);
                 };
                 drop((response, checkin));
                 if let Some(series) = &seen.series {
@@ -984,7 +986,9 @@ async fn proxy(
         last = Some((err, dest));
     };
 
-    let upstream_duration = upstream_start.elapsed();
+    let upstream_duration = answered
+        .into_std()
+        .saturating_duration_since(upstream_start);
     seen.upstream_duration = Some(upstream_duration);
     if let Some(series) = &seen.series {
         series.upstream(upstream_duration);
@@ -1166,12 +1170,13 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 /// and the `Content-Length` is wrong by definition (RFC 9112 §6.3: Transfer-Encoding
 /// overrides it, and a proxy must drop it), so the client gets hyper's chunked framing.
 pub(super) fn finish_headers(headers: &mut HeaderMap, upgrade: bool) {
-    // Passes over the few names of a response head, cheaper than hashed lookups.
-    if headers::has_standard(headers, &http::header::TRANSFER_ENCODING) {
+    // One pass over the few names of a response head, cheaper than hashed lookups.
+    let found = headers::HopByHop::of(headers);
+    if found.transfer_encoding() {
         headers.remove(http::header::CONTENT_LENGTH);
     }
-    headers::remove_hop_by_hop(headers, upgrade);
-    if !headers::has_standard(headers, &DATE) {
+    found.remove(headers, upgrade);
+    if !found.date {
         headers.insert(DATE, date_now());
     }
     headers.insert(SERVER, HeaderValue::from_static(super::SERVER));
