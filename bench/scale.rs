@@ -696,10 +696,7 @@ fn heap_main(args: &[String]) -> Result<(), Error> {
             table_only,
         ));
         rows.push(("translate: state (Cache)".into(), both - table_only));
-        rows.push((
-            "publisher: state + table + metrics".into(),
-            published,
-        ));
+        rows.push(("publisher: state + table + metrics".into(), published));
         println!("{n} Ingresses: live heap bytes per Ingress (what holds them)");
         {
             use k8s_openapi::api::{core::v1, discovery::v1 as d, networking::v1 as net};
