@@ -11,6 +11,7 @@
 //!             [--churn-rate 100] [--churn-load builtin|wrk] [--no-kube] [--out FILE]
 //! scale report --raw RAW.jsonl --scale SCALE.json --out DIR --date D --machine M --mode M
 //!                                           medians, ratios: DIR/D.json, D.md, D.gnuplot
+//! scale heap [--sizes 5000]                 live heap bytes per Ingress, by what holds them
 //! ```
 
 use std::convert::Infallible;
@@ -28,6 +29,35 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// The system allocator, counting live bytes for `scale heap` (a relaxed add per call: nothing
+/// the harness measures in the Portico process it starts).
+struct Counting;
+
+static LIVE: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to `System`; only a counter is added.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
+        LIVE.fetch_add(new as isize - layout.size() as isize, Ordering::Relaxed);
+        unsafe { std::alloc::System.realloc(ptr, layout, new) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn live() -> isize {
+    LIVE.load(Ordering::Relaxed)
+}
 
 /// The in-process API server of the Kubernetes tests, reused for propagation through the kube
 /// source (it allows its own dead code: the harness uses a part of it).
@@ -49,6 +79,7 @@ fn main() -> Result<(), Error> {
         }
         "scale" => scale_main(rest),
         "report" => report_main(rest),
+        "heap" => heap_main(rest),
         other => {
             eprintln!("unknown command {other:?}");
             std::process::exit(2);
@@ -598,6 +629,96 @@ async fn scale(a: ScaleArgs) -> Result<(), Error> {
     match &a.out {
         Some(path) => std::fs::write(path, text + "\n")?,
         None => println!("{text}"),
+    }
+    Ok(())
+}
+
+/// Live heap bytes of what the manifests-source controller holds at N Ingresses, by holder:
+/// the snapshot's objects per kind, the source's parse cache, translate's state and the
+/// published table (requested sizes, not the allocator's rounding: a lower bound of RSS).
+fn heap_main(args: &[String]) -> Result<(), Error> {
+    let sizes: Vec<usize> = flag_or(args, "--sizes", "5000".to_string())?
+        .split(',')
+        .map(|s| s.parse())
+        .collect::<Result<_, _>>()?;
+    for n in sizes {
+        let dir = std::env::temp_dir().join(format!("portico-heap-{}-{n}", std::process::id()));
+        generate(&dir, n, 9)?;
+        let per = |bytes: isize| bytes as f64 / n as f64;
+        let mut rows: Vec<(String, isize)> = Vec::new();
+        // The objects, per kind: a second load, dropped kind by kind.
+        let mut loaded = portico::source::files::load(&dir, &Default::default());
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let s = &mut loaded.snapshot;
+        let mut take = |name: &str, f: &mut dyn FnMut()| {
+            let before = live();
+            f();
+            rows.push((format!("snapshot: {name}"), before - live()));
+        };
+        take("Ingresses", &mut || drop(std::mem::take(&mut s.ingresses)));
+        take("Services", &mut || drop(std::mem::take(&mut s.services)));
+        take("EndpointSlices", &mut || {
+            drop(std::mem::take(&mut s.endpoint_slices))
+        });
+        take("Secrets, classes, ConfigMaps", &mut || {
+            drop(std::mem::take(&mut s.secrets));
+            drop(std::mem::take(&mut s.ingress_classes));
+            drop(std::mem::take(&mut s.config_maps));
+        });
+        drop(loaded);
+        // What the running source holds besides the snapshot: its parse cache.
+        let mut cache = portico::source::files::Cache::default();
+        let first = portico::source::files::load_cached(
+            &dir,
+            &Default::default(),
+            &mut cache,
+            &Default::default(),
+        );
+        let snapshot = std::sync::Arc::new(first.snapshot);
+        let before = live();
+        drop(cache);
+        rows.push(("files source: parse cache".into(), before - live()));
+        // Translate's state and the published value, through a Publisher as the binary runs it.
+        let options = portico::translate::Options::default();
+        let before = live();
+        let mut publisher = portico::publish::Publisher::new(Default::default());
+        publisher.publish(snapshot.clone(), &options);
+        let published = live() - before;
+        let before = live();
+        let mut translate_cache = portico::translate::Cache::default();
+        let translation = portico::translate::translate(&snapshot, &options, &mut translate_cache);
+        let both = live() - before;
+        let before = live();
+        drop(translation);
+        let table_only = before - live();
+        rows.push((
+            "translate: table not shared with the state".into(),
+            table_only,
+        ));
+        rows.push(("translate: state (Cache)".into(), both - table_only));
+        rows.push(("publisher: state + table + metrics".into(), published));
+        println!("{n} Ingresses: live heap bytes per Ingress (what holds them)");
+        {
+            use k8s_openapi::api::{core::v1, discovery::v1 as d, networking::v1 as net};
+            use std::mem::size_of;
+            println!(
+                "  inline sizes: Ingress {}, ObjectMeta {}, Service {}, EndpointSlice {}, \
+                 Endpoint {}, Route {}, VirtualHost {}, Backend {}",
+                size_of::<net::Ingress>(),
+                size_of::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>(),
+                size_of::<v1::Service>(),
+                size_of::<d::EndpointSlice>(),
+                size_of::<d::Endpoint>(),
+                size_of::<portico::routing::Route>(),
+                size_of::<portico::routing::VirtualHost>(),
+                size_of::<portico::routing::Backend>(),
+            );
+        }
+        for (name, bytes) in &rows {
+            println!("  {:>9.0}  {name}", per(*bytes));
+        }
+        drop((publisher, translate_cache, snapshot));
+        std::fs::remove_dir_all(&dir)?;
     }
     Ok(())
 }

@@ -245,7 +245,7 @@ impl Backend {
             reference,
             target,
             app_protocol: None,
-            policy: Arc::default(),
+            policy: Policy::shared_default(),
         }
     }
 

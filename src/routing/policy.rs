@@ -422,9 +422,20 @@ impl ErrorBackend {
     }
 }
 
+/// The one default policy every backend without annotations shares (see [`Policy::shared_default`]).
+static DEFAULT: std::sync::LazyLock<Arc<Policy>> = std::sync::LazyLock::new(Arc::default);
+
 impl Policy {
     pub fn is_default(&self) -> bool {
-        *self == Policy::default()
+        std::ptr::eq(self, &**DEFAULT) || *self == Policy::default()
+    }
+
+    /// The default policy, one allocation for the whole process. A `Policy` is about 560 bytes
+    /// inline, and every `Backend::new` used to allocate its own default one: 0.6 KB per backend,
+    /// the largest single allocation per Ingress in translate's state (issue 11, docs/performance.md
+    /// "Memory"). Immutable, so sharing it changes nothing but the bytes.
+    pub fn shared_default() -> Arc<Policy> {
+        DEFAULT.clone()
     }
 }
 

@@ -418,3 +418,13 @@ fn the_host_index_is_shared_only_by_the_same_hosts() {
     assert_eq!(picked(&aliased, "alias.test").as_deref(), Some("a.test"));
     assert_eq!(picked(&first, "alias.test"), None);
 }
+
+/// issue 11: a backend without annotations carries the one shared default policy (a `Policy`
+/// is ~560 bytes; one per backend was the largest allocation per Ingress in translate's state).
+#[test]
+fn backends_without_annotations_share_one_default_policy() {
+    let (a, b) = (backend("a"), backend("b"));
+    assert!(Arc::ptr_eq(&a.policy, &b.policy));
+    assert!(a.policy.is_default());
+    assert!(Policy::default().is_default());
+}

@@ -607,7 +607,11 @@ pub(super) struct Part {
 #[derive(Clone)]
 pub(super) struct PartRule {
     pub host: HostMatch,
-    pub routes: Vec<(Route, Option<BackendRef>)>,
+    /// Each route, and whether its backend came from the shared resolution (then it is looked
+    /// up again by `route.backend.reference` when endpoints change; `false` for malformed
+    /// references, built per use). A flag, not a second `BackendRef`: every backend keeps the
+    /// reference it was resolved from, and the copy was ~100 bytes per route (issue 11).
+    pub routes: Vec<(Route, bool)>,
 }
 
 /// A backend as used by a Part, with the reference to look it up again when endpoints
@@ -746,7 +750,8 @@ pub(super) fn rebind(
         }
     }
     for rule in &mut part.rules {
-        for (route, reference) in &mut rule.routes {
+        for (route, shared) in &mut rule.routes {
+            let reference = shared.then(|| route.backend.reference.clone());
             if let Some(b) = again(reference.as_ref(), &route.backend) {
                 route.backend = b;
             }
@@ -978,7 +983,9 @@ pub(super) fn derive(
     }
 
     let mut usable = false;
-    let mut rule_hosts: Vec<HostMatch> = Vec::new();
+    // Sized for what they hold: an empty `Vec` grows to 4 on its first push, and a Part lives
+    // as long as its Ingress (issue 11).
+    let mut rule_hosts: Vec<HostMatch> = Vec::with_capacity(rules.len());
     let mut part_rules = Vec::with_capacity(rules.len());
     for (rule_index, rule) in rules.iter().enumerate() {
         let host = match paths::host_match(rule.host.as_deref()) {
@@ -992,8 +999,8 @@ pub(super) fn derive(
         if host != HostMatch::Any && !rule_hosts.contains(&host) {
             rule_hosts.push(host.clone());
         }
-        let mut routes = Vec::new();
         let http_paths = rule.http.as_ref().map(|h| h.paths.as_slice());
+        let mut routes = Vec::with_capacity(http_paths.map_or(0, <[_]>::len));
         for (path_index, path) in http_paths.unwrap_or_default().iter().enumerate() {
             let (path_type, normalised) =
                 match paths::rule_path(path.path.as_deref(), &path.path_type) {
@@ -1043,7 +1050,7 @@ pub(super) fn derive(
                     },
                     ssl_redirect: redirect || force_ssl,
                 },
-                reference,
+                reference.is_some(),
             ));
         }
         part_rules.push(PartRule { host, routes });
@@ -1165,7 +1172,8 @@ pub(super) fn build_vhost(
     force_ssl_redirect: bool,
     (canaries, relevant): (&super::canary::Attachments, Vec<Arc<super::canary::Source>>),
 ) -> Built {
-    let mut routes = Vec::new();
+    // Exactly sized: the vhost keeps it for as long as its host exists.
+    let mut routes = Vec::with_capacity(contributors.iter().map(|(_, r)| r.routes.len()).sum());
     let mut fallback = None;
     let mut fallback_redirect = None;
     let mut first_redirect = None;
