@@ -335,7 +335,7 @@ enum ReadFailure {
 /// device can have effects), and again on the opened descriptor, which is opened non-blocking
 /// so that a FIFO swapped in between the two cannot block either. The read stops one byte past
 /// the limit, so a file growing while it is read is refused too.
-fn read_manifest(path: &Path, limits: &Limits) -> Result<String, ReadFailure> {
+fn read_manifest(path: &Path, limits: &Limits) -> Result<(String, Option<Stamp>), ReadFailure> {
     use std::io::Read;
     let check = |meta: &std::fs::Metadata| {
         if !meta.is_file() {
@@ -355,7 +355,11 @@ fn read_manifest(path: &Path, limits: &Limits) -> Result<String, ReadFailure> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
     let file = options.open(path).map_err(ReadFailure::Io)?;
-    check(&file.metadata().map_err(ReadFailure::Io)?)?;
+    let meta = file.metadata().map_err(ReadFailure::Io)?;
+    check(&meta)?;
+    // Taken before the read: a write that races the read changes the stamp after it, so the
+    // next rescan reads the file again rather than trusting a stamp older than the text.
+    let stamp = Stamp::settled(&meta);
     let mut bytes = Vec::new();
     file.take(limits.max_file_bytes.saturating_add(1))
         .read_to_end(&mut bytes)
@@ -363,25 +367,80 @@ fn read_manifest(path: &Path, limits: &Limits) -> Result<String, ReadFailure> {
     if bytes.len() as u64 > limits.max_file_bytes {
         return Err(ReadFailure::Refused(too_large(limits)));
     }
-    String::from_utf8(bytes).map_err(|_| {
+    let text = String::from_utf8(bytes).map_err(|_| {
         ReadFailure::Io(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "stream did not contain valid UTF-8",
         ))
-    })
+    })?;
+    Ok((text, stamp))
+}
+
+/// What `stat` says about a file, compared by the safety-net rescan instead of reading it
+/// (issue 11: at 20,000 files reading and hashing every file took ~200 ms every 10 s).
+/// Device, inode, size, modification and change times: an atomic save (rename) changes the
+/// inode, a write the times, and the change time cannot be set back by any tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+/// Files modified this recently get no stamp when read: timestamps are coarse (a kernel tick),
+/// so a second write in the same tick with the same size would keep the stamp while the text
+/// changed (git's "racily clean" entries). Such a file is read again by the next rescan, by
+/// when its stamp has settled.
+const RACY: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Stamp {
+    /// The stamp of `meta`; `None` (always read again) off Unix.
+    #[cfg(unix)]
+    pub fn of(meta: &std::fs::Metadata) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        Some(Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        })
+    }
+
+    #[cfg(not(unix))]
+    pub fn of(_meta: &std::fs::Metadata) -> Option<Stamp> {
+        None
+    }
+
+    /// [`Stamp::of`] a file being read, unless its inode changed within [`RACY`] (or in the
+    /// future). The change time, not the modification time: any write, rename or `chmod`
+    /// sets it to the present, and no tool can set it back.
+    fn settled(meta: &std::fs::Metadata) -> Option<Stamp> {
+        let stamp = Stamp::of(meta)?;
+        let changed = std::time::UNIX_EPOCH.checked_add(std::time::Duration::new(
+            u64::try_from(stamp.ctime.0).ok()?,
+            u32::try_from(stamp.ctime.1).ok()?,
+        ))?;
+        let age = std::time::SystemTime::now().duration_since(changed).ok()?;
+        (age >= RACY).then_some(stamp)
+    }
 }
 
 /// One manifest file's text under `limits`, refused or failed as the source would report it;
 /// for readers of manifests other than the source (`portico migrate`).
 pub fn read_file(path: &Path, limits: &Limits) -> Result<String, LoadError> {
     let file = path.display().to_string();
-    read_manifest(path, limits).map_err(|failure| match failure {
-        ReadFailure::Refused(reason) => LoadError::Refused { file, reason },
-        ReadFailure::Io(e) => LoadError::Read {
-            file,
-            message: e.to_string(),
-        },
-    })
+    read_manifest(path, limits)
+        .map(|(text, _)| text)
+        .map_err(|failure| match failure {
+            ReadFailure::Refused(reason) => LoadError::Refused { file, reason },
+            ReadFailure::Io(e) => LoadError::Read {
+                file,
+                message: e.to_string(),
+            },
+        })
 }
 
 fn too_large(limits: &Limits) -> String {
@@ -439,6 +498,9 @@ pub struct Cache {
 #[derive(Debug)]
 struct Entry {
     hash: u64,
+    /// The file as `stat` saw it just before the read that gave `hash`; `None`: read it again
+    /// at the next rescan (see [`Stamp`]).
+    stamp: Option<Stamp>,
     start: [usize; 6],
     len: [usize; 6],
     errors: Vec<LoadError>,
@@ -471,7 +533,11 @@ fn digest(text: &str) -> u64 {
 /// has none because it could not be read.
 enum Slot {
     Cached(Entry),
-    Parse { hash: u64, text: String },
+    Parse {
+        hash: u64,
+        stamp: Option<Stamp>,
+        text: String,
+    },
     Failed(LoadError),
 }
 
@@ -651,11 +717,13 @@ fn load_files(
                     file: label,
                     message: e.to_string(),
                 }),
-                Ok(text) => {
+                Ok((text, stamp)) => {
                     let hash = digest(&text);
                     match cache.files.remove(&file) {
-                        Some(entry) if trusted && entry.hash == hash => Slot::Cached(entry),
-                        _ => Slot::Parse { hash, text },
+                        Some(entry) if trusted && entry.hash == hash => {
+                            Slot::Cached(Entry { stamp, ..entry })
+                        }
+                        _ => Slot::Parse { hash, stamp, text },
                     }
                 }
             };
@@ -691,7 +759,7 @@ fn load_files(
                 loaded.skipped.extend_from_slice(&entry.skipped);
                 Entry { start, ..entry }
             }
-            Slot::Parse { hash, .. } => {
+            Slot::Parse { hash, stamp, .. } => {
                 // One result per `Parse` slot, in order.
                 let parsed = parsed.next().unwrap_or_default();
                 let len = counts(&parsed.snapshot);
@@ -707,6 +775,7 @@ fn load_files(
                 loaded.skipped.extend(parsed.skipped);
                 Entry {
                     hash,
+                    stamp,
                     start,
                     len,
                     errors,
@@ -729,8 +798,8 @@ struct Spliced<'p> {
     path: &'p PathBuf,
     /// Its position in the listing: `Ok` where it was, `Err` where it goes.
     at: Result<usize, usize>,
-    /// Its text's hash, objects and skipped documents; `None`: the file is gone.
-    now: Option<(u64, Snapshot, Vec<Skipped>)>,
+    /// Its text's hash and stamp, objects and skipped documents; `None`: the file is gone.
+    now: Option<(u64, Option<Stamp>, Snapshot, Vec<Skipped>)>,
 }
 
 /// [`load_changed`] in time proportional to the change, for the common case: the last load was
@@ -763,10 +832,16 @@ fn splice(
             }
             continue;
         }
-        let text = read_manifest(path, limits).ok()?;
+        let (text, stamp) = read_manifest(path, limits).ok()?;
         let hash = digest(&text);
-        if at.is_ok() && cache.files.get(path)?.hash == hash {
-            continue;
+        if at.is_ok() {
+            let entry = cache.files.get_mut(path)?;
+            if entry.hash == hash {
+                // The same text (a `touch`, or a rescan reading a racy file again): only the
+                // stamp is new, and it describes this very text.
+                entry.stamp = stamp;
+                continue;
+            }
         }
         let mut parsed = Loaded::default();
         parse_documents(&path.display().to_string(), &text, &mut parsed);
@@ -776,7 +851,7 @@ fn splice(
         work.push(Spliced {
             path,
             at,
-            now: Some((hash, parsed.snapshot, parsed.skipped)),
+            now: Some((hash, stamp, parsed.snapshot, parsed.skipped)),
         });
     }
     // Where each named file's objects sit in `previous`: its own entry, or (a new file) where
@@ -802,8 +877,15 @@ fn splice(
     let mut loaded = Loaded::default();
     let snapshot = &mut loaded.snapshot;
     let mut cursor = [0usize; 6];
-    // (index in `work`, start, len, hash, skipped) of each file with objects now.
-    type NewEntry = (usize, [usize; 6], [usize; 6], u64, Vec<Skipped>);
+    // (index in `work`, start, len, hash, stamp, skipped) of each file with objects now.
+    type NewEntry = (
+        usize,
+        [usize; 6],
+        [usize; 6],
+        u64,
+        Option<Stamp>,
+        Vec<Skipped>,
+    );
     let mut new_entries: Vec<NewEntry> = Vec::new();
     for (i, (w, (start, len))) in work.iter_mut().zip(&places).enumerate() {
         take(
@@ -837,7 +919,7 @@ fn splice(
             cursor[5]..start[5],
         );
         cursor = std::array::from_fn(|k| start[k] + len[k]);
-        if let Some((hash, objects, skipped)) = w.now.take() {
+        if let Some((hash, stamp, objects, skipped)) = w.now.take() {
             let at = counts(snapshot);
             let n = counts(&objects);
             snapshot.ingresses.extend(objects.ingresses);
@@ -846,7 +928,7 @@ fn splice(
             snapshot.endpoint_slices.extend(objects.endpoint_slices);
             snapshot.secrets.extend(objects.secrets);
             snapshot.config_maps.extend(objects.config_maps);
-            new_entries.push((i, at, n, hash, skipped));
+            new_entries.push((i, at, n, hash, stamp, skipped));
         }
     }
     take(
@@ -915,7 +997,7 @@ fn splice(
                 listing.remove(at);
                 cache.files.remove(w.path);
             }
-            (at, Some((_, start, len, hash, skipped))) => {
+            (at, Some((_, start, len, hash, stamp, skipped))) => {
                 if let Err(at) = at {
                     listing.insert(at, w.path.clone());
                 }
@@ -924,6 +1006,7 @@ fn splice(
                     w.path.clone(),
                     Entry {
                         hash,
+                        stamp,
                         start,
                         len,
                         errors: Vec::new(),
@@ -1047,9 +1130,83 @@ const SETTLE_MAX: std::time::Duration = std::time::Duration::from_millis(300);
 /// where inotify says nothing (network mounts).
 const RESCAN: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// What the watch loop is woken by.
+enum Event {
+    /// The paths one filesystem event names; `None` asks for a full rescan (an overflow, or
+    /// no paths given).
+    Paths(Option<Vec<PathBuf>>),
+    /// Every manifest file with its stamp, from the walk that starts the watch and then runs
+    /// every [`RESCAN`]; an error (the directory is gone) asks for a full rescan.
+    Walked(std::io::Result<Vec<(PathBuf, Option<Stamp>)>>),
+}
+
+/// Every manifest file below `dir` (as [`load_cached`] would list them), each with its stamp
+/// (`None` when it could not be stat'ed: it is read, or found gone, by the reload).
+pub fn stamped_files(dir: &Path) -> std::io::Result<Vec<(PathBuf, Option<Stamp>)>> {
+    let files = if dir.is_file() {
+        vec![dir.to_path_buf()]
+    } else {
+        manifest_files(dir)?
+    };
+    Ok(files
+        .into_iter()
+        .map(|file| {
+            let stamp = std::fs::metadata(&file)
+                .ok()
+                .and_then(|meta| Stamp::of(&meta));
+            (file, stamp)
+        })
+        .collect())
+}
+
+impl Cache {
+    /// The paths a walk that found `files` (sorted, from [`stamped_files`]) says may differ
+    /// from what the cache describes: new files, files gone, files whose stamp is not the one
+    /// their text was read with (or that have none: racy, unreadable, refused). `None` when the
+    /// cache describes no load yet.
+    pub fn stale(
+        &self,
+        files: &[(PathBuf, Option<Stamp>)],
+    ) -> Option<std::collections::BTreeSet<PathBuf>> {
+        let listing = self.listing.as_ref()?;
+        let mut stale = std::collections::BTreeSet::new();
+        for (path, stamp) in files {
+            let same = stamp.is_some() && self.files.get(path).is_some_and(|e| e.stamp == *stamp);
+            if !same {
+                stale.insert(path.clone());
+            }
+        }
+        // Both in path order: what was listed and is not found now is gone.
+        let mut found = files.iter().map(|(path, _)| path).peekable();
+        for path in listing {
+            while found.next_if(|f| *f < path).is_some() {}
+            if found.peek() != Some(&path) {
+                stale.insert(path.clone());
+            }
+        }
+        Some(stale)
+    }
+}
+
+/// Aborts a task when dropped: the rescan timer lives as long as the watch.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Watches `dir` and sends a new snapshot whenever what it loads changes. `initial` is the
 /// snapshot already sent and `cache` the parse cache of the load that made it (or an empty
 /// one). Returns when every receiver is gone.
+///
+/// Events name the files to read again. As a safety net (missed events, filesystems without
+/// them) a walk stats every file right after the watch starts and then every [`RESCAN`], on a
+/// task of its own, and only the files whose stamp differs are read: a walk that finds nothing
+/// costs a `stat` per file and no reload, and a change arriving meanwhile is not held up by it
+/// (issue 11: the rescan was a full reload, ~200 ms at 20,000 files, that delayed any change
+/// behind it).
 pub async fn watch(
     dir: PathBuf,
     limits: Limits,
@@ -1060,18 +1217,18 @@ pub async fn watch(
 ) {
     use notify::Watcher;
 
-    // Each event's paths; `None` asks for a full rescan (an overflow, or no paths given).
-    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel::<Option<Vec<PathBuf>>>();
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let walks_tx = events_tx.clone();
     let watch_metrics = metrics.clone();
     let handler = move |event: notify::Result<notify::Event>| match event {
         Err(_) => {
             watch_metrics.watch_error(SOURCE, "watch");
-            let _ = events_tx.send(None);
+            let _ = events_tx.send(Event::Paths(None));
         }
         Ok(event) if changes_content(&event.kind) => {
             let paths = (!event.need_rescan()).then_some(event.paths);
             // The receiver only goes away when this task ends.
-            let _ = events_tx.send(paths);
+            let _ = events_tx.send(Event::Paths(paths));
         }
         Ok(_) => {}
     };
@@ -1090,41 +1247,75 @@ pub async fn watch(
         }
     };
 
-    // Read the directory once more now that it is watched, so a change made between the first
-    // load and the watch is not missed until the next rescan. With the first load's cache it
-    // parses only files that changed since (it used to parse everything again: at 20,000 files
-    // the first change after start waited for it).
+    // The first walk runs now that the directory is watched, so a change made between the
+    // first load and the watch is not missed until the next rescan; it reads only the files
+    // that changed since (and those modified just before the first load, whose stamps were
+    // too fresh to trust).
+    let walk_dir = dir.clone();
+    let _walks = AbortOnDrop(tokio::spawn(async move {
+        loop {
+            let dir = walk_dir.clone();
+            let Ok(walked) = tokio::task::spawn_blocking(move || stamped_files(&dir)).await else {
+                return;
+            };
+            if walks_tx.send(Event::Walked(walked)).is_err() {
+                return;
+            }
+            tokio::time::sleep(RESCAN).await;
+        }
+    }));
+
     let mut cache = cache;
     let mut current = initial;
-    let mut warm = true;
-    // The problems the last load found; `None` before the warm read, whose problems the caller
+    // The problems the last load found; `None` before the first, whose problems the caller
     // has already logged with the first load.
     let mut problems: Option<Vec<LoadError>> = None;
     loop {
-        // The warm read and the safety-net rescan read everything; events only what they name.
-        let mut changed = Changed::Everything;
-        if !std::mem::take(&mut warm) {
-            tokio::select! {
-                event = events.recv() => {
-                    let Some(first) = event else { return };
-                    changed = Changed::Paths(Default::default());
-                    add_event(&mut changed, &dir, first);
-                    settle(&mut events, &mut changed, &dir).await;
-                }
-                _ = tokio::time::sleep(RESCAN) => {}
-                _ = tx.closed() => return,
-            }
+        let first = tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => event,
+                None => return,
+            },
+            _ = tx.closed() => return,
+        };
+        let mut changed = Changed::Paths(Default::default());
+        let mut walked = None;
+        let burst = matches!(first, Event::Paths(_));
+        absorb(&mut changed, &mut walked, &dir, first);
+        if burst {
+            settle(&mut events, &mut changed, &mut walked, &dir).await;
         }
         let dir2 = dir.clone();
         let previous = current.clone();
         let reload = tokio::task::spawn_blocking(move || {
+            let walk = walked.is_some();
+            if let (Some(files), Changed::Paths(paths)) = (walked, &mut changed) {
+                match cache.stale(&files) {
+                    Some(stale) => paths.extend(stale),
+                    None => changed = Changed::Everything,
+                }
+            }
+            if changed == Changed::Paths(Default::default()) {
+                // Nothing to read: a walk that found every stamp as it was, or events about
+                // files no load reads.
+                return (None, walk, cache);
+            }
             let loaded = load_changed(&dir2, &limits, &mut cache, &previous, &changed);
-            (loaded, cache)
+            (Some(loaded), walk, cache)
         });
         let loaded = match reload.await {
-            Ok((loaded, kept)) => {
+            Ok((Some(loaded), _, kept)) => {
                 cache = kept;
                 loaded
+            }
+            Ok((None, walk, kept)) => {
+                cache = kept;
+                if walk {
+                    // Every file was seen as it was read: a successful sync.
+                    metrics.source_loaded(SOURCE);
+                    metrics.source_synced(SOURCE);
+                }
+                continue;
             }
             Err(e) => {
                 tracing::error!(error = %e, "manifest load failed");
@@ -1172,18 +1363,27 @@ fn changes_content(kind: &notify::EventKind) -> bool {
     }
 }
 
-fn add_event(changed: &mut Changed, dir: &Path, paths: Option<Vec<PathBuf>>) {
-    match paths {
-        Some(paths) => changed.add(dir, &paths),
-        None => *changed = Changed::Everything,
+/// Adds what one event asks for: paths to `changed`, a walk's stamps to `walked` (the latest
+/// walk replaces an earlier one).
+fn absorb(
+    changed: &mut Changed,
+    walked: &mut Option<Vec<(PathBuf, Option<Stamp>)>>,
+    dir: &Path,
+    event: Event,
+) {
+    match event {
+        Event::Paths(Some(paths)) => changed.add(dir, &paths),
+        Event::Paths(None) | Event::Walked(Err(_)) => *changed = Changed::Everything,
+        Event::Walked(Ok(files)) => *walked = Some(files),
     }
 }
 
 /// Waits until no event has arrived for `SETTLE`, or `SETTLE_MAX` has passed, collecting what
-/// the events name into `changed`.
+/// the events ask for into `changed` and `walked`.
 async fn settle(
-    events: &mut tokio::sync::mpsc::UnboundedReceiver<Option<Vec<PathBuf>>>,
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
     changed: &mut Changed,
+    walked: &mut Option<Vec<(PathBuf, Option<Stamp>)>>,
     dir: &Path,
 ) {
     let deadline = tokio::time::Instant::now() + SETTLE_MAX;
@@ -1193,7 +1393,7 @@ async fn settle(
             _ = quiet => return,
             _ = tokio::time::sleep_until(deadline) => return,
             more = events.recv() => match more {
-                Some(paths) => add_event(changed, dir, paths),
+                Some(event) => absorb(changed, walked, dir, event),
                 None => return,
             },
         }
@@ -1393,6 +1593,92 @@ mod tests {
         assert!(matches!(changed, Ok(Ok(()))), "a write must still reload");
         assert_eq!(rx.borrow().services.len(), 2);
         task.abort();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The safety-net rescan compares stamps: after a load it finds nothing to read, then
+    /// exactly the files written, added, removed or unreadable, and a file read right after a
+    /// write (a racy stamp) is read again.
+    #[test]
+    fn a_rescan_reads_only_files_whose_stamp_changed() {
+        let dir = std::env::temp_dir().join(format!("portico-stamps-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let service = |name: &str| GOOD.replace("name: a", &format!("name: {name}"));
+        let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+        write("a.yaml", &service("a"));
+        write("b.yaml", &service("b"));
+        write("sub/c.yaml", &service("c"));
+        write("notes.txt", "not a manifest");
+        let limits = Limits::default();
+        let mut cache = Cache::default();
+        let loaded = load_cached(&dir, &limits, &mut cache, &Snapshot::default());
+        assert_eq!(loaded.snapshot.services.len(), 3);
+        let stale = |cache: &Cache| -> Vec<String> {
+            let files = stamped_files(&dir).unwrap();
+            let stale = cache.stale(&files).expect("the cache describes a load");
+            stale
+                .iter()
+                .map(|p| p.strip_prefix(&dir).unwrap().display().to_string())
+                .collect()
+        };
+        // Just written: too fresh to trust, so a rescan now reads all three again.
+        assert_eq!(stale(&cache), ["a.yaml", "b.yaml", "sub/c.yaml"]);
+        // As if they had been read once their stamps settled.
+        let settle = |cache: &mut Cache| {
+            for (path, entry) in cache.files.iter_mut() {
+                entry.stamp = std::fs::metadata(path).ok().and_then(|m| Stamp::of(&m));
+            }
+        };
+        settle(&mut cache);
+        assert!(stale(&cache).is_empty(), "nothing changed, nothing to read");
+        assert_eq!(
+            Cache::default().stale(&stamped_files(&dir).unwrap()),
+            None,
+            "an empty cache vouches for nothing"
+        );
+
+        // Rewritten with the same size (a new inode or new times), added, removed.
+        let tmp = dir.join(".b.yaml.tmp");
+        std::fs::write(&tmp, service("B")).unwrap();
+        std::fs::rename(&tmp, dir.join("b.yaml")).unwrap();
+        write("aa.yaml", &service("aa"));
+        std::fs::remove_file(dir.join("sub/c.yaml")).unwrap();
+        assert_eq!(stale(&cache), ["aa.yaml", "b.yaml", "sub/c.yaml"]);
+        let paths = Changed::Paths(
+            ["aa.yaml", "b.yaml", "sub/c.yaml"]
+                .into_iter()
+                .map(|p| dir.join(p))
+                .collect(),
+        );
+        let reloaded = load_changed(&dir, &limits, &mut cache, &loaded.snapshot, &paths);
+        assert_eq!(
+            reloaded,
+            load(&dir, &limits),
+            "the stale paths were the change"
+        );
+        settle(&mut cache);
+        assert!(stale(&cache).is_empty());
+
+        // A file that cannot be read is tried again by every rescan, as a full load would.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let secret = dir.join("a.yaml");
+            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
+            if std::fs::read(&secret).is_err() {
+                let again = load_changed(
+                    &dir,
+                    &limits,
+                    &mut cache,
+                    &reloaded.snapshot,
+                    &Changed::Paths([secret.clone()].into_iter().collect()),
+                );
+                assert_eq!(again.errors.len(), 1);
+                assert_eq!(stale(&cache), ["a.yaml"]);
+            }
+            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -184,8 +184,9 @@ impl State {
             }),
         };
         if !changes.services.is_empty() || !changes.slices.is_empty() {
-            // Looked up without allocating: this runs over every resolved backend.
-            let changed: HashSet<(&str, &str)> = changes
+            // Looked up without allocating, hashed with foldhash: this runs over every
+            // resolved backend.
+            let changed: HashSet<(&str, &str), foldhash::fast::RandomState> = changes
                 .services
                 .iter()
                 .chain(&changes.slices)
@@ -338,6 +339,7 @@ impl State {
             .filter_map(|h| contributors.get_key_value(h).map(|(k, v)| (*k, v)))
             .collect();
         let gone = order.len() < self.hosts.len();
+        let mut added: Vec<&'a HostMatch> = Vec::new();
         if order.len() < contributors.len() {
             let mut new: Vec<(&'a HostMatch, &'c Rules<'a>)> = contributors
                 .iter()
@@ -345,6 +347,7 @@ impl State {
                 .map(|(k, v)| (*k, v))
                 .collect();
             new.sort_by(|a, b| a.0.cmp(b.0));
+            added = new.iter().map(|(h, _)| *h).collect();
             let mut merged = Vec::with_capacity(order.len() + new.len());
             let mut new = new.into_iter().peekable();
             for entry in order {
@@ -358,7 +361,21 @@ impl State {
         } else if !gone {
             return order;
         }
-        self.hosts = order.iter().map(|(h, _)| (*h).clone()).collect();
+        // The stored hosts follow without cloning every host (issue 11: a new Ingress copied
+        // 20,000 host names here): those that went leave, the few new ones are put in place.
+        if added.len() > 64 || self.hosts.is_empty() {
+            self.hosts = order.iter().map(|(h, _)| (*h).clone()).collect();
+        } else {
+            if gone {
+                self.hosts.retain(|h| contributors.contains_key(h));
+            }
+            for host in added {
+                if let Err(at) = self.hosts.binary_search(host) {
+                    self.hosts.insert(at, host.clone());
+                }
+            }
+        }
+        debug_assert!(self.hosts.iter().eq(order.iter().map(|(h, _)| *h)));
         order
     }
 

@@ -386,13 +386,20 @@ pub fn translate(snapshot: &Snapshot, options: &Options, cache: &mut Cache) -> T
             }
             Some(incremental::Reuse::Rebind(part)) if part.scoped.is_empty() && view.is_empty() => {
                 let rev = state.next_rev();
-                Arc::new(incremental::rebind(
+                let mut rebound = incremental::rebind(
                     &part,
                     rev,
                     &mut backends,
                     &mut state.with_policies,
                     &mut state.blocked,
-                ))
+                );
+                // The snapshot's own object, as for `Same` (an equal object re-read from a
+                // file): `State::owned` finds the Parts of changed Ingresses by this pointer.
+                // Keeping the older one made every later change of this Ingress look like a
+                // name held twice, which selects every Ingress again (issue 11: an endpoint
+                // edit in a manifest file cost 3× a path edit at 20,000 Ingresses).
+                rebound.ingress = Arc::clone(ingress);
+                Arc::new(rebound)
             }
             _ => {
                 let rev = state.next_rev();
