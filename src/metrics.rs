@@ -1098,7 +1098,6 @@ mod tests {
     #[test]
     fn series_of_deleted_ingresses_are_pruned_when_a_version_is_published() {
         use crate::routing::{BackendRef, Origin, PathType, PortRef, Route, VirtualHost};
-        use crate::sharded::{Counter as Sharded, LatencyHistogram};
         let m = Metrics::new();
         let backend = Arc::new(Backend::new(
             BackendRef::Service {
