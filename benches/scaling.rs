@@ -52,8 +52,7 @@ fn per_request(c: &mut Criterion) {
     let mut group = c.benchmark_group("metrics_per_request");
     group.sample_size(20);
 
-    let (requests, bytes_in, bytes_out) =
-        (Counter::default(), Counter::default(), Counter::default());
+    let (requests, bytes_in, bytes_out): (Counter, Counter, Counter) = Default::default();
     let (duration, upstream) = (
         Histogram::new(exponential_buckets(0.001, 2.0, 16)),
         Histogram::new(exponential_buckets(0.001, 2.0, 16)),

@@ -103,23 +103,35 @@ impl EncodeMetric for Counter {
 }
 
 /// The bucket upper bounds of the request latency histograms, seconds: 1 ms … ~33 s, then
-/// +Inf (prometheus-client's `exponential_buckets(0.001, 2.0, 16)` and its implicit +Inf).
-const LATENCY_BUCKETS: usize = 17;
-
-fn latency_bound(i: usize) -> f64 {
-    if i + 1 == LATENCY_BUCKETS {
-        f64::INFINITY
-    } else {
-        0.001 * f64::from(1u32 << i)
-    }
-}
+/// +Inf (prometheus-client's `exponential_buckets(0.001, 2.0, 16)` and its implicit +Inf; a
+/// unit test pins them equal).
+const LATENCY_BOUNDS: [f64; 17] = [
+    0.001,
+    0.002,
+    0.004,
+    0.008,
+    0.016,
+    0.032,
+    0.064,
+    0.128,
+    0.256,
+    0.512,
+    1.024,
+    2.048,
+    4.096,
+    8.192,
+    16.384,
+    32.768,
+    f64::INFINITY,
+];
+const LATENCY_BUCKETS: usize = LATENCY_BOUNDS.len();
 
 /// One worker's share of a latency histogram.
 #[derive(Debug, Default)]
 struct HistogramShard {
-    /// The sum of observations, seconds, as `f64` bits.
+    /// The sum of observations, seconds, as `f64` bits. The count is the buckets' sum, so an
+    /// observation is two atomic operations, as prometheus-client's lock and unlock.
     sum: AtomicU64,
-    count: AtomicU64,
     buckets: [AtomicU64; LATENCY_BUCKETS],
 }
 
@@ -142,8 +154,9 @@ impl LatencyHistogram {
     pub fn observe(&self, seconds: f64) {
         let shard = &mine(&self.shards).0;
         // The first bucket whose bound is at least the value (NaN: +Inf), as prometheus-client.
-        let bucket = (0..LATENCY_BUCKETS)
-            .find(|&i| latency_bound(i) >= seconds)
+        let bucket = LATENCY_BOUNDS
+            .iter()
+            .position(|&bound| bound >= seconds)
             .unwrap_or(LATENCY_BUCKETS - 1);
         shard.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         // Another thread on this shard is rare (only non-worker threads share shard 0): the
@@ -153,22 +166,23 @@ impl LatencyHistogram {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
                 Some((f64::from_bits(bits) + seconds).to_bits())
             });
-        shard.count.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Sum, count and per-bucket (not cumulative) counts over every shard.
     pub fn snapshot(&self) -> (f64, u64, [(f64, u64); LATENCY_BUCKETS]) {
         let mut buckets: [(f64, u64); LATENCY_BUCKETS] =
-            std::array::from_fn(|i| (latency_bound(i), 0));
-        let (mut sum, mut count) = (0.0, 0u64);
+            std::array::from_fn(|i| (LATENCY_BOUNDS[i], 0));
+        let mut sum = 0.0;
         for shard in self.shards.iter() {
             let shard = &shard.0;
             sum += f64::from_bits(shard.sum.load(Ordering::Relaxed));
-            count = count.wrapping_add(shard.count.load(Ordering::Relaxed));
             for (total, b) in buckets.iter_mut().zip(&shard.buckets) {
                 total.1 = total.1.wrapping_add(b.load(Ordering::Relaxed));
             }
         }
+        let count = buckets
+            .iter()
+            .fold(0u64, |count, b| count.wrapping_add(b.1));
         (sum, count, buckets)
     }
 }
@@ -198,8 +212,7 @@ mod tests {
             prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 16)
                 .chain(std::iter::once(f64::INFINITY))
                 .collect();
-        let ours: Vec<f64> = (0..LATENCY_BUCKETS).map(latency_bound).collect();
-        assert_eq!(ours, expected);
+        assert_eq!(LATENCY_BOUNDS.to_vec(), expected);
     }
 
     #[test]
