@@ -166,6 +166,9 @@ pub async fn run(
         })?;
     let admin = bind("admin", config.admin_addr).await?;
     let options = Arc::new(config.translate.clone());
+    // Per-request metrics get a shard per worker, fixed when a series is made: before any
+    // series can be (issue 12, scaling).
+    crate::sharded::set_shards(workers);
     let metrics = Arc::new(Metrics::new());
     // The one owner of the published configuration; everything else reads `shared` or
     // subscribes.

@@ -17,6 +17,7 @@ pub mod migrate;
 pub mod proxy;
 pub mod publish;
 pub mod routing;
+pub mod sharded;
 pub mod source;
 pub mod status;
 pub mod tls;

@@ -10,8 +10,9 @@
 //! own. The per-request path never formats a label set nor takes the families' lock after the
 //! first request of a route: [`Metrics::route`] interns one [`RouteSeries`] per
 //! (namespace, ingress, service) in a copy-on-write map read through an `ArcSwap`, and the
-//! series keeps the counter handles it has used. (prometheus-client's histograms take a short
-//! uncontended mutex per observation; that is the only lock per request.)
+//! series keeps the counter handles it has used. The per-route counters and latency histograms
+//! are [`crate::sharded`]'s: one cache line per proxy worker, summed at scrape, so two workers
+//! never write the same line per request and no request takes a lock (issue 12, scaling).
 //!
 //! Label values are bounded: Ingress and Service names come from the configuration, methods
 //! outside the standard set are `OTHER`, statuses are classes (`2xx`). Request hosts and paths
@@ -31,14 +32,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::routing::{Backend, BackendRef, Decision, RouteTable, Target};
+use crate::sharded::{Counter as Sharded, LatencyHistogram};
 use crate::tls::TlsTable;
-
-/// Request (and upstream) latency buckets, seconds: 1 ms … ~33 s.
-fn latency_histogram() -> Histogram {
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-        0.001, 2.0, 16,
-    ))
-}
 
 /// Rebuild (translate) duration buckets, seconds: 100 µs … ~3 s.
 fn rebuild_histogram() -> Histogram {
@@ -46,8 +41,6 @@ fn rebuild_histogram() -> Histogram {
         0.0001, 2.0, 16,
     ))
 }
-
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Which Ingress and Service a request was routed to. Empty strings when there was no route
 /// (404, or refused before routing); `ingress` is empty for a vhost fallback or the default
@@ -158,14 +151,14 @@ fn class_index(status: u16) -> usize {
 /// increments atomics instead of looking up a family.
 pub struct RouteSeries {
     pub labels: RouteLabels,
-    requests_family: Family<RequestLabels, Counter>,
-    requests: [[OnceLock<Counter>; 5]; 10],
-    duration: Histogram,
-    upstream_duration: Histogram,
-    bytes_in: Counter,
-    bytes_out: Counter,
-    connect_errors: Counter,
-    retries: Counter,
+    requests_family: Family<RequestLabels, Sharded>,
+    requests: [[OnceLock<Sharded>; 5]; 10],
+    duration: LatencyHistogram,
+    upstream_duration: LatencyHistogram,
+    bytes_in: Sharded,
+    bytes_out: Sharded,
+    connect_errors: Sharded,
+    retries: Sharded,
 }
 
 impl std::fmt::Debug for RouteSeries {
@@ -230,13 +223,13 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// Every metric family of the process.
 pub struct Metrics {
     registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    request_duration: HistogramFamily<RouteLabels>,
-    upstream_duration: HistogramFamily<RouteLabels>,
-    request_bytes: Family<RouteLabels, Counter>,
-    response_bytes: Family<RouteLabels, Counter>,
-    connect_errors: Family<RouteLabels, Counter>,
-    retries: Family<RouteLabels, Counter>,
+    requests: Family<RequestLabels, Sharded>,
+    request_duration: Family<RouteLabels, LatencyHistogram>,
+    upstream_duration: Family<RouteLabels, LatencyHistogram>,
+    request_bytes: Family<RouteLabels, Sharded>,
+    response_bytes: Family<RouteLabels, Sharded>,
+    connect_errors: Family<RouteLabels, Sharded>,
+    retries: Family<RouteLabels, Sharded>,
     connections: Family<ProtocolLabels, Gauge>,
     rebuilds: Family<OutcomeLabels, Counter>,
     rebuild_duration: Histogram,
@@ -399,16 +392,14 @@ impl Metrics {
             "Requests answered, by Ingress, Service, method and status class",
             requests.clone(),
         );
-        let request_duration: HistogramFamily<RouteLabels> =
-            Family::new_with_constructor(latency_histogram);
+        let request_duration: Family<RouteLabels, LatencyHistogram> = Family::default();
         registry.register_with_unit(
             "request_duration",
             "Time from request headers received to the last response byte handed to the client",
             Unit::Seconds,
             request_duration.clone(),
         );
-        let upstream_duration: HistogramFamily<RouteLabels> =
-            Family::new_with_constructor(latency_histogram);
+        let upstream_duration: Family<RouteLabels, LatencyHistogram> = Family::default();
         registry.register_with_unit(
             "upstream_duration",
             "Time from sending a request upstream to its response headers (all attempts)",
@@ -1008,6 +999,38 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    /// Issue 12: two workers writing one route's series each write their own shard; a scrape
+    /// shows the sum, as one shared counter did.
+    #[test]
+    fn workers_requests_sum_at_scrape() {
+        crate::sharded::set_shards(2);
+        let m = Metrics::new();
+        let series = m.route("ns", "ing", "svc");
+        std::thread::scope(|scope| {
+            for worker in 0..2 {
+                let series = &series;
+                scope.spawn(move || {
+                    crate::sharded::set_thread_shard(worker);
+                    for _ in 0..500 {
+                        series.request(0, 200, Duration::from_millis(3), 1, 2);
+                        series.upstream(Duration::from_millis(2));
+                    }
+                });
+            }
+        });
+        let text = m.encode();
+        for line in [
+            "portico_requests_total{namespace=\"ns\",ingress=\"ing\",service=\"svc\",method=\"GET\",status_class=\"2xx\"} 1000",
+            "portico_request_bytes_total{namespace=\"ns\",ingress=\"ing\",service=\"svc\"} 1000",
+            "portico_response_bytes_total{namespace=\"ns\",ingress=\"ing\",service=\"svc\"} 2000",
+            "portico_request_duration_seconds_count{namespace=\"ns\",ingress=\"ing\",service=\"svc\"} 1000",
+            "portico_request_duration_seconds_bucket{le=\"0.004\",namespace=\"ns\",ingress=\"ing\",service=\"svc\"} 1000",
+            "portico_upstream_duration_seconds_bucket{le=\"0.002\",namespace=\"ns\",ingress=\"ing\",service=\"svc\"} 1000",
+        ] {
+            assert!(text.contains(line), "{line} not in {text}");
+        }
     }
 
     /// The endpoint gauge and pruning count only the vhosts that differ from the last table

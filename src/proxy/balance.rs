@@ -39,6 +39,16 @@ fn base() -> Instant {
     *BASE.get_or_init(Instant::now)
 }
 
+/// Records a use at `now` (ns since `base()`) for pruning, which only asks whether the last use
+/// is older than [`STALE`]: stored at most once a second, so every request of every worker does
+/// not write the shared line (issue 12, scaling with cores).
+fn touch(last_used: &AtomicU64, now: u64) {
+    if now.saturating_sub(last_used.load(Ordering::Relaxed)) > TOUCH_EVERY_NANOS {
+        last_used.store(now, Ordering::Relaxed);
+    }
+}
+const TOUCH_EVERY_NANOS: u64 = 1_000_000_000;
+
 fn nanos_since_base(t: Instant) -> u64 {
     u64::try_from(t.saturating_duration_since(base()).as_nanos()).unwrap_or(u64::MAX)
 }
@@ -135,8 +145,14 @@ impl Attempt {
     /// serves this and the upstream duration).
     pub fn succeeded_at(mut self, now: Instant) {
         self.endpoint.observe(now - self.start, now);
-        self.endpoint.failures.store(0, Ordering::Relaxed);
-        self.endpoint.ejected_until.store(0, Ordering::Relaxed);
+        // Loads first: a healthy endpoint's line is not written by every request of every
+        // worker (issue 12, scaling).
+        if self.endpoint.failures.load(Ordering::Relaxed) != 0 {
+            self.endpoint.failures.store(0, Ordering::Relaxed);
+        }
+        if self.endpoint.ejected_until.load(Ordering::Relaxed) != 0 {
+            self.endpoint.ejected_until.store(0, Ordering::Relaxed);
+        }
         self.finish();
     }
 
@@ -188,7 +204,7 @@ impl Balancer {
     fn next_position(&self, reference: &BackendRef, now: Instant) -> usize {
         let now_nanos = nanos_since_base(now);
         if let Some(r) = self.rotations.load().get(reference) {
-            r.last_used.store(now_nanos, Ordering::Relaxed);
+            touch(&r.last_used, now_nanos);
             return r.next.fetch_add(1, Ordering::Relaxed);
         }
         let mut created = None;
@@ -220,7 +236,7 @@ impl Balancer {
 
     fn endpoint(&self, addr: SocketAddr, now: Instant) -> Arc<Endpoint> {
         if let Some(e) = self.endpoints.load().get(&addr) {
-            e.last_used.store(nanos_since_base(now), Ordering::Relaxed);
+            touch(&e.last_used, nanos_since_base(now));
             return e.clone();
         }
         let mut created = None;
@@ -261,9 +277,14 @@ impl Balancer {
                 if n == 0 {
                     return None;
                 }
-                let start = self
-                    .next_position(&backend.reference, now)
-                    .wrapping_add(offset);
+                // One endpoint: no rotation to advance (every position is 0), so no shared
+                // counter written per request.
+                let start = if n == 1 {
+                    0
+                } else {
+                    self.next_position(&backend.reference, now)
+                        .wrapping_add(offset)
+                };
                 let order = (0..n).map(|i| all[start.wrapping_add(i) % n]);
                 let mut fallback = None;
                 let mut chosen = None;

@@ -89,6 +89,8 @@ pub fn run(
             worker.push((socket, options.clone(), listener.tls.clone()));
         }
     }
+    // Per-request metrics get one shard per worker (issue 12: no cache line written by two).
+    crate::sharded::set_shards(count);
     let mut done = Vec::with_capacity(count);
     for (index, sockets) in per_worker.into_iter().enumerate() {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -100,6 +102,7 @@ pub fn run(
         std::thread::Builder::new()
             .name(format!("portico-worker-{index}"))
             .spawn(move || {
+                crate::sharded::set_thread_shard(index);
                 let result = runtime.block_on(serve_all(shared, sockets, stop));
                 let _ = tx.send(result);
             })?;
