@@ -21,6 +21,7 @@
 //! requests per connection.
 
 use std::net::SocketAddr;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -33,6 +34,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::error::ProxyError;
@@ -58,7 +60,7 @@ pub(crate) struct Pool {
 }
 
 struct Idle {
-    sender: SendRequest<RetryBody>,
+    link: Link,
     since: Instant,
     /// Requests this connection has carried.
     served: u32,
@@ -96,13 +98,13 @@ impl Pool {
 
     /// The most recently used idle connection to `addr` that is still open and not expired,
     /// with the number of requests it has carried.
-    fn checkout(&self, addr: SocketAddr) -> Option<(SendRequest<RetryBody>, u32)> {
+    fn checkout(&self, addr: SocketAddr) -> Option<(Link, u32)> {
         let timeout = self.idle_timeout();
         let mut idle = self.lock();
         let list = idle.get_mut(&addr)?;
         while let Some(entry) = list.pop() {
-            if !entry.sender.is_closed() && entry.since.elapsed() < timeout {
-                return Some((entry.sender, entry.served));
+            if !entry.link.sender.is_closed() && entry.since.elapsed() < timeout {
+                return Some((entry.link, entry.served));
             }
         }
         None
@@ -113,11 +115,11 @@ impl Pool {
     fn checkin(
         &self,
         addr: SocketAddr,
-        sender: SendRequest<RetryBody>,
+        link: Link,
         served: u32,
         keepalive: UpstreamKeepalive,
     ) {
-        if sender.is_closed() || keepalive.requests.is_some_and(|n| served >= n) {
+        if link.sender.is_closed() || keepalive.requests.is_some_and(|n| served >= n) {
             return;
         }
         let mut idle = self.lock();
@@ -126,7 +128,7 @@ impl Pool {
             return;
         }
         list.push(Idle {
-            sender,
+            link,
             since: Instant::now(),
             served,
         });
@@ -148,21 +150,23 @@ impl Pool {
         }
         // A pooled connection can turn out closed only when the request goes out; then it was
         // not sent at all and goes once more, on a fresh connection.
+        let upgrade = request.headers().contains_key(http::header::UPGRADE);
         let mut fresh = false;
         loop {
-            let (mut sender, served) = match self.pooled(addr).await {
+            let (mut link, served) = match self.pooled(addr, upgrade).await {
                 Some(pooled) if !fresh => pooled,
                 _ => {
                     fresh = true;
-                    (connect(addr, connect_timeout).await?, 0)
+                    (connect(addr, connect_timeout, upgrade).await?, 0)
                 }
             };
-            match sender.try_send_request(request).await {
+            let sending = link.sender.try_send_request(request);
+            match link.driving(sending).await {
                 Ok(response) => {
                     let checkin = Checkin {
                         pool: Arc::downgrade(self),
                         addr,
-                        sender: Some(sender),
+                        link: Some(link),
                         served: served.saturating_add(1),
                         keepalive,
                     };
@@ -180,32 +184,102 @@ impl Pool {
     }
 
     /// A pooled connection ready for a request, waiting briefly for one that is still
-    /// finishing its previous exchange.
-    async fn pooled(&self, addr: SocketAddr) -> Option<(SendRequest<RetryBody>, u32)> {
-        while let Some((mut sender, served)) = self.checkout(addr) {
-            if sender.is_ready() {
-                return Some((sender, served));
+    /// finishing its previous exchange. An upgrade request takes only a connection with its
+    /// own task (see [`Link::conn`]).
+    async fn pooled(&self, addr: SocketAddr, upgrade: bool) -> Option<(Link, u32)> {
+        while let Some((mut link, served)) = self.checkout(addr) {
+            if upgrade && link.conn.is_some() {
+                continue;
             }
-            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, sender.ready()).await {
-                return Some((sender, served));
+            // This task drives it now: one poll reads an end of file the upstream sent while
+            // the connection sat idle, and settles one whose last response was not polled to
+            // its end.
+            let alive = std::future::poll_fn(|cx| Poll::Ready(link.drive(cx))).await;
+            if !alive || link.sender.is_closed() {
+                continue;
+            }
+            if link.sender.is_ready() {
+                return Some((link, served));
+            }
+            let ready = std::future::poll_fn(|cx| {
+                link.drive(cx);
+                link.sender.poll_ready(cx)
+            });
+            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, ready).await {
+                return Some((link, served));
             }
         }
         None
     }
 }
 
+/// hyper's HTTP/1 client connection over TCP: the half that reads and writes the socket.
+type Conn = http1::Connection<TokioIo<TcpStream>, RetryBody>;
+
+/// One upstream connection: hyper's request handle and, unless it runs in a task of its own,
+/// the connection itself, which the task of the request using it drives.
+///
+/// Why in the request's task: a spawned connection task costs a wake-up and a scheduler pass
+/// each way (request in, response head and every body frame out) on top of hyper's
+/// channels; polled by the request's own task (while the response head is awaited, then by
+/// the response body, [`Returning`]) the socket's readiness wakes the one task that needs it.
+/// Upgrade requests still get a spawned task (`with_upgrades`): the tunnel outlives the
+/// request's body.
+struct Link {
+    sender: SendRequest<RetryBody>,
+    /// `None`: driven by its own task.
+    conn: Option<Conn>,
+}
+
+impl Link {
+    /// Polls the connection when this task drives it; `false` once it has ended (closed by
+    /// either side, or failed; hyper then fails whatever was in flight on it).
+    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(conn) = self.conn.as_mut() else {
+            return true;
+        };
+        match Pin::new(conn).poll(cx) {
+            Poll::Pending => true,
+            Poll::Ready(result) => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "upstream connection ended with error");
+                }
+                // Dropping it cancels what is still queued on it (hyper hands an unsent
+                // request back) and closes the socket.
+                self.conn = None;
+                false
+            }
+        }
+    }
+
+    /// Awaits `fut` (hyper's answer to a request on this connection) while driving the
+    /// connection.
+    async fn driving<F: Future>(&mut self, fut: F) -> F::Output {
+        let mut fut = std::pin::pin!(fut);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                return Poll::Ready(out);
+            }
+            self.drive(cx);
+            fut.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
 /// Opens a new connection: TCP with `TCP_NODELAY` within the connect timeout, then the HTTP/1
-/// handshake, its connection task spawned on this worker.
+/// handshake. For an upgrade request the connection gets a task of its own (`with_upgrades`);
+/// otherwise the request's task drives it ([`Link`]).
 async fn connect(
     addr: SocketAddr,
     connect_timeout: Duration,
-) -> Result<SendRequest<RetryBody>, ProxyError> {
-    let stream =
-        match tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(ProxyError::Connect(Box::new(e))),
-            Err(_) => return Err(ProxyError::ConnectTimeout),
-        };
+    upgrade: bool,
+) -> Result<Link, ProxyError> {
+    let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(ProxyError::Connect(Box::new(e))),
+        Err(_) => return Err(ProxyError::ConnectTimeout),
+    };
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(backend.addr = %addr, error = %e, "set_nodelay failed");
     }
@@ -213,12 +287,18 @@ async fn connect(
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| ProxyError::Connect(Box::new(e)))?;
+    if !upgrade {
+        return Ok(Link {
+            sender,
+            conn: Some(conn),
+        });
+    }
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(backend.addr = %addr, error = %e, "upstream connection ended with error");
         }
     });
-    Ok(sender)
+    Ok(Link { sender, conn: None })
 }
 
 /// Closes idle connections past the idle timeout, every half timeout (the one in force when
@@ -235,7 +315,7 @@ async fn sweep(pool: Weak<Pool>) {
         };
         let timeout = pool.idle_timeout();
         pool.lock().retain(|_, list| {
-            list.retain(|e| !e.sender.is_closed() && e.since.elapsed() < timeout);
+            list.retain(|e| !e.link.sender.is_closed() && e.since.elapsed() < timeout);
             !list.is_empty()
         });
     }
@@ -245,7 +325,8 @@ async fn sweep(pool: Weak<Pool>) {
 pub(crate) struct Checkin {
     pool: Weak<Pool>,
     addr: SocketAddr,
-    sender: Option<SendRequest<RetryBody>>,
+    /// `None` once the connection cannot be reused.
+    link: Option<Link>,
     /// Requests the connection has carried, this one included.
     served: u32,
     keepalive: UpstreamKeepalive,
@@ -279,10 +360,21 @@ impl Body for Returning {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let this = &mut *self;
+        let mut polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if polled.is_pending() {
+            // The body's frames come from the connection: drive it (when this task does),
+            // then look again.
+            if let Some(link) = this.checkin.link.as_mut() {
+                if link.conn.is_some() {
+                    link.drive(cx);
+                    polled = Pin::new(&mut this.inner).poll_frame(cx);
+                }
+            }
+        }
         match &polled {
-            Poll::Ready(None) => self.ended = true,
-            Poll::Ready(Some(Err(_))) => self.checkin.sender = None,
+            Poll::Ready(None) => this.ended = true,
+            Poll::Ready(Some(Err(_))) => this.checkin.link = None,
             _ => {}
         }
         polled
@@ -302,15 +394,23 @@ impl Drop for Returning {
         if !(self.ended || self.inner.is_end_stream()) {
             return;
         }
-        if let (Some(pool), Some(sender)) =
-            (self.checkin.pool.upgrade(), self.checkin.sender.take())
+        if let (Some(pool), Some(mut link)) =
+            (self.checkin.pool.upgrade(), self.checkin.link.take())
         {
+            // Settle the connection now (it reads the response's end and turns idle), so the
+            // next request finds it ready; no task waits on this poll, and the next one to
+            // drive the connection registers its own waker.
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            if !link.drive(&mut cx) {
+                return;
+            }
             pool.checkin(
                 self.checkin.addr,
-                sender,
+                link,
                 self.checkin.served,
                 self.checkin.keepalive,
             );
         }
     }
 }
+
