@@ -11,6 +11,11 @@
 //! the key is the endpoint's `SocketAddr`, and a connection goes back to the pool when the
 //! response body has been handed on completely (see [`Checkin`]).
 //!
+//! No task per connection: the task of the request using a connection drives it (hyper's
+//! `Connection` future, kept beside its `SendRequest` in the pool, see [`Link`]), while the
+//! response head is awaited and then from the response body ([`Returning`]). Only upgrade
+//! requests (WebSocket) get a connection with a task of its own, which the tunnel needs.
+//!
 //! Semantics kept from the legacy client: `TCP_NODELAY`, the connect timeout (answered 504 as
 //! `ProxyError::ConnectTimeout`), connect failures as `ProxyError::Connect` (retried on another
 //! endpoint, spec §4.4), a request that finds its pooled connection closed before anything was
