@@ -170,7 +170,11 @@ async fn head_204_and_304_have_no_body_and_keep_the_connection() {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
             .map(|(_, v)| v.as_str());
-        assert_eq!(length, Some("100"), "HEAD keeps the length of what GET would send");
+        assert_eq!(
+            length,
+            Some("100"),
+            "HEAD keeps the length of what GET would send"
+        );
         conn.send(b"GET /204 HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert_eq!(conn.response().await.status, 204);
         conn.send(b"GET /304 HTTP/1.1\r\nHost: x\r\n\r\n").await;

@@ -25,8 +25,8 @@
 //! the published `Global`) override the timeout, cap the idle connections per endpoint and the
 //! requests per connection.
 
-use std::net::SocketAddr;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -117,13 +117,7 @@ impl Pool {
 
     /// Back into the pool, unless it is closed, has carried `keepalive.requests`, or the
     /// endpoint already has `keepalive.connections` idle ones (then it is dropped: closed).
-    fn checkin(
-        &self,
-        addr: SocketAddr,
-        link: Link,
-        served: u32,
-        keepalive: UpstreamKeepalive,
-    ) {
+    fn checkin(&self, addr: SocketAddr, link: Link, served: u32, keepalive: UpstreamKeepalive) {
         if link.sender.is_closed() || keepalive.requests.is_some_and(|n| served >= n) {
             return;
         }
@@ -306,7 +300,7 @@ async fn connect(
     Ok(Link { sender, conn: None })
 }
 
-/// Closes idle connections past the idle timeout, every half timeout (the one in force when
+/// Closes idle connections past the idle timeout or closed by the upstream, every half timeout (the one in force when
 /// it last looked), for as long as the pool lives.
 async fn sweep(pool: Weak<Pool>) {
     loop {
@@ -319,8 +313,13 @@ async fn sweep(pool: Weak<Pool>) {
             return;
         };
         let timeout = pool.idle_timeout();
+        // One poll of each connection no task drives reads a close the upstream sent while
+        // it sat idle, so its socket is released now rather than at the next checkout.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
         pool.lock().retain(|_, list| {
-            list.retain(|e| !e.link.sender.is_closed() && e.since.elapsed() < timeout);
+            list.retain_mut(|e| {
+                e.since.elapsed() < timeout && e.link.drive(&mut cx) && !e.link.sender.is_closed()
+            });
             !list.is_empty()
         });
     }
@@ -418,4 +417,3 @@ impl Drop for Returning {
         }
     }
 }
-
