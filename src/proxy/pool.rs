@@ -28,12 +28,13 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -201,8 +202,8 @@ impl Pool {
                 return Some((link, served));
             }
             let ready = std::future::poll_fn(|cx| {
-                link.drive(cx);
-                link.sender.poll_ready(cx)
+                let sender = &mut link.sender;
+                poll_with(&mut link.conn, cx, |cx| sender.poll_ready(cx))
             });
             if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, ready).await {
                 return Some((link, served));
@@ -226,43 +227,120 @@ type Conn = http1::Connection<TokioIo<TcpStream>, RetryBody>;
 /// request's body.
 struct Link {
     sender: SendRequest<RetryBody>,
-    /// `None`: driven by its own task.
-    conn: Option<Conn>,
+    /// `None`: driven by its own task (or ended).
+    conn: Option<Driven>,
+}
+
+/// A connection the request's task drives, with the waker it and hyper's channels on it see.
+struct Driven {
+    conn: Conn,
+    relay: Arc<Relay>,
+    /// `relay` as a `Waker`, made once per connection.
+    waker: Waker,
+}
+
+/// The waker of a driven connection. hyper's connection wakes the request's side (the
+/// response's oneshot, the body channel) and itself (its request channel, `want`) from
+/// inside the very poll that drives it; passed on, each such wake would have the scheduler
+/// poll the whole client connection task again for nothing. While the request's task is
+/// inside [`poll_with`] (`busy`), a wake is only noted and `poll_with` polls again itself;
+/// otherwise (the socket became ready) it wakes the task.
+#[derive(Default)]
+struct Relay {
+    task: AtomicWaker,
+    busy: AtomicBool,
+    woken: AtomicBool,
+}
+
+impl std::task::Wake for Relay {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::SeqCst);
+        if !self.busy.load(Ordering::SeqCst) {
+            self.task.wake();
+        }
+    }
+}
+
+/// How many rounds [`poll_with`] makes for wakes from inside its own poll before it leaves
+/// the rest to the scheduler (hyper's connection yields after a burst of work by waking
+/// itself).
+const ROUNDS: usize = 8;
+
+/// Polls `f` (something fed by the connection: hyper's answer to a request, the response
+/// body, the sender's readiness) and the connection, when this task drives it, until `f` is
+/// ready or neither has more to do without waiting. A connection that ends is dropped
+/// (hyper then fails or hands back whatever was in flight on it) and `f` polled once more.
+fn poll_with<T>(
+    driven: &mut Option<Driven>,
+    cx: &mut Context<'_>,
+    mut f: impl FnMut(&mut Context<'_>) -> Poll<T>,
+) -> Poll<T> {
+    let Some(Driven { conn, relay, waker }) = driven.as_mut() else {
+        return f(cx);
+    };
+    relay.task.register(cx.waker());
+    relay.busy.store(true, Ordering::SeqCst);
+    let mut inner = Context::from_waker(waker);
+    let mut ended = false;
+    let mut out = Poll::Pending;
+    for _ in 0..ROUNDS {
+        relay.woken.store(false, Ordering::SeqCst);
+        out = f(&mut inner);
+        if out.is_ready() {
+            break;
+        }
+        if let Poll::Ready(result) = Pin::new(&mut *conn).poll(&mut inner) {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "upstream connection ended with error");
+            }
+            ended = true;
+            break;
+        }
+        if !relay.woken.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    relay.busy.store(false, Ordering::SeqCst);
+    if ended {
+        *driven = None;
+        return f(cx);
+    }
+    // A wake noted after the last round (rounds used up, or from another thread) is passed on.
+    if out.is_pending() && relay.woken.load(Ordering::SeqCst) {
+        cx.waker().wake_by_ref();
+    }
+    out
 }
 
 impl Link {
-    /// Polls the connection when this task drives it; `false` once it has ended (closed by
-    /// either side, or failed; hyper then fails whatever was in flight on it).
-    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(conn) = self.conn.as_mut() else {
-            return true;
-        };
-        match Pin::new(conn).poll(cx) {
-            Poll::Pending => true,
-            Poll::Ready(result) => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "upstream connection ended with error");
-                }
-                // Dropping it cancels what is still queued on it (hyper hands an unsent
-                // request back) and closes the socket.
-                self.conn = None;
-                false
-            }
+    fn new(sender: SendRequest<RetryBody>, conn: Conn) -> Link {
+        let relay = Arc::new(Relay::default());
+        let waker = Waker::from(relay.clone());
+        Link {
+            sender,
+            conn: Some(Driven { conn, relay, waker }),
         }
+    }
+
+    /// Polls the connection when this task drives it; `false` once it has ended (closed by
+    /// either side, or failed).
+    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.conn.is_none() {
+            return true;
+        }
+        let _ = poll_with(&mut self.conn, cx, |_| Poll::<()>::Pending);
+        self.conn.is_some()
     }
 
     /// Awaits `fut` (hyper's answer to a request on this connection) while driving the
     /// connection.
     async fn driving<F: Future>(&mut self, fut: F) -> F::Output {
         let mut fut = std::pin::pin!(fut);
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
-                return Poll::Ready(out);
-            }
-            self.drive(cx);
-            fut.as_mut().poll(cx)
-        })
-        .await
+        std::future::poll_fn(|cx| poll_with(&mut self.conn, cx, |cx| fut.as_mut().poll(cx))).await
     }
 }
 
@@ -287,10 +365,7 @@ async fn connect(
         .await
         .map_err(|e| ProxyError::Connect(Box::new(e)))?;
     if !upgrade {
-        return Ok(Link {
-            sender,
-            conn: Some(conn),
-        });
+        return Ok(Link::new(sender, conn));
     }
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
@@ -365,17 +440,14 @@ impl Body for Returning {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
-        let mut polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if polled.is_pending() {
-            // The body's frames come from the connection: drive it (when this task does),
-            // then look again.
-            if let Some(link) = this.checkin.link.as_mut() {
-                if link.conn.is_some() {
-                    link.drive(cx);
-                    polled = Pin::new(&mut this.inner).poll_frame(cx);
-                }
-            }
-        }
+        let inner = &mut this.inner;
+        // The body's frames come from the connection: drive it (when this task does).
+        let polled = match this.checkin.link.as_mut() {
+            Some(link) => poll_with(&mut link.conn, cx, |cx| {
+                Pin::new(&mut *inner).poll_frame(cx)
+            }),
+            None => Pin::new(inner).poll_frame(cx),
+        };
         match &polled {
             Poll::Ready(None) => this.ended = true,
             Poll::Ready(Some(Err(_))) => this.checkin.link = None,
