@@ -227,8 +227,9 @@ type Conn = http1::Connection<TokioIo<TcpStream>, RetryBody>;
 /// request's body.
 struct Link {
     sender: SendRequest<RetryBody>,
-    /// `None`: driven by its own task (or ended).
-    conn: Option<Driven>,
+    /// `None`: driven by its own task (or ended). Boxed: hyper's connection is large, and the
+    /// link moves between the pool, the request's futures and the response body.
+    conn: Option<Box<Driven>>,
 }
 
 /// A connection the request's task drives, with the waker it and hyper's channels on it see.
@@ -275,13 +276,14 @@ const ROUNDS: usize = 8;
 /// ready or neither has more to do without waiting. A connection that ends is dropped
 /// (hyper then fails or hands back whatever was in flight on it) and `f` polled once more.
 fn poll_with<T>(
-    driven: &mut Option<Driven>,
+    driven: &mut Option<Box<Driven>>,
     cx: &mut Context<'_>,
     mut f: impl FnMut(&mut Context<'_>) -> Poll<T>,
 ) -> Poll<T> {
-    let Some(Driven { conn, relay, waker }) = driven.as_mut() else {
+    let Some(boxed) = driven.as_mut() else {
         return f(cx);
     };
+    let Driven { conn, relay, waker } = &mut **boxed;
     relay.task.register(cx.waker());
     relay.busy.store(true, Ordering::SeqCst);
     let mut inner = Context::from_waker(waker);
@@ -322,7 +324,7 @@ impl Link {
         let waker = Waker::from(relay.clone());
         Link {
             sender,
-            conn: Some(Driven { conn, relay, waker }),
+            conn: Some(Box::new(Driven { conn, relay, waker })),
         }
     }
 
