@@ -11,11 +11,6 @@
 //! the key is the endpoint's `SocketAddr`, and a connection goes back to the pool when the
 //! response body has been handed on completely (see [`Checkin`]).
 //!
-//! No task per connection: the task of the request using a connection drives it (hyper's
-//! `Connection` future, kept beside its `SendRequest` in the pool, see [`Link`]), while the
-//! response head is awaited and then from the response body ([`Returning`]). Only upgrade
-//! requests (WebSocket) get a connection with a task of its own, which the tunnel needs.
-//!
 //! Semantics kept from the legacy client: `TCP_NODELAY`, the connect timeout (answered 504 as
 //! `ProxyError::ConnectTimeout`), connect failures as `ProxyError::Connect` (retried on another
 //! endpoint, spec §4.4), a request that finds its pooled connection closed before anything was
@@ -25,22 +20,19 @@
 //! the published `Global`) override the timeout, cap the idle connections per endpoint and the
 //! requests per connection.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::task::AtomicWaker;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::error::ProxyError;
@@ -66,7 +58,7 @@ pub(crate) struct Pool {
 }
 
 struct Idle {
-    link: Link,
+    sender: SendRequest<RetryBody>,
     since: Instant,
     /// Requests this connection has carried.
     served: u32,
@@ -104,13 +96,13 @@ impl Pool {
 
     /// The most recently used idle connection to `addr` that is still open and not expired,
     /// with the number of requests it has carried.
-    fn checkout(&self, addr: SocketAddr) -> Option<(Link, u32)> {
+    fn checkout(&self, addr: SocketAddr) -> Option<(SendRequest<RetryBody>, u32)> {
         let timeout = self.idle_timeout();
         let mut idle = self.lock();
         let list = idle.get_mut(&addr)?;
         while let Some(entry) = list.pop() {
-            if !entry.link.sender.is_closed() && entry.since.elapsed() < timeout {
-                return Some((entry.link, entry.served));
+            if !entry.sender.is_closed() && entry.since.elapsed() < timeout {
+                return Some((entry.sender, entry.served));
             }
         }
         None
@@ -118,8 +110,14 @@ impl Pool {
 
     /// Back into the pool, unless it is closed, has carried `keepalive.requests`, or the
     /// endpoint already has `keepalive.connections` idle ones (then it is dropped: closed).
-    fn checkin(&self, addr: SocketAddr, link: Link, served: u32, keepalive: UpstreamKeepalive) {
-        if link.sender.is_closed() || keepalive.requests.is_some_and(|n| served >= n) {
+    fn checkin(
+        &self,
+        addr: SocketAddr,
+        sender: SendRequest<RetryBody>,
+        served: u32,
+        keepalive: UpstreamKeepalive,
+    ) {
+        if sender.is_closed() || keepalive.requests.is_some_and(|n| served >= n) {
             return;
         }
         let mut idle = self.lock();
@@ -128,7 +126,7 @@ impl Pool {
             return;
         }
         list.push(Idle {
-            link,
+            sender,
             since: Instant::now(),
             served,
         });
@@ -150,23 +148,21 @@ impl Pool {
         }
         // A pooled connection can turn out closed only when the request goes out; then it was
         // not sent at all and goes once more, on a fresh connection.
-        let upgrade = request.headers().contains_key(http::header::UPGRADE);
         let mut fresh = false;
         loop {
-            let (mut link, served) = match self.pooled(addr, upgrade).await {
+            let (mut sender, served) = match self.pooled(addr).await {
                 Some(pooled) if !fresh => pooled,
                 _ => {
                     fresh = true;
-                    (connect(addr, connect_timeout, upgrade).await?, 0)
+                    (connect(addr, connect_timeout).await?, 0)
                 }
             };
-            let sending = link.sender.try_send_request(request);
-            match link.driving(sending).await {
+            match sender.try_send_request(request).await {
                 Ok(response) => {
                     let checkin = Checkin {
                         pool: Arc::downgrade(self),
                         addr,
-                        link: Some(link),
+                        sender: Some(sender),
                         served: served.saturating_add(1),
                         keepalive,
                     };
@@ -184,181 +180,32 @@ impl Pool {
     }
 
     /// A pooled connection ready for a request, waiting briefly for one that is still
-    /// finishing its previous exchange. An upgrade request takes only a connection with its
-    /// own task (see [`Link::conn`]).
-    async fn pooled(&self, addr: SocketAddr, upgrade: bool) -> Option<(Link, u32)> {
-        while let Some((mut link, served)) = self.checkout(addr) {
-            if upgrade && link.conn.is_some() {
-                continue;
+    /// finishing its previous exchange.
+    async fn pooled(&self, addr: SocketAddr) -> Option<(SendRequest<RetryBody>, u32)> {
+        while let Some((mut sender, served)) = self.checkout(addr) {
+            if sender.is_ready() {
+                return Some((sender, served));
             }
-            // This task drives it now: one poll reads an end of file the upstream sent while
-            // the connection sat idle, and settles one whose last response was not polled to
-            // its end.
-            let alive = std::future::poll_fn(|cx| Poll::Ready(link.drive(cx))).await;
-            if !alive || link.sender.is_closed() {
-                continue;
-            }
-            if link.sender.is_ready() {
-                return Some((link, served));
-            }
-            let ready = std::future::poll_fn(|cx| {
-                let sender = &mut link.sender;
-                poll_with(&mut link.conn, cx, |cx| sender.poll_ready(cx))
-            });
-            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, ready).await {
-                return Some((link, served));
+            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, sender.ready()).await {
+                return Some((sender, served));
             }
         }
         None
     }
 }
 
-/// hyper's HTTP/1 client connection over TCP: the half that reads and writes the socket.
-type Conn = http1::Connection<TokioIo<TcpStream>, RetryBody>;
-
-/// One upstream connection: hyper's request handle and, unless it runs in a task of its own,
-/// the connection itself, which the task of the request using it drives.
-///
-/// Why in the request's task: a spawned connection task costs a wake-up and a scheduler pass
-/// each way (request in, response head and every body frame out) on top of hyper's
-/// channels; polled by the request's own task (while the response head is awaited, then by
-/// the response body, [`Returning`]) the socket's readiness wakes the one task that needs it.
-/// Upgrade requests still get a spawned task (`with_upgrades`): the tunnel outlives the
-/// request's body.
-struct Link {
-    sender: SendRequest<RetryBody>,
-    /// `None`: driven by its own task (or ended). Boxed: hyper's connection is large, and the
-    /// link moves between the pool, the request's futures and the response body.
-    conn: Option<Box<Driven>>,
-}
-
-/// A connection the request's task drives, with the waker it and hyper's channels on it see.
-struct Driven {
-    conn: Conn,
-    relay: Arc<Relay>,
-    /// `relay` as a `Waker`, made once per connection.
-    waker: Waker,
-}
-
-/// The waker of a driven connection. hyper's connection wakes the request's side (the
-/// response's oneshot, the body channel) and itself (its request channel, `want`) from
-/// inside the very poll that drives it; passed on, each such wake would have the scheduler
-/// poll the whole client connection task again for nothing. While the request's task is
-/// inside [`poll_with`] (`busy`), a wake is only noted and `poll_with` polls again itself;
-/// otherwise (the socket became ready) it wakes the task.
-#[derive(Default)]
-struct Relay {
-    task: AtomicWaker,
-    busy: AtomicBool,
-    woken: AtomicBool,
-}
-
-impl std::task::Wake for Relay {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::SeqCst);
-        if !self.busy.load(Ordering::SeqCst) {
-            self.task.wake();
-        }
-    }
-}
-
-/// How many rounds [`poll_with`] makes for wakes from inside its own poll before it leaves
-/// the rest to the scheduler (hyper's connection yields after a burst of work by waking
-/// itself).
-const ROUNDS: usize = 8;
-
-/// Polls `f` (something fed by the connection: hyper's answer to a request, the response
-/// body, the sender's readiness) and the connection, when this task drives it, until `f` is
-/// ready or neither has more to do without waiting. A connection that ends is dropped
-/// (hyper then fails or hands back whatever was in flight on it) and `f` polled once more.
-fn poll_with<T>(
-    driven: &mut Option<Box<Driven>>,
-    cx: &mut Context<'_>,
-    mut f: impl FnMut(&mut Context<'_>) -> Poll<T>,
-) -> Poll<T> {
-    let Some(boxed) = driven.as_mut() else {
-        return f(cx);
-    };
-    let Driven { conn, relay, waker } = &mut **boxed;
-    relay.task.register(cx.waker());
-    relay.busy.store(true, Ordering::SeqCst);
-    let mut inner = Context::from_waker(waker);
-    let mut ended = false;
-    let mut out = Poll::Pending;
-    for _ in 0..ROUNDS {
-        relay.woken.store(false, Ordering::SeqCst);
-        out = f(&mut inner);
-        if out.is_ready() {
-            break;
-        }
-        if let Poll::Ready(result) = Pin::new(&mut *conn).poll(&mut inner) {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "upstream connection ended with error");
-            }
-            ended = true;
-            break;
-        }
-        if !relay.woken.load(Ordering::SeqCst) {
-            break;
-        }
-    }
-    relay.busy.store(false, Ordering::SeqCst);
-    if ended {
-        *driven = None;
-        return f(cx);
-    }
-    // A wake noted after the last round (rounds used up, or from another thread) is passed on.
-    if out.is_pending() && relay.woken.load(Ordering::SeqCst) {
-        cx.waker().wake_by_ref();
-    }
-    out
-}
-
-impl Link {
-    fn new(sender: SendRequest<RetryBody>, conn: Conn) -> Link {
-        let relay = Arc::new(Relay::default());
-        let waker = Waker::from(relay.clone());
-        Link {
-            sender,
-            conn: Some(Box::new(Driven { conn, relay, waker })),
-        }
-    }
-
-    /// Polls the connection when this task drives it; `false` once it has ended (closed by
-    /// either side, or failed).
-    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.conn.is_none() {
-            return true;
-        }
-        let _ = poll_with(&mut self.conn, cx, |_| Poll::<()>::Pending);
-        self.conn.is_some()
-    }
-
-    /// Awaits `fut` (hyper's answer to a request on this connection) while driving the
-    /// connection.
-    async fn driving<F: Future>(&mut self, fut: F) -> F::Output {
-        let mut fut = std::pin::pin!(fut);
-        std::future::poll_fn(|cx| poll_with(&mut self.conn, cx, |cx| fut.as_mut().poll(cx))).await
-    }
-}
-
 /// Opens a new connection: TCP with `TCP_NODELAY` within the connect timeout, then the HTTP/1
-/// handshake. For an upgrade request the connection gets a task of its own (`with_upgrades`);
-/// otherwise the request's task drives it ([`Link`]).
+/// handshake, its connection task spawned on this worker.
 async fn connect(
     addr: SocketAddr,
     connect_timeout: Duration,
-    upgrade: bool,
-) -> Result<Link, ProxyError> {
-    let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return Err(ProxyError::Connect(Box::new(e))),
-        Err(_) => return Err(ProxyError::ConnectTimeout),
-    };
+) -> Result<SendRequest<RetryBody>, ProxyError> {
+    let stream =
+        match tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(ProxyError::Connect(Box::new(e))),
+            Err(_) => return Err(ProxyError::ConnectTimeout),
+        };
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(backend.addr = %addr, error = %e, "set_nodelay failed");
     }
@@ -366,18 +213,15 @@ async fn connect(
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| ProxyError::Connect(Box::new(e)))?;
-    if !upgrade {
-        return Ok(Link::new(sender, conn));
-    }
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(backend.addr = %addr, error = %e, "upstream connection ended with error");
         }
     });
-    Ok(Link { sender, conn: None })
+    Ok(sender)
 }
 
-/// Closes idle connections past the idle timeout or closed by the upstream, every half timeout (the one in force when
+/// Closes idle connections past the idle timeout, every half timeout (the one in force when
 /// it last looked), for as long as the pool lives.
 async fn sweep(pool: Weak<Pool>) {
     loop {
@@ -390,13 +234,8 @@ async fn sweep(pool: Weak<Pool>) {
             return;
         };
         let timeout = pool.idle_timeout();
-        // One poll of each connection no task drives reads a close the upstream sent while
-        // it sat idle, so its socket is released now rather than at the next checkout.
-        let mut cx = Context::from_waker(std::task::Waker::noop());
         pool.lock().retain(|_, list| {
-            list.retain_mut(|e| {
-                e.since.elapsed() < timeout && e.link.drive(&mut cx) && !e.link.sender.is_closed()
-            });
+            list.retain(|e| !e.sender.is_closed() && e.since.elapsed() < timeout);
             !list.is_empty()
         });
     }
@@ -406,8 +245,7 @@ async fn sweep(pool: Weak<Pool>) {
 pub(crate) struct Checkin {
     pool: Weak<Pool>,
     addr: SocketAddr,
-    /// `None` once the connection cannot be reused.
-    link: Option<Link>,
+    sender: Option<SendRequest<RetryBody>>,
     /// Requests the connection has carried, this one included.
     served: u32,
     keepalive: UpstreamKeepalive,
@@ -441,18 +279,10 @@ impl Body for Returning {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = &mut *self;
-        let inner = &mut this.inner;
-        // The body's frames come from the connection: drive it (when this task does).
-        let polled = match this.checkin.link.as_mut() {
-            Some(link) => poll_with(&mut link.conn, cx, |cx| {
-                Pin::new(&mut *inner).poll_frame(cx)
-            }),
-            None => Pin::new(inner).poll_frame(cx),
-        };
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
-            Poll::Ready(None) => this.ended = true,
-            Poll::Ready(Some(Err(_))) => this.checkin.link = None,
+            Poll::Ready(None) => self.ended = true,
+            Poll::Ready(Some(Err(_))) => self.checkin.sender = None,
             _ => {}
         }
         polled
@@ -472,19 +302,12 @@ impl Drop for Returning {
         if !(self.ended || self.inner.is_end_stream()) {
             return;
         }
-        if let (Some(pool), Some(mut link)) =
-            (self.checkin.pool.upgrade(), self.checkin.link.take())
+        if let (Some(pool), Some(sender)) =
+            (self.checkin.pool.upgrade(), self.checkin.sender.take())
         {
-            // Settle the connection now (it reads the response's end and turns idle), so the
-            // next request finds it ready; no task waits on this poll, and the next one to
-            // drive the connection registers its own waker.
-            let mut cx = Context::from_waker(std::task::Waker::noop());
-            if !link.drive(&mut cx) {
-                return;
-            }
             pool.checkin(
                 self.checkin.addr,
-                link,
+                sender,
                 self.checkin.served,
                 self.checkin.keepalive,
             );
