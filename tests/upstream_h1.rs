@@ -1,0 +1,264 @@
+//! The plain HTTP/1.1 upstream path (`proxy/pool.rs`), whose connections are driven by the
+//! requests' own tasks: response framings (chunked, content-length, none for HEAD/204/304),
+//! an upstream that closes (`Connection: close`, while idle, mid-body), against scripted
+//! upstreams on raw loopback sockets.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::{endpoints, publish_catch_all, Proxy, BOUND};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// What the scripted upstream does after writing an answer.
+#[derive(Clone, Copy)]
+enum Then {
+    /// Waits for the next request on the connection.
+    KeepOpen,
+    /// Closes the connection at once.
+    Close,
+    /// Closes the connection after this long (an idle timeout shorter than the proxy's).
+    CloseAfter(Duration),
+}
+
+/// An upstream on raw sockets: for each (bodiless) request head, `answer` gives the bytes to
+/// write and what to do next. Counts accepted connections.
+async fn scripted(answer: fn(&str) -> (Vec<u8>, Then)) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = socket.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                        buf.drain(..end + 4);
+                        let (bytes, then) = answer(&head);
+                        if socket.write_all(&bytes).await.is_err() {
+                            return;
+                        }
+                        match then {
+                            Then::KeepOpen => {}
+                            Then::Close => return,
+                            Then::CloseAfter(wait) => {
+                                tokio::time::sleep(wait).await;
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+fn keep_alive_ok(_: &str) -> (Vec<u8>, Then) {
+    (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+        Then::KeepOpen,
+    )
+}
+
+#[tokio::test]
+async fn a_connection_the_upstream_closed_while_idle_is_replaced_without_an_error() {
+    fn answer(_: &str) -> (Vec<u8>, Then) {
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            Then::CloseAfter(Duration::from_millis(20)),
+        )
+    }
+    let (upstream, accepted) = scripted(answer).await;
+    let proxy = Proxy::start().await;
+    publish_catch_all(&proxy.shared, endpoints(&[upstream]));
+    let mut conn = proxy.connect().await;
+    for round in 1..=3 {
+        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let response = conn.response().await;
+        assert_eq!(response.status, 200, "round {round}");
+        assert_eq!(response.text(), "ok");
+        // The upstream closes its side while the connection sits in the pool.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn an_upstream_connection_close_is_not_reused() {
+    fn answer(_: &str) -> (Vec<u8>, Then) {
+        (
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            Then::Close,
+        )
+    }
+    let (upstream, accepted) = scripted(answer).await;
+    let proxy = Proxy::start().await;
+    publish_catch_all(&proxy.shared, endpoints(&[upstream]));
+    let mut conn = proxy.connect().await;
+    for _ in 0..3 {
+        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let response = conn.response().await;
+        assert_eq!(response.status, 200);
+        assert_eq!(response.text(), "ok");
+        // The client's connection stays open: the upstream's close is hop-by-hop.
+        assert_ne!(response.header("connection"), Some("close"));
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_chunked_response_arrives_whole_and_its_connection_is_reused() {
+    fn answer(_: &str) -> (Vec<u8>, Then) {
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n1\r\n,\r\n6\r\n world\r\n0\r\n\r\n"
+                .to_vec(),
+            Then::KeepOpen,
+        )
+    }
+    let (upstream, accepted) = scripted(answer).await;
+    let proxy = Proxy::start().await;
+    publish_catch_all(&proxy.shared, endpoints(&[upstream]));
+    let mut conn = proxy.connect().await;
+    for _ in 0..3 {
+        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let response = conn.response().await;
+        assert_eq!(response.status, 200);
+        assert_eq!(response.text(), "hello, world");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn head_204_and_304_have_no_body_and_keep_the_connection() {
+    fn answer(head: &str) -> (Vec<u8>, Then) {
+        let bytes: &[u8] = if head.starts_with("HEAD ") {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"
+        } else if head.starts_with("GET /204") {
+            b"HTTP/1.1 204 No Content\r\n\r\n"
+        } else if head.starts_with("GET /304") {
+            b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n"
+        } else {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        };
+        (bytes.to_vec(), Then::KeepOpen)
+    }
+    let (upstream, accepted) = scripted(answer).await;
+    let proxy = Proxy::start().await;
+    publish_catch_all(&proxy.shared, endpoints(&[upstream]));
+    let mut conn = proxy.connect().await;
+    for _ in 0..2 {
+        conn.send(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let (_, status, headers) = conn.head().await;
+        assert_eq!(status, 200);
+        let length = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| v.as_str());
+        assert_eq!(
+            length,
+            Some("100"),
+            "HEAD keeps the length of what GET would send"
+        );
+        conn.send(b"GET /204 HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert_eq!(conn.response().await.status, 204);
+        conn.send(b"GET /304 HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let response = conn.response().await;
+        assert_eq!(response.status, 304);
+        assert_eq!(response.header("etag"), Some("\"v1\""));
+        // A GET after them reads its own body, not something left over.
+        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert_eq!(conn.response().await.text(), "ok");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_upstream_body_cut_short_aborts_the_client_response() {
+    fn answer(head: &str) -> (Vec<u8>, Then) {
+        if head.starts_with("GET /cut") {
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b".to_vec(),
+                Then::Close,
+            )
+        } else {
+            keep_alive_ok(head)
+        }
+    }
+    let (upstream, accepted) = scripted(answer).await;
+    let proxy = Proxy::start().await;
+    publish_catch_all(&proxy.shared, endpoints(&[upstream]));
+    let mut conn = proxy.connect().await;
+    conn.send(b"GET /cut HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    // The client's connection ends (hyper may not have flushed the head before the body
+    // failed, so it can end before anything was written): never 100 bytes, never a hang.
+    let mut seen = Vec::new();
+    tokio::time::timeout(BOUND, conn.reader.read_to_end(&mut seen))
+        .await
+        .expect("the client connection ends within the bound")
+        .ok();
+    let seen = String::from_utf8_lossy(&seen);
+    if let Some((head, body)) = seen.split_once("\r\n\r\n") {
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(body.len() < 100, "a cut body must not look complete");
+    }
+    // The endpoint still serves the next request, on a new upstream connection.
+    let response = proxy.get("x", "/").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "ok");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn concurrent_requests_each_get_their_own_answer() {
+    fn answer(head: &str) -> (Vec<u8>, Then) {
+        let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+        let body = format!("path={path}");
+        (
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
+            Then::KeepOpen,
+        )
+    }
+    let (upstream, accepted) = scripted(answer).await;
+    let proxy = Arc::new(Proxy::start().await);
+    publish_catch_all(&proxy.shared, endpoints(&[upstream]));
+    let mut tasks = Vec::new();
+    for client in 0..8 {
+        let proxy = proxy.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = proxy.connect().await;
+            for i in 0..20 {
+                let path = format!("/c{client}/r{i}");
+                conn.send(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                    .await;
+                let response = conn.response().await;
+                assert_eq!(response.status, 200);
+                assert_eq!(response.text(), format!("path={path}"));
+            }
+        }));
+    }
+    for task in tasks {
+        tokio::time::timeout(BOUND, task).await.unwrap().unwrap();
+    }
+    // Pooled: never more upstream connections than concurrent clients.
+    assert!(accepted.load(Ordering::SeqCst) <= 8);
+}
