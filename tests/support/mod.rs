@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 #[path = "../../examples/support/echo.rs"]
 pub mod echo;
 pub mod nginx;
+pub mod scripted;
 pub mod tls;
 
 /// Translates YAML `documents` (joined into one multi-document file, as the manifests source
