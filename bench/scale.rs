@@ -1288,7 +1288,7 @@ fn report_main(args: &[String]) -> Result<(), Error> {
             let digits = (conns as u64).to_string();
             let mut out = String::new();
             for (i, c) in digits.chars().enumerate() {
-                if i > 0 && (digits.len() - i) % 3 == 0 {
+                if i > 0 && (digits.len() - i).is_multiple_of(3) {
                     out.push(',');
                 }
                 out.push(c);
