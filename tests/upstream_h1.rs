@@ -5,12 +5,12 @@
 
 mod support;
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use support::scripted::{scripted, Then};
-use support::{endpoints, publish_catch_all, Proxy, BOUND};
+use support::{endpoints, publish_catch_all, Conn, Proxy, RawResponse, BOUND};
 use tokio::io::AsyncReadExt;
 
 fn keep_alive_ok(_: &str) -> (Vec<u8>, Then) {
@@ -18,6 +18,29 @@ fn keep_alive_ok(_: &str) -> (Vec<u8>, Then) {
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
         Then::KeepOpen,
     )
+}
+
+/// A proxy whose catch-all route is the scripted upstream `answer`, one client connection to
+/// it, and the upstream's count of accepted connections.
+async fn through(answer: fn(&str) -> (Vec<u8>, Then)) -> (Proxy, Conn, Arc<AtomicUsize>) {
+    let (upstream, accepted) = scripted(answer).await;
+    let proxy = Proxy::start().await;
+    publish_catch_all(&proxy.shared, endpoints(&[upstream]));
+    let conn = proxy.connect().await;
+    (proxy, conn, accepted)
+}
+
+/// Sends `GET /` on `conn` `rounds` times; each answer must be a 200 with `body`.
+async fn get_rounds(conn: &mut Conn, rounds: usize, body: &str) -> Vec<RawResponse> {
+    let mut responses = Vec::new();
+    for round in 1..=rounds {
+        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let response = conn.response().await;
+        assert_eq!(response.status, 200, "round {round}");
+        assert_eq!(response.text(), body, "round {round}");
+        responses.push(response);
+    }
+    responses
 }
 
 #[tokio::test]
@@ -28,10 +51,7 @@ async fn a_connection_the_upstream_closed_while_idle_is_replaced_without_an_erro
             Then::CloseAfter(Duration::from_millis(20)),
         )
     }
-    let (upstream, accepted) = scripted(answer).await;
-    let proxy = Proxy::start().await;
-    publish_catch_all(&proxy.shared, endpoints(&[upstream]));
-    let mut conn = proxy.connect().await;
+    let (_proxy, mut conn, accepted) = through(answer).await;
     for round in 1..=3 {
         conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
         let response = conn.response().await;
@@ -51,15 +71,8 @@ async fn an_upstream_connection_close_is_not_reused() {
             Then::Close,
         )
     }
-    let (upstream, accepted) = scripted(answer).await;
-    let proxy = Proxy::start().await;
-    publish_catch_all(&proxy.shared, endpoints(&[upstream]));
-    let mut conn = proxy.connect().await;
-    for _ in 0..3 {
-        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
-        let response = conn.response().await;
-        assert_eq!(response.status, 200);
-        assert_eq!(response.text(), "ok");
+    let (_proxy, mut conn, accepted) = through(answer).await;
+    for response in get_rounds(&mut conn, 3, "ok").await {
         // The client's connection stays open: the upstream's close is hop-by-hop.
         assert_ne!(response.header("connection"), Some("close"));
     }
@@ -75,16 +88,8 @@ async fn a_chunked_response_arrives_whole_and_its_connection_is_reused() {
             Then::KeepOpen,
         )
     }
-    let (upstream, accepted) = scripted(answer).await;
-    let proxy = Proxy::start().await;
-    publish_catch_all(&proxy.shared, endpoints(&[upstream]));
-    let mut conn = proxy.connect().await;
-    for _ in 0..3 {
-        conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
-        let response = conn.response().await;
-        assert_eq!(response.status, 200);
-        assert_eq!(response.text(), "hello, world");
-    }
+    let (_proxy, mut conn, accepted) = through(answer).await;
+    get_rounds(&mut conn, 3, "hello, world").await;
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
 
@@ -102,10 +107,7 @@ async fn head_204_and_304_have_no_body_and_keep_the_connection() {
         };
         (bytes.to_vec(), Then::KeepOpen)
     }
-    let (upstream, accepted) = scripted(answer).await;
-    let proxy = Proxy::start().await;
-    publish_catch_all(&proxy.shared, endpoints(&[upstream]));
-    let mut conn = proxy.connect().await;
+    let (_proxy, mut conn, accepted) = through(answer).await;
     for _ in 0..2 {
         conn.send(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n").await;
         let (_, status, headers) = conn.head().await;
@@ -144,10 +146,7 @@ async fn an_upstream_body_cut_short_aborts_the_client_response() {
             keep_alive_ok(head)
         }
     }
-    let (upstream, accepted) = scripted(answer).await;
-    let proxy = Proxy::start().await;
-    publish_catch_all(&proxy.shared, endpoints(&[upstream]));
-    let mut conn = proxy.connect().await;
+    let (proxy, mut conn, accepted) = through(answer).await;
     conn.send(b"GET /cut HTTP/1.1\r\nHost: x\r\n\r\n").await;
     // The client's connection ends (hyper may not have flushed the head before the body
     // failed, so it can end before anything was written): never 100 bytes, never a hang.
