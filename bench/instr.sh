@@ -25,7 +25,7 @@
 #
 # usage: bench/instr.sh PORTICO_BINARY SCENARIO [REQUESTS]   (env: TOOL=callgrind|strace,
 #        PROXIES="nginx portico", PORT_BASE=9200, KEEP=1 keeps the work dir for callgrind_annotate)
-# Needs (Debian): valgrind nginx-light (or nginx) nghttp2-client apache2-utils python3 openssl curl
+# Needs (Debian): valgrind nginx-light (or nginx) nghttp2-client apache2-utils python3 openssl curl (haproxy for h2c-upstream)
 set -u
 bin=$(readlink -f "$1"); scenario=$2; n=${3:-4000}
 tool=${TOOL:-callgrind}; proxies=${PROXIES:-nginx portico}; p=${PORT_BASE:-9200}
