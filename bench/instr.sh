@@ -10,6 +10,14 @@
 #                  how many connections were resumed)
 #   tls-full       a new TLS 1.3 connection per request, never resumed (the same client)
 #   h2-tls         HTTP/2 over TLS 1.3, multiplexed (h2load -c 8 -m 10)
+#   h1-64k         as h1-keepalive, a 64 KiB response body (bench/run's h1_64k; the upstream
+#                  nginx serves a 65,536-byte file)
+#   h2c-upstream   as h1-keepalive to the proxy, cleartext HTTP/2 (prior knowledge) from the proxy
+#                  to the upstream: nginx `grpc_pass grpc://` (its only HTTP/2 upstream), Portico
+#                  `backend-protocol: H2C`. The upstream is HAProxy (one thread, `bind ... proto h2`,
+#                  `http-request return` of "ok\n"), not nginx: nginx 1.22 answers 400 "duplicate
+#                  host header" to Portico, which sends `Host` beside `:authority` (docs/performance.md).
+#                  HAProxy logs each request's HTTP version; the script prints the tally.
 #
 # Per request = (Ir of a run serving N requests - Ir of a run serving none) / requests that
 # succeeded. Kernel work is not in the figure: TOOL=strace counts system calls per request the
@@ -17,16 +25,25 @@
 #
 # usage: bench/instr.sh PORTICO_BINARY SCENARIO [REQUESTS]   (env: TOOL=callgrind|strace,
 #        PROXIES="nginx portico", PORT_BASE=9200, KEEP=1 keeps the work dir for callgrind_annotate)
-# Needs (Debian): valgrind nginx-light (or nginx) nghttp2-client apache2-utils python3 openssl curl
+# Needs (Debian): valgrind nginx-light (or nginx) nghttp2-client apache2-utils python3 openssl curl (haproxy for h2c-upstream)
 set -u
 bin=$(readlink -f "$1"); scenario=$2; n=${3:-4000}
 tool=${TOOL:-callgrind}; proxies=${PROXIES:-nginx portico}; p=${PORT_BASE:-9200}
-case $scenario in h1-newconn|h1-keepalive|tls-keepalive|tls-resume|tls-full|h2-tls) ;;
+case $scenario in h1-newconn|h1-keepalive|tls-keepalive|tls-resume|tls-full|h2-tls|h1-64k|h2c-upstream) ;;
   *) echo "unknown scenario $scenario" >&2; exit 2 ;; esac
-up=$((p + 1)); ng_http=$((p + 11)); ng_https=$((p + 12)); po_http=$((p + 21)); po_https=$((p + 22)); po_admin=$((p + 23))
+up=$((p + 1)); up2=$((p + 2)); ng_http=$((p + 11)); ng_https=$((p + 12)); po_http=$((p + 21)); po_https=$((p + 22)); po_admin=$((p + 23))
 w=$(mktemp -d /tmp/instr.XXXXXX)
-cleanup() { [ -f $w/upstream.pid ] && kill "$(cat $w/upstream.pid)" 2>/dev/null; if [ -z "${KEEP:-}" ]; then rm -rf "$w"; else echo "kept $w" >&2; fi; }
+cleanup() { [ -f $w/upstream.pid ] && kill "$(cat $w/upstream.pid)" 2>/dev/null; [ -f $w/h2up.pid ] && kill "$(cat $w/h2up.pid)" 2>/dev/null; if [ -z "${KEEP:-}" ]; then rm -rf "$w"; else echo "kept $w" >&2; fi; }
 trap cleanup EXIT
+# The path asked for, the upstream port the proxies use, and how they reach it.
+path=/api/x; be_port=$up; be_annot=""; ng_pass="proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;"
+case $scenario in
+  h1-64k) path=/api/64k ;;
+  h2c-upstream) be_port=$up2; be_annot=', nginx.ingress.kubernetes.io/backend-protocol: "H2C"'
+    ng_pass="grpc_pass grpc://be2; grpc_set_header Host \$host; grpc_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;" ;;
+esac
+# The upstream nginx worker may run as another user (nobody): it must reach the 64 KiB file.
+mkdir -p "$w/www"; head -c 65536 /dev/zero | tr '\0' x > "$w/www/64k"; chmod 711 "$w"; chmod 755 "$w/www"; chmod 644 "$w/www/64k"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
   -subj /CN=bench.example -addext subjectAltName=DNS:bench.example \
   -keyout "$w/tls.key" -out "$w/tls.crt" 2>/dev/null
@@ -38,10 +55,30 @@ events { worker_connections 4096; }
 http {
   access_log off;
   keepalive_requests 1000000;
-  server { listen 127.0.0.1:$up reuseport backlog=4096; location / { return 200 "ok\n"; } }
+  server { listen 127.0.0.1:$up reuseport backlog=4096; location / { return 200 "ok\n"; }
+    location = /api/64k { default_type application/octet-stream; alias $w/www/64k; } }
 }
 CONF
 nginx -c "$w/upstream.conf" -p "$w" 2>/dev/null
+if [ $scenario = h2c-upstream ]; then
+  cat > "$w/h2up.cfg" <<CONF
+global
+  nbthread 1
+  log stdout format raw local0
+defaults
+  mode http
+  log global
+  option httplog
+  log-format "%HV %ST"
+  timeout client 300s
+  timeout server 300s
+  timeout connect 5s
+frontend h2
+  bind 127.0.0.1:$up2 proto h2
+  http-request return status 200 content-type text/plain string "ok\n"
+CONF
+  haproxy -db -f "$w/h2up.cfg" > "$w/upstream-h2.log" 2>"$w/h2up.err" & echo $! > "$w/h2up.pid"
+fi
 # nginx as the proxy: one worker in the foreground (no master), as ingress-nginx would serve
 # this route; TLS resumption offered as Portico offers it (tickets and a session cache).
 cat > "$w/nginxproxy.conf" <<CONF
@@ -53,12 +90,13 @@ http {
   access_log off;
   keepalive_requests 1000000;
   upstream be { server 127.0.0.1:$up; keepalive 128; }
+  upstream be2 { server 127.0.0.1:$up2; keepalive 128; }
   server { listen 127.0.0.1:$ng_http backlog=4096; listen 127.0.0.1:$ng_https ssl http2 backlog=4096;
     server_name bench.example;
     ssl_certificate $w/tls.crt; ssl_certificate_key $w/tls.key;
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_session_tickets on; ssl_session_cache shared:bench:4m;
-    location /api/ { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; } }
+    location /api/ { $ng_pass } }
 }
 CONF
 mkdir -p "$w/m"
@@ -71,13 +109,13 @@ spec: {controller: portico.dev/ingress-controller}
 apiVersion: v1
 kind: Service
 metadata: {name: be, namespace: default}
-spec: {ports: [{port: 80, targetPort: $up, protocol: TCP}]}
+spec: {ports: [{port: 80, targetPort: $be_port, protocol: TCP}]}
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata: {name: be-1, namespace: default, labels: {kubernetes.io/service-name: be}}
 addressType: IPv4
-ports: [{port: $up, protocol: TCP}]
+ports: [{port: $be_port, protocol: TCP}]
 endpoints: [{addresses: [127.0.0.1], conditions: {ready: true}}]
 ---
 apiVersion: v1
@@ -93,7 +131,7 @@ kind: Ingress
 metadata:
   name: bench
   namespace: default
-  annotations: {nginx.ingress.kubernetes.io/ssl-redirect: "false"}
+  annotations: {nginx.ingress.kubernetes.io/ssl-redirect: "false"$be_annot}
 spec:
   ingressClassName: portico
   tls: [{hosts: [bench.example], secretName: bench-tls}]
@@ -139,14 +177,14 @@ run() { # name http_port https_port count cmd...
   if [ "$tool" = strace ]; then strace -c -f -o "$out" "$@" >/dev/null 2>"$w/$name.$count.err" &
   else valgrind --tool=callgrind --callgrind-out-file="$out" "$@" >/dev/null 2>"$w/$name.$count.err" & fi
   local vp=$!
-  for i in $(seq 1 300); do curl -s -o /dev/null -H 'Host: bench.example' http://127.0.0.1:$hport/api/x && break; sleep 0.2; done
+  for i in $(seq 1 300); do curl -s -o /dev/null -H 'Host: bench.example' http://127.0.0.1:$hport$path && break; sleep 0.2; done
   local reqs=0
   if [ "$count" -gt 0 ]; then
     local url=https://bench.example:$sport/api/x to=(--connect-to "127.0.0.1:$sport")
     case $scenario in
       h1-newconn) ab -n "$count" -c 8 -H 'Host: bench.example' "http://127.0.0.1:$hport/api/x" > "$load" 2>&1
         reqs=$(awk '/^Complete requests:/ {c=$3} /^Failed requests:/ {f=$3} /^Non-2xx responses:/ {x=$3} END {print c-f-x}' "$load") ;;
-      h1-keepalive) h2load --h1 -n "$count" -c 8 -H ':authority: bench.example' "http://127.0.0.1:$hport/api/x" > "$load" 2>&1
+      h1-keepalive|h1-64k|h2c-upstream) h2load --h1 -n "$count" -c 8 -H ':authority: bench.example' "http://127.0.0.1:$hport$path" > "$load" 2>&1
         reqs=$(awk '/^status codes:/ {print $3; exit}' "$load") ;;
       tls-keepalive) h2load --h1 -n "$count" -c 8 "${to[@]}" "$url" > "$load" 2>&1
         reqs=$(awk '/^status codes:/ {print $3; exit}' "$load") ;;
@@ -174,6 +212,9 @@ for name in $proxies; do
   read full reqs < <(run $name $hport $sport "$n" $cmd)
   per=$(python3 -c "print(round(($full-$base)/max($reqs,1), 1 if \"$tool\" == \"strace\" else None))")
   echo "$scenario $name: $per $unit per request (base $base, with $reqs requests $full)"
+  if [ $scenario = h2c-upstream ]; then
+    echo "$scenario $name: upstream log so far: $(sort "$w/upstream-h2.log" 2>/dev/null | uniq -c | tr -s ' \n' ' ')"
+  fi
   eval "per_$name=$per"
 done
 if [ -n "${per_nginx:-}" ] && [ -n "${per_portico:-}" ]; then
