@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
-use super::annotations::{NGINX, PORTICO};
+use super::annotations::{annotation, NGINX, PORTICO};
 use crate::routing::traffic::{stable_hash, Affinity, HashBy, HashPiece, SameSite};
 use crate::routing::{BackendRef, Balance, Policy, PortRef, Traffic};
 
@@ -90,17 +90,6 @@ pub(super) struct Own {
     pub cookie: Option<Affinity>,
     /// `affinity-mode`: `Some(true)` persistent, `Some(false)` balanced.
     pub persistent: Option<bool>,
-}
-
-fn annotation<'a>(ingress: &'a Ingress, name: &str) -> Option<(String, &'a str)> {
-    let annotations = ingress.metadata.annotations.as_ref()?;
-    for prefix in [PORTICO, NGINX] {
-        let key = format!("{prefix}{name}");
-        if let Some(v) = annotations.get(&key) {
-            return Some((key, v.as_str()));
-        }
-    }
-    None
 }
 
 /// Whether the Ingress sets any annotation of this module or `load-balance` (the scope is

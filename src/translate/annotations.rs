@@ -13,6 +13,16 @@ use crate::routing::{Balance, Policy, Protocol};
 pub(super) const NGINX: &str = "nginx.ingress.kubernetes.io/";
 pub(super) const PORTICO: &str = "portico.dev/";
 
+/// Annotation `name`'s full key and value, Portico's spelling first (`portico.dev/NAME` wins
+/// over `nginx.ingress.kubernetes.io/NAME`).
+pub(super) fn annotation<'a>(ingress: &'a Ingress, name: &str) -> Option<(String, &'a str)> {
+    let annotations = ingress.metadata.annotations.as_ref()?;
+    [PORTICO, NGINX].into_iter().find_map(|prefix| {
+        let key = format!("{prefix}{name}");
+        annotations.get(&key).map(|v| (key, v.as_str()))
+    })
+}
+
 /// The annotation names, without prefix; each is read as `portico.dev/NAME`, then
 /// `nginx.ingress.kubernetes.io/NAME`.
 pub const LOAD_BALANCE: &str = "load-balance";

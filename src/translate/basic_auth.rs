@@ -14,7 +14,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::annotations::{NGINX, PORTICO};
+use super::annotations::annotation;
 use crate::routing::basic_auth::{BasicAuth, Credential};
 
 /// The annotation names, without prefix.
@@ -38,15 +38,6 @@ pub(super) struct Parsed {
     pub warnings: Vec<String>,
 }
 
-/// The annotation's key and value, Portico's spelling first.
-fn get<'a>(ingress: &'a Ingress, name: &str) -> Option<(String, &'a str)> {
-    let annotations = ingress.metadata.annotations.as_ref()?;
-    [PORTICO, NGINX].into_iter().find_map(|prefix| {
-        let key = format!("{prefix}{name}");
-        annotations.get(&key).map(|v| (key, v.as_str()))
-    })
-}
-
 /// ingress-nginx's `CharsWithSpace` (`internal/ingress/annotations/parser/validators.go`),
 /// the only characters `auth-realm` may hold: no quote or backslash can reach the header.
 fn realm_ok(realm: &str) -> bool {
@@ -58,8 +49,8 @@ fn realm_ok(realm: &str) -> bool {
 /// Reads the Ingress's basic-auth annotations; `namespace` is the Ingress's.
 pub(super) fn parse(ingress: &Ingress, namespace: &str, secrets: &[Arc<Secret>]) -> Parsed {
     let mut parsed = Parsed::default();
-    let auth_type = get(ingress, AUTH_TYPE);
-    let secret = get(ingress, AUTH_SECRET);
+    let auth_type = annotation(ingress, AUTH_TYPE);
+    let secret = annotation(ingress, AUTH_SECRET);
     let deny = |parsed: &mut Parsed, why: String| {
         parsed.denied = Some(format!(
             "{why}; every path of this Ingress answers 503 rather than serving without \
@@ -106,7 +97,7 @@ pub(super) fn parse(ingress: &Ingress, namespace: &str, secrets: &[Arc<Secret>])
         );
         return parsed;
     };
-    let map = match get(ingress, AUTH_SECRET_TYPE) {
+    let map = match annotation(ingress, AUTH_SECRET_TYPE) {
         None => false,
         Some((_, v)) if v.trim() == "auth-file" => false,
         Some((_, v)) if v.trim() == "auth-map" => true,
@@ -118,7 +109,7 @@ pub(super) fn parse(ingress: &Ingress, namespace: &str, secrets: &[Arc<Secret>])
             return parsed;
         }
     };
-    let realm = match get(ingress, AUTH_REALM) {
+    let realm = match annotation(ingress, AUTH_REALM) {
         None => String::new(),
         Some((_, v)) if realm_ok(v) => v.to_string(),
         Some((key, v)) => {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use http::header::HeaderName;
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::annotations::{NGINX, PORTICO};
+use super::annotations::{annotation, NGINX, PORTICO};
 use super::backends::Backends;
 use super::incremental::{Part, PartRule, Slot};
 use super::{paths, Condition, ObjectRef, Reason};
@@ -48,15 +48,6 @@ pub const NAMES: [&str; 8] = [
 /// The total ingress-nginx's Lua draws from unless `canary-weight-total` is larger.
 const LUA_TOTAL: u32 = 100;
 
-/// The value of annotation `name` (Portico's spelling first) and its full key.
-fn get<'a>(ingress: &'a Ingress, name: &str) -> Option<(String, &'a str)> {
-    let annotations = ingress.metadata.annotations.as_ref()?;
-    [PORTICO, NGINX].into_iter().find_map(|prefix| {
-        let key = format!("{prefix}{name}");
-        annotations.get(&key).map(|v| (key, v.as_str()))
-    })
-}
-
 /// Go's `strconv.ParseBool`, which ingress-nginx's `GetBoolAnnotation` uses.
 fn go_bool(value: &str) -> Option<bool> {
     match value {
@@ -69,7 +60,7 @@ fn go_bool(value: &str) -> Option<bool> {
 /// Whether the Ingress is a canary, and a message when `canary` has a value that is no
 /// boolean (ingress-nginx then treats it as `false`: a normal Ingress).
 pub(super) fn is_canary(ingress: &Ingress) -> (bool, Option<String>) {
-    let Some((key, value)) = get(ingress, CANARY) else {
+    let Some((key, value)) = annotation(ingress, CANARY) else {
         return (false, None);
     };
     match go_bool(value.trim()) {
@@ -88,7 +79,7 @@ pub(super) fn is_canary(ingress: &Ingress) -> (bool, Option<String>) {
 pub(super) fn unused(ingress: &Ingress) -> Vec<String> {
     NAMES[1..]
         .iter()
-        .filter_map(|name| get(ingress, name))
+        .filter_map(|name| annotation(ingress, name))
         .map(|(key, _)| {
             format!(
                 "annotation {key}: ignored, the Ingress is not a canary (canary is not \"true\")"
@@ -105,7 +96,7 @@ pub(super) fn shaping(ingress: &Ingress) -> (Shaping, Vec<String>) {
     let mut bad = |key: &str, value: &str, why: &str| {
         invalid.push(format!("annotation {key}: {value:?} {why}"));
     };
-    if let Some((key, value)) = get(ingress, BY_HEADER) {
+    if let Some((key, value)) = annotation(ingress, BY_HEADER) {
         // nginx's `$http_NAME` compares `-` and `_` alike: `ngx.var["http_" .. name]`.
         let name = value.trim().replace('_', "-");
         if !name.is_empty() {
@@ -119,8 +110,8 @@ pub(super) fn shaping(ingress: &Ingress) -> (Shaping, Vec<String>) {
             }
         }
     }
-    let header_value = get(ingress, BY_HEADER_VALUE).filter(|(_, v)| !v.is_empty());
-    let pattern = get(ingress, BY_HEADER_PATTERN).filter(|(_, v)| !v.is_empty());
+    let header_value = annotation(ingress, BY_HEADER_VALUE).filter(|(_, v)| !v.is_empty());
+    let pattern = annotation(ingress, BY_HEADER_PATTERN).filter(|(_, v)| !v.is_empty());
     if let Some((key, value)) = &header_value {
         if http::HeaderValue::from_str(value).is_ok() {
             shaping.rule = HeaderRule::Value(value.as_bytes().into());
@@ -148,7 +139,7 @@ pub(super) fn shaping(ingress: &Ingress) -> (Shaping, Vec<String>) {
             bad(key, value, "has no effect without canary-by-header");
         }
     }
-    if let Some((key, value)) = get(ingress, BY_COOKIE) {
+    if let Some((key, value)) = annotation(ingress, BY_COOKIE) {
         let name = value.trim();
         if !name.is_empty() {
             if name.bytes().all(is_cookie_name_byte) {
@@ -163,7 +154,7 @@ pub(super) fn shaping(ingress: &Ingress) -> (Shaping, Vec<String>) {
         }
     }
     let mut declared_total = None;
-    if let Some((key, value)) = get(ingress, WEIGHT_TOTAL) {
+    if let Some((key, value)) = annotation(ingress, WEIGHT_TOTAL) {
         match value.trim().parse::<i64>() {
             Ok(total) if total > i64::from(LUA_TOTAL) => {
                 shaping.total = u32::try_from(total).unwrap_or(u32::MAX);
@@ -178,7 +169,7 @@ pub(super) fn shaping(ingress: &Ingress) -> (Shaping, Vec<String>) {
             Err(_) => bad(&key, value, "is not an integer; the total is 100"),
         }
     }
-    if let Some((key, value)) = get(ingress, WEIGHT) {
+    if let Some((key, value)) = annotation(ingress, WEIGHT) {
         match value.trim().parse::<i64>() {
             Ok(w) if w < 0 => bad(&key, value, "is negative; the weight is 0"),
             Ok(w) if w > i64::from(shaping.total) => {
@@ -196,7 +187,7 @@ pub(super) fn shaping(ingress: &Ingress) -> (Shaping, Vec<String>) {
             Err(_) => bad(&key, value, "is not an integer; the weight is 0"),
         }
     }
-    if let Some((key, value)) = get(ingress, AFFINITY_CANARY_BEHAVIOR) {
+    if let Some((key, value)) = annotation(ingress, AFFINITY_CANARY_BEHAVIOR) {
         match value.trim() {
             "sticky" => shaping.affinity = AffinityBehavior::Sticky,
             "legacy" => shaping.affinity = AffinityBehavior::Legacy,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::annotations::{NGINX, PORTICO};
+use super::annotations::annotation;
 use crate::routing::client_auth::{ClientAuth, ClientAuthSpec, VerifyClient};
 
 pub const AUTH_TLS_SECRET: &str = "auth-tls-secret";
@@ -37,15 +37,7 @@ pub(super) struct Parsed {
 /// Reads the Ingress's `auth-tls-*` annotations (Portico's spelling wins).
 pub(super) fn parse(ingress: &Ingress, secrets: &[Arc<Secret>]) -> Parsed {
     let mut parsed = Parsed::default();
-    let Some(annotations) = ingress.metadata.annotations.as_ref() else {
-        return parsed;
-    };
-    let get = |name: &str| -> Option<(String, &String)> {
-        [PORTICO, NGINX].into_iter().find_map(|prefix| {
-            let key = format!("{prefix}{name}");
-            annotations.get(&key).map(|v| (key, v))
-        })
-    };
+    let get = |name: &str| annotation(ingress, name);
     let Some((secret_key, secret_value)) = get(AUTH_TLS_SECRET) else {
         return parsed;
     };

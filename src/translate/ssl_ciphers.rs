@@ -14,7 +14,7 @@
 use k8s_openapi::api::networking::v1::Ingress;
 use rustls::CipherSuite;
 
-use super::annotations::{NGINX, PORTICO};
+use super::annotations::annotation;
 
 pub const SSL_CIPHERS: &str = "ssl-ciphers";
 pub const SSL_PREFER_SERVER_CIPHERS: &str = "ssl-prefer-server-ciphers";
@@ -31,15 +31,7 @@ pub(super) struct Parsed {
 
 pub(super) fn parse(ingress: &Ingress) -> Parsed {
     let mut parsed = Parsed::default();
-    let Some(annotations) = ingress.metadata.annotations.as_ref() else {
-        return parsed;
-    };
-    let get = |name: &str| -> Option<(String, &String)> {
-        [PORTICO, NGINX].into_iter().find_map(|prefix| {
-            let key = format!("{prefix}{name}");
-            annotations.get(&key).map(|v| (key, v))
-        })
-    };
+    let get = |name: &str| annotation(ingress, name);
     if let Some((key, value)) = get(SSL_CIPHERS) {
         let (suites, refused) = crate::routing::tls_policy::ciphers(value);
         if !refused.is_empty() {
@@ -61,12 +53,9 @@ pub(super) fn parse(ingress: &Ingress) -> Parsed {
     }
     if let Some((key, value)) = get(SSL_PREFER_SERVER_CIPHERS) {
         // ingress-nginx `parser.GetBoolAnnotation` (Go's `strconv.ParseBool`).
-        match value.trim() {
-            "1" | "t" | "T" | "true" | "TRUE" | "True" => parsed.prefer_server_ciphers = Some(true),
-            "0" | "f" | "F" | "false" | "FALSE" | "False" => {
-                parsed.prefer_server_ciphers = Some(false)
-            }
-            _ => parsed.invalid.push(format!(
+        match super::configmap::parse_bool(value) {
+            Some(prefer) => parsed.prefer_server_ciphers = Some(prefer),
+            None => parsed.invalid.push(format!(
                 "annotation {key}: {value:?} is not a boolean; ignored"
             )),
         }
