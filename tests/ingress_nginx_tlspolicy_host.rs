@@ -342,6 +342,34 @@ async fn handshake(
     kind
 }
 
+/// With a fresh `client`: the first handshake is full, one `timeout` seconds later resumes,
+/// and one `timeout + 1` seconds after that is full again.
+async fn session_lasts(
+    proxy: &TlsProxy,
+    clock: &TestClock,
+    client: &Arc<rustls::ClientConfig>,
+    timeout: u64,
+    what: &str,
+) {
+    assert_eq!(
+        handshake(proxy, "s.example", client).await,
+        HandshakeKind::Full,
+        "{what}"
+    );
+    clock.advance(timeout);
+    assert_eq!(
+        handshake(proxy, "s.example", client).await,
+        HandshakeKind::Resumed,
+        "{what}"
+    );
+    clock.advance(timeout + 1);
+    assert_eq!(
+        handshake(proxy, "s.example", client).await,
+        HandshakeKind::Full,
+        "{what}"
+    );
+}
+
 // `ssl-session-timeout`: a session older than the timeout is not resumed (full handshake),
 // one at exactly the timeout still is (OpenSSL's rule). The listener's default is
 // ingress-nginx's 10m (TLS 1.3 tickets here); the key applies to the session cache (TLS 1.2
@@ -358,20 +386,7 @@ async fn sessions_older_than_ssl_session_timeout_are_not_resumed() {
     };
     proxy.apply_with(&docs(&[]), &with_configmap());
     let tls13 = client_config(&[b"http/1.1"], &[&rustls::version::TLS13]);
-    assert_eq!(
-        handshake(&proxy, "s.example", &tls13).await,
-        HandshakeKind::Full
-    );
-    clock.advance(600);
-    assert_eq!(
-        handshake(&proxy, "s.example", &tls13).await,
-        HandshakeKind::Resumed
-    );
-    clock.advance(601);
-    assert_eq!(
-        handshake(&proxy, "s.example", &tls13).await,
-        HandshakeKind::Full
-    );
+    session_lasts(&proxy, &clock, &tls13, 600, "TLS 1.3, default").await;
 
     for tickets in ["false", "true"] {
         proxy.apply_with(
@@ -382,22 +397,7 @@ async fn sessions_older_than_ssl_session_timeout_are_not_resumed() {
             &with_configmap(),
         );
         let tls12 = client_config(&[b"http/1.1"], &[&rustls::version::TLS12]);
-        assert_eq!(
-            handshake(&proxy, "s.example", &tls12).await,
-            HandshakeKind::Full
-        );
-        clock.advance(120);
-        assert_eq!(
-            handshake(&proxy, "s.example", &tls12).await,
-            HandshakeKind::Resumed,
-            "tickets {tickets}"
-        );
-        clock.advance(121);
-        assert_eq!(
-            handshake(&proxy, "s.example", &tls12).await,
-            HandshakeKind::Full,
-            "tickets {tickets}"
-        );
+        session_lasts(&proxy, &clock, &tls12, 120, &format!("tickets {tickets}")).await;
     }
     // A bad value: a condition, and the default 10m.
     proxy.apply_with(&docs(&[("ssl-session-timeout", "soon")]), &with_configmap());
