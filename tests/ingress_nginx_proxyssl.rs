@@ -170,18 +170,6 @@ async fn get(proxy: &TlsProxy) -> (u16, String) {
     (response.status, response.text())
 }
 
-fn conditions(proxy: &TlsProxy) -> Vec<String> {
-    proxy
-        .shared
-        .load()
-        .translation
-        .conditions
-        .iter()
-        .filter(|c| c.object.name == "app")
-        .map(|c| c.message.clone())
-        .collect()
-}
-
 /// proxyssl.go "should set valid proxy-ssl-secret": the Secret's `tls.crt`/`tls.key` are
 /// shown to an upstream that requires a client certificate; without `proxy-ssl-verify` the
 /// upstream's own certificate is not verified and no SNI is sent (nginx's defaults).
@@ -278,7 +266,8 @@ async fn protocols_choose_the_version() {
     )
     .await;
     assert_eq!(get(&proxy).await.0, 200);
-    assert!(conditions(&proxy)
+    assert!(proxy
+        .conditions_of("app")
         .iter()
         .any(|m| m.contains("proxy-ssl-protocols")));
 }
@@ -301,7 +290,8 @@ async fn unmapped_cipher_names_keep_the_default_suites() {
     )
     .await;
     assert_eq!(get(&proxy).await.0, 200);
-    assert!(conditions(&proxy)
+    assert!(proxy
+        .conditions_of("app")
         .iter()
         .any(|m| m.contains("proxy-ssl-ciphers")));
 }
@@ -363,22 +353,13 @@ async fn upstream_with_suite(
 ) -> SocketAddr {
     use rustls::pki_types::pem::PemObject;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
-    let base = rustls::crypto::ring::default_provider();
-    let provider = rustls::crypto::CryptoProvider {
-        cipher_suites: base
-            .cipher_suites
-            .iter()
-            .filter(|s| s.suite() == suite)
-            .copied()
-            .collect(),
-        ..base
-    };
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
-        .with_protocol_versions(&[&rustls::version::TLS12])
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
-        .unwrap();
+    let config =
+        rustls::ServerConfig::builder_with_provider(support::tls::one_suite_provider(suite))
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
     serve_tls(config).await
 }
 
@@ -437,9 +418,12 @@ async fn ciphers_restrict_the_backend_handshake() {
     .await;
     assert_eq!(get(&refused).await.0, 502);
     assert!(
-        !conditions(&refused).iter().any(|m| m.contains("proxy-ssl")),
+        !refused
+            .conditions_of("app")
+            .iter()
+            .any(|m| m.contains("proxy-ssl")),
         "{:?}",
-        conditions(&refused)
+        refused.conditions_of("app")
     );
     let matching = setup(
         backend,
@@ -463,7 +447,8 @@ async fn ciphers_restrict_the_backend_handshake() {
     )
     .await;
     assert_eq!(get(&unmapped).await.0, 200);
-    assert!(conditions(&unmapped)
+    assert!(unmapped
+        .conditions_of("app")
         .iter()
         .any(|m| m.contains("proxy-ssl-ciphers") && m.contains("AES128-SHA")));
 }
@@ -511,7 +496,7 @@ async fn an_unusable_proxy_ssl_secret_fails_closed() {
     for (value, secret, why) in cases {
         let proxy = setup(backend, &[("proxy-ssl-secret", value)], secret).await;
         assert_eq!(get(&proxy).await.0, 503, "{value}");
-        let messages = conditions(&proxy);
+        let messages = proxy.conditions_of("app");
         assert!(
             messages
                 .iter()

@@ -31,17 +31,7 @@ fn with_configmap() -> Options {
 
 /// A client for exactly one TLS 1.2 suite.
 fn tls12_client(suite: rustls::CipherSuite) -> std::sync::Arc<rustls::ClientConfig> {
-    let base = rustls::crypto::ring::default_provider();
-    let provider = rustls::crypto::CryptoProvider {
-        cipher_suites: base
-            .cipher_suites
-            .iter()
-            .filter(|s| s.suite() == suite)
-            .copied()
-            .collect(),
-        ..base
-    };
-    let provider = std::sync::Arc::new(provider);
+    let provider = support::tls::one_suite_provider(suite);
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS12])
         .unwrap()

@@ -111,18 +111,6 @@ fn site(
     ]
 }
 
-fn conditions_of(proxy: &TlsProxy, name: &str) -> Vec<String> {
-    proxy
-        .shared
-        .load()
-        .translation
-        .conditions
-        .iter()
-        .filter(|c| c.object.name == name)
-        .map(|c| c.message.clone())
-        .collect()
-}
-
 // The annotation restricts the TLS 1.2 suites of its host only (nginx's `ssl_ciphers` in the
 // host's `server`): a client offering only a suite the host leaves out fails the handshake
 // there, and succeeds on another host of the same listener. TLS 1.3 is not restricted.
@@ -139,9 +127,9 @@ async fn a_host_cipher_list_refuses_other_suites_on_that_host_only() {
     docs.extend(site("open", "open.example", backend, &[]));
     proxy.apply(&docs);
     assert!(
-        conditions_of(&proxy, "strict").is_empty(),
+        proxy.conditions_of("strict").is_empty(),
         "{:?}",
-        conditions_of(&proxy, "strict")
+        proxy.conditions_of("strict")
     );
     assert_eq!(
         suite(&proxy, "strict.example", tls12_client(&[AES128])).await,
@@ -198,7 +186,7 @@ async fn openssl_expressions_are_refused_and_the_host_still_serves() {
             ("ssl-prefer-server-ciphers", "false"),
         ],
     ));
-    let messages = conditions_of(&proxy, "ciphers");
+    let messages = proxy.conditions_of("ciphers");
     assert!(
         messages
             .iter()

@@ -154,6 +154,18 @@ pub struct TlsProxy {
 }
 
 impl TlsProxy {
+    /// The messages of the published conditions about objects named `name`.
+    pub fn conditions_of(&self, name: &str) -> Vec<String> {
+        self.shared
+            .load()
+            .translation
+            .conditions
+            .iter()
+            .filter(|c| c.object.name == name)
+            .map(|c| c.message.clone())
+            .collect()
+    }
+
     pub async fn start() -> TlsProxy {
         TlsProxy::start_with_timeout(Duration::from_secs(10)).await
     }
@@ -245,6 +257,20 @@ impl TlsProxy {
         let stream = connect(self.https, sni, &[b"http/1.1"]).await;
         leaf(&stream)
     }
+}
+
+/// ring's crypto provider with exactly one cipher suite.
+pub fn one_suite_provider(suite: rustls::CipherSuite) -> Arc<rustls::crypto::CryptoProvider> {
+    let base = rustls::crypto::ring::default_provider();
+    Arc::new(rustls::crypto::CryptoProvider {
+        cipher_suites: base
+            .cipher_suites
+            .iter()
+            .filter(|s| s.suite() == suite)
+            .copied()
+            .collect(),
+        ..base
+    })
 }
 
 /// A client configuration offering `alpn`, for the given protocol versions.
