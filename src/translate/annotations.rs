@@ -13,6 +13,20 @@ use crate::routing::{Balance, Policy, Protocol};
 pub(super) const NGINX: &str = "nginx.ingress.kubernetes.io/";
 pub(super) const PORTICO: &str = "portico.dev/";
 
+/// An Ingress in namespace `default` with these annotations (full keys): the unit tests'.
+#[cfg(test)]
+pub(super) fn annotated(pairs: &[(&str, &str)]) -> Ingress {
+    let mut ing = Ingress::default();
+    ing.metadata.namespace = Some("default".into());
+    ing.metadata.annotations = Some(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    ing
+}
+
 /// Annotation `name`'s full key and value, Portico's spelling first (`portico.dev/NAME` wins
 /// over `nginx.ingress.kubernetes.io/NAME`).
 pub(super) fn annotation<'a>(ingress: &'a Ingress, name: &str) -> Option<(String, &'a str)> {
@@ -378,15 +392,7 @@ mod tests {
     }
 
     fn ingress(pairs: &[(&str, &str)]) -> Ingress {
-        let mut ing = Ingress::default();
-        ing.metadata.namespace = Some("default".into());
-        ing.metadata.annotations = Some(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
-        ing
+        annotated(pairs)
     }
 
     #[test]

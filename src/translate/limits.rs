@@ -426,15 +426,8 @@ mod tests {
     use std::net::IpAddr;
 
     fn ingress(pairs: &[(&str, &str)]) -> Ingress {
-        let mut ing = Ingress::default();
-        ing.metadata.namespace = Some("default".into());
+        let mut ing = super::super::annotations::annotated(pairs);
         ing.metadata.name = Some("web".into());
-        ing.metadata.annotations = Some(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
         ing
     }
 

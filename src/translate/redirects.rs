@@ -323,14 +323,7 @@ mod tests {
     use super::*;
 
     fn ingress(pairs: &[(&str, &str)]) -> Ingress {
-        let mut ing = Ingress::default();
-        ing.metadata.annotations = Some(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
-        ing
+        super::super::annotations::annotated(pairs)
     }
 
     fn parse(pairs: &[(&str, &str)]) -> (Policy, Redirects, Vec<String>) {

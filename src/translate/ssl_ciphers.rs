@@ -68,14 +68,7 @@ mod tests {
     use super::*;
 
     fn ingress(pairs: &[(&str, &str)]) -> Ingress {
-        let mut ing = Ingress::default();
-        ing.metadata.annotations = Some(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
-        ing
+        super::super::annotations::annotated(pairs)
     }
 
     // ingress-nginx e2e annotations/sslciphers.go "should change ssl ciphers": an OpenSSL
