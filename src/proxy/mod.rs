@@ -22,6 +22,7 @@ mod error;
 mod error_pages;
 mod ext_auth;
 mod global;
+mod h2pool;
 mod headers;
 pub mod limits;
 mod mirror;

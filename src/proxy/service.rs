@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use super::error::{date_now, response_version, ProxyError};
+use super::h2pool::{self, H2Pool};
 use super::headers::{self, Forwarded};
 use super::observe::{Arrival, Pending, Seen};
 use super::pool::{Checkin, Pool};
@@ -33,17 +34,21 @@ pub(crate) struct Context {
     pub clients: Clients,
     /// Plain HTTP/1.1 connections to endpoints (the fast path; `clients` serves the rest).
     pub pool: Arc<Pool>,
+    /// HTTP/2 connections (H2C, GRPC, GRPCS backends), one per peer.
+    pub h2: Arc<H2Pool>,
 }
 
 impl Context {
     pub fn new(shared: Shared, options: Arc<ProxyOptions>) -> Self {
         let clients = Clients::new(options.upstream_idle_timeout);
         let pool = Pool::new(options.upstream_idle_timeout);
+        let h2 = H2Pool::new(options.upstream_idle_timeout);
         Context {
             shared,
             options,
             clients,
             pool,
+            h2,
         }
     }
 }
@@ -84,6 +89,19 @@ impl Dest {
             }
         };
         Authority::try_from(text).map_err(|_| ProxyError::BadRequest("unusable backend address"))
+    }
+}
+
+impl Dest {
+    /// The HTTP/2 pool's name for where the connection goes.
+    fn peer(&self) -> h2pool::Peer {
+        match self {
+            Dest::Endpoint(addr) => h2pool::Peer::Addr(*addr),
+            Dest::External { host, port } => h2pool::Peer::Name {
+                host: host.strip_suffix('.').unwrap_or(host).to_owned(),
+                port: *port,
+            },
+        }
     }
 }
 
@@ -787,12 +805,20 @@ async fn proxy(
         };
         super::mirror::send(ctx, m, original);
     }
+    // HTTP/2 upstreams: the host an HTTP/1.1 upstream would get as `Host` goes as
+    // `:authority` instead, and no `Host` header (nginx's `grpc_pass`; RFC 9113 §8.3.1).
+    let authority = if protocol.is_http2() {
+        h2_headers(&mut headers)
+    } else {
+        None
+    };
     let mut template = Template {
         method: parts.method,
         path_and_query,
         headers,
         protocol,
         http10,
+        authority,
     };
     // A verified upstream certificate must name the Service (`name.namespace.svc`): endpoints
     // are dialled by IP. ExternalNames are verified against their own name.
@@ -810,10 +836,18 @@ async fn proxy(
         }
         _ => None,
     };
-    // Plain HTTP/1.1 to endpoint IPs takes this worker's own pool; TLS, HTTP/2 and
-    // ExternalName backends the legacy client (its connector resolves names and does TLS).
+    // Plain HTTP/1.1 to endpoint IPs takes this worker's own pool, HTTP/2 (endpoints and
+    // ExternalNames) its HTTP/2 pool; HTTPS and HTTP/1.1 ExternalName backends the legacy
+    // client (its connector resolves names and does TLS).
     let via = if protocol == Protocol::Http && external.is_none() {
         Via::Pool(&ctx.pool, connect_timeout, global.upstream_keepalive)
+    } else if protocol.is_http2() {
+        Via::H2(
+            &ctx.h2,
+            connect_timeout,
+            global.upstream_keepalive,
+            h2pool::Route::new(protocol, policy.upstream_tls.as_ref(), server_name),
+        )
     } else {
         Via::Client(Box::new(ctx.clients.get(
             protocol,
@@ -1077,6 +1111,13 @@ enum Via<'a> {
         std::time::Duration,
         crate::routing::UpstreamKeepalive,
     ),
+    /// This worker's HTTP/2 connections, with the connect timeout and the TLS settings.
+    H2(
+        &'a Arc<H2Pool>,
+        std::time::Duration,
+        crate::routing::UpstreamKeepalive,
+        h2pool::Route<'a>,
+    ),
     /// hyper-util's client for this protocol, connect timeout and verification (boxed: it
     /// is large, and this path is not the hot one).
     Client(Box<Upstream>),
@@ -1100,6 +1141,10 @@ async fn send(
                 .send(*addr, *connect_timeout, *keepalive, request)
                 .await
                 .map(|(response, checkin)| (response, Some(checkin))),
+            (Via::H2(pool, connect_timeout, keepalive, route), dest) => pool
+                .send(&dest.peer(), route, *connect_timeout, *keepalive, request)
+                .await
+                .map(|response| (response, None)),
             (Via::Client(client), _) => client
                 .request(request)
                 .await
@@ -1153,6 +1198,20 @@ async fn send(
     }
 }
 
+/// The headers of a request to an HTTP/2 upstream: `Host` taken out, to become the
+/// `:authority` (returned; `None` if it is not a valid authority, e.g. the empty host of an
+/// HTTP/1.0 request, and then the endpoint's address is used as before), and the request id
+/// marked sensitive so HPACK writes it as a never-indexed literal: a value new on every
+/// request would otherwise be inserted into the dynamic table and evict the values that
+/// repeat (docs/performance.md, "h2c-upstream").
+fn h2_headers(headers: &mut HeaderMap) -> Option<Authority> {
+    if let Some(id) = headers.get_mut(&headers::X_REQUEST_ID) {
+        id.set_sensitive(true);
+    }
+    let host = headers.remove(HOST)?;
+    Authority::try_from(host.as_bytes()).ok()
+}
+
 /// The request's `Content-Length`, when it has one that parses.
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
@@ -1190,6 +1249,9 @@ struct Template {
     protocol: Protocol,
     /// `proxy-http-version: "1.0"`.
     http10: bool,
+    /// HTTP/2 upstreams: the `:authority` (the `Host` an HTTP/1.1 upstream would get);
+    /// `None`: the endpoint's address (a request without a usable host).
+    authority: Option<Authority>,
 }
 
 impl Template {
@@ -1236,7 +1298,10 @@ impl Template {
             } else {
                 UriScheme::HTTP
             })
-            .authority(dest.authority()?)
+            .authority(match &self.authority {
+                Some(authority) => authority.clone(),
+                None => dest.authority()?,
+            })
             .path_and_query(self.path_and_query.clone())
             .build()
             .map_err(|_| ProxyError::BadRequest("unusable request target"))
