@@ -29,6 +29,8 @@ struct Record {
 struct Seen {
     connections: AtomicUsize,
     requests: Mutex<Vec<Record>>,
+    /// The SNI of each TLS connection, in accept order.
+    snis: Mutex<Vec<Option<String>>>,
 }
 
 impl Seen {
@@ -70,6 +72,8 @@ async fn h2_upstream(name: &'static str, behaviour: Behaviour) -> (SocketAddr, A
                         else {
                             return;
                         };
+                        let sni = tls.get_ref().1.server_name().map(str::to_owned);
+                        state.snis.lock().unwrap().push(sni);
                         serve(tls, conn_id, name, state, behaviour).await;
                     }
                     None => serve(stream, conn_id, name, state, behaviour).await,
@@ -170,17 +174,80 @@ async fn h2c_and_grpc_upstreams_get_the_routed_host_as_authority_and_no_host_hea
 
 /// A GRPCS server: TLS 1.2/1.3 with ALPN `h2` and a certificate for `backend.internal`.
 fn grpcs_server() -> Arc<rustls::ServerConfig> {
-    use rustls_pki_types::pem::PemObject;
     let cert = support::tls::cert(&["backend.internal"]);
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(cert.key.as_bytes()).unwrap();
+    grpcs_server_with(cert.der.clone(), &cert.key)
+}
+
+fn grpcs_server_with(
+    leaf: rustls_pki_types::CertificateDer<'static>,
+    key_pem: &str,
+) -> Arc<rustls::ServerConfig> {
+    use rustls_pki_types::pem::PemObject;
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
     let mut config = rustls::ServerConfig::builder_with_provider(portico::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
-        .with_single_cert(vec![cert.der.clone()], key)
+        .with_single_cert(vec![leaf], key)
         .unwrap();
     config.alpn_protocols = vec![b"h2".to_vec()];
     Arc::new(config)
+}
+
+/// A CA and a leaf it signed for `name`: (CA PEM, leaf DER, leaf key PEM).
+fn ca_and_leaf(name: &str) -> (String, rustls_pki_types::CertificateDer<'static>, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec![name.to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    (ca.pem(), leaf.der().clone(), leaf_key.serialize_pem())
+}
+
+#[tokio::test]
+async fn grpcs_verification_and_sni_by_service_name() {
+    // The support backends are Service default/svc.
+    let (ca_pem, leaf, key) = ca_and_leaf("svc.default.svc");
+    let (addr, seen) = h2_upstream(
+        "verified",
+        Behaviour {
+            tls: Some(grpcs_server_with(leaf, &key)),
+            ..Behaviour::default()
+        },
+    )
+    .await;
+    let proxy = Proxy::start().await;
+    let verified = |ca: &str| {
+        Arc::new(endpoints(&[addr]).with_policy(Arc::new(Policy {
+            protocol: Some(Protocol::Grpcs),
+            upstream_tls: Some(portico::routing::UpstreamTls {
+                ca_pem: ca.as_bytes().to_vec(),
+                secret: "default/ca".into(),
+                ..Default::default()
+            }),
+            ..Policy::default()
+        })))
+    };
+    publish_catch_all(&proxy.shared, verified(&ca_pem));
+    let response = get(proxy.addr, "grpc.example", "/v").await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_host(&seen.records()[0], "grpc.example", "https");
+    // Another CA: the handshake fails (502), and the verified connection is not reused for
+    // it: TLS settings are part of the pool key.
+    let (other_ca, _, _) = ca_and_leaf("svc.default.svc");
+    publish_catch_all(&proxy.shared, verified(&other_ca));
+    assert_eq!(get(proxy.addr, "grpc.example", "/v").await.status, 502);
+    assert_eq!(seen.records().len(), 1);
+    // Without verification the endpoint is dialled by IP: no SNI (as hyper-rustls did).
+    publish_catch_all(&proxy.shared, http2_backend(&[addr], Protocol::Grpcs, None));
+    assert_eq!(get(proxy.addr, "grpc.example", "/n").await.status, 200);
+    let snis = seen.snis.lock().unwrap().clone();
+    assert_eq!(snis.first(), Some(&Some("svc.default.svc".to_string())), "{snis:?}");
+    assert_eq!(snis.last(), Some(&None), "{snis:?}");
 }
 
 #[tokio::test]
