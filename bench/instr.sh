@@ -14,21 +14,24 @@
 #                  nginx serves a 65,536-byte file)
 #   h2c-upstream   as h1-keepalive to the proxy, cleartext HTTP/2 (prior knowledge) from the proxy
 #                  to the upstream: nginx `grpc_pass grpc://` (its only HTTP/2 upstream), Portico
-#                  `backend-protocol: H2C`. The upstream is HAProxy (one thread, `bind ... proto h2`,
-#                  `http-request return` of "ok\n"), not nginx: nginx 1.22 answers 400 "duplicate
-#                  host header" to Portico, which sends `Host` beside `:authority` (docs/performance.md).
-#                  HAProxy logs each request's HTTP version; the script prints the tally.
+#                  `backend-protocol: H2C`. The upstream is the upstream nginx (`listen ... http2`,
+#                  `return 200 "ok\n"`), or with H2_UPSTREAM=haproxy HAProxy (one thread, `bind ...
+#                  proto h2`, `http-request return` of "ok\n"; it logs each request's HTTP version and
+#                  the script prints the tally): Portico builds before branch `h2up` sent `Host`
+#                  beside `:authority`, which nginx 1.22 answers 400 (docs/performance.md), so
+#                  comparisons with those builds need HAProxy. Only 2xx answers count as served.
 #
 # Per request = (Ir of a run serving N requests - Ir of a run serving none) / requests that
 # succeeded. Kernel work is not in the figure: TOOL=strace counts system calls per request the
 # same way (strace -c -f, the "total" calls line) instead.
 #
 # usage: bench/instr.sh PORTICO_BINARY SCENARIO [REQUESTS]   (env: TOOL=callgrind|strace,
-#        PROXIES="nginx portico", PORT_BASE=9200, KEEP=1 keeps the work dir for callgrind_annotate)
+#        PROXIES="nginx portico", PORT_BASE=9200, KEEP=1 keeps the work dir for callgrind_annotate,
+#        H2_UPSTREAM=nginx|haproxy for h2c-upstream)
 # Needs (Debian): valgrind nginx-light (or nginx) nghttp2-client apache2-utils python3 openssl curl (haproxy for h2c-upstream)
 set -u
 bin=$(readlink -f "$1"); scenario=$2; n=${3:-4000}
-tool=${TOOL:-callgrind}; proxies=${PROXIES:-nginx portico}; p=${PORT_BASE:-9200}
+tool=${TOOL:-callgrind}; h2_upstream=${H2_UPSTREAM:-nginx}; proxies=${PROXIES:-nginx portico}; p=${PORT_BASE:-9200}
 case $scenario in h1-newconn|h1-keepalive|tls-keepalive|tls-resume|tls-full|h2-tls|h1-64k|h2c-upstream) ;;
   *) echo "unknown scenario $scenario" >&2; exit 2 ;; esac
 up=$((p + 1)); up2=$((p + 2)); ng_http=$((p + 11)); ng_https=$((p + 12)); po_http=$((p + 21)); po_https=$((p + 22)); po_admin=$((p + 23))
@@ -57,10 +60,12 @@ http {
   keepalive_requests 1000000;
   server { listen 127.0.0.1:$up reuseport backlog=4096; location / { return 200 "ok\n"; }
     location = /api/64k { default_type application/octet-stream; alias $w/www/64k; } }
+  server { listen 127.0.0.1:$up2 http2; location / { return 200 "ok\n"; } }
 }
 CONF
+[ $h2_upstream = haproxy ] && sed -i '/listen 127.0.0.1:'$up2' http2/d' "$w/upstream.conf"
 nginx -c "$w/upstream.conf" -p "$w" 2>/dev/null
-if [ $scenario = h2c-upstream ]; then
+if [ $scenario = h2c-upstream ] && [ $h2_upstream = haproxy ]; then
   cat > "$w/h2up.cfg" <<CONF
 global
   nbthread 1
@@ -212,7 +217,7 @@ for name in $proxies; do
   read full reqs < <(run $name $hport $sport "$n" $cmd)
   per=$(python3 -c "print(round(($full-$base)/max($reqs,1), 1 if \"$tool\" == \"strace\" else None))")
   echo "$scenario $name: $per $unit per request (base $base, with $reqs requests $full)"
-  if [ $scenario = h2c-upstream ]; then
+  if [ $scenario = h2c-upstream ] && [ $h2_upstream = haproxy ]; then
     echo "$scenario $name: upstream log so far: $(sort "$w/upstream-h2.log" 2>/dev/null | uniq -c | tr -s ' \n' ' ')"
   fi
   eval "per_$name=$per"

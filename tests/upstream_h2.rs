@@ -120,7 +120,11 @@ where
     }
 }
 
-fn http2_backend(addrs: &[SocketAddr], protocol: Protocol, vhost: Option<&'static str>) -> Arc<Backend> {
+fn http2_backend(
+    addrs: &[SocketAddr],
+    protocol: Protocol,
+    vhost: Option<&'static str>,
+) -> Arc<Backend> {
     let backend = endpoints(addrs);
     Arc::new(backend.with_policy(Arc::new(Policy {
         protocol: Some(protocol),
@@ -141,7 +145,10 @@ async fn get(addr: SocketAddr, host: &str, path: &str) -> RawResponse {
 /// Asserts the upstream got exactly one host, as `:authority`, and the right `:scheme`.
 fn assert_host(record: &Record, authority: &str, scheme: &str) {
     assert_eq!(record.authority.as_deref(), Some(authority), "{record:?}");
-    assert!(record.hosts.is_empty(), "Host header sent beside :authority: {record:?}");
+    assert!(
+        record.hosts.is_empty(),
+        "Host header sent beside :authority: {record:?}"
+    );
     assert_eq!(record.scheme.as_deref(), Some(scheme), "{record:?}");
 }
 
@@ -246,7 +253,11 @@ async fn grpcs_verification_and_sni_by_service_name() {
     publish_catch_all(&proxy.shared, http2_backend(&[addr], Protocol::Grpcs, None));
     assert_eq!(get(proxy.addr, "grpc.example", "/n").await.status, 200);
     let snis = seen.snis.lock().unwrap().clone();
-    assert_eq!(snis.first(), Some(&Some("svc.default.svc".to_string())), "{snis:?}");
+    assert_eq!(
+        snis.first(),
+        Some(&Some("svc.default.svc".to_string())),
+        "{snis:?}"
+    );
     assert_eq!(snis.last(), Some(&None), "{snis:?}");
 }
 
@@ -290,7 +301,11 @@ async fn two_endpoints_of_one_backend_never_share_a_connection() {
     }
     // Round-robin: each endpoint answered half, over one connection of its own (a shared
     // connection would have sent all of them to whichever endpoint it was opened to).
-    assert_eq!(answers.iter().filter(|t| *t == "a").count(), 4, "{answers:?}");
+    assert_eq!(
+        answers.iter().filter(|t| *t == "a").count(),
+        4,
+        "{answers:?}"
+    );
     assert_eq!(seen_a.records().len(), 4);
     assert_eq!(seen_b.records().len(), 4);
     assert_eq!(seen_a.connections.load(Ordering::SeqCst), 1);

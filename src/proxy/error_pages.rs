@@ -285,6 +285,32 @@ pub(super) async fn answer(
                 .send(addr, opts.connect_timeout, keepalive, request)
                 .await
                 .map(|(response, checkin)| (response, Some(checkin)))
+        } else if protocol.is_http2() {
+            // As service.rs does for HTTP/2 upstreams: the Host as `:authority`, no `Host`.
+            let placeholder = Uri::from(target.clone());
+            let mut request =
+                intercept.error_request(status, placeholder, protocol, trusted_proxies);
+            let host = request.headers_mut().remove(HOST);
+            let authority = host
+                .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
+                .map_or_else(|| addr.to_string(), |a| a.as_str().to_owned());
+            *request.uri_mut() = Uri::builder()
+                .scheme(if protocol.is_tls() { "https" } else { "http" })
+                .authority(authority)
+                .path_and_query(target)
+                .build()
+                .map_err(|_| ProxyError::BadRequest("unusable backend address"))?;
+            let route = super::h2pool::Route::new(protocol, None, None);
+            ctx.h2
+                .send(
+                    &super::h2pool::Peer::Addr(addr),
+                    &route,
+                    opts.connect_timeout,
+                    keepalive,
+                    request,
+                )
+                .await
+                .map(|response| (response, None))
         } else {
             let uri = Uri::builder()
                 .scheme(if protocol.is_tls() { "https" } else { "http" })
