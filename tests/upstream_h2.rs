@@ -398,3 +398,39 @@ async fn a_refused_endpoint_is_retried_and_externalnames_to_local_addresses_refu
     assert_eq!(get(proxy.addr, "x", "/").await.status, 503);
     assert_eq!(seen.records().len(), 4);
 }
+
+/// `custom-http-errors` answered by an HTTP/2 error backend (`default-backend` to a Service
+/// whose port says `appProtocol: kubernetes.io/h2c`): the same `:authority` rule.
+#[tokio::test]
+async fn an_http2_error_backend_gets_the_host_as_authority() {
+    let (errors, seen) = h2_upstream("error page", Behaviour::default()).await;
+    let down = closed_port().await;
+    let service = |name: &str, addr: SocketAddr, app_protocol: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: web}}\n\
+             spec: {{ports: [{{name: p, port: 80{app_protocol}}}]}}\n---\n\
+             apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+             metadata: {{name: {name}-1, namespace: web, labels: {{kubernetes.io/service-name: {name}}}}}\n\
+             addressType: IPv4\nports: [{{name: p, port: {}}}]\n\
+             endpoints: [{{addresses: [\"{}\"]}}]\n---\n",
+            addr.port(),
+            addr.ip()
+        )
+    };
+    let yaml = service("down", down, "")
+        + &service("errs", errors, ", appProtocol: kubernetes.io/h2c")
+        + "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: down\n  namespace: web\n  annotations:\n    kubernetes.io/ingress.class: portico\n    nginx.ingress.kubernetes.io/custom-http-errors: \"502\"\n    nginx.ingress.kubernetes.io/default-backend: errs\nspec:\n  rules:\n  - host: down.example\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: down, port: {number: 80}}}}\n";
+    let translation = support::translate_documents(
+        &[yaml],
+        &portico::translate::Options {
+            annotation_class: "portico".into(),
+            ..portico::translate::Options::default()
+        },
+    );
+    let proxy = Proxy::start().await;
+    proxy.publish_translation(translation);
+    let response = get(proxy.addr, "down.example", "/x").await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.text(), "error page");
+    assert_host(&seen.records()[0], "down.example", "http");
+}
