@@ -257,10 +257,10 @@ impl H2Pool {
             let slot = self.slot(&key, stale.as_ref());
             let made = slot
                 .get_or_init(|| async {
-                    let tls = match &route.tls {
-                        Some(id) => Some((self.tls_config(route), id.server_name.clone())),
-                        None => None,
-                    };
+                    let tls = route
+                        .tls
+                        .as_ref()
+                        .map(|id| (self.tls_config(route), id.server_name.clone()));
                     connect(peer, tls, connect_timeout).await
                 })
                 .await;
