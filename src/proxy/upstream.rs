@@ -1,6 +1,7 @@
 //! Upstream side: pooled keep-alive clients (hyper-util's legacy `Client` over an
-//! `HttpConnector`, wrapped by hyper-rustls for HTTPS/GRPCS backends), one per protocol and
-//! connect timeout; a resolver for ExternalName hosts that refuses local addresses (spec §4.5),
+//! `HttpConnector`, wrapped by hyper-rustls for HTTPS backends) for HTTPS and HTTP/1.1
+//! ExternalName backends, external auth and mirrors, one per protocol and connect timeout
+//! (HTTP/2 backends use `h2pool`, plain HTTP/1.1 endpoints `pool`); a resolver for ExternalName hosts that refuses local addresses (spec §4.5),
 //! and a request body that can be handed to another attempt after a connect failure (spec §4.4).
 
 use std::collections::HashMap;
@@ -43,7 +44,7 @@ struct Key {
 }
 
 /// The upstream clients of one listener, created on first use. A client per protocol is
-/// needed anyway (HTTP/1.1 vs HTTP/2 prior knowledge, TLS or not); a per-Ingress connect
+/// needed anyway (TLS or not); a per-Ingress connect
 /// timeout gets its own pool too, since hyper-util applies it in the connector. Read without
 /// locks; copied when a new combination appears, which configuration, not traffic, causes.
 pub struct Clients {
@@ -113,24 +114,14 @@ fn build(key: &Key, idle_timeout: Duration, verify: Option<&UpstreamTls>) -> Ups
     {
         https = https.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
     }
-    let https = if key.protocol.is_http2() {
-        https.enable_http2().wrap_connector(connector)
-    } else {
-        https.enable_http1().wrap_connector(connector)
-    };
+    // HTTP/2 backends (H2C, GRPC, GRPCS) never come here: they go through `h2pool`.
+    let https = https.enable_http1().wrap_connector(connector);
     let mut builder = Client::builder(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(idle_timeout)
         .set_host(false);
-    if key.protocol.is_http2() {
-        // gRPC streams live long; keep-alive pings notice a dead peer.
-        builder
-            .http2_only(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .http2_keep_alive_timeout(Duration::from_secs(20));
-    }
     builder.build(https)
 }
 
