@@ -284,7 +284,6 @@ pub(super) async fn answer(
             ctx.pool
                 .send(addr, opts.connect_timeout, keepalive, request)
                 .await
-                .map(|(response, checkin)| (response, Some(checkin)))
         } else {
             let uri = Uri::builder()
                 .scheme(if protocol.is_tls() { "https" } else { "http" })
@@ -297,7 +296,7 @@ pub(super) async fn answer(
             client
                 .request(request)
                 .await
-                .map(|response| (response, None))
+                .map(|response| (response.map(super::pool::UpBody::Hyper), None))
                 .map_err(ProxyError::from_client)
         }
     };

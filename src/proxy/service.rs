@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use super::error::{date_now, response_version, ProxyError};
 use super::headers::{self, Forwarded};
 use super::observe::{Arrival, Pending, Seen};
-use super::pool::{Checkin, Pool};
+use super::pool::{Checkin, Pool, UpBody};
 use super::upstream::{self, Clients, RetryBody, Upstream};
 use super::{
     affinity, cors, custom_headers, error_pages, ext_auth, limits, redirect, response_rewrite,
@@ -1093,17 +1093,17 @@ async fn send(
     sent: Arc<super::upstream::Progress>,
     response_timeout: std::time::Duration,
     send_timeout: Option<std::time::Duration>,
-) -> Result<(Response<Incoming>, Option<Checkin>), ProxyError> {
+) -> Result<(Response<UpBody>, Option<Checkin>), ProxyError> {
     let response = async {
         match (via, dest) {
-            (Via::Pool(pool, connect_timeout, keepalive), Dest::Endpoint(addr)) => pool
-                .send(*addr, *connect_timeout, *keepalive, request)
-                .await
-                .map(|(response, checkin)| (response, Some(checkin))),
+            (Via::Pool(pool, connect_timeout, keepalive), Dest::Endpoint(addr)) => {
+                pool.send(*addr, *connect_timeout, *keepalive, request)
+                    .await
+            }
             (Via::Client(client), _) => client
                 .request(request)
                 .await
-                .map(|response| (response, None))
+                .map(|response| (response.map(UpBody::Hyper), None))
                 .map_err(ProxyError::from_client),
             // `Via::Pool` is chosen only for endpoint backends.
             (Via::Pool(..), Dest::External { .. }) => {
