@@ -52,6 +52,16 @@ impl Conn {
             head: Vec::new(),
         }
     }
+
+    /// Whether an idle connection is still open with nothing unasked-for on it. A
+    /// non-blocking read: when the socket has signalled nothing since the last read found it
+    /// empty, tokio answers without a system call; else the `read(2)` finds EOF (the upstream
+    /// closed it while idle), stray bytes, or nothing, and then the response's first read
+    /// waits for readiness instead of trying first, so the count of reads stays the same.
+    pub fn idle_and_open(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
 }
 
 /// Why an exchange failed.
@@ -157,7 +167,8 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, 
             return Err(Error::HeadTooLarge);
         }
         let code = response.code.unwrap_or(0);
-        let status = StatusCode::from_u16(code).map_err(|_| Error::Framing("invalid status code"))?;
+        let status =
+            StatusCode::from_u16(code).map_err(|_| Error::Framing("invalid status code"))?;
         if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
             // hyper drops 1xx heads (100 Continue, 103 Early Hints) and reads on.
             let _ = buf.split_to(len);
@@ -272,9 +283,7 @@ fn parse_length(raw: &[u8]) -> Result<u64, Error> {
         if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
             return Err(Error::Framing("invalid Content-Length"));
         }
-        let n = part
-            .iter()
-            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+        let n = part.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
         if found.is_some_and(|f| f != n) {
             return Err(Error::Framing("differing Content-Length values"));
         }
@@ -396,113 +405,9 @@ impl Body {
     }
 
     fn decode(&mut self) -> Result<Step, Error> {
-        let Some(conn) = self.conn.as_mut() else {
-            return Ok(Step::End);
-        };
-        let buf = &mut conn.buf;
-        loop {
-            match &mut self.framing {
-                Framing::Done => return Ok(Step::End),
-                Framing::Length(left) => {
-                    if buf.is_empty() {
-                        return Ok(Step::More);
-                    }
-                    let take = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
-                    *left -= take as u64;
-                    if *left == 0 {
-                        self.framing = Framing::Done;
-                    }
-                    return Ok(Step::Data(buf.split_to(take).freeze()));
-                }
-                Framing::Close => {
-                    if buf.is_empty() {
-                        return Ok(Step::More);
-                    }
-                    return Ok(Step::Data(buf.split().freeze()));
-                }
-                Framing::Chunked(chunk) => match chunk {
-                    Chunk::Size => {
-                        if !buf.first().is_some_and(u8::is_ascii_hexdigit) {
-                            if buf.is_empty() {
-                                return Ok(Step::More);
-                            }
-                            return Err(Error::Framing("invalid chunk size"));
-                        }
-                        match httparse::parse_chunk_size(buf) {
-                            Ok(httparse::Status::Complete((used, size))) => {
-                                let _ = buf.split_to(used);
-                                *chunk = if size == 0 {
-                                    Chunk::Trailers
-                                } else {
-                                    Chunk::Data(size)
-                                };
-                            }
-                            Ok(httparse::Status::Partial) => {
-                                if buf.len() > MAX_CHUNK_LINE {
-                                    return Err(Error::Framing("chunk size line too long"));
-                                }
-                                return Ok(Step::More);
-                            }
-                            Err(_) => return Err(Error::Framing("invalid chunk size")),
-                        }
-                    }
-                    Chunk::Data(left) => {
-                        if buf.is_empty() {
-                            return Ok(Step::More);
-                        }
-                        let take = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
-                        *left -= take as u64;
-                        if *left == 0 {
-                            *chunk = Chunk::DataEnd;
-                        }
-                        return Ok(Step::Data(buf.split_to(take).freeze()));
-                    }
-                    Chunk::DataEnd => {
-                        if buf.len() < 2 {
-                            if buf.first().is_some_and(|&b| b != b'\r') {
-                                return Err(Error::Framing("chunk data not ended by CRLF"));
-                            }
-                            return Ok(Step::More);
-                        }
-                        if &buf[..2] != b"\r\n" {
-                            return Err(Error::Framing("chunk data not ended by CRLF"));
-                        }
-                        let _ = buf.split_to(2);
-                        *chunk = Chunk::Size;
-                    }
-                    Chunk::Trailers => {
-                        if buf.starts_with(b"\r\n") {
-                            let _ = buf.split_to(2);
-                            self.framing = Framing::Done;
-                            return Ok(Step::End);
-                        }
-                        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                        let trailers = match httparse::parse_headers(buf, &mut fields) {
-                            Ok(httparse::Status::Complete((used, fields))) => {
-                                let mut map = HeaderMap::with_capacity(fields.len());
-                                for field in fields {
-                                    let name = HeaderName::from_bytes(field.name.as_bytes())
-                                        .map_err(|_| Error::Framing("invalid trailer name"))?;
-                                    let value = HeaderValue::from_bytes(field.value)
-                                        .map_err(|_| Error::Framing("invalid trailer value"))?;
-                                    map.append(name, value);
-                                }
-                                let _ = buf.split_to(used);
-                                map
-                            }
-                            Ok(httparse::Status::Partial) => {
-                                if buf.len() > MAX_HEAD {
-                                    return Err(Error::Framing("trailers too large"));
-                                }
-                                return Ok(Step::More);
-                            }
-                            Err(e) => return Err(Error::Parse(e)),
-                        };
-                        self.framing = Framing::Done;
-                        return Ok(Step::Trailers(trailers));
-                    }
-                },
-            }
+        match self.conn.as_mut() {
+            Some(conn) => decode(&mut self.framing, &mut conn.buf),
+            None => Ok(Step::End),
         }
     }
 
@@ -584,6 +489,114 @@ impl http_body::Body for Body {
             Framing::Done => SizeHint::with_exact(0),
             Framing::Length(left) => SizeHint::with_exact(left),
             _ => SizeHint::default(),
+        }
+    }
+}
+
+/// Takes the next piece of a body framed by `framing` out of `buf`.
+fn decode(framing: &mut Framing, buf: &mut BytesMut) -> Result<Step, Error> {
+    loop {
+        match framing {
+            Framing::Done => return Ok(Step::End),
+            Framing::Length(left) => {
+                if buf.is_empty() {
+                    return Ok(Step::More);
+                }
+                let take = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+                *left -= take as u64;
+                if *left == 0 {
+                    *framing = Framing::Done;
+                }
+                return Ok(Step::Data(buf.split_to(take).freeze()));
+            }
+            Framing::Close => {
+                if buf.is_empty() {
+                    return Ok(Step::More);
+                }
+                return Ok(Step::Data(buf.split().freeze()));
+            }
+            Framing::Chunked(chunk) => match chunk {
+                Chunk::Size => {
+                    if !buf.first().is_some_and(u8::is_ascii_hexdigit) {
+                        if buf.is_empty() {
+                            return Ok(Step::More);
+                        }
+                        return Err(Error::Framing("invalid chunk size"));
+                    }
+                    match httparse::parse_chunk_size(buf) {
+                        Ok(httparse::Status::Complete((used, size))) => {
+                            let _ = buf.split_to(used);
+                            *chunk = if size == 0 {
+                                Chunk::Trailers
+                            } else {
+                                Chunk::Data(size)
+                            };
+                        }
+                        Ok(httparse::Status::Partial) => {
+                            if buf.len() > MAX_CHUNK_LINE {
+                                return Err(Error::Framing("chunk size line too long"));
+                            }
+                            return Ok(Step::More);
+                        }
+                        Err(_) => return Err(Error::Framing("invalid chunk size")),
+                    }
+                }
+                Chunk::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(Step::More);
+                    }
+                    let take = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+                    *left -= take as u64;
+                    if *left == 0 {
+                        *chunk = Chunk::DataEnd;
+                    }
+                    return Ok(Step::Data(buf.split_to(take).freeze()));
+                }
+                Chunk::DataEnd => {
+                    if buf.len() < 2 {
+                        if buf.first().is_some_and(|&b| b != b'\r') {
+                            return Err(Error::Framing("chunk data not ended by CRLF"));
+                        }
+                        return Ok(Step::More);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(Error::Framing("chunk data not ended by CRLF"));
+                    }
+                    let _ = buf.split_to(2);
+                    *chunk = Chunk::Size;
+                }
+                Chunk::Trailers => {
+                    if buf.starts_with(b"\r\n") {
+                        let _ = buf.split_to(2);
+                        *framing = Framing::Done;
+                        return Ok(Step::End);
+                    }
+                    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                    let trailers = match httparse::parse_headers(buf, &mut fields) {
+                        Ok(httparse::Status::Complete((used, fields))) => {
+                            let mut map = HeaderMap::with_capacity(fields.len());
+                            for field in fields {
+                                let name = HeaderName::from_bytes(field.name.as_bytes())
+                                    .map_err(|_| Error::Framing("invalid trailer name"))?;
+                                let value = HeaderValue::from_bytes(field.value)
+                                    .map_err(|_| Error::Framing("invalid trailer value"))?;
+                                map.append(name, value);
+                            }
+                            let _ = buf.split_to(used);
+                            map
+                        }
+                        Ok(httparse::Status::Partial) => {
+                            if buf.len() > MAX_HEAD {
+                                return Err(Error::Framing("trailers too large"));
+                            }
+                            return Ok(Step::More);
+                        }
+                        Err(e) => return Err(Error::Parse(e)),
+                    };
+                    *framing = Framing::Done;
+                    return Ok(Step::Trailers(trailers));
+                }
+            },
         }
     }
 }

@@ -251,17 +251,16 @@ impl Pool {
         }
     }
 
-    /// The most recently used idle own-client connection to `addr` not expired.
+    /// The most recently used idle own-client connection to `addr` that is not expired and
+    /// not closed by the upstream.
     fn checkout_own(&self, addr: SocketAddr) -> Option<(Conn, u32)> {
         let timeout = self.idle_timeout();
-        let mut idle = self.lock_own();
-        let list = idle.get_mut(&addr)?;
-        while let Some(entry) = list.pop() {
-            if entry.since.elapsed() < timeout {
+        loop {
+            let entry = self.lock_own().get_mut(&addr)?.pop()?;
+            if entry.since.elapsed() < timeout && entry.conn.idle_and_open() {
                 return Some((entry.conn, entry.served));
             }
         }
-        None
     }
 
     /// [`Pool::checkin`] for the own client's connections.
