@@ -42,7 +42,13 @@ pub(crate) struct Conn {
     buf: BytesMut,
     /// The request head being written (its allocation is kept for the next request).
     head: Vec<u8>,
+    /// Where the response head's fields sit, while it is turned into a `HeaderMap` (kept
+    /// too: a 100-slot array on the stack cost a 3 KiB memset per response).
+    fields: Vec<Field>,
 }
+
+/// A header field's name and value as byte ranges of the response head.
+type Field = (usize, usize, usize, usize);
 
 impl Conn {
     pub fn new(stream: TcpStream) -> Self {
@@ -50,6 +56,7 @@ impl Conn {
             stream,
             buf: BytesMut::new(),
             head: Vec::new(),
+            fields: Vec::new(),
         }
     }
 
@@ -148,7 +155,11 @@ struct Parsed {
 
 /// Parses one response head at the start of `buf`, taking it out of `buf`. `Ok(None)`: not
 /// complete yet. Informational (1xx other than 101) heads are consumed and skipped.
-fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, Error> {
+fn parse_head(
+    buf: &mut BytesMut,
+    fields: &mut Vec<Field>,
+    head_request: bool,
+) -> Result<Option<Parsed>, Error> {
     loop {
         // Uninitialised slots, as hyper's parser uses: no 100-field fill per attempt.
         let mut headers = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
@@ -187,18 +198,18 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, 
         };
         // Where each field sits in `buf`, so the head can be frozen and shared.
         let base = buf.as_ptr() as usize;
-        let mut fields = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
-        let count = response.headers.len();
-        for (field, header) in fields.iter_mut().zip(response.headers.iter()) {
+        fields.clear();
+        for header in response.headers.iter() {
             let name = header.name.as_ptr() as usize - base;
             let value = header.value.as_ptr() as usize - base;
-            *field = (
+            fields.push((
                 name,
                 name + header.name.len(),
                 value,
                 value + header.value.len(),
-            );
+            ));
         }
+        let count = fields.len();
         let head = buf.split_to(len).freeze();
         let mut map = HeaderMap::with_capacity(count);
         let mut length: Option<u64> = None;
@@ -206,7 +217,7 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Parsed>, 
         let mut chunked = false;
         let mut close = false;
         let mut keep_alive = false;
-        for &(ns, ne, vs, ve) in &fields[..count] {
+        for &(ns, ne, vs, ve) in fields.iter() {
             let name = HeaderName::from_bytes(&head[ns..ne])
                 .map_err(|_| Error::Framing("invalid header name"))?;
             let raw = &head[vs..ve];
@@ -321,7 +332,7 @@ pub(crate) async fn send(
     let mut received = !conn.buf.is_empty();
     loop {
         if !conn.buf.is_empty() {
-            match parse_head(&mut conn.buf, head_request) {
+            match parse_head(&mut conn.buf, &mut conn.fields, head_request) {
                 Ok(Some(parsed)) => {
                     let body = Body {
                         conn: Some(conn),

@@ -2,7 +2,7 @@ use super::*;
 
 fn parse(bytes: &[u8], head_request: bool) -> Result<Option<Parsed>, Error> {
     let mut buf = BytesMut::from(bytes);
-    parse_head(&mut buf, head_request)
+    parse_head(&mut buf, &mut Vec::new(), head_request)
 }
 
 fn parsed(bytes: &[u8]) -> Parsed {
@@ -226,13 +226,17 @@ fn informational_heads_are_skipped() {
     let mut buf = BytesMut::from(
         &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"[..],
     );
-    let p = parse_head(&mut buf, false).unwrap().unwrap();
+    let p = parse_head(&mut buf, &mut Vec::new(), false)
+        .unwrap()
+        .unwrap();
     assert_eq!(p.parts.status, 200);
     assert!(!p.parts.headers.contains_key("link"));
     assert_eq!(&buf[..], b"ok");
     // A lone 1xx is consumed and the final head awaited.
     let mut buf = BytesMut::from(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]);
-    assert!(parse_head(&mut buf, false).unwrap().is_none());
+    assert!(parse_head(&mut buf, &mut Vec::new(), false)
+        .unwrap()
+        .is_none());
     assert!(buf.is_empty());
 }
 
