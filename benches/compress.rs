@@ -111,7 +111,7 @@ fn json() -> Vec<u8> {
 }
 
 fn body(corpus: &Bytes) -> ProxyBody {
-    let frames: Vec<Result<Frame<Bytes>, hyper::Error>> = (0..corpus.len())
+    let frames: Vec<Result<Frame<Bytes>, portico::proxy::BodyError>> = (0..corpus.len())
         .step_by(FRAME)
         .map(|start| {
             Ok(Frame::data(

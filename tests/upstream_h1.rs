@@ -205,3 +205,174 @@ async fn concurrent_requests_each_get_their_own_answer() {
     // Pooled: never more upstream connections than concurrent clients.
     assert!(accepted.load(Ordering::SeqCst) <= 8);
 }
+
+// The own client (`proxy/h1client.rs`) takes bodiless requests: the framings it must read
+// like hyper did.
+
+#[tokio::test]
+async fn informational_heads_before_the_answer_are_skipped() {
+    fn answer(_: &str) -> (Vec<u8>, Then) {
+        (
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n\
+              HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                .to_vec(),
+            Then::KeepOpen,
+        )
+    }
+    let (_proxy, mut conn, accepted) = through(answer).await;
+    for response in get_rounds(&mut conn, 3, "ok").await {
+        assert_eq!(response.header("link"), None);
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn chunked_trailers_and_extensions_keep_the_connection() {
+    fn answer(_: &str) -> (Vec<u8>, Then) {
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5;name=value\r\nhello\r\n7\r\n, world\r\n0\r\nX-Checksum: 1\r\n\r\n"
+                .to_vec(),
+            Then::KeepOpen,
+        )
+    }
+    let (_proxy, mut conn, accepted) = through(answer).await;
+    get_rounds(&mut conn, 3, "hello, world").await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_body_without_framing_is_read_until_close_and_not_reused() {
+    fn answer(_: &str) -> (Vec<u8>, Then) {
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end".to_vec(),
+            Then::Close,
+        )
+    }
+    let (_proxy, mut conn, accepted) = through(answer).await;
+    get_rounds(&mut conn, 3, "until the end").await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn an_http10_answer_without_keep_alive_is_not_reused() {
+    fn answer(_: &str) -> (Vec<u8>, Then) {
+        // The upstream leaves its side open: the proxy must still not send another request.
+        (
+            b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            Then::KeepOpen,
+        )
+    }
+    let (_proxy, mut conn, accepted) = through(answer).await;
+    get_rounds(&mut conn, 3, "ok").await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn differing_content_lengths_are_a_bad_gateway_and_the_next_request_works() {
+    fn answer(head: &str) -> (Vec<u8>, Then) {
+        if head.starts_with("GET /bad") {
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok!".to_vec(),
+                Then::KeepOpen,
+            )
+        } else {
+            keep_alive_ok(head)
+        }
+    }
+    let (_proxy, mut conn, accepted) = through(answer).await;
+    conn.send(b"GET /bad HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(conn.response().await.status, 502);
+    get_rounds(&mut conn, 2, "ok").await;
+    // The connection that carried the bad answer is never used again.
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_bad_chunk_size_aborts_the_client_response() {
+    fn answer(head: &str) -> (Vec<u8>, Then) {
+        if head.starts_with("GET /bad") {
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nmore\r\n0\r\n\r\n"
+                    .to_vec(),
+                Then::KeepOpen,
+            )
+        } else {
+            keep_alive_ok(head)
+        }
+    }
+    let (proxy, mut conn, accepted) = through(answer).await;
+    conn.send(b"GET /bad HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut seen = Vec::new();
+    tokio::time::timeout(BOUND, conn.reader.read_to_end(&mut seen))
+        .await
+        .expect("the client connection ends within the bound")
+        .ok();
+    let seen = String::from_utf8_lossy(&seen);
+    // Never a complete chunked body (its last chunk) and never the bytes after the bad size.
+    assert!(!seen.contains("0\r\n\r\n"), "{seen}");
+    assert!(!seen.contains("more"), "{seen}");
+    let response = proxy.get("x", "/").await;
+    assert_eq!(response.text(), "ok");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+/// An upstream that, on its second request overall, closes the connection without answering
+/// (a keep-alive connection it dropped just as the request came); other requests get `ok`.
+fn answer_second_closes(head: &str, count: &AtomicUsize) -> (Vec<u8>, Then) {
+    if count.fetch_add(1, Ordering::SeqCst) == 1 {
+        (Vec::new(), Then::Close)
+    } else {
+        keep_alive_ok(head)
+    }
+}
+
+#[tokio::test]
+async fn an_idempotent_request_the_pooled_connection_lost_is_resent_once() {
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    fn answer(head: &str) -> (Vec<u8>, Then) {
+        answer_second_closes(head, &COUNT)
+    }
+    let (_proxy, mut conn, accepted) = through(answer).await;
+    get_rounds(&mut conn, 3, "ok").await;
+    assert_eq!(COUNT.load(Ordering::SeqCst), 4, "the lost GET went twice");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_post_the_pooled_connection_lost_is_not_resent() {
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    fn answer(head: &str) -> (Vec<u8>, Then) {
+        answer_second_closes(head, &COUNT)
+    }
+    let (_proxy, mut conn, accepted) = through(answer).await;
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            .await;
+        statuses.push(conn.response().await.status);
+    }
+    // The upstream may have acted on it: 502, as nginx answers, never a second copy.
+    assert_eq!(statuses, [200, 502, 200]);
+    assert_eq!(COUNT.load(Ordering::SeqCst), 3);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_bodiless_post_after_the_upstream_closed_idle_gets_a_new_connection() {
+    fn answer(_: &str) -> (Vec<u8>, Then) {
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            Then::CloseAfter(Duration::from_millis(20)),
+        )
+    }
+    let (_proxy, mut conn, accepted) = through(answer).await;
+    for round in 1..=3 {
+        conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            .await;
+        let response = conn.response().await;
+        assert_eq!(response.status, 200, "round {round}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}

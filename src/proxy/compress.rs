@@ -370,19 +370,19 @@ impl Compress {
         }
     }
 
-    fn data(out: Vec<u8>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn data(out: Vec<u8>) -> Poll<Option<Result<Frame<Bytes>, super::BodyError>>> {
         Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))))
     }
 }
 
 impl Body for Compress {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = super::BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, super::BodyError>>> {
         let this = self.get_mut();
         loop {
             if this.done {
@@ -455,7 +455,7 @@ impl Body for Compress {
 }
 
 impl Compress {
-    fn finish(&mut self) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn finish(&mut self) -> Poll<Option<Result<Frame<Bytes>, super::BodyError>>> {
         self.done = true;
         let Some(mut encoder) = self.encoder.take() else {
             return Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))));

@@ -284,7 +284,6 @@ pub(super) async fn answer(
             ctx.pool
                 .send(addr, opts.connect_timeout, keepalive, request)
                 .await
-                .map(|(response, checkin)| (response, Some(checkin)))
         } else if protocol.is_http2() {
             // As service.rs does for HTTP/2 upstreams: the Host as `:authority`, no `Host`.
             let placeholder = Uri::from(target.clone());
@@ -310,7 +309,7 @@ pub(super) async fn answer(
                     request,
                 )
                 .await
-                .map(|response| (response, None))
+                .map(|response| (response.map(super::pool::UpBody::Hyper), None))
         } else {
             let uri = Uri::builder()
                 .scheme(if protocol.is_tls() { "https" } else { "http" })
@@ -323,7 +322,7 @@ pub(super) async fn answer(
             client
                 .request(request)
                 .await
-                .map(|response| (response, None))
+                .map(|response| (response.map(super::pool::UpBody::Hyper), None))
                 .map_err(ProxyError::from_client)
         }
     };

@@ -352,12 +352,12 @@ impl Throttled {
 
 impl Body for Throttled {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = super::BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, super::BodyError>>> {
         let this = &mut *self;
         loop {
             if let Some(sleep) = this.sleep.as_mut() {
@@ -543,7 +543,7 @@ mod tests {
             bytes_per_second: 1024,
             after: 2048,
         };
-        let chunks: Vec<Result<Frame<Bytes>, hyper::Error>> = (0..5)
+        let chunks: Vec<Result<Frame<Bytes>, crate::proxy::BodyError>> = (0..5)
             .map(|_| Ok(Frame::data(Bytes::from(vec![b'x'; 2048]))))
             .collect();
         let inner = http_body_util::StreamBody::new(futures_util::stream::iter(chunks)).boxed();

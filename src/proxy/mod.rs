@@ -22,6 +22,7 @@ mod error;
 mod error_pages;
 mod ext_auth;
 mod global;
+mod h1client;
 mod h2pool;
 mod headers;
 pub mod limits;
@@ -59,7 +60,11 @@ pub use redirect::{is_acme_challenge, location as redirect_location, RedirectSet
 pub use server::{serve, serve_tls, TlsListener};
 
 /// The body type of every response the proxy writes to clients.
-pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+pub type ProxyBody = BoxBody<Bytes, BodyError>;
+
+/// A response body's error: hyper's, or the own upstream client's (`h1client.rs`). Either
+/// way the client's response is aborted.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The scheme clients used to reach this listener; becomes `X-Forwarded-Proto` (spec §6.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

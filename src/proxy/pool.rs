@@ -19,6 +19,13 @@
 //! `upstream-keepalive-timeout`, `-connections` and `-requests` (passed with each request, from
 //! the published `Global`) override the timeout, cap the idle connections per endpoint and the
 //! requests per connection.
+//!
+//! A request without a body (the common case: GET, HEAD) that asks for no upgrade goes
+//! through Portico's own HTTP/1.1 client instead (`h1client.rs`): its idle connections are
+//! bare `TcpStream`s in a second map, and its response body reads the socket from the
+//! request's task and puts the connection back itself ([`Home`]). Requests with a body and
+//! upgrades keep hyper's client connections (a connection task each, `SendRequest`s here).
+//! The ConfigMap's per-endpoint idle limit applies to each map.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -36,6 +43,7 @@ use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
 use super::error::ProxyError;
+use super::h1client::{self, Conn};
 use super::upstream::RetryBody;
 use crate::routing::UpstreamKeepalive;
 
@@ -55,6 +63,14 @@ pub(crate) struct Pool {
     /// `upstream-keepalive-timeout` the last request carried (the sweeper reads it).
     idle_timeout_ms: AtomicU64,
     idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    /// Idle connections of the own client (`h1client.rs`).
+    own: Mutex<HashMap<SocketAddr, Vec<OwnIdle>>>,
+}
+
+struct OwnIdle {
+    conn: Conn,
+    since: Instant,
+    served: u32,
 }
 
 struct Idle {
@@ -76,6 +92,7 @@ impl Pool {
             flag_timeout: idle_timeout,
             idle_timeout_ms: AtomicU64::new(millis(idle_timeout)),
             idle: Mutex::new(HashMap::default()),
+            own: Mutex::new(HashMap::default()),
         });
         if tokio::runtime::Handle::try_current().is_ok() {
             tokio::spawn(sweep(Arc::downgrade(&pool)));
@@ -86,6 +103,12 @@ impl Pool {
     fn lock(&self) -> MutexGuard<'_, HashMap<SocketAddr, Vec<Idle>>> {
         // Poisoning would only mean a panic while moving senders around; the map stays usable.
         self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn lock_own(&self) -> MutexGuard<'_, HashMap<SocketAddr, Vec<OwnIdle>>> {
+        self.own
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -141,10 +164,16 @@ impl Pool {
         connect_timeout: Duration,
         keepalive: UpstreamKeepalive,
         mut request: Request<RetryBody>,
-    ) -> Result<(Response<Incoming>, Checkin), ProxyError> {
+    ) -> Result<(Response<UpBody>, Option<Checkin>), ProxyError> {
         let timeout = millis(keepalive.timeout.unwrap_or(self.flag_timeout));
         if self.idle_timeout_ms.load(Ordering::Relaxed) != timeout {
             self.idle_timeout_ms.store(timeout, Ordering::Relaxed);
+        }
+        if own_client_fits(&request) {
+            return self
+                .send_own(addr, connect_timeout, keepalive, &request)
+                .await
+                .map(|response| (response, None));
         }
         // A pooled connection can turn out closed only when the request goes out; then it was
         // not sent at all and goes once more, on a fresh connection.
@@ -166,7 +195,7 @@ impl Pool {
                         served: served.saturating_add(1),
                         keepalive,
                     };
-                    return Ok((response, checkin));
+                    return Ok((response.map(UpBody::Hyper), Some(checkin)));
                 }
                 Err(mut err) => match err.take_message() {
                     Some(unsent) if !fresh => {
@@ -177,6 +206,78 @@ impl Pool {
                 },
             }
         }
+    }
+
+    /// [`Pool::send`] with the own client: a pooled connection, or a new one; a pooled one
+    /// that turns out closed before anything came back (the upstream closed it while idle)
+    /// is replaced once by a new one when the request could not have been seen (the write
+    /// failed) or can be repeated (an idempotent method).
+    async fn send_own(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        connect_timeout: Duration,
+        keepalive: UpstreamKeepalive,
+        request: &Request<RetryBody>,
+    ) -> Result<Response<UpBody>, ProxyError> {
+        let mut fresh = false;
+        loop {
+            let (conn, served) = match self.checkout_own(addr).filter(|_| !fresh) {
+                Some(pooled) => pooled,
+                None => {
+                    fresh = true;
+                    (Conn::new(connect_tcp(addr, connect_timeout).await?), 0)
+                }
+            };
+            match h1client::send(conn, request.method(), request.uri(), request.headers()).await {
+                Ok((parts, mut body)) => {
+                    body.on_done(Home {
+                        pool: Arc::downgrade(self),
+                        addr,
+                        served: served.saturating_add(1),
+                        keepalive,
+                    });
+                    return Ok(Response::from_parts(parts, UpBody::Own(body)));
+                }
+                Err(failed) => {
+                    let stale = failed.nothing_received
+                        && (!failed.written || request.method().is_idempotent());
+                    if stale && !fresh {
+                        fresh = true;
+                        continue;
+                    }
+                    return Err(ProxyError::Upstream(Box::new(failed.error)));
+                }
+            }
+        }
+    }
+
+    /// The most recently used idle own-client connection to `addr` that is not expired and
+    /// not closed by the upstream.
+    fn checkout_own(&self, addr: SocketAddr) -> Option<(Conn, u32)> {
+        let timeout = self.idle_timeout();
+        loop {
+            let entry = self.lock_own().get_mut(&addr)?.pop()?;
+            if entry.since.elapsed() < timeout && entry.conn.idle_and_open() {
+                return Some((entry.conn, entry.served));
+            }
+        }
+    }
+
+    /// [`Pool::checkin`] for the own client's connections.
+    fn checkin_own(&self, addr: SocketAddr, conn: Conn, served: u32, keepalive: UpstreamKeepalive) {
+        if keepalive.requests.is_some_and(|n| served >= n) {
+            return;
+        }
+        let mut idle = self.lock_own();
+        let list = idle.entry(addr).or_default();
+        if keepalive.connections.is_some_and(|n| list.len() >= n) {
+            return;
+        }
+        list.push(OwnIdle {
+            conn,
+            since: Instant::now(),
+            served,
+        });
     }
 
     /// A pooled connection ready for a request, waiting briefly for one that is still
@@ -194,12 +295,19 @@ impl Pool {
     }
 }
 
-/// Opens a new connection: TCP with `TCP_NODELAY` within the connect timeout, then the HTTP/1
-/// handshake, its connection task spawned on this worker.
-async fn connect(
+/// Whether the own client takes this request: no body, no upgrade, HTTP/1.1.
+fn own_client_fits(request: &Request<RetryBody>) -> bool {
+    request.version() == http::Version::HTTP_11
+        && request.method() != http::Method::CONNECT
+        && request.body().is_end_stream()
+        && !request.headers().contains_key(http::header::UPGRADE)
+}
+
+/// A TCP connection with `TCP_NODELAY`, within the connect timeout.
+async fn connect_tcp(
     addr: SocketAddr,
     connect_timeout: Duration,
-) -> Result<SendRequest<RetryBody>, ProxyError> {
+) -> Result<tokio::net::TcpStream, ProxyError> {
     let stream =
         match tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => stream,
@@ -209,6 +317,16 @@ async fn connect(
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(backend.addr = %addr, error = %e, "set_nodelay failed");
     }
+    Ok(stream)
+}
+
+/// Opens a new connection: TCP (see [`connect_tcp`]), then the HTTP/1 handshake, its
+/// connection task spawned on this worker.
+async fn connect(
+    addr: SocketAddr,
+    connect_timeout: Duration,
+) -> Result<SendRequest<RetryBody>, ProxyError> {
+    let stream = connect_tcp(addr, connect_timeout).await?;
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await
@@ -238,6 +356,62 @@ async fn sweep(pool: Weak<Pool>) {
             list.retain(|e| !e.sender.is_closed() && e.since.elapsed() < timeout);
             !list.is_empty()
         });
+        pool.lock_own().retain(|_, list| {
+            list.retain(|e| e.since.elapsed() < timeout);
+            !list.is_empty()
+        });
+    }
+}
+
+/// Where an own-client connection goes back when its response body has ended cleanly.
+pub(crate) struct Home {
+    pool: Weak<Pool>,
+    addr: SocketAddr,
+    /// Requests the connection has carried, this one included.
+    served: u32,
+    keepalive: UpstreamKeepalive,
+}
+
+impl Home {
+    pub fn put(self, conn: Conn) {
+        if let Some(pool) = self.pool.upgrade() {
+            pool.checkin_own(self.addr, conn, self.served, self.keepalive);
+        }
+    }
+}
+
+/// A response body from an upstream: hyper's, or the own client's (`h1client.rs`).
+pub(crate) enum UpBody {
+    Hyper(Incoming),
+    Own(h1client::Body),
+}
+
+impl Body for UpBody {
+    type Data = Bytes;
+    type Error = super::BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, super::BodyError>>> {
+        match self.get_mut() {
+            UpBody::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            UpBody::Own(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpBody::Hyper(body) => body.is_end_stream(),
+            UpBody::Own(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpBody::Hyper(body) => body.size_hint(),
+            UpBody::Own(body) => body.size_hint(),
+        }
     }
 }
 
@@ -253,7 +427,7 @@ pub(crate) struct Checkin {
 
 impl Checkin {
     /// Wraps the response body so the connection returns to the pool when it has ended.
-    pub fn wrap(self, body: Incoming) -> Returning {
+    pub fn wrap(self, body: UpBody) -> Returning {
         Returning {
             inner: body,
             ended: false,
@@ -266,19 +440,19 @@ impl Checkin {
 /// the connection is reusable and goes back to the pool; dropped early (client gone, error),
 /// the connection is dropped with it, since the rest of the response would still be on it.
 pub(crate) struct Returning {
-    inner: Incoming,
+    inner: UpBody,
     ended: bool,
     checkin: Checkin,
 }
 
 impl Body for Returning {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = super::BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, super::BodyError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => self.ended = true,

@@ -18,7 +18,7 @@ use super::error::{date_now, response_version, ProxyError};
 use super::h2pool::{self, H2Pool};
 use super::headers::{self, Forwarded};
 use super::observe::{Arrival, Pending, Seen};
-use super::pool::{Checkin, Pool};
+use super::pool::{Checkin, Pool, UpBody};
 use super::upstream::{self, Clients, RetryBody, Upstream};
 use super::{
     affinity, cors, custom_headers, error_pages, ext_auth, limits, redirect, response_rewrite,
@@ -1134,21 +1134,21 @@ async fn send(
     sent: Arc<super::upstream::Progress>,
     response_timeout: std::time::Duration,
     send_timeout: Option<std::time::Duration>,
-) -> Result<(Response<Incoming>, Option<Checkin>), ProxyError> {
+) -> Result<(Response<UpBody>, Option<Checkin>), ProxyError> {
     let response = async {
         match (via, dest) {
-            (Via::Pool(pool, connect_timeout, keepalive), Dest::Endpoint(addr)) => pool
-                .send(*addr, *connect_timeout, *keepalive, request)
-                .await
-                .map(|(response, checkin)| (response, Some(checkin))),
+            (Via::Pool(pool, connect_timeout, keepalive), Dest::Endpoint(addr)) => {
+                pool.send(*addr, *connect_timeout, *keepalive, request)
+                    .await
+            }
             (Via::H2(pool, connect_timeout, keepalive, route), dest) => pool
                 .send(&dest.peer(), route, *connect_timeout, *keepalive, request)
                 .await
-                .map(|response| (response, None)),
+                .map(|response| (response.map(UpBody::Hyper), None)),
             (Via::Client(client), _) => client
                 .request(request)
                 .await
-                .map(|response| (response, None))
+                .map(|response| (response.map(UpBody::Hyper), None))
                 .map_err(ProxyError::from_client),
             // `Via::Pool` is chosen only for endpoint backends.
             (Via::Pool(..), Dest::External { .. }) => {

@@ -417,7 +417,7 @@ async fn round_trip_gzip_and_brotli_over_large_chunks() {
     assert_eq!(gunzip(&empty), b"");
 }
 
-type Chunk = Result<Frame<Bytes>, hyper::Error>;
+type Chunk = Result<Frame<Bytes>, crate::proxy::BodyError>;
 
 fn channel_body() -> (tokio::sync::mpsc::Sender<Chunk>, ProxyBody) {
     let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(64);

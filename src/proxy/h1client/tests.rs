@@ -1,0 +1,412 @@
+use super::*;
+
+fn parse(bytes: &[u8], head_request: bool) -> Result<Option<Parsed>, Error> {
+    let mut buf = BytesMut::from(bytes);
+    parse_head(&mut buf, &mut Vec::new(), head_request)
+}
+
+fn parsed(bytes: &[u8]) -> Parsed {
+    parse(bytes, false)
+        .expect("a valid head")
+        .expect("a complete head")
+}
+
+/// Feeds `wire` to the decoder in two pieces split at `at`; the data and trailers it gave,
+/// or its error.
+fn decode_split(framing: Framing, wire: &[u8], at: usize) -> Result<(Vec<u8>, HeaderMap), Error> {
+    let mut framing = framing;
+    let mut buf = BytesMut::from(&wire[..at]);
+    let mut data = Vec::new();
+    let mut trailers = HeaderMap::new();
+    let mut fed = false;
+    // Bounded: every step takes at least one byte or ends.
+    for _ in 0..(wire.len() * 4 + 8) {
+        match decode(&mut framing, &mut buf)? {
+            Step::Data(bytes) => data.extend_from_slice(&bytes),
+            Step::Trailers(map) => trailers = map,
+            Step::End => return Ok((data, trailers)),
+            Step::More if !fed => {
+                buf.extend_from_slice(&wire[at..]);
+                fed = true;
+            }
+            Step::More => return Err(Error::Truncated),
+        }
+    }
+    panic!("the decoder did not finish");
+}
+
+const CHUNKED: &[u8] =
+    b"5\r\nhello\r\n1;ext=\"x\"\r\n,\r\n6\r\n world\r\n0\r\nExpires: never\r\nX-Sum: 1\r\n\r\n";
+
+#[test]
+fn chunked_body_decodes_at_every_split_point() {
+    for at in 0..=CHUNKED.len() {
+        let (data, trailers) = decode_split(Framing::Chunked(Chunk::Size), CHUNKED, at)
+            .unwrap_or_else(|e| panic!("split at {at}: {e}"));
+        assert_eq!(data, b"hello, world", "split at {at}");
+        assert_eq!(trailers.get("x-sum").unwrap(), "1", "split at {at}");
+        assert_eq!(trailers.get("expires").unwrap(), "never", "split at {at}");
+    }
+}
+
+#[test]
+fn chunked_body_without_trailers_ends_at_the_empty_line() {
+    let wire = b"3\r\nabc\r\n0\r\n\r\n";
+    for at in 0..=wire.len() {
+        let (data, trailers) =
+            decode_split(Framing::Chunked(Chunk::Size), wire, at).expect("valid");
+        assert_eq!(data, b"abc");
+        assert!(trailers.is_empty());
+    }
+}
+
+#[test]
+fn chunked_decoding_leaves_what_follows_the_body() {
+    let mut framing = Framing::Chunked(Chunk::Size);
+    let mut buf = BytesMut::from(&b"1\r\na\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n"[..]);
+    let mut data = Vec::new();
+    loop {
+        match decode(&mut framing, &mut buf).expect("valid") {
+            Step::Data(bytes) => data.extend_from_slice(&bytes),
+            Step::End => break,
+            _ => panic!("unexpected step"),
+        }
+    }
+    assert_eq!(data, b"a");
+    assert_eq!(&buf[..], b"HTTP/1.1 200 OK\r\n");
+}
+
+#[test]
+fn hostile_chunk_sizes_are_errors() {
+    for wire in [
+        &b"fffffffffffffffff\r\nx"[..], // 17 hex digits: over u64
+        b"zz\r\nab\r\n0\r\n\r\n",
+        b"\r\nab\r\n0\r\n\r\n",
+        b"-1\r\nab\r\n0\r\n\r\n",
+        b" 2\r\nab\r\n0\r\n\r\n",
+        b"2\nab\r\n0\r\n\r\n",
+        b"2\r\nabX\r\n0\r\n\r\n", // data not ended by CRLF
+        b"2\r\nab\rX0\r\n\r\n",
+    ] {
+        for at in 0..=wire.len() {
+            let got = decode_split(Framing::Chunked(Chunk::Size), wire, at);
+            assert!(
+                matches!(got, Err(Error::Framing(_))),
+                "{:?} split at {at}: {:?}",
+                String::from_utf8_lossy(wire),
+                got.map(|(d, _)| d)
+            );
+        }
+    }
+}
+
+#[test]
+fn an_endless_chunk_size_line_is_an_error() {
+    let mut wire = b"1;".to_vec();
+    wire.extend(std::iter::repeat_n(b'a', MAX_CHUNK_LINE + 10));
+    let mut framing = Framing::Chunked(Chunk::Size);
+    let mut buf = BytesMut::from(&wire[..]);
+    assert!(matches!(
+        decode(&mut framing, &mut buf),
+        Err(Error::Framing(_))
+    ));
+}
+
+#[test]
+fn a_huge_chunk_is_passed_on_as_it_arrives() {
+    let mut framing = Framing::Chunked(Chunk::Size);
+    let mut buf = BytesMut::from(&b"ffffffffffff\r\nabc"[..]);
+    match decode(&mut framing, &mut buf).expect("valid") {
+        Step::Data(bytes) => assert_eq!(&bytes[..], b"abc"),
+        _ => panic!("expected data"),
+    }
+    assert_eq!(framing, Framing::Chunked(Chunk::Data(0xffff_ffff_ffff - 3)));
+}
+
+#[test]
+fn content_length_body_stops_at_its_length() {
+    let wire = b"0123456789";
+    for at in 0..=wire.len() {
+        let (data, _) = decode_split(Framing::Length(10), wire, at).expect("valid");
+        assert_eq!(data, wire);
+    }
+    let mut framing = Framing::Length(3);
+    let mut buf = BytesMut::from(&b"abcdef"[..]);
+    match decode(&mut framing, &mut buf).expect("valid") {
+        Step::Data(bytes) => assert_eq!(&bytes[..], b"abc"),
+        _ => panic!("expected data"),
+    }
+    assert_eq!(framing, Framing::Done);
+    assert_eq!(&buf[..], b"def");
+}
+
+#[test]
+fn content_length_frames_the_body_and_keeps_the_connection() {
+    let p = parsed(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nX-A: b\r\n\r\n");
+    assert_eq!(p.parts.status, 200);
+    assert_eq!(p.framing, Framing::Length(12));
+    assert!(p.reusable);
+    assert_eq!(p.parts.headers["x-a"], "b");
+    assert_eq!(p.parts.headers["content-length"], "12");
+    let p = parsed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(p.framing, Framing::Done);
+    assert!(p.reusable);
+}
+
+#[test]
+fn repeated_equal_content_lengths_are_one() {
+    let p = parsed(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\n");
+    assert_eq!(p.framing, Framing::Length(4));
+    let p = parsed(b"HTTP/1.1 200 OK\r\nContent-Length: 4, 4\r\n\r\n");
+    assert_eq!(p.framing, Framing::Length(4));
+}
+
+#[test]
+fn differing_or_invalid_content_lengths_are_errors() {
+    for head in [
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n"[..],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 4, 5\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: +4\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0x10\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+    ] {
+        assert!(
+            matches!(parse(head, false), Err(Error::Framing(_))),
+            "{}",
+            String::from_utf8_lossy(head)
+        );
+    }
+}
+
+#[test]
+fn chunked_beside_content_length_is_read_chunked_and_not_reused() {
+    let p = parsed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
+    assert_eq!(p.framing, Framing::Chunked(Chunk::Size));
+    assert!(!p.reusable);
+}
+
+#[test]
+fn a_transfer_coding_not_ending_in_chunked_reads_until_close() {
+    let p = parsed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n");
+    assert_eq!(p.framing, Framing::Close);
+    assert!(!p.reusable);
+    let p = parsed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n");
+    assert_eq!(p.framing, Framing::Chunked(Chunk::Size));
+    assert!(p.reusable);
+}
+
+#[test]
+fn no_framing_reads_until_close() {
+    let p = parsed(b"HTTP/1.1 200 OK\r\nX: y\r\n\r\n");
+    assert_eq!(p.framing, Framing::Close);
+    assert!(!p.reusable);
+}
+
+#[test]
+fn head_204_and_304_have_no_body() {
+    let p = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", true)
+        .unwrap()
+        .unwrap();
+    assert_eq!(p.framing, Framing::Done);
+    assert!(p.reusable);
+    assert_eq!(p.parts.headers["content-length"], "100");
+    for head in [
+        &b"HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n"[..],
+        b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ] {
+        let p = parsed(head);
+        assert_eq!(p.framing, Framing::Done);
+    }
+}
+
+#[test]
+fn informational_heads_are_skipped() {
+    let mut buf = BytesMut::from(
+        &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"[..],
+    );
+    let p = parse_head(&mut buf, &mut Vec::new(), false)
+        .unwrap()
+        .unwrap();
+    assert_eq!(p.parts.status, 200);
+    assert!(!p.parts.headers.contains_key("link"));
+    assert_eq!(&buf[..], b"ok");
+    // A lone 1xx is consumed and the final head awaited.
+    let mut buf = BytesMut::from(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]);
+    assert!(parse_head(&mut buf, &mut Vec::new(), false)
+        .unwrap()
+        .is_none());
+    assert!(buf.is_empty());
+}
+
+#[test]
+fn connection_close_and_http10_are_not_reused() {
+    let p = parsed(b"HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Length: 2\r\n\r\n");
+    assert!(!p.reusable);
+    let p = parsed(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n");
+    assert_eq!(p.parts.version, Version::HTTP_10);
+    assert!(!p.reusable);
+    let p = parsed(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n");
+    assert!(p.reusable);
+    let p = parsed(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
+    assert_eq!(p.framing, Framing::Done);
+    assert!(!p.reusable);
+}
+
+#[test]
+fn partial_heads_wait_and_oversized_or_invalid_ones_fail() {
+    let full = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n";
+    for at in 0..full.len() {
+        assert!(parse(&full[..at], false).unwrap().is_none(), "at {at}");
+    }
+    let mut big = b"HTTP/1.1 200 OK\r\n".to_vec();
+    let filler = format!("X-Filler: {}\r\n", "a".repeat(2000));
+    while big.len() <= MAX_HEAD {
+        big.extend_from_slice(filler.as_bytes());
+    }
+    // Complete, but over the limit.
+    let mut complete = big.clone();
+    complete.extend_from_slice(b"\r\n");
+    assert!(matches!(parse(&complete, false), Err(Error::HeadTooLarge)));
+    assert!(matches!(parse(&big, false), Err(Error::HeadTooLarge)));
+    let mut many = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for i in 0..=MAX_HEADERS {
+        many.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    assert!(matches!(parse(&many, false), Err(Error::Parse(_))));
+    assert!(matches!(
+        parse(b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n", false),
+        Err(Error::Parse(_))
+    ));
+    assert!(matches!(
+        parse(b"HTTX/1.1 200 OK\r\n\r\n", false),
+        Err(Error::Parse(_))
+    ));
+}
+
+#[test]
+fn the_request_head_is_written_from_the_parts() {
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HeaderValue::from_static("example.com"));
+    headers.append("x-many", HeaderValue::from_static("1"));
+    headers.append("x-many", HeaderValue::from_static("2"));
+    headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+    let mut out = Vec::new();
+    let uri: Uri = "/a/b?c=d".parse().unwrap();
+    encode_head(&mut out, &Method::GET, &uri, &headers);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "GET /a/b?c=d HTTP/1.1\r\nhost: example.com\r\nx-many: 1\r\nx-many: 2\r\n\r\n"
+    );
+    let mut out = Vec::new();
+    encode_head(
+        &mut out,
+        &Method::OPTIONS,
+        &Uri::from_static("*"),
+        &HeaderMap::new(),
+    );
+    assert_eq!(out, b"OPTIONS * HTTP/1.1\r\n\r\n");
+}
+
+/// A loopback upstream that answers one connection with `answer` (after reading a request
+/// head), then closes; the client's connection to it.
+async fn upstream(answer: &'static [u8]) -> Conn {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = socket.write_all(answer).await;
+    });
+    Conn::new(TcpStream::connect(addr).await.unwrap())
+}
+
+async fn collect(mut body: Body) -> Result<Vec<u8>, Error> {
+    use http_body_util::BodyExt;
+    let mut data = Vec::new();
+    while let Some(frame) = tokio::time::timeout(std::time::Duration::from_secs(5), body.frame())
+        .await
+        .expect("bounded")
+    {
+        if let Ok(bytes) = frame?.into_data() {
+            data.extend_from_slice(&bytes);
+        }
+    }
+    Ok(data)
+}
+
+#[tokio::test]
+async fn a_body_read_until_close_ends_cleanly() {
+    let conn = upstream(b"HTTP/1.1 200 OK\r\n\r\nall of it").await;
+    let (parts, body) = send(
+        conn,
+        &Method::GET,
+        &Uri::from_static("/"),
+        &HeaderMap::new(),
+    )
+    .await
+    .expect("answered");
+    assert_eq!(parts.status, 200);
+    assert_eq!(collect(body).await.unwrap(), b"all of it");
+}
+
+#[tokio::test]
+async fn a_body_cut_short_is_an_error() {
+    let conn = upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort").await;
+    let (_, body) = send(
+        conn,
+        &Method::GET,
+        &Uri::from_static("/"),
+        &HeaderMap::new(),
+    )
+    .await
+    .expect("answered");
+    assert!(matches!(collect(body).await, Err(Error::Truncated)));
+    let conn = upstream(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel").await;
+    let (_, body) = send(
+        conn,
+        &Method::GET,
+        &Uri::from_static("/"),
+        &HeaderMap::new(),
+    )
+    .await
+    .expect("answered");
+    assert!(matches!(collect(body).await, Err(Error::Truncated)));
+}
+
+#[tokio::test]
+async fn a_close_before_any_answer_says_nothing_was_received() {
+    let conn = upstream(b"").await;
+    let failed = send(
+        conn,
+        &Method::GET,
+        &Uri::from_static("/"),
+        &HeaderMap::new(),
+    )
+    .await
+    .err()
+    .expect("no answer");
+    assert!(failed.nothing_received);
+    assert!(matches!(failed.error, Error::ClosedEarly | Error::Io(_)));
+    let conn = upstream(b"HTTP/1.1 200 OK\r\n").await;
+    let failed = send(
+        conn,
+        &Method::GET,
+        &Uri::from_static("/"),
+        &HeaderMap::new(),
+    )
+    .await
+    .err()
+    .expect("a cut head");
+    assert!(!failed.nothing_received);
+    assert!(matches!(failed.error, Error::Truncated));
+}
