@@ -4,6 +4,7 @@
 # only the processes it started.
 #
 #   spread.sh PROXY RUNS CONNS...    PROXY: a Portico binary, or `nginx` / `nginx-reuseport`
+#   LOAD=ab spread.sh PORTICO RUNS CONNS...   a new connection per request instead (ab -n 4000)
 #
 # Upstream: nginx, one worker, `return 200`. The proxy gets two workers on CPUs 0-1 (Portico
 # `--worker-threads 2`; nginx `worker_processes 2` with its master, `reuseport` or not); each run
@@ -12,7 +13,9 @@
 #   held      connections each worker holds mid-run (Portico: portico_worker_connections, when the
 #             binary has it; nginx: `ss -tnp` established sockets per worker process)
 #   cpu       CPU ticks each worker used during the run (/proc/.../stat utime+stime)
-# and the busiest worker's share of the CPU. Counts, not timings: accepted/held are exact.
+# and the busiest worker's share of the CPU; for Portico also how many connections were handed
+# from one worker to the other (portico_worker_handoffs_total, when the binary has it).
+# Counts, not timings: accepted/held/handed are exact.
 set -euo pipefail
 PROXY=$1 RUNS=$2; shift 2
 CONNS_LIST=("$@")
@@ -91,6 +94,10 @@ held() {
     curl -s "http://127.0.0.1:$ADMIN/metrics" | awk '/^portico_worker_connections\{/ {printf "%s ", $2} END {print ""}'
   fi
 }
+handoffs() {
+  [[ $PROXY == nginx* ]] && { echo 0; return; }
+  curl -s "http://127.0.0.1:$ADMIN/metrics" | awk '/^portico_worker_handoffs_total / {h = $2} END {print h + 0}'
+}
 wrk -t1 -c50 -d1s "http://localhost:$HTTP/" >/dev/null # warm the upstream pools
 for conns in "${CONNS_LIST[@]}"; do
   for r in $(seq "$RUNS"); do
@@ -99,12 +106,16 @@ for conns in "${CONNS_LIST[@]}"; do
       strace -f --seccomp-bpf -e trace=accept4 -p "$P" -o "$W/st" 2>/dev/null & S=$!
       sleep 0.3
     fi
-    t0=($(ticks))
-    wrk -t1 -c"$conns" -d2s "http://localhost:$HTTP/" >"$W/wrk" & L=$!
+    t0=($(ticks)) h0=$(handoffs)
+    if [[ ${LOAD:-wrk} == ab ]]; then
+      ab -q -n 4000 -c "$conns" -H 'Host: localhost' "http://127.0.0.1:$HTTP/" >"$W/ab" 2>&1 & L=$!
+    else
+      wrk -t1 -c"$conns" -d2s "http://localhost:$HTTP/" >"$W/wrk" & L=$!
+    fi
     sleep 1
     h=$(held)
     wait $L
-    t1=($(ticks))
+    t1=($(ticks)) h1=$(handoffs)
     acc=""
     if [[ -n $S ]]; then
       kill -INT "$S"; wait "$S" 2>/dev/null || true
@@ -115,8 +126,12 @@ for conns in "${CONNS_LIST[@]}"; do
     fi
     cpu=() total=0 max=0
     for i in "${!t0[@]}"; do d=$((t1[i] - t0[i])); cpu+=("$d"); total=$((total + d)); ((d > max)) && max=$d; done
-    req=$(awk '/requests in/ {print $1}' "$W/wrk")
+    if [[ ${LOAD:-wrk} == ab ]]; then
+      req=$(awk '/^Complete requests:/ {print $3}' "$W/ab")
+    else
+      req=$(awk '/requests in/ {print $1}' "$W/wrk")
+    fi
     share=$(awk -v m=$max -v t=$total 'BEGIN { printf "%.2f", t ? m / t : 0 }')
-    echo "c=$conns run=$r requests=$req accepted=[${acc% }] held=[${h% }] cpu=[${cpu[*]}] busiest=$share"
+    echo "c=$conns run=$r requests=$req accepted=[${acc% }] held=[${h% }] cpu=[${cpu[*]}] busiest=$share handed=$((h1 - h0))"
   done
 done
