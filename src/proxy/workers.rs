@@ -146,7 +146,12 @@ fn pick(me: usize, held: impl ExactSizeIterator<Item = i64> + Clone) -> usize {
         return me;
     };
     let mut best = (mine, me);
-    for (index, load) in held.enumerate().cycle().skip(me + 1).take(count.saturating_sub(1)) {
+    for (index, load) in held
+        .enumerate()
+        .cycle()
+        .skip(me + 1)
+        .take(count.saturating_sub(1))
+    {
         if load < best.0 {
             best = (load, index);
         }
