@@ -961,6 +961,73 @@ async fn connections_spread_evenly_over_workers() {
         .unwrap();
 }
 
+// Graceful drain with two workers: once stopped, neither worker accepts (the port refuses), a
+// request in flight on the second worker's connection (there by the hash or handed over) still
+// gets its response, and the workers finish.
+#[tokio::test]
+async fn every_worker_stops_accepting_and_drains_its_requests() {
+    use portico::proxy::{workers, Observe};
+    let gated = gated_backend().await;
+    let shared = portico::publish::shared();
+    publish_catch_all(&shared, endpoints(&[gated.addr]));
+    let metrics = Arc::new(portico::metrics::Metrics::new());
+    let sockets = workers::bind("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+    let addr = sockets[0].local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let serving = workers::run(
+        2,
+        shared,
+        vec![workers::Listener {
+            sockets,
+            options: Arc::new(ProxyOptions {
+                observe: Observe {
+                    metrics: metrics.clone(),
+                    access_log: None,
+                },
+                ..ProxyOptions::default()
+            }),
+            tls: None,
+        }],
+        stopped,
+    )
+    .unwrap();
+    let serving = tokio::spawn(serving);
+    let idle = Conn::connect(addr).await;
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while worker_connections(&metrics, 2).iter().sum::<i64>() < 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "first connection not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut busy = Conn::connect(addr).await;
+    busy.send(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    tokio::time::timeout(BOUND, gated.head_seen)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(worker_connections(&metrics, 2), vec![1, 1]);
+    stop.send(true).unwrap();
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "still accepting");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    gated.release.send("done").unwrap();
+    let response = busy.response().await;
+    assert_eq!(
+        (response.status, response.body.as_slice()),
+        (200, &b"done"[..])
+    );
+    drop(idle);
+    tokio::time::timeout(BOUND, serving)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
 #[tokio::test]
 async fn the_connection_limit_holds_per_listener_across_workers() {
     use portico::proxy::workers;
