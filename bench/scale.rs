@@ -1179,6 +1179,17 @@ fn report_main(args: &[String]) -> Result<(), Error> {
                     })
                     .collect(),
             );
+            // Requests per CPU-second of the busiest thread (scaling run): what the proxy would
+            // serve if each of its workers had a core to itself, capped by the one doing most.
+            let capacity = median(
+                mine.iter()
+                    .filter_map(|r| {
+                        let busiest = r["busiest_ticks"].as_f64().filter(|t| *t > 0.0)?
+                            / r["ticks_per_s"].as_f64().unwrap_or(100.0);
+                        Some(r["load"]["requests"].as_f64().unwrap_or(0.0) / busiest)
+                    })
+                    .collect(),
+            );
             let rss = mine
                 .iter()
                 .filter_map(|r| r["peak_rss_kib"].as_f64())
@@ -1195,7 +1206,7 @@ fn report_main(args: &[String]) -> Result<(), Error> {
                        "p999_ms": field("p999_ms"), "cpu_us_per_request": cpu, "peak_rss_mib": rss,
                        "idle_kib_per_conn": field("idle_kib_per_conn"),
                        "active_kib_per_conn": field("active_kib_per_conn"),
-                       "requests": field("requests"),
+                       "requests": field("requests"), "capacity_rps": capacity,
                        "non_2xx": sum("non_2xx"), "socket_errors": sum("socket_errors"),
                        "runs": mine.len()}),
             );
@@ -1272,6 +1283,34 @@ fn report_main(args: &[String]) -> Result<(), Error> {
                 show(&r["cpu_per_request_vs_nginx"]),
                 show(&r["cpu_per_request_vs_haproxy"]),
                 show(&r["cpu_per_request_vs_pingora"])
+            );
+        }
+    }
+    if let (Some(one), Some(two)) = (
+        medians.get("h1_keepalive_1core_shared"),
+        medians.get("h1_keepalive_2cores"),
+    ) {
+        md += "\n## Scaling: 1 worker vs 2\n\nreq/s 2 ÷ 1 is capped by the load generator and upstream sharing the two cores. Capacity is requests per CPU-second of the busiest worker thread (or process): the rate each proxy would reach with a core per worker, limited by its busiest worker; capacity 2 ÷ 1 is 2.00 for an even split at an unchanged cost per request.\n\n| Target | req/s 1 worker | req/s 2 workers | req/s 2 ÷ 1 | capacity 1 worker | capacity 2 workers | capacity 2 ÷ 1 |\n|---|---:|---:|---:|---:|---:|---:|\n";
+        for proxy in proxies {
+            let (Some(a), Some(b)) = (one.get(proxy), two.get(proxy)) else {
+                continue;
+            };
+            let f = |m: &Value, k: &str| m[k].as_f64().unwrap_or(0.0);
+            let div = |x: f64, y: f64| {
+                if y > 0.0 {
+                    format!("{:.2}", x / y)
+                } else {
+                    "—".to_string()
+                }
+            };
+            md += &format!(
+                "| {proxy} | {:.0} | {:.0} | {} | {:.0} | {:.0} | {} |\n",
+                f(a, "rps"),
+                f(b, "rps"),
+                div(f(b, "rps"), f(a, "rps")),
+                f(a, "capacity_rps"),
+                f(b, "capacity_rps"),
+                div(f(b, "capacity_rps"), f(a, "capacity_rps"))
             );
         }
     }

@@ -67,6 +67,11 @@ struct ProtocolLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerLabels {
+    worker: u32,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -231,6 +236,8 @@ pub struct Metrics {
     connect_errors: Family<RouteLabels, Sharded>,
     retries: Family<RouteLabels, Sharded>,
     connections: Family<ProtocolLabels, Gauge>,
+    worker_connections: Family<WorkerLabels, Gauge>,
+    handoffs: Counter,
     rebuilds: Family<OutcomeLabels, Counter>,
     rebuild_duration: Histogram,
     version: Gauge,
@@ -438,6 +445,18 @@ impl Metrics {
             "Open client connections, by listener protocol",
             connections.clone(),
         );
+        let worker_connections = Family::default();
+        registry.register(
+            "worker_connections",
+            "Open client connections held by each proxy worker (--worker-threads), all listeners together",
+            worker_connections.clone(),
+        );
+        let handoffs = Counter::default();
+        registry.register(
+            "worker_handoffs",
+            "Client connections a worker accepted and handed to a worker holding fewer connections",
+            handoffs.clone(),
+        );
         let rebuilds = Family::default();
         registry.register(
             "config_rebuilds",
@@ -572,6 +591,8 @@ impl Metrics {
             connect_errors,
             retries,
             connections,
+            worker_connections,
+            handoffs,
             rebuilds,
             rebuild_duration,
             version,
@@ -674,6 +695,22 @@ impl Metrics {
                 .get_or_create(&ProtocolLabels { protocol })
                 .clone(),
         )
+    }
+
+    /// Proxy worker `worker`'s series of `portico_worker_connections`: the connections it holds,
+    /// which `proxy::workers` also reads to place new connections (issue 12).
+    pub fn worker_connections(&self, worker: usize) -> ConnectionGauge {
+        let worker = u32::try_from(worker).unwrap_or(u32::MAX);
+        ConnectionGauge(
+            self.worker_connections
+                .get_or_create(&WorkerLabels { worker })
+                .clone(),
+        )
+    }
+
+    /// A worker handed a connection it accepted to another (`portico_worker_handoffs_total`).
+    pub fn handoff(&self) {
+        self.handoffs.inc();
     }
 
     /// One translate-and-publish run; `published` is false when the result equalled the
@@ -955,6 +992,11 @@ impl ConnectionGauge {
     pub fn open(&self) -> ConnectionGuard {
         self.0.inc();
         ConnectionGuard(self.0.clone())
+    }
+
+    /// The connections open now.
+    pub fn get(&self) -> i64 {
+        self.0.get()
     }
 }
 

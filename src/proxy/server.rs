@@ -30,6 +30,7 @@ use tokio_rustls::TlsAcceptor;
 use super::passthrough;
 use super::proxy_protocol::{self, Cidr};
 use super::service::{self, Context};
+use super::workers::{Handed, Spread};
 use super::ProxyOptions;
 use crate::publish::Shared;
 
@@ -56,7 +57,7 @@ pub async fn serve(
     options: Arc<ProxyOptions>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_inner(listener, shared, options, None, shutdown).await
+    serve_inner(listener, shared, options, None, None, shutdown).await
 }
 
 /// [`serve`] for an HTTPS listener: every connection is a TLS handshake first (spec §5).
@@ -68,7 +69,21 @@ pub async fn serve_tls(
     tls: TlsListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_inner(listener, shared, options, Some(tls), shutdown).await
+    serve_inner(listener, shared, options, Some(tls), None, shutdown).await
+}
+
+/// [`serve`] or [`serve_tls`] as one of several workers of a listener (`workers.rs`): each
+/// connection accepted here is placed by `spread` (kept, or handed to a worker holding fewer),
+/// and those handed here by the others are served as if accepted here.
+pub(super) async fn serve_worker(
+    listener: TcpListener,
+    shared: Shared,
+    options: Arc<ProxyOptions>,
+    tls: Option<TlsListener>,
+    spread: Spread,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_inner(listener, shared, options, tls, Some(spread), shutdown).await
 }
 
 async fn serve_inner(
@@ -76,6 +91,7 @@ async fn serve_inner(
     shared: Shared,
     options: Arc<ProxyOptions>,
     tls: Option<TlsListener>,
+    mut spread: Option<Spread>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let buf_size = options
@@ -134,15 +150,31 @@ async fn serve_inner(
     };
     let local = listener.local_addr().ok();
     tracing::info!(listen.addr = ?local, tls = tls.is_some(), "proxy listening");
+    let mut inbox = spread.as_mut().and_then(|spread| spread.inbox.take());
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
+        // `held` keeps the connection counted on this worker until it ends (workers only).
+        let (stream, peer, held) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
+                Ok((stream, peer)) => match &spread {
+                    None => (stream, peer, None),
+                    Some(spread) => match spread.place(stream, peer) {
+                        Some((stream, held)) => (stream, peer, Some(held)),
+                        // Handed to another worker.
+                        None => continue,
+                    },
+                },
                 Err(e) => {
                     // Usually transient (EMFILE, ECONNABORTED): back off briefly, keep serving.
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            Some(handed) = next_handed(&mut inbox) => match TcpStream::from_std(handed.stream) {
+                Ok(stream) => (stream, handed.peer, Some(handed.held)),
+                Err(e) => {
+                    tracing::debug!(client.addr = %handed.peer, error = %e, "handed connection lost");
                     continue;
                 }
             },
@@ -176,11 +208,14 @@ async fn serve_inner(
         // into the task several times, and the task's end does not copy it again.
         tokio::spawn(async move {
             Box::pin(conn.run(stream, peer)).await;
-            drop(permit);
+            drop((permit, held));
         });
     }
 
     drop(listener);
+    // Connections handed here after the loop stopped are closed with the listener, as those
+    // still in its backlog are; a worker handing one from now on serves it itself.
+    drop(inbox);
     let _ = stop_tx.send(true);
     drop(done_tx);
     tracing::info!("proxy stopped accepting; draining");
@@ -191,6 +226,15 @@ async fn serve_inner(
         tracing::warn!("drain timeout reached; closing remaining connections");
     }
     Ok(())
+}
+
+/// The next connection another worker handed over; never resolves without an inbox (a listener
+/// served alone).
+async fn next_handed(inbox: &mut Option<mpsc::UnboundedReceiver<Handed>>) -> Option<Handed> {
+    match inbox {
+        Some(inbox) => inbox.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Streams HTTP/2 clients may reset before the server accepts them.
