@@ -743,3 +743,111 @@ async fn debug_routes_shows_certificate_bindings_and_never_key_material() {
     assert_eq!(certificate["notAfter"], "4096-01-01T00:00:00Z");
     assert_eq!(json["sslRedirects"][0]["setBy"], "--ssl-redirect");
 }
+
+/// A client's TLS session store that counts the TLS 1.3 tickets the server sent it.
+#[derive(Debug)]
+struct CountedTickets {
+    inner: rustls::client::ClientSessionMemoryCache,
+    tickets: std::sync::atomic::AtomicUsize,
+}
+
+impl CountedTickets {
+    fn count(&self) -> usize {
+        self.tickets.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl rustls::client::ClientSessionStore for CountedTickets {
+    fn set_kx_hint(&self, name: rustls::pki_types::ServerName<'static>, group: rustls::NamedGroup) {
+        self.inner.set_kx_hint(name, group)
+    }
+    fn kx_hint(&self, name: &rustls::pki_types::ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.inner.kx_hint(name)
+    }
+    fn set_tls12_session(
+        &self,
+        name: rustls::pki_types::ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.inner.set_tls12_session(name, value)
+    }
+    fn tls12_session(
+        &self,
+        name: &rustls::pki_types::ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(name)
+    }
+    fn remove_tls12_session(&self, name: &rustls::pki_types::ServerName<'static>) {
+        self.inner.remove_tls12_session(name)
+    }
+    fn insert_tls13_ticket(
+        &self,
+        name: rustls::pki_types::ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.tickets
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.insert_tls13_ticket(name, value)
+    }
+    fn take_tls13_ticket(
+        &self,
+        name: &rustls::pki_types::ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.inner.take_tls13_ticket(name)
+    }
+}
+
+// OpenSSL's ticket counts, so nginx's: two TLS 1.3 tickets after a full handshake (a client
+// may open two connections at once), one after a resumed one (it spent one). Resumed
+// handshakes are counted beside all completed ones.
+#[tokio::test]
+async fn tls13_tickets_two_after_a_full_handshake_one_after_a_resumed_one() {
+    use rustls::HandshakeKind::{Full, Resumed};
+    let (proxy, metrics, _lines) = start_tls(Format::Text, Duration::from_secs(10)).await;
+    let store = Arc::new(CountedTickets {
+        inner: rustls::client::ClientSessionMemoryCache::new(8),
+        tickets: Default::default(),
+    });
+    let mut config =
+        (*support::tls::client_config(&[b"http/1.1"], &[&rustls::version::TLS13])).clone();
+    config.resumption = rustls::client::Resumption::store(store.clone());
+    let config = Arc::new(config);
+    for (i, (kind, tickets)) in [(Full, 2), (Resumed, 1), (Resumed, 1)]
+        .into_iter()
+        .enumerate()
+    {
+        let before = store.count();
+        let stream = support::tls::connect_with(proxy.https, Some("shop.example"), config.clone())
+            .await
+            .expect("handshake");
+        assert_eq!(
+            stream.get_ref().1.handshake_kind(),
+            Some(kind),
+            "connection {i}"
+        );
+        // The tickets come right after the handshake, before the response: read when it is.
+        let mut client = support::tls::Client::new(stream).await;
+        assert_eq!(client.get("shop.example", "/").await.status(), 200);
+        assert_eq!(store.count() - before, tickets, "connection {i}");
+    }
+    let s = scrape_until(&metrics, "three handshakes", |s| {
+        sample(s, "portico_tls_handshakes_total", &[]) >= 3.0
+    })
+    .await;
+    assert_eq!(
+        value(
+            &s,
+            "portico_tls_handshakes_total",
+            &[("version", "TLSv1.3")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            "portico_tls_resumed_handshakes_total",
+            &[("version", "TLSv1.3")]
+        ),
+        2.0
+    );
+}
