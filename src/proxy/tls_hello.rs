@@ -11,10 +11,12 @@
 //! calls and a record (docs/performance.md, "TLS with resumption").
 
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use rustls::server::{Acceptor, ServerConfig};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::StartHandshake;
 
@@ -31,34 +33,40 @@ pub(super) async fn read(mut stream: TcpStream) -> io::Result<(StartHandshake<Tc
     let mut acceptor = Acceptor::default();
     // What the client sent so far: the ClientHello's records (rarely more).
     let mut seen = Vec::new();
-    loop {
+    // Reads through `poll_read`, as tokio-rustls does: a read that leaves room in the buffer
+    // clears the socket's readiness, so the handshake's next read waits for epoll instead of
+    // trying `recvfrom` first (`try_read` would cost an EAGAIN per connection).
+    let hello = std::future::poll_fn(|cx| loop {
         let read = acceptor.read_tls(&mut Noted {
-            stream: &stream,
+            stream: &mut stream,
+            cx,
             seen: &mut seen,
         });
         match read {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(0) => return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                stream.readable().await?;
-                continue;
-            }
-            Err(e) => return Err(e),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+            Err(e) => return Poll::Ready(Err(e)),
         }
         match acceptor.accept() {
-            Ok(Some(accepted)) => {
-                let resuming = offers_psk(&seen);
-                return Ok((StartHandshake::from_parts(accepted, stream), resuming));
-            }
+            Ok(Some(accepted)) => return Poll::Ready(Ok(Ok(accepted))),
             Ok(None) => {}
-            Err((error, mut alert)) => {
-                let mut out = Vec::new();
-                if alert.write_all(&mut out).is_ok() {
-                    // Best effort, as rustls's own connection: the error is what counts.
-                    let _ = stream.write_all(&out).await;
-                }
-                return Err(io::Error::new(io::ErrorKind::InvalidData, error));
+            Err(refused) => return Poll::Ready(Ok(Err(refused))),
+        }
+    })
+    .await?;
+    match hello {
+        Ok(accepted) => {
+            let resuming = offers_psk(&seen);
+            Ok((StartHandshake::from_parts(accepted, stream), resuming))
+        }
+        Err((error, mut alert)) => {
+            let mut out = Vec::new();
+            if alert.write_all(&mut out).is_ok() {
+                // Best effort, as rustls's own connection: the error is what counts.
+                let _ = stream.write_all(&out).await;
             }
+            Err(io::Error::new(io::ErrorKind::InvalidData, error))
         }
     }
 }
@@ -75,18 +83,26 @@ pub(super) fn for_resumption(config: Arc<ServerConfig>) -> Arc<ServerConfig> {
 }
 
 /// The socket as `std::io::Read` for [`Acceptor::read_tls`] (`WouldBlock` when nothing is
-/// there), noting each byte read until a ClientHello's worth ([`passthrough::MAX_PEEK`]).
-struct Noted<'a> {
-    stream: &'a TcpStream,
+/// there, the waker registered), noting each byte read until a ClientHello's worth
+/// ([`passthrough::MAX_PEEK`]).
+struct Noted<'a, 'b> {
+    stream: &'a mut TcpStream,
+    cx: &'a mut Context<'b>,
     seen: &'a mut Vec<u8>,
 }
 
-impl io::Read for Noted<'_> {
+impl io::Read for Noted<'_, '_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.stream.try_read(buf)?;
+        let mut read = ReadBuf::new(buf);
+        match Pin::new(&mut *self.stream).poll_read(self.cx, &mut read) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => return Err(io::ErrorKind::WouldBlock.into()),
+        }
+        let got = read.filled();
         let room = passthrough::MAX_PEEK.saturating_sub(self.seen.len());
-        self.seen.extend_from_slice(&buf[..n.min(room)]);
-        Ok(n)
+        self.seen.extend_from_slice(&got[..got.len().min(room)]);
+        Ok(got.len())
     }
 }
 
