@@ -851,3 +851,105 @@ async fn tls13_tickets_two_after_a_full_handshake_one_after_a_resumed_one() {
         2.0
     );
 }
+
+/// A client socket that sends at most 16 bytes per write, each after a pause (no Nagle): a
+/// ClientHello arrives in many segments.
+struct Trickle {
+    inner: tokio::net::TcpStream,
+    pause: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl tokio::io::AsyncRead for Trickle {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Trickle {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::future::Future;
+        if let Some(pause) = self.pause.as_mut() {
+            std::task::ready!(pause.as_mut().poll(cx));
+            self.pause = None;
+        }
+        let n = buf.len().min(16);
+        let written =
+            std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_write(cx, &buf[..n]));
+        self.pause = Some(Box::pin(tokio::time::sleep(Duration::from_millis(1))));
+        std::task::Poll::Ready(written)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+// The ClientHello is read by Portico's own loop (to see a PSK offer): one split over many
+// segments is read whole, a full handshake then a resumed one, each answering a request, the
+// resumed one getting one ticket as when the ClientHello comes in one piece.
+#[tokio::test]
+async fn a_client_hello_in_many_segments_is_read_whole_and_resumes() {
+    use rustls::HandshakeKind::{Full, Resumed};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (proxy, _metrics, _lines) = start_tls(Format::Text, Duration::from_secs(10)).await;
+    let store = Arc::new(CountedTickets {
+        inner: rustls::client::ClientSessionMemoryCache::new(8),
+        tickets: Default::default(),
+    });
+    let mut config =
+        (*support::tls::client_config(&[b"http/1.1"], &[&rustls::version::TLS13])).clone();
+    config.resumption = rustls::client::Resumption::store(store.clone());
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    for (i, (kind, tickets)) in [(Full, 2), (Resumed, 1)].into_iter().enumerate() {
+        let before = store.count();
+        let tcp = tokio::net::TcpStream::connect(proxy.https).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("shop.example").unwrap();
+        let handshake = connector.connect(
+            name,
+            Trickle {
+                inner: tcp,
+                pause: None,
+            },
+        );
+        let mut tls = tokio::time::timeout(support::BOUND, handshake)
+            .await
+            .expect("handshake within bound")
+            .expect("handshake");
+        assert_eq!(
+            tls.get_ref().1.handshake_kind(),
+            Some(kind),
+            "connection {i}"
+        );
+        let request = b"GET / HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n\r\n";
+        tls.write_all(request).await.unwrap();
+        // What rustls still holds (the socket took 16 bytes at a time) goes out on flush.
+        tls.flush().await.unwrap();
+        let mut response = Vec::new();
+        let _ = tokio::time::timeout(support::BOUND, tls.read_to_end(&mut response)).await;
+        assert!(
+            response.starts_with(b"HTTP/1.1 200"),
+            "connection {i}: {}",
+            String::from_utf8_lossy(&response)
+        );
+        assert_eq!(store.count() - before, tickets, "connection {i}");
+    }
+}
