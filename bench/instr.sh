@@ -9,6 +9,14 @@
 #                  python3 ssl client, 8 threads, ALPN http/1.1, `Connection: close`; it counts
 #                  how many connections were resumed)
 #   tls-full       a new TLS 1.3 connection per request, never resumed (the same client)
+#   tls-resume-wrk bench/run's tls_new_conn client: wrk -t1 -c8 with `Connection: close` (OpenSSL 3;
+#                  SSL_clear keeps the session, so each reconnect resumes with the last TLS 1.3
+#                  ticket: PSK + a fresh X25519 share). Bounded by WRK_SECONDS (20) and N (a Lua
+#                  script stops after N responses). CAPTURE=1 (tcpdump) prints which handshakes
+#                  each proxy made (bench/tlsflows.py); Portico's own counters are printed too.
+#   tls12-resume-wrk  the same with wrk's OpenSSL capped at TLS 1.2 (OPENSSL_CONF MaxProtocol):
+#                  a TLS 1.2 abbreviated handshake (ticket, no key exchange), what nginx 1.22
+#                  made in bench/run while its ssl_protocols default left TLS 1.3 out
 #   h2-tls         HTTP/2 over TLS 1.3, multiplexed (h2load -c 8 -m 10)
 #   h1-64k         as h1-keepalive, a 64 KiB response body (bench/run's h1_64k; the upstream
 #                  nginx serves a 65,536-byte file)
@@ -28,11 +36,12 @@
 # usage: bench/instr.sh PORTICO_BINARY SCENARIO [REQUESTS]   (env: TOOL=callgrind|strace,
 #        PROXIES="nginx portico", PORT_BASE=9200, KEEP=1 keeps the work dir for callgrind_annotate,
 #        H2_UPSTREAM=nginx|haproxy for h2c-upstream)
-# Needs (Debian): valgrind nginx-light (or nginx) nghttp2-client apache2-utils python3 openssl curl (haproxy for h2c-upstream)
+# Needs (Debian): valgrind nginx-light (or nginx) nghttp2-client apache2-utils python3 openssl curl (haproxy for h2c-upstream
+#        with H2_UPSTREAM=haproxy, wrk for *-wrk, tcpdump for CAPTURE=1)
 set -u
 bin=$(readlink -f "$1"); scenario=$2; n=${3:-4000}
 tool=${TOOL:-callgrind}; h2_upstream=${H2_UPSTREAM:-nginx}; proxies=${PROXIES:-nginx portico}; p=${PORT_BASE:-9200}
-case $scenario in h1-newconn|h1-keepalive|tls-keepalive|tls-resume|tls-full|h2-tls|h1-64k|h2c-upstream) ;;
+case $scenario in h1-newconn|h1-keepalive|tls-keepalive|tls-resume|tls-full|tls-resume-wrk|tls12-resume-wrk|h2-tls|h1-64k|h2c-upstream) ;;
   *) echo "unknown scenario $scenario" >&2; exit 2 ;; esac
 up=$((p + 1)); up2=$((p + 2)); ng_http=$((p + 11)); ng_https=$((p + 12)); po_http=$((p + 21)); po_https=$((p + 22)); po_admin=$((p + 23))
 w=$(mktemp -d /tmp/instr.XXXXXX)
@@ -48,7 +57,7 @@ esac
 # The upstream nginx worker may run as another user (nobody): it must reach the 64 KiB file.
 mkdir -p "$w/www"; head -c 65536 /dev/zero | tr '\0' x > "$w/www/64k"; chmod 711 "$w"; chmod 755 "$w/www"; chmod 644 "$w/www/64k"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-  -subj /CN=bench.example -addext subjectAltName=DNS:bench.example \
+  -subj /CN=bench.example -addext subjectAltName=DNS:bench.example,DNS:localhost \
   -keyout "$w/tls.key" -out "$w/tls.crt" 2>/dev/null
 cat > "$w/upstream.conf" <<CONF
 worker_processes 1;
@@ -139,7 +148,7 @@ metadata:
   annotations: {nginx.ingress.kubernetes.io/ssl-redirect: "false"$be_annot}
 spec:
   ingressClassName: portico
-  tls: [{hosts: [bench.example], secretName: bench-tls}]
+  tls: [{hosts: [bench.example, localhost], secretName: bench-tls}]
   rules: [{host: bench.example, http: {paths: [{path: /api, pathType: Prefix, backend: {service: {name: be, port: {number: 80}}}}]}}]
 YAML
 # The TLS client for tls-resume / tls-full: N requests over 8 threads, each a new connection;
@@ -175,6 +184,24 @@ for t in threads: t.start()
 for t in threads: t.join()
 print(f"ok={ok[0]} reused={reused[0]}")
 PY
+# wrk stops after WRK_REQUESTS responses (its -d is the upper bound).
+cat > "$w/stop.lua" <<'LUA'
+local n, limit = 0, tonumber(os.getenv("WRK_REQUESTS") or "1000")
+function response(status, headers, body)
+  n = n + 1
+  if n >= limit then wrk.thread:stop() end
+end
+LUA
+# TLS 1.2 at most, for wrk's OpenSSL only.
+cat > "$w/tls12.cnf" <<'CNF'
+openssl_conf = openssl_init
+[openssl_init]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+MaxProtocol = TLSv1.2
+CNF
 # One run of a proxy under $tool, serving `count` requests of the scenario; prints "COST REQS".
 run() { # name http_port https_port count cmd...
   local name=$1 hport=$2 sport=$3 count=$4; shift 4
@@ -195,6 +222,18 @@ run() { # name http_port https_port count cmd...
         reqs=$(awk '/^status codes:/ {print $3; exit}' "$load") ;;
       h2-tls) h2load -n "$count" -c 8 -m 10 "${to[@]}" "$url" > "$load" 2>&1
         reqs=$(awk '/^status codes:/ {print $3; exit}' "$load") ;;
+      tls-resume-wrk|tls12-resume-wrk)
+        local cnf=${OPENSSL_CONF:-}; [ $scenario = tls12-resume-wrk ] && cnf=$w/tls12.cnf
+        [ -n "${CAPTURE:-}" ] && { tcpdump -Z root -i lo -s 0 -w "$w/$name.pcap" "tcp port $sport" >/dev/null 2>&1 & echo $! > "$w/tcpdump.pid"; sleep 1; }
+        # SNI localhost (wrk sends the URL's host), Host bench.example (the route).
+        OPENSSL_CONF=$cnf WRK_REQUESTS=$count wrk -t1 -c8 -d"${WRK_SECONDS:-20}s" -s "$w/stop.lua" \
+          -H 'Host: bench.example' -H 'Connection: close' "https://localhost:$sport/api/x" > "$load" 2>&1
+        reqs=$(awk '/ requests in / {c=$1} /^  Non-2xx/ {x=$NF} /Socket errors/ {gsub(",", ""); e=$4+$6+$8+$10} END {print c-x-e}' "$load")
+        if [ -n "${CAPTURE:-}" ]; then sleep 1; kill "$(cat "$w/tcpdump.pid")"; sleep 1
+          echo "$name handshakes seen on the wire:" >&2; python3 "$(dirname "$0")/tlsflows.py" "$w/$name.pcap" "$sport" >&2
+          # (Scraping /metrics costs Portico's run some instructions: only with CAPTURE.)
+          [ $name = portico ] && curl -s "http://127.0.0.1:$po_admin/metrics" | grep -E '^portico_tls_(resumed_)?handshakes_total' | sed "s/^/$name: /" >&2
+        fi ;;
       tls-resume|tls-full) python3 "$w/tlsclient.py" "$sport" "$count" "$w/tls.crt" "$([ $scenario = tls-resume ] && echo 1 || echo 0)" > "$load" 2>&1
         reqs=$(sed -n 's/^ok=\([0-9]*\).*/\1/p' "$load")
         echo "$name: $(grep '^ok=' "$load")" >&2 ;;

@@ -251,6 +251,7 @@ pub struct Metrics {
     source_loads: Family<SourceLabels, Counter>,
     access_log_dropped: Counter,
     tls_handshakes: Family<VersionLabels, Counter>,
+    tls_resumed_handshakes: Family<VersionLabels, Counter>,
     tls_handshake_failures: Family<FailureLabels, Counter>,
     passthrough_connections: Family<OutcomeLabels, Counter>,
     passthrough_bytes: Family<DirectionLabels, Counter>,
@@ -531,6 +532,12 @@ impl Metrics {
             "Completed TLS handshakes on the HTTPS listener, by negotiated version",
             tls_handshakes.clone(),
         );
+        let tls_resumed_handshakes = Family::default();
+        registry.register(
+            "tls_resumed_handshakes",
+            "Completed TLS handshakes that resumed a session (ticket or session cache), by version; also counted in tls_handshakes",
+            tls_resumed_handshakes.clone(),
+        );
         let tls_handshake_failures = Family::default();
         registry.register(
             "tls_handshake_failures",
@@ -579,6 +586,7 @@ impl Metrics {
             mirror,
             registry,
             tls_handshakes,
+            tls_resumed_handshakes,
             tls_handshake_failures,
             passthrough_connections,
             passthrough_bytes,
@@ -762,11 +770,14 @@ impl Metrics {
             .inc();
     }
 
-    /// A completed TLS handshake; `version` from [`crate::tls::version_name`].
-    pub fn tls_handshake(&self, version: &'static str) {
-        self.tls_handshakes
-            .get_or_create(&VersionLabels { version })
-            .inc();
+    /// A completed TLS handshake; `version` from [`crate::tls::version_name`]; `resumed`
+    /// when it resumed a session (TLS 1.3 PSK, TLS 1.2 ticket or session id).
+    pub fn tls_handshake(&self, version: &'static str, resumed: bool) {
+        let labels = VersionLabels { version };
+        self.tls_handshakes.get_or_create(&labels).inc();
+        if resumed {
+            self.tls_resumed_handshakes.get_or_create(&labels).inc();
+        }
     }
 
     /// A TLS handshake that did not complete: `timeout`, or [`handshake_failure_reason`].

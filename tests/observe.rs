@@ -743,3 +743,213 @@ async fn debug_routes_shows_certificate_bindings_and_never_key_material() {
     assert_eq!(certificate["notAfter"], "4096-01-01T00:00:00Z");
     assert_eq!(json["sslRedirects"][0]["setBy"], "--ssl-redirect");
 }
+
+/// A client's TLS session store that counts the TLS 1.3 tickets the server sent it.
+#[derive(Debug)]
+struct CountedTickets {
+    inner: rustls::client::ClientSessionMemoryCache,
+    tickets: std::sync::atomic::AtomicUsize,
+}
+
+impl CountedTickets {
+    fn count(&self) -> usize {
+        self.tickets.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl rustls::client::ClientSessionStore for CountedTickets {
+    fn set_kx_hint(&self, name: rustls::pki_types::ServerName<'static>, group: rustls::NamedGroup) {
+        self.inner.set_kx_hint(name, group)
+    }
+    fn kx_hint(&self, name: &rustls::pki_types::ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.inner.kx_hint(name)
+    }
+    fn set_tls12_session(
+        &self,
+        name: rustls::pki_types::ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.inner.set_tls12_session(name, value)
+    }
+    fn tls12_session(
+        &self,
+        name: &rustls::pki_types::ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(name)
+    }
+    fn remove_tls12_session(&self, name: &rustls::pki_types::ServerName<'static>) {
+        self.inner.remove_tls12_session(name)
+    }
+    fn insert_tls13_ticket(
+        &self,
+        name: rustls::pki_types::ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.tickets
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.insert_tls13_ticket(name, value)
+    }
+    fn take_tls13_ticket(
+        &self,
+        name: &rustls::pki_types::ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.inner.take_tls13_ticket(name)
+    }
+}
+
+// OpenSSL's ticket counts, so nginx's: two TLS 1.3 tickets after a full handshake (a client
+// may open two connections at once), one after a resumed one (it spent one). Resumed
+// handshakes are counted beside all completed ones.
+#[tokio::test]
+async fn tls13_tickets_two_after_a_full_handshake_one_after_a_resumed_one() {
+    use rustls::HandshakeKind::{Full, Resumed};
+    let (proxy, metrics, _lines) = start_tls(Format::Text, Duration::from_secs(10)).await;
+    let store = Arc::new(CountedTickets {
+        inner: rustls::client::ClientSessionMemoryCache::new(8),
+        tickets: Default::default(),
+    });
+    let mut config =
+        (*support::tls::client_config(&[b"http/1.1"], &[&rustls::version::TLS13])).clone();
+    config.resumption = rustls::client::Resumption::store(store.clone());
+    let config = Arc::new(config);
+    for (i, (kind, tickets)) in [(Full, 2), (Resumed, 1), (Resumed, 1)]
+        .into_iter()
+        .enumerate()
+    {
+        let before = store.count();
+        let stream = support::tls::connect_with(proxy.https, Some("shop.example"), config.clone())
+            .await
+            .expect("handshake");
+        assert_eq!(
+            stream.get_ref().1.handshake_kind(),
+            Some(kind),
+            "connection {i}"
+        );
+        // The tickets come right after the handshake, before the response: read when it is.
+        let mut client = support::tls::Client::new(stream).await;
+        assert_eq!(client.get("shop.example", "/").await.status(), 200);
+        assert_eq!(store.count() - before, tickets, "connection {i}");
+    }
+    let s = scrape_until(&metrics, "three handshakes", |s| {
+        sample(s, "portico_tls_handshakes_total", &[]) >= 3.0
+    })
+    .await;
+    assert_eq!(
+        value(
+            &s,
+            "portico_tls_handshakes_total",
+            &[("version", "TLSv1.3")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            "portico_tls_resumed_handshakes_total",
+            &[("version", "TLSv1.3")]
+        ),
+        2.0
+    );
+}
+
+/// A client socket that sends at most 16 bytes per write, each after a pause (no Nagle): a
+/// ClientHello arrives in many segments.
+struct Trickle {
+    inner: tokio::net::TcpStream,
+    pause: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl tokio::io::AsyncRead for Trickle {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Trickle {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::future::Future;
+        if let Some(pause) = self.pause.as_mut() {
+            std::task::ready!(pause.as_mut().poll(cx));
+            self.pause = None;
+        }
+        let n = buf.len().min(16);
+        let written =
+            std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_write(cx, &buf[..n]));
+        self.pause = Some(Box::pin(tokio::time::sleep(Duration::from_millis(1))));
+        std::task::Poll::Ready(written)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+// The ClientHello is read by Portico's own loop (to see a PSK offer): one split over many
+// segments is read whole, a full handshake then a resumed one, each answering a request, the
+// resumed one getting one ticket as when the ClientHello comes in one piece.
+#[tokio::test]
+async fn a_client_hello_in_many_segments_is_read_whole_and_resumes() {
+    use rustls::HandshakeKind::{Full, Resumed};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (proxy, _metrics, _lines) = start_tls(Format::Text, Duration::from_secs(10)).await;
+    let store = Arc::new(CountedTickets {
+        inner: rustls::client::ClientSessionMemoryCache::new(8),
+        tickets: Default::default(),
+    });
+    let mut config =
+        (*support::tls::client_config(&[b"http/1.1"], &[&rustls::version::TLS13])).clone();
+    config.resumption = rustls::client::Resumption::store(store.clone());
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    for (i, (kind, tickets)) in [(Full, 2), (Resumed, 1)].into_iter().enumerate() {
+        let before = store.count();
+        let tcp = tokio::net::TcpStream::connect(proxy.https).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("shop.example").unwrap();
+        let handshake = connector.connect(
+            name,
+            Trickle {
+                inner: tcp,
+                pause: None,
+            },
+        );
+        let mut tls = tokio::time::timeout(support::BOUND, handshake)
+            .await
+            .expect("handshake within bound")
+            .expect("handshake");
+        assert_eq!(
+            tls.get_ref().1.handshake_kind(),
+            Some(kind),
+            "connection {i}"
+        );
+        let request = b"GET / HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n\r\n";
+        tls.write_all(request).await.unwrap();
+        // What rustls still holds (the socket took 16 bytes at a time) goes out on flush.
+        tls.flush().await.unwrap();
+        let mut response = Vec::new();
+        let _ = tokio::time::timeout(support::BOUND, tls.read_to_end(&mut response)).await;
+        assert!(
+            response.starts_with(b"HTTP/1.1 200"),
+            "connection {i}: {}",
+            String::from_utf8_lossy(&response)
+        );
+        assert_eq!(store.count() - before, tickets, "connection {i}");
+    }
+}

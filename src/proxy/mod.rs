@@ -36,6 +36,7 @@ mod response_rewrite;
 mod rewrite;
 mod server;
 mod service;
+mod tls_hello;
 mod upstream;
 mod upstream_tls;
 pub mod workers;

@@ -15,6 +15,7 @@
 //! `ProxyProtocol: false`, "TODO: Allow PassthroughBackends to specify they support
 //! proxy-protocol"), and has neither a read deadline nor an idle timeout.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -64,50 +65,76 @@ pub enum Hello {
 /// handshake, reassembled until the ClientHello message is complete. Never panics; looks at
 /// no more than [`MAX_PEEK`] bytes.
 pub fn parse(bytes: &[u8]) -> Hello {
-    let mut message: Vec<u8> = Vec::new();
+    match hello_body(bytes) {
+        Ok(body) => server_name(&body).unwrap_or(Hello::Other),
+        Err(decided) => decided,
+    }
+}
+
+/// The body of the ClientHello message in the first bytes of a connection (its handshake
+/// records reassembled; borrowed when one record holds it, as it nearly always does), or what
+/// [`parse`] says of bytes that hold none: [`Hello::Incomplete`] or [`Hello::Other`]. Never
+/// panics; looks at no more than [`MAX_PEEK`] bytes.
+pub(super) fn hello_body(bytes: &[u8]) -> Result<Cow<'_, [u8]>, Hello> {
+    let mut message: Cow<'_, [u8]> = Cow::Borrowed(&[]);
     let mut pos = 0;
     loop {
         let Some(header) = bytes.get(pos..pos + 5) else {
-            return Hello::Incomplete(pos + 5);
+            return Err(Hello::Incomplete(pos + 5));
         };
         if header[0] != RECORD_HANDSHAKE || header[1] != 3 {
-            return Hello::Other;
+            return Err(Hello::Other);
         }
         let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
         if len == 0 || len > MAX_RECORD {
-            return Hello::Other;
+            return Err(Hello::Other);
         }
         let end = pos + 5 + len;
         if end > MAX_PEEK {
-            return Hello::Other;
+            return Err(Hello::Other);
         }
         let Some(fragment) = bytes.get(pos + 5..end) else {
-            return Hello::Incomplete(end);
+            return Err(Hello::Incomplete(end));
         };
-        message.extend_from_slice(fragment);
+        if message.is_empty() {
+            message = Cow::Borrowed(fragment);
+        } else {
+            message.to_mut().extend_from_slice(fragment);
+        }
         pos = end;
         if message.len() < 4 {
             continue;
         }
         if message[0] != HANDSHAKE_CLIENT_HELLO {
-            return Hello::Other;
+            return Err(Hello::Other);
         }
         let hello_len =
             usize::from(message[1]) << 16 | usize::from(message[2]) << 8 | usize::from(message[3]);
         if hello_len > MAX_HELLO {
-            return Hello::Other;
+            return Err(Hello::Other);
         }
-        if let Some(body) = message.get(4..4 + hello_len) {
-            return server_name(body).unwrap_or(Hello::Other);
+        if message.len() >= 4 + hello_len {
+            return Ok(match message {
+                Cow::Borrowed(m) => Cow::Borrowed(&m[4..4 + hello_len]),
+                Cow::Owned(mut m) => {
+                    m.truncate(4 + hello_len);
+                    m.drain(..4);
+                    Cow::Owned(m)
+                }
+            });
         }
     }
 }
 
 /// A bounds-checked reader over a byte slice.
-struct Reader<'a>(&'a [u8]);
+pub(super) struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(super) fn new(bytes: &'a [u8]) -> Self {
+        Reader(bytes)
+    }
+
+    pub(super) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if n > self.0.len() {
             return None;
         }
@@ -116,25 +143,25 @@ impl<'a> Reader<'a> {
         Some(head)
     }
 
-    fn u8(&mut self) -> Option<u8> {
+    pub(super) fn u8(&mut self) -> Option<u8> {
         self.take(1).map(|b| b[0])
     }
 
-    fn u16(&mut self) -> Option<u16> {
+    pub(super) fn u16(&mut self) -> Option<u16> {
         self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
     }
 
-    fn vec8(&mut self) -> Option<&'a [u8]> {
+    pub(super) fn vec8(&mut self) -> Option<&'a [u8]> {
         let n = self.u8()?;
         self.take(usize::from(n))
     }
 
-    fn vec16(&mut self) -> Option<&'a [u8]> {
+    pub(super) fn vec16(&mut self) -> Option<&'a [u8]> {
         let n = self.u16()?;
         self.take(usize::from(n))
     }
 
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 }

@@ -928,22 +928,29 @@ async fn handshake(
     Option<Arc<crate::routing::client_auth::ClientAuth>>,
 )> {
     let accept = async {
-        let acceptor = rustls::server::Acceptor::default();
-        let start = tokio_rustls::LazyConfigAcceptor::new(acceptor, stream).await?;
+        let (start, resuming) = super::tls_hello::read(stream).await?;
         let (config, auth) = super::client_auth::handshake_config(
             shared,
             tls.acceptor.config(),
             &start.client_hello(),
         )
         .ok_or_else(|| std::io::Error::other("no configuration for the host"))?;
+        // One TLS 1.3 ticket back for the one a resuming client spends (tls_hello.rs).
+        let config = if resuming {
+            super::tls_hello::for_resumption(config)
+        } else {
+            config
+        };
         let stream = start.into_stream(config).await?;
         Ok::<_, std::io::Error>((stream, auth))
     };
     match tokio::time::timeout_at(deadline, accept).await {
         Ok(Ok((stream, auth))) => {
-            metrics.tls_handshake(crate::tls::version_name(
-                stream.get_ref().1.protocol_version(),
-            ));
+            let conn = stream.get_ref().1;
+            metrics.tls_handshake(
+                crate::tls::version_name(conn.protocol_version()),
+                conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+            );
             // Boxed: rustls's connection state is large, and every future that holds the
             // stream would otherwise carry it inline.
             Some((Box::new(stream), auth))
