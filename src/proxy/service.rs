@@ -1135,6 +1135,7 @@ async fn send(
     response_timeout: std::time::Duration,
     send_timeout: Option<std::time::Duration>,
 ) -> Result<(Response<UpBody>, Option<Checkin>), ProxyError> {
+    let request_ended = request.body().is_end_stream();
     let response = async {
         match (via, dest) {
             (Via::Pool(pool, connect_timeout, keepalive), Dest::Endpoint(addr)) => {
@@ -1157,6 +1158,14 @@ async fn send(
         }
     };
     tokio::pin!(response);
+    // A request whose body has ended (none at all, the usual case): nothing to race the
+    // response against, and no send timeout to watch; the permit stays stored for a retry.
+    if request_ended {
+        return match tokio::time::timeout(response_timeout, response).await {
+            Ok(result) => result,
+            Err(_) => Err(ProxyError::ResponseTimeout),
+        };
+    }
     // nginx `proxy_send_timeout`: while the body is being sent, an upstream that has taken no
     // frame for a whole `send_timeout` (checked every `send_timeout`, so it fires after one
     // to two of them) while it was its turn is cut off. A client slow to send is not this
