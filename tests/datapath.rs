@@ -883,6 +883,44 @@ async fn upstream_connections_are_pooled_and_reused() {
 }
 
 /// `portico_worker_connections{worker}` for each of `count` workers.
+/// `count` workers on one port routing everything to `backend`, with metrics: the address, the
+/// metrics, the stop switch and the running workers.
+fn start_workers(
+    count: usize,
+    backend: SocketAddr,
+) -> (
+    SocketAddr,
+    Arc<portico::metrics::Metrics>,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    use portico::proxy::{workers, Observe};
+    let shared = portico::publish::shared();
+    publish_catch_all(&shared, endpoints(&[backend]));
+    let metrics = Arc::new(portico::metrics::Metrics::new());
+    let sockets = workers::bind("127.0.0.1:0".parse().unwrap(), count).unwrap();
+    let addr = sockets[0].local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let serving = workers::run(
+        count,
+        shared,
+        vec![workers::Listener {
+            sockets,
+            options: Arc::new(ProxyOptions {
+                observe: Observe {
+                    metrics: metrics.clone(),
+                    access_log: None,
+                },
+                ..ProxyOptions::default()
+            }),
+            tls: None,
+        }],
+        stopped,
+    )
+    .unwrap();
+    (addr, metrics, stop, tokio::spawn(serving))
+}
+
 fn worker_connections(metrics: &portico::metrics::Metrics, count: usize) -> Vec<i64> {
     let text = metrics.encode();
     (0..count)
@@ -901,34 +939,10 @@ fn worker_connections(metrics: &portico::metrics::Metrics, count: usize) -> Vec<
 // and every one of them is served, by whichever worker holds it.
 #[tokio::test]
 async fn connections_spread_evenly_over_workers() {
-    use portico::proxy::{workers, Observe};
     const WORKERS: usize = 2;
     const CONNS: usize = 16;
     let echo = start_echo("e").await;
-    let shared = portico::publish::shared();
-    publish_catch_all(&shared, endpoints(&[echo]));
-    let metrics = Arc::new(portico::metrics::Metrics::new());
-    let sockets = workers::bind("127.0.0.1:0".parse().unwrap(), WORKERS).unwrap();
-    let addr = sockets[0].local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let serving = workers::run(
-        WORKERS,
-        shared,
-        vec![workers::Listener {
-            sockets,
-            options: Arc::new(ProxyOptions {
-                observe: Observe {
-                    metrics: metrics.clone(),
-                    access_log: None,
-                },
-                ..ProxyOptions::default()
-            }),
-            tls: None,
-        }],
-        stopped,
-    )
-    .unwrap();
-    let serving = tokio::spawn(serving);
+    let (addr, metrics, stop, serving) = start_workers(WORKERS, echo);
     let mut conns = Vec::new();
     for _ in 0..CONNS {
         // Answered: accepted and placed before the next one connects.
@@ -966,32 +980,8 @@ async fn connections_spread_evenly_over_workers() {
 // gets its response, and the workers finish.
 #[tokio::test]
 async fn every_worker_stops_accepting_and_drains_its_requests() {
-    use portico::proxy::{workers, Observe};
     let gated = gated_backend().await;
-    let shared = portico::publish::shared();
-    publish_catch_all(&shared, endpoints(&[gated.addr]));
-    let metrics = Arc::new(portico::metrics::Metrics::new());
-    let sockets = workers::bind("127.0.0.1:0".parse().unwrap(), 2).unwrap();
-    let addr = sockets[0].local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let serving = workers::run(
-        2,
-        shared,
-        vec![workers::Listener {
-            sockets,
-            options: Arc::new(ProxyOptions {
-                observe: Observe {
-                    metrics: metrics.clone(),
-                    access_log: None,
-                },
-                ..ProxyOptions::default()
-            }),
-            tls: None,
-        }],
-        stopped,
-    )
-    .unwrap();
-    let serving = tokio::spawn(serving);
+    let (addr, metrics, stop, serving) = start_workers(2, gated.addr);
     let idle = Conn::connect(addr).await;
     let deadline = tokio::time::Instant::now() + BOUND;
     while worker_connections(&metrics, 2).iter().sum::<i64>() < 1 {

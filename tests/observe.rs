@@ -797,13 +797,8 @@ impl rustls::client::ClientSessionStore for CountedTickets {
     }
 }
 
-// OpenSSL's ticket counts, so nginx's: two TLS 1.3 tickets after a full handshake (a client
-// may open two connections at once), one after a resumed one (it spent one). Resumed
-// handshakes are counted beside all completed ones.
-#[tokio::test]
-async fn tls13_tickets_two_after_a_full_handshake_one_after_a_resumed_one() {
-    use rustls::HandshakeKind::{Full, Resumed};
-    let (proxy, metrics, _lines) = start_tls(Format::Text, Duration::from_secs(10)).await;
+/// A TLS 1.3 client (ALPN http/1.1) whose session store counts the tickets it is given.
+fn counted_tickets_client() -> (Arc<CountedTickets>, rustls::ClientConfig) {
     let store = Arc::new(CountedTickets {
         inner: rustls::client::ClientSessionMemoryCache::new(8),
         tickets: Default::default(),
@@ -811,6 +806,17 @@ async fn tls13_tickets_two_after_a_full_handshake_one_after_a_resumed_one() {
     let mut config =
         (*support::tls::client_config(&[b"http/1.1"], &[&rustls::version::TLS13])).clone();
     config.resumption = rustls::client::Resumption::store(store.clone());
+    (store, config)
+}
+
+// OpenSSL's ticket counts, so nginx's: two TLS 1.3 tickets after a full handshake (a client
+// may open two connections at once), one after a resumed one (it spent one). Resumed
+// handshakes are counted beside all completed ones.
+#[tokio::test]
+async fn tls13_tickets_two_after_a_full_handshake_one_after_a_resumed_one() {
+    use rustls::HandshakeKind::{Full, Resumed};
+    let (proxy, metrics, _lines) = start_tls(Format::Text, Duration::from_secs(10)).await;
+    let (store, config) = counted_tickets_client();
     let config = Arc::new(config);
     for (i, (kind, tickets)) in [(Full, 2), (Resumed, 1), (Resumed, 1)]
         .into_iter()
@@ -910,13 +916,7 @@ async fn a_client_hello_in_many_segments_is_read_whole_and_resumes() {
     use rustls::HandshakeKind::{Full, Resumed};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (proxy, _metrics, _lines) = start_tls(Format::Text, Duration::from_secs(10)).await;
-    let store = Arc::new(CountedTickets {
-        inner: rustls::client::ClientSessionMemoryCache::new(8),
-        tickets: Default::default(),
-    });
-    let mut config =
-        (*support::tls::client_config(&[b"http/1.1"], &[&rustls::version::TLS13])).clone();
-    config.resumption = rustls::client::Resumption::store(store.clone());
+    let (store, config) = counted_tickets_client();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     for (i, (kind, tickets)) in [(Full, 2), (Resumed, 1)].into_iter().enumerate() {
         let before = store.count();

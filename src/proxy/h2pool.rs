@@ -21,7 +21,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -33,6 +33,7 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use super::error::ProxyError;
+use super::pool::{lock, millis};
 use super::upstream::{is_refused, ExternalNameRefused, RetryBody};
 use crate::routing::{Protocol, UpstreamKeepalive, UpstreamTls};
 
@@ -164,15 +165,6 @@ pub(crate) struct H2Pool {
     conns: Mutex<HashMap<Key, Entry>>,
     /// rustls configurations by TLS settings, kept so reconnections resume sessions.
     tls_configs: Mutex<HashMap<Option<TlsId>, Arc<rustls::ClientConfig>>>,
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Poisoning would only mean a panic while moving handles around; the map stays usable.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl H2Pool {

@@ -80,8 +80,15 @@ struct Idle {
     served: u32,
 }
 
-fn millis(d: Duration) -> u64 {
+/// A duration in whole milliseconds, saturating (the idle timeouts kept in atomics).
+pub(super) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Locks a pool's map. Poisoning would only mean a panic while moving connections around; the
+/// map stays usable.
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Pool {
@@ -101,16 +108,11 @@ impl Pool {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<SocketAddr, Vec<Idle>>> {
-        // Poisoning would only mean a panic while moving senders around; the map stays usable.
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.idle)
     }
 
     fn lock_own(&self) -> MutexGuard<'_, HashMap<SocketAddr, Vec<OwnIdle>>> {
-        self.own
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.own)
     }
 
     fn idle_timeout(&self) -> Duration {
