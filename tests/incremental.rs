@@ -459,7 +459,10 @@ impl World {
     }
 }
 
-/// Identical backend references under the same annotations share one `Arc`.
+/// Identical backend references under the same annotations share one `Arc`. The target counts
+/// too: an Ingress that fails closed (an annotation it cannot have, e.g. a missing
+/// `proxy-ssl-secret`) gets an unavailable backend for a reference another user of it (the
+/// default backend) resolves normally, both under the default policy.
 fn assert_shared(translation: &Translation) -> Result<(), TestCaseError> {
     let table = &translation.table;
     let backends: Vec<_> = table
@@ -477,7 +480,11 @@ fn assert_shared(translation: &Translation) -> Result<(), TestCaseError> {
                     ..
                 }
             );
-            if a.reference == b.reference && a.policy == b.policy && !malformed {
+            if a.reference == b.reference
+                && a.policy == b.policy
+                && a.target == b.target
+                && !malformed
+            {
                 prop_assert!(Arc::ptr_eq(a, b), "{} resolved twice", a.reference);
             }
         }
