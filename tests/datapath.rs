@@ -1073,3 +1073,62 @@ async fn the_connection_limit_holds_per_listener_across_workers() {
         .unwrap()
         .unwrap();
 }
+
+// Branch `newconn`: the protocol sniff of a plain connection and the connection loop share one
+// timer and one watch of the listener's stop. A connection still silent (nothing read, or
+// fewer bytes than tell HTTP/1 from HTTP/2) when the listener stops is closed by the drain at
+// once, not after its header timeout or the drain timeout (an hour each here), and a request served before still works.
+#[tokio::test]
+async fn connections_still_being_sniffed_do_not_hold_up_the_drain() {
+    use portico::proxy::workers;
+    let echo = start_echo("e").await;
+    let shared = portico::publish::shared();
+    publish_catch_all(&shared, endpoints(&[echo]));
+    let metrics = Arc::new(portico::metrics::Metrics::new());
+    let sockets = workers::bind("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+    let addr = sockets[0].local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let serving = workers::run(
+        1,
+        shared,
+        vec![workers::Listener {
+            sockets,
+            options: Arc::new(ProxyOptions {
+                header_read_timeout: Duration::from_secs(3600),
+                drain_timeout: Duration::from_secs(3600),
+                observe: portico::proxy::Observe {
+                    metrics: metrics.clone(),
+                    access_log: None,
+                },
+                ..ProxyOptions::default()
+            }),
+            tls: None,
+        }],
+        stopped,
+    )
+    .unwrap();
+    let serving = tokio::spawn(serving);
+    let mut served = Conn::connect(addr).await;
+    served
+        .send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
+    assert_eq!(served.response().await.status, 200);
+    let silent = Conn::connect(addr).await;
+    let mut partial = Conn::connect(addr).await;
+    partial.send(b"PRI * HT").await;
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while worker_connections(&metrics, 1)[0] < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the two connections not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(true).unwrap();
+    tokio::time::timeout(BOUND, serving)
+        .await
+        .expect("the drain waited for connections that sent no request")
+        .unwrap()
+        .unwrap();
+    drop((silent, partial));
+}

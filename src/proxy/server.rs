@@ -459,15 +459,22 @@ impl Conn {
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let mut io = Watched::new(io, activity.clone(), speaks);
+        // The connection's one timer and its watch of the listener's stop, made once here and
+        // handed on to `drive`: the protocol sniff shares them (it was a second timer and a
+        // second stop watch per plain connection; docs/performance.md, branch `newconn`).
+        let mut stop = self.stop.clone();
+        let stopped = stop.wait_for(|stop| *stop);
+        tokio::pin!(stopped);
+        let timer = tokio::time::sleep_until(first_by);
+        tokio::pin!(timer);
         let speaks = match speaks {
             Speaks::Unknown => {
-                let mut stop = self.stop.clone();
                 // Bounded like the first request: the header timeout from accept (or from the
                 // handshake's end), and the listener's stop.
                 let sniffed = tokio::select! {
                     sniffed = io.sniff() => sniffed,
-                    _ = stop.wait_for(|stop| *stop) => return,
-                    () = tokio::time::sleep_until(first_by) => {
+                    _ = stopped.as_mut() => return,
+                    () = timer.as_mut() => {
                         tracing::debug!(client.addr = %client.addr, reason = "no request within the header timeout", "connection closed");
                         return;
                     }
@@ -492,12 +499,22 @@ impl Conn {
             // hyper's connections are boxed: the future of `run` then holds a pointer, not
             // the larger of the two (see `serve_inner`'s spawn).
             let conn = Box::pin(self.builder.http2.serve_connection(io, svc));
-            self.drive(conn, client, activity, (first_by, idle), false)
-                .await;
+            let bounds = Bounds {
+                stopped: stopped.as_mut(),
+                timer: timer.as_mut(),
+                first_by,
+                idle,
+            };
+            self.drive(conn, client, activity, bounds, false).await;
         } else {
             let conn = Box::pin(self.builder.http1.serve_connection(io, svc).with_upgrades());
-            self.drive(conn, client, activity, (first_by, idle), true)
-                .await;
+            let bounds = Bounds {
+                stopped: stopped.as_mut(),
+                timer: timer.as_mut(),
+                first_by,
+                idle,
+            };
+            self.drive(conn, client, activity, bounds, true).await;
         }
     }
 
@@ -515,17 +532,20 @@ impl Conn {
     /// frame watch of HTTP/2), so no wake-up is needed to re-arm it. Extending a tokio timer is
     /// an atomic store, not a trip to the timer wheel. This replaces hyper's own header timer
     /// on HTTP/1 (a boxed timer per request) and the loop's three (docs/performance.md).
-    async fn drive<C: Graceful>(
+    async fn drive<C: Graceful, S: Future>(
         &self,
         mut conn: Pin<Box<C>>,
         client: service::Client,
         activity: Arc<Activity>,
-        (first_by, idle): (tokio::time::Instant, Duration),
+        bounds: Bounds<'_, S>,
         http1: bool,
     ) {
-        let mut stop = self.stop.clone();
-        let stopped = stop.wait_for(|stop| *stop);
-        tokio::pin!(stopped);
+        let Bounds {
+            mut stopped,
+            mut timer,
+            first_by,
+            idle,
+        } = bounds;
         let options = &self.ctx.options;
         let header_timeout = options.header_read_timeout;
         let mut stopping = false;
@@ -536,9 +556,8 @@ impl Conn {
         let mut force_at: Option<tokio::time::Instant> = None;
         // Where the timer rests when no bound applies (tokio clamps what lies beyond its wheel).
         let far = first_by + Duration::from_secs(86_400 * 365);
+        // `serve` armed the timer at `first_by`.
         let mut armed = first_by;
-        let timer = tokio::time::sleep_until(armed);
-        tokio::pin!(timer);
         let ended = std::future::poll_fn(|cx| loop {
             if let Poll::Ready(result) = conn.as_mut().poll(cx) {
                 return Poll::Ready(result.err().map(|e| e.to_string()));
@@ -623,6 +642,17 @@ impl Conn {
             tracing::debug!(client.addr = %client.addr, reason = %reason, "connection closed");
         }
     }
+}
+
+/// The bounds [`Conn::drive`] keeps on a connection: the listener's stop (a pending
+/// `watch::Receiver::wait_for`), the connection's one timer (armed at `first_by`), the first
+/// request's deadline and the idle timeout. Made by [`Conn::serve`], whose protocol sniff
+/// shares them.
+struct Bounds<'a, S> {
+    stopped: Pin<&'a mut S>,
+    timer: Pin<&'a mut tokio::time::Sleep>,
+    first_by: tokio::time::Instant,
+    idle: Duration,
 }
 
 /// What the idle and header bounds of one client connection watch (issue 10 item 3).
