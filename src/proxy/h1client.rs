@@ -31,6 +31,9 @@ const MAX_HEADERS: usize = 100;
 /// Largest response head, and largest trailer section (hyper's default read buffer limit
 /// for heads is 400 KiB; nginx's `proxy_buffer_size` is 4–8 KiB; this sits between).
 const MAX_HEAD: usize = 64 * 1024;
+/// The smallest response header map `parse_head` builds: 12 fields (16 slots), a request of
+/// five fields plus the seven `headers::add_forwarded` may add without the map growing.
+const MIN_MAP: usize = 12;
 /// Longest chunk-size line (with extensions) accepted.
 const MAX_CHUNK_LINE: usize = 4096;
 /// Bytes reserved before each read.
@@ -211,7 +214,10 @@ fn parse_head(
         }
         let count = fields.len();
         let head = buf.split_to(len).freeze();
-        let mut map = HeaderMap::with_capacity(count);
+        // At least `MIN_MAP` slots: hyper's server keeps the response's map (emptied) for the
+        // connection's next request, and `headers::add_forwarded` adds up to seven fields to
+        // that request; a map sized for the response's few fields grew there on every request.
+        let mut map = HeaderMap::with_capacity(count.max(MIN_MAP));
         let mut length: Option<u64> = None;
         let mut transfer_encoding = false;
         let mut chunked = false;

@@ -410,3 +410,12 @@ async fn a_close_before_any_answer_says_nothing_was_received() {
     assert!(!failed.nothing_received);
     assert!(matches!(failed.error, Error::Truncated));
 }
+
+/// hyper's server reuses the last response's header map for the connection's next request,
+/// where `headers::add_forwarded` adds its fields: a small response's map has room for them.
+#[test]
+fn a_small_response_map_has_room_for_the_next_request_and_its_forwarded_fields() {
+    let p = parsed(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n");
+    assert_eq!(p.parts.headers.len(), 1);
+    assert!(p.parts.headers.capacity() >= MIN_MAP);
+}
