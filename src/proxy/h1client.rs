@@ -158,10 +158,15 @@ struct Parsed {
 
 /// Parses one response head at the start of `buf`, taking it out of `buf`. `Ok(None)`: not
 /// complete yet. Informational (1xx other than 101) heads are consumed and skipped.
+///
+/// The head's fields go into `spare`'s map, emptied (the request's, already written): its
+/// allocation is reused instead of a new map's. `spare` is taken only once a complete head
+/// with a valid status is there, after which the request is never sent again.
 fn parse_head(
     buf: &mut BytesMut,
     fields: &mut Vec<Field>,
     head_request: bool,
+    spare: &mut HeaderMap,
 ) -> Result<Option<Parsed>, Error> {
     loop {
         // Uninitialised slots, as hyper's parser uses: no 100-field fill per attempt.
@@ -217,7 +222,9 @@ fn parse_head(
         // At least `MIN_MAP` slots: hyper's server keeps the response's map (emptied) for the
         // connection's next request, and `headers::add_forwarded` adds up to seven fields to
         // that request; a map sized for the response's few fields grew there on every request.
-        let mut map = HeaderMap::with_capacity(count.max(MIN_MAP));
+        let mut map = std::mem::take(spare);
+        map.clear();
+        map.reserve(count.max(MIN_MAP));
         let mut length: Option<u64> = None;
         let mut transfer_encoding = false;
         let mut chunked = false;
@@ -316,12 +323,13 @@ fn parse_length(raw: &[u8]) -> Result<u64, Error> {
 }
 
 /// Sends a request without a body on `conn` and reads the response head. On success the
-/// response's body reads the rest from `conn`, which it takes.
+/// response's body reads the rest from `conn`, which it takes, and `headers` is left empty:
+/// its map holds the response's fields (see [`parse_head`]).
 pub(crate) async fn send(
     mut conn: Conn,
     method: &Method,
     uri: &Uri,
-    headers: &HeaderMap,
+    headers: &mut HeaderMap,
 ) -> Result<(http::response::Parts, Body), Failed> {
     let mut head = std::mem::take(&mut conn.head);
     encode_head(&mut head, method, uri, headers);
@@ -338,7 +346,7 @@ pub(crate) async fn send(
     let mut received = !conn.buf.is_empty();
     loop {
         if !conn.buf.is_empty() {
-            match parse_head(&mut conn.buf, &mut conn.fields, head_request) {
+            match parse_head(&mut conn.buf, &mut conn.fields, head_request, headers) {
                 Ok(Some(parsed)) => {
                     let body = Body {
                         conn: Some(conn),
