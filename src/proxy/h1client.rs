@@ -31,6 +31,9 @@ const MAX_HEADERS: usize = 100;
 /// Largest response head, and largest trailer section (hyper's default read buffer limit
 /// for heads is 400 KiB; nginx's `proxy_buffer_size` is 4–8 KiB; this sits between).
 const MAX_HEAD: usize = 64 * 1024;
+/// The smallest response header map `parse_head` builds: 12 fields (16 slots), a request of
+/// five fields plus the seven `headers::add_forwarded` may add without the map growing.
+const MIN_MAP: usize = 12;
 /// Longest chunk-size line (with extensions) accepted.
 const MAX_CHUNK_LINE: usize = 4096;
 /// Bytes reserved before each read.
@@ -155,10 +158,15 @@ struct Parsed {
 
 /// Parses one response head at the start of `buf`, taking it out of `buf`. `Ok(None)`: not
 /// complete yet. Informational (1xx other than 101) heads are consumed and skipped.
+///
+/// The head's fields go into `spare`'s map, emptied (the request's, already written): its
+/// allocation is reused instead of a new map's. `spare` is taken only once a complete head
+/// with a valid status is there, after which the request is never sent again.
 fn parse_head(
     buf: &mut BytesMut,
     fields: &mut Vec<Field>,
     head_request: bool,
+    spare: &mut HeaderMap,
 ) -> Result<Option<Parsed>, Error> {
     loop {
         // Uninitialised slots, as hyper's parser uses: no 100-field fill per attempt.
@@ -211,7 +219,12 @@ fn parse_head(
         }
         let count = fields.len();
         let head = buf.split_to(len).freeze();
-        let mut map = HeaderMap::with_capacity(count);
+        // At least `MIN_MAP` slots: hyper's server keeps the response's map (emptied) for the
+        // connection's next request, and `headers::add_forwarded` adds up to seven fields to
+        // that request; a map sized for the response's few fields grew there on every request.
+        let mut map = std::mem::take(spare);
+        map.clear();
+        map.reserve(count.max(MIN_MAP));
         let mut length: Option<u64> = None;
         let mut transfer_encoding = false;
         let mut chunked = false;
@@ -310,12 +323,13 @@ fn parse_length(raw: &[u8]) -> Result<u64, Error> {
 }
 
 /// Sends a request without a body on `conn` and reads the response head. On success the
-/// response's body reads the rest from `conn`, which it takes.
+/// response's body reads the rest from `conn`, which it takes, and `headers` is left empty:
+/// its map holds the response's fields (see [`parse_head`]).
 pub(crate) async fn send(
     mut conn: Conn,
     method: &Method,
     uri: &Uri,
-    headers: &HeaderMap,
+    headers: &mut HeaderMap,
 ) -> Result<(http::response::Parts, Body), Failed> {
     let mut head = std::mem::take(&mut conn.head);
     encode_head(&mut head, method, uri, headers);
@@ -332,7 +346,7 @@ pub(crate) async fn send(
     let mut received = !conn.buf.is_empty();
     loop {
         if !conn.buf.is_empty() {
-            match parse_head(&mut conn.buf, &mut conn.fields, head_request) {
+            match parse_head(&mut conn.buf, &mut conn.fields, head_request, headers) {
                 Ok(Some(parsed)) => {
                     let body = Body {
                         conn: Some(conn),

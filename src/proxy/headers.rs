@@ -383,6 +383,12 @@ pub fn add_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) -> Option<Hea
     } else {
         ip.clone()
     };
+    // One growth at most, before the inserts, and none when the map has room (hyper's server
+    // reuses the last response's map, sized by `h1client::parse_head` for these fields).
+    headers.reserve(
+        5 + usize::from(original.is_some())
+            + usize::from(fwd.generate_request_id && !sent.request_id),
+    );
     if let Some(original) = original {
         headers.insert(X_ORIGINAL_FORWARDED_FOR.clone(), original);
     }
@@ -993,6 +999,39 @@ mod tests {
             },
         );
         assert!(h.get("x-request-id").is_none());
+    }
+
+    /// The fields `add_forwarded` adds fit in a map with room for them (hyper's server reuses
+    /// the last response's map, `h1client::parse_head` sizes it): no growth, nothing lost.
+    #[test]
+    fn forwarded_fields_fit_a_map_with_room_and_grow_a_full_one() {
+        let defaults = ForwardedHeaders::default();
+        let fwd = Forwarded {
+            client_ip: "203.0.113.7".parse().unwrap(),
+            trusted: false,
+            trusted_proxies: &[],
+            scheme: Scheme::Http,
+            host: "x",
+            host_value: &HeaderValue::from_static("x"),
+            settings: &defaults,
+            generate_request_id: true,
+        };
+        let mut h = HeaderMap::with_capacity(12);
+        h.insert(http::header::HOST, HeaderValue::from_static("x"));
+        h.insert(http::header::USER_AGENT, HeaderValue::from_static("t"));
+        let capacity = h.capacity();
+        add_forwarded(&mut h, &fwd);
+        assert_eq!(h.len(), 8);
+        assert_eq!(h.capacity(), capacity);
+        // A map sized for the client's fields alone grows once and keeps them all.
+        let mut h = HeaderMap::with_capacity(2);
+        h.insert(http::header::HOST, HeaderValue::from_static("x"));
+        h.insert(http::header::USER_AGENT, HeaderValue::from_static("t"));
+        add_forwarded(&mut h, &fwd);
+        assert_eq!(h.len(), 8);
+        assert!(h.capacity() >= 8);
+        assert_eq!(get(&h, "host"), Some("x"));
+        assert_eq!(get(&h, "x-real-ip"), Some("203.0.113.7"));
     }
 
     #[test]

@@ -172,8 +172,10 @@ impl Pool {
             self.idle_timeout_ms.store(timeout, Ordering::Relaxed);
         }
         if own_client_fits(&request) {
+            // The body (ended) lives as long as the exchange, as on hyper's path.
+            let (mut parts, _body) = request.into_parts();
             return self
-                .send_own(addr, connect_timeout, keepalive, &request)
+                .send_own(addr, connect_timeout, keepalive, &mut parts)
                 .await
                 .map(|response| (response, None));
         }
@@ -219,7 +221,7 @@ impl Pool {
         addr: SocketAddr,
         connect_timeout: Duration,
         keepalive: UpstreamKeepalive,
-        request: &Request<RetryBody>,
+        request: &mut http::request::Parts,
     ) -> Result<Response<UpBody>, ProxyError> {
         let mut fresh = false;
         loop {
@@ -230,7 +232,8 @@ impl Pool {
                     (Conn::new(connect_tcp(addr, connect_timeout).await?), 0)
                 }
             };
-            match h1client::send(conn, request.method(), request.uri(), request.headers()).await {
+            // On success the request's header map becomes the response's (emptied first).
+            match h1client::send(conn, &request.method, &request.uri, &mut request.headers).await {
                 Ok((parts, mut body)) => {
                     body.on_done(Home {
                         pool: Arc::downgrade(self),
@@ -242,7 +245,7 @@ impl Pool {
                 }
                 Err(failed) => {
                     let stale = failed.nothing_received
-                        && (!failed.written || request.method().is_idempotent());
+                        && (!failed.written || request.method.is_idempotent());
                     if stale && !fresh {
                         fresh = true;
                         continue;

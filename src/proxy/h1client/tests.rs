@@ -2,7 +2,12 @@ use super::*;
 
 fn parse(bytes: &[u8], head_request: bool) -> Result<Option<Parsed>, Error> {
     let mut buf = BytesMut::from(bytes);
-    parse_head(&mut buf, &mut Vec::new(), head_request)
+    parse_head(
+        &mut buf,
+        &mut Vec::new(),
+        head_request,
+        &mut HeaderMap::new(),
+    )
 }
 
 fn parsed(bytes: &[u8]) -> Parsed {
@@ -226,7 +231,7 @@ fn informational_heads_are_skipped() {
     let mut buf = BytesMut::from(
         &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"[..],
     );
-    let p = parse_head(&mut buf, &mut Vec::new(), false)
+    let p = parse_head(&mut buf, &mut Vec::new(), false, &mut HeaderMap::new())
         .unwrap()
         .unwrap();
     assert_eq!(p.parts.status, 200);
@@ -234,9 +239,11 @@ fn informational_heads_are_skipped() {
     assert_eq!(&buf[..], b"ok");
     // A lone 1xx is consumed and the final head awaited.
     let mut buf = BytesMut::from(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]);
-    assert!(parse_head(&mut buf, &mut Vec::new(), false)
-        .unwrap()
-        .is_none());
+    assert!(
+        parse_head(&mut buf, &mut Vec::new(), false, &mut HeaderMap::new())
+            .unwrap()
+            .is_none()
+    );
     assert!(buf.is_empty());
 }
 
@@ -351,7 +358,7 @@ async fn a_body_read_until_close_ends_cleanly() {
         conn,
         &Method::GET,
         &Uri::from_static("/"),
-        &HeaderMap::new(),
+        &mut HeaderMap::new(),
     )
     .await
     .expect("answered");
@@ -366,7 +373,7 @@ async fn a_body_cut_short_is_an_error() {
         conn,
         &Method::GET,
         &Uri::from_static("/"),
-        &HeaderMap::new(),
+        &mut HeaderMap::new(),
     )
     .await
     .expect("answered");
@@ -376,7 +383,7 @@ async fn a_body_cut_short_is_an_error() {
         conn,
         &Method::GET,
         &Uri::from_static("/"),
-        &HeaderMap::new(),
+        &mut HeaderMap::new(),
     )
     .await
     .expect("answered");
@@ -390,7 +397,7 @@ async fn a_close_before_any_answer_says_nothing_was_received() {
         conn,
         &Method::GET,
         &Uri::from_static("/"),
-        &HeaderMap::new(),
+        &mut HeaderMap::new(),
     )
     .await
     .err()
@@ -402,11 +409,48 @@ async fn a_close_before_any_answer_says_nothing_was_received() {
         conn,
         &Method::GET,
         &Uri::from_static("/"),
-        &HeaderMap::new(),
+        &mut HeaderMap::new(),
     )
     .await
     .err()
     .expect("a cut head");
     assert!(!failed.nothing_received);
     assert!(matches!(failed.error, Error::Truncated));
+}
+
+/// hyper's server reuses the last response's header map for the connection's next request,
+/// where `headers::add_forwarded` adds its fields: a small response's map has room for them.
+#[test]
+fn a_small_response_map_has_room_for_the_next_request_and_its_forwarded_fields() {
+    let p = parsed(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n");
+    assert_eq!(p.parts.headers.len(), 1);
+    assert!(p.parts.headers.capacity() >= MIN_MAP);
+}
+
+/// The request's map (already written) becomes the response's, emptied, and only once a
+/// complete head is there: a partial head or a 1xx leaves it whole for a repeat.
+#[test]
+fn the_request_map_is_taken_for_the_response_only_with_a_complete_head() {
+    let mut request = HeaderMap::with_capacity(32);
+    request.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
+    request.insert(http::header::HOST, HeaderValue::from_static("a.test"));
+    let capacity = request.capacity();
+    let mut buf =
+        BytesMut::from(&b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Len"[..]);
+    assert!(parse_head(&mut buf, &mut Vec::new(), false, &mut request)
+        .unwrap()
+        .is_none());
+    assert_eq!(request.len(), 2);
+    buf.extend_from_slice(b"gth: 3\r\nX-A: b\r\n\r\nabc");
+    let p = parse_head(&mut buf, &mut Vec::new(), false, &mut request)
+        .unwrap()
+        .expect("a complete head");
+    assert!(request.is_empty());
+    assert_eq!(p.parts.status, StatusCode::OK);
+    assert_eq!(p.parts.headers.len(), 2);
+    assert_eq!(p.parts.headers.capacity(), capacity);
+    assert!(p.parts.headers.get("x-forwarded-for").is_none());
+    assert_eq!(p.parts.headers["x-a"], "b");
+    assert!(matches!(p.framing, Framing::Length(3)));
+    assert_eq!(&buf[..], b"abc");
 }
