@@ -883,11 +883,12 @@ async fn upstream_connections_are_pooled_and_reused() {
 }
 
 /// `portico_worker_connections{worker}` for each of `count` workers.
-/// `count` workers on one port routing everything to `backend`, with metrics: the address, the
-/// metrics, the stop switch and the running workers.
+/// `count` workers on one port routing everything to `backend`, with `options` and metrics: the
+/// address, the metrics, the stop switch and the running workers.
 fn start_workers(
     count: usize,
     backend: SocketAddr,
+    options: ProxyOptions,
 ) -> (
     SocketAddr,
     Arc<portico::metrics::Metrics>,
@@ -911,7 +912,7 @@ fn start_workers(
                     metrics: metrics.clone(),
                     access_log: None,
                 },
-                ..ProxyOptions::default()
+                ..options
             }),
             tls: None,
         }],
@@ -942,7 +943,7 @@ async fn connections_spread_evenly_over_workers() {
     const WORKERS: usize = 2;
     const CONNS: usize = 16;
     let echo = start_echo("e").await;
-    let (addr, metrics, stop, serving) = start_workers(WORKERS, echo);
+    let (addr, metrics, stop, serving) = start_workers(WORKERS, echo, ProxyOptions::default());
     let mut conns = Vec::new();
     for _ in 0..CONNS {
         // Answered: accepted and placed before the next one connects.
@@ -981,7 +982,7 @@ async fn connections_spread_evenly_over_workers() {
 #[tokio::test]
 async fn every_worker_stops_accepting_and_drains_its_requests() {
     let gated = gated_backend().await;
-    let (addr, metrics, stop, serving) = start_workers(2, gated.addr);
+    let (addr, metrics, stop, serving) = start_workers(2, gated.addr, ProxyOptions::default());
     let idle = Conn::connect(addr).await;
     let deadline = tokio::time::Instant::now() + BOUND;
     while worker_connections(&metrics, 2).iter().sum::<i64>() < 1 {
@@ -1080,34 +1081,16 @@ async fn the_connection_limit_holds_per_listener_across_workers() {
 // once, not after its header timeout or the drain timeout (an hour each here), and a request served before still works.
 #[tokio::test]
 async fn connections_still_being_sniffed_do_not_hold_up_the_drain() {
-    use portico::proxy::workers;
     let echo = start_echo("e").await;
-    let shared = portico::publish::shared();
-    publish_catch_all(&shared, endpoints(&[echo]));
-    let metrics = Arc::new(portico::metrics::Metrics::new());
-    let sockets = workers::bind("127.0.0.1:0".parse().unwrap(), 1).unwrap();
-    let addr = sockets[0].local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let serving = workers::run(
+    let (addr, metrics, stop, serving) = start_workers(
         1,
-        shared,
-        vec![workers::Listener {
-            sockets,
-            options: Arc::new(ProxyOptions {
-                header_read_timeout: Duration::from_secs(3600),
-                drain_timeout: Duration::from_secs(3600),
-                observe: portico::proxy::Observe {
-                    metrics: metrics.clone(),
-                    access_log: None,
-                },
-                ..ProxyOptions::default()
-            }),
-            tls: None,
-        }],
-        stopped,
-    )
-    .unwrap();
-    let serving = tokio::spawn(serving);
+        echo,
+        ProxyOptions {
+            header_read_timeout: Duration::from_secs(3600),
+            drain_timeout: Duration::from_secs(3600),
+            ..ProxyOptions::default()
+        },
+    );
     let mut served = Conn::connect(addr).await;
     served
         .send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

@@ -43,6 +43,14 @@ async fn get_rounds(conn: &mut Conn, rounds: usize, body: &str) -> Vec<RawRespon
     responses
 }
 
+/// Three `GET /` through a proxy whose upstream answers with `answer`, each a 200 with `body`:
+/// how many connections the upstream accepted for them.
+async fn connections_for_three(answer: fn(&str) -> (Vec<u8>, Then), body: &str) -> usize {
+    let (_proxy, mut conn, accepted) = through(answer).await;
+    get_rounds(&mut conn, 3, body).await;
+    accepted.load(Ordering::SeqCst)
+}
+
 #[tokio::test]
 async fn a_connection_the_upstream_closed_while_idle_is_replaced_without_an_error() {
     fn answer(_: &str) -> (Vec<u8>, Then) {
@@ -88,9 +96,7 @@ async fn a_chunked_response_arrives_whole_and_its_connection_is_reused() {
             Then::KeepOpen,
         )
     }
-    let (_proxy, mut conn, accepted) = through(answer).await;
-    get_rounds(&mut conn, 3, "hello, world").await;
-    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(connections_for_three(answer, "hello, world").await, 1);
 }
 
 #[tokio::test]
@@ -236,9 +242,7 @@ async fn chunked_trailers_and_extensions_keep_the_connection() {
             Then::KeepOpen,
         )
     }
-    let (_proxy, mut conn, accepted) = through(answer).await;
-    get_rounds(&mut conn, 3, "hello, world").await;
-    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(connections_for_three(answer, "hello, world").await, 1);
 }
 
 #[tokio::test]
@@ -249,9 +253,7 @@ async fn a_body_without_framing_is_read_until_close_and_not_reused() {
             Then::Close,
         )
     }
-    let (_proxy, mut conn, accepted) = through(answer).await;
-    get_rounds(&mut conn, 3, "until the end").await;
-    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    assert_eq!(connections_for_three(answer, "until the end").await, 3);
 }
 
 #[tokio::test]
@@ -263,9 +265,7 @@ async fn an_http10_answer_without_keep_alive_is_not_reused() {
             Then::KeepOpen,
         )
     }
-    let (_proxy, mut conn, accepted) = through(answer).await;
-    get_rounds(&mut conn, 3, "ok").await;
-    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    assert_eq!(connections_for_three(answer, "ok").await, 3);
 }
 
 #[tokio::test]
