@@ -72,14 +72,30 @@ pub(super) async fn read(mut stream: TcpStream) -> io::Result<(StartHandshake<Tc
 }
 
 /// `config` for a handshake whose client offers a pre-shared key: one ticket instead of two.
-/// Unchanged when it sends one or none already (sessions off, client certificates).
+/// Unchanged when it sends one or none already (sessions off, client certificates). The
+/// one-ticket copy is made once per configuration and worker thread, not per handshake: the
+/// thread keeps the last one with a weak handle on its source (which also keeps that
+/// allocation's address from being reused while the copy is cached).
 pub(super) fn for_resumption(config: Arc<ServerConfig>) -> Arc<ServerConfig> {
+    type Cached = Option<(std::sync::Weak<ServerConfig>, Arc<ServerConfig>)>;
+    thread_local! {
+        static LAST: std::cell::RefCell<Cached> = const { std::cell::RefCell::new(None) };
+    }
     if config.send_tls13_tickets <= 1 {
         return config;
     }
-    let mut one = (*config).clone();
-    one.send_tls13_tickets = 1;
-    Arc::new(one)
+    LAST.with_borrow_mut(|last| {
+        if let Some((source, one)) = last {
+            if std::ptr::eq(source.as_ptr(), Arc::as_ptr(&config)) {
+                return one.clone();
+            }
+        }
+        let mut one = (*config).clone();
+        one.send_tls13_tickets = 1;
+        let one = Arc::new(one);
+        *last = Some((Arc::downgrade(&config), one.clone()));
+        one
+    })
 }
 
 /// The socket as `std::io::Read` for [`Acceptor::read_tls`] (`WouldBlock` when nothing is
@@ -250,6 +266,15 @@ mod tests {
         let two = server();
         assert_eq!(two.send_tls13_tickets, 2);
         assert_eq!(for_resumption(two.clone()).send_tls13_tickets, 1);
+        // Made once per configuration (and thread), not per handshake.
+        assert!(Arc::ptr_eq(
+            &for_resumption(two.clone()),
+            &for_resumption(two.clone())
+        ));
+        let other = Arc::new((*two).clone());
+        let for_other = for_resumption(other.clone());
+        assert_eq!(for_other.send_tls13_tickets, 1);
+        assert!(!Arc::ptr_eq(&for_other, &for_resumption(two.clone())));
         let mut none = (*two).clone();
         none.send_tls13_tickets = 0;
         let none = Arc::new(none);
