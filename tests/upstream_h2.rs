@@ -1,6 +1,12 @@
 //! HTTP/2 upstreams (H2C, GRPC, GRPCS) through Portico's own per-endpoint pool
 //! (`src/proxy/h2pool.rs`): what the upstream sees (`:authority`, `:scheme`, no `Host`), which
 //! connections carry which requests, and recovery when the upstream closes a connection.
+//!
+//! The `:authority` cases reproduce ingress-nginx's generated gRPC location
+//! (`rootfs/etc/nginx/template/nginx.tmpl`: `grpc_set_header Host $best_http_host;`, or the
+//! quoted `upstream-vhost`, which nginx's grpc module sends as `:authority` and not as a
+//! header field) with `backend-protocol: GRPC`/`GRPCS` (`test/e2e/annotations/grpc.go`);
+//! docs/migrating-from-ingress-nginx.md (`backend-protocol`) says the same.
 
 mod support;
 
