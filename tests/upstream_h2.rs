@@ -3,9 +3,10 @@
 //! connections carry which requests, and recovery when the upstream closes a connection.
 //!
 //! The `:authority` cases reproduce ingress-nginx's generated gRPC location
-//! (`rootfs/etc/nginx/template/nginx.tmpl`: `grpc_set_header Host $best_http_host;`, or the
-//! quoted `upstream-vhost`, which nginx's grpc module sends as `:authority` and not as a
-//! header field) with `backend-protocol: GRPC`/`GRPCS` (`test/e2e/annotations/grpc.go`);
+//! (`rootfs/etc/nginx/template/nginx.tmpl`: `{{ $proxySetHeader }} Host ...` with
+//! `$proxySetHeader` = `grpc_set_header` for GRPC/GRPCS, the value the quoted `upstream-vhost`
+//! or else `$best_http_host`; nginx's grpc module sends it as `:authority`, not as a header
+//! field) with `backend-protocol: GRPC`/`GRPCS` (`test/e2e/annotations/grpc.go`);
 //! docs/migrating-from-ingress-nginx.md (`backend-protocol`) says the same.
 
 mod support;
