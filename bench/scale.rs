@@ -5,7 +5,8 @@
 //! Secret rotated), and churn under load. Loopback only; every load stops by itself.
 //!
 //! ```text
-//! scale upstream ADDR...                    serve "ok" (and 64 KiB on /64k) until killed
+//! scale upstream ADDR... [--h2c ADDR]       serve "ok" (and 64 KiB on /64k) until killed; on the
+//!                                           --h2c address cleartext HTTP/2 (prior knowledge)
 //! scale load --addr A --host H [--path P] [--conns C] [--secs S] [--close]
 //! scale scale --portico BIN [--sizes 1000,5000,20000] [--changes 500] [--churn-secs 60]
 //!             [--churn-rate 100] [--churn-load builtin|wrk] [--no-kube] [--out FILE]
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -116,13 +117,30 @@ where
 
 const SMALL: &[u8] = b"ok\n";
 
-fn upstream_main(addrs: &[String]) -> Result<(), Error> {
-    let addrs: Vec<SocketAddr> = addrs.iter().map(|a| a.parse()).collect::<Result<_, _>>()?;
+fn upstream_main(args: &[String]) -> Result<(), Error> {
+    let mut addrs = Vec::new();
+    let mut h2c = Vec::new();
+    let mut args = args.iter();
+    while let Some(a) = args.next() {
+        if a == "--h2c" {
+            h2c.push(
+                args.next()
+                    .ok_or("--h2c needs an address")?
+                    .parse::<SocketAddr>()?,
+            );
+        } else {
+            addrs.push(a.parse::<SocketAddr>()?);
+        }
+    }
     runtime().block_on(async {
         let mut tasks = Vec::new();
-        for addr in addrs {
+        for (addr, http2) in addrs
+            .into_iter()
+            .map(|a| (a, false))
+            .chain(h2c.into_iter().map(|a| (a, true)))
+        {
             let listener = tokio::net::TcpListener::bind(addr).await?;
-            tasks.push(tokio::spawn(serve_upstream(listener)));
+            tasks.push(tokio::spawn(serve_upstream(listener, http2)));
         }
         for t in tasks {
             let _ = t.await;
@@ -131,8 +149,9 @@ fn upstream_main(addrs: &[String]) -> Result<(), Error> {
     })
 }
 
-/// Answers every request with a fixed body: 64 KiB on `/64k`, else `ok\n`. Keep-alive.
-async fn serve_upstream(listener: tokio::net::TcpListener) {
+/// Answers every request with a fixed body: 64 KiB on `/64k`, else `ok\n`. Keep-alive
+/// HTTP/1.1, or cleartext HTTP/2 with prior knowledge (`http2`: the h2c/gRPC upstream scenario).
+async fn serve_upstream(listener: tokio::net::TcpListener, http2: bool) {
     let big = Bytes::from(vec![b'x'; 64 * 1024]);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -149,9 +168,15 @@ async fn serve_upstream(listener: tokio::net::TcpListener) {
                 };
                 async move { Ok::<_, Infallible>(Response::new(Full::new(body))) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            if http2 {
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            } else {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            }
         });
     }
 }
@@ -603,7 +628,7 @@ async fn scale(a: ScaleArgs) -> Result<(), Error> {
     let port = free_port();
     for ip in ENDPOINT_IPS {
         let listener = tokio::net::TcpListener::bind((ip, port)).await?;
-        tokio::spawn(serve_upstream(listener));
+        tokio::spawn(serve_upstream(listener, false));
     }
     let root = std::env::temp_dir().join(format!("portico-scale-{}", std::process::id()));
     let mut sizes = Vec::new();
@@ -1102,7 +1127,7 @@ async fn config_version(admin: SocketAddr) -> u64 {
 // ---------------------------------------------------------------------------------------------
 // Report: medians over rounds, ratios, Markdown and a gnuplot script for the chart
 
-const SCENARIO_NAMES: [(&str, &str); 11] = [
+const SCENARIO_NAMES: [(&str, &str); 12] = [
     ("h1_keepalive", "HTTP/1.1 keep-alive, small"),
     (
         "h1_fixed_rate",
@@ -1125,6 +1150,10 @@ const SCENARIO_NAMES: [(&str, &str); 11] = [
     ),
     ("tls_handshake", "TLS full handshakes (s_time, no request)"),
     ("h2_tls", "HTTP/2 over TLS, 10 × 10 streams"),
+    (
+        "h2c_upstream",
+        "HTTP/1.1 keep-alive in, cleartext HTTP/2 (h2c/gRPC) to the upstream",
+    ),
     (
         "mem_10k",
         "10,000 keep-alive connections (RSS per connection: idle, then active)",
