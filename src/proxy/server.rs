@@ -249,9 +249,11 @@ struct Protocols {
     connections: crate::metrics::ConnectionGauge,
 }
 
-/// Runs hyper's HTTP/2 stream tasks (one per request, holding the whole proxy future) boxed:
-/// spawning then moves a pointer instead of copying the large future into the task several
-/// times, and the task's end does not copy it again (what `TokioExecutor` does).
+/// Runs hyper's HTTP/2 stream tasks (one per request) boxed: spawning then moves a pointer
+/// instead of copying the stream future into the task several times, and the task's end does
+/// not copy it again (what `TokioExecutor` does). Since the request's future is boxed by the
+/// service (`Conn::serve`) the stream future is small, and spawning it unboxed measured the
+/// same (docs/performance.md, `h2srv`).
 #[derive(Debug, Clone, Copy)]
 struct BoxedExecutor;
 
@@ -491,11 +493,20 @@ impl Conn {
         };
         let ctx = self.ctx.clone();
         let requests = activity.clone();
-        let svc = service_fn(move |req| {
-            service::handle(ctx.clone(), client, tls.clone(), requests.begin(), req)
-        });
         let io = TokioIo::new(io);
         if speaks == Speaks::Http2 {
+            // Each HTTP/2 request's future is boxed where it is made: hyper moves it into its
+            // stream future (`H2Stream`) and that into the stream's task, each move a copy of
+            // its whole size; boxed, they move a pointer (docs/performance.md, `h2srv`).
+            let svc = service_fn(move |req| {
+                Box::pin(service::handle(
+                    ctx.clone(),
+                    client,
+                    tls.clone(),
+                    requests.begin(),
+                    req,
+                ))
+            });
             // hyper's connections are boxed: the future of `run` then holds a pointer, not
             // the larger of the two (see `serve_inner`'s spawn).
             let conn = Box::pin(self.builder.http2.serve_connection(io, svc));
@@ -507,6 +518,9 @@ impl Conn {
             };
             self.drive(conn, client, activity, bounds, false).await;
         } else {
+            let svc = service_fn(move |req| {
+                service::handle(ctx.clone(), client, tls.clone(), requests.begin(), req)
+            });
             let conn = Box::pin(self.builder.http1.serve_connection(io, svc).with_upgrades());
             let bounds = Bounds {
                 stopped: stopped.as_mut(),

@@ -308,12 +308,18 @@ fn lock(slot: &Mutex<Option<Incoming>>) -> MutexGuard<'_, Option<Incoming>> {
 impl RetryBody {
     pub fn new(body: Incoming, limit: u64, timeout: Duration) -> Self {
         let sent = Arc::new(Progress::default());
-        if body.is_end_stream() {
-            // No body: hyper never polls it, so it counts as sent from the start.
+        let state = if body.is_end_stream() {
+            // No body: hyper never polls it, so it counts as sent from the start. Nothing is
+            // left to read, so no attempt needs the slot: a request without a body asks each
+            // attempt for `empty()`. (Over HTTP/2 every `is_end_stream` of `Incoming` locks
+            // the connection's stream state: the parked body was asked four times per request.)
             sent.sent.notify_one();
-        }
+            State::Done
+        } else {
+            State::Parked(Arc::new(Mutex::new(Some(body))))
+        };
         RetryBody {
-            state: State::Parked(Arc::new(Mutex::new(Some(body)))),
+            state,
             sent,
             limit,
             timeout: (!timeout.is_zero()).then_some(timeout),
