@@ -454,3 +454,46 @@ fn the_request_map_is_taken_for_the_response_only_with_a_complete_head() {
     assert!(matches!(p.framing, Framing::Length(3)));
     assert_eq!(&buf[..], b"abc");
 }
+
+#[test]
+fn known_names_are_what_from_bytes_makes() {
+    for raw in [
+        "Date",
+        "Vary",
+        "ETag",
+        "Etag",
+        "Server",
+        "Expires",
+        "Location",
+        "Connection",
+        "Set-Cookie",
+        "Content-Type",
+        "Accept-Ranges",
+        "Cache-Control",
+        "Last-Modified",
+        "Content-Length",
+        "Content-Encoding",
+        "Transfer-Encoding",
+    ] {
+        for spelling in [raw.to_owned(), raw.to_ascii_lowercase()] {
+            let fast = known_name(spelling.as_bytes()).expect("a known name");
+            let slow = HeaderName::from_bytes(spelling.as_bytes()).expect("a valid name");
+            assert_eq!(fast, slow, "{spelling}");
+            assert_eq!(fast.as_str(), spelling.to_ascii_lowercase());
+        }
+    }
+    // Other spellings and names take the long way, with the same result.
+    for other in [
+        "CONTENT-LENGTH",
+        "content-Length",
+        "X-Date",
+        "Dat",
+        "Keep-Alive",
+    ] {
+        assert!(known_name(other.as_bytes()).is_none(), "{other}");
+    }
+    let head = parsed(b"HTTP/1.1 200 OK\r\nCONTENT-LENGTH: 0\r\nX-Custom: a\r\n\r\n");
+    assert_eq!(head.parts.headers["content-length"], "0");
+    assert_eq!(head.parts.headers["x-custom"], "a");
+    assert_eq!(head.framing, Framing::Done);
+}
