@@ -257,9 +257,7 @@ fn parse_head(
                     keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
                 }
             }
-            let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
-                .map_err(|_| Error::Framing("invalid header value"))?;
-            map.append(name, value);
+            map.append(name, parsed_value(head.slice(vs..ve)));
         }
         let mut reusable = if version == Version::HTTP_11 {
             !close
@@ -336,6 +334,28 @@ fn known_name(raw: &[u8]) -> Option<HeaderName> {
         b"Transfer-Encoding" | b"transfer-encoding" => TRANSFER_ENCODING,
         _ => return None,
     })
+}
+
+/// A response header value as `httparse` delimited it, without `HeaderValue`'s byte-by-byte
+/// check (about 100 instructions a value).
+///
+/// Sound because the check could not fail: `HeaderValue` accepts exactly the bytes
+/// `b >= 0x20 && b != 0x7f || b == b'\t'` (http 1.x `value.rs`, `is_valid`), and httparse,
+/// with the `ParserConfig::default()` `parse_head` uses (obsolete line folding not allowed,
+/// invalid fields an error rather than skipped), ends a value at CR LF or LF and fails the
+/// head on any byte outside `HEADER_VALUE_MAP`: `\t`, `0x20..=0x7e`, `0x80..=0xff`, the same
+/// set (httparse 1.x `lib.rs`). hyper's client and server build their header values from
+/// httparse's the same way (hyper `proto/h1/role.rs`, `header_value!`). In a debug build
+/// `from_maybe_shared_unchecked` checks anyway and panics on a mismatch, so the test suite
+/// would catch an httparse that accepted more (test
+/// `control_bytes_in_a_value_fail_the_head`).
+#[allow(unsafe_code)]
+fn parsed_value(bytes: Bytes) -> HeaderValue {
+    // SAFETY: `bytes` is a field value httparse accepted (see above). The requirement is a
+    // valid header value: http's doc for the function says "valid UTF-8", but the type holds
+    // obs-text (`from_bytes` accepts 0x80..=0xff) and every `&str` view of it (`to_str`)
+    // checks the bytes first; the debug build's check is `from_bytes`'s, not a UTF-8 one.
+    unsafe { HeaderValue::from_maybe_shared_unchecked(bytes) }
 }
 
 /// A `Content-Length` value: digits, possibly a comma list of equal values (RFC 9110 §8.6).

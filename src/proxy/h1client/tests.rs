@@ -497,3 +497,37 @@ fn known_names_are_what_from_bytes_makes() {
     assert_eq!(head.parts.headers["x-custom"], "a");
     assert_eq!(head.framing, Framing::Done);
 }
+
+/// `parsed_value` takes httparse's values unchecked: every byte `HeaderValue` refuses must
+/// have failed the head first (a debug build would also panic in `parsed_value`).
+#[test]
+fn control_bytes_in_a_value_fail_the_head() {
+    for b in (0u8..0x20).chain([0x7f]) {
+        if b == b'\t' {
+            continue;
+        }
+        let mut head = b"HTTP/1.1 200 OK\r\nX-A: a".to_vec();
+        head.push(b);
+        head.extend_from_slice(b"b\r\nContent-Length: 0\r\n\r\n");
+        match parse(&head, false) {
+            // A CR or LF ends the value: what follows is not a field (or a bare CR is invalid).
+            Err(Error::Parse(_)) => {}
+            other => panic!("byte {b:#x}: {:?}", other.map(|p| p.map(|p| p.parts))),
+        }
+    }
+    // Obsolete line folding is refused, not joined into a value holding CR LF.
+    assert!(matches!(
+        parse(
+            b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 0\r\n\r\n",
+            false
+        ),
+        Err(Error::Parse(_))
+    ));
+    // Tabs, visible ASCII and obs-text (0x80-0xff) are valid values, kept byte for byte.
+    let head = parsed(b"HTTP/1.1 200 OK\r\nX-A: a\tb \xff~\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(head.parts.headers["x-a"].as_bytes(), b"a\tb \xff~");
+    assert_eq!(
+        head.parts.headers["x-a"],
+        HeaderValue::from_bytes(b"a\tb \xff~").unwrap()
+    );
+}
