@@ -251,10 +251,24 @@ fn parse_head(
                     .next()
                     .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             } else if name == CONNECTION {
+                let mut names_a_field = false;
                 for token in raw.split(|&b| b == b',') {
                     let token = token.trim_ascii();
-                    close |= token.eq_ignore_ascii_case(b"close");
-                    keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                    let is_close = token.eq_ignore_ascii_case(b"close");
+                    let is_keep_alive = token.eq_ignore_ascii_case(b"keep-alive");
+                    close |= is_close;
+                    keep_alive |= is_keep_alive;
+                    names_a_field |= !(is_close || is_keep_alive || token.is_empty());
+                }
+                // Hop-by-hop: read here (above), removed from every response by
+                // `service::finish_headers`, the first reader of this map. A field that says
+                // only `keep-alive` or `close` (nginx's `Connection: keep-alive` on every
+                // answer) names no field but `Keep-Alive`, which `finish_headers` removes by
+                // its fixed list anyway: left out of the map, the answer is the same, without
+                // an append here and a lookup and removal there. One naming other fields
+                // goes in, so `finish_headers` removes those too.
+                if !names_a_field {
+                    continue;
                 }
             }
             map.append(name, parsed_value(head.slice(vs..ve)));

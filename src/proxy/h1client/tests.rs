@@ -531,3 +531,36 @@ fn control_bytes_in_a_value_fail_the_head() {
         HeaderValue::from_bytes(b"a\tb \xff~").unwrap()
     );
 }
+
+/// `Connection` with only connection options stays out of the response map (the reuse
+/// decision has read it; `finish_headers` would remove it); one naming other fields stays in,
+/// so those fields are removed downstream.
+#[test]
+fn a_connection_field_naming_no_other_field_is_read_and_left_out() {
+    for value in [
+        "keep-alive",
+        "Keep-Alive",
+        "close",
+        "close, keep-alive",
+        " , close",
+    ] {
+        let head = format!("HTTP/1.1 200 OK\r\nConnection: {value}\r\nContent-Length: 2\r\n\r\n");
+        let p = parsed(head.as_bytes());
+        assert!(p.parts.headers.get(CONNECTION).is_none(), "{value}");
+        assert_eq!(p.parts.headers[CONTENT_LENGTH], "2");
+        assert_eq!(p.reusable, !value.contains("close"), "{value}");
+    }
+    let p = parsed(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n");
+    assert!(p.reusable);
+    assert!(p.parts.headers.get(CONNECTION).is_none());
+    let p = parsed(
+        b"HTTP/1.1 200 OK\r\nConnection: close, X-Secret\r\nX-Secret: a\r\nContent-Length: 2\r\n\r\n",
+    );
+    assert!(!p.reusable);
+    assert_eq!(p.parts.headers[CONNECTION], "close, X-Secret");
+    // What the client gets: the named field is gone with `Connection`.
+    let mut headers = p.parts.headers;
+    crate::proxy::service::finish_headers(&mut headers, false);
+    assert!(headers.get(CONNECTION).is_none());
+    assert!(headers.get("x-secret").is_none());
+}
