@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, SERVER, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -270,6 +270,10 @@ fn parse_head(
                 if !names_a_field {
                     continue;
                 }
+            } else if name == SERVER {
+                // `service::finish_headers` replaces it with Portico's on every answer (spec
+                // §6.3; `global::finish` on `server-tokens`): nothing reads the upstream's.
+                continue;
             }
             map.append(name, parsed_value(head.slice(vs..ve)));
         }
@@ -328,7 +332,7 @@ fn parse_head(
 fn known_name(raw: &[u8]) -> Option<HeaderName> {
     use http::header::{
         ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, DATE, ETAG, EXPIRES,
-        LAST_MODIFIED, LOCATION, SERVER, SET_COOKIE, VARY,
+        LAST_MODIFIED, LOCATION, SET_COOKIE, VARY,
     };
     Some(match raw {
         b"Date" | b"date" => DATE,

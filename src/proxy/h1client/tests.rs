@@ -564,3 +564,17 @@ fn a_connection_field_naming_no_other_field_is_read_and_left_out() {
     assert!(headers.get(CONNECTION).is_none());
     assert!(headers.get("x-secret").is_none());
 }
+
+/// The upstream's `Server` is never passed on (`finish_headers` writes Portico's), so the
+/// response map does not carry it.
+#[test]
+fn the_upstream_server_field_is_left_out_and_portico_answers_as_itself() {
+    let p = parsed(
+        b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nserver: b\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(p.parts.headers.get(SERVER).is_none());
+    let mut headers = p.parts.headers;
+    crate::proxy::service::finish_headers(&mut headers, false);
+    assert_eq!(headers.get_all(SERVER).iter().count(), 1);
+    assert_eq!(headers[SERVER], crate::proxy::SERVER);
+}
