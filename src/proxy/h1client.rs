@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, SERVER, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -231,8 +231,11 @@ fn parse_head(
         let mut close = false;
         let mut keep_alive = false;
         for &(ns, ne, vs, ve) in fields.iter() {
-            let name = HeaderName::from_bytes(&head[ns..ne])
-                .map_err(|_| Error::Framing("invalid header name"))?;
+            let name = match known_name(&head[ns..ne]) {
+                Some(name) => name,
+                None => HeaderName::from_bytes(&head[ns..ne])
+                    .map_err(|_| Error::Framing("invalid header name"))?,
+            };
             let raw = &head[vs..ve];
             if name == CONTENT_LENGTH {
                 let n = parse_length(raw)?;
@@ -248,15 +251,31 @@ fn parse_head(
                     .next()
                     .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             } else if name == CONNECTION {
+                let mut names_a_field = false;
                 for token in raw.split(|&b| b == b',') {
                     let token = token.trim_ascii();
-                    close |= token.eq_ignore_ascii_case(b"close");
-                    keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                    let is_close = token.eq_ignore_ascii_case(b"close");
+                    let is_keep_alive = token.eq_ignore_ascii_case(b"keep-alive");
+                    close |= is_close;
+                    keep_alive |= is_keep_alive;
+                    names_a_field |= !(is_close || is_keep_alive || token.is_empty());
                 }
+                // Hop-by-hop: read here (above), removed from every response by
+                // `service::finish_headers`, the first reader of this map. A field that says
+                // only `keep-alive` or `close` (nginx's `Connection: keep-alive` on every
+                // answer) names no field but `Keep-Alive`, which `finish_headers` removes by
+                // its fixed list anyway: left out of the map, the answer is the same, without
+                // an append here and a lookup and removal there. One naming other fields
+                // goes in, so `finish_headers` removes those too.
+                if !names_a_field {
+                    continue;
+                }
+            } else if name == SERVER {
+                // `service::finish_headers` replaces it with Portico's on every answer (spec
+                // §6.3; `global::finish` on `server-tokens`): nothing reads the upstream's.
+                continue;
             }
-            let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
-                .map_err(|_| Error::Framing("invalid header value"))?;
-            map.append(name, value);
+            map.append(name, parsed_value(head.slice(vs..ve)));
         }
         let mut reusable = if version == Version::HTTP_11 {
             !close
@@ -303,6 +322,58 @@ fn parse_head(
             reusable,
         }));
     }
+}
+
+/// The names most responses carry, in the spellings servers send (nginx, Apache, Go, Node
+/// write them capitalised; HTTP/2-minded ones in lower case): one length switch and a
+/// comparison instead of `HeaderName::from_bytes`'s lower-casing copy and its lookup (about
+/// 100 instructions a name, five names a response in the benchmarks). The same `HeaderName`
+/// either way (test `known_names_are_what_from_bytes_makes`); anything else goes the long way.
+fn known_name(raw: &[u8]) -> Option<HeaderName> {
+    use http::header::{
+        ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, DATE, ETAG, EXPIRES,
+        LAST_MODIFIED, LOCATION, SET_COOKIE, VARY,
+    };
+    Some(match raw {
+        b"Date" | b"date" => DATE,
+        b"Vary" | b"vary" => VARY,
+        b"ETag" | b"Etag" | b"etag" => ETAG,
+        b"Server" | b"server" => SERVER,
+        b"Expires" | b"expires" => EXPIRES,
+        b"Location" | b"location" => LOCATION,
+        b"Connection" | b"connection" => CONNECTION,
+        b"Set-Cookie" | b"set-cookie" => SET_COOKIE,
+        b"Content-Type" | b"content-type" => CONTENT_TYPE,
+        b"Accept-Ranges" | b"accept-ranges" => ACCEPT_RANGES,
+        b"Cache-Control" | b"cache-control" => CACHE_CONTROL,
+        b"Last-Modified" | b"last-modified" => LAST_MODIFIED,
+        b"Content-Length" | b"content-length" => CONTENT_LENGTH,
+        b"Content-Encoding" | b"content-encoding" => CONTENT_ENCODING,
+        b"Transfer-Encoding" | b"transfer-encoding" => TRANSFER_ENCODING,
+        _ => return None,
+    })
+}
+
+/// A response header value as `httparse` delimited it, without `HeaderValue`'s byte-by-byte
+/// check (about 100 instructions a value).
+///
+/// Sound because the check could not fail: `HeaderValue` accepts exactly the bytes
+/// `b >= 0x20 && b != 0x7f || b == b'\t'` (http 1.x `value.rs`, `is_valid`), and httparse,
+/// with the `ParserConfig::default()` `parse_head` uses (obsolete line folding not allowed,
+/// invalid fields an error rather than skipped), ends a value at CR LF or LF and fails the
+/// head on any byte outside `HEADER_VALUE_MAP`: `\t`, `0x20..=0x7e`, `0x80..=0xff`, the same
+/// set (httparse 1.x `lib.rs`). hyper's client and server build their header values from
+/// httparse's the same way (hyper `proto/h1/role.rs`, `header_value!`). In a debug build
+/// `from_maybe_shared_unchecked` checks anyway and panics on a mismatch, so the test suite
+/// would catch an httparse that accepted more (test
+/// `control_bytes_in_a_value_fail_the_head`).
+#[allow(unsafe_code)]
+fn parsed_value(bytes: Bytes) -> HeaderValue {
+    // SAFETY: `bytes` is a field value httparse accepted (see above). The requirement is a
+    // valid header value: http's doc for the function says "valid UTF-8", but the type holds
+    // obs-text (`from_bytes` accepts 0x80..=0xff) and every `&str` view of it (`to_str`)
+    // checks the bytes first; the debug build's check is `from_bytes`'s, not a UTF-8 one.
+    unsafe { HeaderValue::from_maybe_shared_unchecked(bytes) }
 }
 
 /// A `Content-Length` value: digits, possibly a comma list of equal values (RFC 9110 §8.6).

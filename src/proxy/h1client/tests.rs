@@ -454,3 +454,127 @@ fn the_request_map_is_taken_for_the_response_only_with_a_complete_head() {
     assert!(matches!(p.framing, Framing::Length(3)));
     assert_eq!(&buf[..], b"abc");
 }
+
+#[test]
+fn known_names_are_what_from_bytes_makes() {
+    for raw in [
+        "Date",
+        "Vary",
+        "ETag",
+        "Etag",
+        "Server",
+        "Expires",
+        "Location",
+        "Connection",
+        "Set-Cookie",
+        "Content-Type",
+        "Accept-Ranges",
+        "Cache-Control",
+        "Last-Modified",
+        "Content-Length",
+        "Content-Encoding",
+        "Transfer-Encoding",
+    ] {
+        for spelling in [raw.to_owned(), raw.to_ascii_lowercase()] {
+            let fast = known_name(spelling.as_bytes()).expect("a known name");
+            let slow = HeaderName::from_bytes(spelling.as_bytes()).expect("a valid name");
+            assert_eq!(fast, slow, "{spelling}");
+            assert_eq!(fast.as_str(), spelling.to_ascii_lowercase());
+        }
+    }
+    // Other spellings and names take the long way, with the same result.
+    for other in [
+        "CONTENT-LENGTH",
+        "content-Length",
+        "X-Date",
+        "Dat",
+        "Keep-Alive",
+    ] {
+        assert!(known_name(other.as_bytes()).is_none(), "{other}");
+    }
+    let head = parsed(b"HTTP/1.1 200 OK\r\nCONTENT-LENGTH: 0\r\nX-Custom: a\r\n\r\n");
+    assert_eq!(head.parts.headers["content-length"], "0");
+    assert_eq!(head.parts.headers["x-custom"], "a");
+    assert_eq!(head.framing, Framing::Done);
+}
+
+/// `parsed_value` takes httparse's values unchecked: every byte `HeaderValue` refuses must
+/// have failed the head first (a debug build would also panic in `parsed_value`).
+#[test]
+fn control_bytes_in_a_value_fail_the_head() {
+    for b in (0u8..0x20).chain([0x7f]) {
+        if b == b'\t' {
+            continue;
+        }
+        let mut head = b"HTTP/1.1 200 OK\r\nX-A: a".to_vec();
+        head.push(b);
+        head.extend_from_slice(b"b\r\nContent-Length: 0\r\n\r\n");
+        match parse(&head, false) {
+            // A CR or LF ends the value: what follows is not a field (or a bare CR is invalid).
+            Err(Error::Parse(_)) => {}
+            other => panic!("byte {b:#x}: {:?}", other.map(|p| p.map(|p| p.parts))),
+        }
+    }
+    // Obsolete line folding is refused, not joined into a value holding CR LF.
+    assert!(matches!(
+        parse(
+            b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 0\r\n\r\n",
+            false
+        ),
+        Err(Error::Parse(_))
+    ));
+    // Tabs, visible ASCII and obs-text (0x80-0xff) are valid values, kept byte for byte.
+    let head = parsed(b"HTTP/1.1 200 OK\r\nX-A: a\tb \xff~\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(head.parts.headers["x-a"].as_bytes(), b"a\tb \xff~");
+    assert_eq!(
+        head.parts.headers["x-a"],
+        HeaderValue::from_bytes(b"a\tb \xff~").unwrap()
+    );
+}
+
+/// `Connection` with only connection options stays out of the response map (the reuse
+/// decision has read it; `finish_headers` would remove it); one naming other fields stays in,
+/// so those fields are removed downstream.
+#[test]
+fn a_connection_field_naming_no_other_field_is_read_and_left_out() {
+    for value in [
+        "keep-alive",
+        "Keep-Alive",
+        "close",
+        "close, keep-alive",
+        " , close",
+    ] {
+        let head = format!("HTTP/1.1 200 OK\r\nConnection: {value}\r\nContent-Length: 2\r\n\r\n");
+        let p = parsed(head.as_bytes());
+        assert!(p.parts.headers.get(CONNECTION).is_none(), "{value}");
+        assert_eq!(p.parts.headers[CONTENT_LENGTH], "2");
+        assert_eq!(p.reusable, !value.contains("close"), "{value}");
+    }
+    let p = parsed(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n");
+    assert!(p.reusable);
+    assert!(p.parts.headers.get(CONNECTION).is_none());
+    let p = parsed(
+        b"HTTP/1.1 200 OK\r\nConnection: close, X-Secret\r\nX-Secret: a\r\nContent-Length: 2\r\n\r\n",
+    );
+    assert!(!p.reusable);
+    assert_eq!(p.parts.headers[CONNECTION], "close, X-Secret");
+    // What the client gets: the named field is gone with `Connection`.
+    let mut headers = p.parts.headers;
+    crate::proxy::service::finish_headers(&mut headers, false);
+    assert!(headers.get(CONNECTION).is_none());
+    assert!(headers.get("x-secret").is_none());
+}
+
+/// The upstream's `Server` is never passed on (`finish_headers` writes Portico's), so the
+/// response map does not carry it.
+#[test]
+fn the_upstream_server_field_is_left_out_and_portico_answers_as_itself() {
+    let p = parsed(
+        b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nserver: b\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(p.parts.headers.get(SERVER).is_none());
+    let mut headers = p.parts.headers;
+    crate::proxy::service::finish_headers(&mut headers, false);
+    assert_eq!(headers.get_all(SERVER).iter().count(), 1);
+    assert_eq!(headers[SERVER], crate::proxy::SERVER);
+}
