@@ -990,3 +990,95 @@ async fn sweep(pool: Weak<H2Pool>) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An h2c server on loopback: answers every request 200, `/slow` after 70 s (the
+    /// connection still read, so pings are answered), and on `/hang` stops reading its
+    /// connection altogether (pings go unanswered).
+    async fn server() -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local address");
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accept");
+            let mut conn = h2::server::handshake(socket).await.expect("handshake");
+            while let Some(Ok((request, mut respond))) = conn.accept().await {
+                match request.uri().path() {
+                    "/hang" => {
+                        let _held = (conn, respond);
+                        std::future::pending::<()>().await;
+                        return;
+                    }
+                    path => {
+                        let slow = path == "/slow";
+                        tokio::spawn(async move {
+                            if slow {
+                                tokio::time::sleep(Duration::from_secs(70)).await;
+                            }
+                            let _ = respond.send_response(Response::new(()), true);
+                        });
+                    }
+                }
+            }
+        });
+        addr
+    }
+
+    async fn get(pool: &Arc<H2Pool>, addr: SocketAddr, path: &str) -> Result<u16, ProxyError> {
+        let request = Request::builder()
+            .uri(format!("http://upstream.test{path}"))
+            .body(RetryBody::none())
+            .expect("request");
+        let route = Route::new(Protocol::H2c, None, None);
+        let response = pool
+            .send(
+                &Peer::Addr(addr),
+                &route,
+                Duration::from_secs(5),
+                UpstreamKeepalive::default(),
+                request,
+            )
+            .await?;
+        Ok(response.status().as_u16())
+    }
+
+    #[tokio::test]
+    async fn an_unanswered_keep_alive_ping_fails_the_stream_and_closes_the_connection() {
+        let addr = server().await;
+        let pool = H2Pool::new(Duration::from_secs(3600));
+        // The connection is made in real time; the keep-alive timers then run on the paused
+        // clock, which advances whenever every task waits.
+        assert_eq!(get(&pool, addr, "/").await.expect("first request"), 200);
+        tokio::time::pause();
+        // Bounded on the paused clock, so a missing timeout fails instead of hanging.
+        let hung = tokio::time::timeout(Duration::from_secs(600), get(&pool, addr, "/hang"));
+        match hung.await.expect("the keep-alive timeout ends the stream") {
+            Err(ProxyError::Upstream(e)) => assert!(
+                e.downcast_ref::<KeepAliveTimedOut>().is_some(),
+                "not the keep-alive timeout: {e}"
+            ),
+            other => panic!("expected the keep-alive timeout, got {other:?}"),
+        }
+        let conns = lock(&pool.conns);
+        let Some(Ok(conn)) = conns.values().next().and_then(|entry| entry.slot.get()) else {
+            panic!("the connection is still in the pool until the sweeper runs");
+        };
+        assert!(conn.state.closed.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn an_answered_keep_alive_ping_keeps_a_slow_response() {
+        let addr = server().await;
+        let pool = H2Pool::new(Duration::from_secs(3600));
+        assert_eq!(get(&pool, addr, "/").await.expect("first request"), 200);
+        tokio::time::pause();
+        // 70 s without a frame from the upstream but its pongs (pings at 30 and 60 s).
+        assert_eq!(get(&pool, addr, "/slow").await.expect("slow request"), 200);
+        // And the connection is still the one in use.
+        assert_eq!(get(&pool, addr, "/").await.expect("third request"), 200);
+    }
+}
