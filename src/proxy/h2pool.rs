@@ -492,7 +492,7 @@ fn strip_connection_headers(headers: &mut HeaderMap) {
 }
 
 /// hyper's reading of a response's `Content-Length`: every value (comma-separated ones too)
-/// the same number, else unknown.
+/// the same number of ASCII digits that fits a `u64`, else unknown.
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     let mut length = None;
     for value in headers.get_all(CONTENT_LENGTH) {
@@ -1044,6 +1044,27 @@ mod tests {
             )
             .await?;
         Ok(response.status().as_u16())
+    }
+
+    #[test]
+    fn content_length_as_hyper_reads_it() {
+        let of = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for v in values {
+                headers.append(CONTENT_LENGTH, HeaderValue::from_str(v).expect("value"));
+            }
+            content_length(&headers)
+        };
+        assert_eq!(of(&[]), None);
+        assert_eq!(of(&["3"]), Some(3));
+        assert_eq!(of(&[" 42 "]), Some(42));
+        assert_eq!(of(&["7, 7", "7"]), Some(7));
+        assert_eq!(of(&["7", "8"]), None);
+        assert_eq!(of(&["7,"]), None);
+        assert_eq!(of(&["+7"]), None);
+        assert_eq!(of(&["-1"]), None);
+        assert_eq!(of(&["18446744073709551616"]), None);
+        assert_eq!(of(&["18446744073709551615"]), Some(u64::MAX));
     }
 
     #[tokio::test]
