@@ -395,8 +395,8 @@ async fn send_on(
         };
         // As hyper: a body that is complete at once (a small upload already read) needs no
         // task of its own.
-        let done = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut pipe).poll(cx).is_ready()))
-            .await;
+        let done =
+            std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut pipe).poll(cx).is_ready())).await;
         if !done {
             tokio::spawn(pipe);
         }
@@ -465,7 +465,12 @@ fn strip_connection_headers(headers: &mut HeaderMap) {
     let found = headers.keys().any(|name| {
         matches!(
             name.as_str(),
-            "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" | "te"
+            "connection"
+                | "keep-alive"
+                | "proxy-connection"
+                | "transfer-encoding"
+                | "upgrade"
+                | "te"
         )
     });
     if !found {
@@ -624,7 +629,9 @@ impl Pipe {
                         Some(Ok(_)) => break,
                         Some(Err(e)) => return Poll::Ready(Err(Box::new(e))),
                         None => {
-                            return Poll::Ready(Err("send stream capacity unexpectedly closed".into()))
+                            return Poll::Ready(Err(
+                                "send stream capacity unexpectedly closed".into()
+                            ))
                         }
                     }
                 }
