@@ -309,7 +309,7 @@ pub(super) async fn answer(
                     request,
                 )
                 .await
-                .map(|response| (response.map(super::pool::UpBody::Hyper), None))
+                .map(|response| (response, None))
         } else {
             let uri = Uri::builder()
                 .scheme(if protocol.is_tls() { "https" } else { "http" })

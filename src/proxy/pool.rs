@@ -385,10 +385,12 @@ impl Home {
     }
 }
 
-/// A response body from an upstream: hyper's, or the own client's (`h1client.rs`).
+/// A response body from an upstream: hyper's, the own client's (`h1client.rs`), or an HTTP/2
+/// upstream's (`h2pool.rs`).
 pub(crate) enum UpBody {
     Hyper(Incoming),
     Own(h1client::Body),
+    H2(super::h2pool::Body),
 }
 
 impl Body for UpBody {
@@ -402,6 +404,7 @@ impl Body for UpBody {
         match self.get_mut() {
             UpBody::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             UpBody::Own(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            UpBody::H2(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
         }
     }
 
@@ -409,6 +412,7 @@ impl Body for UpBody {
         match self {
             UpBody::Hyper(body) => body.is_end_stream(),
             UpBody::Own(body) => body.is_end_stream(),
+            UpBody::H2(body) => body.is_end_stream(),
         }
     }
 
@@ -416,6 +420,7 @@ impl Body for UpBody {
         match self {
             UpBody::Hyper(body) => body.size_hint(),
             UpBody::Own(body) => body.size_hint(),
+            UpBody::H2(body) => body.size_hint(),
         }
     }
 }

@@ -1145,7 +1145,7 @@ async fn send(
             (Via::H2(pool, connect_timeout, keepalive, route), dest) => pool
                 .send(&dest.peer(), route, *connect_timeout, *keepalive, request)
                 .await
-                .map(|response| (response.map(UpBody::Hyper), None)),
+                .map(|response| (response, None)),
             (Via::Client(client), _) => client
                 .request(request)
                 .await
