@@ -204,12 +204,11 @@ async fn serve_inner(
             _done: done_tx.clone(),
         };
         // The connection's future (PROXY header, handshake, hyper's connection) is large:
-        // boxed once here, so that spawning moves a few words instead of copying all of it
-        // into the task several times, and the task's end does not copy it again.
-        tokio::spawn(async move {
-            Box::pin(conn.run(stream, peer)).await;
-            drop((permit, held));
-        });
+        // boxed once here and spawned as the box itself, so that tokio moves a pointer into
+        // its task (not a wrapping future holding the box, the permit and the count, which
+        // it copied several times), and the task's end does not copy it again. The permit and
+        // the worker's count are held by `run` until the connection ends.
+        tokio::spawn(Box::pin(conn.run(stream, peer, (permit, held))));
     }
 
     drop(listener);
@@ -328,7 +327,17 @@ struct Conn {
 }
 
 impl Conn {
-    async fn run(self, mut stream: TcpStream, peer: SocketAddr) {
+    /// Serves one accepted connection to its end; `_held` (the listener's connection-limit
+    /// permit and the worker's connection count) is released when it ends.
+    async fn run(
+        self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        _held: (
+            Option<tokio::sync::OwnedSemaphorePermit>,
+            Option<crate::metrics::ConnectionGuard>,
+        ),
+    ) {
         let options = &self.ctx.options;
         // The header timeout starts here, not at the first byte: a connection that never
         // sends one is closed after it (issue 10 item 3).
@@ -379,7 +388,8 @@ impl Conn {
             trusted: Cidr::any_contains(&options.trusted_proxies, client_addr.ip()),
         };
         let open = self.builder.connections.open();
-        let activity = Arc::new(Activity::new());
+        // Idle since accept (one clock read for both).
+        let activity = Arc::new(Activity::since(accepted));
         match &self.tls {
             None => {
                 let first_by = accepted + options.header_read_timeout;
@@ -672,9 +682,11 @@ pub(crate) struct Activity {
 }
 
 fn clock_ms() -> u64 {
-    let ms = tokio::time::Instant::now()
-        .saturating_duration_since(clock_base())
-        .as_millis();
+    to_clock_ms(tokio::time::Instant::now())
+}
+
+fn to_clock_ms(at: tokio::time::Instant) -> u64 {
+    let ms = at.saturating_duration_since(clock_base()).as_millis();
     u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
@@ -684,9 +696,15 @@ fn from_clock_ms(ms: u64) -> tokio::time::Instant {
 
 impl Activity {
     /// A connection's activity from now: idle since it was set up.
+    #[cfg(test)]
     fn new() -> Self {
+        Activity::since(tokio::time::Instant::now())
+    }
+
+    /// A connection's activity, idle since `at`.
+    fn since(at: tokio::time::Instant) -> Self {
         let activity = Activity::default();
-        activity.touch();
+        activity.last.store(to_clock_ms(at), Ordering::Relaxed);
         activity
     }
 
@@ -1083,7 +1101,7 @@ mod tests {
             stop,
             _done: done,
         };
-        let run = conn.run(stream, peer);
+        let run = conn.run(stream, peer, (None, None));
         let size = std::mem::size_of_val(&run);
         // 1,456 bytes in a debug build (the timers and the stop watch of the sniff and of
         // `drive` are most of it).
