@@ -14,9 +14,10 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
+use std::sync::PoisonError;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -24,7 +25,7 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::passthrough;
@@ -141,8 +142,9 @@ async fn serve_inner(
     });
     // Connections watch `stop` and shut down gracefully (HTTP/1 `Connection: close` after the
     // in-flight response, HTTP/2 GOAWAY); each holds a clone of `done_tx`, so `done_rx`
-    // yields `None` once every connection has ended.
-    let (stop_tx, stop_rx) = watch::channel(false);
+    // yields `None` once every connection has ended. Stopped when this future ends too (also
+    // if it is dropped), as the closing of a channel would.
+    let stop = StopOnDrop(Arc::new(Stop::default()));
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let limit = match &ctx.options.connection_limit {
         Some(shared) if max_connections > 0 => Some(shared.clone()),
@@ -200,7 +202,7 @@ async fn serve_inner(
             ctx: ctx.clone(),
             builder: builder.clone(),
             tls: tls.clone(),
-            stop: stop_rx.clone(),
+            stop: stop.0.clone(),
             _done: done_tx.clone(),
         };
         // The connection's future (PROXY header, handshake, hyper's connection) is large:
@@ -215,7 +217,7 @@ async fn serve_inner(
     // Connections handed here after the loop stopped are closed with the listener, as those
     // still in its backlog are; a worker handing one from now on serves it itself.
     drop(inbox);
-    let _ = stop_tx.send(true);
+    stop.0.stop();
     drop(done_tx);
     tracing::info!("proxy stopped accepting; draining");
     if tokio::time::timeout(drain_timeout, done_rx.recv())
@@ -233,6 +235,123 @@ async fn next_handed(inbox: &mut Option<mpsc::UnboundedReceiver<Handed>>) -> Opt
     match inbox {
         Some(inbox) => inbox.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// A listener's stop as its connections watch it (issue 12): a flag each connection reads when
+/// it is polled (one atomic load), and the wakers of the connections waiting, woken once when it
+/// is set. It replaces a `watch` channel, whose `wait_for` took the channel's locks to register
+/// on every poll of every connection and again to deregister (~450 instructions per
+/// connection and per keep-alive request; docs/performance.md, branch `conn`).
+#[derive(Default)]
+struct Stop {
+    stopped: AtomicBool,
+    waiters: std::sync::Mutex<Waiters>,
+}
+
+/// The wakers of the connections waiting for a [`Stop`], by slot; freed slots are reused.
+#[derive(Default)]
+struct Waiters {
+    slots: Vec<Option<Waker>>,
+    free: Vec<usize>,
+}
+
+impl Stop {
+    /// Sets the flag and wakes every connection waiting for it.
+    fn stop(&self) {
+        if self.stopped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        for waker in waiters.slots.iter().flatten() {
+            waker.wake_by_ref();
+        }
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+}
+
+/// Stops the listener's connections when the accept loop's future ends or is dropped.
+struct StopOnDrop(Arc<Stop>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+/// One connection's watch of its listener's [`Stop`]: registered on the first poll that finds
+/// it unset (again only if the task's waker changed), deregistered when dropped.
+struct StopWatch {
+    stop: Arc<Stop>,
+    /// The connection's slot among the waiters, and the waker put there.
+    slot: Option<(usize, Waker)>,
+}
+
+impl StopWatch {
+    fn new(stop: Arc<Stop>) -> Self {
+        StopWatch { stop, slot: None }
+    }
+
+    /// Ready once the listener is stopping; otherwise the task is woken when it does.
+    fn poll_stopped(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if self.stop.is_stopped() {
+            return Poll::Ready(());
+        }
+        if let Some((_, waker)) = &self.slot {
+            if waker.will_wake(cx.waker()) {
+                return Poll::Pending;
+            }
+        }
+        {
+            let mut waiters = self
+                .stop
+                .waiters
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let waker = cx.waker().clone();
+            match &mut self.slot {
+                Some((key, mine)) => {
+                    waiters.slots[*key] = Some(waker.clone());
+                    *mine = waker;
+                }
+                None => {
+                    let key = match waiters.free.pop() {
+                        Some(key) => {
+                            waiters.slots[key] = Some(waker.clone());
+                            key
+                        }
+                        None => {
+                            waiters.slots.push(Some(waker.clone()));
+                            waiters.slots.len() - 1
+                        }
+                    };
+                    self.slot = Some((key, waker));
+                }
+            }
+        }
+        // Set between the first look and the registration: `stop` may have missed this waker.
+        if self.stop.is_stopped() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl Drop for StopWatch {
+    fn drop(&mut self) {
+        if let Some((key, _)) = self.slot.take() {
+            let mut waiters = self
+                .stop
+                .waiters
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            waiters.slots[key] = None;
+            waiters.free.push(key);
+        }
     }
 }
 
@@ -321,7 +440,7 @@ struct Conn {
     ctx: Arc<Context>,
     builder: Arc<Protocols>,
     tls: Option<TlsListener>,
-    stop: watch::Receiver<bool>,
+    stop: Arc<Stop>,
     /// Held until the connection ends; the drain waits for every clone to drop.
     _done: mpsc::Sender<()>,
 }
@@ -472,18 +591,19 @@ impl Conn {
         // The connection's one timer and its watch of the listener's stop, made once here and
         // handed on to `drive`: the protocol sniff shares them (it was a second timer and a
         // second stop watch per plain connection; docs/performance.md, branch `newconn`).
-        let mut stop = self.stop.clone();
-        let stopped = stop.wait_for(|stop| *stop);
-        tokio::pin!(stopped);
+        let mut stop = StopWatch::new(self.stop.clone());
         let timer = tokio::time::sleep_until(first_by);
         tokio::pin!(timer);
         let speaks = match speaks {
             Speaks::Unknown => {
                 // Bounded like the first request: the header timeout from accept (or from the
-                // handshake's end), and the listener's stop.
+                // handshake's end), and the listener's stop. The bytes are looked at first: a
+                // client that sent its request with the connection (most do) is then sniffed
+                // without the timer or the stop watch being registered at all.
                 let sniffed = tokio::select! {
+                    biased;
                     sniffed = io.sniff() => sniffed,
-                    _ = stopped.as_mut() => return,
+                    () = std::future::poll_fn(|cx| stop.poll_stopped(cx)) => return,
                     () = timer.as_mut() => {
                         tracing::debug!(client.addr = %client.addr, reason = "no request within the header timeout", "connection closed");
                         return;
@@ -510,7 +630,7 @@ impl Conn {
             // the larger of the two (see `serve_inner`'s spawn).
             let conn = Box::pin(self.builder.http2.serve_connection(io, svc));
             let bounds = Bounds {
-                stopped: stopped.as_mut(),
+                stop: &mut stop,
                 timer: timer.as_mut(),
                 first_by,
                 idle,
@@ -519,7 +639,7 @@ impl Conn {
         } else {
             let conn = Box::pin(self.builder.http1.serve_connection(io, svc).with_upgrades());
             let bounds = Bounds {
-                stopped: stopped.as_mut(),
+                stop: &mut stop,
                 timer: timer.as_mut(),
                 first_by,
                 idle,
@@ -542,16 +662,16 @@ impl Conn {
     /// frame watch of HTTP/2), so no wake-up is needed to re-arm it. Extending a tokio timer is
     /// an atomic store, not a trip to the timer wheel. This replaces hyper's own header timer
     /// on HTTP/1 (a boxed timer per request) and the loop's three (docs/performance.md).
-    async fn drive<C: Graceful, S: Future>(
+    async fn drive<C: Graceful>(
         &self,
         mut conn: Pin<Box<C>>,
         client: service::Client,
         activity: Arc<Activity>,
-        bounds: Bounds<'_, S>,
+        bounds: Bounds<'_>,
         http1: bool,
     ) {
         let Bounds {
-            mut stopped,
+            stop,
             mut timer,
             first_by,
             idle,
@@ -564,15 +684,13 @@ impl Conn {
         let mut idle_at = activity.last() + idle;
         // When a graceful shutdown must have finished; then the connection is dropped.
         let mut force_at: Option<tokio::time::Instant> = None;
-        // Where the timer rests when no bound applies (tokio clamps what lies beyond its wheel).
-        let far = first_by + Duration::from_secs(86_400 * 365);
-        // `serve` armed the timer at `first_by`.
+        // `serve` made the timer for `first_by` (registered with tokio when first polled).
         let mut armed = first_by;
         let ended = std::future::poll_fn(|cx| loop {
             if let Poll::Ready(result) = conn.as_mut().poll(cx) {
                 return Poll::Ready(result.err().map(|e| e.to_string()));
             }
-            if !stopping && stopped.as_mut().poll(cx).is_ready() {
+            if !stopping && stop.poll_stopped(cx).is_ready() {
                 conn.as_mut().shut_down();
                 stopping = true;
                 draining = true;
@@ -594,13 +712,23 @@ impl Conn {
             // HTTP/2 has no deadline of its own for a HEADERS frame arriving a byte at a
             // time; `--client-header-timeout` bounds it as it does an HTTP/1 head.
             let block_by = activity.header_block_since().map(|t| t + header_timeout);
-            let mut next = far;
-            for at in [head_by, block_by, (!stopping).then_some(idle_at), force_at]
+            // HTTP/1 runs its request inside `conn`'s poll, and the request's `Active` is
+            // dropped with its response body there: while one is in flight the idle bound
+            // cannot end the connection (it would only look again later), and this loop is
+            // polled again when the request ends, so it is left out until then. This keeps
+            // a connection served before its header timeout from registering a timer at all.
+            // (HTTP/2 streams run in their own tasks: its idle bound applies throughout.)
+            let idle_by = (!stopping && !(http1 && activity.in_flight.load(Ordering::Relaxed) > 0))
+                .then_some(idle_at);
+            let Some(next) = [head_by, block_by, idle_by, force_at]
                 .into_iter()
                 .flatten()
-            {
-                next = next.min(at);
-            }
+                .min()
+            else {
+                // No bound applies now: the timer is not armed (one armed earlier may still
+                // wake this loop, which then finds nothing due).
+                return Poll::Pending;
+            };
             if next != armed {
                 timer.as_mut().reset(next);
                 armed = next;
@@ -654,12 +782,11 @@ impl Conn {
     }
 }
 
-/// The bounds [`Conn::drive`] keeps on a connection: the listener's stop (a pending
-/// `watch::Receiver::wait_for`), the connection's one timer (armed at `first_by`), the first
-/// request's deadline and the idle timeout. Made by [`Conn::serve`], whose protocol sniff
-/// shares them.
-struct Bounds<'a, S> {
-    stopped: Pin<&'a mut S>,
+/// The bounds [`Conn::drive`] keeps on a connection: the listener's stop, the connection's one
+/// timer (made for `first_by`), the first request's deadline and the idle timeout. Made by
+/// [`Conn::serve`], whose protocol sniff shares them.
+struct Bounds<'a> {
+    stop: &'a mut StopWatch,
     timer: Pin<&'a mut tokio::time::Sleep>,
     first_by: tokio::time::Instant,
     idle: Duration,
@@ -1088,7 +1215,7 @@ mod tests {
         let (stream, peer) = listener.accept().await.expect("accept");
         let options = Arc::new(ProxyOptions::default());
         let ctx = Arc::new(Context::new(crate::publish::shared(), options.clone()));
-        let (_stop_tx, stop) = watch::channel(false);
+        let stop = Arc::new(Stop::default());
         let (done, _done_rx) = mpsc::channel(1);
         let conn = Conn {
             builder: Arc::new(Protocols {
