@@ -20,7 +20,7 @@ use std::sync::PoisonError;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -999,19 +999,33 @@ impl<S: tokio::io::AsyncRead + Unpin> Watched<S> {
     /// Reads the client's first bytes, until they are the HTTP/2 connection preface (prior
     /// knowledge, RFC 9113 §3.3) or cannot be; keeps them for hyper. End of stream is HTTP/1
     /// (hyper then sees the bytes and the end).
+    ///
+    /// Each read lands in a buffer on the stack of the poll (not in the connection's future),
+    /// and what it brought is kept in an allocation of its size: a request head of a hundred
+    /// bytes costs a small allocation, not a 4 KiB one per connection (docs/performance.md,
+    /// branch `conn`).
     async fn sniff(&mut self) -> std::io::Result<Speaks> {
-        let mut buf = BytesMut::with_capacity(SNIFF_BYTES);
-        let speaks = loop {
-            let read = tokio::io::AsyncReadExt::read_buf(self, &mut buf).await?;
-            let have = buf.len().min(H2_PREFACE.len());
-            if read == 0 || buf[..have] != H2_PREFACE[..have] {
-                break Speaks::Http1;
+        let mut seen: Vec<u8> = Vec::new();
+        let speaks = std::future::poll_fn(|cx| loop {
+            let mut space = [std::mem::MaybeUninit::<u8>::uninit(); SNIFF_BYTES];
+            let mut buf = tokio::io::ReadBuf::uninit(&mut space);
+            std::task::ready!(tokio::io::AsyncRead::poll_read(
+                Pin::new(&mut *self),
+                cx,
+                &mut buf
+            ))?;
+            let read = buf.filled();
+            seen.extend_from_slice(read);
+            let have = seen.len().min(H2_PREFACE.len());
+            if read.is_empty() || seen[..have] != H2_PREFACE[..have] {
+                return Poll::Ready(Ok::<_, std::io::Error>(Speaks::Http1));
             }
             if have == H2_PREFACE.len() {
-                break Speaks::Http2;
+                return Poll::Ready(Ok(Speaks::Http2));
             }
-        };
-        self.prefix = buf.freeze();
+        })
+        .await?;
+        self.prefix = Bytes::from(seen);
         Ok(speaks)
     }
 }
