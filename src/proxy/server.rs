@@ -762,8 +762,12 @@ impl Conn {
             // polled again when the request ends, so it is left out until then. This keeps
             // a connection served before its header timeout from registering a timer at all.
             // (HTTP/2 streams run in their own tasks: its idle bound applies throughout.)
-            let idle_by = (!stopping && !(http1 && activity.in_flight.load(Ordering::Relaxed) > 0))
-                .then_some(idle_at);
+            let http1_in_flight = http1 && activity.in_flight.load(Ordering::Relaxed) > 0;
+            let idle_by = if stopping || http1_in_flight {
+                None
+            } else {
+                Some(idle_at)
+            };
             let Some(next) = [head_by, block_by, idle_by, force_at]
                 .into_iter()
                 .flatten()
@@ -1288,8 +1292,8 @@ mod tests {
         };
         let run = conn.run(stream, peer, (None, None));
         let size = std::mem::size_of_val(&run);
-        // 1,456 bytes in a debug build (the timers and the stop watch of the sniff and of
-        // `drive` are most of it).
+        // 1,456 bytes in a debug build at branch `dpconn2` (the timer and the stop watch of
+        // the sniff and of `drive` were most of it).
         assert!(size <= 2048, "Conn::run's future is {size} bytes");
         drop((run, client));
     }
