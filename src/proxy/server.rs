@@ -14,17 +14,18 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
+use std::sync::PoisonError;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::passthrough;
@@ -141,8 +142,9 @@ async fn serve_inner(
     });
     // Connections watch `stop` and shut down gracefully (HTTP/1 `Connection: close` after the
     // in-flight response, HTTP/2 GOAWAY); each holds a clone of `done_tx`, so `done_rx`
-    // yields `None` once every connection has ended.
-    let (stop_tx, stop_rx) = watch::channel(false);
+    // yields `None` once every connection has ended. Stopped when this future ends too (also
+    // if it is dropped), as the closing of a channel would.
+    let stop = StopOnDrop(Arc::new(Stop::default()));
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let limit = match &ctx.options.connection_limit {
         Some(shared) if max_connections > 0 => Some(shared.clone()),
@@ -152,10 +154,50 @@ async fn serve_inner(
     tracing::info!(listen.addr = ?local, tls = tls.is_some(), "proxy listening");
     let mut inbox = spread.as_mut().and_then(|spread| spread.inbox.take());
     tokio::pin!(shutdown);
+    // Connections accepted since the stop and the inbox were last looked at.
+    let mut streak = 0;
     loop {
+        // Accepting comes first: the listener's stop and the inbox are looked at when
+        // `accept` would wait, and at least every `ACCEPT_STREAK` connections. Looking at
+        // both after every accept (what a `select!` did, in a random order) cost ~300
+        // instructions per connection. Neither is missed: each keeps the waker of its last
+        // look, so a stop or a handed connection during a burst wakes the loop and is seen
+        // within the streak (tokio's cooperative budget also makes `accept` wait after 128).
+        let next = std::future::poll_fn(|cx| {
+            let accept_polled = streak < ACCEPT_STREAK;
+            if accept_polled {
+                if let Poll::Ready(accepted) = listener.poll_accept(cx) {
+                    streak += 1;
+                    return Poll::Ready(Next::Accepted(accepted));
+                }
+            }
+            streak = 0;
+            if shutdown.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Next::Stop);
+            }
+            let mut closed = false;
+            if let Some(inbox) = inbox.as_mut() {
+                match inbox.poll_recv(cx) {
+                    Poll::Ready(Some(handed)) => return Poll::Ready(Next::Handed(handed)),
+                    Poll::Ready(None) => closed = true,
+                    Poll::Pending => {}
+                }
+            }
+            if closed {
+                inbox = None;
+            }
+            if !accept_polled {
+                if let Poll::Ready(accepted) = listener.poll_accept(cx) {
+                    streak = 1;
+                    return Poll::Ready(Next::Accepted(accepted));
+                }
+            }
+            Poll::Pending
+        })
+        .await;
         // `held` keeps the connection counted on this worker until it ends (workers only).
-        let (stream, peer, held) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+        let (stream, peer, held) = match next {
+            Next::Accepted(accepted) => match accepted {
                 Ok((stream, peer)) => match &spread {
                     None => (stream, peer, None),
                     Some(spread) => match spread.place(stream, peer) {
@@ -171,14 +213,14 @@ async fn serve_inner(
                     continue;
                 }
             },
-            Some(handed) = next_handed(&mut inbox) => match TcpStream::from_std(handed.stream) {
+            Next::Handed(handed) => match TcpStream::from_std(handed.stream) {
                 Ok(stream) => (stream, handed.peer, Some(handed.held)),
                 Err(e) => {
                     tracing::debug!(client.addr = %handed.peer, error = %e, "handed connection lost");
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            Next::Stop => break,
         };
         // At the connection limit, stop accepting: this connection waits (unserved, its
         // header timeout not yet running) for a slot, the next ones in the kernel's backlog
@@ -200,23 +242,22 @@ async fn serve_inner(
             ctx: ctx.clone(),
             builder: builder.clone(),
             tls: tls.clone(),
-            stop: stop_rx.clone(),
+            stop: stop.0.clone(),
             _done: done_tx.clone(),
         };
         // The connection's future (PROXY header, handshake, hyper's connection) is large:
-        // boxed once here, so that spawning moves a few words instead of copying all of it
-        // into the task several times, and the task's end does not copy it again.
-        tokio::spawn(async move {
-            Box::pin(conn.run(stream, peer)).await;
-            drop((permit, held));
-        });
+        // boxed once here and spawned as the box itself, so that tokio moves a pointer into
+        // its task (not a wrapping future holding the box, the permit and the count, which
+        // it copied several times), and the task's end does not copy it again. The permit and
+        // the worker's count are held by `run` until the connection ends.
+        tokio::spawn(Box::pin(conn.run(stream, peer, (permit, held))));
     }
 
     drop(listener);
     // Connections handed here after the loop stopped are closed with the listener, as those
     // still in its backlog are; a worker handing one from now on serves it itself.
     drop(inbox);
-    let _ = stop_tx.send(true);
+    stop.0.stop();
     drop(done_tx);
     tracing::info!("proxy stopped accepting; draining");
     if tokio::time::timeout(drain_timeout, done_rx.recv())
@@ -228,12 +269,133 @@ async fn serve_inner(
     Ok(())
 }
 
-/// The next connection another worker handed over; never resolves without an inbox (a listener
-/// served alone).
-async fn next_handed(inbox: &mut Option<mpsc::UnboundedReceiver<Handed>>) -> Option<Handed> {
-    match inbox {
-        Some(inbox) => inbox.recv().await,
-        None => std::future::pending().await,
+/// How many connections the accept loop takes in a row before it looks at the listener's stop
+/// and its inbox even though `accept` has more.
+const ACCEPT_STREAK: u32 = 32;
+
+/// What the accept loop does next.
+enum Next {
+    Accepted(std::io::Result<(TcpStream, SocketAddr)>),
+    /// A connection another worker accepted and handed here.
+    Handed(Handed),
+    /// The listener is stopping.
+    Stop,
+}
+
+/// A listener's stop as its connections watch it (issue 12): a flag each connection reads when
+/// it is polled (one atomic load), and the wakers of the connections waiting, woken once when it
+/// is set. It replaces a `watch` channel, whose `wait_for` took the channel's locks to register
+/// on every poll of every connection and again to deregister (~450 instructions per
+/// connection and per keep-alive request; docs/performance.md, branch `conn`).
+#[derive(Default)]
+struct Stop {
+    stopped: AtomicBool,
+    waiters: std::sync::Mutex<Waiters>,
+}
+
+/// The wakers of the connections waiting for a [`Stop`], by slot; freed slots are reused.
+#[derive(Default)]
+struct Waiters {
+    slots: Vec<Option<Waker>>,
+    free: Vec<usize>,
+}
+
+impl Stop {
+    /// Sets the flag and wakes every connection waiting for it.
+    fn stop(&self) {
+        if self.stopped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        for waker in waiters.slots.iter().flatten() {
+            waker.wake_by_ref();
+        }
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+}
+
+/// Stops the listener's connections when the accept loop's future ends or is dropped.
+struct StopOnDrop(Arc<Stop>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+/// One connection's watch of its listener's [`Stop`]: registered on the first poll that finds
+/// it unset (again only if the task's waker changed), deregistered when dropped.
+struct StopWatch {
+    stop: Arc<Stop>,
+    /// The connection's slot among the waiters, and the waker put there.
+    slot: Option<(usize, Waker)>,
+}
+
+impl StopWatch {
+    fn new(stop: Arc<Stop>) -> Self {
+        StopWatch { stop, slot: None }
+    }
+
+    /// Ready once the listener is stopping; otherwise the task is woken when it does.
+    fn poll_stopped(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if self.stop.is_stopped() {
+            return Poll::Ready(());
+        }
+        if let Some((_, waker)) = &self.slot {
+            if waker.will_wake(cx.waker()) {
+                return Poll::Pending;
+            }
+        }
+        {
+            let mut waiters = self
+                .stop
+                .waiters
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let waker = cx.waker().clone();
+            match &mut self.slot {
+                Some((key, mine)) => {
+                    waiters.slots[*key] = Some(waker.clone());
+                    *mine = waker;
+                }
+                None => {
+                    let key = match waiters.free.pop() {
+                        Some(key) => {
+                            waiters.slots[key] = Some(waker.clone());
+                            key
+                        }
+                        None => {
+                            waiters.slots.push(Some(waker.clone()));
+                            waiters.slots.len() - 1
+                        }
+                    };
+                    self.slot = Some((key, waker));
+                }
+            }
+        }
+        // Set between the first look and the registration: `stop` may have missed this waker.
+        if self.stop.is_stopped() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl Drop for StopWatch {
+    fn drop(&mut self) {
+        if let Some((key, _)) = self.slot.take() {
+            let mut waiters = self
+                .stop
+                .waiters
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            waiters.slots[key] = None;
+            waiters.free.push(key);
+        }
     }
 }
 
@@ -324,13 +486,23 @@ struct Conn {
     ctx: Arc<Context>,
     builder: Arc<Protocols>,
     tls: Option<TlsListener>,
-    stop: watch::Receiver<bool>,
+    stop: Arc<Stop>,
     /// Held until the connection ends; the drain waits for every clone to drop.
     _done: mpsc::Sender<()>,
 }
 
 impl Conn {
-    async fn run(self, mut stream: TcpStream, peer: SocketAddr) {
+    /// Serves one accepted connection to its end; `_held` (the listener's connection-limit
+    /// permit and the worker's connection count) is released when it ends.
+    async fn run(
+        self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        _held: (
+            Option<tokio::sync::OwnedSemaphorePermit>,
+            Option<crate::metrics::ConnectionGuard>,
+        ),
+    ) {
         let options = &self.ctx.options;
         // The header timeout starts here, not at the first byte: a connection that never
         // sends one is closed after it (issue 10 item 3).
@@ -381,7 +553,8 @@ impl Conn {
             trusted: Cidr::any_contains(&options.trusted_proxies, client_addr.ip()),
         };
         let open = self.builder.connections.open();
-        let activity = Arc::new(Activity::new());
+        // Idle since accept (one clock read for both).
+        let activity = Arc::new(Activity::since(accepted));
         match &self.tls {
             None => {
                 let first_by = accepted + options.header_read_timeout;
@@ -464,18 +637,19 @@ impl Conn {
         // The connection's one timer and its watch of the listener's stop, made once here and
         // handed on to `drive`: the protocol sniff shares them (it was a second timer and a
         // second stop watch per plain connection; docs/performance.md, branch `newconn`).
-        let mut stop = self.stop.clone();
-        let stopped = stop.wait_for(|stop| *stop);
-        tokio::pin!(stopped);
+        let mut stop = StopWatch::new(self.stop.clone());
         let timer = tokio::time::sleep_until(first_by);
         tokio::pin!(timer);
         let speaks = match speaks {
             Speaks::Unknown => {
                 // Bounded like the first request: the header timeout from accept (or from the
-                // handshake's end), and the listener's stop.
+                // handshake's end), and the listener's stop. The bytes are looked at first: a
+                // client that sent its request with the connection (most do) is then sniffed
+                // without the timer or the stop watch being registered at all.
                 let sniffed = tokio::select! {
+                    biased;
                     sniffed = io.sniff() => sniffed,
-                    _ = stopped.as_mut() => return,
+                    () = std::future::poll_fn(|cx| stop.poll_stopped(cx)) => return,
                     () = timer.as_mut() => {
                         tracing::debug!(client.addr = %client.addr, reason = "no request within the header timeout", "connection closed");
                         return;
@@ -511,7 +685,7 @@ impl Conn {
             // the larger of the two (see `serve_inner`'s spawn).
             let conn = Box::pin(self.builder.http2.serve_connection(io, svc));
             let bounds = Bounds {
-                stopped: stopped.as_mut(),
+                stop: &mut stop,
                 timer: timer.as_mut(),
                 first_by,
                 idle,
@@ -523,7 +697,7 @@ impl Conn {
             });
             let conn = Box::pin(self.builder.http1.serve_connection(io, svc).with_upgrades());
             let bounds = Bounds {
-                stopped: stopped.as_mut(),
+                stop: &mut stop,
                 timer: timer.as_mut(),
                 first_by,
                 idle,
@@ -546,16 +720,16 @@ impl Conn {
     /// frame watch of HTTP/2), so no wake-up is needed to re-arm it. Extending a tokio timer is
     /// an atomic store, not a trip to the timer wheel. This replaces hyper's own header timer
     /// on HTTP/1 (a boxed timer per request) and the loop's three (docs/performance.md).
-    async fn drive<C: Graceful, S: Future>(
+    async fn drive<C: Graceful>(
         &self,
         mut conn: Pin<Box<C>>,
         client: service::Client,
         activity: Arc<Activity>,
-        bounds: Bounds<'_, S>,
+        bounds: Bounds<'_>,
         http1: bool,
     ) {
         let Bounds {
-            mut stopped,
+            stop,
             mut timer,
             first_by,
             idle,
@@ -568,15 +742,13 @@ impl Conn {
         let mut idle_at = activity.last() + idle;
         // When a graceful shutdown must have finished; then the connection is dropped.
         let mut force_at: Option<tokio::time::Instant> = None;
-        // Where the timer rests when no bound applies (tokio clamps what lies beyond its wheel).
-        let far = first_by + Duration::from_secs(86_400 * 365);
-        // `serve` armed the timer at `first_by`.
+        // `serve` made the timer for `first_by` (registered with tokio when first polled).
         let mut armed = first_by;
         let ended = std::future::poll_fn(|cx| loop {
             if let Poll::Ready(result) = conn.as_mut().poll(cx) {
                 return Poll::Ready(result.err().map(|e| e.to_string()));
             }
-            if !stopping && stopped.as_mut().poll(cx).is_ready() {
+            if !stopping && stop.poll_stopped(cx).is_ready() {
                 conn.as_mut().shut_down();
                 stopping = true;
                 draining = true;
@@ -598,13 +770,27 @@ impl Conn {
             // HTTP/2 has no deadline of its own for a HEADERS frame arriving a byte at a
             // time; `--client-header-timeout` bounds it as it does an HTTP/1 head.
             let block_by = activity.header_block_since().map(|t| t + header_timeout);
-            let mut next = far;
-            for at in [head_by, block_by, (!stopping).then_some(idle_at), force_at]
+            // HTTP/1 runs its request inside `conn`'s poll, and the request's `Active` is
+            // dropped with its response body there: while one is in flight the idle bound
+            // cannot end the connection (it would only look again later), and this loop is
+            // polled again when the request ends, so it is left out until then. This keeps
+            // a connection served before its header timeout from registering a timer at all.
+            // (HTTP/2 streams run in their own tasks: its idle bound applies throughout.)
+            let http1_in_flight = http1 && activity.in_flight.load(Ordering::Relaxed) > 0;
+            let idle_by = if stopping || http1_in_flight {
+                None
+            } else {
+                Some(idle_at)
+            };
+            let Some(next) = [head_by, block_by, idle_by, force_at]
                 .into_iter()
                 .flatten()
-            {
-                next = next.min(at);
-            }
+                .min()
+            else {
+                // No bound applies now: the timer is not armed (one armed earlier may still
+                // wake this loop, which then finds nothing due).
+                return Poll::Pending;
+            };
             if next != armed {
                 timer.as_mut().reset(next);
                 armed = next;
@@ -658,12 +844,11 @@ impl Conn {
     }
 }
 
-/// The bounds [`Conn::drive`] keeps on a connection: the listener's stop (a pending
-/// `watch::Receiver::wait_for`), the connection's one timer (armed at `first_by`), the first
-/// request's deadline and the idle timeout. Made by [`Conn::serve`], whose protocol sniff
-/// shares them.
-struct Bounds<'a, S> {
-    stopped: Pin<&'a mut S>,
+/// The bounds [`Conn::drive`] keeps on a connection: the listener's stop, the connection's one
+/// timer (made for `first_by`), the first request's deadline and the idle timeout. Made by
+/// [`Conn::serve`], whose protocol sniff shares them.
+struct Bounds<'a> {
+    stop: &'a mut StopWatch,
     timer: Pin<&'a mut tokio::time::Sleep>,
     first_by: tokio::time::Instant,
     idle: Duration,
@@ -686,9 +871,11 @@ pub(crate) struct Activity {
 }
 
 fn clock_ms() -> u64 {
-    let ms = tokio::time::Instant::now()
-        .saturating_duration_since(clock_base())
-        .as_millis();
+    to_clock_ms(tokio::time::Instant::now())
+}
+
+fn to_clock_ms(at: tokio::time::Instant) -> u64 {
+    let ms = at.saturating_duration_since(clock_base()).as_millis();
     u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
@@ -698,9 +885,15 @@ fn from_clock_ms(ms: u64) -> tokio::time::Instant {
 
 impl Activity {
     /// A connection's activity from now: idle since it was set up.
+    #[cfg(test)]
     fn new() -> Self {
+        Activity::since(tokio::time::Instant::now())
+    }
+
+    /// A connection's activity, idle since `at`.
+    fn since(at: tokio::time::Instant) -> Self {
         let activity = Activity::default();
-        activity.touch();
+        activity.last.store(to_clock_ms(at), Ordering::Relaxed);
         activity
     }
 
@@ -868,19 +1061,33 @@ impl<S: tokio::io::AsyncRead + Unpin> Watched<S> {
     /// Reads the client's first bytes, until they are the HTTP/2 connection preface (prior
     /// knowledge, RFC 9113 §3.3) or cannot be; keeps them for hyper. End of stream is HTTP/1
     /// (hyper then sees the bytes and the end).
+    ///
+    /// Each read lands in a buffer on the stack of the poll (not in the connection's future),
+    /// and what it brought is kept in an allocation of its size: a request head of a hundred
+    /// bytes costs a small allocation, not a 4 KiB one per connection (docs/performance.md,
+    /// branch `conn`).
     async fn sniff(&mut self) -> std::io::Result<Speaks> {
-        let mut buf = BytesMut::with_capacity(SNIFF_BYTES);
-        let speaks = loop {
-            let read = tokio::io::AsyncReadExt::read_buf(self, &mut buf).await?;
-            let have = buf.len().min(H2_PREFACE.len());
-            if read == 0 || buf[..have] != H2_PREFACE[..have] {
-                break Speaks::Http1;
+        let mut seen: Vec<u8> = Vec::new();
+        let speaks = std::future::poll_fn(|cx| loop {
+            let mut space = [std::mem::MaybeUninit::<u8>::uninit(); SNIFF_BYTES];
+            let mut buf = tokio::io::ReadBuf::uninit(&mut space);
+            std::task::ready!(tokio::io::AsyncRead::poll_read(
+                Pin::new(&mut *self),
+                cx,
+                &mut buf
+            ))?;
+            let read = buf.filled();
+            seen.extend_from_slice(read);
+            let have = seen.len().min(H2_PREFACE.len());
+            if read.is_empty() || seen[..have] != H2_PREFACE[..have] {
+                return Poll::Ready(Ok::<_, std::io::Error>(Speaks::Http1));
             }
             if have == H2_PREFACE.len() {
-                break Speaks::Http2;
+                return Poll::Ready(Ok(Speaks::Http2));
             }
-        };
-        self.prefix = buf.freeze();
+        })
+        .await?;
+        self.prefix = Bytes::from(seen);
         Ok(speaks)
     }
 }
@@ -1084,7 +1291,7 @@ mod tests {
         let (stream, peer) = listener.accept().await.expect("accept");
         let options = Arc::new(ProxyOptions::default());
         let ctx = Arc::new(Context::new(crate::publish::shared(), options.clone()));
-        let (_stop_tx, stop) = watch::channel(false);
+        let stop = Arc::new(Stop::default());
         let (done, _done_rx) = mpsc::channel(1);
         let conn = Conn {
             builder: Arc::new(Protocols {
@@ -1097,10 +1304,10 @@ mod tests {
             stop,
             _done: done,
         };
-        let run = conn.run(stream, peer);
+        let run = conn.run(stream, peer, (None, None));
         let size = std::mem::size_of_val(&run);
-        // 1,456 bytes in a debug build (the timers and the stop watch of the sniff and of
-        // `drive` are most of it).
+        // 1,456 bytes in a debug build at branch `dpconn2` (the timer and the stop watch of
+        // the sniff and of `drive` were most of it).
         assert!(size <= 2048, "Conn::run's future is {size} bytes");
         drop((run, client));
     }
