@@ -50,6 +50,7 @@ use http_body::{Body as _, Frame, SizeHint};
 use rustls::pki_types::ServerName;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
+use tokio_util::either::Either;
 
 use super::error::ProxyError;
 use super::pool::{lock, millis, UpBody};
@@ -735,7 +736,7 @@ async fn connect(
             tracing::debug!(backend.addr = ?peer, error = %e, "set_nodelay failed");
         }
         match tls {
-            None => Ok(Io::Plain(stream)),
+            None => Ok(Either::Left(stream)),
             Some((config, server_name)) => {
                 let name = match (server_name, peer) {
                     (Some(name), _) => ServerName::try_from(name),
@@ -747,7 +748,7 @@ async fn connect(
                     .connect(name, stream)
                     .await
                     .map_err(ConnectFailure::failed)?;
-                Ok(Io::Tls(Box::new(tls)))
+                Ok(Either::Right(Box::new(tls)))
             }
         }
     })
@@ -895,75 +896,10 @@ impl Future for Driver {
     }
 }
 
-/// Plain TCP or TLS under one type for h2.
-enum Io {
-    Plain(tokio::net::TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
-}
-
-impl tokio::io::AsyncRead for Io {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-            Io::Tls(s) => std::pin::Pin::new(&mut **s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl tokio::io::AsyncWrite for Io {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-            Io::Tls(s) => std::pin::Pin::new(&mut **s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(s) => std::pin::Pin::new(s).poll_write_vectored(cx, bufs),
-            Io::Tls(s) => std::pin::Pin::new(&mut **s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Io::Plain(s) => s.is_write_vectored(),
-            Io::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
-            Io::Tls(s) => std::pin::Pin::new(&mut **s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
-            Io::Tls(s) => std::pin::Pin::new(&mut **s).poll_shutdown(cx),
-        }
-    }
-}
+/// Plain TCP or TLS under one type for h2 (tokio-util's `Either` forwards reads and
+/// vectored writes to whichever it holds).
+type Io =
+    Either<tokio::net::TcpStream, Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>>;
 
 /// Every half idle timeout (at least 100 ms): drops connections no request used for an idle
 /// timeout (between one and one and a half, by this granularity), and closed or failed ones.
